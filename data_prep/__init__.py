@@ -1,0 +1,1 @@
+"""Offline data preparation: photos or COCO -> sharded Lab TFRecords."""
