@@ -1,0 +1,79 @@
+"""Checkpoint layout of a training directory, and restoring a generator.
+
+Layout of a model_dir:
+
+  MODEL_DIR/config.json              the ModelConfig (architecture)
+  MODEL_DIR/pretrain/config.json     the pretrain stage's TrainConfig
+  MODEL_DIR/pretrain/ckpt-<step>.*   tf.train.Checkpoint files
+  MODEL_DIR/pretrain/{train,eval}/   TensorBoard event files
+  MODEL_DIR/gan/...                  the same for the GAN stage
+
+Each checkpoint holds `step`, `generator`, `generator_optimizer` and, in the
+GAN stage, `discriminator` and `discriminator_optimizer`. Checkpoints are
+numbered by global step, so `ckpt-1200` is the state after 1200 steps.
+"""
+
+import os
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from chromagen_tf import configs
+
+CHECKPOINT_NAME = 'ckpt'
+
+
+def stage_dir(model_dir: str, stage: str) -> str:
+    if stage not in configs.STAGES:
+        raise ValueError(f'stage must be one of {configs.STAGES}, got {stage}')
+    return os.path.join(model_dir, stage)
+
+
+def latest_checkpoint(model_dir: str, stage: str) -> Optional[str]:
+    """The newest checkpoint prefix of a stage, or None."""
+    return tf.train.latest_checkpoint(stage_dir(model_dir, stage))
+
+
+def build_generator_for(model: configs.ModelConfig, **kwargs) -> keras.Model:
+    """Builds the generator a ModelConfig describes (random weights)."""
+    from chromagen_tf import models  # pylint: disable=g-import-not-at-top
+
+    return models.build_generator(model.generator, width=model.width, **kwargs)
+
+
+def restore_generator(
+    model_dir: str,
+    stage: str = 'gan',
+    checkpoint_path: Optional[str] = None,
+) -> tuple[keras.Model, configs.ModelConfig, str]:
+    """Rebuilds a trained generator from a training directory.
+
+    Only the generator is read: the discriminator and the optimizers are
+    left out (`expect_partial`), and every generator variable must be found
+    in the checkpoint (`assert_existing_objects_matched`).
+
+    Args:
+      model_dir: A training directory written by `chromagen_tf.train`.
+      stage: Which stage's latest checkpoint to use, if checkpoint_path is
+        not given.
+      checkpoint_path: An explicit checkpoint prefix.
+
+    Returns:
+      (generator, model_config, checkpoint_path).
+
+    Raises:
+      FileNotFoundError: there is no config.json or no checkpoint.
+    """
+    model_config = configs.read_model_config(model_dir)
+    if checkpoint_path is None:
+        checkpoint_path = latest_checkpoint(model_dir, stage)
+        if checkpoint_path is None:
+            raise FileNotFoundError(
+                f'No {stage} checkpoint in {stage_dir(model_dir, stage)}. '
+                f'Train the {stage} stage first.'
+            )
+    generator = build_generator_for(model_config)
+    status = tf.train.Checkpoint(generator=generator).read(checkpoint_path)
+    status.expect_partial().assert_existing_objects_matched()
+    return generator, model_config, checkpoint_path

@@ -1,0 +1,217 @@
+"""Configuration objects for training, and their JSON form in a model_dir.
+
+Two frozen dataclasses carry every hyperparameter:
+
+  * `ModelConfig`, the architecture. It is written once per model_dir as
+    `MODEL_DIR/config.json`; every later run in the same model_dir (either
+    stage, the export, the colorize tool) reads it to rebuild the networks,
+    and a run that asks for a different architecture fails naming the field.
+  * `TrainConfig`, one stage's full configuration (it embeds the
+    `ModelConfig`). It is written as `MODEL_DIR/<stage>/config.json`; a
+    restarted stage must match it, except for the fields in
+    `RESUMABLE_FIELDS` (how long to train, how often to log), which a
+    resumed job may change.
+
+Defaults are the recipe of the tutorial this project follows (Shariatnia
+2020, after pix2pix): 256x256, batch 16, pretraining with Adam 1e-4, the GAN
+stage with Adam 2e-4 and beta1 0.5, lambda_l1 100.
+"""
+
+import dataclasses
+import json
+import os
+from typing import Any, Optional
+
+import tensorflow as tf
+
+STAGES = ('pretrain', 'gan')
+MODEL_CONFIG_FILE = 'config.json'
+STAGE_CONFIG_FILE = 'config.json'
+
+# Per-stage optimiser defaults (tutorial: pretrain Adam lr 1e-4 with Keras'
+# default betas; GAN stage Adam lr 2e-4, beta1 0.5, beta2 0.999 as pix2pix).
+STAGE_DEFAULTS = {
+    'pretrain': dict(lr_g=1e-4, lr_d=2e-4, beta1=0.9, beta2=0.999),
+    'gan': dict(lr_g=2e-4, lr_d=2e-4, beta1=0.5, beta2=0.999),
+}
+
+
+class ConfigMismatchError(ValueError):
+    """A run's configuration is incompatible with what model_dir holds."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The networks' architecture: what a checkpoint's shapes depend on."""
+
+    generator: str = 'resnet18_unet'
+    width: int = 64
+    discriminator_width: int = 64
+    spectral_norm: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training stage needs. See chromagen_tf/train.py flags."""
+
+    stage: str = 'pretrain'
+    data_dir: str = ''
+    model_dir: str = ''
+    model: ModelConfig = ModelConfig()
+    encoder_weights: str = 'none'
+    init_from: str = ''
+    image_size: int = 256
+    global_batch_size: int = 16
+    epochs: int = 0
+    train_steps: int = 0
+    steps_per_loop: int = 50
+    lr_g: float = 1e-4
+    lr_d: float = 2e-4
+    beta1: float = 0.9
+    beta2: float = 0.999
+    lambda_l1: float = 100.0  # pix2pix, Isola et al. 2017, Sec. 4.
+    gan_loss: str = 'vanilla'
+    strategy: str = 'auto'
+    tpu: str = ''
+    sync_batch_norm: bool = False
+    mixed_precision: str = 'auto'
+    checkpoint_every: int = 500
+    max_checkpoints: int = 5
+    summary_every: int = 50
+    eval_every: int = 500
+    num_eval_images: int = 8
+    skip_corrupt_records: bool = False
+    seed: int = 0
+    shuffle_buffer: int = 1000
+
+    @property
+    def stage_dir(self) -> str:
+        return os.path.join(self.model_dir, self.stage)
+
+
+# Fields a resumed stage may change without invalidating its checkpoint.
+RESUMABLE_FIELDS = frozenset({
+    'epochs', 'train_steps', 'steps_per_loop', 'checkpoint_every',
+    'max_checkpoints', 'summary_every', 'eval_every', 'num_eval_images',
+    'skip_corrupt_records', 'data_dir', 'model_dir', 'strategy', 'tpu',
+    'init_from', 'encoder_weights',
+})
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    return dataclasses.asdict(config)
+
+
+def model_config_from_dict(values: dict[str, Any]) -> ModelConfig:
+    known = {field.name for field in dataclasses.fields(ModelConfig)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigMismatchError(
+            f'Unknown model config field(s) {sorted(unknown)}; was this '
+            'model_dir written by a newer ChromaGen?'
+        )
+    return ModelConfig(**values)
+
+
+def train_config_from_dict(values: dict[str, Any]) -> TrainConfig:
+    values = dict(values)
+    values['model'] = model_config_from_dict(values.get('model', {}))
+    return TrainConfig(**values)
+
+
+def _write_json_atomically(path: str, values: dict[str, Any]) -> None:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    temporary = path + '.tmp'
+    with tf.io.gfile.GFile(temporary, 'w') as f:
+        json.dump(values, f, indent=2, sort_keys=True)
+        f.write('\n')
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def _read_json(path: str) -> Optional[dict[str, Any]]:
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def _flatten(values: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+    flat = {}
+    for name, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, prefix=f'{prefix}{name}.'))
+        else:
+            flat[prefix + name] = value
+    return flat
+
+
+def _first_difference(
+    saved: dict[str, Any], wanted: dict[str, Any], ignore=frozenset()
+) -> Optional[tuple[str, Any, Any]]:
+    """The first field, in dotted form, whose value differs, or None."""
+    saved, wanted = _flatten(saved), _flatten(wanted)
+    for name in sorted(set(saved) | set(wanted)):
+        if name in ignore:
+            continue
+        if saved.get(name) != wanted.get(name):
+            return name, saved.get(name), wanted.get(name)
+    return None
+
+
+def read_model_config(model_dir: str) -> ModelConfig:
+    """Reads MODEL_DIR/config.json.
+
+    Raises:
+      FileNotFoundError: model_dir holds no config.json.
+    """
+    values = _read_json(os.path.join(model_dir, MODEL_CONFIG_FILE))
+    if values is None:
+        raise FileNotFoundError(
+            f'{model_dir} has no {MODEL_CONFIG_FILE}: it is not a ChromaGen '
+            'training directory (run python -m chromagen_tf.train first).'
+        )
+    return model_config_from_dict(values)
+
+
+def check_and_write_model_config(model_dir: str, model: ModelConfig) -> None:
+    """Writes MODEL_DIR/config.json, or checks it matches if present.
+
+    Raises:
+      ConfigMismatchError: the saved architecture differs; names the field.
+    """
+    path = os.path.join(model_dir, MODEL_CONFIG_FILE)
+    saved = _read_json(path)
+    if saved is None:
+        _write_json_atomically(path, to_dict(model))
+        return
+    difference = _first_difference(saved, to_dict(model))
+    if difference:
+        name, old, new = difference
+        raise ConfigMismatchError(
+            f'model_dir {model_dir} holds a model with {name}={old!r}, but '
+            f'this run asks for {name}={new!r}. Use the same --{name} or a '
+            'new --model_dir.'
+        )
+
+
+def check_and_write_stage_config(config: TrainConfig) -> None:
+    """Writes MODEL_DIR/<stage>/config.json, or checks a resumed run matches.
+
+    Raises:
+      ConfigMismatchError: a field outside RESUMABLE_FIELDS changed.
+    """
+    path = os.path.join(config.stage_dir, STAGE_CONFIG_FILE)
+    saved = _read_json(path)
+    wanted = to_dict(config)
+    if saved is not None:
+        difference = _first_difference(
+            saved, json.loads(json.dumps(wanted)), ignore=RESUMABLE_FIELDS
+        )
+        if difference:
+            name, old, new = difference
+            raise ConfigMismatchError(
+                f'Cannot resume {config.stage_dir}: it was started with '
+                f'{name}={old!r} but this run has {name}={new!r}. Restore '
+                'the original value or train into a new --model_dir.'
+            )
+    _write_json_atomically(path, wanted)
