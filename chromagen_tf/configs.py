@@ -83,6 +83,7 @@ class TrainConfig:
     skip_corrupt_records: bool = False
     seed: int = 0
     shuffle_buffer: int = 1000
+    augment: bool = True
 
     @property
     def stage_dir(self) -> str:

@@ -1,0 +1,129 @@
+"""Choosing the tf.distribute strategy and the mixed-precision policy.
+
+`auto` picks what is fastest where the job runs:
+  * strategy: TPUStrategy when a TPU is named, MirroredStrategy when more than
+    one GPU is visible, otherwise a one-device strategy.
+  * precision: bfloat16 on TPU, float16 on NVIDIA GPUs, float32 on CPU.
+    On a 2-core CPU without AMX, mixed_bfloat16 trained at about 0.65x the
+    float32 speed (BENCHMARKS.md), so CPU runs stay in float32 unless asked.
+
+The policy must be set before the strategy and the models are built, so
+`setup` does both in that order.
+"""
+
+import os
+import shutil
+import tempfile
+from typing import Optional
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker', 'tpu')
+PRECISIONS = ('auto', 'float32', 'float16', 'bfloat16')
+
+_POLICY_NAMES = {
+    'float32': 'float32',
+    'float16': 'mixed_float16',
+    'bfloat16': 'mixed_bfloat16',
+}
+
+
+def _resolve_strategy_name(name: str, tpu: str) -> str:
+    if name != 'auto':
+        return name
+    if tpu:
+        return 'tpu'
+    if len(tf.config.list_physical_devices('GPU')) > 1:
+        return 'mirrored'
+    return 'one_device'
+
+
+def resolve_precision(precision: str, strategy_name: str, tpu: str) -> str:
+    """Maps --mixed_precision to a Keras policy name ('auto' resolved)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'mixed_precision must be one of {PRECISIONS}')
+    if precision == 'auto':
+        if _resolve_strategy_name(strategy_name, tpu) == 'tpu':
+            precision = 'bfloat16'
+        elif tf.config.list_physical_devices('GPU'):
+            precision = 'float16'
+        else:
+            precision = 'float32'
+    return _POLICY_NAMES[precision]
+
+
+def make_strategy(name: str, tpu: str = '') -> tf.distribute.Strategy:
+    """Builds the tf.distribute strategy for --strategy and --tpu."""
+    if name not in STRATEGIES:
+        raise ValueError(f'strategy must be one of {STRATEGIES}')
+    name = _resolve_strategy_name(name, tpu)
+    if name == 'tpu':
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    if name == 'multi_worker':
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == 'mirrored':
+        return tf.distribute.MirroredStrategy()
+    gpus = tf.config.list_logical_devices('GPU')
+    device = gpus[0].name if gpus else '/cpu:0'
+    return tf.distribute.OneDeviceStrategy(device)
+
+
+def setup(
+    strategy_name: str, precision: str, tpu: str = ''
+) -> tuple[tf.distribute.Strategy, str]:
+    """Sets the global Keras precision policy, then builds the strategy.
+
+    Returns:
+      (strategy, policy name).
+    """
+    policy = resolve_precision(precision, strategy_name, tpu)
+    keras.mixed_precision.set_global_policy(policy)
+    strategy = make_strategy(strategy_name, tpu)
+    logging.info(
+        'Strategy %s with %d replica(s), precision policy %s.',
+        type(strategy).__name__, strategy.num_replicas_in_sync, policy,
+    )
+    return strategy, policy
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the one worker that writes checkpoints and summaries."""
+    resolver = getattr(strategy, 'cluster_resolver', None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == 'chief':
+        return True
+    has_chief = 'chief' in resolver.cluster_spec().as_dict()
+    return resolver.task_type == 'worker' and resolver.task_id == 0 and (
+        not has_chief
+    )
+
+
+def write_dir(
+    directory: str, strategy: tf.distribute.Strategy
+) -> tuple[str, Optional[str]]:
+    """Where this worker writes: `directory` on the chief, a temp dir else.
+
+    Every worker must take part in a multi-worker checkpoint save, but only
+    the chief's copy is kept.
+
+    Returns:
+      (path to write to, temporary directory to delete at the end or None).
+    """
+    if is_chief(strategy):
+        return directory, None
+    resolver = strategy.cluster_resolver
+    temporary = tempfile.mkdtemp(
+        prefix=f'chromagen-{resolver.task_type}-{resolver.task_id}-'
+    )
+    return os.path.join(temporary, os.path.basename(directory)), temporary
+
+
+def remove_temporary(temporary: Optional[str]) -> None:
+    if temporary:
+        shutil.rmtree(temporary, ignore_errors=True)

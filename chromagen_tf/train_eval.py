@@ -1,0 +1,173 @@
+"""TensorBoard summaries and evaluation during training.
+
+Writers live under MODEL_DIR/<stage>/train and MODEL_DIR/<stage>/eval, and
+every summary is written with step=global_step. The eval writer gets:
+  * scalars over the whole val split: l1 (normalised ab, the training
+    loss), ab_mae (real Lab units), psnr (RGB), colorfulness of the
+    predictions and of the ground truth (Hasler and Suesstrunk 2003);
+  * one image per example of a fixed batch of `num_eval_images` val photos:
+    grayscale input | prediction | ground truth, side by side.
+Workers other than the chief write nothing.
+"""
+
+import os
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from chromagen_tf import color
+from chromagen_tf import data
+from chromagen_tf import losses
+from chromagen_tf import metrics
+
+EVAL_METRICS = ('l1', 'ab_mae', 'psnr', 'colorfulness', 'colorfulness_gt')
+
+
+def side_by_side(l_normalized, ab_pred, ab_true) -> tf.Tensor:
+    """[B, H, 3W, 3] RGB in [0, 1]: gray input | prediction | ground truth."""
+    gray = color.normalized_to_rgb(l_normalized, tf.zeros_like(ab_true))
+    prediction = color.normalized_to_rgb(l_normalized, ab_pred)
+    truth = color.normalized_to_rgb(l_normalized, ab_true)
+    return tf.concat([gray, prediction, truth], axis=2)
+
+
+class Evaluator:
+    """Writes training scalars, and evaluates on the val split."""
+
+    def __init__(self, config, strategy, trainer, chief: bool):
+        self.config = config
+        self.strategy = strategy
+        self.trainer = trainer
+        if chief:
+            self.train_writer = tf.summary.create_file_writer(
+                os.path.join(trainer.write_dir, 'train')
+            )
+            self.eval_writer = tf.summary.create_file_writer(
+                os.path.join(trainer.write_dir, 'eval')
+            )
+        else:
+            self.train_writer = tf.summary.create_noop_writer()
+            self.eval_writer = tf.summary.create_noop_writer()
+        self._val_pattern = data.split_file_pattern(config.data_dir, 'val')
+        self._has_val = bool(tf.io.gfile.glob(self._val_pattern))
+        if not self._has_val:
+            logging.warning(
+                'No val split at %s: evaluation is skipped.', self._val_pattern
+            )
+        self._image_batch = None
+        self._eval_step = tf.function(self._replica_sums)
+
+    def write_train_summaries(self, step, values, images_per_second):
+        networks = self.trainer.networks
+        with self.train_writer.as_default(step=step):
+            for name, value in values.items():
+                tf.summary.scalar(f'losses/{name}', value)
+            tf.summary.scalar('throughput/images_per_second',
+                              images_per_second)
+            optimizers = {'generator': networks.generator_optimizer}
+            if networks.discriminator_optimizer is not None:
+                optimizers['discriminator'] = networks.discriminator_optimizer
+            for name, optimizer in optimizers.items():
+                tf.summary.scalar(f'learning_rate/{name}',
+                                  float(optimizer.learning_rate))
+                if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                    tf.summary.scalar(f'loss_scale/{name}',
+                                      float(optimizer.dynamic_scale))
+        self.train_writer.flush()
+
+    def _dataset(self, input_context=None, batch_size=None):
+        tpu = isinstance(self.strategy, tf.distribute.TPUStrategy)
+        return data.make_dataset(
+            self._val_pattern,
+            training=False,
+            image_size=self.config.image_size,
+            global_batch_size=batch_size or self.config.global_batch_size,
+            input_context=input_context,
+            skip_corrupt_records=self.config.skip_corrupt_records,
+            # TPUs need static shapes: drop the final partial batch there.
+            drop_remainder=tpu,
+        )
+
+    def _replica_sums(self, batch):
+        def _fn(l_normalized, ab_true):
+            ab_pred = self.trainer.networks.generator(
+                l_normalized, training=False
+            )
+            ab_pred = tf.cast(ab_pred, tf.float32)
+            rgb_pred = color.normalized_to_rgb(l_normalized, ab_pred)
+            rgb_true = color.normalized_to_rgb(l_normalized, ab_true)
+            ab_pred_real = color.denormalize_ab(ab_pred)
+            ab_true_real = color.denormalize_ab(ab_true)
+            values = {
+                'l1': losses.l1(ab_true, ab_pred),
+                'ab_mae': metrics.ab_mae(ab_pred_real, ab_true_real),
+                'psnr': metrics.psnr(rgb_pred, rgb_true),
+                'colorfulness': metrics.colorfulness(255.0 * rgb_pred),
+                'colorfulness_gt': metrics.colorfulness(255.0 * rgb_true),
+            }
+            sums = {k: tf.reduce_sum(v) for k, v in values.items()}
+            sums['count'] = tf.cast(tf.shape(l_normalized)[0], tf.float32)
+            return sums
+
+        per_replica = self.strategy.run(_fn, args=batch)
+        return {
+            name: self.strategy.reduce(
+                tf.distribute.ReduceOp.SUM, value, axis=None
+            )
+            for name, value in per_replica.items()
+        }
+
+    def evaluate(self, step):
+        """Evaluates on the whole val split and writes images and scalars."""
+        if not self._has_val:
+            return {}
+        dataset = self.strategy.distribute_datasets_from_function(
+            self._dataset
+        )
+        totals = None
+        for batch in dataset:
+            sums = self._eval_step(batch)
+            if totals is None:
+                totals = {k: float(v) for k, v in sums.items()}
+            else:
+                for name, value in sums.items():
+                    totals[name] += float(value)
+        if not totals or totals['count'] == 0:
+            return {}
+        results = {
+            name: totals[name] / totals['count'] for name in EVAL_METRICS
+        }
+        with self.eval_writer.as_default(step=step):
+            for name, value in results.items():
+                tf.summary.scalar(f'metrics/{name}', value)
+            self._write_images()
+        self.eval_writer.flush()
+        logging.info(
+            'Eval at step %d: %s', step,
+            ', '.join(f'{k}={v:.4g}' for k, v in results.items()),
+        )
+        return results
+
+    def _write_images(self):
+        if self._image_batch is None:
+            dataset = self._dataset(batch_size=self.config.num_eval_images)
+            self._image_batch = next(iter(dataset))
+        l_normalized, ab_true = self._image_batch
+        generator = self.trainer.networks.generator
+        # Every replica colours the same batch; the first one's output is
+        # kept. This runs on TPUs too, where variables live on the device.
+        per_replica = self.strategy.run(
+            lambda l: tf.cast(generator(l, training=False), tf.float32),
+            args=(l_normalized,),
+        )
+        ab_pred = self.strategy.experimental_local_results(per_replica)[0]
+        grid = side_by_side(l_normalized, ab_pred, ab_true)
+        tf.summary.image(
+            'gray_prediction_truth', grid,
+            max_outputs=self.config.num_eval_images,
+        )
+
+    def close(self):
+        self.train_writer.close()
+        self.eval_writer.close()

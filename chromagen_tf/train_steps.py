@@ -1,0 +1,245 @@
+"""The networks, optimizers and per-replica train steps of both stages.
+
+Each step computes per-example losses, reduces them with
+`tf.nn.compute_average_loss(..., global_batch_size=...)` and lets the Keras
+optimizer all-reduce (sum) the gradients across replicas. For float16 the
+optimizers are wrapped in `keras.optimizers.LossScaleOptimizer`: the loss is
+scaled with `optimizer.scale_loss()`, and `optimizer.apply()` unscales the
+gradients and skips the update (halving the scale) when they are not finite.
+"""
+
+import dataclasses
+from typing import Optional
+
+import keras
+import tensorflow as tf
+
+from chromagen_tf import configs
+from chromagen_tf import losses
+
+# Metrics every loop reports, per stage; all are averages over the batch.
+PRETRAIN_METRICS = ('l1',)
+GAN_METRICS = ('d_loss', 'g_loss', 'g_adversarial', 'l1', 'd_real', 'd_fake')
+# The terms whose non-finiteness stops training.
+LOSS_TERMS = ('l1', 'd_loss', 'g_loss', 'g_adversarial')
+
+
+@dataclasses.dataclass
+class Networks:
+    generator: keras.Model
+    generator_optimizer: keras.optimizers.Optimizer
+    discriminator: Optional[keras.Model] = None
+    discriminator_optimizer: Optional[keras.optimizers.Optimizer] = None
+
+
+def _make_optimizer(learning_rate, config, policy, name):
+    optimizer = keras.optimizers.Adam(
+        learning_rate=learning_rate,
+        beta_1=config.beta1,
+        beta_2=config.beta2,
+        name=name,
+    )
+    if policy == 'mixed_float16':
+        optimizer = keras.optimizers.LossScaleOptimizer(
+            optimizer, name=name + '_loss_scale'
+        )
+    return optimizer
+
+
+def build_networks(config: configs.TrainConfig, policy: str) -> Networks:
+    """Builds models and optimizers; call inside `strategy.scope()`."""
+    from chromagen_tf import models  # pylint: disable=g-import-not-at-top
+
+    encoder_weights = config.encoder_weights
+    if config.stage == 'gan' or encoder_weights.lower() == 'none':
+        # The GAN stage copies its generator from pretraining instead.
+        encoder_weights = None
+    generator = models.build_generator(
+        config.model.generator,
+        width=config.model.width,
+        encoder_weights=encoder_weights,
+        synchronized_batch_norm=config.sync_batch_norm,
+    )
+    generator_optimizer = _make_optimizer(
+        config.lr_g, config, policy, 'generator_optimizer'
+    )
+    # Keras 3 creates optimizer slots lazily; under MirroredStrategy a first
+    # apply() inside strategy.run then fails (keras-team/keras#19246).
+    generator_optimizer.build(generator.trainable_variables)
+    networks = Networks(generator, generator_optimizer)
+    if config.stage == 'gan':
+        networks.discriminator = models.build_discriminator(
+            width=config.model.discriminator_width,
+            spectral_norm=config.model.spectral_norm,
+            synchronized_batch_norm=config.sync_batch_norm,
+        )
+        networks.discriminator_optimizer = _make_optimizer(
+            config.lr_d, config, policy, 'discriminator_optimizer'
+        )
+        networks.discriminator_optimizer.build(
+            networks.discriminator.trainable_variables
+        )
+    return networks
+
+
+class StepFunctions:
+    """Per-replica steps and the multi-step `tf.function` training loop."""
+
+    def __init__(self, config, strategy, networks: Networks, global_step):
+        self.config = config
+        self.strategy = strategy
+        self.networks = networks
+        self.global_step = global_step
+        self.metric_names = (
+            GAN_METRICS if config.stage == 'gan' else PRETRAIN_METRICS
+        )
+        self._global_batch_size = config.global_batch_size
+        self.train_loop = tf.function(self._train_loop)
+
+    def _average(self, per_example):
+        return tf.nn.compute_average_loss(
+            per_example, global_batch_size=self._global_batch_size
+        )
+
+    # --- Per-replica steps -------------------------------------------------
+
+    def pretrain_step(self, batch, return_gradients=False):
+        l_channel, ab = batch
+        generator = self.networks.generator
+        optimizer = self.networks.generator_optimizer
+        with tf.GradientTape() as tape:
+            prediction = generator(l_channel, training=True)
+            l1 = self._average(losses.l1(ab, prediction))
+            scaled = optimizer.scale_loss(l1)
+        gradients = tape.gradient(scaled, generator.trainable_variables)
+        metrics = {'l1': l1}
+        if return_gradients:
+            return metrics, {'generator': gradients}
+        optimizer.apply(gradients, generator.trainable_variables)
+        return metrics
+
+    def gan_step(self, batch, return_gradients=False):
+        """One D update on the detached fake, then one G update on fresh D.
+
+        The order is the tutorial's and pix2pix's: the generator loss uses
+        D(fake) recomputed after the discriminator's update.
+        """
+        l_channel, ab = batch
+        config = self.config
+        generator = self.networks.generator
+        discriminator = self.networks.discriminator
+        g_optimizer = self.networks.generator_optimizer
+        d_optimizer = self.networks.discriminator_optimizer
+        with tf.GradientTape() as g_tape:
+            fake_ab = generator(l_channel, training=True)
+            with g_tape.stop_recording():
+                with tf.GradientTape() as d_tape:
+                    real_input = tf.concat(
+                        [l_channel, tf.cast(ab, l_channel.dtype)], axis=-1
+                    )
+                    fake_input = tf.concat(
+                        [l_channel,
+                         tf.cast(tf.stop_gradient(fake_ab), l_channel.dtype)],
+                        axis=-1,
+                    )
+                    real_logits = discriminator(real_input, training=True)
+                    fake_logits = discriminator(fake_input, training=True)
+                    d_loss = self._average(
+                        losses.discriminator_loss(
+                            real_logits, fake_logits, config.gan_loss
+                        )
+                    )
+                    d_scaled = d_optimizer.scale_loss(d_loss)
+                d_gradients = d_tape.gradient(
+                    d_scaled, discriminator.trainable_variables
+                )
+                if not return_gradients:
+                    d_optimizer.apply(
+                        d_gradients, discriminator.trainable_variables
+                    )
+            fresh_logits = discriminator(
+                tf.concat([l_channel, tf.cast(fake_ab, l_channel.dtype)], -1),
+                training=True,
+            )
+            g_adversarial = self._average(
+                losses.generator_adversarial_loss(fresh_logits,
+                                                  config.gan_loss)
+            )
+            l1 = self._average(losses.l1(ab, fake_ab))
+            g_loss = g_adversarial + config.lambda_l1 * l1
+            g_scaled = g_optimizer.scale_loss(g_loss)
+        g_gradients = g_tape.gradient(g_scaled, generator.trainable_variables)
+        metrics = {
+            'd_loss': d_loss,
+            'g_loss': g_loss,
+            'g_adversarial': g_adversarial,
+            'l1': l1,
+            'd_real': self._average(
+                losses.discriminator_score(real_logits, config.gan_loss)),
+            'd_fake': self._average(
+                losses.discriminator_score(fake_logits, config.gan_loss)),
+        }
+        if return_gradients:
+            return metrics, {
+                'generator': g_gradients, 'discriminator': d_gradients
+            }
+        g_optimizer.apply(g_gradients, generator.trainable_variables)
+        return metrics
+
+    def replica_step(self, batch, return_gradients=False):
+        if self.config.stage == 'gan':
+            return self.gan_step(batch, return_gradients)
+        return self.pretrain_step(batch, return_gradients)
+
+    # --- Distributed -------------------------------------------------------
+
+    def _sum(self, per_replica):
+        return tf.nest.map_structure(
+            lambda value: self.strategy.reduce(
+                tf.distribute.ReduceOp.SUM, value, axis=None
+            ),
+            per_replica,
+        )
+
+    def distributed_gradients(self, batch):
+        """Losses and all-replica gradients of one step, without applying.
+
+        Used by the tests that check that N replicas match one.
+        """
+        metrics, gradients = self.strategy.run(
+            self.replica_step, args=(batch, True)
+        )
+        return self._sum(metrics), self._sum(gradients)
+
+    def _train_loop(self, iterator, num_steps):
+        """Runs up to num_steps steps; stops at the first non-finite loss.
+
+        Returns:
+          (mean of each metric over the steps run, the global step of the
+          first non-finite loss or -1, the metrics at that step).
+        """
+        global_step = self.global_step
+        totals = {name: tf.constant(0.0) for name in self.metric_names}
+        bad_values = dict(totals)
+        first_bad_step = tf.constant(-1, tf.int64)
+        steps_run = tf.constant(0.0)
+        for _ in tf.range(num_steps):
+            values = self._sum(
+                self.strategy.run(self.replica_step, args=(next(iterator),))
+            )
+            global_step.assign_add(1)
+            finite = tf.reduce_all([
+                tf.math.is_finite(values[name])
+                for name in self.metric_names if name in LOSS_TERMS
+            ])
+            if not finite:
+                first_bad_step = global_step.read_value()
+                bad_values = values
+                break
+            totals = {name: totals[name] + values[name] for name in totals}
+            steps_run += 1.0
+        means = {
+            name: total / tf.maximum(steps_run, 1.0)
+            for name, total in totals.items()
+        }
+        return means, first_bad_step, bad_values

@@ -1,0 +1,355 @@
+"""The two-stage training loop: L1 pretraining, then the conditional GAN.
+
+`train(config)` is the library entry point behind `python -m
+chromagen_tf.train`. It follows the TF Model Garden pattern:
+
+  1. set the precision policy, then build the strategy (distribute.setup);
+  2. build the networks, the optimizers, the step counter and the
+     checkpoint inside `strategy.scope()`, building the optimizers' slots
+     up front (Keras 3 creates them lazily, and a first `apply` inside
+     `strategy.run` fails under MirroredStrategy, keras-team/keras#19246);
+  3. resume from MODEL_DIR/<stage> if it has a checkpoint, else initialise
+     (the GAN stage copies the pretrained generator);
+  4. run `steps_per_loop` steps per `tf.function` call through
+     `strategy.run`, with per-example losses reduced by
+     `tf.nn.compute_average_loss` over the global batch;
+  5. write summaries with step=global_step, evaluate, checkpoint, and stop
+     cleanly on SIGTERM/SIGINT or with a clear error on a non-finite loss.
+"""
+
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any, Callable, Optional
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from chromagen_tf import configs
+from chromagen_tf import data
+from chromagen_tf import distribute
+from chromagen_tf import progress
+from chromagen_tf import train_steps
+
+DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
+
+
+class TrainingError(RuntimeError):
+    """Training cannot start or cannot go on; the message says why."""
+
+
+class NonFiniteLossError(TrainingError):
+    """A loss became NaN or Inf."""
+
+
+def count_records(data_dir: str, split: str) -> int:
+    """Number of records of a split: from manifest.json, else by reading."""
+    manifest_path = os.path.join(data_dir, 'manifest.json')
+    if tf.io.gfile.exists(manifest_path):
+        import json  # pylint: disable=g-import-not-at-top
+
+        with tf.io.gfile.GFile(manifest_path) as f:
+            manifest = json.load(f)
+        count = manifest.get('counts', {}).get(split)
+        if isinstance(count, dict):
+            count = count.get('records', count.get('written'))
+        if isinstance(count, int):
+            return count
+    files = data.list_files(data.split_file_pattern(data_dir, split))
+    return int(
+        tf.data.TFRecordDataset(files).reduce(
+            tf.constant(0, tf.int64), lambda total, _: total + 1
+        )
+    )
+
+
+def total_steps(config: configs.TrainConfig) -> int:
+    """train_steps, or epochs x steps per epoch of the train split."""
+    if config.train_steps:
+        return config.train_steps
+    records = count_records(config.data_dir, 'train')
+    steps_per_epoch = records // config.global_batch_size
+    if steps_per_epoch == 0:
+        raise TrainingError(
+            f'The train split has {records} records, fewer than one global '
+            f'batch of {config.global_batch_size}. Lower --global_batch_size.'
+        )
+    return config.epochs * steps_per_epoch
+
+
+class _StopRequest:
+    """Turns SIGTERM/SIGINT into a flag checked between training loops."""
+
+    def __init__(self):
+        self.signal_name = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signal_number in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signal_number] = signal.signal(
+                    signal_number, self._handle
+                )
+        return self
+
+    def _handle(self, signal_number, unused_frame):
+        self.signal_name = signal.Signals(signal_number).name
+        logging.warning(
+            'Received %s: saving a checkpoint after the current loop.',
+            self.signal_name,
+        )
+
+    def __exit__(self, *unused_exc_info):
+        for signal_number, handler in self._previous.items():
+            signal.signal(signal_number, handler)
+
+
+def _initialise_gan_generator(config, generator) -> str:
+    """Copies the pretrained generator into a fresh GAN stage."""
+    source = config.init_from
+    if source.lower() == 'none':
+        logging.info('GAN stage from scratch (--init_from=none).')
+        return 'scratch'
+    if not source:
+        pretrain_dir = os.path.join(config.model_dir, 'pretrain')
+        source = tf.train.latest_checkpoint(pretrain_dir)
+        if source is None:
+            raise TrainingError(
+                f'The GAN stage starts from the pretrained generator, but '
+                f'{pretrain_dir} has no checkpoint. Run pretraining first:\n'
+                f'  python -m chromagen_tf.train --stage=pretrain '
+                f'--data_dir={config.data_dir} --model_dir={config.model_dir}'
+                '\nor pass --init_from=CHECKPOINT, or --init_from=none to '
+                'train the pix2pix baseline from scratch.'
+            )
+    elif tf.io.gfile.isdir(source):
+        directory = source
+        source = tf.train.latest_checkpoint(directory)
+        if source is None:
+            raise TrainingError(f'--init_from={directory} has no checkpoint.')
+    status = tf.train.Checkpoint(generator=generator).read(source)
+    try:
+        status.expect_partial().assert_existing_objects_matched()
+    except AssertionError as error:
+        raise TrainingError(
+            f'--init_from={source} does not hold a generator of this '
+            f'architecture ({config.model.generator}, width '
+            f'{config.model.width}): {error}'
+        ) from error
+    logging.info('GAN stage: generator initialised from %s', source)
+    return source
+
+
+class Trainer:
+    """Holds the networks, optimizers, checkpoint and step functions."""
+
+    def __init__(
+        self,
+        config: configs.TrainConfig,
+        strategy: tf.distribute.Strategy,
+        policy: str,
+    ):
+        self.config = config
+        self.strategy = strategy
+        self.policy = policy
+        self.gan = config.stage == 'gan'
+        with strategy.scope():
+            self.networks = train_steps.build_networks(config, policy)
+            self.global_step = tf.Variable(
+                0, dtype=tf.int64, trainable=False, name='global_step',
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+            objects = dict(
+                step=self.global_step,
+                generator=self.networks.generator,
+                generator_optimizer=self.networks.generator_optimizer,
+            )
+            if self.gan:
+                objects.update(
+                    discriminator=self.networks.discriminator,
+                    discriminator_optimizer=(
+                        self.networks.discriminator_optimizer
+                    ),
+                )
+            self.checkpoint = tf.train.Checkpoint(**objects)
+        self.steps = train_steps.StepFunctions(
+            config, strategy, self.networks, self.global_step
+        )
+        self.stage_dir = config.stage_dir
+        self.write_dir, self._temporary = distribute.write_dir(
+            self.stage_dir, strategy
+        )
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint,
+            self.write_dir,
+            max_to_keep=config.max_checkpoints,
+            checkpoint_name='ckpt',
+            step_counter=self.global_step,
+            checkpoint_interval=config.checkpoint_every,
+        )
+
+    def restore_or_initialise(self) -> str:
+        """Resumes this stage, or initialises it. Returns what it did."""
+        latest = tf.train.latest_checkpoint(self.stage_dir)
+        if latest:
+            status = self.checkpoint.restore(latest)
+            status.assert_existing_objects_matched()
+            logging.info(
+                'Resumed %s at step %d.', latest, int(self.global_step)
+            )
+            return f'resumed from {latest}'
+        if self.gan:
+            return 'initialised from ' + _initialise_gan_generator(
+                self.config, self.networks.generator
+            )
+        return 'initialised'
+
+    def close(self):
+        distribute.remove_temporary(self._temporary)
+
+
+def _make_datasets(config, strategy, start_step, dataset_fn):
+    train_pattern = data.split_file_pattern(config.data_dir, 'train')
+
+    def _train_fn(input_context):
+        return data.make_dataset(
+            train_pattern,
+            training=True,
+            image_size=config.image_size,
+            global_batch_size=config.global_batch_size,
+            input_context=input_context,
+            # A resumed job draws a fresh, reproducible order.
+            seed=config.seed + start_step,
+            shuffle_buffer=config.shuffle_buffer,
+            skip_corrupt_records=config.skip_corrupt_records,
+            augment=config.augment,
+        )
+
+    return strategy.distribute_datasets_from_function(dataset_fn or _train_fn)
+
+
+def _raise_non_finite(step, values):
+    terms = [
+        f'{name}={value:.4g}' for name, value in values.items()
+        if not math.isfinite(value)
+    ]
+    raise NonFiniteLossError(
+        f'Loss became non-finite at step {step}: {", ".join(terms)}. '
+        'Training stopped; the last good checkpoint was kept and not '
+        'overwritten. Lower the learning rate, check the data, or use '
+        'float32.'
+    )
+
+
+def train(
+    config: configs.TrainConfig,
+    *,
+    dataset_fn: Optional[DatasetFn] = None,
+) -> dict[str, Any]:
+    """Runs one training stage to config's step count (resuming if needed).
+
+    Args:
+      config: The stage's configuration.
+      dataset_fn: Replaces the training input pipeline (tests).
+
+    Returns:
+      A summary: final step, last losses, stop reason, checkpoint path.
+
+    Raises:
+      TrainingError: bad setup (missing data or pretrain checkpoint, config
+        mismatch); NonFiniteLossError on a NaN or Inf loss.
+    """
+    strategy, policy = distribute.setup(
+        config.strategy, config.mixed_precision, config.tpu
+    )
+    chief = distribute.is_chief(strategy)
+    if chief:
+        configs.check_and_write_model_config(config.model_dir, config.model)
+        configs.check_and_write_stage_config(config)
+    steps_to_run = total_steps(config) if dataset_fn is None else (
+        config.train_steps
+    )
+    trainer = Trainer(config, strategy, policy)
+    try:
+        return _train_loop(config, trainer, steps_to_run, dataset_fn)
+    finally:
+        trainer.close()
+
+
+def _train_loop(config, trainer, steps_to_run, dataset_fn):
+    from chromagen_tf import train_eval  # pylint: disable=g-import-not-at-top
+
+    how = trainer.restore_or_initialise()
+    step = int(trainer.global_step)
+    strategy = trainer.strategy
+    evaluator = train_eval.Evaluator(config, strategy, trainer, chief=(
+        distribute.is_chief(strategy)))
+    result = dict(stage=config.stage, start=how, start_step=step)
+    if step >= steps_to_run:
+        logging.info('Step %d already reached %d: nothing to do.', step,
+                     steps_to_run)
+        result.update(step=step, stopped='complete', losses={})
+        return result
+    iterator = iter(_make_datasets(config, strategy, step, dataset_fn))
+    bar = progress.ProgressBar(
+        steps_to_run, initial=step, unit='step',
+        description=f'{config.stage}',
+    )
+    losses = {}
+    stopped = 'complete'
+    with _StopRequest() as stop_request:
+        while step < steps_to_run:
+            boundary = min(
+                steps_to_run,
+                _next_multiple(step, config.steps_per_loop),
+                _next_multiple(step, config.summary_every),
+                _next_multiple(step, config.eval_every),
+            )
+            num_steps = boundary - step
+            start = time.perf_counter()
+            outputs = trainer.steps.train_loop(
+                iterator, tf.constant(num_steps, tf.int32)
+            )
+            mean_losses, first_bad_step, bad_values = outputs
+            first_bad_step = int(first_bad_step)
+            if first_bad_step >= 0:
+                _raise_non_finite(
+                    first_bad_step,
+                    {k: float(v) for k, v in bad_values.items()},
+                )
+            elapsed = time.perf_counter() - start
+            step = int(trainer.global_step)
+            losses = {k: float(v) for k, v in mean_losses.items()}
+            images_per_second = (
+                num_steps * config.global_batch_size / max(elapsed, 1e-9)
+            )
+            bar.update(num_steps, **losses)
+            if step % config.summary_every == 0 or step == steps_to_run:
+                evaluator.write_train_summaries(
+                    step, losses, images_per_second
+                )
+            if step % config.eval_every == 0 or step == steps_to_run:
+                evaluator.evaluate(step)
+            trainer.manager.save(checkpoint_number=step,
+                                 check_interval=step != steps_to_run)
+            if stop_request.signal_name:
+                trainer.manager.save(checkpoint_number=step,
+                                     check_interval=False)
+                stopped = stop_request.signal_name
+                break
+    bar.close()
+    evaluator.close()
+    result.update(
+        step=step, losses=losses, stopped=stopped,
+        checkpoint=trainer.manager.latest_checkpoint,
+    )
+    logging.info('Stage %s stopped at step %d (%s).', config.stage, step,
+                 stopped)
+    return result
+
+
+def _next_multiple(step: int, every: int) -> int:
+    return (step // every + 1) * every if every > 0 else 1 << 62
