@@ -1,0 +1,155 @@
+"""The ChromaGen networks: generators and the PatchGAN discriminator.
+
+    from chromagen_tf.models import build_generator, build_discriminator
+
+    generator = build_generator('resnet18_unet', encoder_weights=None)
+    ab = generator(l_channel)                  # [B, H, W, 1] -> [B, H, W, 2]
+    discriminator = build_discriminator()
+    logits = discriminator(tf.concat([l_channel, ab], -1))  # 30x30 at 256
+
+Generators (`GENERATOR_NAMES`):
+  resnet18_unet  ResNet-18 encoder U-Net after fastai's DynamicUnet
+                 (`unet.py`), the default; 31.1M parameters.
+  resnet34_unet  The same with a ResNet-34 encoder; 41.2M.
+  pix2pix_unet   The pix2pix U-Net-256 baseline (`pix2pix.py`); 54.4M;
+                 needs sizes that are multiples of 256.
+Discriminator: the 70x70 PatchGAN (`patchgan.py`); 2.77M.
+Counts are for width=64; details are in each module.
+
+All models take normalised inputs (see `chromagen_tf.color`), build with
+unknown spatial sizes, are safe under the 'mixed_float16' and
+'mixed_bfloat16' policies (their last layer computes in float32, so outputs
+are always float32) and save to `.keras` files.
+"""
+
+import keras
+from absl import logging
+
+from chromagen_tf.models import layers as layers_lib
+from chromagen_tf.models import patchgan
+from chromagen_tf.models import pix2pix
+from chromagen_tf.models import resnet
+from chromagen_tf.models import unet
+
+GENERATOR_NAMES = ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet')
+_RESNET_GENERATORS = {'resnet18_unet': 'resnet18', 'resnet34_unet': 'resnet34'}
+_NO_WEIGHTS = (None, '', 'none')
+
+build_discriminator = patchgan.build_discriminator
+ENCODER_NAME = resnet.ENCODER_NAME
+
+__all__ = [
+    'GENERATOR_NAMES',
+    'ENCODER_NAME',
+    'build_generator',
+    'build_discriminator',
+    'get_encoder',
+    'load_encoder_weights',
+]
+
+
+def get_encoder(generator: keras.Model) -> keras.Model:
+    """Returns the ResNet encoder sub-model of a ResNet U-Net generator.
+
+    Raises:
+        ValueError: If the generator has no encoder (pix2pix_unet).
+    """
+    try:
+        return generator.get_layer(ENCODER_NAME)
+    except ValueError as error:
+        raise ValueError(
+            f'Generator {generator.name!r} has no {ENCODER_NAME!r} '
+            'sub-model; only the ResNet U-Nets do.') from error
+
+
+def load_encoder_weights(generator: keras.Model,
+                         encoder_weights: str | None,
+                         *,
+                         arch: str = 'resnet18') -> None:
+    """Initialises a ResNet U-Net's encoder from pretrained weights.
+
+    Args:
+        generator: A model from `build_generator('resnet*_unet', ...)`.
+        encoder_weights: None or 'none' (keep the random initialisation), a
+            path to a `.weights.h5` file from
+            `chromagen_tf.tools.import_torchvision_resnet`, or 'imagenet'
+            (download torchvision's checkpoint into the Keras cache, verify
+            its sha256 and convert it; needs PyTorch and the network).
+        arch: 'resnet18' or 'resnet34', for 'imagenet'.
+
+    Raises:
+        ValueError: If the file does not fit the encoder.
+        FileNotFoundError: If the file does not exist.
+        RuntimeError: If 'imagenet' weights cannot be downloaded or
+            converted.
+    """
+    if encoder_weights in _NO_WEIGHTS:
+        return
+    encoder = get_encoder(generator)
+    if encoder_weights == 'imagenet':
+        # Imported here: the conversion needs PyTorch, training does not.
+        from chromagen_tf.models import torchvision_weights  # pylint: disable=g-import-not-at-top
+        width = encoder.get_layer('conv1').filters
+        if width != 64:
+            raise ValueError('ImageNet weights exist only for width=64, '
+                             f'got width={width}.')
+        encoder_weights = torchvision_weights.imagenet_encoder_weights(
+            arch)
+    resnet.load_encoder_weights(encoder, encoder_weights)
+    logging.info('Loaded encoder weights from %s', encoder_weights)
+
+
+def build_generator(name: str = 'resnet18_unet',
+                    *,
+                    image_size: int | None = None,
+                    width: int = 64,
+                    encoder_weights: str | None = None,
+                    synchronized_batch_norm: bool = False) -> keras.Model:
+    """Builds a generator that maps normalised L to normalised ab.
+
+    Args:
+        name: One of GENERATOR_NAMES.
+        image_size: Fixed square input size, or None (the default) for
+            unknown spatial sizes; sizes must be multiples of 32 (ResNet
+            U-Nets) or 256 (pix2pix_unet).
+        width: Base channel width; 64 is the published architecture, small
+            values (e.g. 8) give tiny models for tests and demos.
+        encoder_weights: See `load_encoder_weights`; ResNet U-Nets only.
+        synchronized_batch_norm: Use
+            `keras.layers.BatchNormalization(synchronized=True)` for
+            cross-replica batch statistics.
+
+    Returns:
+        A keras.Model: [B, H, W, 1] -> [B, H, W, 2], float32 output.
+
+    Raises:
+        ValueError: On an unknown name, a bad size or width, or encoder
+            weights for pix2pix_unet.
+    """
+    if name not in GENERATOR_NAMES:
+        raise ValueError(f'Unknown generator {name!r}; expected one of '
+                         f'{", ".join(GENERATOR_NAMES)}.')
+    if width <= 0:
+        raise ValueError(f'width must be positive, got {width}.')
+    if name == 'pix2pix_unet':
+        if encoder_weights not in _NO_WEIGHTS:
+            raise ValueError('pix2pix_unet has no pretrained encoder; use '
+                             'encoder_weights=None.')
+        return pix2pix.build_pix2pix_unet(
+            image_size=image_size,
+            width=width,
+            synchronized_batch_norm=synchronized_batch_norm)
+    arch = _RESNET_GENERATORS[name]
+    generator = unet.build_resnet_unet(
+        arch,
+        image_size=image_size,
+        width=width,
+        synchronized_batch_norm=synchronized_batch_norm)
+    load_encoder_weights(generator, encoder_weights, arch=arch)
+    return generator
+
+
+# Keep the custom layers importable from the package for `custom_objects`.
+PixelShuffle = layers_lib.PixelShuffle
+ICNR = layers_lib.ICNR
+SpatialMultipleCheck = layers_lib.SpatialMultipleCheck

@@ -1,0 +1,260 @@
+"""Converts torchvision ResNet-18/34 checkpoints into encoder weights.
+
+The ResNet U-Net generators can start from an ImageNet-pretrained encoder.
+This module reads torchvision's published state_dict (a `.pth` file) and writes
+a Keras `.weights.h5` file for the one-channel encoder of
+`chromagen_tf.models.resnet`:
+
+  * every tensor maps one to one: conv kernels OIHW -> HWIO; BatchNorm weight,
+    bias, running_mean and running_var -> gamma, beta, moving_mean,
+    moving_variance;
+  * conv1 is adapted to one input channel by summing its RGB kernels, as
+    fastai's `create_body(..., n_in=1)` does, so a gray image gives the same
+    stem features as that image replicated to RGB;
+  * the classifier (fc.*) and num_batches_tracked are dropped; any other
+    missing or unexpected tensor is an error that names it.
+
+The command-line tool is `chromagen_tf.tools.import_torchvision_resnet`.
+
+`--encoder_weights=imagenet` does the same automatically: it downloads
+torchvision's file into the Keras cache (`~/.keras/models`, or under
+`$KERAS_HOME`), checks its sha256 against the prefix in the file name (as
+`torch.hub` does) and converts it. Set `CHROMAGEN_TORCHVISION_BASE_URL` to
+fetch from a mirror instead of download.pytorch.org.
+
+PyTorch is imported only when a checkpoint is read, never by training.
+"""
+
+import hashlib
+import os
+import re
+import urllib.error
+import urllib.request
+
+import keras
+import numpy as np
+from absl import logging
+
+from chromagen_tf.models import resnet
+
+# torchvision's ImageNet (IMAGENET1K_V1) checkpoints; the 8 hex digits in the
+# name are the start of the file's sha256 (torchvision.models.resnet).
+TORCHVISION_FILES = {
+    'resnet18': 'resnet18-f37072fd.pth',
+    'resnet34': 'resnet34-b627a593.pth',
+}
+DEFAULT_BASE_URL = 'https://download.pytorch.org/models/'
+BASE_URL_ENV = 'CHROMAGEN_TORCHVISION_BASE_URL'
+# Seconds before a stalled download gives up.
+_DOWNLOAD_TIMEOUT = 60
+_IGNORED_SUFFIXES = ('num_batches_tracked',)
+_IGNORED_PREFIXES = ('fc.',)
+
+
+class ConversionError(ValueError):
+    """A checkpoint does not match the encoder."""
+
+
+def _import_torch():
+    try:
+        import torch  # pylint: disable=g-import-not-at-top
+    except ImportError as error:
+        raise RuntimeError(
+            'Converting torchvision weights needs PyTorch: '
+            'pip install .[import] (training itself does not).') from error
+    return torch
+
+
+def load_state_dict(checkpoint: str) -> dict[str, np.ndarray]:
+    """Reads a torchvision `.pth` state_dict into NumPy arrays."""
+    torch = _import_torch()
+    state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    if isinstance(state, dict) and 'state_dict' in state:
+        state = state['state_dict']
+    if not isinstance(state, dict):
+        raise ConversionError(f'{checkpoint} does not hold a state_dict.')
+    return {key: value.detach().numpy() for key, value in state.items()}
+
+
+def infer_arch(state_dict: dict[str, np.ndarray]) -> str:
+    """Returns 'resnet18' or 'resnet34' from the number of blocks."""
+    blocks = tuple(
+        len({
+            key.split('.')[1]
+            for key in state_dict
+            if key.startswith(f'layer{stage}.')
+        }) for stage in range(1, 5))
+    for arch, expected in resnet.BLOCKS_PER_STAGE.items():
+        if blocks == expected:
+            return arch
+    raise ConversionError(
+        f'Checkpoint has {blocks} blocks per stage; expected a torchvision '
+        'ResNet-18 (2, 2, 2, 2) or ResNet-34 (3, 4, 6, 3).')
+
+
+def _expected_tensors(encoder: keras.Model) -> dict[str, np.ndarray]:
+    """Maps torchvision tensor names to the encoder variables they fill."""
+    targets = {}
+    for layer in encoder.layers:
+        prefix = re.sub(r'_(\d+)_', r'.\1.', layer.name)
+        prefix = re.sub(r'downsample_(\d)$', r'downsample.\1', prefix)
+        if isinstance(layer, keras.layers.Conv2D):
+            targets[f'{prefix}.weight'] = layer.kernel
+        elif isinstance(layer, keras.layers.BatchNormalization):
+            targets[f'{prefix}.weight'] = layer.gamma
+            targets[f'{prefix}.bias'] = layer.beta
+            targets[f'{prefix}.running_mean'] = layer.moving_mean
+            targets[f'{prefix}.running_var'] = layer.moving_variance
+    return targets
+
+
+def convert_state_dict(state_dict: dict[str, np.ndarray],
+                       arch: str | None = None) -> keras.Model:
+    """Builds a one-channel encoder holding the checkpoint's weights.
+
+    Args:
+        state_dict: torchvision ResNet tensors by name, as NumPy arrays.
+        arch: 'resnet18' or 'resnet34'; inferred when None.
+
+    Returns:
+        The encoder (`chromagen_tf.models.resnet.build_resnet_encoder`), with
+        the width read from conv1 (64 for torchvision's models).
+
+    Raises:
+        ConversionError: On missing, unexpected or mis-shaped tensors.
+    """
+    arch = arch or infer_arch(state_dict)
+    if 'conv1.weight' not in state_dict:
+        raise ConversionError('Checkpoint has no conv1.weight; is it a '
+                              'torchvision ResNet state_dict?')
+    width = state_dict['conv1.weight'].shape[0]
+    encoder = resnet.build_resnet_encoder(arch, width=width)
+    targets = _expected_tensors(encoder)
+    ignored = {
+        key for key in state_dict if key.endswith(_IGNORED_SUFFIXES) or
+        key.startswith(_IGNORED_PREFIXES)
+    }
+    missing = sorted(set(targets) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(targets) - ignored)
+    if missing or unexpected:
+        raise ConversionError(
+            f'Checkpoint does not match torchvision {arch}: '
+            f'missing tensors {missing or "none"}; '
+            f'unexpected tensors {unexpected or "none"}.')
+    for key, variable in targets.items():
+        value = state_dict[key].astype(np.float32)
+        if value.ndim == 4:
+            if key == 'conv1.weight':
+                # RGB -> L: conv is linear, so summing the kernels over the
+                # input channels equals feeding the gray image as R=G=B.
+                value = value.sum(axis=1, keepdims=True)
+            value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO.
+        if tuple(value.shape) != tuple(variable.shape):
+            raise ConversionError(
+                f'Tensor {key} has shape {value.shape}, expected '
+                f'{tuple(variable.shape)}.')
+        variable.assign(value)
+    return encoder
+
+
+def convert_checkpoint(checkpoint: str,
+                       output: str,
+                       arch: str | None = None) -> keras.Model:
+    """Converts a `.pth` file into an encoder `.weights.h5` file.
+
+    Returns:
+        The converted encoder.
+
+    Raises:
+        ConversionError: If the checkpoint does not match.
+        ValueError: If output does not end in .weights.h5.
+    """
+    if not output.endswith('.weights.h5'):
+        raise ValueError(f'--output must end in .weights.h5, got {output!r}.')
+    encoder = convert_state_dict(load_state_dict(checkpoint), arch)
+    directory = os.path.dirname(output)
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+    encoder.save_weights(output)
+    logging.info('Wrote %s encoder weights to %s', encoder.name, output)
+    return encoder
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, 'rb') as file:
+        for chunk in iter(lambda: file.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_checkpoint(arch: str,
+                        *,
+                        base_url: str | None = None,
+                        cache_dir: str | None = None) -> str:
+    """Downloads torchvision's ImageNet checkpoint and verifies its sha256.
+
+    Args:
+        arch: 'resnet18' or 'resnet34'.
+        base_url: Where the files are; default $CHROMAGEN_TORCHVISION_BASE_URL
+            or download.pytorch.org.
+        cache_dir: Directory for the file; default the Keras model cache.
+
+    Returns:
+        The local path of the verified checkpoint.
+
+    Raises:
+        RuntimeError: If the download fails (e.g. offline) or the file's
+            sha256 does not start with the prefix in its name.
+    """
+    if arch not in TORCHVISION_FILES:
+        raise ValueError(f'No ImageNet checkpoint for {arch!r}.')
+    filename = TORCHVISION_FILES[arch]
+    base_url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
+    url = base_url.rstrip('/') + '/' + filename
+    cache_dir = cache_dir or os.path.join(keras.config.keras_home(), 'models')
+    os.makedirs(cache_dir, exist_ok=True)
+    path = os.path.join(cache_dir, filename)
+    if not os.path.exists(path):
+        logging.info('Downloading %s to %s', url, path)
+        partial = path + '.partial'
+        try:
+            with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT) as r:
+                with open(partial, 'wb') as file:
+                    for chunk in iter(lambda: r.read(1 << 20), b''):
+                        file.write(chunk)
+        except (urllib.error.URLError, OSError) as error:
+            raise RuntimeError(
+                f'Could not download ImageNet weights from {url} ({error}). '
+                'Without network access, download the file elsewhere, '
+                'convert it with python -m '
+                'chromagen_tf.tools.import_torchvision_resnet and pass '
+                '--encoder_weights=PATH.') from error
+        os.replace(partial, path)
+    expected = filename.rsplit('-', 1)[1].split('.')[0]
+    actual = _sha256(path)
+    if not actual.startswith(expected):
+        os.remove(path)
+        raise RuntimeError(f'{url} has sha256 {actual}, which does not start '
+                           f'with {expected}; the download is corrupt or not '
+                           'torchvision\'s file (removed it).')
+    return path
+
+
+def imagenet_encoder_weights(arch: str = 'resnet18',
+                             *,
+                             base_url: str | None = None,
+                             cache_dir: str | None = None) -> str:
+    """Returns a converted `.weights.h5` of torchvision's ImageNet encoder.
+
+    Downloads, verifies and converts once; later calls reuse the file.
+    """
+    checkpoint = download_checkpoint(arch,
+                                     base_url=base_url,
+                                     cache_dir=cache_dir)
+    output = checkpoint[:-len('.pth')] + '_gray.weights.h5'
+    if not os.path.exists(output):
+        convert_checkpoint(checkpoint, output, arch)
+    return output
+
+

@@ -1,0 +1,1 @@
+"""One-time tools that are not part of training (e.g. weight importers)."""

@@ -1,0 +1,54 @@
+r"""Converts a torchvision ResNet-18/34 checkpoint into ChromaGen encoder weights.
+
+A one-time step for starting the ResNet U-Net generators from ImageNet
+weights without needing PyTorch during training. See
+`chromagen_tf.models.torchvision_weights` for the mapping (kernels to HWIO,
+BatchNorm statistics, conv1 summed over RGB for one-channel input).
+
+Usage:
+    pip install .[import]    # PyTorch, for this tool only
+    python -m chromagen_tf.tools.import_torchvision_resnet \
+        --checkpoint=resnet18-f37072fd.pth \
+        --output=resnet18_imagenet.weights.h5
+    # then train with --encoder_weights=resnet18_imagenet.weights.h5
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+
+from chromagen_tf.models import resnet
+from chromagen_tf.models import torchvision_weights
+
+_CHECKPOINT = flags.DEFINE_string(
+    'checkpoint', None, 'torchvision ResNet-18/34 state_dict (.pth), e.g. '
+    'resnet18-f37072fd.pth.')
+_OUTPUT = flags.DEFINE_string(
+    'output', None, 'Keras encoder weights to write; must end in .weights.h5.')
+_ARCH = flags.DEFINE_enum('arch', None, sorted(resnet.BLOCKS_PER_STAGE),
+                          'ResNet depth; inferred from the checkpoint if '
+                          'unset.')
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    if not _CHECKPOINT.value or not _OUTPUT.value:
+        raise app.UsageError('--checkpoint and --output are required.')
+    if not os.path.exists(_CHECKPOINT.value):
+        raise app.UsageError(f'Checkpoint not found: {_CHECKPOINT.value}')
+    if not _OUTPUT.value.endswith('.weights.h5'):
+        raise app.UsageError('--output must end in .weights.h5.')
+    try:
+        encoder = torchvision_weights.convert_checkpoint(
+            _CHECKPOINT.value, _OUTPUT.value, _ARCH.value)
+    except (ValueError, RuntimeError) as error:
+        print(f'error: {error}', file=sys.stderr)
+        sys.exit(2)
+    print(f'Wrote {encoder.count_params()} encoder values to {_OUTPUT.value}')
+
+
+if __name__ == '__main__':
+    app.run(main)

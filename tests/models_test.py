@@ -1,0 +1,260 @@
+"""Tests for the public model API: shapes, precision, serialisation, sizes."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from chromagen_tf import models
+from tests import conftest
+
+_TINY = 8
+
+
+def _random_l(height, width, batch=2, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(-1, 1, (batch, height, width, 1)).astype(np.float32)
+
+
+class GeneratorShapeTest(tf.test.TestCase, parameterized.TestCase):
+
+    def test_generator_names(self):
+        self.assertEqual(models.GENERATOR_NAMES,
+                         ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet'))
+
+    @parameterized.named_parameters(
+        ('resnet18_64', 'resnet18_unet', 64, 64),
+        ('resnet18_128', 'resnet18_unet', 128, 128),
+        ('resnet18_256', 'resnet18_unet', 256, 256),
+        ('resnet18_non_square', 'resnet18_unet', 96, 160),
+        ('resnet34_64', 'resnet34_unet', 64, 64),
+        ('resnet34_non_square', 'resnet34_unet', 160, 96),
+        ('pix2pix_256', 'pix2pix_unet', 256, 256),
+        ('pix2pix_non_square', 'pix2pix_unet', 256, 512),
+    )
+    def test_output_shape(self, name, height, width):
+        # One model with unknown spatial sizes must serve every size.
+        generator = models.build_generator(name, width=_TINY)
+        self.assertEqual(generator.input_shape, (None, None, None, 1))
+        ab = generator(_random_l(height, width), training=False)
+        self.assertEqual(ab.shape, (2, height, width, 2))
+        self.assertEqual(ab.dtype, tf.float32)
+        self.assertTrue(np.all(np.isfinite(ab.numpy())))
+
+    @parameterized.parameters('resnet18_unet', 'pix2pix_unet')
+    def test_fixed_image_size(self, name):
+        generator = models.build_generator(name, image_size=256, width=_TINY)
+        self.assertEqual(generator.input_shape, (None, 256, 256, 1))
+        self.assertEqual(generator.output_shape, (None, 256, 256, 2))
+
+    def test_pix2pix_output_is_bounded_by_tanh(self):
+        generator = models.build_generator('pix2pix_unet', width=_TINY)
+        ab = generator(_random_l(256, 256) * 50, training=False).numpy()
+        self.assertLessEqual(np.abs(ab).max(), 1.0)
+
+
+class SizeErrorTest(tf.test.TestCase, parameterized.TestCase):
+
+    @parameterized.parameters(('resnet18_unet', 100), ('resnet34_unet', 48),
+                              ('pix2pix_unet', 128), ('pix2pix_unet', 320))
+    def test_bad_image_size_at_build(self, name, size):
+        with self.assertRaisesRegex(ValueError, 'multiple of'):
+            models.build_generator(name, image_size=size, width=_TINY)
+
+    @parameterized.parameters(('resnet18_unet', 80, 64, '32'),
+                              ('pix2pix_unet', 200, 256, '256'),
+                              ('pix2pix_unet', 256, 384, '256'))
+    def test_bad_input_size_at_call(self, name, height, width, multiple):
+        generator = models.build_generator(name, width=_TINY)
+        with self.assertRaisesRegex(ValueError,
+                                    f'{name} needs height and width that '
+                                    f'are multiples of {multiple}, got '
+                                    f'{height}x{width}'):
+            generator(_random_l(height, width, batch=1))
+
+    def test_bad_input_size_with_unknown_shape_in_graph(self):
+        generator = models.build_generator('pix2pix_unet', width=_TINY)
+        run = tf.function(
+            generator,
+            input_signature=[tf.TensorSpec([None, None, None, 1])])
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                    'multiples of 256'):
+            run(_random_l(256, 128, batch=1))
+
+    def test_unknown_name_and_bad_arguments(self):
+        with self.assertRaisesRegex(ValueError, 'Unknown generator'):
+            models.build_generator('resnet50_unet')
+        with self.assertRaisesRegex(ValueError, 'width must be positive'):
+            models.build_generator('resnet18_unet', width=0)
+        with self.assertRaisesRegex(ValueError, 'no pretrained encoder'):
+            models.build_generator('pix2pix_unet',
+                                   width=_TINY,
+                                   encoder_weights='imagenet')
+        with self.assertRaisesRegex(ValueError, 'only for width=64'):
+            models.build_generator('resnet18_unet',
+                                   width=_TINY,
+                                   encoder_weights='imagenet')
+
+
+class ParameterCountTest(tf.test.TestCase, parameterized.TestCase):
+    """The counts stated in the module docstrings (width=64)."""
+
+    @parameterized.parameters(
+        ('resnet18_unet', 31_123_998, 31_102_042),
+        ('resnet34_unet', 41_239_582, 41_210_202),
+        ('pix2pix_unet', 54_419_714, 54_409_858),
+    )
+    def test_generator(self, name, total, trainable):
+        generator = models.build_generator(name)
+        self.assertEqual(generator.count_params(), total)
+        self.assertEqual(
+            sum(int(np.prod(v.shape)) for v in generator.trainable_weights),
+            trainable)
+
+    def test_resnet18_unet_is_near_the_tutorial_model(self):
+        # The tutorial's resnet18 DynamicUnet has about 31.1M parameters.
+        generator = models.build_generator('resnet18_unet')
+        self.assertAllClose(generator.count_params() / 1e6, 31.1, atol=0.2)
+
+    def test_encoder_matches_torchvision_resnet18_body(self):
+        encoder = models.get_encoder(models.build_generator('resnet18_unet'))
+        trainable = sum(
+            int(np.prod(v.shape)) for v in encoder.trainable_weights)
+        # torchvision resnet18: 11,689,512 - fc (513,000) - conv1's two
+        # extra input channels (2 * 64 * 7 * 7).
+        self.assertEqual(trainable, 11_689_512 - 513_000 - 6_272)
+
+    @parameterized.parameters((False, 2_767_425, 2_765_633),
+                              (True, 2_765_698, 2_764_737))
+    def test_discriminator(self, spectral_norm, total, trainable):
+        discriminator = models.build_discriminator(spectral_norm=spectral_norm)
+        self.assertEqual(discriminator.count_params(), total)
+        self.assertEqual(
+            sum(int(np.prod(v.shape))
+                for v in discriminator.trainable_weights), trainable)
+
+
+class PrecisionTest(tf.test.TestCase, parameterized.TestCase):
+
+    def tearDown(self):
+        keras.mixed_precision.set_global_policy('float32')
+        super().tearDown()
+
+    @parameterized.product(
+        policy=('float32', 'mixed_float16', 'mixed_bfloat16'),
+        name=('resnet18_unet', 'pix2pix_unet', 'discriminator'),
+    )
+    def test_builds_runs_and_outputs_float32(self, policy, name):
+        keras.mixed_precision.set_global_policy(policy)
+        if name == 'discriminator':
+            model = models.build_discriminator(width=_TINY)
+            inputs = np.concatenate(
+                [_random_l(64, 64), _random_l(64, 64, seed=1)[..., :1]] * 1 +
+                [_random_l(64, 64, seed=2)], -1)
+            size = 64
+        else:
+            model = models.build_generator(name, width=_TINY)
+            size = 256 if name == 'pix2pix_unet' else 64
+            inputs = _random_l(size, size)
+        for training in (False, True):
+            outputs = model(inputs, training=training)
+            self.assertEqual(outputs.dtype, tf.float32)
+            self.assertTrue(np.all(np.isfinite(outputs.numpy())))
+        compute_dtype = 'float32' if policy == 'float32' else policy[6:]
+        conv = next(layer for layer in _all_layers(model)
+                    if isinstance(layer, keras.layers.Conv2D))
+        self.assertEqual(conv.compute_dtype, compute_dtype)
+        for variable in model.weights:
+            self.assertEqual(variable.dtype, 'float32', variable.path)
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+class SerialisationTest(tf.test.TestCase, parameterized.TestCase):
+
+    @parameterized.parameters('resnet18_unet', 'pix2pix_unet',
+                              'discriminator', 'discriminator_sn')
+    def test_keras_file_and_weights_round_trip(self, name):
+        if name.startswith('discriminator'):
+            model = models.build_discriminator(
+                width=_TINY, spectral_norm=name.endswith('_sn'))
+            inputs = np.concatenate([_random_l(64, 64, seed=s)
+                                     for s in range(3)], -1)
+        else:
+            model = models.build_generator(name, width=_TINY)
+            size = 256 if name == 'pix2pix_unet' else 64
+            inputs = _random_l(size, size)
+        # One training-mode call moves BatchNorm statistics and spectral-norm
+        # vectors away from their initial values, so they must round-trip.
+        model(inputs, training=True)
+        expected = model(inputs, training=False)
+
+        path = os.path.join(self.get_temp_dir(), f'{name}.keras')
+        model.save(path)
+        restored = keras.models.load_model(path)
+        self.assertAllEqual(restored(inputs, training=False), expected)
+
+        weights = os.path.join(self.get_temp_dir(), f'{name}.weights.h5')
+        model.save_weights(weights)
+        if name.startswith('discriminator'):
+            fresh = models.build_discriminator(
+                width=_TINY, spectral_norm=name.endswith('_sn'))
+        else:
+            fresh = models.build_generator(name, width=_TINY)
+        self.assertNotAllClose(fresh(inputs, training=False), expected)
+        fresh.load_weights(weights)
+        self.assertAllEqual(fresh(inputs, training=False), expected)
+
+
+class SynchronizedBatchNormTest(tf.test.TestCase, parameterized.TestCase):
+
+    @parameterized.parameters(False, True)
+    def test_flag_reaches_every_batch_norm(self, synchronized):
+        built = [
+            models.build_generator('resnet18_unet',
+                                   width=_TINY,
+                                   synchronized_batch_norm=synchronized),
+            models.build_generator('pix2pix_unet',
+                                   width=_TINY,
+                                   synchronized_batch_norm=synchronized),
+            models.build_discriminator(width=_TINY,
+                                       synchronized_batch_norm=synchronized),
+        ]
+        for model in built:
+            norms = [
+                layer for layer in _all_layers(model)
+                if isinstance(layer, keras.layers.BatchNormalization)
+            ]
+            self.assertNotEmpty(norms)
+            for layer in norms:
+                self.assertEqual(layer.synchronized, synchronized, layer.name)
+
+
+class TrainingPathTest(tf.test.TestCase):
+
+    def test_building_models_does_not_import_torch(self):
+        code = ('import sys; from chromagen_tf import models; '
+                'models.build_generator(width=8); '
+                'models.build_discriminator(width=8); '
+                'print("torch" in sys.modules)')
+        result = subprocess.run([sys.executable, '-c', code],
+                                cwd=conftest.REPO_ROOT,
+                                capture_output=True,
+                                text=True,
+                                check=True,
+                                timeout=120)
+        self.assertEqual(result.stdout.strip().splitlines()[-1], 'False')
+
+
+if __name__ == '__main__':
+    tf.test.main()
