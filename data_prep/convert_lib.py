@@ -1,0 +1,560 @@
+"""Photos -> sharded Lab TFRecords: the library behind make_tfrecords.
+
+The conversion is planned before anything is decoded: the inputs are listed,
+sorted by key, sampled and shuffled with the seed, split into train and val,
+and each split is cut into shards of consecutive inputs. Every shard is
+therefore a pure function of the configuration, which gives the two
+guarantees the tool makes:
+
+  * the output does not depend on the number of worker processes, because
+    results are written in plan order;
+  * a killed run is finished by running the same command again: shards are
+    written under a temporary name and renamed only when complete, so any
+    shard under its final name is complete and is not redone.
+
+`convert_image` is the per-image step (decode, resize, Lab, serialise); a
+distributed pipeline can map it over inputs on its own.
+"""
+
+import collections
+import dataclasses
+import functools
+import json
+import math
+import multiprocessing
+import os
+import random
+import sys
+import time
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+import chromagen_tf
+from chromagen_tf import color
+from chromagen_tf import data
+from chromagen_tf import imaging
+
+TOOL_NAME = 'data_prep.make_tfrecords'
+MANIFEST_NAME = 'manifest.json'
+SPLITS = ('train', 'val')
+
+# Unexpected exceptions while converting one image are skipped under this
+# reason rather than ending a run of 118k images.
+INTERNAL_ERROR = 'internal_error'
+
+# Inputs handed to a worker at once, and how many such chunks may wait for
+# the writer per worker: enough to keep the pool busy, bounded so memory
+# does not grow with the dataset.
+_CHUNK_SIZE = 8
+_CHUNKS_IN_FLIGHT_PER_PROCESS = 4
+
+
+class Source(NamedTuple):
+    """One input photo: its record key and where to read it."""
+    key: str
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageOptions:
+    """What `convert_image` needs to know, and nothing else."""
+    image_size: int = 256
+    resize: str = 'crop'
+    min_size: int = 128
+    max_pixels: int = imaging.DEFAULT_MAX_PIXELS
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertConfig:
+    """The full configuration of one conversion, written to the manifest.
+
+    Exactly one of `image_dir` and `coco_dir` is set. `num_val` overrides
+    `val_fraction` and `num_shards` overrides `images_per_shard` when set.
+    """
+    output_dir: str
+    image_dir: str | None = None
+    coco_dir: str | None = None
+    split: str = 'train2017'
+    image_size: int = 256
+    resize: str = 'crop'
+    min_size: int = 128
+    max_pixels: int = imaging.DEFAULT_MAX_PIXELS
+    max_images: int = 0
+    seed: int = 0
+    val_fraction: float = 0.1
+    num_val: int | None = None
+    num_shards: int | None = None
+    images_per_shard: int = 1000
+    strict: bool = False
+    num_processes: int = 0
+
+    @property
+    def image_options(self) -> ImageOptions:
+        return ImageOptions(self.image_size, self.resize, self.min_size,
+                            self.max_pixels)
+
+    @property
+    def input_root(self) -> str:
+        if self.image_dir is not None:
+            return self.image_dir
+        return os.path.join(self.coco_dir, self.split)
+
+
+# Fields that cannot change what is written, so a resumed run may differ.
+_RESUMABLE_FIELDS = frozenset({'num_processes', 'strict'})
+
+
+class ConversionError(Exception):
+    """A fatal problem: --strict and a bad image, or a mismatched restart."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """One output file and the inputs planned for it, in order."""
+    split: str
+    index: int
+    count: int
+    sources: tuple[Source, ...]
+
+    @property
+    def name(self) -> str:
+        return f'{self.split}-{self.index:05d}-of-{self.count:05d}.tfrecord'
+
+
+def convert_image(path: str, key: str, options: ImageOptions) -> bytes:
+    """Converts one photo into a serialised Lab record.
+
+    Args:
+      path: The photo.
+      key: The record key: the path relative to the input root, or the COCO
+        image id.
+      options: Stored size, resize policy and input limits.
+
+    Returns:
+      A serialised `tf.train.Example` in the schema of `chromagen_tf.data`.
+
+    Raises:
+      imaging.BadImageError: if the photo is broken, too small, too large or
+        grayscale.
+    """
+    loaded = imaging.load_for_storage(path, options.image_size, options.resize,
+                                      options.max_pixels, options.min_size)
+    lab = color.rgb_to_lab_numpy(np.asarray(loaded.image, dtype=np.uint8))
+    if imaging.is_grayscale_lab(lab):
+        raise imaging.BadImageError(imaging.GRAYSCALE, 'no colour')
+    record = data.encode_example(lab, key, loaded.original_height,
+                                 loaded.original_width)
+    # Protobuf writes the feature map in hash order, which differs between
+    # Python processes; sorting it makes shards byte-identical across runs,
+    # so a resumed conversion equals an uninterrupted one.
+    return tf.train.Example.FromString(record).SerializeToString(
+        deterministic=True)
+
+
+def list_image_dir(root: str) -> list[Source]:
+    """All photos under `root`, recursively, keyed by relative path."""
+    sources = []
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories.sort()
+        for name in files:
+            if name.lower().endswith(imaging.IMAGE_EXTENSIONS):
+                path = os.path.join(directory, name)
+                key = os.path.relpath(path, root).replace(os.sep, '/')
+                sources.append(Source(key, path))
+    return sorted(sources)
+
+
+def plan_shards(sources: Sequence[Source],
+                config: ConvertConfig) -> dict[str, list[Shard]]:
+    """Samples, shuffles and splits the inputs, then cuts shards.
+
+    The order of `sources` does not matter: they are sorted by key first, so
+    the plan depends only on the set of inputs and the configuration.
+
+    Returns:
+      {'train': [...], 'val': [...]}; a split with no inputs has no shards.
+    """
+    ordered = sorted(set(sources))
+    rng = random.Random(config.seed)
+    if 0 < config.max_images < len(ordered):
+        ordered = rng.sample(ordered, config.max_images)
+    else:
+        rng.shuffle(ordered)
+    if config.num_val is not None:
+        num_val = min(config.num_val, len(ordered))
+    else:
+        num_val = int(round(config.val_fraction * len(ordered)))
+    by_split = {'val': ordered[:num_val], 'train': ordered[num_val:]}
+    if config.num_shards:
+        per_shard = math.ceil(len(by_split['train']) / config.num_shards)
+        train_shards = config.num_shards
+    else:
+        per_shard = config.images_per_shard
+        train_shards = math.ceil(len(by_split['train']) / per_shard)
+    plan = {}
+    for split in SPLITS:
+        items = by_split[split]
+        if split == 'train':
+            count = train_shards
+        else:
+            count = math.ceil(len(items) / max(per_shard, 1))
+        count = min(max(count, 1), len(items))
+        plan[split] = [
+            Shard(split, index, count, tuple(chunk))
+            for index, chunk in enumerate(_balanced_chunks(items, count))
+        ]
+    return plan
+
+
+def run(config: ConvertConfig,
+        sources: Sequence[Source],
+        listing_skips: Sequence[dict] = (),
+        show_progress: bool = True) -> dict:
+    """Converts `sources` into shards under `config.output_dir`.
+
+    Args:
+      config: The conversion.
+      sources: The inputs found by listing.
+      listing_skips: Inputs already rejected while listing (e.g. files named
+        by the annotations but missing), as manifest entries.
+      show_progress: Whether to draw a progress bar on stderr.
+
+    Returns:
+      The manifest, also written to OUTPUT/manifest.json.
+
+    Raises:
+      ConversionError: with --strict, on the first bad image; or when the
+        output folder holds a conversion with a different configuration.
+    """
+    plan = plan_shards(sources, config)
+    all_shards = [shard for split in SPLITS for shard in plan[split]]
+    state = ShardState(config.output_dir)
+    mismatch = state.claim(_comparable_config(config))
+    if mismatch:
+        raise ConversionError(
+            f'{config.output_dir} holds a conversion with a different '
+            f'{mismatch}; use a new --output_dir or the same settings.')
+    if config.strict:
+        for skip in listing_skips:
+            if skip['reason'] not in imaging.FILTER_REASONS:
+                raise ConversionError(
+                    f'{skip["path"]}: {skip["reason"]} ({skip["detail"]})')
+    pending = [shard for shard in all_shards if not state.is_complete(shard)]
+    done = len(all_shards) - len(pending)
+    if done:
+        logging.info('Resuming: %d of %d shards are already complete.', done,
+                     len(all_shards))
+    _convert_shards(pending, config, state, show_progress)
+    manifest = _build_manifest(config, sources, listing_skips, all_shards,
+                               state)
+    write_json_atomically(
+        os.path.join(config.output_dir, MANIFEST_NAME), manifest)
+    return manifest
+
+
+def summary_lines(manifest: dict) -> list[str]:
+    """A short human-readable closing summary of a manifest."""
+    lines = []
+    for split in SPLITS:
+        info = manifest['splits'][split]
+        lines.append(f'{split}: {info["records"]} records in '
+                     f'{len(info["shards"])} shards, {info["bytes"]} bytes')
+    counts = manifest['skipped_counts']
+    skipped = ', '.join(f'{reason}={count}' for reason, count in counts.items())
+    lines.append(f'skipped: {sum(counts.values())}' +
+                 (f' ({skipped})' if skipped else ''))
+    return lines
+
+
+def _convert_shards(shards: Sequence[Shard], config: ConvertConfig,
+                    state: 'ShardState',
+                    show_progress: bool) -> None:
+    if not shards:
+        return
+    options = config.image_options
+    jobs = ((shard, source) for shard in shards for source in shard.sources)
+    total = sum(len(shard.sources) for shard in shards)
+    bar = Progress(total, enabled=show_progress)
+    pool = None
+    if config.num_processes > 0:
+        # Fork keeps workers cheap: they inherit the imported modules instead
+        # of importing TensorFlow again. They use only NumPy, Pillow and
+        # protobuf, never the TF runtime, so forking is safe.
+        pool = multiprocessing.get_context('fork').Pool(config.num_processes)
+    try:
+        writer = None
+        for (shard, source), result in _ordered_map(
+                functools.partial(_convert_chunk, options), jobs, pool,
+                config.num_processes):
+            if writer is None or writer.shard is not shard:
+                if writer is not None:
+                    writer.commit()
+                writer = state.open(shard)
+            if isinstance(result, bytes):
+                writer.write(result)
+            else:
+                reason, detail = result
+                if config.strict and reason not in imaging.FILTER_REASONS:
+                    raise ConversionError(f'{source.path}: {reason} ({detail})')
+                writer.skip(_skip_entry(source, reason, detail, config,
+                                        shard.split))
+            bar.update(1)
+        if writer is not None:
+            writer.commit()
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+
+
+def _ordered_map(function: Callable, jobs: Iterable, pool, num_processes: int
+                 ) -> Iterator[tuple[object, object]]:
+    """Yields (job, function result) in job order, bounded in memory."""
+    chunks = _chunked(jobs, _CHUNK_SIZE)
+    if pool is None:
+        for chunk in chunks:
+            yield from zip(chunk, function([job[1] for job in chunk]))
+        return
+    window = collections.deque()
+    limit = num_processes * _CHUNKS_IN_FLIGHT_PER_PROCESS
+    for chunk in chunks:
+        window.append((chunk,
+                       pool.apply_async(function,
+                                        ([job[1] for job in chunk],))))
+        if len(window) >= limit:
+            done_chunk, result = window.popleft()
+            yield from zip(done_chunk, result.get())
+    while window:
+        done_chunk, result = window.popleft()
+        yield from zip(done_chunk, result.get())
+
+
+def _convert_chunk(options: ImageOptions, sources: Sequence[Source]) -> list:
+    """Worker: converts a few photos; a failure becomes (reason, detail)."""
+    results = []
+    for source in sources:
+        try:
+            results.append(convert_image(source.path, source.key, options))
+        except imaging.BadImageError as error:
+            results.append((error.reason, error.detail))
+        except Exception as error:  # pylint: disable=broad-except
+            results.append((INTERNAL_ERROR, repr(error)[:200]))
+    return results
+
+
+def _skip_entry(source: Source, reason: str, detail: str,
+                config: ConvertConfig, split: str | None) -> dict:
+    path = os.path.relpath(source.path, config.input_root)
+    return {'key': source.key, 'path': path.replace(os.sep, '/'),
+            'split': split, 'reason': reason, 'detail': detail}
+
+
+def _build_manifest(config: ConvertConfig, sources: Sequence[Source],
+                    listing_skips: Sequence[dict], all_shards: Sequence[Shard],
+                    state: 'ShardState') -> dict:
+    splits = {}
+    skipped = list(listing_skips)
+    for split in SPLITS:
+        entries = []
+        for shard in (shard for shard in all_shards if shard.split == split):
+            stats = state.stats(shard)
+            entries.append({'name': shard.name, 'inputs': len(shard.sources),
+                            'records': stats['records'],
+                            'bytes': stats['bytes']})
+            skipped.extend(stats['skipped'])
+        splits[split] = {
+            'inputs': sum(entry['inputs'] for entry in entries),
+            'records': sum(entry['records'] for entry in entries),
+            'bytes': sum(entry['bytes'] for entry in entries),
+            'shards': entries,
+        }
+    counts = collections.Counter(skip['reason'] for skip in skipped)
+    return {
+        'tool': TOOL_NAME,
+        'version': chromagen_tf.__version__,
+        'schema_version': data.SCHEMA_VERSION,
+        'config': dataclasses.asdict(config),
+        'inputs_found': len(sources) + len(listing_skips),
+        'splits': splits,
+        'bytes_written': sum(info['bytes'] for info in splits.values()),
+        'skipped_counts': dict(sorted(counts.items())),
+        'skipped': skipped,
+    }
+
+
+def _comparable_config(config: ConvertConfig) -> dict:
+    return {name: value for name, value in dataclasses.asdict(config).items()
+            if name not in _RESUMABLE_FIELDS}
+
+
+def _balanced_chunks(items: Sequence, count: int) -> list[Sequence]:
+    """`count` consecutive runs of `items` whose sizes differ by at most 1."""
+    size, extra = divmod(len(items), count)
+    chunks, start = [], 0
+    for index in range(count):
+        end = start + size + (1 if index < extra else 0)
+        chunks.append(items[start:end])
+        start = end
+    return chunks
+
+
+def _chunked(iterable: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+# --- Shard files, restart state and progress --------------------------------
+
+
+def write_json_atomically(path: str, value: object) -> None:
+    """Writes JSON to a temporary name, then renames it over `path`."""
+    temporary = f'{path}.tmp'
+    with open(temporary, 'w', encoding='utf-8') as file:
+        json.dump(value, file, indent=1, sort_keys=True)
+        file.write('\n')
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+class ShardState:
+    """The restart bookkeeping of one output folder.
+
+    OUTPUT/.shards/ holds the configuration of the conversion and, per
+    complete shard, its statistics (records, bytes, skipped inputs). A shard
+    is complete when its file exists under the final name, which is renamed
+    into place only after its statistics are written.
+    """
+
+    def __init__(self, output_dir: str):
+        self.output_dir = output_dir
+        self._state_dir = os.path.join(output_dir, '.shards')
+
+    def claim(self, config: dict) -> str | None:
+        """Records `config`, or returns the first field that differs from
+        the conversion already in the folder. Removes partial shards."""
+        os.makedirs(self._state_dir, exist_ok=True)
+        path = os.path.join(self._state_dir, 'config.json')
+        if os.path.exists(path):
+            with open(path, encoding='utf-8') as file:
+                previous = json.load(file)
+            for name in sorted(set(previous) | set(config)):
+                if previous.get(name) != config.get(name):
+                    return name
+        else:
+            write_json_atomically(path, config)
+        for name in os.listdir(self.output_dir):
+            if name.startswith('.') and name.endswith('.tfrecord.tmp'):
+                os.remove(os.path.join(self.output_dir, name))
+        return None
+
+    def is_complete(self, shard: Shard) -> bool:
+        return (os.path.exists(self._final_path(shard)) and
+                os.path.exists(self._stats_path(shard)))
+
+    def stats(self, shard: Shard) -> dict:
+        with open(self._stats_path(shard), encoding='utf-8') as file:
+            return json.load(file)
+
+    def open(self, shard: Shard) -> '_ShardWriter':
+        return _ShardWriter(shard, self._final_path(shard),
+                            self._stats_path(shard))
+
+    def _final_path(self, shard: Shard) -> str:
+        return os.path.join(self.output_dir, shard.name)
+
+    def _stats_path(self, shard: Shard) -> str:
+        return os.path.join(self._state_dir, shard.name + '.json')
+
+
+class _ShardWriter:
+    """Writes one shard under a hidden temporary name; `commit` publishes."""
+
+    def __init__(self, shard: Shard, final_path: str, stats_path: str):
+        self.shard = shard
+        self._final_path = final_path
+        self._stats_path = stats_path
+        directory, name = os.path.split(final_path)
+        self._temporary_path = os.path.join(directory, f'.{name}.tmp')
+        self._writer = tf.io.TFRecordWriter(self._temporary_path)
+        self._records = 0
+        self._skipped = []
+
+    def write(self, record: bytes) -> None:
+        self._writer.write(record)
+        self._records += 1
+
+    def skip(self, entry: dict) -> None:
+        self._skipped.append(entry)
+
+    def commit(self) -> None:
+        self._writer.close()
+        with open(self._temporary_path, 'rb+') as file:
+            os.fsync(file.fileno())
+        write_json_atomically(self._stats_path, {
+            'records': self._records,
+            'bytes': os.path.getsize(self._temporary_path),
+            'skipped': self._skipped,
+        })
+        os.replace(self._temporary_path, self._final_path)
+
+
+class Progress:
+    """A one-line progress bar on stderr with images/s and the ETA.
+
+    On a terminal the line is redrawn twice a second; otherwise (a log file)
+    a line is logged every 30 seconds.
+    """
+
+    def __init__(self, total: int, enabled: bool = True):
+        self._total = total
+        self._done = 0
+        self._enabled = enabled
+        self._start = time.monotonic()
+        self._terminal = sys.stderr.isatty()
+        self._interval = 0.5 if self._terminal else 30.0
+        self._last = self._start
+
+    def update(self, count: int) -> None:
+        self._done += count
+        now = time.monotonic()
+        if self._enabled and now - self._last >= self._interval:
+            self._last = now
+            self._draw(now)
+
+    def close(self) -> None:
+        if self._enabled:
+            self._draw(time.monotonic())
+            if self._terminal:
+                sys.stderr.write('\n')
+
+    def _draw(self, now: float) -> None:
+        elapsed = max(now - self._start, 1e-9)
+        rate = self._done / elapsed
+        remaining = (self._total - self._done) / rate if rate > 0 else 0.0
+        percent = 100.0 * self._done / max(self._total, 1)
+        filled = int(percent / 5)
+        line = (f'[{"#" * filled}{"." * (20 - filled)}] {self._done}/'
+                f'{self._total} {percent:3.0f}% {rate:6.1f} images/s '
+                f'ETA {_format_seconds(remaining)}')
+        if self._terminal:
+            sys.stderr.write('\r' + line)
+            sys.stderr.flush()
+        else:
+            logging.info('%s', line)
+
+
+def _format_seconds(seconds: float) -> str:
+    minutes, seconds = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f'{hours}:{minutes:02d}:{seconds:02d}'

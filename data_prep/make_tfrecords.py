@@ -1,0 +1,149 @@
+r"""Converts photos or a COCO split into sharded Lab TFRecords.
+
+Each record holds one photo resized to --image_size, in CIELAB, with its key
+and original size (schema: chromagen_tf/data.py). The output folder gets
+train-00000-of-000NN.tfrecord, val-... and manifest.json. Re-running the
+same command after an interruption finishes the job.
+
+Usage:
+
+  # 10,000 random COCO photos, 10% of them for validation:
+  python -m data_prep.make_tfrecords --coco_dir=/data/coco --split=train2017 \
+      --max_images=10000 --seed=0 --val_fraction=0.1 --output_dir=/data/lab
+
+  # Any folder of photos, recursively:
+  python -m data_prep.make_tfrecords --image_dir=photos --output_dir=out
+"""
+
+import os
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from chromagen_tf import imaging
+from data_prep import coco
+from data_prep import convert_lib
+
+_IMAGE_DIR = flags.DEFINE_string(
+    'image_dir', None, 'Folder of photos, read recursively (JPEG, PNG, WebP, '
+    'BMP, TIFF, GIF). Keys are paths relative to it.')
+_COCO_DIR = flags.DEFINE_string(
+    'coco_dir', None, 'COCO folder holding SPLIT/*.jpg and, optionally, '
+    'annotations/instances_SPLIT.json. Keys are COCO image ids.')
+_SPLIT = flags.DEFINE_string('split', 'train2017', 'COCO split to convert.')
+_DOWNLOAD = flags.DEFINE_bool(
+    'download', False, 'Download the official COCO archives of --split into '
+    '--coco_dir first (resumable).')
+_COCO_BASE_URL = flags.DEFINE_string(
+    'coco_base_url', coco.DEFAULT_BASE_URL, 'Where --download fetches from.')
+_OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
+                                  'Folder for the shards and manifest.json.')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', 256,
+                                   'Stored height and width, in pixels.')
+_RESIZE = flags.DEFINE_enum(
+    'resize', 'crop', imaging.RESIZE_POLICIES,
+    'crop: shorter side to --image_size, then the centre square (no '
+    'distortion); stretch: both sides to --image_size, as the tutorial does.')
+_MIN_SIZE = flags.DEFINE_integer(
+    'min_size', 128, 'Skip photos whose shorter side is smaller: upscaling '
+    'them more than 2x gives blurry training targets.')
+_MAX_PIXELS = flags.DEFINE_integer(
+    'max_pixels', imaging.DEFAULT_MAX_PIXELS,
+    'Skip larger photos, judged from the header without decoding them.')
+_MAX_IMAGES = flags.DEFINE_integer(
+    'max_images', 0, 'Convert a random sample of this many photos (0: all).')
+_SEED = flags.DEFINE_integer('seed', 0,
+                             'Seed of the sample, the shuffle and the split.')
+_VAL_FRACTION = flags.DEFINE_float(
+    'val_fraction', 0.1, 'Fraction of the photos written as val shards.')
+_NUM_VAL = flags.DEFINE_integer(
+    'num_val', None, 'Number of val photos; overrides --val_fraction.')
+_NUM_SHARDS = flags.DEFINE_integer(
+    'num_shards', None, 'Number of train shards; val shards get the same '
+    'number of photos each. Overrides --images_per_shard.')
+_IMAGES_PER_SHARD = flags.DEFINE_integer(
+    'images_per_shard', 1000, 'Photos per shard (about 100 MB at 256 px).')
+_STRICT = flags.DEFINE_bool(
+    'strict', False, 'Stop at the first broken input (grayscale and too '
+    'small photos are still skipped).')
+_NUM_PROCESSES = flags.DEFINE_integer(
+    'num_processes', os.cpu_count() or 1,
+    'Worker processes (default: all cores); 0 converts in this process.')
+
+
+def _config_from_flags() -> convert_lib.ConvertConfig:
+    """Validates the flags; raises ValueError with a one-line message."""
+    if (_IMAGE_DIR.value is None) == (_COCO_DIR.value is None):
+        raise ValueError('give exactly one of --image_dir and --coco_dir')
+    if not _OUTPUT_DIR.value:
+        raise ValueError('--output_dir is required')
+    if _DOWNLOAD.value and _COCO_DIR.value is None:
+        raise ValueError('--download needs --coco_dir')
+    if _IMAGE_DIR.value is not None and not os.path.isdir(_IMAGE_DIR.value):
+        raise ValueError(f'--image_dir: no such folder: {_IMAGE_DIR.value}')
+    if (_COCO_DIR.value is not None and not _DOWNLOAD.value and
+            not os.path.isdir(_COCO_DIR.value)):
+        raise ValueError(f'--coco_dir: no such folder: {_COCO_DIR.value}')
+    checks = [
+        (_IMAGE_SIZE.value >= 8, '--image_size must be at least 8'),
+        (_MIN_SIZE.value >= 0, '--min_size must be >= 0'),
+        (_MAX_PIXELS.value > 0, '--max_pixels must be positive'),
+        (_MAX_IMAGES.value >= 0, '--max_images must be >= 0'),
+        (0.0 <= _VAL_FRACTION.value < 1.0, '--val_fraction must be in [0, 1)'),
+        (_NUM_VAL.value is None or _NUM_VAL.value >= 0,
+         '--num_val must be >= 0'),
+        (_NUM_SHARDS.value is None or _NUM_SHARDS.value >= 1,
+         '--num_shards must be >= 1'),
+        (_IMAGES_PER_SHARD.value >= 1, '--images_per_shard must be >= 1'),
+        (_NUM_PROCESSES.value >= 0, '--num_processes must be >= 0'),
+    ]
+    for passed, message in checks:
+        if not passed:
+            raise ValueError(message)
+    return convert_lib.ConvertConfig(
+        output_dir=os.path.abspath(_OUTPUT_DIR.value),
+        image_dir=(os.path.abspath(_IMAGE_DIR.value)
+                   if _IMAGE_DIR.value else None),
+        coco_dir=os.path.abspath(_COCO_DIR.value) if _COCO_DIR.value else None,
+        split=_SPLIT.value, image_size=_IMAGE_SIZE.value,
+        resize=_RESIZE.value, min_size=_MIN_SIZE.value,
+        max_pixels=_MAX_PIXELS.value, max_images=_MAX_IMAGES.value,
+        seed=_SEED.value, val_fraction=_VAL_FRACTION.value,
+        num_val=_NUM_VAL.value, num_shards=_NUM_SHARDS.value,
+        images_per_shard=_IMAGES_PER_SHARD.value, strict=_STRICT.value,
+        num_processes=_NUM_PROCESSES.value)
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f'make_tfrecords: error: {message}\n')
+    sys.exit(2)
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        _fail(f'unexpected arguments: {" ".join(argv[1:])}')
+    try:
+        config = _config_from_flags()
+        if _DOWNLOAD.value:
+            coco.download_split(config.coco_dir, config.split,
+                                _COCO_BASE_URL.value)
+        if config.image_dir is not None:
+            sources, skipped = convert_lib.list_image_dir(config.image_dir), []
+        else:
+            sources, skipped = coco.list_split(config.coco_dir, config.split)
+        if not sources:
+            raise ValueError(f'no photos found in {config.input_root}')
+        logging.info('Found %d photos in %s.', len(sources), config.input_root)
+        os.makedirs(config.output_dir, exist_ok=True)
+        manifest = convert_lib.run(config, sources, skipped)
+    except (ValueError, OSError, coco.CocoError, coco.DownloadError,
+            convert_lib.ConversionError) as error:
+        _fail(str(error))
+    for line in convert_lib.summary_lines(manifest):
+        print(line)
+
+
+if __name__ == '__main__':
+    app.run(main)
