@@ -201,8 +201,12 @@ def load_rgb(source: Source,
 def _load(source: Source, max_pixels: int, min_size: int,
           draft_for: tuple[int, str] | None) -> LoadedImage:
     image = open_image(source, max_pixels)
+    rgb = None
     try:
-        original_height, original_width = oriented_size(image)
+        orientation = _orientation(image)
+        original_width, original_height = image.size
+        if orientation in _TRANSPOSED_ORIENTATIONS:
+            original_width, original_height = original_height, original_width
         if min(original_height, original_width) < min_size:
             raise BadImageError(
                 TOO_SMALL, f'{original_width}x{original_height} is smaller '
@@ -214,13 +218,21 @@ def _load(source: Source, max_pixels: int, min_size: int,
                 if draft_for is not None and image.format == 'JPEG':
                     image.draft(None, draft_size(*image.size, *draft_for))
                 image.load()
-                rgb = to_rgb(ImageOps.exif_transpose(image))
+                # exif_transpose copies even an upright image: skip it then.
+                oriented = (image if orientation == 1 else
+                            ImageOps.exif_transpose(image))
+                rgb = to_rgb(oriented)
+                if rgb is image and getattr(image, 'is_animated', False):
+                    # Multi-frame files (MPO, animated WebP) keep their file
+                    # open after load; a copy lets us close it now.
+                    rgb = image.copy()
         except BadImageError:
             raise
         except Exception as error:  # pylint: disable=broad-except
             raise BadImageError(DECODE_ERROR, _describe(error)) from None
     finally:
-        image.close()
+        if rgb is not image:
+            image.close()
     return LoadedImage(rgb, original_height, original_width)
 
 

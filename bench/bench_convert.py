@@ -1,0 +1,129 @@
+r"""Benchmark: TFRecord conversion throughput, in images/s per process.
+
+Converts COCO-sized (about 640x480) real JPEGs with the real converter
+(`data_prep.convert_lib.run`) at several process counts, and compares with a
+plain PIL decode-and-resize loop over the same files. By default the input
+is the bundled photos, copied until there are --num_images files.
+
+Usage:
+
+  python -m bench.bench_convert --num_images=420 --runs=5
+  python -m bench.bench_convert --image_dir=/data/coco/val2017
+"""
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+from PIL import Image
+
+from chromagen_tf import color
+from chromagen_tf import data
+from chromagen_tf import imaging
+from data_prep import convert_lib
+
+_IMAGE_DIR = flags.DEFINE_string(
+    'image_dir', None, 'Photos to convert; default: the bundled photos.')
+_NUM_IMAGES = flags.DEFINE_integer('num_images', 420,
+                                   'Photos per run (copies if needed).')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', 256, 'Stored size.')
+_RUNS = flags.DEFINE_integer('runs', 5, 'Runs per setting; the median is '
+                             'reported.')
+_PROCESSES = flags.DEFINE_list('processes', ['0', '1', '2'],
+                               'Process counts to measure (0: in-process).')
+
+_SAMPLE_PHOTOS = os.path.join(os.path.dirname(__file__), '..',
+                              'sample_photos')
+
+
+def _prepare_inputs(workdir: str) -> str:
+    source = _IMAGE_DIR.value or _SAMPLE_PHOTOS
+    photos = [source_file.path for source_file in
+              convert_lib.list_image_dir(source)]
+    if _IMAGE_DIR.value:
+        return source
+    target = os.path.join(workdir, 'photos')
+    os.makedirs(target)
+    for index in range(_NUM_IMAGES.value):
+        photo = photos[index % len(photos)]
+        shutil.copy(photo, os.path.join(target, f'{index:05d}_' +
+                                        os.path.basename(photo)))
+    return target
+
+
+def _median_rate(function, count: int) -> tuple[float, list[float]]:
+    rates = []
+    for _ in range(_RUNS.value):
+        start = time.perf_counter()
+        function()
+        rates.append(count / (time.perf_counter() - start))
+    return statistics.median(rates), rates
+
+
+def _plain_pil(paths, size):
+    for path in paths:
+        with Image.open(path) as image:
+            image.convert('RGB').resize((size, size), Image.Resampling.BICUBIC)
+
+
+def _stages(paths, size):
+    """Seconds per image of each stage of `convert_image`, in-process."""
+    totals = {'decode+resize': 0.0, 'rgb_to_lab': 0.0, 'encode_example': 0.0}
+    for path in paths:
+        start = time.perf_counter()
+        loaded = imaging.load_for_storage(path, size)
+        rgb = np.asarray(loaded.image)
+        middle = time.perf_counter()
+        lab = color.rgb_to_lab_numpy(rgb)
+        end = time.perf_counter()
+        data.encode_example(lab, 'key', loaded.original_height,
+                            loaded.original_width)
+        totals['decode+resize'] += middle - start
+        totals['rgb_to_lab'] += end - middle
+        totals['encode_example'] += time.perf_counter() - end
+    return {name: 1000 * value / len(paths) for name, value in totals.items()}
+
+
+def main(argv):
+    del argv
+    workdir = tempfile.mkdtemp(prefix='bench_convert_')
+    try:
+        image_dir = _prepare_inputs(workdir)
+        sources = convert_lib.list_image_dir(image_dir)
+        paths = [source.path for source in sources]
+        size = _IMAGE_SIZE.value
+        with Image.open(paths[0]) as image:
+            print(f'{len(paths)} photos (first: {image.size[0]}x'
+                  f'{image.size[1]} {image.format}), image_size={size}, '
+                  f'median of {_RUNS.value} runs, {os.cpu_count()} cores')
+        _plain_pil(paths[:20], size)  # Warm the page cache.
+        rate, _ = _median_rate(lambda: _plain_pil(paths, size), len(paths))
+        print(f'plain PIL open+convert+resize (1 process): {rate:7.1f} '
+              'images/s')
+        stages = _stages(paths, size)
+        print('convert_image stages, ms/image: ' + ', '.join(
+            f'{name} {value:.2f}' for name, value in stages.items()))
+        for processes in (int(value) for value in _PROCESSES.value):
+            def convert(processes=processes):
+                output = os.path.join(workdir, 'out')
+                shutil.rmtree(output, ignore_errors=True)
+                config = convert_lib.ConvertConfig(
+                    output_dir=output, image_dir=image_dir, image_size=size,
+                    num_processes=processes, images_per_shard=100)
+                convert_lib.run(config, sources, show_progress=False)
+            rate, rates = _median_rate(convert, len(paths))
+            per_process = rate / max(processes, 1)
+            print(f'make_tfrecords num_processes={processes}: {rate:7.1f} '
+                  f'images/s total, {per_process:7.1f} per process '
+                  f'(runs: {", ".join(f"{r:.0f}" for r in rates)})')
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    app.run(main)
