@@ -12,6 +12,7 @@ Usage:
 """
 
 import os
+import resource
 import shutil
 import statistics
 import tempfile
@@ -56,13 +57,28 @@ def _prepare_inputs(workdir: str) -> str:
     return target
 
 
-def _median_rate(function, count: int) -> tuple[float, list[float]]:
-    rates = []
+def _cpu_seconds() -> float:
+    """CPU time of this process and of its finished (joined) children."""
+    total = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        usage = resource.getrusage(who)
+        total += usage.ru_utime + usage.ru_stime
+    return total
+
+
+def _median_rate(function, count: int) -> tuple[float, float, list[float]]:
+    """Median images/s of wall time, and median images per CPU-second.
+
+    On a shared machine the wall-clock rate depends on the other load; the
+    rate per CPU-second is what one free core would do.
+    """
+    rates, cpu_rates = [], []
     for _ in range(_RUNS.value):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), _cpu_seconds()
         function()
         rates.append(count / (time.perf_counter() - start))
-    return statistics.median(rates), rates
+        cpu_rates.append(count / (_cpu_seconds() - cpu_start))
+    return statistics.median(rates), statistics.median(cpu_rates), rates
 
 
 def _plain_pil(paths, size):
@@ -97,14 +113,16 @@ def main(argv):
         sources = convert_lib.list_image_dir(image_dir)
         paths = [source.path for source in sources]
         size = _IMAGE_SIZE.value
+        print(f'load average {os.getloadavg()[0]:.2f}')
         with Image.open(paths[0]) as image:
             print(f'{len(paths)} photos (first: {image.size[0]}x'
                   f'{image.size[1]} {image.format}), image_size={size}, '
                   f'median of {_RUNS.value} runs, {os.cpu_count()} cores')
         _plain_pil(paths[:20], size)  # Warm the page cache.
-        rate, _ = _median_rate(lambda: _plain_pil(paths, size), len(paths))
+        rate, cpu_rate, _ = _median_rate(lambda: _plain_pil(paths, size),
+                                         len(paths))
         print(f'plain PIL open+convert+resize (1 process): {rate:7.1f} '
-              'images/s')
+              f'images/s, {cpu_rate:7.1f} per CPU-second')
         stages = _stages(paths, size)
         print('convert_image stages, ms/image: ' + ', '.join(
             f'{name} {value:.2f}' for name, value in stages.items()))
@@ -116,11 +134,12 @@ def main(argv):
                     output_dir=output, image_dir=image_dir, image_size=size,
                     num_processes=processes, images_per_shard=100)
                 convert_lib.run(config, sources, show_progress=False)
-            rate, rates = _median_rate(convert, len(paths))
+            rate, cpu_rate, rates = _median_rate(convert, len(paths))
             per_process = rate / max(processes, 1)
             print(f'make_tfrecords num_processes={processes}: {rate:7.1f} '
-                  f'images/s total, {per_process:7.1f} per process '
-                  f'(runs: {", ".join(f"{r:.0f}" for r in rates)})')
+                  f'images/s total, {per_process:7.1f} per process, '
+                  f'{cpu_rate:7.1f} per CPU-second (runs: '
+                  f'{", ".join(f"{r:.0f}" for r in rates)})')
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -103,8 +103,9 @@ class ConvertConfig:
         return os.path.join(self.coco_dir, self.split)
 
 
-# Fields that cannot change what is written, so a resumed run may differ.
-_RESUMABLE_FIELDS = frozenset({'num_processes', 'strict'})
+# Fields that cannot change what is written, so a resumed run may differ
+# (the output folder may also have been moved between runs).
+_RESUMABLE_FIELDS = frozenset({'num_processes', 'strict', 'output_dir'})
 
 
 class ConversionError(Exception):
