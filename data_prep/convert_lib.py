@@ -125,11 +125,13 @@ class Shard:
         return f'{self.split}-{self.index:05d}-of-{self.count:05d}.tfrecord'
 
 
-def convert_image(path: str, key: str, options: ImageOptions) -> bytes:
+def convert_image(path: imaging.Source, key: str,
+                  options: ImageOptions) -> bytes:
     """Converts one photo into a serialised Lab record.
 
     Args:
-      path: The photo.
+      path: The photo: a local path, or an open binary file (for example
+        from a distributed file system).
       key: The record key: the path relative to the input root, or the COCO
         image id.
       options: Stored size, resize policy and input limits.
@@ -367,9 +369,12 @@ def _build_manifest(config: ConvertConfig, sources: Sequence[Source],
                             'records': stats['records'],
                             'bytes': stats['bytes']})
             skipped.extend(stats['skipped'])
+        inputs = sum(entry['inputs'] for entry in entries)
+        records = sum(entry['records'] for entry in entries)
         splits[split] = {
-            'inputs': sum(entry['inputs'] for entry in entries),
-            'records': sum(entry['records'] for entry in entries),
+            'inputs': inputs,
+            'records': records,
+            'skipped': inputs - records,
             'bytes': sum(entry['bytes'] for entry in entries),
             'shards': entries,
         }

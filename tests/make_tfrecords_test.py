@@ -5,9 +5,11 @@ the restart test kills a real converter process with SIGKILL.
 """
 
 import dataclasses
+import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import signal
 import struct
@@ -132,6 +134,8 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path, mixed_dir):
     records = sum(manifest['splits'][split]['records']
                   for split in convert_lib.SPLITS)
     assert records == 5  # 3 photos, the CMYK JPEG and the nested RGBA PNG.
+    assert sum(manifest['splits'][split]['skipped']
+               for split in convert_lib.SPLITS) == 6
     summary = convert_lib.summary_lines(manifest)
     assert summary[-1] == ('skipped: 6 (decode_error=1, empty_file=1, '
                            'grayscale=1, not_an_image=1, too_large=1, '
@@ -203,6 +207,32 @@ def test_restart_with_other_settings_is_refused(tmp_path, mixed_dir):
     assert _shard_bytes(config.output_dir) == before
     with pytest.raises(convert_lib.ConversionError, match='image_size'):
         _run(dataclasses.replace(config, image_size=64))
+
+
+def test_convert_image_accepts_an_open_file():
+    options = convert_lib.ImageOptions(image_size=16)
+    with open(_PHOTOS[0], 'rb') as file:
+        from_file = convert_lib.convert_image(file, 'photo', options)
+    assert from_file == convert_lib.convert_image(str(_PHOTOS[0]), 'photo',
+                                                  options)
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_shows_rate_and_eta(monkeypatch):
+    terminal = _Terminal()
+    monkeypatch.setattr(sys, 'stderr', terminal)
+    bar = convert_lib.Progress(total=40)
+    bar.update(10)
+    time.sleep(0.6)  # Past the redraw interval.
+    bar.update(10)
+    bar.close()
+    lines = terminal.getvalue().strip('\n').split('\r')
+    assert lines[-1].startswith('[##########..........] 20/40  50%')
+    assert re.search(r' \d+\.\d images/s ETA 0:00:0\d$', lines[-1])
 
 
 def _cli(*args, **kwargs) -> subprocess.Popen:
