@@ -137,6 +137,9 @@ def list_split(coco_dir: str, split: str
             skipped.append({'key': key, 'path': file_name, 'split': None,
                             'reason': imaging.MISSING_FILE,
                             'detail': 'named by the annotations, not found'})
+    if skipped:
+        logging.warning('%d photos named by %s are missing from %s.',
+                        len(skipped), annotations, image_dir)
     return sources, skipped
 
 
