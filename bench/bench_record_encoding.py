@@ -92,13 +92,21 @@ def _encoders(size: int):
         return data.encode_example(lab, 'key', size, size)
 
     def encode_png_sub(lab):
-        example = tf.train.Example()
-        example.ParseFromString(data.encode_example(
-            np.zeros((1, 1, 3), np.float32), 'key', size, size))
-        encoded = _sub_filtered_png(data.quantize_lab(lab))
-        example.features.feature[data.LAB_ENCODED].bytes_list.value[0] = (
-            encoded)
-        return example.SerializeToString()
+        def feature(value):
+            if isinstance(value, bytes):
+                return tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[value]))
+            return tf.train.Feature(int64_list=tf.train.Int64List(
+                value=[value]))
+        features = {
+            data.KEY: feature(b'key'), data.HEIGHT: feature(size),
+            data.WIDTH: feature(size), data.VERSION: feature(
+                data.SCHEMA_VERSION),
+            data.LAB_ENCODED: feature(
+                _sub_filtered_png(data.quantize_lab(lab))),
+        }
+        return tf.train.Example(features=tf.train.Features(
+            feature=features)).SerializeToString()
 
     def encode_uint8(lab):
         return _raw_example(data.quantize_lab(lab).tobytes())
