@@ -171,13 +171,15 @@ def config_from_flags() -> configs.TrainConfig:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    from chromagen_tf import trainer  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from chromagen_tf import data
+    from chromagen_tf import trainer
 
     config = config_from_flags()
     try:
         result = trainer.train(config)
     except (trainer.TrainingError, configs.ConfigMismatchError,
-            FileNotFoundError, ValueError) as error:
+            data.CorruptRecordError, FileNotFoundError, ValueError) as error:
         logging.error('%s', error)
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)

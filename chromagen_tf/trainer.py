@@ -156,6 +156,9 @@ class Trainer:
         self.strategy = strategy
         self.policy = policy
         self.gan = config.stage == 'gan'
+        # Same seed, same initial weights: runs are reproducible, and every
+        # worker of a multi-worker job starts from identical variables.
+        keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             self.networks = train_steps.build_networks(config, policy)
             self.global_step = tf.Variable(
@@ -231,6 +234,35 @@ def _make_datasets(config, strategy, start_step, dataset_fn):
     return strategy.distribute_datasets_from_function(dataset_fn or _train_fn)
 
 
+def _report_skipped_records(config):
+    """Counts what --skip_corrupt_records will drop: one pass over the data."""
+    files = data.list_files(data.split_file_pattern(config.data_dir, 'train'))
+    problems = data.find_corrupt_records(files)
+    for path, index, message in problems:
+        logging.warning('Skipping corrupt record %d of %s: %s', index, path,
+                        message)
+    logging.warning('--skip_corrupt_records: %d corrupt record(s) in %d '
+                    'train file(s) will be skipped.', len(problems),
+                    len({path for path, _, _ in problems}))
+    return problems
+
+
+def _raise_if_corrupt_records(config, error):
+    """Names the damaged file after tf.data failed, which tf.data does not."""
+    files = data.list_files(data.split_file_pattern(config.data_dir, 'train'))
+    logging.error('Input pipeline failed (%s); looking for the bad record.',
+                  error.message)
+    problems = data.find_corrupt_records(files)
+    if problems:
+        lines = '\n'.join(f'  {path}: record {index}: {message}'
+                          for path, index, message in problems[:10])
+        raise data.CorruptRecordError(
+            f'{len(problems)} corrupt record(s) in the train split:\n{lines}'
+            '\nRe-create these shards with make_tfrecords, or pass '
+            '--skip_corrupt_records to train on the rest.'
+        ) from error
+
+
 def _raise_non_finite(step, values):
     terms = [
         f'{name}={value:.4g}' for name, value in values.items()
@@ -272,6 +304,8 @@ def train(
     steps_to_run = total_steps(config) if dataset_fn is None else (
         config.train_steps
     )
+    if config.skip_corrupt_records and dataset_fn is None:
+        _report_skipped_records(config)
     trainer = Trainer(config, strategy, policy)
     try:
         return _train_loop(config, trainer, steps_to_run, dataset_fn)
@@ -310,9 +344,14 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
             )
             num_steps = boundary - step
             start = time.perf_counter()
-            outputs = trainer.steps.train_loop(
-                iterator, tf.constant(num_steps, tf.int32)
-            )
+            try:
+                outputs = trainer.steps.train_loop(
+                    iterator, tf.constant(num_steps, tf.int32)
+                )
+            except (tf.errors.DataLossError,
+                    tf.errors.InvalidArgumentError) as error:
+                _raise_if_corrupt_records(config, error)
+                raise
             mean_losses, first_bad_step, bad_values = outputs
             first_bad_step = int(first_bad_step)
             if first_bad_step >= 0:
@@ -333,11 +372,11 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
                 )
             if step % config.eval_every == 0 or step == steps_to_run:
                 evaluator.evaluate(step)
+            # Always save at the end and when asked to stop (preemption).
+            must_save = step == steps_to_run or stop_request.signal_name
             trainer.manager.save(checkpoint_number=step,
-                                 check_interval=step != steps_to_run)
+                                 check_interval=not must_save)
             if stop_request.signal_name:
-                trainer.manager.save(checkpoint_number=step,
-                                     check_interval=False)
                 stopped = stop_request.signal_name
                 break
     bar.close()

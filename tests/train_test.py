@@ -1,0 +1,234 @@
+"""Tests of the two training stages on tiny models and real photos."""
+
+import dataclasses
+import glob
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from chromagen_tf import configs
+from chromagen_tf import data
+from chromagen_tf import trainer
+from tests import records
+
+
+def tiny_config(data_dir, model_dir, **overrides) -> configs.TrainConfig:
+    values = dict(
+        stage='pretrain',
+        data_dir=data_dir,
+        model_dir=model_dir,
+        model=configs.ModelConfig(width=8, discriminator_width=8),
+        image_size=32,
+        global_batch_size=4,
+        train_steps=2,
+        steps_per_loop=1,
+        summary_every=1,
+        eval_every=2,
+        checkpoint_every=1,
+        num_eval_images=2,
+        mixed_precision='float32',
+        strategy='one_device',
+    )
+    values.update(overrides)
+    if values['stage'] == 'gan':
+        for name, value in configs.STAGE_DEFAULTS['gan'].items():
+            values.setdefault(name, value)
+    return configs.TrainConfig(**values)
+
+
+def event_tags(directory) -> dict[str, str]:
+    """Maps each summary tag under directory to its plugin name."""
+    tags = {}
+    for path in glob.glob(os.path.join(directory, 'events.out.tfevents.*')):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                tags[value.tag] = value.metadata.plugin_data.plugin_name
+    return tags
+
+
+class TrainStagesTest(tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.data_dir = records.write_shards(
+            os.path.join(tf.compat.v1.test.get_temp_dir(), 'train_data'),
+            image_size=48, num_train=8, num_val=4)
+
+    def tearDown(self):
+        keras.mixed_precision.set_global_policy('float32')
+        super().tearDown()
+
+    def _check_stage_outputs(self, model_dir, stage, scalars):
+        stage_dir = os.path.join(model_dir, stage)
+        self.assertEqual(
+            tf.train.latest_checkpoint(stage_dir),
+            os.path.join(stage_dir, 'ckpt-2'))
+        train_tags = event_tags(os.path.join(stage_dir, 'train'))
+        for tag in scalars:
+            self.assertEqual(train_tags.get(tag), 'scalars', tag)
+        eval_tags = event_tags(os.path.join(stage_dir, 'eval'))
+        self.assertEqual(eval_tags.get('gray_prediction_truth'), 'images')
+        for name in ('l1', 'ab_mae', 'psnr', 'colorfulness',
+                     'colorfulness_gt'):
+            self.assertEqual(eval_tags.get(f'metrics/{name}'), 'scalars')
+        self.assertTrue(os.path.exists(os.path.join(stage_dir, 'config.json')))
+
+    def _run_both_stages(self, model_dir, pretrain_precision, gan_precision):
+        result = trainer.train(tiny_config(
+            self.data_dir, model_dir, mixed_precision=pretrain_precision))
+        self.assertEqual(result['step'], 2)
+        self.assertTrue(np.isfinite(result['losses']['l1']))
+        self._check_stage_outputs(model_dir, 'pretrain', [
+            'losses/l1', 'throughput/images_per_second',
+            'learning_rate/generator'])
+        result = trainer.train(tiny_config(
+            self.data_dir, model_dir, stage='gan',
+            mixed_precision=gan_precision))
+        self.assertEqual(result['step'], 2)
+        self.assertIn('pretrain/ckpt-2', result['start'])
+        gan_scalars = [f'losses/{name}' for name in (
+            'd_loss', 'g_loss', 'g_adversarial', 'l1', 'd_real', 'd_fake')]
+        gan_scalars += ['learning_rate/generator',
+                        'learning_rate/discriminator']
+        if gan_precision == 'float16':
+            gan_scalars += ['loss_scale/generator', 'loss_scale/discriminator']
+        self._check_stage_outputs(model_dir, 'gan', gan_scalars)
+        for value in result['losses'].values():
+            self.assertTrue(np.isfinite(value))
+
+    def test_float32_pretrain_then_float16_gan(self):
+        self._run_both_stages(
+            os.path.join(self.get_temp_dir(), 'run_a'), 'float32', 'float16')
+
+    def test_bfloat16_pretrain_then_float32_gan(self):
+        self._run_both_stages(
+            os.path.join(self.get_temp_dir(), 'run_b'), 'bfloat16', 'float32')
+
+    def test_pretraining_overfits_four_images(self):
+        model_dir = os.path.join(self.get_temp_dir(), 'overfit')
+        four = records.write_shards(
+            os.path.join(self.get_temp_dir(), 'four'), image_size=32,
+            num_train=4, num_val=1, train_shards=1)
+        config = tiny_config(four, model_dir, train_steps=1, lr_g=3e-3,
+                             augment=False, eval_every=1000,
+                             summary_every=1000, checkpoint_every=1000)
+        first = trainer.train(config)['losses']['l1']
+        config = dataclasses.replace(config, train_steps=150,
+                                     steps_per_loop=25)
+        last = trainer.train(config)['losses']['l1']
+        self.assertLess(last, 0.2 * first, (first, last))
+
+    def test_resume_continues_and_matches_an_uninterrupted_run(self):
+        four = records.write_shards(
+            os.path.join(self.get_temp_dir(), 'resume_data'), image_size=32,
+            num_train=4, num_val=1, train_shards=1)
+        # One file, no shuffle, no augmentation, batch = the whole split:
+        # the input order is deterministic, so results must agree.
+        common = dict(augment=False, shuffle_buffer=1, eval_every=1000)
+        resumed_dir = os.path.join(self.get_temp_dir(), 'resumed')
+        trainer.train(tiny_config(four, resumed_dir, train_steps=2, **common))
+        saved = tf.train.load_checkpoint(
+            os.path.join(resumed_dir, 'pretrain', 'ckpt-2'))
+
+        strategy = tf.distribute.OneDeviceStrategy('/cpu:0')
+        config = tiny_config(four, resumed_dir, train_steps=4, **common)
+        restored = trainer.Trainer(config, strategy, 'float32')
+        self.assertIn('resumed', restored.restore_or_initialise())
+        self.assertEqual(int(restored.global_step), 2)
+        # Write the restored state back out and compare it key by key with
+        # what was saved: the optimizer's slots must have come back.
+        rewritten = tf.train.load_checkpoint(restored.checkpoint.write(
+            os.path.join(self.get_temp_dir(), 'rewritten', 'ckpt')))
+        slot_keys = [key for key in saved.get_variable_to_shape_map()
+                     if key.startswith('generator_optimizer/')]
+        self.assertGreater(len(slot_keys), 20)
+        for key in slot_keys:
+            self.assertAllEqual(rewritten.get_tensor(key),
+                                saved.get_tensor(key), msg=key)
+        restored.close()
+
+        result = trainer.train(config)
+        self.assertEqual(result['start_step'], 2)
+        self.assertEqual(result['step'], 4)
+        straight_dir = os.path.join(self.get_temp_dir(), 'straight')
+        trainer.train(tiny_config(four, straight_dir, train_steps=4, **common))
+        resumed = tf.train.load_checkpoint(
+            os.path.join(resumed_dir, 'pretrain', 'ckpt-4'))
+        straight = tf.train.load_checkpoint(
+            os.path.join(straight_dir, 'pretrain', 'ckpt-4'))
+        compared = 0
+        for key in straight.get_variable_to_shape_map():
+            if key.startswith('generator/'):
+                self.assertAllClose(resumed.get_tensor(key),
+                                    straight.get_tensor(key),
+                                    atol=1e-6, rtol=1e-5, msg=key)
+                compared += 1
+        self.assertGreater(compared, 20)
+
+    def test_gan_without_pretrain_checkpoint_is_a_clear_error(self):
+        config = tiny_config(self.data_dir,
+                             os.path.join(self.get_temp_dir(), 'no_pre'),
+                             stage='gan')
+        with self.assertRaisesRegex(trainer.TrainingError,
+                                    'Run pretraining first'):
+            trainer.train(config)
+
+    def test_incompatible_resume_names_the_field(self):
+        model_dir = os.path.join(self.get_temp_dir(), 'mismatch')
+        configs.check_and_write_model_config(
+            model_dir, configs.ModelConfig(width=16, discriminator_width=8))
+        with self.assertRaisesRegex(configs.ConfigMismatchError,
+                                    'width=16.*width=8'):
+            trainer.train(tiny_config(self.data_dir, model_dir))
+        stage = tiny_config(self.data_dir, model_dir)
+        configs.check_and_write_stage_config(stage)
+        with self.assertRaisesRegex(configs.ConfigMismatchError, 'lr_g'):
+            configs.check_and_write_stage_config(
+                dataclasses.replace(stage, lr_g=1.0))
+        # Schedule fields may change on resume.
+        configs.check_and_write_stage_config(
+            dataclasses.replace(stage, train_steps=99))
+
+    def test_nan_input_stops_and_keeps_the_last_good_checkpoint(self):
+        model_dir = os.path.join(self.get_temp_dir(), 'nan')
+        config = tiny_config(self.data_dir, model_dir, eval_every=1000)
+        trainer.train(config)
+        stage_dir = os.path.join(model_dir, 'pretrain')
+        good = tf.train.load_checkpoint(os.path.join(stage_dir, 'ckpt-2'))
+
+        def nan_dataset(input_context):
+            del input_context
+            l_channel = np.zeros([4, 32, 32, 1], np.float32)
+            l_channel[1, 3, 3, 0] = np.nan
+            ab = np.zeros([4, 32, 32, 2], np.float32)
+            return tf.data.Dataset.from_tensors((l_channel, ab)).repeat()
+
+        with self.assertRaisesRegex(trainer.NonFiniteLossError,
+                                    'at step 3: l1=nan'):
+            trainer.train(dataclasses.replace(config, train_steps=4),
+                          dataset_fn=nan_dataset)
+        self.assertEqual(tf.train.latest_checkpoint(stage_dir),
+                         os.path.join(stage_dir, 'ckpt-2'))
+        after = tf.train.load_checkpoint(os.path.join(stage_dir, 'ckpt-2'))
+        for key in good.get_variable_to_shape_map():
+            self.assertAllEqual(good.get_tensor(key), after.get_tensor(key))
+
+    def test_corrupt_shard_is_named(self):
+        directory = records.write_shards(
+            os.path.join(self.get_temp_dir(), 'corrupt'), image_size=32,
+            num_train=4, num_val=1, train_shards=1)
+        path = os.path.join(directory, 'train-00000-of-00001.tfrecord')
+        with open(path, 'r+b') as f:
+            f.seek(os.path.getsize(path) // 2)
+            f.write(bytes(32))
+        config = tiny_config(directory,
+                             os.path.join(self.get_temp_dir(), 'corrupt_run'))
+        with self.assertRaisesRegex(data.CorruptRecordError, path):
+            trainer.train(config)
+
+
+if __name__ == '__main__':
+    tf.test.main()
