@@ -8,9 +8,12 @@ import hashlib
 import http.server
 import io
 import json
+import os
 import re
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import zipfile
 
@@ -44,18 +47,25 @@ def _coco_file_name(image_id: int) -> str:
 
 
 def _build_zips() -> dict[str, bytes]:
-    """The two archives a val2017 download needs, as served at their paths."""
+    """The archives of val2017 and test2017, as served at their paths."""
     names = [_coco_file_name(image_id) for image_id in _IDS]
-    images = io.BytesIO()
-    with zipfile.ZipFile(images, 'w') as archive:
-        for photo, name in zip(_PHOTOS, names):
-            archive.write(photo, f'val2017/{name}')
-    labels = io.BytesIO()
-    with zipfile.ZipFile(labels, 'w') as archive:
-        archive.writestr('annotations/instances_val2017.json',
-                         json.dumps(_annotations(names)))
-    return {'/zips/val2017.zip': images.getvalue(),
-            '/annotations/annotations_trainval2017.zip': labels.getvalue()}
+    served = {}
+    for split, labels_zip, labels_json in (
+            ('val2017', 'annotations_trainval2017.zip',
+             'instances_val2017.json'),
+            ('test2017', 'image_info_test2017.zip',
+             'image_info_test2017.json')):
+        images = io.BytesIO()
+        with zipfile.ZipFile(images, 'w') as archive:
+            for photo, name in zip(_PHOTOS, names):
+                archive.write(photo, f'{split}/{name}')
+        labels = io.BytesIO()
+        with zipfile.ZipFile(labels, 'w') as archive:
+            archive.writestr(f'annotations/{labels_json}',
+                             json.dumps(_annotations(names)))
+        served[f'/zips/{split}.zip'] = images.getvalue()
+        served[f'/annotations/{labels_zip}'] = labels.getvalue()
+    return served
 
 
 class _RangeHandler(http.server.BaseHTTPRequestHandler):
@@ -100,6 +110,30 @@ def _server():
     yield f'http://127.0.0.1:{httpd.server_address[1]}', handler
     httpd.shutdown()
     httpd.server_close()
+
+
+def test_command_line_download_and_convert(tmp_path, server):
+    # test2017 has no published checksums, so the real table applies and
+    # the server's Content-Length is the reference.
+    base_url, _ = server
+    process = subprocess.run(
+        [sys.executable, '-m', 'data_prep.make_tfrecords', '--download',
+         f'--coco_dir={tmp_path / "coco"}', '--split=test2017',
+         f'--coco_base_url={base_url}', f'--output_dir={tmp_path / "out"}',
+         '--image_size=32', '--num_val=1', '--num_processes=0'],
+        cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=120,
+        check=False)
+    assert process.returncode == 0, process.stderr
+    assert process.stdout.splitlines() == [
+        'train: 3 records in 1 shards, '
+        f'{os.path.getsize(tmp_path / "out" / "train-00000-of-00001.tfrecord")}'
+        ' bytes',
+        'val: 1 records in 1 shards, '
+        f'{os.path.getsize(tmp_path / "out" / "val-00000-of-00001.tfrecord")}'
+        ' bytes',
+        'skipped: 0']
+    assert (tmp_path / 'coco' / 'annotations' /
+            'image_info_test2017.json').exists()
 
 
 def _known(handler) -> dict:
