@@ -1,0 +1,90 @@
+"""Exports a trained generator as a SavedModel for TF Serving (or TFLite).
+
+Usage:
+
+  python -m chromagen_tf.export --model_dir=runs/coco \
+      --export_dir=models/chromagen
+
+writes models/chromagen/<version>/, the layout TF Serving reads with
+--model_base_path=models/chromagen. The version is the next integer unless
+--version is given; the export is written into a temporary folder and
+renamed when complete, so a server watching the folder never loads half an
+export. Only the generator is exported, from the latest GAN checkpoint (or
+the pretraining one with --stage=pretrain). The signatures are described in
+chromagen_tf/export_lib.py.
+
+--format=tflite writes <version>/model.tflite instead: the raw network at a
+fixed square working size, for mobile apps.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from chromagen_tf import checkpoints
+from chromagen_tf import configs
+from chromagen_tf import export_lib
+
+_MODEL_DIR = flags.DEFINE_string(
+    'model_dir', None, 'Training directory holding config.json and '
+    'checkpoints.')
+_EXPORT_DIR = flags.DEFINE_string(
+    'export_dir', None, 'Base directory of the versions (TF Serving\'s '
+    '--model_base_path).')
+_STAGE = flags.DEFINE_enum(
+    'stage', 'gan', list(configs.STAGES),
+    'Export the latest checkpoint of this stage.')
+_CHECKPOINT = flags.DEFINE_string(
+    'checkpoint', None, 'An explicit checkpoint prefix instead of the latest.')
+_VERSION = flags.DEFINE_integer(
+    'version', None, 'Version number; default: one more than the largest.',
+    lower_bound=0)
+_RENDER_SIZE = flags.DEFINE_integer(
+    'render_size', export_lib.DEFAULT_RENDER_SIZE,
+    'Longer side of the working size the network runs at.', lower_bound=32)
+_MAX_PIXELS = flags.DEFINE_integer(
+    'max_pixels', export_lib.DEFAULT_MAX_PIXELS,
+    'Images with more pixels (read from the header) are refused.',
+    lower_bound=1)
+_FORMAT = flags.DEFINE_enum(
+    'format', 'saved_model', ['saved_model', 'tflite'], 'What to write.')
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    if not _MODEL_DIR.value or not _EXPORT_DIR.value:
+        raise app.UsageError('--model_dir and --export_dir are required.')
+    try:
+        generator, model_config, checkpoint = checkpoints.restore_generator(
+            _MODEL_DIR.value, _STAGE.value, _CHECKPOINT.value)
+    except (FileNotFoundError, configs.ConfigMismatchError) as error:
+        print(f'export: {error}', file=sys.stderr)
+        sys.exit(2)
+    module = export_lib.ColorizationModule(
+        generator,
+        render_size=_RENDER_SIZE.value,
+        size_multiple=export_lib.size_multiple_for(model_config.generator),
+        max_pixels=_MAX_PIXELS.value,
+    )
+    try:
+        if _FORMAT.value == 'tflite':
+            path = export_lib.export_tflite(
+                module, _EXPORT_DIR.value, _VERSION.value)
+        else:
+            path = export_lib.export_saved_model(
+                module, _EXPORT_DIR.value, _VERSION.value, metadata={
+                    'checkpoint': checkpoint,
+                    'model': configs.to_dict(model_config),
+                })
+    except FileExistsError as error:
+        print(f'export: {error}', file=sys.stderr)
+        sys.exit(2)
+    logging.info('Exported %s', checkpoint)
+    print(path)
+
+
+if __name__ == '__main__':
+    app.run(main)

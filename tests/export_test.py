@@ -1,0 +1,311 @@
+"""Tests for the SavedModel export: signatures, reload, full resolution, abuse.
+
+One tiny model is exported once per class (export and TF start-up cost
+seconds); the reload runs in a separate Python process that imports only
+TensorFlow, as a serving process would.
+"""
+
+import io
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from chromagen_tf import checkpoints
+from chromagen_tf import color
+from chromagen_tf import colorize_lib
+from chromagen_tf import configs
+from chromagen_tf import export_lib
+from chromagen_tf.models import build_generator
+from tests.conftest import REPO_ROOT
+from tests.conftest import SAMPLE_PHOTOS
+
+_RENDER_SIZE = 64
+
+
+def make_model_dir(model_dir: str, seed: int = 0, step: int = 7):
+    """A training directory with one GAN checkpoint of a width-8 model."""
+    configs.check_and_write_model_config(
+        model_dir, configs.ModelConfig(generator='resnet18_unet', width=8))
+    keras.utils.set_random_seed(seed)
+    generator = build_generator('resnet18_unet', width=8)
+    checkpoint = tf.train.Checkpoint(
+        generator=generator, step=tf.Variable(step, dtype=tf.int64))
+    tf.train.CheckpointManager(
+        checkpoint, os.path.join(model_dir, 'gan'), max_to_keep=3,
+        checkpoint_name='ckpt').save(checkpoint_number=step)
+    return generator
+
+
+def encode(image: np.ndarray, image_format: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=image_format, **options)
+    return buffer.getvalue()
+
+
+def photo(name: str, size=None) -> np.ndarray:
+    with Image.open(SAMPLE_PHOTOS / name) as image:
+        image = image.convert('RGB')
+        if size:
+            image = image.resize(size)
+        return np.asarray(image)
+
+
+_RELOAD_SCRIPT = textwrap.dedent('''
+    import sys
+    import numpy as np
+    import tensorflow as tf
+    export_dir, inputs_path, outputs_path = sys.argv[1:]
+    inputs = np.load(inputs_path)
+    loaded = tf.saved_model.load(export_dir)
+    signatures = loaded.signatures
+    outputs = {
+        'ab': signatures['predict_ab'](
+            l_channel=tf.constant(inputs['l_channel']))['ab'],
+        'colorized': signatures['colorize_image'](
+            image=tf.constant(inputs['image']))['colorized'],
+        'png': tf.io.decode_png(signatures['serving_default'](
+            image_bytes=tf.constant([inputs['jpeg'].tobytes()])
+        )['colorized_png'][0]),
+    }
+    np.savez(outputs_path, **{k: v.numpy() for k, v in outputs.items()})
+    assert not any(m.startswith('chromagen') for m in sys.modules), 'import'
+    print('ok')
+''')
+
+
+class ExportTest(tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.root = tf.test.TestCase().get_temp_dir()
+        cls.model_dir = os.path.join(cls.root, 'run')
+        make_model_dir(cls.model_dir)
+        cls.export_base = os.path.join(cls.root, 'models', 'chromagen')
+        # The command line, as a user runs it.
+        result = subprocess.run(
+            [sys.executable, '-m', 'chromagen_tf.export',
+             f'--model_dir={cls.model_dir}', f'--export_dir={cls.export_base}',
+             f'--render_size={_RENDER_SIZE}'],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+            check=False)
+        assert result.returncode == 0, result.stderr[-3000:]
+        cls.version_dir = result.stdout.strip().splitlines()[-1]
+        cls.generator, cls.model_config, _ = checkpoints.restore_generator(
+            cls.model_dir)
+        cls.module = export_lib.ColorizationModule(
+            cls.generator, render_size=_RENDER_SIZE)
+        cls.loaded = tf.saved_model.load(cls.version_dir)
+
+    def _serve(self, images):
+        signature = self.loaded.signatures['serving_default']
+        return signature(image_bytes=tf.constant(images, tf.string))[
+            'colorized_png']
+
+    def test_versioned_atomic_layout(self):
+        self.assertEqual(self.version_dir, os.path.join(self.export_base, '1'))
+        self.assertEqual(sorted(os.listdir(self.export_base)), ['1'])
+        self.assertEqual(export_lib.next_version(self.export_base), 2)
+        self.assertEqual(export_lib.latest_version_dir(self.export_base),
+                         self.version_dir)
+        metadata = export_lib.read_metadata(self.version_dir)
+        self.assertEqual(metadata['render_size'], _RENDER_SIZE)
+        self.assertEqual(metadata['model']['width'], 8)
+        self.assertTrue(metadata['checkpoint'].endswith('ckpt-7'))
+        with self.assertRaises(FileExistsError):
+            export_lib._write_atomically(self.export_base, 1, os.makedirs)  # pylint: disable=protected-access
+
+    def test_failed_export_leaves_nothing(self):
+        base = os.path.join(self.get_temp_dir(), 'failing')
+
+        def write(path):
+            os.makedirs(path)
+            raise RuntimeError('disk full')
+
+        with self.assertRaisesRegex(RuntimeError, 'disk full'):
+            export_lib._write_atomically(base, None, write)  # pylint: disable=protected-access
+        self.assertEqual(os.listdir(base), [])
+
+    def test_reload_in_a_process_without_chromagen(self):
+        rng = np.random.default_rng(0)
+        inputs = {
+            'l_channel': rng.uniform(-1, 1, [2, 64, 96, 1]).astype(np.float32),
+            'image': photo('coffee.jpg', (90, 70))[None],
+            'jpeg': np.frombuffer(
+                (SAMPLE_PHOTOS / 'rocket.jpg').read_bytes(), np.uint8),
+        }
+        inputs_path = os.path.join(self.get_temp_dir(), 'inputs.npz')
+        outputs_path = os.path.join(self.get_temp_dir(), 'outputs.npz')
+        np.savez(inputs_path, **inputs)
+        environment = dict(os.environ, PYTHONPATH='')
+        result = subprocess.run(
+            [sys.executable, '-c', _RELOAD_SCRIPT, self.version_dir,
+             inputs_path, outputs_path],
+            cwd=self.get_temp_dir(), env=environment, capture_output=True,
+            text=True, timeout=120, check=False)
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        outputs = np.load(outputs_path)
+        self.assertAllClose(
+            outputs['ab'],
+            self.generator(inputs['l_channel'], training=False),
+            atol=1e-5)
+        self.assertAllEqual(
+            outputs['colorized'],
+            self.module.colorize_image(inputs['image'])['colorized'])
+        expected = tf.io.decode_png(self.module.serving_default(
+            tf.constant([inputs['jpeg'].tobytes()]))['colorized_png'][0])
+        self.assertAllEqual(outputs['png'], expected)
+        with Image.open(SAMPLE_PHOTOS / 'rocket.jpg') as original:
+            self.assertEqual(outputs['png'].shape[:2],
+                             (original.height, original.width))
+
+    def test_saved_model_cli(self):
+        cli = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
+        shown = subprocess.run(
+            [cli, 'show', '--dir', self.version_dir, '--all'],
+            capture_output=True, text=True, timeout=120, check=True).stdout
+        for name in export_lib.SIGNATURES:
+            self.assertIn(f"signature_def['{name}']", shown)
+        self.assertEqual(
+            shown.count('Method name is: tensorflow/serving/predict'), 3)
+        l_channel = np.linspace(-1, 1, 64 * 64, dtype=np.float32).reshape(
+            1, 64, 64, 1)
+        npy = os.path.join(self.get_temp_dir(), 'l.npy')
+        np.save(npy, l_channel)
+        outdir = os.path.join(self.get_temp_dir(), 'cli_out')
+        subprocess.run(
+            [cli, 'run', '--dir', self.version_dir, '--tag_set', 'serve',
+             '--signature_def', 'predict_ab', '--inputs', f'l_channel={npy}',
+             '--outdir', outdir],
+            capture_output=True, text=True, timeout=120, check=True)
+        self.assertAllClose(np.load(os.path.join(outdir, 'ab.npy')),
+                            self.generator(l_channel, training=False),
+                            atol=1e-5)
+
+    def test_all_formats_colour_and_gray(self):
+        rgb = photo('astronaut.jpg', (70, 45))
+        gray = np.asarray(Image.fromarray(rgb).convert('L'))
+        images = [
+            encode(rgb, 'JPEG'), encode(gray, 'JPEG'),
+            encode(rgb, 'PNG'), encode(gray, 'PNG'),
+            encode(rgb, 'GIF'), encode(gray, 'BMP'), encode(rgb, 'BMP'),
+        ]
+        pngs = self._serve(images)
+        self.assertLen(pngs, len(images))
+        for png in pngs:
+            self.assertEqual(tf.io.decode_png(png).shape, (45, 70, 3))
+        # Gray and colour inputs of the same picture are colorized alike.
+        from_gray = tf.io.decode_png(pngs[3])
+        self.assertAllClose(
+            from_gray,
+            self.module.colorize_image(gray[None, :, :, None])['colorized'][0])
+
+    def test_hostile_inputs_are_invalid_argument(self):
+        real_png = encode(photo('chelsea.jpg', (40, 30)), 'PNG')
+        huge_png = bytearray(real_png)
+        huge_png[16:24] = (100_000).to_bytes(4, 'big') * 2  # IHDR w, h.
+        jpeg = bytearray(encode(photo('chelsea.jpg', (40, 30)), 'JPEG'))
+        sof = jpeg.index(b'\xff\xc0')
+        jpeg[sof + 5:sof + 9] = (30_000).to_bytes(2, 'big') * 2  # SOF h, w.
+        gif = bytearray(encode(photo('chelsea.jpg', (40, 30)), 'GIF'))
+        gif[6:10] = (65_535).to_bytes(2, 'little') * 2
+        cases = {
+            b'certainly not an image': 'not a JPEG, PNG, GIF or BMP',
+            b'': 'not a JPEG, PNG, GIF or BMP',
+            bytes(huge_png): 'too large',
+            bytes(jpeg): 'too large',
+            bytes(gif): 'too large',
+            real_png[:60]: '',  # Truncated: the decoder's own message.
+        }
+        for image_bytes, message in cases.items():
+            with self.subTest(image_bytes=image_bytes[:12]):
+                with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                            message):
+                    self._serve([image_bytes])
+
+    def test_pixel_limit_is_configurable(self):
+        module = export_lib.ColorizationModule(
+            self.generator, render_size=_RENDER_SIZE, max_pixels=1000)
+        small = encode(photo('chelsea.jpg', (20, 20)), 'PNG')
+        self.assertLen(module.serving_default(tf.constant([small]))[
+            'colorized_png'], 1)
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, '1000'):
+            module.serving_default(tf.constant(
+                [encode(photo('chelsea.jpg', (40, 30)), 'PNG')]))
+
+    def test_empty_batch(self):
+        self.assertEqual(self._serve([]).shape, (0,))
+        colorize = self.loaded.signatures['colorize_image']
+        empty = colorize(image=tf.zeros([0, 32, 48, 1], tf.uint8))
+        self.assertEqual(empty['colorized'].shape, (0, 32, 48, 3))
+
+    def test_full_resolution_keeps_the_input_lightness(self):
+        # Scaled-down predictions stay inside the sRGB gamut, where joining
+        # L with ab and converting back is exact up to uint8 rounding.
+        inputs = keras.Input([None, None, 1])
+        gentle = keras.Model(inputs, self.generator(inputs) * 0.1)
+        module = export_lib.ColorizationModule(gentle,
+                                               render_size=_RENDER_SIZE)
+        rgb = photo('picos_de_europa.jpg')  # 640x427: ten times the render.
+        gray = np.asarray(Image.fromarray(rgb).convert('L'))[None, ..., None]
+        colorized = module.colorize_image(gray)['colorized'].numpy()
+        self.assertEqual(colorized.shape, gray.shape[:3] + (3,))
+        l_in = color.rgb_to_lab_numpy(np.repeat(gray, 3, -1))[..., 0]
+        lab_out = color.rgb_to_lab_numpy(colorized)
+        error = np.abs(lab_out[..., 0] - l_in)
+        self.assertLess(np.percentile(error, 99), 0.6)
+        self.assertLess(error.mean(), 0.3)
+        # And the colours are not those of a gray image.
+        self.assertGreater(np.abs(lab_out[..., 1:]).mean(), 1.0)
+
+    def test_working_shape_keeps_aspect_and_multiple(self):
+        for (height, width), expected in {
+                (3024, 4032): (192, 256, 192, 256),
+                (427, 640): (171, 256, 192, 256),
+                (640, 100): (256, 40, 256, 64),
+                (10, 5000): (16, 256, 32, 256),
+        }.items():
+            shape = export_lib.working_shape(height, width, 256, 32)
+            self.assertEqual(tuple(int(x) for x in shape), expected)
+
+    def test_colorize_tool_loads_exports_and_agrees(self):
+        rgb = photo('fig_bowl.jpg', (100, 75))
+        expected = self.loaded.signatures['colorize_image'](
+            image=tf.constant(rgb[None]))['colorized'][0]
+        for model in (self.export_base, self.version_dir, self.model_dir):
+            with self.subTest(model=model):
+                colorizer = colorize_lib.load_colorizer(
+                    model, render_size=_RENDER_SIZE)
+                self.assertEqual(colorizer.render_size, _RENDER_SIZE)
+                self.assertAllClose(colorizer.colorize([rgb])[0].astype(int),
+                                    tf.cast(expected, tf.int32), atol=1)
+                if model == self.export_base:  # Its newest version.
+                    self.assertIn(self.version_dir, colorizer.description)
+        with self.assertRaises(colorize_lib.ModelNotFoundError):
+            colorize_lib.load_colorizer(self.root)
+
+    def test_tflite(self):
+        path = export_lib.export_tflite(
+            self.module, os.path.join(self.get_temp_dir(), 'tflite'), 5)
+        self.assertTrue(path.endswith('/5/model.tflite'))
+        interpreter = tf.lite.Interpreter(model_path=path)
+        interpreter.allocate_tensors()
+        l_channel = np.linspace(-1, 1, 64 * 64, dtype=np.float32).reshape(
+            1, 64, 64, 1)
+        interpreter.set_tensor(interpreter.get_input_details()[0]['index'],
+                               l_channel)
+        interpreter.invoke()
+        ab = interpreter.get_tensor(
+            interpreter.get_output_details()[0]['index'])
+        self.assertAllClose(ab, self.generator(l_channel, training=False),
+                            atol=1e-4)
+
+
+if __name__ == '__main__':
+    tf.test.main()
