@@ -1,0 +1,137 @@
+"""A client for a ChromaGen model served by TF Serving's REST API.
+
+It needs only the Python standard library. The request body is TF Serving's
+row format with base64-wrapped bytes:
+
+  POST http://HOST:8501/v1/models/chromagen:predict
+  {"instances": [{"image_bytes": {"b64": "<base64 of a JPEG/PNG/...>"}}]}
+
+and the answer holds one PNG per instance:
+
+  {"predictions": [{"b64": "<base64 of a PNG>"}]}
+
+(with several outputs a prediction would be {"colorized_png": {"b64": ...}};
+both forms are accepted). The same request with curl:
+
+  printf '{"instances": [{"image_bytes": {"b64": "%s"}}]}' \
+      "$(base64 -w0 old.jpg)" > request.json
+  curl -s -d @request.json http://localhost:8501/v1/models/chromagen:predict
+
+Usage:
+
+  python -m chromagen_tf.serving_client --server=http://localhost:8501 \
+      --model_name=chromagen old.jpg --output_dir=colorized
+"""
+
+import base64
+import json
+import os
+import sys
+from typing import Any, Sequence
+import urllib.error
+import urllib.request
+
+from absl import app
+from absl import flags
+
+OUTPUT_KEY = 'colorized_png'
+INPUT_KEY = 'image_bytes'
+
+
+class ServingError(RuntimeError):
+    """The server refused the request or answered something unexpected."""
+
+
+def predict_url(server: str, model_name: str) -> str:
+    """The REST predict endpoint of a model."""
+    return f'{server.rstrip("/")}/v1/models/{model_name}:predict'
+
+
+def request_body(images: Sequence[bytes]) -> bytes:
+    """The JSON body TF Serving expects for a batch of encoded images."""
+    instances = [
+        {INPUT_KEY: {'b64': base64.b64encode(image).decode('ascii')}}
+        for image in images
+    ]
+    return json.dumps({'instances': instances}).encode('utf-8')
+
+
+def _decode_prediction(prediction: Any) -> bytes:
+    if isinstance(prediction, dict) and OUTPUT_KEY in prediction:
+        prediction = prediction[OUTPUT_KEY]
+    if isinstance(prediction, dict) and 'b64' in prediction:
+        return base64.b64decode(prediction['b64'])
+    raise ServingError(f'Unexpected prediction format: {str(prediction)[:80]}')
+
+
+def colorize(
+    images: Sequence[bytes],
+    server: str = 'http://localhost:8501',
+    model_name: str = 'chromagen',
+    timeout: float = 60.0,
+) -> list[bytes]:
+    """Sends encoded images to the server and returns colorized PNG bytes.
+
+    Raises:
+      ServingError: the server answered with an error (e.g. an undecodable
+        image) or could not be reached.
+    """
+    request = urllib.request.Request(
+        predict_url(server, model_name),
+        data=request_body(images),
+        headers={'Content-Type': 'application/json'},
+        method='POST',
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            answer = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        detail = error.read().decode('utf-8', 'replace')
+        try:
+            detail = json.loads(detail).get('error', detail)
+        except ValueError:
+            pass
+        raise ServingError(f'HTTP {error.code}: {detail}') from None
+    except (urllib.error.URLError, OSError) as error:
+        raise ServingError(f'Cannot reach {server}: {error}') from None
+    predictions = answer.get('predictions')
+    if not isinstance(predictions, list) or len(predictions) != len(images):
+        raise ServingError(f'Unexpected answer: {str(answer)[:200]}')
+    return [_decode_prediction(p) for p in predictions]
+
+
+_SERVER = flags.DEFINE_string(
+    'server', 'http://localhost:8501', 'TF Serving REST address.')
+_MODEL_NAME = flags.DEFINE_string(
+    'model_name', 'chromagen', 'Model name the server was started with.')
+_OUTPUT_DIR = flags.DEFINE_string(
+    'output_dir', '.', 'Where <input name>.png files are written.')
+_TIMEOUT = flags.DEFINE_float(
+    'timeout', 60.0, 'Seconds to wait for the answer.', lower_bound=0.1)
+
+
+def main(argv):
+    paths = argv[1:]
+    if not paths:
+        raise app.UsageError('Give at least one image file.')
+    try:
+        images = []
+        for path in paths:
+            with open(path, 'rb') as f:
+                images.append(f.read())
+        pngs = colorize(images, _SERVER.value, _MODEL_NAME.value,
+                        _TIMEOUT.value)
+    except (OSError, ServingError) as error:
+        print(f'serving_client: {error}', file=sys.stderr)
+        sys.exit(1)
+    os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
+    for path, png in zip(paths, pngs):
+        name = os.path.splitext(os.path.basename(path))[0] + '.png'
+        output = os.path.join(_OUTPUT_DIR.value, name)
+        with open(output, 'wb') as f:
+            f.write(png)
+        print(output)
+
+
+if __name__ == '__main__':
+    app.run(main)
