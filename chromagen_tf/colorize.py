@@ -1,0 +1,93 @@
+"""Colorizes black-and-white photos with a trained ChromaGen model.
+
+Usage:
+
+  python -m chromagen_tf.colorize --model=models/chromagen \
+      photos/ old_scan.jpg --output_dir=colorized --recursive
+
+--model takes an export base directory (its newest version is used), one
+SavedModel version directory, or a training --model_dir (its latest
+checkpoint is used). Each INPUT is a file or a folder; outputs mirror the
+input tree under --output_dir and keep each input's format unless
+--output_extension is given. Photos are colorized at full resolution: the
+network sees a --render_size working copy and its colours are laid over the
+original lightness. Colour photos are treated as black and white.
+
+Existing outputs are skipped unless --overwrite. A file that cannot be read
+is reported and skipped; the exit status is 1 if any file failed.
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+
+from chromagen_tf import colorize_lib
+from chromagen_tf import export_lib
+
+_MODEL = flags.DEFINE_string(
+    'model', None,
+    'Export base directory, SavedModel version directory or training '
+    'model_dir.')
+_OUTPUT_DIR = flags.DEFINE_string(
+    'output_dir', None, 'Where the colorized images are written.')
+_RECURSIVE = flags.DEFINE_boolean(
+    'recursive', False, 'Also colorize images in subfolders of folder inputs.')
+_OVERWRITE = flags.DEFINE_boolean(
+    'overwrite', False, 'Replace outputs that already exist.')
+_BATCH_SIZE = flags.DEFINE_integer(
+    'batch_size', colorize_lib.DEFAULT_BATCH_SIZE,
+    'Images per network call (and held in memory at once).', lower_bound=1)
+_RENDER_SIZE = flags.DEFINE_integer(
+    'render_size', None,
+    'Longer side of the working size the network runs at; larger gives '
+    'finer colour and costs more. Default: the export\'s setting, else '
+    f'{export_lib.DEFAULT_RENDER_SIZE}.', lower_bound=32)
+_COMPARE = flags.DEFINE_boolean(
+    'compare', False,
+    'Write side-by-side images: the gray input, the colorized result and, '
+    'for colour inputs, the original.')
+_OUTPUT_EXTENSION = flags.DEFINE_string(
+    'output_extension', '',
+    'Write every output with this extension and its format (e.g. png, '
+    'jpg). Default: the input\'s own.')
+_STAGE = flags.DEFINE_enum(
+    'stage', 'gan', ['gan', 'pretrain'],
+    'For a training model_dir: which stage\'s checkpoint to use.')
+_MAX_PIXELS = flags.DEFINE_integer(
+    'max_pixels', export_lib.DEFAULT_MAX_PIXELS,
+    'Larger images are skipped, judged from their header.', lower_bound=1)
+
+
+def main(argv):
+    inputs = tuple(argv[1:])
+    if not inputs:
+        raise app.UsageError('Give at least one INPUT file or folder.')
+    if not _MODEL.value or not _OUTPUT_DIR.value:
+        raise app.UsageError('--model and --output_dir are required.')
+    config = colorize_lib.ColorizeConfig(
+        inputs=inputs,
+        output_dir=_OUTPUT_DIR.value,
+        recursive=_RECURSIVE.value,
+        overwrite=_OVERWRITE.value,
+        batch_size=_BATCH_SIZE.value,
+        compare=_COMPARE.value,
+        output_extension=_OUTPUT_EXTENSION.value,
+        max_pixels=_MAX_PIXELS.value,
+    )
+    try:
+        colorize_lib.find_jobs(config)  # Fails early on a missing input.
+        colorizer = colorize_lib.load_colorizer(
+            _MODEL.value, _STAGE.value, _RENDER_SIZE.value)
+    except (FileNotFoundError, colorize_lib.ModelNotFoundError) as error:
+        print(f'colorize: {error}', file=sys.stderr)
+        sys.exit(2)
+    summary = colorize_lib.colorize_files(colorizer, config)
+    for path, reason in summary.failures:
+        print(f'failed: {path}: {reason}', file=sys.stderr)
+    print(f'{summary} ({colorizer.description})')
+    sys.exit(1 if summary.failed else 0)
+
+
+if __name__ == '__main__':
+    app.run(main)
