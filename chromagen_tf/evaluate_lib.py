@@ -1,0 +1,209 @@
+"""Evaluating a colorization model on held-out photos: the evaluate library.
+
+For each image the model predicts ab at the image's own size, exactly as
+the colorize tool and the serving graph do (`colorize_lib.Colorizer`), and
+the metrics of `chromagen_tf.metrics` compare it with the true ab. The same
+metrics are computed for the trivial "gray" baseline (ab = 0 everywhere),
+so that every number has a reference point.
+
+Report (JSON; tools read these names, keep them stable):
+
+  {
+    "model":         {metric: value, ...},
+    "gray_baseline": {metric: value, ...},
+    "num_images":    N,
+    "config":        {how the evaluation was run}
+  }
+
+Metrics, each the mean over images unless said otherwise:
+  ab_mae              mean absolute ab error, Lab units (lower is better)
+  psnr                PSNR of sRGB in [0, 1], dB; an exact image counts as
+                      `PSNR_CAP_DB` instead of infinity, so the mean stays
+                      finite (the gray baseline is exact on gray photos)
+  ssim                SSIM of sRGB
+  colorfulness        Hasler-Suesstrunk colorfulness of the predictions
+  colorfulness_gt     the same of the ground truth
+  delta_colorfulness  |colorfulness - colorfulness_gt| of the two means, as
+                      reported by DDColor (Kang et al. 2023)
+  auc                 area under the cumulative ab-error curve, thresholds
+                      0..150 (Zhang et al. 2016), in [0, 1]
+"""
+
+import dataclasses
+import os
+from typing import Iterator, Optional
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from chromagen_tf import color
+from chromagen_tf import colorize_lib
+from chromagen_tf import data
+from chromagen_tf import imaging
+from chromagen_tf import metrics
+
+METRIC_NAMES = ('ab_mae', 'psnr', 'ssim', 'colorfulness', 'colorfulness_gt',
+                'delta_colorfulness', 'auc')
+# 100 dB is an RMS error of 1e-5 of the range, far below one uint8 step
+# (48 dB): any exact image counts the same.
+PSNR_CAP_DB = 100.0
+# The metric names per image; the dataset-level ones are derived.
+_PER_IMAGE = ('ab_mae', 'psnr', 'ssim', 'colorfulness', 'colorfulness_gt',
+              'auc')
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """Where the images come from; see chromagen_tf/evaluate.py flags."""
+
+    model: str
+    data_dir: str = ''
+    split: str = 'val'
+    image_dir: str = ''
+    max_images: int = 0  # 0: all.
+    batch_size: int = colorize_lib.DEFAULT_BATCH_SIZE
+    render_size: Optional[int] = None
+    stage: str = 'gan'
+
+
+Example = tuple[str, tf.Tensor, tf.Tensor]  # key, L [1,H,W,1], ab [1,H,W,2]
+
+
+def examples_from_records(data_dir: str, split: str) -> Iterator[Example]:
+    """(key, L, ab) of every record of a split, in real Lab units."""
+    files = data.list_files(data.split_file_pattern(data_dir, split))
+    records = tf.data.TFRecordDataset(files)
+    dataset = records.map(
+        lambda serialized: (data.parse_record(serialized)[data.KEY],
+                            *data.decode_record(serialized)))
+    for key, l_channel, ab in dataset:
+        yield key.numpy().decode('utf-8'), l_channel[None], ab[None]
+
+
+def examples_from_images(image_dir: str) -> Iterator[Example]:
+    """(path, L, ab) of every photo under a folder (recursive), sorted."""
+    lab_of = tf.function(
+        lambda rgb: color.rgb_to_lab(tf.cast(rgb, tf.float32) / 255.0),
+        input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+    for directory, subdirectories, files in os.walk(image_dir):
+        subdirectories.sort()
+        for name in sorted(files):
+            if os.path.splitext(name)[1].lower() not in (
+                    imaging.IMAGE_EXTENSIONS):
+                continue
+            path = os.path.join(directory, name)
+            try:
+                rgb = np.asarray(imaging.load_rgb(path).image)
+            except imaging.BadImageError as error:
+                logging.warning('Skipping %s: %s', path, error)
+                continue
+            lab = lab_of(rgb)[None]
+            yield os.path.relpath(path, image_dir), lab[..., :1], lab[..., 1:]
+
+
+@tf.function(input_signature=[
+    tf.TensorSpec([1, None, None, 1], tf.float32),
+    tf.TensorSpec([1, None, None, 2], tf.float32),
+    tf.TensorSpec([1, None, None, 2], tf.float32),
+])
+def image_metrics(l_channel, ab_pred, ab_true) -> dict[str, tf.Tensor]:
+    """The per-image metrics of one prediction, as float32 scalars."""
+    rgb_pred = color.lab_to_rgb(tf.concat([l_channel, ab_pred], -1))
+    rgb_true = color.lab_to_rgb(tf.concat([l_channel, ab_true], -1))
+    values = {
+        'ab_mae': metrics.ab_mae(ab_pred, ab_true),
+        'psnr': tf.minimum(metrics.psnr(rgb_pred, rgb_true), PSNR_CAP_DB),
+        'ssim': metrics.ssim(rgb_pred, rgb_true),
+        'colorfulness': metrics.colorfulness(rgb_pred * 255.0),
+        'colorfulness_gt': metrics.colorfulness(rgb_true * 255.0),
+        'auc': metrics.ab_error_auc(ab_pred, ab_true),
+    }
+    return {name: value[0] for name, value in values.items()}
+
+
+def summarize(per_image: dict[str, list[float]]) -> dict[str, float]:
+    """Means over images, plus delta_colorfulness."""
+    means = {name: float(np.mean(per_image[name])) for name in _PER_IMAGE}
+    means['delta_colorfulness'] = abs(
+        means['colorfulness'] - means['colorfulness_gt'])
+    return {name: means[name] for name in METRIC_NAMES}
+
+
+def evaluate(
+    colorizer: colorize_lib.Colorizer,
+    examples: Iterator[Example],
+    batch_size: int = colorize_lib.DEFAULT_BATCH_SIZE,
+    max_images: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Runs the model and the gray baseline over the examples.
+
+    Returns:
+      {'model': {...}, 'gray_baseline': {...}, 'num_images': N}.
+
+    Raises:
+      ValueError: there were no examples.
+    """
+    results = {'model': {n: [] for n in _PER_IMAGE},
+               'gray_baseline': {n: [] for n in _PER_IMAGE}}
+    count = 0
+
+    def run(batch):
+        predictions = colorizer.predict_ab([l for _, l, _ in batch])
+        for (_, l_channel, ab_true), ab_pred in zip(batch, predictions):
+            for name, prediction in (('model', ab_pred),
+                                     ('gray_baseline',
+                                      tf.zeros_like(ab_true))):
+                values = image_metrics(l_channel, prediction, ab_true)
+                for metric, value in values.items():
+                    results[name][metric].append(float(value))
+
+    batch = []
+    for example in examples:
+        if max_images and count >= max_images:
+            break
+        batch.append(example)
+        count += 1
+        if len(batch) == batch_size:
+            run(batch)
+            batch = []
+    if batch:
+        run(batch)
+    if not count:
+        raise ValueError('No images to evaluate.')
+    return {
+        'model': summarize(results['model']),
+        'gray_baseline': summarize(results['gray_baseline']),
+        'num_images': count,
+    }
+
+
+def run_evaluation(config: EvaluateConfig) -> dict:
+    """Loads the model and the data of a config; returns the full report."""
+    if bool(config.data_dir) == bool(config.image_dir):
+        raise ValueError('Give exactly one of data_dir and image_dir.')
+    colorizer = colorize_lib.load_colorizer(
+        config.model, config.stage, config.render_size)
+    if config.data_dir:
+        examples = examples_from_records(config.data_dir, config.split)
+    else:
+        if not os.path.isdir(config.image_dir):
+            raise FileNotFoundError(f'{config.image_dir} is not a folder.')
+        examples = examples_from_images(config.image_dir)
+    report = evaluate(colorizer, examples, config.batch_size,
+                      config.max_images)
+    settings = dataclasses.asdict(config)
+    settings.update(render_size=colorizer.render_size,
+                    model_description=colorizer.description)
+    report['config'] = settings
+    return report
+
+
+def format_table(report: dict) -> str:
+    """A report as an aligned text table: one row per metric."""
+    rows = [f'{"metric":20s}{"model":>12s}{"gray_baseline":>15s}']
+    for metric in METRIC_NAMES:
+        rows.append(f'{metric:20s}{report["model"][metric]:12.4f}'
+                    f'{report["gray_baseline"][metric]:15.4f}')
+    rows.append(f'{report["num_images"]} images')
+    return '\n'.join(rows)
