@@ -9,12 +9,14 @@
 
 Generators (`GENERATOR_NAMES`):
   resnet18_unet  ResNet-18 encoder U-Net after fastai's DynamicUnet
-                 (`unet.py`), the default; 31.1M parameters.
-  resnet34_unet  The same with a ResNet-34 encoder; 41.2M.
-  pix2pix_unet   The pix2pix U-Net-256 baseline (`pix2pix.py`); 54.4M;
-                 needs sizes that are multiples of 256.
-Discriminator: the 70x70 PatchGAN (`patchgan.py`); 2.77M.
-Counts are for width=64; details are in each module.
+                 (`unet.py`), the default; 31.1M parameters, 56.9 GFLOPs
+                 per 256x256 image.
+  resnet34_unet  The same with a ResNet-34 encoder; 41.2M, 61.8 GFLOPs.
+  pix2pix_unet   The pix2pix U-Net-256 baseline (`pix2pix.py`); 54.4M,
+                 12.0 GFLOPs; needs sizes that are multiples of 256.
+Discriminator: the 70x70 PatchGAN (`patchgan.py`); 2.77M, 6.3 GFLOPs.
+Counts are for width=64; each module says how they were measured
+(`bench/bench_models.py` reproduces them).
 
 All models take normalised inputs (see `chromagen_tf.color`), build with
 unknown spatial sizes, are safe under the 'mixed_float16' and
@@ -88,7 +90,8 @@ def load_encoder_weights(generator: keras.Model,
     encoder = get_encoder(generator)
     if encoder_weights == 'imagenet':
         # Imported here: the conversion needs PyTorch, training does not.
-        from chromagen_tf.models import torchvision_weights  # pylint: disable=g-import-not-at-top
+        # pylint: disable-next=g-import-not-at-top
+        from chromagen_tf.models import torchvision_weights
         width = encoder.get_layer('conv1').filters
         if width != 64:
             raise ValueError('ImageNet weights exist only for width=64, '

@@ -121,7 +121,7 @@ def load_encoder_weights(encoder: keras.Model, path: str) -> None:
     """Loads a `.weights.h5` file written from an encoder of the same shape.
 
     Args:
-        encoder: The encoder (for a generator, `generator.get_layer('encoder')`).
+        encoder: The encoder (of a generator: `models.get_encoder(generator)`).
         path: The file, e.g. from `import_torchvision_resnet`.
 
     Raises:

@@ -180,6 +180,13 @@ def convert_checkpoint(checkpoint: str,
     return encoder
 
 
+def _keras_cache_dir() -> str:
+    """The directory `keras.utils.get_file` caches models in."""
+    keras_home = os.environ.get('KERAS_HOME') or os.path.join(
+        os.path.expanduser('~'), '.keras')
+    return os.path.join(keras_home, 'models')
+
+
 def _sha256(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, 'rb') as file:
@@ -212,7 +219,7 @@ def download_checkpoint(arch: str,
     filename = TORCHVISION_FILES[arch]
     base_url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
     url = base_url.rstrip('/') + '/' + filename
-    cache_dir = cache_dir or os.path.join(keras.config.keras_home(), 'models')
+    cache_dir = cache_dir or _keras_cache_dir()
     os.makedirs(cache_dir, exist_ok=True)
     path = os.path.join(cache_dir, filename)
     if not os.path.exists(path):

@@ -1,4 +1,4 @@
-r"""Converts a torchvision ResNet-18/34 checkpoint into ChromaGen encoder weights.
+r"""Converts a torchvision ResNet-18/34 checkpoint into encoder weights.
 
 A one-time step for starting the ResNet U-Net generators from ImageNet
 weights without needing PyTorch during training. See
