@@ -17,6 +17,7 @@ chromagen_tf.train`. It follows the TF Model Garden pattern:
      cleanly on SIGTERM/SIGINT or with a clear error on a non-finite loss.
 """
 
+import json
 import math
 import os
 import signal
@@ -49,15 +50,11 @@ def count_records(data_dir: str, split: str) -> int:
     """Number of records of a split: from manifest.json, else by reading."""
     manifest_path = os.path.join(data_dir, 'manifest.json')
     if tf.io.gfile.exists(manifest_path):
-        import json  # pylint: disable=g-import-not-at-top
-
         with tf.io.gfile.GFile(manifest_path) as f:
             manifest = json.load(f)
-        count = manifest.get('counts', {}).get(split)
-        if isinstance(count, dict):
-            count = count.get('records', count.get('written'))
-        if isinstance(count, int):
-            return count
+        records = manifest.get('splits', {}).get(split, {}).get('records')
+        if isinstance(records, int):
+            return records
     files = data.list_files(data.split_file_pattern(data_dir, split))
     return int(
         tf.data.TFRecordDataset(files).reduce(
