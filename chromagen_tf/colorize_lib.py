@@ -72,31 +72,23 @@ class Colorizer:
         self._predict_fn = predict_fn
         self._keep_alive = keep_alive
         spec = tf.TensorSpec
-        self._lightness = tf.function(
+        self._lightness = _Compiled(
             lambda image: export_lib.l_channel_from_uint8(image[tf.newaxis]),
-            input_signature=[spec([None, None, None], tf.uint8)],
-        )
+            [spec([None, None, None], tf.uint8)])
         self._prepare = tf.function(
             lambda l_channel: export_lib.to_working_l(
                 l_channel, render_size, size_multiple),
             input_signature=[spec([1, None, None, 1], tf.float32)],
         )
+        # Not compiled: XLA needs the crop and resize sizes as constants.
         self._finish = tf.function(
-            lambda ab, working_size, output_size: export_lib.from_working_ab(
-                ab, working_size, output_size),
-            input_signature=[
-                spec([1, None, None, 2], tf.float32),
-                spec([2], tf.int32),
-                spec([2], tf.int32),
-            ],
-        )
-        self._to_uint8 = tf.function(
+            export_lib.from_working_ab,
+            input_signature=[spec([1, None, None, 2], tf.float32),
+                             spec([2], tf.int32), spec([2], tf.int32)])
+        self._to_uint8 = _Compiled(
             export_lib.lab_to_uint8,
-            input_signature=[
-                spec([1, None, None, 1], tf.float32),
-                spec([1, None, None, 2], tf.float32),
-            ],
-        )
+            [spec([1, None, None, 1], tf.float32),
+             spec([1, None, None, 2], tf.float32)])
 
     def predict_ab(self, l_channels: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """Full-resolution ab for a batch of L channels of any sizes.
@@ -116,16 +108,18 @@ class Colorizer:
             batch = tf.concat([prepared[i][0] for i in indices], axis=0)
             ab_batch = tf.cast(self._predict_fn(batch), tf.float32)
             for position, index in enumerate(indices):
+                output_size = tf.shape(l_channels[index])[1:3]
                 results[index] = self._finish(
                     ab_batch[position:position + 1],
                     prepared[index][1],
-                    tf.shape(l_channels[index])[1:3],
+                    output_size,
                 )
         return results
 
     def lightness(self, image: np.ndarray) -> tf.Tensor:
         """uint8 [H, W, 1 or 3] -> L [1, H, W, 1] in [0, 100]."""
-        return self._lightness(tf.convert_to_tensor(image, tf.uint8))
+        image = tf.convert_to_tensor(image, tf.uint8)
+        return self._lightness(_pixels(image[tf.newaxis]), image)
 
     def colorize(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """uint8 gray or RGB images [H, W, 1 or 3] -> uint8 RGB, same sizes.
@@ -135,15 +129,41 @@ class Colorizer:
         l_channels = [self.lightness(image) for image in images]
         abs_ = self.predict_ab(l_channels)
         return [
-            self._to_uint8(l_channel, ab)[0].numpy()
+            self._to_uint8(_pixels(l_channel), l_channel, ab)[0].numpy()
             for l_channel, ab in zip(l_channels, abs_)
         ]
 
     def gray(self, image: np.ndarray) -> np.ndarray:
         """The lightness of an image as a uint8 RGB gray picture."""
         l_channel = self.lightness(image)
-        return self._to_uint8(l_channel, tf.zeros_like(
-            tf.concat([l_channel, l_channel], -1)))[0].numpy()
+        ab = tf.zeros_like(tf.concat([l_channel, l_channel], -1))
+        return self._to_uint8(_pixels(l_channel), l_channel, ab)[0].numpy()
+
+
+# From this size on, the full-resolution steps are compiled with XLA, which
+# fuses their element-wise chains: 4-5x faster on a 12 MP photo (0.3 s
+# instead of 1.6 s for Lab -> RGB, measured on 2 cores). Below it, the
+# per-shape compilation would cost more than it saves.
+_XLA_MIN_PIXELS = 1_000_000
+
+
+def _pixels(tensor: tf.Tensor) -> int:
+    """Pixels of a [B, H, W, C] tensor."""
+    return int(tensor.shape[1]) * int(tensor.shape[2])
+
+
+class _Compiled:
+    """A tf.function with an XLA twin, picked by image size."""
+
+    def __init__(self, function, input_signature):
+        self._plain = tf.function(function, input_signature=input_signature)
+        self._xla = tf.function(function, input_signature=input_signature,
+                                jit_compile=True)
+
+    def __call__(self, pixels: int, *args):
+        if pixels >= _XLA_MIN_PIXELS:
+            return self._xla(*args)
+        return self._plain(*args)
 
 
 def _keras_predict_fn(generator):

@@ -10,6 +10,7 @@ from PIL import Image
 import tensorflow as tf
 
 from chromagen_tf import colorize_lib
+from chromagen_tf import export_lib
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
 from tests.export_test import make_model_dir
@@ -161,6 +162,16 @@ class ColorizeTest(tf.test.TestCase):
             self.assertEqual(batched.shape, photo.shape)
             self.assertAllClose(batched.astype(int),
                                 self.colorizer.colorize([photo])[0], atol=1)
+
+    def test_large_photos_take_the_compiled_path_with_the_same_result(self):
+        photo = np.asarray(Image.open(SAMPLE_PHOTOS / 'coffee.jpg').convert(
+            'RGB').resize((1280, 960)))  # Above the XLA threshold.
+        colorized = self.colorizer.colorize([photo])[0]
+        l_channel = export_lib.l_channel_from_uint8(photo[None])
+        ab = self.colorizer.predict_ab([l_channel])[0]
+        expected = export_lib.lab_to_uint8(l_channel, ab)[0]
+        self.assertAllClose(colorized.astype(int), tf.cast(expected, tf.int32),
+                            atol=1)
 
     def test_duplicate_outputs_are_failures(self):
         output_dir = os.path.join(self.get_temp_dir(), 'dup')
