@@ -1,0 +1,212 @@
+"""Inference benchmark: latency, colorize throughput, a 12 MP photo, memory.
+
+Usage:
+
+  python bench/bench_inference.py [--width=64] [--repeats=10]
+
+Exports a resnet18_unet generator (random weights: speed does not depend on
+them) and runs every measurement in its own Python process, so that each
+peak RSS (`resource.getrusage`) belongs to that measurement alone:
+
+  generator_256      the network alone, [1, 256, 256, 1]: the model's pure
+                     compute time, the reference for the latency targets
+  colorize_image_1   the colorize_image signature, one 256x256 RGB image
+  colorize_image_8   the same, a batch of 8
+  serving_default_1  serving_default, one 256x256 JPEG -> PNG
+  cli_folder         colorize_files over a folder of photos (images/s)
+  photo_12mp         one 4032x3024 black-and-white JPEG: load, colorize,
+                     save as JPEG, in a process where the model is loaded
+                     and warm
+  photo_12mp_colour  the same for a colour JPEG (its lightness is computed
+                     with the full sRGB -> Lab conversion)
+  photo_12mp_cold    the black-and-white photo through the whole command
+                     line, including starting Python and loading the model
+
+Times are medians over --repeats runs after one warm-up run.
+"""
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+SAMPLE_PHOTOS = os.path.join(REPO_ROOT, 'sample_photos')
+
+
+def _median_seconds(function, repeats: int) -> float:
+    function()  # Warm-up: tracing and memory allocation.
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _measure(name: str, work_dir: str, repeats: int) -> dict:
+    """Runs one measurement in this process; returns its figures."""
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    from chromagen_tf import colorize_lib  # pylint: disable=g-import-not-at-top
+
+    export_base = os.path.join(work_dir, 'export')
+    rng = np.random.default_rng(0)
+    result = {'name': name}
+    if name == 'generator_256':
+        loaded = tf.saved_model.load(os.path.join(export_base, '1'))
+        predict = loaded.signatures['predict_ab']
+        l_channel = tf.constant(rng.uniform(-1, 1, [1, 256, 256, 1]),
+                                tf.float32)
+        result['seconds'] = _median_seconds(
+            lambda: predict(l_channel=l_channel)['ab'].numpy(), repeats)
+    elif name.startswith('colorize_image_'):
+        batch = int(name.rsplit('_', 1)[1])
+        loaded = tf.saved_model.load(os.path.join(export_base, '1'))
+        colorize = loaded.signatures['colorize_image']
+        with Image.open(os.path.join(SAMPLE_PHOTOS, 'chelsea.jpg')) as photo:
+            image = np.asarray(photo.convert('RGB').resize((256, 256)))
+        images = tf.constant(np.stack([image] * batch))
+        result['seconds'] = _median_seconds(
+            lambda: colorize(image=images)['colorized'].numpy(), repeats)
+        result['seconds_per_image'] = result['seconds'] / batch
+    elif name == 'serving_default_1':
+        loaded = tf.saved_model.load(os.path.join(export_base, '1'))
+        serve = loaded.signatures['serving_default']
+        with open(os.path.join(work_dir, 'photo_256.jpg'), 'rb') as f:
+            jpeg = tf.constant([f.read()])
+        result['seconds'] = _median_seconds(
+            lambda: serve(image_bytes=jpeg)['colorized_png'].numpy(), repeats)
+    elif name == 'cli_folder':
+        colorizer = colorize_lib.load_colorizer(export_base)
+        folder = os.path.join(work_dir, 'folder')
+        count = len(os.listdir(folder))
+        config = colorize_lib.ColorizeConfig(
+            inputs=(folder,), output_dir=os.path.join(work_dir, 'out'),
+            overwrite=True, batch_size=8)
+        with open(os.devnull, 'w') as quiet:
+            seconds = _median_seconds(
+                lambda: colorize_lib.colorize_files(colorizer, config, quiet),
+                max(1, repeats // 5))
+        result.update(seconds=seconds, images=count,
+                      images_per_second=count / seconds)
+    elif name.startswith('photo_12mp'):
+        colorizer = colorize_lib.load_colorizer(export_base)
+        config = colorize_lib.ColorizeConfig(
+            inputs=(os.path.join(work_dir, f'{name}.jpg'),),
+            output_dir=os.path.join(work_dir, 'out_12mp'), overwrite=True)
+        with open(os.devnull, 'w') as quiet:
+            result['seconds'] = _median_seconds(
+                lambda: colorize_lib.colorize_files(colorizer, config, quiet),
+                max(1, repeats // 3))
+    else:
+        raise ValueError(f'Unknown measurement {name}')
+    result['peak_rss_mb'] = _peak_rss_mb()
+    return result
+
+
+def _prepare(work_dir: str, width: int) -> None:
+    """Exports the model and writes the test photos."""
+    import keras  # pylint: disable=g-import-not-at-top
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+
+    from chromagen_tf import export_lib  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.models import build_generator  # pylint: disable=g-import-not-at-top
+
+    keras.utils.set_random_seed(0)
+    module = export_lib.ColorizationModule(
+        build_generator('resnet18_unet', width=width))
+    export_lib.export_saved_model(module, os.path.join(work_dir, 'export'), 1)
+    with Image.open(os.path.join(SAMPLE_PHOTOS, 'chelsea.jpg')) as photo:
+        photo.convert('RGB').resize((256, 256)).save(
+            os.path.join(work_dir, 'photo_256.jpg'), quality=90)
+    with Image.open(os.path.join(SAMPLE_PHOTOS, 'picos_de_europa.jpg')) as p:
+        # A 12 MP phone photo: 4032x3024, upscaled from a sample photo; as
+        # a black-and-white photo (the tool's purpose) and in colour.
+        big = p.convert('RGB').resize((4032, 3024), Image.Resampling.BICUBIC)
+        big.save(os.path.join(work_dir, 'photo_12mp_colour.jpg'), quality=90)
+        big.convert('L').save(os.path.join(work_dir, 'photo_12mp.jpg'),
+                              quality=90)
+    folder = os.path.join(work_dir, 'folder')
+    os.makedirs(folder)
+    for copy in range(3):  # 42 photos of the bundled sizes (<= 640 px).
+        for name in sorted(os.listdir(SAMPLE_PHOTOS)):
+            if name.endswith('.jpg'):
+                shutil.copy(os.path.join(SAMPLE_PHOTOS, name),
+                            os.path.join(folder, f'{copy}_{name}'))
+
+
+def _run_child(name: str, work_dir: str, repeats: int) -> dict:
+    output = subprocess.run(
+        [sys.executable, __file__, f'--measure={name}',
+         f'--work_dir={work_dir}', f'--repeats={repeats}'],
+        capture_output=True, text=True, check=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def _cold_cli(work_dir: str) -> dict:
+    """The whole command line on the 12 MP photo, timed from outside."""
+    command = [sys.executable, '-m', 'chromagen_tf.colorize',
+               f'--model={os.path.join(work_dir, "export")}',
+               os.path.join(work_dir, 'photo_12mp.jpg'),
+               f'--output_dir={os.path.join(work_dir, "out_cold")}',
+               '--overwrite']
+    start = time.perf_counter()
+    subprocess.run(command, cwd=REPO_ROOT, capture_output=True, check=True)
+    seconds = time.perf_counter() - start
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {'name': 'photo_12mp_cold', 'seconds': seconds,
+            'peak_rss_mb': usage.ru_maxrss / 1024.0}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--width', type=int, default=64)
+    parser.add_argument('--repeats', type=int, default=10)
+    parser.add_argument('--measure', default='')
+    parser.add_argument('--work_dir', default='')
+    args = parser.parse_args()
+    os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+    if args.measure:
+        print(json.dumps(_measure(args.measure, args.work_dir, args.repeats)))
+        return
+    work_dir = tempfile.mkdtemp(prefix='chromagen_bench_')
+    try:
+        _prepare(work_dir, args.width)
+        names = ['generator_256', 'colorize_image_1', 'colorize_image_8',
+                 'serving_default_1', 'cli_folder', 'photo_12mp',
+                 'photo_12mp_colour']
+        results = [_run_child(name, work_dir, args.repeats) for name in names]
+        results.append(_cold_cli(work_dir))
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    reference = results[0]['seconds']
+    print(f'{"measurement":20s}{"seconds":>10s}{"x generator":>13s}'
+          f'{"peak RSS MB":>13s}  notes')
+    for result in results:
+        notes = ''
+        if 'images_per_second' in result:
+            notes = (f'{result["images_per_second"]:.2f} images/s over '
+                     f'{result["images"]} photos')
+        if 'seconds_per_image' in result:
+            notes = f'{result["seconds_per_image"]:.3f} s/image'
+        print(f'{result["name"]:20s}{result["seconds"]:10.3f}'
+              f'{result["seconds"] / reference:13.2f}'
+              f'{result["peak_rss_mb"]:13.0f}  {notes}')
+
+
+if __name__ == '__main__':
+    main()
