@@ -6,6 +6,7 @@ torch.save, holding random weights and non-trivial BatchNorm statistics so
 that a wrongly transposed kernel or swapped mean and variance cannot pass.
 """
 
+import contextlib
 import functools
 import http.server
 import os
@@ -126,18 +127,32 @@ def _gray_photos(height=96, width=128):
 
 class ImportTest(tf.test.TestCase, parameterized.TestCase):
 
-    @parameterized.parameters(('resnet18', 64), ('resnet34', 8))
-    def test_every_stage_matches_pytorch(self, arch, width):
+    @parameterized.parameters(('resnet18', 64, True), ('resnet34', 8, False))
+    def test_every_stage_matches_pytorch(self, arch, width, as_imagenet):
         state = _random_state_dict(arch, width)
         checkpoint = os.path.join(self.get_temp_dir(), f'{arch}.pth')
         torch.save(state, checkpoint)
-        output = os.path.join(self.get_temp_dir(), f'{arch}.weights.h5')
+        keras_home = os.path.join(self.get_temp_dir(), 'keras_home')
+        if as_imagenet:
+            # Stored where encoder_weights='imagenet' caches its conversion,
+            # which must then work offline (the mirror URL is unreachable).
+            output = os.path.join(keras_home, 'models',
+                                  'resnet18-f37072fd_gray.weights.h5')
+        else:
+            output = os.path.join(self.get_temp_dir(), f'{arch}.weights.h5')
         torchvision_weights.convert_checkpoint(checkpoint, output)
 
         # The converted file initialises a generator's encoder.
-        generator = models.build_generator(f'{arch}_unet',
-                                           width=width,
-                                           encoder_weights=output)
+        environment = {
+            'KERAS_HOME': keras_home,
+            torchvision_weights.BASE_URL_ENV:
+                f'http://127.0.0.1:{_closed_port()}/',
+        }
+        with _patched_environment(environment):
+            generator = models.build_generator(
+                f'{arch}_unet',
+                width=width,
+                encoder_weights='imagenet' if as_imagenet else output)
         encoder = models.get_encoder(generator)
         l_channel = _gray_photos()
         keras_features = encoder(l_channel, training=False)
@@ -223,6 +238,20 @@ class ImportTest(tf.test.TestCase, parameterized.TestCase):
             state['layer1.0.bn1.running_var'].numpy())
 
 
+@contextlib.contextmanager
+def _patched_environment(values):
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                del os.environ[key]
+            else:
+                os.environ[key] = value
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(('127.0.0.1', 0))
@@ -240,15 +269,16 @@ class ImagenetDownloadTest(tf.test.TestCase):
                 'resnet18', base_url=base_url, cache_dir=self.get_temp_dir())
 
     def test_generator_imagenet_option_fails_clearly_offline(self):
-        os.environ[torchvision_weights.BASE_URL_ENV] = (
-            f'http://127.0.0.1:{_closed_port()}/')
-        try:
+        environment = {
+            'KERAS_HOME': self.get_temp_dir(),
+            torchvision_weights.BASE_URL_ENV:
+                f'http://127.0.0.1:{_closed_port()}/',
+        }
+        with _patched_environment(environment):
             with self.assertRaisesRegex(RuntimeError,
                                         'Could not download ImageNet'):
                 models.build_generator('resnet18_unet',
                                        encoder_weights='imagenet')
-        finally:
-            del os.environ[torchvision_weights.BASE_URL_ENV]
 
     def test_download_from_a_server_checks_sha256(self):
         served = pathlib.Path(self.get_temp_dir()) / 'served'

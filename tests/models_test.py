@@ -141,14 +141,18 @@ class PrecisionTest(tf.test.TestCase, parameterized.TestCase):
         keras.mixed_precision.set_global_policy('float32')
         super().tearDown()
 
+    # float32 outputs under the default float32 policy are checked by the
+    # shape tests above.
     @parameterized.product(
-        policy=('float32', 'mixed_float16', 'mixed_bfloat16'),
-        name=('resnet18_unet', 'pix2pix_unet', 'discriminator'),
+        policy=('mixed_float16', 'mixed_bfloat16'),
+        name=('resnet18_unet', 'pix2pix_unet', 'discriminator',
+              'discriminator_sn'),
     )
     def test_builds_runs_and_outputs_float32(self, policy, name):
         keras.mixed_precision.set_global_policy(policy)
-        if name == 'discriminator':
-            model = models.build_discriminator(width=_TINY)
+        if name.startswith('discriminator'):
+            model = models.build_discriminator(
+                width=_TINY, spectral_norm=name.endswith('_sn'))
             inputs = np.concatenate(
                 [_random_l(64, 64, seed=seed) for seed in range(3)], -1)
         else:
@@ -159,9 +163,11 @@ class PrecisionTest(tf.test.TestCase, parameterized.TestCase):
             outputs = model(inputs, training=training)
             self.assertEqual(outputs.dtype, tf.float32)
             self.assertTrue(np.all(np.isfinite(outputs.numpy())))
-        compute_dtype = 'float32' if policy == 'float32' else policy[6:]
-        conv = next(layer for layer in _all_layers(model)
-                    if isinstance(layer, keras.layers.Conv2D))
+        compute_dtype = policy[len('mixed_'):]
+        conv = next(
+            getattr(layer, 'layer', layer)  # Inside SpectralNormalization.
+            for layer in _all_layers(model)
+            if isinstance(getattr(layer, 'layer', layer), keras.layers.Conv2D))
         self.assertEqual(conv.compute_dtype, compute_dtype)
         for variable in model.weights:
             self.assertEqual(variable.dtype, 'float32', variable.path)
@@ -215,28 +221,34 @@ class SerialisationTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllEqual(fresh(inputs, training=False), expected)
 
 
-class SynchronizedBatchNormTest(tf.test.TestCase, parameterized.TestCase):
+class SynchronizedBatchNormTest(tf.test.TestCase):
 
-    @parameterized.parameters(False, True)
-    def test_flag_reaches_every_batch_norm(self, synchronized):
-        built = [
-            models.build_generator('resnet18_unet',
-                                   width=_TINY,
-                                   synchronized_batch_norm=synchronized),
-            models.build_generator('pix2pix_unet',
-                                   width=_TINY,
-                                   synchronized_batch_norm=synchronized),
-            models.build_discriminator(width=_TINY,
-                                       synchronized_batch_norm=synchronized),
+    def _batch_norms(self, model):
+        norms = [
+            layer for layer in _all_layers(model)
+            if isinstance(layer, keras.layers.BatchNormalization)
         ]
-        for model in built:
-            norms = [
-                layer for layer in _all_layers(model)
-                if isinstance(layer, keras.layers.BatchNormalization)
-            ]
-            self.assertNotEmpty(norms)
-            for layer in norms:
-                self.assertEqual(layer.synchronized, synchronized, layer.name)
+        self.assertNotEmpty(norms)
+        return norms
+
+    def test_flag_reaches_every_batch_norm(self):
+        for model in (
+                models.build_generator('resnet18_unet',
+                                       width=_TINY,
+                                       synchronized_batch_norm=True),
+                models.build_generator('pix2pix_unet',
+                                       width=_TINY,
+                                       synchronized_batch_norm=True),
+                models.build_discriminator(width=_TINY,
+                                           synchronized_batch_norm=True),
+        ):
+            for layer in self._batch_norms(model):
+                self.assertTrue(layer.synchronized, layer.name)
+
+    def test_off_by_default(self):
+        for name in ('resnet18_unet', 'pix2pix_unet'):
+            for layer in self._batch_norms(_tiny_generator(name)):
+                self.assertFalse(layer.synchronized, layer.name)
 
 
 class TrainingPathTest(tf.test.TestCase):

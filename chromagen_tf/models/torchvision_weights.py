@@ -254,14 +254,33 @@ def imagenet_encoder_weights(arch: str = 'resnet18',
                              cache_dir: str | None = None) -> str:
     """Returns a converted `.weights.h5` of torchvision's ImageNet encoder.
 
-    Downloads, verifies and converts once; later calls reuse the file.
+    Downloads, verifies and converts once; later calls reuse the converted
+    file and need neither the network nor PyTorch.
+
+    Args:
+        arch: 'resnet18' or 'resnet34'.
+        base_url: See `download_checkpoint`.
+        cache_dir: See `download_checkpoint`.
+
+    Returns:
+        The path of the converted weights.
+
+    Raises:
+        RuntimeError: If PyTorch is missing, or the download fails or does
+            not verify.
     """
+    if arch not in TORCHVISION_FILES:
+        raise ValueError(f'No ImageNet checkpoint for {arch!r}.')
+    cache_dir = cache_dir or _keras_cache_dir()
+    output = os.path.join(
+        cache_dir, TORCHVISION_FILES[arch][:-len('.pth')] + '_gray.weights.h5')
+    if os.path.exists(output):
+        return output
+    _import_torch()  # Fail before a long download, not after it.
     checkpoint = download_checkpoint(arch,
                                      base_url=base_url,
                                      cache_dir=cache_dir)
-    output = checkpoint[:-len('.pth')] + '_gray.weights.h5'
-    if not os.path.exists(output):
-        convert_checkpoint(checkpoint, output, arch)
+    convert_checkpoint(checkpoint, output, arch)
     return output
 
 
