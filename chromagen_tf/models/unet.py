@@ -16,7 +16,9 @@ resnet18, n_in=1, cut=-2), 2, (256, 256))`):
     input L, a residual block, and a 1x1 convolution to the 2 ab channels,
     linear as in the tutorial (no tanh), computed in float32.
 
-Every decoder convolution is Conv(no bias)-BatchNorm-ReLU.
+Every decoder convolution but the last is followed by BatchNorm and ReLU
+(and has no bias); for a pixel-shuffle up-sampler the BatchNorm comes after
+the shuffle.
 
 Up-sampling choice: pixel shuffle with ICNR initialisation, not transposed
 convolution. It is what DynamicUnet uses, so the parameter count and the
@@ -33,9 +35,11 @@ network is fully convolutional):
   resnet18_unet: 31,123,998 (trainable 31,102,042)
   resnet34_unet: 41,239,582 (trainable 41,210,202)
 The tutorial's resnet18 DynamicUnet has about 31.1M (PyTorch counts only
-trainable tensors). The small difference: our decoder convolutions have
-BatchNorm instead of a bias (fastai v2's DynamicUnet defaults to
-norm_type=None), and Keras also counts the BatchNorm moving statistics.
+trainable tensors). fastai v2's DynamicUnet defaults to norm_type=None, i.e.
+a bias instead of BatchNorm after each decoder convolution; with that choice
+these layers would have 31,099,672 trainable parameters. Ours has 2,370 more
+(BatchNorm scale and shift instead of biases), and Keras' count adds the
+21,956 BatchNorm moving statistics.
 
 FLOPs per 256x256 image (batch 1, inference, width=64), measured by
 `tf.compat.v1.profiler` (float_operation) on the frozen concrete function of
