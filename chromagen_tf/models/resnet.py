@@ -19,6 +19,8 @@ Its weights save and load on their own with
 `encoder.save_weights('x.weights.h5')` / `encoder.load_weights(...)`.
 """
 
+import warnings
+
 import keras
 import tensorflow as tf
 
@@ -117,6 +119,17 @@ def build_resnet_encoder(arch: str = 'resnet18',
     return keras.Model(inputs, outputs, name=name)
 
 
+def _summarise(error: Exception) -> str:
+    """Keeps the lines of a Keras loading error that name layers and shapes."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    kept = [
+        line for line in lines
+        if ('shape' in line or 'could not be loaded.' in line) and
+        not line.startswith('List of')
+    ]
+    return ' '.join(line.split(' Target variable:')[0] for line in kept[:3])
+
+
 def load_encoder_weights(encoder: keras.Model, path: str) -> None:
     """Loads a `.weights.h5` file written from an encoder of the same shape.
 
@@ -134,9 +147,16 @@ def load_encoder_weights(encoder: keras.Model, path: str) -> None:
             f'Encoder weights must be a .weights.h5 file, got {path!r}.')
     if not tf.io.gfile.exists(path):
         raise FileNotFoundError(f'Encoder weights file not found: {path}')
-    try:
-        encoder.load_weights(path)
-    except (ValueError, KeyError) as error:
-        raise ValueError(
-            f'Encoder weights {path} do not fit encoder {encoder.name!r} '
-            f'({encoder.count_params()} values): {error}') from error
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        try:
+            encoder.load_weights(path)
+        except (ValueError, KeyError) as error:
+            # The error says it all; Keras' per-layer warnings would bury it.
+            raise ValueError(
+                f'Encoder weights {path} do not fit encoder {encoder.name!r} '
+                f'({encoder.count_params()} values; another depth or width?): '
+                f'{_summarise(error)}') from error
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category,
+                               warning.filename, warning.lineno)
