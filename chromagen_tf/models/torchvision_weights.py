@@ -68,11 +68,21 @@ def _import_torch():
 def load_state_dict(checkpoint: str) -> dict[str, np.ndarray]:
     """Reads a torchvision `.pth` state_dict into NumPy arrays."""
     torch = _import_torch()
-    state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    try:
+        state = torch.load(checkpoint, map_location='cpu', weights_only=True)
+    except Exception as error:  # pylint: disable=broad-except
+        # torch.load raises pickle, zip and runtime errors alike.
+        raise ConversionError(f'Could not read {checkpoint} as a PyTorch '
+                              f'state_dict: {error}') from error
     if isinstance(state, dict) and 'state_dict' in state:
         state = state['state_dict']
     if not isinstance(state, dict):
         raise ConversionError(f'{checkpoint} does not hold a state_dict.')
+    not_tensors = sorted(
+        key for key, value in state.items() if not torch.is_tensor(value))
+    if not_tensors:
+        raise ConversionError(f'{checkpoint} holds non-tensor entries '
+                              f'{not_tensors}; expected a state_dict.')
     return {key: value.detach().numpy() for key, value in state.items()}
 
 

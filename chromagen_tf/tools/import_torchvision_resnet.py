@@ -32,21 +32,26 @@ _ARCH = flags.DEFINE_enum('arch', None, sorted(resnet.BLOCKS_PER_STAGE),
                           'unset.')
 
 
+def _fail(message: str) -> None:
+    """Exits with one clear line on stderr, without a traceback."""
+    print(f'error: {message}', file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv):
     if len(argv) > 1:
-        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+        _fail(f'unexpected arguments: {argv[1:]}')
     if not _CHECKPOINT.value or not _OUTPUT.value:
-        raise app.UsageError('--checkpoint and --output are required.')
-    if not os.path.exists(_CHECKPOINT.value):
-        raise app.UsageError(f'Checkpoint not found: {_CHECKPOINT.value}')
+        _fail('--checkpoint and --output are required.')
+    if not os.path.isfile(_CHECKPOINT.value):
+        _fail(f'checkpoint not found: {_CHECKPOINT.value}')
     if not _OUTPUT.value.endswith('.weights.h5'):
-        raise app.UsageError('--output must end in .weights.h5.')
+        _fail(f'--output must end in .weights.h5, got {_OUTPUT.value!r}.')
     try:
         encoder = torchvision_weights.convert_checkpoint(
             _CHECKPOINT.value, _OUTPUT.value, _ARCH.value)
     except (ValueError, RuntimeError) as error:
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(2)
+        _fail(str(error))
     print(f'Wrote {encoder.count_params()} encoder values to {_OUTPUT.value}')
 
 
