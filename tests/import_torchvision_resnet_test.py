@@ -237,6 +237,19 @@ class ImportTest(tf.test.TestCase, parameterized.TestCase):
             encoder.get_layer('layer1_0_bn1').moving_variance,
             state['layer1.0.bn1.running_var'].numpy())
 
+        # A file that is no checkpoint: one clear line, no traceback.
+        with open(checkpoint, 'w') as file:
+            file.write('not a checkpoint')
+        result = subprocess.run(command,
+                                cwd=conftest.REPO_ROOT,
+                                capture_output=True,
+                                text=True,
+                                timeout=120)
+        self.assertEqual(result.returncode, 2)
+        self.assertIn(f'error: Could not read {checkpoint} as a PyTorch',
+                      result.stderr)
+        self.assertNotIn('Traceback', result.stderr)
+
 
 @contextlib.contextmanager
 def _patched_environment(values):
