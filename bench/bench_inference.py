@@ -5,14 +5,19 @@ Usage:
   python bench/bench_inference.py [--width=64] [--repeats=10]
 
 Exports a resnet18_unet generator (random weights: speed does not depend on
-them) and runs every measurement in its own Python process, so that each
-peak RSS (`resource.getrusage`) belongs to that measurement alone:
+them) and runs each group of measurements in its own Python process, so
+that each peak RSS (`resource.getrusage`) belongs to that group alone.
+Latency (one process, the four items interleaved):
 
-  generator_256      the network alone, [1, 256, 256, 1]: the model's pure
-                     compute time, the reference for the latency targets
+  generator_256      the network alone (predict_ab), [1, 256, 256, 1]: the
+                     model's pure compute time, the reference for the
+                     latency targets
   colorize_image_1   the colorize_image signature, one 256x256 RGB image
   colorize_image_8   the same, a batch of 8
   serving_default_1  serving_default, one 256x256 JPEG -> PNG
+
+Files (one process each):
+
   cli_folder         colorize_files over a folder of photos (images/s)
   photo_12mp         one 4032x3024 black-and-white JPEG: load, colorize,
                      save as JPEG, in a process where the model is loaded
@@ -22,7 +27,8 @@ peak RSS (`resource.getrusage`) belongs to that measurement alone:
   photo_12mp_cold    the black-and-white photo through the whole command
                      line, including starting Python and loading the model
 
-Times are medians over --repeats runs after one warm-up run.
+Times are medians over --repeats runs after one warm-up run (fewer for
+the folder and the 12 MP photo).
 """
 
 import argparse
@@ -66,30 +72,40 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
     export_base = os.path.join(work_dir, 'export')
     rng = np.random.default_rng(0)
     result = {'name': name}
-    if name == 'generator_256':
+    if name == 'latency':
+        # Interleaved in one process, so that the load of a shared machine
+        # affects every item alike and the ratios stay meaningful.
         loaded = tf.saved_model.load(os.path.join(export_base, '1'))
-        predict = loaded.signatures['predict_ab']
+        signatures = loaded.signatures
         l_channel = tf.constant(rng.uniform(-1, 1, [1, 256, 256, 1]),
                                 tf.float32)
-        result['seconds'] = _median_seconds(
-            lambda: predict(l_channel=l_channel)['ab'].numpy(), repeats)
-    elif name.startswith('colorize_image_'):
-        batch = int(name.rsplit('_', 1)[1])
-        loaded = tf.saved_model.load(os.path.join(export_base, '1'))
-        colorize = loaded.signatures['colorize_image']
         with Image.open(os.path.join(SAMPLE_PHOTOS, 'chelsea.jpg')) as photo:
             image = np.asarray(photo.convert('RGB').resize((256, 256)))
-        images = tf.constant(np.stack([image] * batch))
-        result['seconds'] = _median_seconds(
-            lambda: colorize(image=images)['colorized'].numpy(), repeats)
-        result['seconds_per_image'] = result['seconds'] / batch
-    elif name == 'serving_default_1':
-        loaded = tf.saved_model.load(os.path.join(export_base, '1'))
-        serve = loaded.signatures['serving_default']
+        one, eight = tf.constant(image[None]), tf.constant(
+            np.stack([image] * 8))
         with open(os.path.join(work_dir, 'photo_256.jpg'), 'rb') as f:
             jpeg = tf.constant([f.read()])
-        result['seconds'] = _median_seconds(
-            lambda: serve(image_bytes=jpeg)['colorized_png'].numpy(), repeats)
+        items = {
+            'generator_256': lambda: signatures['predict_ab'](
+                l_channel=l_channel)['ab'].numpy(),
+            'colorize_image_1': lambda: signatures['colorize_image'](
+                image=one)['colorized'].numpy(),
+            'colorize_image_8': lambda: signatures['colorize_image'](
+                image=eight)['colorized'].numpy(),
+            'serving_default_1': lambda: signatures['serving_default'](
+                image_bytes=jpeg)['colorized_png'].numpy(),
+        }
+        times = {item: [] for item in items}
+        for function in items.values():
+            function()  # Warm-up: tracing and memory allocation.
+        for _ in range(repeats):
+            for item, function in items.items():
+                start = time.perf_counter()
+                function()
+                times[item].append(time.perf_counter() - start)
+        result['items'] = {
+            item: statistics.median(values) for item, values in times.items()
+        }
     elif name == 'cli_folder':
         colorizer = colorize_lib.load_colorizer(export_base)
         folder = os.path.join(work_dir, 'folder')
@@ -186,26 +202,31 @@ def main() -> None:
     work_dir = tempfile.mkdtemp(prefix='chromagen_bench_')
     try:
         _prepare(work_dir, args.width)
-        names = ['generator_256', 'colorize_image_1', 'colorize_image_8',
-                 'serving_default_1', 'cli_folder', 'photo_12mp',
-                 'photo_12mp_colour']
+        names = ['latency', 'cli_folder', 'photo_12mp', 'photo_12mp_colour']
         results = [_run_child(name, work_dir, args.repeats) for name in names]
         results.append(_cold_cli(work_dir))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    reference = results[0]['seconds']
+    latency = results[0]
+    reference = latency['items']['generator_256']
     print(f'{"measurement":20s}{"seconds":>10s}{"x generator":>13s}'
           f'{"peak RSS MB":>13s}  notes')
-    for result in results:
+    rows = [dict(name=item, seconds=seconds,
+                 peak_rss_mb=latency['peak_rss_mb'])
+            for item, seconds in latency['items'].items()]
+    rows[2]['seconds_per_image'] = rows[2]['seconds'] / 8
+    for row in rows + results[1:]:
         notes = ''
-        if 'images_per_second' in result:
-            notes = (f'{result["images_per_second"]:.2f} images/s over '
-                     f'{result["images"]} photos')
-        if 'seconds_per_image' in result:
-            notes = f'{result["seconds_per_image"]:.3f} s/image'
-        print(f'{result["name"]:20s}{result["seconds"]:10.3f}'
-              f'{result["seconds"] / reference:13.2f}'
-              f'{result["peak_rss_mb"]:13.0f}  {notes}')
+        if 'images_per_second' in row:
+            notes = (f'{row["images_per_second"]:.2f} images/s over '
+                     f'{row["images"]} photos')
+        if 'seconds_per_image' in row:
+            notes = (f'{row["seconds_per_image"]:.3f} s/image, '
+                     f'{row["seconds_per_image"] / reference:.2f}x')
+        print(f'{row["name"]:20s}{row["seconds"]:10.3f}'
+              f'{row["seconds"] / reference:13.2f}'
+              f'{row["peak_rss_mb"]:13.0f}  {notes}')
+    print(f'load average after the run: {os.getloadavg()}')
 
 
 if __name__ == '__main__':

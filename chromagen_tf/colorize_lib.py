@@ -396,19 +396,41 @@ def colorize_files(
                 bar.update(1)
         if not loaded:
             continue
-        outputs = colorizer.colorize([image for _, image in loaded])
+        outputs = _colorize_isolating_failures(
+            colorizer, [image for _, image in loaded])
         for (job, image), colorized in zip(loaded, outputs):
             try:
+                if isinstance(colorized, Exception):
+                    raise colorized
                 if config.compare:
                     colorized = _side_by_side(colorizer, image, colorized)
                 save_image(colorized, job.output)
                 summary.colorized += 1
-            except (ValueError, OSError) as error:
+            except (ValueError, OSError, tf.errors.OpError) as error:
                 _record_failure(summary, job, error)
             bar.update(1)
         del loaded, outputs  # Hold one batch of photos at a time.
     bar.close()
     return summary
+
+
+def _colorize_isolating_failures(
+    colorizer: Colorizer, images: list[np.ndarray]
+) -> list:
+    """Colorizes a batch; if it fails, each image alone, so that one odd
+    image costs only itself. Failed entries hold their exception."""
+    try:
+        return colorizer.colorize(images)
+    except (tf.errors.OpError, ValueError) as error:
+        if len(images) == 1:
+            return [error]
+    outputs = []
+    for image in images:
+        try:
+            outputs.extend(colorizer.colorize([image]))
+        except (tf.errors.OpError, ValueError) as error:
+            outputs.append(error)
+    return outputs
 
 
 def _record_failure(summary: Summary, job: Job, error: Exception) -> None:

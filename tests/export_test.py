@@ -229,6 +229,12 @@ class ExportTest(tf.test.TestCase):
                                             message):
                     self._serve([image_bytes])
 
+    def test_colorize_image_rejects_other_channel_counts(self):
+        colorize = self.loaded.signatures['colorize_image']
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
+                                    '1 \\(gray\\) or 3 \\(RGB\\)'):
+            colorize(image=tf.zeros([1, 32, 32, 4], tf.uint8))
+
     def test_pixel_limit_is_configurable(self):
         module = export_lib.ColorizationModule(
             self.generator, render_size=_RENDER_SIZE, max_pixels=1000)
