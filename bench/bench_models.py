@@ -4,10 +4,12 @@ FLOPs are counted by TensorFlow's graph profiler: each model's inference call
 (training=False) on one image of the given size is traced into a concrete
 function, its variables are frozen into constants, and
 `tf.compat.v1.profiler.profile(..., ProfileOptionBuilder.float_operation())`
-sums the registered FLOPs of every op in the graph (2 per multiply-add for
-convolutions; BatchNorm, activations, additions and pooling are counted too).
-As a cross-check the script also sums the multiply-adds of every
-convolution from layer shapes.
+sums the FLOPs TensorFlow registers per op. In these graphs only the
+convolutions carry a count (Conv2D, and Conv2DBackpropInput for transposed
+convolutions), at 2 FLOPs per multiply-add; BatchNorm (which Keras 3 lowers
+to element-wise ops), activations, additions and pooling add nothing. As a
+cross-check the script also sums the multiply-adds of every convolution from
+layer shapes.
 
 Usage:
     python bench/bench_models.py                 # width 64, 256x256

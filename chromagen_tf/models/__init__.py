@@ -21,7 +21,9 @@ Counts are for width=64; each module says how they were measured
 All models take normalised inputs (see `chromagen_tf.color`), build with
 unknown spatial sizes, are safe under the 'mixed_float16' and
 'mixed_bfloat16' policies (their last layer computes in float32, so outputs
-are always float32) and save to `.keras` files.
+are always float32) and save to `.keras` files. Import this package before
+`keras.models.load_model`: importing it registers the custom layers
+(`PixelShuffle`, `ICNR`, `SpatialMultipleCheck`).
 """
 
 import keras
@@ -35,7 +37,6 @@ from chromagen_tf.models import unet
 
 GENERATOR_NAMES = ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet')
 _RESNET_GENERATORS = {'resnet18_unet': 'resnet18', 'resnet34_unet': 'resnet34'}
-_NO_WEIGHTS = (None, '', 'none')
 
 build_discriminator = patchgan.build_discriminator
 ENCODER_NAME = resnet.ENCODER_NAME
@@ -48,6 +49,10 @@ __all__ = [
     'get_encoder',
     'load_encoder_weights',
 ]
+
+
+def _no_weights(encoder_weights: str | None) -> bool:
+    return encoder_weights is None or encoder_weights.lower() in ('', 'none')
 
 
 def get_encoder(generator: keras.Model) -> keras.Model:
@@ -85,7 +90,7 @@ def load_encoder_weights(generator: keras.Model,
         RuntimeError: If 'imagenet' weights cannot be downloaded or
             converted.
     """
-    if encoder_weights in _NO_WEIGHTS:
+    if _no_weights(encoder_weights):
         return
     encoder = get_encoder(generator)
     if encoder_weights == 'imagenet':
@@ -135,7 +140,7 @@ def build_generator(name: str = 'resnet18_unet',
     if width <= 0:
         raise ValueError(f'width must be positive, got {width}.')
     if name == 'pix2pix_unet':
-        if encoder_weights not in _NO_WEIGHTS:
+        if not _no_weights(encoder_weights):
             raise ValueError('pix2pix_unet has no pretrained encoder; use '
                              'encoder_weights=None.')
         return pix2pix.build_pix2pix_unet(

@@ -17,8 +17,8 @@ the innermost (1x1 at 256x256) encoder block has no BatchNorm. On a 1x1 map
 batch statistics come from the batch alone, so at batch size 1 BatchNorm
 would replace the bottleneck by its bias.
 
-All kernels, and the BatchNorm scales (around 1), are drawn from N(0, 0.02),
-as in the paper (Sec. 6.2) and its code.
+Kernels are drawn from N(0, 0.02) and BatchNorm scales from N(1, 0.02), as
+in the paper (Sec. 6.2) and its code.
 
 Inputs must have height and width that are multiples of 256 (eight stride-2
 down-samplings to a 1x1 bottleneck); other sizes raise a clear ValueError.
@@ -28,8 +28,8 @@ Parameters (`model.count_params()`, width=64): 54,419,714 (trainable
 
 FLOPs per 256x256 image (batch 1, inference, width=64), measured by
 `tf.compat.v1.profiler` (float_operation) on the frozen concrete function of
-the model call, which counts 2 FLOPs per multiply-add; reproduce with
-`python bench/bench_models.py`:
+the model call, which counts the convolutions only, at 2 FLOPs per
+multiply-add; reproduce with `python bench/bench_models.py`:
 12.0 GFLOPs (6.0 G multiply-adds in convolutions, two thirds of them in
 the decoder's transposed convolutions).
 """
