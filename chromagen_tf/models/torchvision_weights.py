@@ -102,7 +102,7 @@ def infer_arch(state_dict: dict[str, np.ndarray]) -> str:
         'ResNet-18 (2, 2, 2, 2) or ResNet-34 (3, 4, 6, 3).')
 
 
-def _expected_tensors(encoder: keras.Model) -> dict[str, np.ndarray]:
+def _expected_tensors(encoder: keras.Model) -> dict[str, keras.Variable]:
     """Maps torchvision tensor names to the encoder variables they fill."""
     targets = {}
     for layer in encoder.layers:
@@ -241,6 +241,8 @@ def download_checkpoint(arch: str,
                     for chunk in iter(lambda: r.read(1 << 20), b''):
                         file.write(chunk)
         except (urllib.error.URLError, OSError) as error:
+            if os.path.exists(partial):
+                os.remove(partial)
             raise RuntimeError(
                 f'Could not download ImageNet weights from {url} ({error}). '
                 'Without network access, download the file elsewhere, '
@@ -248,6 +250,8 @@ def download_checkpoint(arch: str,
                 'chromagen_tf.tools.import_torchvision_resnet and pass '
                 '--encoder_weights=PATH.') from error
         os.replace(partial, path)
+    # torchvision publishes only these 8 hex digits of the digest, in the
+    # file name; torch.hub checks the same prefix.
     expected = filename.rsplit('-', 1)[1].split('.')[0]
     actual = _sha256(path)
     if not actual.startswith(expected):
