@@ -32,8 +32,8 @@ sys.path.insert(0, _REPO)
 # Forward FLOPs per 256x256 image, from the models' docstrings (measured
 # with bench/bench_models.py). A training step costs about 3x the forward
 # pass (forward, gradient w.r.t. activations, gradient w.r.t. weights).
-_GENERATOR_GFLOPS = 39.7
-_DISCRIMINATOR_GFLOPS = 3.1
+_GENERATOR_GFLOPS = 56.9
+_DISCRIMINATOR_GFLOPS = 6.3
 # GAN step: G fwd+bwd (3 G); D on real and fake, fwd+bwd (2 x 3 D); the
 # fresh D(fake) for the generator, fwd + input gradient (about 2 D).
 _STEP_GFLOPS = {

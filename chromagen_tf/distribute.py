@@ -121,6 +121,7 @@ def write_dir(
     temporary = tempfile.mkdtemp(
         prefix=f'chromagen-{resolver.task_type}-{resolver.task_id}-'
     )
+    logging.info('Not the chief: writing to the temporary %s', temporary)
     return os.path.join(temporary, os.path.basename(directory)), temporary
 
 

@@ -40,6 +40,7 @@ class ProgressBar:
         stream: Optional[TextIO] = None,
         min_interval_seconds: Optional[float] = None,
         width: int = 24,
+        enabled: bool = True,
     ):
         self.total = total
         self.unit = unit
@@ -55,9 +56,9 @@ class ProgressBar:
         self._min_interval = min_interval_seconds
         self._width = width
         self._start = time.monotonic()
-        self._last_draw = 0.0
+        self._last_draw = float('-inf')
         self._fields = ''
-        self._closed = False
+        self._closed = not enabled
 
     @property
     def rate(self) -> float:
@@ -76,7 +77,7 @@ class ProgressBar:
         if fields:
             self.set_fields(**fields)
         now = time.monotonic()
-        if now - self._last_draw >= self._min_interval:
+        if not self._closed and now - self._last_draw >= self._min_interval:
             self._draw(now)
 
     def _line(self, now: float) -> str:

@@ -14,6 +14,7 @@ baseline from scratch. Re-running the same command resumes. The full
 configuration is saved in MODEL_DIR/<stage>/config.json.
 """
 
+import json
 import sys
 
 from absl import app
@@ -185,6 +186,7 @@ def main(argv):
         sys.exit(1)
     print(f'{config.stage}: stopped at step {result["step"]} '
           f'({result["stopped"]}); checkpoint {result.get("checkpoint")}')
+    print(f'final losses: {json.dumps(result["losses"], sort_keys=True)}')
 
 
 if __name__ == '__main__':

@@ -70,10 +70,10 @@ class Evaluator:
                 optimizers['discriminator'] = networks.discriminator_optimizer
             for name, optimizer in optimizers.items():
                 tf.summary.scalar(f'learning_rate/{name}',
-                                  float(optimizer.learning_rate))
+                                  float(optimizer.learning_rate.numpy()))
                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                     tf.summary.scalar(f'loss_scale/{name}',
-                                      float(optimizer.dynamic_scale))
+                                      float(optimizer.dynamic_scale.numpy()))
         self.train_writer.flush()
 
     def _dataset(self, input_context=None, batch_size=None):

@@ -198,7 +198,7 @@ class Trainer:
             status = self.checkpoint.restore(latest)
             status.assert_existing_objects_matched()
             logging.info(
-                'Resumed %s at step %d.', latest, int(self.global_step)
+                'Resumed %s at step %d.', latest, int(self.global_step.numpy())
             )
             return f'resumed from {latest}'
         if self.gan:
@@ -314,7 +314,7 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
     from chromagen_tf import train_eval  # pylint: disable=g-import-not-at-top
 
     how = trainer.restore_or_initialise()
-    step = int(trainer.global_step)
+    step = int(trainer.global_step.numpy())
     strategy = trainer.strategy
     evaluator = train_eval.Evaluator(config, strategy, trainer, chief=(
         distribute.is_chief(strategy)))
@@ -325,6 +325,7 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
         result.update(step=step, stopped='complete', losses={})
         return result
     iterator = iter(_make_datasets(config, strategy, step, dataset_fn))
+    agree_to_stop = _stop_agreement(strategy)
     bar = progress.ProgressBar(
         steps_to_run, initial=step, unit='step',
         description=f'{config.stage}',
@@ -357,7 +358,7 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
                     {k: float(v) for k, v in bad_values.items()},
                 )
             elapsed = time.perf_counter() - start
-            step = int(trainer.global_step)
+            step = int(trainer.global_step.numpy())
             losses = {k: float(v) for k, v in mean_losses.items()}
             images_per_second = (
                 num_steps * config.global_batch_size / max(elapsed, 1e-9)
@@ -369,12 +370,15 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
                 )
             if step % config.eval_every == 0 or step == steps_to_run:
                 evaluator.evaluate(step)
+            # Every worker must agree to stop at the same step, or the ones
+            # still training would wait forever in their next all-reduce.
+            stopping = agree_to_stop(bool(stop_request.signal_name))
             # Always save at the end and when asked to stop (preemption).
-            must_save = step == steps_to_run or stop_request.signal_name
+            must_save = step == steps_to_run or stopping
             trainer.manager.save(checkpoint_number=step,
                                  check_interval=not must_save)
-            if stop_request.signal_name:
-                stopped = stop_request.signal_name
+            if stopping:
+                stopped = stop_request.signal_name or 'another worker stopped'
                 break
     bar.close()
     evaluator.close()
@@ -385,6 +389,23 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
     logging.info('Stage %s stopped at step %d (%s).', config.stage, step,
                  stopped)
     return result
+
+
+def _stop_agreement(strategy) -> Callable[[bool], bool]:
+    """Returns f(local_stop) -> True if any worker was asked to stop.
+
+    The same idea as PreemptionCheckpointHandler, which only supports
+    multi-worker and TPU strategies: a one-number all-reduce at each loop
+    boundary lets a SIGTERM on any worker stop all of them at one step.
+    """
+
+    @tf.function
+    def _any(flag):
+        per_replica = strategy.run(lambda: tf.identity(flag))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
+                               axis=None)
+
+    return lambda local: float(_any(tf.constant(float(local)))) > 0
 
 
 def _next_multiple(step: int, every: int) -> int:

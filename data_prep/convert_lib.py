@@ -24,8 +24,6 @@ import math
 import multiprocessing
 import os
 import random
-import sys
-import time
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 from absl import logging
@@ -36,6 +34,7 @@ import chromagen_tf
 from chromagen_tf import color
 from chromagen_tf import data
 from chromagen_tf import imaging
+from chromagen_tf import progress
 
 TOOL_NAME = 'data_prep.make_tfrecords'
 MANIFEST_NAME = 'manifest.json'
@@ -280,7 +279,8 @@ def _convert_shards(shards: Sequence[Shard], config: ConvertConfig,
     options = config.image_options
     jobs = ((shard, source) for shard in shards for source in shard.sources)
     total = sum(len(shard.sources) for shard in shards)
-    bar = Progress(total, enabled=show_progress)
+    bar = progress.ProgressBar(total, unit='images', description='convert',
+                               enabled=show_progress)
     pool = None
     if config.num_processes > 0:
         # Fork keeps workers cheap: they inherit the imported modules instead
@@ -515,52 +515,3 @@ class _ShardWriter:
         os.replace(self._temporary_path, self._final_path)
 
 
-class Progress:
-    """A one-line progress bar on stderr with images/s and the ETA.
-
-    On a terminal the line is redrawn twice a second; otherwise (a log file)
-    a line is logged every 30 seconds.
-    """
-
-    def __init__(self, total: int, enabled: bool = True):
-        self._total = total
-        self._done = 0
-        self._enabled = enabled
-        self._start = time.monotonic()
-        self._terminal = sys.stderr.isatty()
-        self._interval = 0.5 if self._terminal else 30.0
-        self._last = self._start
-
-    def update(self, count: int) -> None:
-        self._done += count
-        now = time.monotonic()
-        if self._enabled and now - self._last >= self._interval:
-            self._last = now
-            self._draw(now)
-
-    def close(self) -> None:
-        if self._enabled:
-            self._draw(time.monotonic())
-            if self._terminal:
-                sys.stderr.write('\n')
-
-    def _draw(self, now: float) -> None:
-        elapsed = max(now - self._start, 1e-9)
-        rate = self._done / elapsed
-        remaining = (self._total - self._done) / rate if rate > 0 else 0.0
-        percent = 100.0 * self._done / max(self._total, 1)
-        filled = int(percent / 5)
-        line = (f'[{"#" * filled}{"." * (20 - filled)}] {self._done}/'
-                f'{self._total} {percent:3.0f}% {rate:6.1f} images/s '
-                f'ETA {_format_seconds(remaining)}')
-        if self._terminal:
-            sys.stderr.write('\r' + line)
-            sys.stderr.flush()
-        else:
-            logging.info('%s', line)
-
-
-def _format_seconds(seconds: float) -> str:
-    minutes, seconds = divmod(int(round(seconds)), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f'{hours}:{minutes:02d}:{seconds:02d}'

@@ -15,7 +15,6 @@ comparison agrees to ~1e-13, which isolates the reduction logic under test.
 import os
 
 import keras
-import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 

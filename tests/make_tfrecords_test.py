@@ -5,11 +5,9 @@ the restart test kills a real converter process with SIGKILL.
 """
 
 import dataclasses
-import io
 import json
 import os
 import pathlib
-import re
 import shutil
 import signal
 import struct
@@ -215,24 +213,6 @@ def test_convert_image_accepts_an_open_file():
         from_file = convert_lib.convert_image(file, 'photo', options)
     assert from_file == convert_lib.convert_image(str(_PHOTOS[0]), 'photo',
                                                   options)
-
-
-class _Terminal(io.StringIO):
-    def isatty(self):
-        return True
-
-
-def test_progress_bar_shows_rate_and_eta(monkeypatch):
-    terminal = _Terminal()
-    monkeypatch.setattr(sys, 'stderr', terminal)
-    bar = convert_lib.Progress(total=40)
-    bar.update(10)
-    time.sleep(0.6)  # Past the redraw interval.
-    bar.update(10)
-    bar.close()
-    lines = terminal.getvalue().strip('\n').split('\r')
-    assert lines[-1].startswith('[##########..........] 20/40  50%')
-    assert re.search(r' \d+\.\d images/s ETA 0:00:0\d$', lines[-1])
 
 
 def _cli(*args, **kwargs) -> subprocess.Popen:
