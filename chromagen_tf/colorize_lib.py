@@ -90,14 +90,10 @@ class Colorizer:
             [spec([1, None, None, 1], tf.float32),
              spec([1, None, None, 2], tf.float32)])
 
-    def predict_ab(self, l_channels: Sequence[tf.Tensor]) -> list[tf.Tensor]:
-        """Full-resolution ab for a batch of L channels of any sizes.
+    def _predict_working(self, l_channels: Sequence[tf.Tensor]) -> list:
+        """Working-size predictions: (ab [1, h, w, 2], working size) each.
 
-        Args:
-          l_channels: [1, H, W, 1] float32 tensors, L in [0, 100].
-
-        Returns:
-          One [1, H, W, 2] float32 tensor of ab (real Lab units) per input.
+        Images whose padded working sizes match share one network call.
         """
         prepared = [self._prepare(l_channel) for l_channel in l_channels]
         groups = {}
@@ -108,13 +104,29 @@ class Colorizer:
             batch = tf.concat([prepared[i][0] for i in indices], axis=0)
             ab_batch = tf.cast(self._predict_fn(batch), tf.float32)
             for position, index in enumerate(indices):
-                output_size = tf.shape(l_channels[index])[1:3]
-                results[index] = self._finish(
-                    ab_batch[position:position + 1],
-                    prepared[index][1],
-                    output_size,
-                )
+                results[index] = (ab_batch[position:position + 1],
+                                  prepared[index][1])
         return results
+
+    def _full_resolution(self, working, l_channel: tf.Tensor) -> tf.Tensor:
+        ab_working, working_size = working
+        return self._finish(ab_working, working_size,
+                            tf.shape(l_channel)[1:3])
+
+    def predict_ab(self, l_channels: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """Full-resolution ab for a batch of L channels of any sizes.
+
+        Args:
+          l_channels: [1, H, W, 1] float32 tensors, L in [0, 100].
+
+        Returns:
+          One [1, H, W, 2] float32 tensor of ab (real Lab units) per input.
+        """
+        return [
+            self._full_resolution(working, l_channel)
+            for working, l_channel in zip(
+                self._predict_working(l_channels), l_channels)
+        ]
 
     def lightness(self, image: np.ndarray) -> tf.Tensor:
         """uint8 [H, W, 1 or 3] -> L [1, H, W, 1] in [0, 100]."""
@@ -127,11 +139,15 @@ class Colorizer:
         Colour inputs are reduced to their lightness first.
         """
         l_channels = [self.lightness(image) for image in images]
-        abs_ = self.predict_ab(l_channels)
-        return [
-            self._to_uint8(_pixels(l_channel), l_channel, ab)[0].numpy()
-            for l_channel, ab in zip(l_channels, abs_)
-        ]
+        outputs = []
+        # Full-resolution ab exists for one image at a time: a batch of
+        # 12 MP photos would otherwise hold 100 MB of it per photo.
+        for working, l_channel in zip(self._predict_working(l_channels),
+                                      l_channels):
+            ab = self._full_resolution(working, l_channel)
+            outputs.append(
+                self._to_uint8(_pixels(l_channel), l_channel, ab)[0].numpy())
+        return outputs
 
     def gray(self, image: np.ndarray) -> np.ndarray:
         """The lightness of an image as a uint8 RGB gray picture."""
