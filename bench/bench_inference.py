@@ -19,6 +19,8 @@ Latency (one process, the four items interleaved):
 Files (one process each):
 
   cli_folder         colorize_files over a folder of photos (images/s)
+  folder_memory      peak RSS after 42 and after 462 photos, at
+                     render_size 64: memory must not grow with the folder
   photo_12mp         one 4032x3024 black-and-white JPEG: load, colorize,
                      save as JPEG, in a process where the model is loaded
                      and warm
@@ -119,6 +121,30 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
                 max(1, repeats // 5))
         result.update(seconds=seconds, images=count,
                       images_per_second=count / seconds)
+    elif name == 'folder_memory':
+        # Peak RSS after 42 photos and after 420 more: a streaming tool
+        # holds one batch, so the second figure must not grow with the
+        # folder. The small working size keeps this quick.
+        colorizer = colorize_lib.load_colorizer(export_base, render_size=64)
+        folder = os.path.join(work_dir, 'folder')
+        large = os.path.join(work_dir, 'folder_large')
+        os.makedirs(large, exist_ok=True)
+        for copy in range(10):
+            for photo_name in os.listdir(folder):
+                target = os.path.join(large, f'{copy}_{photo_name}')
+                if not os.path.exists(target):
+                    os.link(os.path.join(folder, photo_name), target)
+        rss = []
+        start = time.perf_counter()
+        with open(os.devnull, 'w') as quiet:
+            for inputs in ((folder,), (large,)):
+                config = colorize_lib.ColorizeConfig(
+                    inputs=inputs, output_dir=os.path.join(work_dir, 'mem'),
+                    overwrite=True)
+                colorize_lib.colorize_files(colorizer, config, quiet)
+                rss.append(_peak_rss_mb())
+        result.update(seconds=time.perf_counter() - start,
+                      rss_after_42_mb=rss[0], rss_after_462_mb=rss[1])
     elif name.startswith('photo_12mp'):
         colorizer = colorize_lib.load_colorizer(export_base)
         config = colorize_lib.ColorizeConfig(
@@ -202,7 +228,8 @@ def main() -> None:
     work_dir = tempfile.mkdtemp(prefix='chromagen_bench_')
     try:
         _prepare(work_dir, args.width)
-        names = ['latency', 'cli_folder', 'photo_12mp', 'photo_12mp_colour']
+        names = ['latency', 'cli_folder', 'folder_memory', 'photo_12mp',
+                 'photo_12mp_colour']
         results = [_run_child(name, work_dir, args.repeats) for name in names]
         results.append(_cold_cli(work_dir))
     finally:
@@ -220,6 +247,9 @@ def main() -> None:
         if 'images_per_second' in row:
             notes = (f'{row["images_per_second"]:.2f} images/s over '
                      f'{row["images"]} photos')
+        if 'rss_after_42_mb' in row:
+            notes = (f'peak RSS {row["rss_after_42_mb"]:.0f} MB after 42 '
+                     f'photos, {row["rss_after_462_mb"]:.0f} MB after 462')
         if 'seconds_per_image' in row:
             notes = (f'{row["seconds_per_image"]:.3f} s/image, '
                      f'{row["seconds_per_image"] / reference:.2f}x')
