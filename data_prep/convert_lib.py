@@ -231,10 +231,39 @@ def run(config: ConvertConfig,
       ConversionError: with --strict, on the first bad image; or when the
         output folder holds a conversion with a different configuration.
     """
+    state = ShardState(config.output_dir)
+    all_shards, pending = start(config, sources, listing_skips, state)
+    _convert_shards(pending, config, state, show_progress)
+    manifest = build_manifest(config, sources, listing_skips, all_shards,
+                              state)
+    write_json_atomically(
+        os.path.join(config.output_dir, MANIFEST_NAME), manifest)
+    return manifest
+
+
+def start(config: ConvertConfig, sources: Sequence[Source],
+          listing_skips: Sequence[dict], state: 'ShardState'
+          ) -> tuple[list[Shard], list[Shard]]:
+    """Plans the shards and claims the output folder for them.
+
+    Args:
+      config: The conversion.
+      sources: The inputs found by listing.
+      listing_skips: Inputs already rejected while listing.
+      state: The restart bookkeeping of the output folder (a `ShardState`,
+        or an object with the same `claim` and `is_complete` methods).
+
+    Returns:
+      (all_shards, pending): every planned shard, and those not yet complete.
+
+    Raises:
+      ConversionError: with --strict, if listing rejected a broken input; or
+        when the output folder holds a conversion with a different
+        configuration.
+    """
     plan = plan_shards(sources, config)
     all_shards = [shard for split in SPLITS for shard in plan[split]]
-    state = ShardState(config.output_dir)
-    mismatch = state.claim(_comparable_config(config))
+    mismatch = state.claim(comparable_config(config))
     if mismatch:
         raise ConversionError(
             f'{config.output_dir} holds a conversion with a different '
@@ -249,12 +278,7 @@ def run(config: ConvertConfig,
     if done:
         logging.info('Resuming: %d of %d shards are already complete.', done,
                      len(all_shards))
-    _convert_shards(pending, config, state, show_progress)
-    manifest = _build_manifest(config, sources, listing_skips, all_shards,
-                               state)
-    write_json_atomically(
-        os.path.join(config.output_dir, MANIFEST_NAME), manifest)
-    return manifest
+    return all_shards, pending
 
 
 def summary_lines(manifest: dict) -> list[str]:
@@ -302,8 +326,8 @@ def _convert_shards(shards: Sequence[Shard], config: ConvertConfig,
                 reason, detail = result
                 if config.strict and reason not in imaging.FILTER_REASONS:
                     raise ConversionError(f'{source.path}: {reason} ({detail})')
-                writer.skip(_skip_entry(source, reason, detail, config,
-                                        shard.split))
+                writer.skip(skip_entry(source, reason, detail, config,
+                                       shard.split))
             bar.update(1)
         if writer is not None:
             writer.commit()
@@ -338,27 +362,37 @@ def _ordered_map(function: Callable, jobs: Iterable, pool, num_processes: int
 
 def _convert_chunk(options: ImageOptions, sources: Sequence[Source]) -> list:
     """Worker: converts a few photos; a failure becomes (reason, detail)."""
-    results = []
-    for source in sources:
-        try:
-            results.append(convert_image(source.path, source.key, options))
-        except imaging.BadImageError as error:
-            results.append((error.reason, error.detail))
-        except Exception as error:  # pylint: disable=broad-except
-            results.append((INTERNAL_ERROR, repr(error)[:200]))
-    return results
+    return [try_convert(source.path, source.key, options)
+            for source in sources]
 
 
-def _skip_entry(source: Source, reason: str, detail: str,
-                config: ConvertConfig, split: str | None) -> dict:
+def try_convert(path: imaging.Source, key: str,
+                options: ImageOptions) -> bytes | tuple[str, str]:
+    """`convert_image`, with a failure returned as (reason, detail)."""
+    try:
+        return convert_image(path, key, options)
+    except imaging.BadImageError as error:
+        return error.reason, error.detail
+    except Exception as error:  # pylint: disable=broad-except
+        return INTERNAL_ERROR, repr(error)[:200]
+
+
+def skip_entry(source: Source, reason: str, detail: str,
+               config: ConvertConfig, split: str | None) -> dict:
+    """The manifest entry of one skipped input."""
     path = os.path.relpath(source.path, config.input_root)
     return {'key': source.key, 'path': path.replace(os.sep, '/'),
             'split': split, 'reason': reason, 'detail': detail}
 
 
-def _build_manifest(config: ConvertConfig, sources: Sequence[Source],
-                    listing_skips: Sequence[dict], all_shards: Sequence[Shard],
-                    state: 'ShardState') -> dict:
+def build_manifest(config: ConvertConfig, sources: Sequence[Source],
+                   listing_skips: Sequence[dict], all_shards: Sequence[Shard],
+                   state: 'ShardState') -> dict:
+    """The manifest of a finished conversion, from the per-shard statistics.
+
+    `state` is a `ShardState` or any object whose `stats(shard)` returns the
+    statistics a shard writer recorded: records, bytes and skipped entries.
+    """
     splits = {}
     skipped = list(listing_skips)
     for split in SPLITS:
@@ -392,7 +426,8 @@ def _build_manifest(config: ConvertConfig, sources: Sequence[Source],
     }
 
 
-def _comparable_config(config: ConvertConfig) -> dict:
+def comparable_config(config: ConvertConfig) -> dict:
+    """The fields of `config` that a resumed run must not change."""
     return {name: value for name, value in dataclasses.asdict(config).items()
             if name not in _RESUMABLE_FIELDS}
 

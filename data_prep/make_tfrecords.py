@@ -13,9 +13,18 @@ Usage:
 
   # Any folder of photos, recursively:
   python -m data_prep.make_tfrecords --image_dir=photos --output_dir=out
+
+  # The same conversion as an Apache Beam pipeline (pip install .[beam]);
+  # with a distributed runner the folders may be on gs://:
+  python -m data_prep.make_tfrecords --image_dir=gs://bucket/photos \
+      --output_dir=gs://bucket/lab --images_per_shard=500 \
+      --runner=DataflowRunner --beam_options="--project=my-project \
+      --region=europe-west4 --temp_location=gs://bucket/tmp \
+      --extra_package=dist/chromagen-0.1.0-py3-none-any.whl"
 """
 
 import os
+import shlex
 import sys
 
 from absl import app
@@ -70,7 +79,19 @@ _STRICT = flags.DEFINE_bool(
     'small photos are still skipped).')
 _NUM_PROCESSES = flags.DEFINE_integer(
     'num_processes', os.cpu_count() or 1,
-    'Worker processes (default: all cores); 0 converts in this process.')
+    'Worker processes (default: all cores); 0 converts in this process. '
+    'Not used with --runner.')
+_RUNNER = flags.DEFINE_string(
+    'runner', '', 'Convert with Apache Beam on this runner (DirectRunner, '
+    'DataflowRunner, FlinkRunner or SparkRunner) instead of local processes; '
+    'needs pip install .[beam]. Folders may then be URLs such as gs://.')
+_BEAM_OPTIONS = flags.DEFINE_string(
+    'beam_options', '', 'Beam pipeline options for --runner, as one '
+    'shell-quoted string, e.g. "--project=p --region=r '
+    '--temp_location=gs://bucket/tmp".')
+
+# The runners the Beam path is documented for; Beam itself knows others.
+_RUNNERS = ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner')
 
 
 def _config_from_flags() -> convert_lib.ConvertConfig:
@@ -81,7 +102,9 @@ def _config_from_flags() -> convert_lib.ConvertConfig:
         raise ValueError('--output_dir is required')
     if _DOWNLOAD.value and _COCO_DIR.value is None:
         raise ValueError('--download needs --coco_dir')
-    if _IMAGE_DIR.value is not None and not os.path.isdir(_IMAGE_DIR.value):
+    _check_runner_flags()
+    if (_IMAGE_DIR.value is not None and not _is_url(_IMAGE_DIR.value) and
+            not os.path.isdir(_IMAGE_DIR.value)):
         raise ValueError(f'--image_dir: no such folder: {_IMAGE_DIR.value}')
     if (_COCO_DIR.value is not None and not _DOWNLOAD.value and
             not os.path.isdir(_COCO_DIR.value)):
@@ -103,9 +126,8 @@ def _config_from_flags() -> convert_lib.ConvertConfig:
         if not passed:
             raise ValueError(message)
     return convert_lib.ConvertConfig(
-        output_dir=os.path.abspath(_OUTPUT_DIR.value),
-        image_dir=(os.path.abspath(_IMAGE_DIR.value)
-                   if _IMAGE_DIR.value else None),
+        output_dir=_absolute(_OUTPUT_DIR.value),
+        image_dir=_absolute(_IMAGE_DIR.value) if _IMAGE_DIR.value else None,
         coco_dir=os.path.abspath(_COCO_DIR.value) if _COCO_DIR.value else None,
         split=_SPLIT.value, image_size=_IMAGE_SIZE.value,
         resize=_RESIZE.value, min_size=_MIN_SIZE.value,
@@ -114,6 +136,47 @@ def _config_from_flags() -> convert_lib.ConvertConfig:
         num_val=_NUM_VAL.value, num_shards=_NUM_SHARDS.value,
         images_per_shard=_IMAGES_PER_SHARD.value, strict=_STRICT.value,
         num_processes=_NUM_PROCESSES.value)
+
+
+def _check_runner_flags() -> None:
+    """Remote folders need Beam; Beam options need a runner."""
+    if _RUNNER.value and _RUNNER.value not in _RUNNERS:
+        raise ValueError(f'--runner must be one of {", ".join(_RUNNERS)}, '
+                         f'not {_RUNNER.value}')
+    if _BEAM_OPTIONS.value and not _RUNNER.value:
+        raise ValueError('--beam_options needs --runner')
+    try:
+        shlex.split(_BEAM_OPTIONS.value)
+    except ValueError as error:
+        raise ValueError(f'--beam_options: {error}') from None
+    for flag in (_OUTPUT_DIR, _IMAGE_DIR, _COCO_DIR):
+        if flag.value and _is_url(flag.value):
+            if flag is _COCO_DIR:
+                raise ValueError('--coco_dir must be a local folder; give '
+                                 'a remote split folder as --image_dir')
+            if not _RUNNER.value:
+                raise ValueError(f'--{flag.name}={flag.value} needs --runner')
+
+
+def _is_url(path: str) -> bool:
+    return '://' in path
+
+
+def _absolute(path: str) -> str:
+    return path if _is_url(path) else os.path.abspath(path)
+
+
+def _run_beam(config: convert_lib.ConvertConfig) -> dict:
+    """Lists and converts with Apache Beam, imported only when asked for."""
+    try:
+        # pylint: disable-next=import-outside-toplevel
+        from data_prep import beam_pipeline
+    except ImportError as error:
+        raise ValueError(f'--runner needs Apache Beam ({error}); install it '
+                         'with pip install .[beam]') from None
+    sources, skipped = _list_inputs(config, beam_pipeline.list_image_dir)
+    return beam_pipeline.run(config, sources, skipped, _RUNNER.value,
+                             shlex.split(_BEAM_OPTIONS.value))
 
 
 def _fail(message: str) -> None:
@@ -129,20 +192,33 @@ def main(argv: list[str]) -> None:
         if _DOWNLOAD.value:
             coco.download_split(config.coco_dir, config.split,
                                 _COCO_BASE_URL.value)
-        if config.image_dir is not None:
-            sources, skipped = convert_lib.list_image_dir(config.image_dir), []
+        if _RUNNER.value:
+            manifest = _run_beam(config)
         else:
-            sources, skipped = coco.list_split(config.coco_dir, config.split)
-        if not sources:
-            raise ValueError(f'no photos found in {config.input_root}')
-        logging.info('Found %d photos in %s.', len(sources), config.input_root)
-        os.makedirs(config.output_dir, exist_ok=True)
-        manifest = convert_lib.run(config, sources, skipped)
+            manifest = _run_local(config)
     except (ValueError, OSError, coco.CocoError, coco.DownloadError,
             convert_lib.ConversionError) as error:
         _fail(str(error))
     for line in convert_lib.summary_lines(manifest):
         print(line)
+
+
+def _run_local(config: convert_lib.ConvertConfig) -> dict:
+    sources, skipped = _list_inputs(config, convert_lib.list_image_dir)
+    os.makedirs(config.output_dir, exist_ok=True)
+    return convert_lib.run(config, sources, skipped)
+
+
+def _list_inputs(config: convert_lib.ConvertConfig, list_image_dir
+                 ) -> tuple[list[convert_lib.Source], list[dict]]:
+    if config.image_dir is not None:
+        sources, skipped = list_image_dir(config.image_dir), []
+    else:
+        sources, skipped = coco.list_split(config.coco_dir, config.split)
+    if not sources:
+        raise ValueError(f'no photos found in {config.input_root}')
+    logging.info('Found %d photos in %s.', len(sources), config.input_root)
+    return sources, skipped
 
 
 if __name__ == '__main__':
