@@ -79,7 +79,8 @@ def main(argv):
         colorize_lib.find_jobs(config)  # Fails early on a missing input.
         colorizer = colorize_lib.load_colorizer(
             _MODEL.value, _STAGE.value, _RENDER_SIZE.value)
-    except (FileNotFoundError, colorize_lib.ModelNotFoundError) as error:
+    except (FileNotFoundError, ValueError) as error:
+        # ModelNotFoundError and configs.ConfigMismatchError are ValueErrors.
         print(f'colorize: {error}', file=sys.stderr)
         sys.exit(2)
     summary = colorize_lib.colorize_files(colorizer, config)
