@@ -87,7 +87,7 @@ def list_image_dir(root: str) -> list[convert_lib.Source]:
                     sources.append(
                         convert_lib.Source(path[len(root) + 1:], path))
     except tf.errors.OpError as error:
-        raise ValueError(f'{root}: {error.message}') from None
+        raise ValueError(f'{root}: {_one_line(error.message)}') from None
     return sorted(sources)
 
 
@@ -119,7 +119,7 @@ def run(config: convert_lib.ConvertConfig,
         return _run(config, sources, listing_skips, runner, beam_args)
     except tf.errors.OpError as error:
         raise convert_lib.ConversionError(
-            f'{config.output_dir}: {error.message}') from None
+            f'{config.output_dir}: {_one_line(error.message)}') from None
 
 
 def _run(config: convert_lib.ConvertConfig,
@@ -306,6 +306,10 @@ def _convert(source: convert_lib.Source,
     if not content:
         return imaging.EMPTY_FILE, 'zero-byte file'
     return convert_lib.try_convert(io.BytesIO(content), source.key, options)
+
+
+def _one_line(message: str) -> str:
+    return ' '.join(message.split())
 
 
 def _first_line(error: Exception) -> str:
