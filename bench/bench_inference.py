@@ -95,7 +95,7 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
             'colorize_image_8': lambda: signatures['colorize_image'](
                 image=eight)['colorized'].numpy(),
             'serving_default_1': lambda: signatures['serving_default'](
-                image_bytes=jpeg)['colorized_png'].numpy(),
+                image_bytes=jpeg)['colorized_png_bytes'].numpy(),
         }
         times = {item: [] for item in items}
         for function in items.values():

@@ -5,7 +5,7 @@
 Serving client needs nothing from this project:
 
   serving_default  image_bytes [B] string (JPEG, PNG, GIF, BMP; colour or
-                   gray)                -> colorized_png [B] string
+                   gray)                -> colorized_png_bytes [B] string
   colorize_image   image [B, H, W, 1 or 3] uint8
                                         -> colorized [B, H, W, 3] uint8
   predict_ab       l_channel [B, H, W, 1] float32, normalised L
@@ -48,7 +48,10 @@ DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_SIZE_MULTIPLE = unet.SIZE_MULTIPLE
 
 IMAGE_BYTES = 'image_bytes'
-COLORIZED_PNG = 'colorized_png'
+# TF Serving's REST API base64-wraps a string output only when its name
+# ends in '_bytes' (IsNamedTensorBytes in tensorflow_serving's json_tensor.cc);
+# any other name would put raw PNG bytes into the JSON answer.
+COLORIZED_PNG = 'colorized_png_bytes'
 IMAGE = 'image'
 COLORIZED = 'colorized'
 L_CHANNEL = 'l_channel'

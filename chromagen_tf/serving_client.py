@@ -10,13 +10,12 @@ and the answer holds one PNG per instance:
 
   {"predictions": [{"b64": "<base64 of a PNG>"}]}
 
-(with several outputs a prediction would be {"colorized_png": {"b64": ...}};
-both forms are accepted). Caveat: TF Serving's REST server base64-wraps a
-string output only when the output's name ends in "_bytes"
-(tensorflow_serving/util/json_tensor.cc, IsNamedTensorBytes); for an output
-named "colorized_png" it writes the raw PNG bytes into the JSON text, which
-is not valid JSON. Over REST, the output needs a name ending in "_bytes";
-gRPC clients are not affected. The same request with curl:
+(with several outputs a prediction would be
+{"colorized_png_bytes": {"b64": ...}}; both forms are accepted). The output
+is named with the "_bytes" suffix because TF Serving's REST server
+base64-wraps a string output only then (tensorflow_serving/util/
+json_tensor.cc, IsNamedTensorBytes); under any other name it would write
+raw PNG bytes into the JSON text. The same request with curl:
 
   printf '{"instances": [{"image_bytes": {"b64": "%s"}}]}' \
       "$(base64 -w0 old.jpg)" > request.json
@@ -39,7 +38,7 @@ import urllib.request
 from absl import app
 from absl import flags
 
-OUTPUT_KEY = 'colorized_png'
+OUTPUT_KEY = 'colorized_png_bytes'
 INPUT_KEY = 'image_bytes'
 
 

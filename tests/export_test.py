@@ -71,7 +71,7 @@ _RELOAD_SCRIPT = textwrap.dedent('''
             image=tf.constant(inputs['image']))['colorized'],
         'png': tf.io.decode_png(signatures['serving_default'](
             image_bytes=tf.constant([inputs['jpeg'].tobytes()])
-        )['colorized_png'][0]),
+        )['colorized_png_bytes'][0]),
     }
     np.savez(outputs_path, **{k: v.numpy() for k, v in outputs.items()})
     assert not any(m.startswith('chromagen') for m in sys.modules), 'import'
@@ -106,7 +106,7 @@ class ExportTest(tf.test.TestCase):
     def _serve(self, images):
         signature = self.loaded.signatures['serving_default']
         return signature(image_bytes=tf.constant(images, tf.string))[
-            'colorized_png']
+            'colorized_png_bytes']
 
     def test_versioned_atomic_layout(self):
         self.assertEqual(self.version_dir, os.path.join(self.export_base, '1'))
@@ -159,7 +159,7 @@ class ExportTest(tf.test.TestCase):
             outputs['colorized'],
             self.module.colorize_image(inputs['image'])['colorized'])
         expected = tf.io.decode_png(self.module.serving_default(
-            tf.constant([inputs['jpeg'].tobytes()]))['colorized_png'][0])
+            tf.constant([inputs['jpeg'].tobytes()]))['colorized_png_bytes'][0])
         self.assertAllEqual(outputs['png'], expected)
         with Image.open(SAMPLE_PHOTOS / 'rocket.jpg') as original:
             self.assertEqual(outputs['png'].shape[:2],

@@ -55,9 +55,16 @@ def _make_handler(signature, model_name):
             except tf.errors.InvalidArgumentError as error:
                 self._answer(400, {'error': error.message})
                 return
+            # TF Serving's rule (json_tensor.cc, IsNamedTensorBytes): only a
+            # string output whose name ends in '_bytes' is base64-wrapped;
+            # any other would be written raw, which is not JSON.
+            (name, values), = outputs.items()
+            if not name.endswith('_bytes'):
+                self._answer(500, {'error': f'{name} would be raw bytes'})
+                return
             self._answer(200, {'predictions': [
                 {'b64': base64.b64encode(png).decode('ascii')}
-                for png in outputs['colorized_png'].numpy()
+                for png in values.numpy()
             ]})
 
     return Handler
@@ -111,7 +118,7 @@ class ServingClientTest(tf.test.TestCase):
                                  (original.height, original.width, 3))
         # The same bytes as calling the signature directly.
         direct = self.loaded.signatures['serving_default'](
-            image_bytes=tf.constant(images[:1]))['colorized_png'][0]
+            image_bytes=tf.constant(images[:1]))['colorized_png_bytes'][0]
         self.assertEqual(pngs[0], direct.numpy())
 
     def test_server_errors_are_reported(self):
