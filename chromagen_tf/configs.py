@@ -84,6 +84,7 @@ class TrainConfig:
     seed: int = 0
     shuffle_buffer: int = 1000
     augment: bool = True
+    deterministic_input: bool = False
 
     @property
     def stage_dir(self) -> str:

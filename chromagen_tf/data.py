@@ -268,10 +268,11 @@ def make_dataset(
     # Shard whole files when there are enough of them, so that each worker
     # reads disjoint files; otherwise shard records after reading.
     shard_files = num_pipelines > 1 and len(files) >= num_pipelines
+    files_read = files[pipeline_id::num_pipelines] if shard_files else files
     if shard_files:
         dataset = dataset.shard(num_pipelines, pipeline_id)
         logging.info('Input pipeline %d of %d reads files %s', pipeline_id,
-                     num_pipelines, files[pipeline_id::num_pipelines])
+                     num_pipelines, files_read)
     if training:
         # Same seed on every worker: a consistent order of disjoint shards.
         dataset = dataset.shuffle(len(files), seed=seed)
@@ -285,7 +286,9 @@ def make_dataset(
 
     dataset = dataset.interleave(
         _read,
-        cycle_length=min(len(files), 16),
+        # More open files than this pipeline has would read the same file
+        # twice at once and put one photo twice in a batch.
+        cycle_length=min(len(files_read), 16),
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=deterministic,
     )

@@ -107,12 +107,19 @@ _SKIP_CORRUPT_RECORDS = flags.DEFINE_bool(
     'Skip unreadable records (with a warning each) instead of failing.')
 _AUGMENT = flags.DEFINE_bool(
     'augment', True, 'Random crop and horizontal flip while training.')
+_DETERMINISTIC_INPUT = flags.DEFINE_bool(
+    'deterministic_input', False,
+    'Read records in a reproducible order (interleave deterministic=True), '
+    'at some cost in input throughput when files are slow to read.')
+_SHUFFLE_BUFFER = flags.DEFINE_integer(
+    'shuffle_buffer', 1000,
+    'Records held by the shuffle buffer (1: read in file order).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed for data order and crops.')
 
 flags.mark_flags_as_required(['data_dir', 'model_dir'])
 for _name in ('image_size', 'width', 'global_batch_size', 'steps_per_loop',
               'checkpoint_every', 'summary_every', 'eval_every',
-              'num_eval_images'):
+              'num_eval_images', 'shuffle_buffer'):
     flags.register_validator(_name, lambda value: value > 0,
                              message=f'--{_name} must be positive.')
 flags.register_validator('image_size', lambda value: value % 32 == 0,
@@ -165,6 +172,8 @@ def config_from_flags() -> configs.TrainConfig:
         num_eval_images=_NUM_EVAL_IMAGES.value,
         skip_corrupt_records=_SKIP_CORRUPT_RECORDS.value,
         augment=_AUGMENT.value,
+        shuffle_buffer=_SHUFFLE_BUFFER.value,
+        deterministic_input=_DETERMINISTIC_INPUT.value,
         seed=_SEED.value,
     )
 

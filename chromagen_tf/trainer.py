@@ -226,6 +226,7 @@ def _make_datasets(config, strategy, start_step, dataset_fn):
             shuffle_buffer=config.shuffle_buffer,
             skip_corrupt_records=config.skip_corrupt_records,
             augment=config.augment,
+            deterministic=config.deterministic_input,
         )
 
     return strategy.distribute_datasets_from_function(dataset_fn or _train_fn)

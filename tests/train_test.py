@@ -127,7 +127,8 @@ class TrainStagesTest(tf.test.TestCase):
             num_train=4, num_val=1, train_shards=1)
         # One file, no shuffle, no augmentation, batch = the whole split:
         # the input order is deterministic, so results must agree.
-        common = dict(augment=False, shuffle_buffer=1, eval_every=1000)
+        common = dict(augment=False, shuffle_buffer=1, eval_every=1000,
+                      deterministic_input=True)
         resumed_dir = os.path.join(self.get_temp_dir(), 'resumed')
         trainer.train(tiny_config(four, resumed_dir, train_steps=2, **common))
         saved = tf.train.load_checkpoint(
