@@ -1,0 +1,280 @@
+"""Kill-and-resume with real processes: SIGKILL in training, in a checkpoint
+write and in an export, then a restart of the same command.
+
+A SIGKILL cannot be caught, so these tests check what is left on disk: every
+checkpoint that `tf.train.latest_checkpoint` names is complete and holds the
+step its name says, a restart resumes from it and counts no step twice, and an
+export base never shows a version folder without its SavedModel. The SIGTERM
+path (checkpoint at the current step, exit 0) is in train_cli_test.py.
+"""
+
+import glob
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+
+import tensorflow as tf
+from absl import logging
+
+from chromagen_tf import configs
+from chromagen_tf import distribute
+from chromagen_tf import export_lib
+from chromagen_tf import trainer
+from tests import conftest
+from tests import records
+from tests import train_test
+
+_TINY_FLAGS = [
+    '--width=8', '--image_size=32', '--global_batch_size=4',
+    '--mixed_precision=float32', '--strategy=one_device',
+    '--steps_per_loop=1', '--eval_every=100000',
+]
+_STEP_KEY = 'step/.ATTRIBUTES/VARIABLE_VALUE'
+_TIMEOUT = 240  # Seconds; TF start-up alone takes ~10 s on a busy 2-core box.
+
+
+def _checkpoint_numbers(stage_dir, suffix='.index') -> list[int]:
+    """Numbers of the ckpt-<number><suffix> entries, sorted."""
+    pattern = re.compile(r'ckpt-(\d+)' + re.escape(suffix) + '$')
+    return sorted(
+        int(match.group(1)) for match in (
+            pattern.search(path)
+            for path in glob.glob(os.path.join(stage_dir, 'ckpt-*' + suffix)))
+        if match)
+
+
+def _summarised_steps(directory, paths=None) -> list[int]:
+    """Steps with a losses/l1 summary, one entry per event, in file order."""
+    steps = []
+    for path in paths or sorted(glob.glob(os.path.join(directory,
+                                                       'events.out.*'))):
+        try:
+            for event in tf.compat.v1.train.summary_iterator(path):
+                if any(value.tag == 'losses/l1'
+                       for value in event.summary.value):
+                    steps.append(event.step)
+        except tf.errors.DataLossError:
+            pass  # Killed mid-record: the complete records were read.
+    return steps
+
+
+class _Process:
+    """A command whose output goes to files (a full pipe would block it)."""
+
+    def __init__(self, command, log_prefix):
+        self.stdout_path = log_prefix + '.out'
+        self.stderr_path = log_prefix + '.err'
+        with open(self.stdout_path, 'w') as stdout, open(
+                self.stderr_path, 'w') as stderr:
+            self.popen = subprocess.Popen(
+                command, stdout=stdout, stderr=stderr,
+                cwd=conftest.REPO_ROOT)
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def kill(self) -> None:
+        self.popen.kill()  # SIGKILL.
+        self.popen.wait(timeout=60)
+
+    def output(self) -> tuple[str, str]:
+        with open(self.stdout_path) as stdout, open(self.stderr_path) as err:
+            return stdout.read(), err.read()
+
+
+class FaultToleranceTest(tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.data_dir = records.write_shards(
+            os.path.join(tf.compat.v1.test.get_temp_dir(), 'fault_data'),
+            image_size=32, num_train=8, num_val=2)
+
+    def _train_command(self, model_dir, *flags):
+        return [sys.executable, '-m', 'chromagen_tf.train', *_TINY_FLAGS,
+                f'--data_dir={self.data_dir}', f'--model_dir={model_dir}',
+                *flags]
+
+    def _wait_until(self, condition, process, what, poll_seconds=0.05):
+        deadline = time.monotonic() + _TIMEOUT
+        while not condition():
+            if not process.running():
+                self.fail(f'exited before {what}: '
+                          f'{process.output()[1][-3000:]}')
+            self.assertLess(time.monotonic(), deadline, f'no {what}')
+            time.sleep(poll_seconds)
+
+    def _assert_latest_is_valid(self, stage_dir) -> int:
+        """Reads every tensor of the latest checkpoint; returns its step."""
+        latest = tf.train.latest_checkpoint(stage_dir)
+        self.assertIsNotNone(latest, os.listdir(stage_dir))
+        return self._assert_readable(latest)
+
+    def _assert_readable(self, prefix) -> int:
+        reader = tf.train.load_checkpoint(prefix)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+        number = int(re.search(r'ckpt-(\d+)$', prefix).group(1))
+        self.assertEqual(int(reader.get_tensor(_STEP_KEY)), number, prefix)
+        return number
+
+    def test_sigkill_during_training_loses_at_most_checkpoint_every(self):
+        model_dir = os.path.join(self.get_temp_dir(), 'killed')
+        stage_dir = os.path.join(model_dir, 'pretrain')
+        train_events = os.path.join(stage_dir, 'train')
+        train_steps, checkpoint_every = 12, 3
+        command = self._train_command(
+            model_dir, f'--train_steps={train_steps}',
+            f'--checkpoint_every={checkpoint_every}', '--summary_every=1')
+        process = _Process(command, model_dir + '.first')
+        # Checkpoints at steps 1, 4, 7: kill once the third is on disk.
+        self._wait_until(lambda: len(_checkpoint_numbers(stage_dir)) >= 3,
+                         process, 'third checkpoint')
+        process.kill()
+        self.assertEqual(process.popen.returncode, -9)
+
+        for number in _checkpoint_numbers(stage_dir):
+            self._assert_readable(os.path.join(stage_dir, f'ckpt-{number}'))
+        restored = self._assert_latest_is_valid(stage_dir)
+        self.assertGreaterEqual(restored, 4)
+        # The summaries are written before the checkpoint of each loop, so
+        # the last summarised step is where training had got to at most.
+        reached = max(_summarised_steps(train_events))
+        self.assertBetween(reached - restored, 0, checkpoint_every)
+        first_run_events = set(glob.glob(os.path.join(train_events, '*')))
+
+        completed = subprocess.run(command, capture_output=True, text=True,
+                                   timeout=_TIMEOUT, cwd=conftest.REPO_ROOT)
+        self.assertEqual(completed.returncode, 0, completed.stderr[-3000:])
+        self.assertIn(f'Resumed {stage_dir}/ckpt-{restored} at step '
+                      f'{restored}.', completed.stderr)
+        self.assertIn(f'stopped at step {train_steps} (complete)',
+                      completed.stdout)
+        self.assertEqual(tf.train.latest_checkpoint(stage_dir),
+                         os.path.join(stage_dir, f'ckpt-{train_steps}'))
+        self.assertEqual(self._assert_latest_is_valid(stage_dir), train_steps)
+        # The restart counted each step after the checkpoint exactly once.
+        new_events = sorted(set(glob.glob(os.path.join(train_events, '*')))
+                            - first_run_events)
+        self.assertLen(new_events, 1)
+        self.assertEqual(_summarised_steps(train_events, new_events),
+                         list(range(restored + 1, train_steps + 1)))
+
+    def test_repeated_sigkill_during_checkpoint_writes(self):
+        # Each round costs a TF start-up (~15 s on this busy 2-core box), so
+        # 3 rounds rather than 10 keep this file within its time budget; each
+        # kill is aimed at a write instead of landing anywhere in the loop.
+        rounds = 3
+        model_dir = os.path.join(self.get_temp_dir(), 'write_kills')
+        stage_dir = os.path.join(model_dir, 'pretrain')
+        flags = ['--checkpoint_every=1', '--summary_every=1000']
+        command = self._train_command(model_dir, '--train_steps=100000',
+                                      *flags)
+        delays = random.Random(7)
+        restored = 0
+        for round_number in range(rounds):
+            process = _Process(command, f'{model_dir}.{round_number}')
+            before = restored
+            # A killed write leaves ckpt-N_temp/ behind: aim at later ones.
+            seen = max(_checkpoint_numbers(stage_dir)
+                       + _checkpoint_numbers(stage_dir, '_temp'), default=0)
+            self._wait_until(
+                lambda: _checkpoint_numbers(stage_dir)[-1:] > [before],
+                process, 'a new checkpoint')
+            # A write takes ~10 ms of a ~200 ms step: wait for the next one
+            # to start (TF writes ckpt-N_temp/ first, then merges it into
+            # ckpt-N.index, records the `checkpoint` file and deletes the
+            # oldest checkpoint), then kill somewhere in it.
+            self._wait_until(
+                lambda: _checkpoint_numbers(stage_dir, '_temp')[-1:] > [seen],
+                process, 'a checkpoint write', poll_seconds=0.0005)
+            time.sleep(delays.uniform(0.0, 0.015))
+            process.kill()
+            logging.info('Round %d killed with %s on disk.', round_number,
+                         sorted(os.listdir(stage_dir)))
+            stderr = process.output()[1]
+            if round_number:
+                self.assertIn(f'Resumed {stage_dir}/ckpt-{restored} at step '
+                              f'{restored}.', stderr)
+            restored = self._assert_latest_is_valid(stage_dir)
+            self.assertGreater(restored, before)
+
+        final_steps = restored + 2
+        completed = subprocess.run(
+            self._train_command(model_dir, f'--train_steps={final_steps}',
+                                *flags),
+            capture_output=True, text=True, timeout=_TIMEOUT,
+            cwd=conftest.REPO_ROOT)
+        self.assertEqual(completed.returncode, 0, completed.stderr[-3000:])
+        self.assertIn(f'Resumed {stage_dir}/ckpt-{restored} at step '
+                      f'{restored}.', completed.stderr)
+        self.assertIn(f'stopped at step {final_steps} (complete)',
+                      completed.stdout)
+        self.assertEqual(self._assert_latest_is_valid(stage_dir), final_steps)
+
+    def _assert_only_complete_versions_visible(self, export_base):
+        for name in os.listdir(export_base):
+            path = os.path.join(export_base, name)
+            if name.isdigit():
+                for part in ('saved_model.pb', 'variables/variables.index',
+                             f'assets.extra/{export_lib.METADATA_FILE}'):
+                    self.assertTrue(os.path.exists(os.path.join(path, part)),
+                                    f'{path} has no {part}')
+            else:
+                self.assertTrue(name.startswith('.'), path)
+
+    def test_sigkill_during_export_leaves_no_partial_version(self):
+        model_dir = os.path.join(self.get_temp_dir(), 'to_export')
+        # Export reads only the generator: an untrained checkpoint will do
+        # and saves the tracing of a training step.
+        config = train_test.tiny_config(self.data_dir, model_dir)
+        strategy, policy = distribute.setup('one_device', 'float32')
+        configs.check_and_write_model_config(model_dir, config.model)
+        trainer.Trainer(config, strategy, policy).manager.save(
+            checkpoint_number=0)
+        export_base = os.path.join(self.get_temp_dir(), 'exports')
+        command = [sys.executable, '-m', 'chromagen_tf.export',
+                   f'--model_dir={model_dir}', f'--export_dir={export_base}',
+                   '--stage=pretrain', '--render_size=32']
+        delays = random.Random(11)
+        for round_number in range(2):
+            process = _Process(command, f'{export_base}.{round_number}')
+
+            def _writing():
+                if not os.path.isdir(export_base):
+                    return False
+                # Checked at every poll, not only after the kill.
+                self._assert_only_complete_versions_visible(export_base)
+                return any(name.startswith('.')
+                           for name in os.listdir(export_base))
+
+            self._wait_until(_writing, process, 'a temporary export folder',
+                             poll_seconds=0.005)
+            time.sleep(delays.uniform(0.0, 0.5))
+            process.kill()
+            logging.info('Export %d killed with %s on disk.', round_number,
+                         sorted(os.listdir(export_base)))
+            self._assert_only_complete_versions_visible(export_base)
+
+        completed = subprocess.run(command, capture_output=True, text=True,
+                                   timeout=_TIMEOUT, cwd=conftest.REPO_ROOT)
+        self.assertEqual(completed.returncode, 0, completed.stderr[-3000:])
+        version_dir = completed.stdout.strip().splitlines()[-1]
+        self.assertEqual(export_lib.latest_version_dir(export_base),
+                         version_dir)
+        self._assert_only_complete_versions_visible(export_base)
+        loaded = tf.saved_model.load(version_dir)
+        photo = tf.io.read_file(records.sample_photo_paths()[0])
+        outputs = loaded.signatures['serving_default'](
+            **{export_lib.IMAGE_BYTES: photo[tf.newaxis]})
+        colorized = tf.io.decode_png(outputs[export_lib.COLORIZED_PNG][0])
+        self.assertEqual(colorized.shape,
+                         tf.io.decode_jpeg(photo, channels=3).shape)
+
+
+if __name__ == '__main__':
+    tf.test.main()

@@ -1,0 +1,108 @@
+"""float16 dynamic loss scaling under an injected gradient overflow.
+
+The generator's LossScaleOptimizer is given a loss scale of 2**60, so the
+float16 backward pass overflows to Inf. Each such step must be skipped (no
+weight moves), halve the scale and still count as a step; once the scale
+has fallen to a usable value by itself, the updates resume.
+"""
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from chromagen_tf import data
+from chromagen_tf import distribute
+from chromagen_tf import trainer
+from tests import records
+from tests import train_test
+
+_HUGE_SCALE = 2.0**60
+
+
+class LossScaleTest(tf.test.TestCase):
+
+    def setUp(self):
+        super().setUp()
+        data_dir = records.write_shards(
+            os.path.join(self.get_temp_dir(), 'data'), image_size=32,
+            num_train=4, num_val=1, train_shards=1)
+        config = train_test.tiny_config(
+            data_dir, os.path.join(self.get_temp_dir(), 'run'),
+            mixed_precision='float16')
+        strategy, policy = distribute.setup('one_device', 'float16')
+        self.assertEqual(policy, 'mixed_float16')
+        self.trainer = trainer.Trainer(config, strategy, policy)
+        pattern = data.split_file_pattern(data_dir, 'train')
+        self.iterator = iter(strategy.distribute_datasets_from_function(
+            lambda context: data.make_dataset(
+                pattern, training=True, image_size=32, global_batch_size=4,
+                input_context=context)))
+        self.optimizer = self.trainer.networks.generator_optimizer
+        self.assertIsInstance(self.optimizer,
+                              keras.optimizers.LossScaleOptimizer)
+
+    def tearDown(self):
+        keras.mixed_precision.set_global_policy('float32')
+        super().tearDown()
+
+    def _weights(self):
+        return [variable.numpy() for variable in
+                self.trainer.networks.generator.trainable_variables]
+
+    def _run(self, num_steps):
+        means, first_bad_step, _ = self.trainer.steps.train_loop(
+            self.iterator, tf.constant(num_steps, tf.int32))
+        # The loss itself is unscaled and finite: the loop must not stop.
+        self.assertEqual(int(first_bad_step), -1)
+        self.assertTrue(np.isfinite(float(means['l1'])))
+
+    def _scale(self) -> float:
+        return float(self.optimizer.dynamic_scale.numpy())
+
+    def test_overflow_skips_the_step_halves_the_scale_and_training_goes_on(
+            self):
+        # A random network's first float16 gradients may overflow even at
+        # Keras's initial scale of 2**15: train until one update went in.
+        for _ in range(20):
+            self._run(1)
+            if int(self.optimizer.iterations.numpy()):
+                break
+        applied_before = int(self.optimizer.iterations.numpy())
+        self.assertGreater(applied_before, 0)
+        step_before = int(self.trainer.global_step.numpy())
+        self.optimizer.dynamic_scale.assign(_HUGE_SCALE)
+        before = self._weights()
+
+        self._run(1)
+        self.assertEqual(int(self.trainer.global_step.numpy()),
+                         step_before + 1)
+        self.assertEqual(self._scale(), _HUGE_SCALE / 2)
+        # Skipped: Adam did not count the step and no weight moved.
+        self.assertEqual(int(self.optimizer.iterations.numpy()),
+                         applied_before)
+        for after, old in zip(self._weights(), before):
+            self.assertAllEqual(after, old)
+
+        # Left alone, the scale keeps halving until the float16 gradients
+        # fit, then updates resume: 2**59 -> 2**15 is 44 halvings.
+        num_steps = 60
+        self._run(num_steps)
+        self.assertEqual(int(self.trainer.global_step.numpy()),
+                         step_before + 1 + num_steps)
+        skipped = int(round(np.log2(_HUGE_SCALE / 2 / self._scale())))
+        applied = int(self.optimizer.iterations.numpy()) - applied_before
+        self.assertGreater(skipped, 0)
+        self.assertGreater(applied, 0)
+        # Every step was either skipped (halving the scale) or applied.
+        self.assertEqual(skipped + applied, num_steps)
+        changed = [not np.array_equal(after, old)
+                   for after, old in zip(self._weights(), before)]
+        self.assertTrue(all(changed))
+        for weight in self._weights():
+            self.assertTrue(np.all(np.isfinite(weight)))
+
+
+if __name__ == '__main__':
+    tf.test.main()
