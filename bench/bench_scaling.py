@@ -81,7 +81,10 @@ def _measure(args):
         steps_per_loop=args.steps_per_loop, mixed_precision='float32',
         strategy=args.mode)
     train = trainer.Trainer(config, strategy, 'float32')
-    iterator = iter(trainer._make_datasets(config, strategy, 0, None))  # pylint: disable=protected-access
+    # The trainer's own input pipeline, as `train()` builds it.
+    datasets = trainer._make_datasets(  # pylint: disable=protected-access
+        config, strategy, 0, None)
+    iterator = iter(datasets)
     steps = tf.constant(args.steps_per_loop)
     times = []
     for index in range(_WARMUP_LOOPS + args.loops):
