@@ -4,14 +4,17 @@ write and in an export, then a restart of the same command.
 A SIGKILL cannot be caught, so these tests check what is left on disk: every
 checkpoint that `tf.train.latest_checkpoint` names is complete and holds the
 step its name says, a restart resumes from it and counts no step twice, and an
-export base never shows a version folder without its SavedModel. The SIGTERM
-path (checkpoint at the current step, exit 0) is in train_cli_test.py.
+export base never shows a version folder without its SavedModel. SIGTERM on
+one process is tested in train_cli_test.py; here one of two workers gets it.
 """
 
 import glob
+import json
 import os
 import random
 import re
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -61,16 +64,30 @@ def _summarised_steps(directory, paths=None) -> list[int]:
     return steps
 
 
-class _Process:
-    """A command whose output goes to files (a full pipe would block it)."""
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(('127.0.0.1', 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
 
-    def __init__(self, command, log_prefix):
+
+class _Process:
+    """A command whose output goes to files (a full pipe would block it).
+
+    With two workers a full pipe would also stall the other worker in its
+    next all-reduce.
+    """
+
+    def __init__(self, command, log_prefix, env=None):
         self.stdout_path = log_prefix + '.out'
         self.stderr_path = log_prefix + '.err'
         with open(self.stdout_path, 'w') as stdout, open(
                 self.stderr_path, 'w') as stderr:
             self.popen = subprocess.Popen(
-                command, stdout=stdout, stderr=stderr,
+                command, stdout=stdout, stderr=stderr, env=env,
                 cwd=conftest.REPO_ROOT)
 
     def running(self) -> bool:
@@ -165,10 +182,10 @@ class FaultToleranceTest(tf.test.TestCase):
                          list(range(restored + 1, train_steps + 1)))
 
     def test_repeated_sigkill_during_checkpoint_writes(self):
-        # Each round costs a TF start-up (~15 s on this busy 2-core box), so
-        # 3 rounds rather than 10 keep this file within its time budget; each
+        # Each round costs a TF start-up (~15 s on a busy 2-core box), so 2
+        # rounds rather than 10 keep this file within its time budget; each
         # kill is aimed at a write instead of landing anywhere in the loop.
-        rounds = 3
+        rounds = 2
         model_dir = os.path.join(self.get_temp_dir(), 'write_kills')
         stage_dir = os.path.join(model_dir, 'pretrain')
         flags = ['--checkpoint_every=1', '--summary_every=1000']
@@ -216,6 +233,49 @@ class FaultToleranceTest(tf.test.TestCase):
                       completed.stdout)
         self.assertEqual(self._assert_latest_is_valid(stage_dir), final_steps)
 
+    def test_sigterm_on_one_worker_stops_both_at_one_saved_step(self):
+        model_dir = os.path.join(self.get_temp_dir(), 'two_workers')
+        stage_dir = os.path.join(model_dir, 'pretrain')
+        command = [flag for flag in self._train_command(
+            model_dir, '--train_steps=100000', '--checkpoint_every=100000',
+            '--summary_every=1') if flag != '--strategy=one_device']
+        command.append('--strategy=multi_worker')
+        cluster = {'worker': [f'127.0.0.1:{port}' for port in _free_ports(2)]}
+        workers = []
+        for index in range(2):
+            env = dict(os.environ, CUDA_VISIBLE_DEVICES='', TF_CONFIG=(
+                json.dumps({'cluster': cluster,
+                            'task': {'type': 'worker', 'index': index}})))
+            workers.append(_Process(command, f'{model_dir}.{index}', env))
+        try:
+            chief, other = workers
+            self._wait_until(
+                lambda: len(set(_summarised_steps(
+                    os.path.join(stage_dir, 'train')))) >= 2,
+                chief, 'two summarised steps')
+            # The worker that does not write checkpoints is preempted: the
+            # chief learns it through the all-reduce and saves for both.
+            other.popen.send_signal(signal.SIGTERM)
+            for worker in workers:
+                worker.popen.wait(timeout=_TIMEOUT)
+        finally:
+            for worker in workers:
+                if worker.running():
+                    worker.kill()
+        (chief_out, chief_err), (other_out, other_err) = [
+            worker.output() for worker in workers]
+        self.assertEqual(chief.popen.returncode, 0, chief_err[-3000:])
+        self.assertEqual(other.popen.returncode, 0, other_err[-3000:])
+        self.assertIn('Received SIGTERM', other_err)
+        saved = self._assert_latest_is_valid(stage_dir)
+        self.assertGreaterEqual(saved, 2)
+        self.assertIn(f'stopped at step {saved} (another worker stopped)',
+                      chief_out)
+        self.assertIn(f'stopped at step {saved} (SIGTERM)', other_out)
+        # No step trained after the one saved.
+        self.assertEqual(max(_summarised_steps(
+            os.path.join(stage_dir, 'train'))), saved)
+
     def _assert_only_complete_versions_visible(self, export_base):
         for name in os.listdir(export_base):
             path = os.path.join(export_base, name)
@@ -240,30 +300,34 @@ class FaultToleranceTest(tf.test.TestCase):
         command = [sys.executable, '-m', 'chromagen_tf.export',
                    f'--model_dir={model_dir}', f'--export_dir={export_base}',
                    '--stage=pretrain', '--render_size=32']
-        delays = random.Random(11)
-        for round_number in range(2):
-            process = _Process(command, f'{export_base}.{round_number}')
 
-            def _writing():
-                if not os.path.isdir(export_base):
-                    return False
-                # Checked at every poll, not only after the kill.
-                self._assert_only_complete_versions_visible(export_base)
-                return any(name.startswith('.')
-                           for name in os.listdir(export_base))
-
-            self._wait_until(_writing, process, 'a temporary export folder',
-                             poll_seconds=0.005)
-            time.sleep(delays.uniform(0.0, 0.5))
-            process.kill()
-            logging.info('Export %d killed with %s on disk.', round_number,
-                         sorted(os.listdir(export_base)))
+        def _writing():
+            if not os.path.isdir(export_base):
+                return False
+            # Checked at every poll, not only after the kill.
             self._assert_only_complete_versions_visible(export_base)
+            return any(name.startswith('.')
+                       for name in os.listdir(export_base))
 
-        completed = subprocess.run(command, capture_output=True, text=True,
-                                   timeout=_TIMEOUT, cwd=conftest.REPO_ROOT)
-        self.assertEqual(completed.returncode, 0, completed.stderr[-3000:])
-        version_dir = completed.stdout.strip().splitlines()[-1]
+        process = _Process(command, export_base + '.killed')
+        self._wait_until(_writing, process, 'a temporary export folder',
+                         poll_seconds=0.005)
+        time.sleep(random.Random(11).uniform(0.0, 0.2))
+        process.kill()
+        logging.info('Export killed with %s on disk.',
+                     sorted(os.listdir(export_base)))
+        self._assert_only_complete_versions_visible(export_base)
+
+        # The same command again, uninterrupted and watched the same way.
+        process = _Process(command, export_base + '.complete')
+        deadline = time.monotonic() + _TIMEOUT
+        while process.running():
+            self.assertLess(time.monotonic(), deadline, 'the export hangs')
+            self._assert_only_complete_versions_visible(export_base)
+            time.sleep(0.005)
+        stdout, stderr = process.output()
+        self.assertEqual(process.popen.returncode, 0, stderr[-3000:])
+        version_dir = stdout.strip().splitlines()[-1]
         self.assertEqual(export_lib.latest_version_dir(export_base),
                          version_dir)
         self._assert_only_complete_versions_visible(export_base)
