@@ -158,8 +158,9 @@ class FaultToleranceTest(tf.test.TestCase):
             self._assert_readable(os.path.join(stage_dir, f'ckpt-{number}'))
         restored = self._assert_latest_is_valid(stage_dir)
         self.assertGreaterEqual(restored, 4)
-        # The summaries are written before the checkpoint of each loop, so
-        # the last summarised step is where training had got to at most.
+        # Each loop writes its summaries, then its checkpoint if one is due:
+        # the last summarised step is the last completed one, and at most
+        # checkpoint_every completed steps may lie past the checkpoint.
         reached = max(_summarised_steps(train_events))
         self.assertBetween(reached - restored, 0, checkpoint_every)
         first_run_events = set(glob.glob(os.path.join(train_events, '*')))
@@ -220,6 +221,8 @@ class FaultToleranceTest(tf.test.TestCase):
             restored = self._assert_latest_is_valid(stage_dir)
             self.assertGreater(restored, before)
 
+        # The rounds aimed at 100000 steps; --train_steps may change on
+        # resume, so the last run finishes two steps after the checkpoint.
         final_steps = restored + 2
         completed = subprocess.run(
             self._train_command(model_dir, f'--train_steps={final_steps}',
