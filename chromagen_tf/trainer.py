@@ -104,6 +104,17 @@ class _StopRequest:
             signal.signal(signal_number, handler)
 
 
+def _remove_partial_checkpoints(directory: str) -> None:
+    """Deletes the ckpt-N_temp folders a killed checkpoint write leaves.
+
+    A save writes into ckpt-N_temp/ and only then moves the files to their
+    final names, so a temp folder at start-up belongs to a dead process.
+    """
+    for path in tf.io.gfile.glob(os.path.join(directory, 'ckpt-*_temp')):
+        logging.info('Removing %s, left by an interrupted save.', path)
+        tf.io.gfile.rmtree(path)
+
+
 def _initialise_gan_generator(config, generator) -> str:
     """Copies the pretrained generator into a fresh GAN stage."""
     source = config.init_from
@@ -182,6 +193,7 @@ class Trainer:
         self.write_dir, self._temporary = distribute.write_dir(
             self.stage_dir, strategy
         )
+        _remove_partial_checkpoints(self.write_dir)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint,
             self.write_dir,

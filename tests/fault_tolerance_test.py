@@ -235,6 +235,8 @@ class FaultToleranceTest(tf.test.TestCase):
         self.assertIn(f'stopped at step {final_steps} (complete)',
                       completed.stdout)
         self.assertEqual(self._assert_latest_is_valid(stage_dir), final_steps)
+        # The trainer deletes the ckpt-N_temp/ folders the kills left.
+        self.assertEqual(_checkpoint_numbers(stage_dir, '_temp'), [])
 
     def test_sigterm_on_one_worker_stops_both_at_one_saved_step(self):
         model_dir = os.path.join(self.get_temp_dir(), 'two_workers')
