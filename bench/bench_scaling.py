@@ -24,7 +24,6 @@ Usage:
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,6 +32,8 @@ import time
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, _REPO)
+
+from tests import utils  # pylint: disable=wrong-import-position
 
 _WARMUP_LOOPS = 2  # The first call traces; the second settles the pools.
 _GENERATORS = ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet')
@@ -114,16 +115,6 @@ def _gradient_bytes(args):
         for name, model in sizes.items()}))
 
 
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(('127.0.0.1', 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _child(args, mode, workers=0):
     """Runs this script as `workers` processes (0: one, no TF_CONFIG)."""
     command = [sys.executable, os.path.abspath(__file__), f'--mode={mode}',
@@ -135,7 +126,7 @@ def _child(args, mode, workers=0):
     environments = [dict(os.environ)]
     if workers:
         cluster = {'worker': [f'127.0.0.1:{port}'
-                              for port in _free_ports(workers)]}
+                              for port in utils.free_ports(workers)]}
         environments = []
         for index in range(workers):
             environment = dict(os.environ)

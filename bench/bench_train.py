@@ -231,6 +231,9 @@ def main():
     parser.add_argument('--repeats', type=int, default=3,
                         help='Timed loops after the warm-up loop.')
     parser.add_argument('--precisions', default='float32,bfloat16')
+    parser.add_argument('--stages', default='pretrain,gan')
+    parser.add_argument('--loops', default='custom,fit',
+                        help='custom (chromagen_tf.train) and/or fit.')
     parser.add_argument('--output', default='', help='Also write JSON here.')
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--kind', default='custom', help=argparse.SUPPRESS)
@@ -249,8 +252,8 @@ def main():
               'input_pipeline_one_core': _spawn('--kind', 'input', *common),
               'runs': []}
     for precision in args.precisions.split(','):
-        for stage in ('pretrain', 'gan'):
-            for kind in ('custom', 'fit'):
+        for stage in args.stages.split(','):
+            for kind in args.loops.split(','):
                 result = _spawn('--kind', kind, '--stage', stage,
                                 '--precision', precision, *common)
                 peak = report['peak_gflops']['float32']

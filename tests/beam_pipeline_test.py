@@ -8,7 +8,6 @@ the in-process DirectRunner shares with the test.
 
 import dataclasses
 import json
-import pathlib
 import shutil
 import subprocess
 import sys

@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from tests import conftest
-from tests import train_test
+from tests import utils
 
 
 def _run_demo(output_dir):
@@ -40,9 +40,9 @@ class DemoTest(tf.test.TestCase):
             stage_dir = os.path.join(out, 'run', stage)
             self.assertEqual(tf.train.latest_checkpoint(stage_dir),
                              os.path.join(stage_dir, 'ckpt-2'))
-            tags = train_test.event_tags(os.path.join(stage_dir, 'eval'))
+            tags = utils.event_tags(os.path.join(stage_dir, 'eval'))
             self.assertEqual(tags.get('gray_prediction_truth'), 'images')
-            self.assertIn('losses/l1', train_test.event_tags(
+            self.assertIn('losses/l1', utils.event_tags(
                 os.path.join(stage_dir, 'train')))
         # 4. The SavedModel in TF Serving's layout.
         self.assertTrue(os.path.exists(os.path.join(

@@ -14,7 +14,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +28,7 @@ from chromagen_tf import trainer
 from tests import conftest
 from tests import records
 from tests import train_test
+from tests import utils
 
 _TINY_FLAGS = [
     '--width=8', '--image_size=32', '--global_batch_size=4',
@@ -47,31 +47,6 @@ def _checkpoint_numbers(stage_dir, suffix='.index') -> list[int]:
             pattern.search(path)
             for path in glob.glob(os.path.join(stage_dir, 'ckpt-*' + suffix)))
         if match)
-
-
-def _summarised_steps(directory, paths=None) -> list[int]:
-    """Steps with a losses/l1 summary, one entry per event, in file order."""
-    steps = []
-    for path in paths or sorted(glob.glob(os.path.join(directory,
-                                                       'events.out.*'))):
-        try:
-            for event in tf.compat.v1.train.summary_iterator(path):
-                if any(value.tag == 'losses/l1'
-                       for value in event.summary.value):
-                    steps.append(event.step)
-        except tf.errors.DataLossError:
-            pass  # Killed mid-record: the complete records were read.
-    return steps
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(('127.0.0.1', 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 class _Process:
@@ -161,7 +136,7 @@ class FaultToleranceTest(tf.test.TestCase):
         # Each loop writes its summaries, then its checkpoint if one is due:
         # the last summarised step is the last completed one, and at most
         # checkpoint_every completed steps may lie past the checkpoint.
-        reached = max(_summarised_steps(train_events))
+        reached = max(utils.summarised_steps(train_events))
         self.assertBetween(reached - restored, 0, checkpoint_every)
         first_run_events = set(glob.glob(os.path.join(train_events, '*')))
 
@@ -179,7 +154,7 @@ class FaultToleranceTest(tf.test.TestCase):
         new_events = sorted(set(glob.glob(os.path.join(train_events, '*')))
                             - first_run_events)
         self.assertLen(new_events, 1)
-        self.assertEqual(_summarised_steps(train_events, new_events),
+        self.assertEqual(utils.summarised_steps(train_events, new_events),
                          list(range(restored + 1, train_steps + 1)))
 
     def test_repeated_sigkill_during_checkpoint_writes(self):
@@ -245,7 +220,7 @@ class FaultToleranceTest(tf.test.TestCase):
             model_dir, '--train_steps=100000', '--checkpoint_every=100000',
             '--summary_every=1') if flag != '--strategy=one_device']
         command.append('--strategy=multi_worker')
-        cluster = {'worker': [f'127.0.0.1:{port}' for port in _free_ports(2)]}
+        cluster = {'worker': [f'127.0.0.1:{port}' for port in utils.free_ports(2)]}
         workers = []
         for index in range(2):
             env = dict(os.environ, CUDA_VISIBLE_DEVICES='', TF_CONFIG=(
@@ -255,7 +230,7 @@ class FaultToleranceTest(tf.test.TestCase):
         try:
             chief, other = workers
             self._wait_until(
-                lambda: len(set(_summarised_steps(
+                lambda: len(set(utils.summarised_steps(
                     os.path.join(stage_dir, 'train')))) >= 2,
                 chief, 'two summarised steps')
             # The worker that does not write checkpoints is preempted: the
@@ -278,7 +253,7 @@ class FaultToleranceTest(tf.test.TestCase):
                       chief_out)
         self.assertIn(f'stopped at step {saved} (SIGTERM)', other_out)
         # No step trained after the one saved.
-        self.assertEqual(max(_summarised_steps(
+        self.assertEqual(max(utils.summarised_steps(
             os.path.join(stage_dir, 'train'))), saved)
 
     def _assert_only_complete_versions_visible(self, export_base):

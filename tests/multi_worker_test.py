@@ -21,7 +21,6 @@ import ast
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 
@@ -30,6 +29,7 @@ import tensorflow as tf
 
 from tests import conftest
 from tests import records
+from tests import utils
 
 _FLAGS = [
     '--width=8', '--image_size=32', '--global_batch_size=4',
@@ -38,28 +38,6 @@ _FLAGS = [
     '--train_steps=2', '--steps_per_loop=1', '--summary_every=1',
     '--eval_every=2', '--checkpoint_every=1',
 ]
-
-
-def _free_ports(count):
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(('127.0.0.1', 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def _scalars(directory, step):
-    """{tag: value} of the summaries written at `step` under directory."""
-    values = {}
-    for name in os.listdir(directory):
-        for event in tf.compat.v1.train.summary_iterator(
-                os.path.join(directory, name)):
-            if event.step == step:
-                for value in event.summary.value:
-                    values[value.tag] = float(tf.make_ndarray(value.tensor))
-    return values
 
 
 def _trainable_and_statistics(checkpoint):
@@ -90,7 +68,7 @@ class MultiWorkerTest(tf.test.TestCase):
             image_size=32, num_train=4, num_val=2, train_shards=2)
 
     def _run_workers(self, model_dir, stage):
-        ports = _free_ports(2)
+        ports = utils.free_ports(2)
         cluster = {'worker': [f'127.0.0.1:{port}' for port in ports]}
         processes, logs = [], []
         for index in range(2):
@@ -158,8 +136,8 @@ class MultiWorkerTest(tf.test.TestCase):
             self.assertEqual(set(chief_losses), set(single_losses))
 
             # Step 1: losses, BatchNorm statistics and update signs.
-            chief_step1 = _scalars(os.path.join(model_dir, stage, 'train'), 1)
-            single_step1 = _scalars(
+            chief_step1 = utils.scalars_at(os.path.join(model_dir, stage, 'train'), 1)
+            single_step1 = utils.scalars_at(
                 os.path.join(single_dir, stage, 'train'), 1)
             for name in chief_losses:
                 tag = f'losses/{name}'

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from tests import conftest
 from tests import records
+from tests import utils
 
 _TINY_FLAGS = [
     '--width=8', '--image_size=32', '--global_batch_size=4',
@@ -67,7 +68,7 @@ class TrainCommandTest(tf.test.TestCase):
         deadline = time.monotonic() + 240
         # Wait until a few steps have been summarised, then preempt.
         while time.monotonic() < deadline:
-            if _summarised_steps(train_events) >= 3:
+            if len(set(utils.summarised_steps(train_events))) >= 3:
                 break
             self.assertIsNone(process.poll(), 'training exited early')
             time.sleep(0.5)
@@ -89,21 +90,6 @@ class TrainCommandTest(tf.test.TestCase):
         self.assertIn(f'at step {saved_step}.', completed.stderr)
         self.assertIn(f'stopped at step {saved_step + 2} (complete)',
                       completed.stdout)
-
-
-def _summarised_steps(directory) -> int:
-    steps = set()
-    if not os.path.isdir(directory):
-        return 0
-    for name in os.listdir(directory):
-        try:
-            for event in tf.compat.v1.train.summary_iterator(
-                    os.path.join(directory, name)):
-                if event.summary.value:
-                    steps.add(event.step)
-        except tf.errors.DataLossError:
-            pass  # The writer is mid-record; look again later.
-    return len(steps)
 
 
 if __name__ == '__main__':

@@ -1,7 +1,6 @@
 """Tests of the two training stages on tiny models and real photos."""
 
 import dataclasses
-import glob
 import os
 
 import keras
@@ -12,6 +11,7 @@ from chromagen_tf import configs
 from chromagen_tf import data
 from chromagen_tf import trainer
 from tests import records
+from tests import utils
 
 
 def tiny_config(data_dir, model_dir, **overrides) -> configs.TrainConfig:
@@ -38,16 +38,6 @@ def tiny_config(data_dir, model_dir, **overrides) -> configs.TrainConfig:
     return configs.TrainConfig(**values)
 
 
-def event_tags(directory) -> dict[str, str]:
-    """Maps each summary tag under directory to its plugin name."""
-    tags = {}
-    for path in glob.glob(os.path.join(directory, 'events.out.tfevents.*')):
-        for event in tf.compat.v1.train.summary_iterator(path):
-            for value in event.summary.value:
-                tags[value.tag] = value.metadata.plugin_data.plugin_name
-    return tags
-
-
 class TrainStagesTest(tf.test.TestCase):
 
     @classmethod
@@ -66,10 +56,10 @@ class TrainStagesTest(tf.test.TestCase):
         self.assertEqual(
             tf.train.latest_checkpoint(stage_dir),
             os.path.join(stage_dir, 'ckpt-2'))
-        train_tags = event_tags(os.path.join(stage_dir, 'train'))
+        train_tags = utils.event_tags(os.path.join(stage_dir, 'train'))
         for tag in scalars:
             self.assertEqual(train_tags.get(tag), 'scalars', tag)
-        eval_tags = event_tags(os.path.join(stage_dir, 'eval'))
+        eval_tags = utils.event_tags(os.path.join(stage_dir, 'eval'))
         self.assertEqual(eval_tags.get('gray_prediction_truth'), 'images')
         for name in ('l1', 'ab_mae', 'psnr', 'colorfulness',
                      'colorfulness_gt'):
