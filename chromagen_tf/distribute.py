@@ -4,8 +4,9 @@
   * strategy: TPUStrategy when a TPU is named, MirroredStrategy when more than
     one GPU is visible, otherwise a one-device strategy.
   * precision: bfloat16 on TPU, float16 on NVIDIA GPUs, float32 on CPU.
-    On a 2-core CPU without AMX, mixed_bfloat16 trained at about 0.65x the
-    float32 speed (BENCHMARKS.md), so CPU runs stay in float32 unless asked.
+    CPU runs stay in float32 unless asked: bfloat16 was measured at about
+    0.65x float32 on a CPU without AMX, though 1.5x faster on one with
+    AVX-512 BF16 (BENCHMARKS.md), where --mixed_precision=bfloat16 pays.
 
 The policy must be set before the strategy and the models are built, so
 `setup` does both in that order.
