@@ -108,7 +108,7 @@ def _encoders(size: int):
         return data.dequantize_lab(data.quantize_lab(lab)).numpy()
 
     return {
-        'png uint8, Sub+zlib1 (chosen)': (encode_png, decode_png, None,
+        'png uint8, Sub+Huffman (chosen)': (encode_png, decode_png, None,
                                           uint8_reference),
         'png uint8, Pillow level 1': (encode_png_pillow, decode_png, None,
                                       uint8_reference),
