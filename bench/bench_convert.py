@@ -11,12 +11,14 @@ Usage:
   python -m bench.bench_convert --image_dir=/data/coco/val2017
 """
 
+import contextlib
 import os
 import resource
 import shutil
 import statistics
 import tempfile
 import time
+from unittest import mock
 
 from absl import app
 from absl import flags
@@ -26,6 +28,7 @@ from PIL import Image
 from chromagen_tf import color
 from chromagen_tf import data
 from chromagen_tf import imaging
+from data_prep import allocator
 from data_prep import convert_lib
 
 _IMAGE_DIR = flags.DEFINE_string(
@@ -35,6 +38,9 @@ _NUM_IMAGES = flags.DEFINE_integer('num_images', 420,
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 256, 'Stored size.')
 _RUNS = flags.DEFINE_integer('runs', 5, 'Runs per setting; the median is '
                              'reported.')
+_COMPARE_MALLOC = flags.DEFINE_bool(
+    'compare_malloc', True, "Also measure with glibc's default malloc "
+    'settings, before make_tfrecords tunes them.')
 _PROCESSES = flags.DEFINE_list('processes', ['0', '1', '2'],
                                'Process counts to measure (0: in-process).')
 
@@ -105,6 +111,23 @@ def _stages(paths, size):
     return {name: 1000 * value / len(paths) for name, value in totals.items()}
 
 
+def _measure_converter(workdir, image_dir, sources, size, label):
+    for processes in (int(value) for value in _PROCESSES.value):
+        def convert(processes=processes):
+            output = os.path.join(workdir, 'out')
+            shutil.rmtree(output, ignore_errors=True)
+            config = convert_lib.ConvertConfig(
+                output_dir=output, image_dir=image_dir, image_size=size,
+                num_processes=processes, images_per_shard=100)
+            convert_lib.run(config, sources, show_progress=False)
+        rate, cpu_rate, rates = _median_rate(convert, len(sources))
+        per_process = rate / max(processes, 1)
+        print(f'[{label}] make_tfrecords num_processes={processes}: '
+              f'{rate:7.1f} images/s total, {per_process:7.1f} per process, '
+              f'{cpu_rate:7.1f} per CPU-second (runs: '
+              f'{", ".join(f"{r:.0f}" for r in rates)})')
+
+
 def main(argv):
     del argv
     workdir = tempfile.mkdtemp(prefix='bench_convert_')
@@ -123,23 +146,22 @@ def main(argv):
                                          len(paths))
         print(f'plain PIL open+convert+resize (1 process): {rate:7.1f} '
               f'images/s, {cpu_rate:7.1f} per CPU-second')
-        stages = _stages(paths, size)
-        print('convert_image stages, ms/image: ' + ', '.join(
-            f'{name} {value:.2f}' for name, value in stages.items()))
-        for processes in (int(value) for value in _PROCESSES.value):
-            def convert(processes=processes):
-                output = os.path.join(workdir, 'out')
-                shutil.rmtree(output, ignore_errors=True)
-                config = convert_lib.ConvertConfig(
-                    output_dir=output, image_dir=image_dir, image_size=size,
-                    num_processes=processes, images_per_shard=100)
-                convert_lib.run(config, sources, show_progress=False)
-            rate, cpu_rate, rates = _median_rate(convert, len(paths))
-            per_process = rate / max(processes, 1)
-            print(f'make_tfrecords num_processes={processes}: {rate:7.1f} '
-                  f'images/s total, {per_process:7.1f} per process, '
-                  f'{cpu_rate:7.1f} per CPU-second (runs: '
-                  f'{", ".join(f"{r:.0f}" for r in rates)})')
+        # First with glibc's default malloc settings, then with those
+        # make_tfrecords sets. Settings cannot be undone in a process, so the
+        # default runs come first (forked workers inherit the parent's).
+        for label in ('default malloc', 'retain_freed_memory'):
+            tuned = label == 'retain_freed_memory'
+            if tuned:
+                allocator.retain_freed_memory()
+            elif not _COMPARE_MALLOC.value:
+                continue
+            stages = _stages(paths, size)
+            print(f'[{label}] convert_image stages, ms/image: ' + ', '.join(
+                f'{name} {value:.2f}' for name, value in stages.items()) +
+                f', total {sum(stages.values()):.2f}')
+            with (contextlib.nullcontext() if tuned else mock.patch.object(
+                    allocator, 'retain_freed_memory', lambda: False)):
+                _measure_converter(workdir, image_dir, sources, size, label)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -222,7 +222,7 @@ def _srgb_to_linear_numpy(rgb: np.ndarray) -> np.ndarray:
             _SRGB_UINT8_TO_LINEAR = _srgb_to_linear_numpy(
                 np.arange(256, dtype=np.float64) / 255.0
             ).astype(np.float32)
-        return _SRGB_UINT8_TO_LINEAR[rgb]
+        return np.take(_SRGB_UINT8_TO_LINEAR, rgb)
     rgb = rgb.astype(np.float64, copy=False)
     high = np.power((np.maximum(rgb, 0.0) + 0.055) / 1.055, 2.4)
     return np.where(rgb > _SRGB_LINEAR_BREAK, high, rgb / 12.92)
@@ -237,19 +237,29 @@ def rgb_to_lab_numpy(rgb: np.ndarray) -> np.ndarray:
     Returns:
       float32 Lab array of the same leading shape.
     """
-    linear = _srgb_to_linear_numpy(np.asarray(rgb))
+    rgb = np.asarray(rgb)
+    linear = _srgb_to_linear_numpy(rgb)
     matrix = (_RGB_TO_XYZ / D65_WHITE[:, None]).T.astype(linear.dtype)
-    xyz = linear @ matrix
-    f = np.where(
-        xyz > _EPSILON,
-        np.cbrt(xyz),
-        xyz * _LINEAR_SLOPE + _LINEAR_OFFSET,
-    )
-    lab = np.empty(f.shape, dtype=np.float32)
-    lab[..., 0] = 116.0 * f[..., 1] - 16.0
-    lab[..., 1] = 500.0 * (f[..., 0] - f[..., 1])
-    lab[..., 2] = 200.0 * (f[..., 1] - f[..., 2])
-    return lab
+    # Row by row for an image: one [H*W, 3] product would be handed to a
+    # multi-threaded BLAS, whose spinning threads cost more than they save.
+    xyz = (linear @ matrix).reshape(-1, 3)
+    # cbrt everywhere, then the linear segment only where it applies: an
+    # np.where over both branches costs three more full-size temporaries.
+    f = np.cbrt(xyz)
+    dark = xyz <= _EPSILON
+    if dark.any():
+        f[dark] = xyz[dark] * _LINEAR_SLOPE + _LINEAR_OFFSET
+    fx, fy, fz = f.T
+    # Channel by channel: NumPy's inner loops are slow over a length-3 axis.
+    lab = np.empty(xyz.shape, dtype=np.float32)
+    l_channel, a, b = lab.T
+    np.multiply(fy, 116.0, out=l_channel, casting='unsafe')
+    l_channel -= 16.0
+    np.subtract(fx, fy, out=a, casting='unsafe')
+    a *= 500.0
+    np.subtract(fy, fz, out=b, casting='unsafe')
+    b *= 200.0
+    return lab.reshape(rgb.shape)
 
 
 def lab_to_rgb_numpy(lab: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ from apache_beam.options import pipeline_options
 import tensorflow as tf
 
 from chromagen_tf import imaging
+from data_prep import allocator
 from data_prep import convert_lib
 
 # Namespace of the Beam counters (images converted, skipped per reason), as
@@ -280,6 +281,9 @@ class _WriteShardFn(beam.DoFn):
     def __init__(self, config: convert_lib.ConvertConfig):
         super().__init__()
         self._config = config
+
+    def setup(self) -> None:
+        allocator.retain_freed_memory()
 
     def process(self, name: str) -> Iterator[dict]:
         shard = GfileShardState(self._config.output_dir).read_shard(name)

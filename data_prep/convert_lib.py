@@ -35,6 +35,7 @@ from chromagen_tf import color
 from chromagen_tf import data
 from chromagen_tf import imaging
 from chromagen_tf import progress
+from data_prep import allocator
 
 TOOL_NAME = 'data_prep.make_tfrecords'
 MANIFEST_NAME = 'manifest.json'
@@ -147,13 +148,11 @@ def convert_image(path: imaging.Source, key: str,
     lab = color.rgb_to_lab_numpy(np.asarray(loaded.image, dtype=np.uint8))
     if imaging.is_grayscale_lab(lab):
         raise imaging.BadImageError(imaging.GRAYSCALE, 'no colour')
-    record = data.encode_example(lab, key, loaded.original_height,
-                                 loaded.original_width)
-    # Protobuf writes the feature map in hash order, which differs between
-    # Python processes; sorting it makes shards byte-identical across runs,
-    # so a resumed conversion equals an uninterrupted one.
-    return tf.train.Example.FromString(record).SerializeToString(
-        deterministic=True)
+    # encode_example serialises deterministically, so shards are
+    # byte-identical across processes and a resumed conversion equals an
+    # uninterrupted one.
+    return data.encode_example(lab, key, loaded.original_height,
+                               loaded.original_width)
 
 
 def list_image_dir(root: str) -> list[Source]:
@@ -305,6 +304,8 @@ def _convert_shards(shards: Sequence[Shard], config: ConvertConfig,
     total = sum(len(shard.sources) for shard in shards)
     bar = progress.ProgressBar(total, unit='images', description='convert',
                                enabled=show_progress)
+    # Before the fork, so the workers inherit it.
+    allocator.retain_freed_memory()
     pool = None
     if config.num_processes > 0:
         # Fork keeps workers cheap: they inherit the imported modules instead

@@ -1,9 +1,12 @@
 """Tests for the record schema and the tf.data input pipeline."""
 
 import os
+from unittest import mock
+import zlib
 
 import numpy as np
 import tensorflow as tf
+from zlib_ng import zlib_ng
 
 from chromagen_tf import color
 from chromagen_tf import data
@@ -28,6 +31,28 @@ class RecordSchemaTest(tf.test.TestCase):
         self.assertEqual(int(features[data.HEIGHT]), 480)
         self.assertEqual(int(features[data.WIDTH]), 640)
         self.assertEqual(int(features[data.VERSION]), data.SCHEMA_VERSION)
+
+    def test_quantisation_rounds_to_nearest(self):
+        lab = records.lab_from_photo(records.sample_photo_paths()[1], 64)
+        expected = np.clip(
+            np.rint(lab * [255 / 100, 1, 1] + [0, 128, 128]), 0, 255)
+        planes = data.quantize_lab(lab)
+        self.assertEqual(planes.dtype, np.uint8)
+        # floor(x + 0.5) and rint differ only at exact halves (ties to even).
+        self.assertLessEqual(np.abs(planes - expected).max(), 1)
+        self.assertLess(np.mean(planes != expected), 1e-4)
+
+    def test_png_bytes_do_not_depend_on_the_deflate_library(self):
+        # The converter deflates with zlib-ng when it is installed and with
+        # zlib otherwise; shards must not depend on which one a machine has.
+        self.assertIs(data._deflate, zlib_ng)  # pylint: disable=protected-access
+        for path in records.sample_photo_paths():
+            planes = data.quantize_lab(records.lab_from_photo(path, 256))
+            with_zlib_ng = data.encode_planes_png(planes)
+            with mock.patch.object(data, '_deflate', zlib):
+                with_zlib = data.encode_planes_png(planes)
+            self.assertEqual(with_zlib_ng, with_zlib, path)
+            self.assertAllEqual(tf.io.decode_png(with_zlib_ng), planes)
 
     def test_extreme_lab_values_are_clipped_not_wrapped(self):
         lab = np.array([[[100.0, 130.0, -140.0]]], np.float32)
