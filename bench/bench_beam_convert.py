@@ -23,6 +23,7 @@ from absl import flags
 
 from data_prep import beam_pipeline
 from data_prep import convert_lib
+from data_prep import shard_files
 
 _IMAGE_DIR = flags.DEFINE_string(
     'image_dir', None, 'Photos to convert; default: the bundled photos.')
@@ -41,7 +42,7 @@ _BUNDLED = os.path.join(os.path.dirname(os.path.dirname(
 
 
 def _copies(source_dir: str, count: int, target: str) -> str:
-    photos = convert_lib.list_image_dir(source_dir)
+    photos = shard_files.list_image_dir(source_dir)
     for index in range(count):
         photo = photos[index % len(photos)]
         folder = os.path.join(target, f'copy{index // len(photos):03d}')
@@ -67,7 +68,7 @@ def main(argv: list[str]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         image_dir = _copies(_IMAGE_DIR.value or _BUNDLED, _NUM_IMAGES.value,
                             os.path.join(scratch, 'photos'))
-        sources = convert_lib.list_image_dir(image_dir)
+        sources = shard_files.list_image_dir(image_dir)
         print(f'{len(sources)} photos, {_IMAGE_SIZE.value} px, '
               f'{_IMAGES_PER_SHARD.value} per shard, median of '
               f'{_RUNS.value} runs')

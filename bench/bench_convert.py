@@ -30,6 +30,7 @@ from chromagen_tf import data
 from chromagen_tf import imaging
 from data_prep import allocator
 from data_prep import convert_lib
+from data_prep import shard_files
 
 _IMAGE_DIR = flags.DEFINE_string(
     'image_dir', None, 'Photos to convert; default: the bundled photos.')
@@ -51,7 +52,7 @@ _SAMPLE_PHOTOS = os.path.join(os.path.dirname(__file__), '..',
 def _prepare_inputs(workdir: str) -> str:
     source = _IMAGE_DIR.value or _SAMPLE_PHOTOS
     photos = [source_file.path for source_file in
-              convert_lib.list_image_dir(source)]
+              shard_files.list_image_dir(source)]
     if _IMAGE_DIR.value:
         return source
     target = os.path.join(workdir, 'photos')
@@ -133,7 +134,7 @@ def main(argv):
     workdir = tempfile.mkdtemp(prefix='bench_convert_')
     try:
         image_dir = _prepare_inputs(workdir)
-        sources = convert_lib.list_image_dir(image_dir)
+        sources = shard_files.list_image_dir(image_dir)
         paths = [source.path for source in sources]
         size = _IMAGE_SIZE.value
         print(f'load average {os.getloadavg()[0]:.2f}')

@@ -33,7 +33,7 @@ from typing import Iterator, Mapping, TextIO
 from absl import logging
 
 from chromagen_tf import imaging
-from data_prep import convert_lib
+from data_prep import shard_files
 
 DEFAULT_BASE_URL = 'http://images.cocodataset.org'
 
@@ -95,7 +95,7 @@ def iter_annotation_images(path: str) -> Iterator[dict]:
 
 
 def list_split(coco_dir: str, split: str
-               ) -> tuple[list[convert_lib.Source], list[dict]]:
+               ) -> tuple[list[shard_files.Source], list[dict]]:
     """Lists the photos of one COCO split.
 
     With an annotation file the photos are those it names, keyed by image id;
@@ -118,7 +118,7 @@ def list_split(coco_dir: str, split: str
         logging.info('No annotations for %s: using every image in %s.', split,
                      image_dir)
         return [
-            convert_lib.Source(_key_from_file_name(name),
+            shard_files.Source(_key_from_file_name(name),
                                os.path.join(image_dir, name))
             for name in sorted(present)
             if name.lower().endswith(imaging.IMAGE_EXTENSIONS)
@@ -132,7 +132,7 @@ def list_split(coco_dir: str, split: str
                            ) from None
         if file_name in present:
             sources.append(
-                convert_lib.Source(key, os.path.join(image_dir, file_name)))
+                shard_files.Source(key, os.path.join(image_dir, file_name)))
         else:
             skipped.append({'key': key, 'path': file_name, 'split': None,
                             'reason': imaging.MISSING_FILE,

@@ -13,22 +13,22 @@ guarantees the tool makes:
     shard under its final name is complete and is not redone.
 
 `convert_image` is the per-image step (decode, resize, Lab, serialise); a
-distributed pipeline can map it over inputs on its own.
+distributed pipeline can map it over inputs on its own. The files (listing
+the inputs, the shards, the restart state) are handled by `shard_files`,
+which the Beam pipeline shares.
 """
 
 import collections
 import dataclasses
 import functools
-import json
 import math
 import multiprocessing
 import os
 import random
-from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from absl import logging
 import numpy as np
-import tensorflow as tf
 
 import chromagen_tf
 from chromagen_tf import color
@@ -36,6 +36,7 @@ from chromagen_tf import data
 from chromagen_tf import imaging
 from chromagen_tf import progress
 from data_prep import allocator
+from data_prep import shard_files
 
 TOOL_NAME = 'data_prep.make_tfrecords'
 MANIFEST_NAME = 'manifest.json'
@@ -51,11 +52,8 @@ INTERNAL_ERROR = 'internal_error'
 _CHUNK_SIZE = 8
 _CHUNKS_IN_FLIGHT_PER_PROCESS = 4
 
-
-class Source(NamedTuple):
-    """One input photo: its record key and where to read it."""
-    key: str
-    path: str
+# The listing `run` takes, kept here for callers that list and convert.
+list_image_dir = shard_files.list_image_dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,19 +110,6 @@ class ConversionError(Exception):
     """A fatal problem: --strict and a bad image, or a mismatched restart."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Shard:
-    """One output file and the inputs planned for it, in order."""
-    split: str
-    index: int
-    count: int
-    sources: tuple[Source, ...]
-
-    @property
-    def name(self) -> str:
-        return f'{self.split}-{self.index:05d}-of-{self.count:05d}.tfrecord'
-
-
 def convert_image(path: imaging.Source, key: str,
                   options: ImageOptions) -> bytes:
     """Converts one photo into a serialised Lab record.
@@ -155,21 +140,8 @@ def convert_image(path: imaging.Source, key: str,
                                loaded.original_width)
 
 
-def list_image_dir(root: str) -> list[Source]:
-    """All photos under `root`, recursively, keyed by relative path."""
-    sources = []
-    for directory, subdirectories, files in os.walk(root):
-        subdirectories.sort()
-        for name in files:
-            if name.lower().endswith(imaging.IMAGE_EXTENSIONS):
-                path = os.path.join(directory, name)
-                key = os.path.relpath(path, root).replace(os.sep, '/')
-                sources.append(Source(key, path))
-    return sorted(sources)
-
-
-def plan_shards(sources: Sequence[Source],
-                config: ConvertConfig) -> dict[str, list[Shard]]:
+def plan_shards(sources: Sequence[shard_files.Source],
+                config: ConvertConfig) -> dict[str, list[shard_files.Shard]]:
     """Samples, shuffles and splits the inputs, then cuts shards.
 
     The order of `sources` does not matter: they are sorted by key first, so
@@ -204,14 +176,14 @@ def plan_shards(sources: Sequence[Source],
             count = math.ceil(len(items) / max(per_shard, 1))
         count = min(max(count, 1), len(items))
         plan[split] = [
-            Shard(split, index, count, tuple(chunk))
+            shard_files.Shard(split, index, count, tuple(chunk))
             for index, chunk in enumerate(_balanced_chunks(items, count))
         ]
     return plan
 
 
 def run(config: ConvertConfig,
-        sources: Sequence[Source],
+        sources: Sequence[shard_files.Source],
         listing_skips: Sequence[dict] = (),
         show_progress: bool = True) -> dict:
     """Converts `sources` into shards under `config.output_dir`.
@@ -230,27 +202,26 @@ def run(config: ConvertConfig,
       ConversionError: with --strict, on the first bad image; or when the
         output folder holds a conversion with a different configuration.
     """
-    state = ShardState(config.output_dir)
+    state = shard_files.ShardState(config.output_dir)
     all_shards, pending = start(config, sources, listing_skips, state)
     _convert_shards(pending, config, state, show_progress)
     manifest = build_manifest(config, sources, listing_skips, all_shards,
                               state)
-    write_json_atomically(
-        os.path.join(config.output_dir, MANIFEST_NAME), manifest)
+    shard_files.write_json_atomically(
+        shard_files.join(config.output_dir, MANIFEST_NAME), manifest)
     return manifest
 
 
-def start(config: ConvertConfig, sources: Sequence[Source],
-          listing_skips: Sequence[dict], state: 'ShardState'
-          ) -> tuple[list[Shard], list[Shard]]:
+def start(config: ConvertConfig, sources: Sequence[shard_files.Source],
+          listing_skips: Sequence[dict], state: shard_files.ShardState
+          ) -> tuple[list[shard_files.Shard], list[shard_files.Shard]]:
     """Plans the shards and claims the output folder for them.
 
     Args:
       config: The conversion.
       sources: The inputs found by listing.
       listing_skips: Inputs already rejected while listing.
-      state: The restart bookkeeping of the output folder (a `ShardState`,
-        or an object with the same `claim` and `is_complete` methods).
+      state: The restart bookkeeping of the output folder.
 
     Returns:
       (all_shards, pending): every planned shard, and those not yet complete.
@@ -294,8 +265,8 @@ def summary_lines(manifest: dict) -> list[str]:
     return lines
 
 
-def _convert_shards(shards: Sequence[Shard], config: ConvertConfig,
-                    state: 'ShardState',
+def _convert_shards(shards: Sequence[shard_files.Shard],
+                    config: ConvertConfig, state: shard_files.ShardState,
                     show_progress: bool) -> None:
     if not shards:
         return
@@ -361,7 +332,8 @@ def _ordered_map(function: Callable, jobs: Iterable, pool, num_processes: int
         yield from zip(done_chunk, result.get())
 
 
-def _convert_chunk(options: ImageOptions, sources: Sequence[Source]) -> list:
+def _convert_chunk(options: ImageOptions,
+                   sources: Sequence[shard_files.Source]) -> list:
     """Worker: converts a few photos; a failure becomes (reason, detail)."""
     return [try_convert(source.path, source.key, options)
             for source in sources]
@@ -378,7 +350,7 @@ def try_convert(path: imaging.Source, key: str,
         return INTERNAL_ERROR, repr(error)[:200]
 
 
-def skip_entry(source: Source, reason: str, detail: str,
+def skip_entry(source: shard_files.Source, reason: str, detail: str,
                config: ConvertConfig, split: str | None) -> dict:
     """The manifest entry of one skipped input."""
     path = os.path.relpath(source.path, config.input_root)
@@ -386,14 +358,13 @@ def skip_entry(source: Source, reason: str, detail: str,
             'split': split, 'reason': reason, 'detail': detail}
 
 
-def build_manifest(config: ConvertConfig, sources: Sequence[Source],
-                   listing_skips: Sequence[dict], all_shards: Sequence[Shard],
-                   state: 'ShardState') -> dict:
-    """The manifest of a finished conversion, from the per-shard statistics.
-
-    `state` is a `ShardState` or any object whose `stats(shard)` returns the
-    statistics a shard writer recorded: records, bytes and skipped entries.
-    """
+def build_manifest(config: ConvertConfig,
+                   sources: Sequence[shard_files.Source],
+                   listing_skips: Sequence[dict],
+                   all_shards: Sequence[shard_files.Shard],
+                   state: shard_files.ShardState) -> dict:
+    """The manifest of a finished conversion, from the per-shard statistics
+    (records, bytes and skipped entries) the shard writers recorded."""
     splits = {}
     skipped = list(listing_skips)
     for split in SPLITS:
@@ -453,101 +424,3 @@ def _chunked(iterable: Iterable, size: int) -> Iterator[list]:
             chunk = []
     if chunk:
         yield chunk
-
-
-# --- Shard files, restart state and progress --------------------------------
-
-
-def write_json_atomically(path: str, value: object) -> None:
-    """Writes JSON to a temporary name, then renames it over `path`."""
-    temporary = f'{path}.tmp'
-    with open(temporary, 'w', encoding='utf-8') as file:
-        json.dump(value, file, indent=1, sort_keys=True)
-        file.write('\n')
-        file.flush()
-        os.fsync(file.fileno())
-    os.replace(temporary, path)
-
-
-class ShardState:
-    """The restart bookkeeping of one output folder.
-
-    OUTPUT/.shards/ holds the configuration of the conversion and, per
-    complete shard, its statistics (records, bytes, skipped inputs). A shard
-    is complete when its file exists under the final name, which is renamed
-    into place only after its statistics are written.
-    """
-
-    def __init__(self, output_dir: str):
-        self.output_dir = output_dir
-        self._state_dir = os.path.join(output_dir, '.shards')
-
-    def claim(self, config: dict) -> str | None:
-        """Records `config`, or returns the first field that differs from
-        the conversion already in the folder. Removes partial shards."""
-        os.makedirs(self._state_dir, exist_ok=True)
-        path = os.path.join(self._state_dir, 'config.json')
-        if os.path.exists(path):
-            with open(path, encoding='utf-8') as file:
-                previous = json.load(file)
-            for name in sorted(set(previous) | set(config)):
-                if previous.get(name) != config.get(name):
-                    return name
-        else:
-            write_json_atomically(path, config)
-        for name in os.listdir(self.output_dir):
-            if name.startswith('.') and name.endswith('.tfrecord.tmp'):
-                os.remove(os.path.join(self.output_dir, name))
-        return None
-
-    def is_complete(self, shard: Shard) -> bool:
-        return (os.path.exists(self._final_path(shard)) and
-                os.path.exists(self._stats_path(shard)))
-
-    def stats(self, shard: Shard) -> dict:
-        with open(self._stats_path(shard), encoding='utf-8') as file:
-            return json.load(file)
-
-    def open(self, shard: Shard) -> '_ShardWriter':
-        return _ShardWriter(shard, self._final_path(shard),
-                            self._stats_path(shard))
-
-    def _final_path(self, shard: Shard) -> str:
-        return os.path.join(self.output_dir, shard.name)
-
-    def _stats_path(self, shard: Shard) -> str:
-        return os.path.join(self._state_dir, shard.name + '.json')
-
-
-class _ShardWriter:
-    """Writes one shard under a hidden temporary name; `commit` publishes."""
-
-    def __init__(self, shard: Shard, final_path: str, stats_path: str):
-        self.shard = shard
-        self._final_path = final_path
-        self._stats_path = stats_path
-        directory, name = os.path.split(final_path)
-        self._temporary_path = os.path.join(directory, f'.{name}.tmp')
-        self._writer = tf.io.TFRecordWriter(self._temporary_path)
-        self._records = 0
-        self._skipped = []
-
-    def write(self, record: bytes) -> None:
-        self._writer.write(record)
-        self._records += 1
-
-    def skip(self, entry: dict) -> None:
-        self._skipped.append(entry)
-
-    def commit(self) -> None:
-        self._writer.close()
-        with open(self._temporary_path, 'rb+') as file:
-            os.fsync(file.fileno())
-        write_json_atomically(self._stats_path, {
-            'records': self._records,
-            'bytes': os.path.getsize(self._temporary_path),
-            'skipped': self._skipped,
-        })
-        os.replace(self._temporary_path, self._final_path)
-
-

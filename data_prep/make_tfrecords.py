@@ -34,6 +34,7 @@ from absl import logging
 from chromagen_tf import imaging
 from data_prep import coco
 from data_prep import convert_lib
+from data_prep import shard_files
 
 _IMAGE_DIR = flags.DEFINE_string(
     'image_dir', None, 'Folder of photos, read recursively (JPEG, PNG, WebP, '
@@ -103,7 +104,8 @@ def _config_from_flags() -> convert_lib.ConvertConfig:
     if _DOWNLOAD.value and _COCO_DIR.value is None:
         raise ValueError('--download needs --coco_dir')
     _check_runner_flags()
-    if (_IMAGE_DIR.value is not None and not _is_url(_IMAGE_DIR.value) and
+    if (_IMAGE_DIR.value is not None and
+            not shard_files.is_remote(_IMAGE_DIR.value) and
             not os.path.isdir(_IMAGE_DIR.value)):
         raise ValueError(f'--image_dir: no such folder: {_IMAGE_DIR.value}')
     if (_COCO_DIR.value is not None and not _DOWNLOAD.value and
@@ -150,7 +152,7 @@ def _check_runner_flags() -> None:
     except ValueError as error:
         raise ValueError(f'--beam_options: {error}') from None
     for flag in (_OUTPUT_DIR, _IMAGE_DIR, _COCO_DIR):
-        if flag.value and _is_url(flag.value):
+        if flag.value and shard_files.is_remote(flag.value):
             if flag is _COCO_DIR:
                 raise ValueError('--coco_dir must be a local folder; give '
                                  'a remote split folder as --image_dir')
@@ -158,12 +160,8 @@ def _check_runner_flags() -> None:
                 raise ValueError(f'--{flag.name}={flag.value} needs --runner')
 
 
-def _is_url(path: str) -> bool:
-    return '://' in path
-
-
 def _absolute(path: str) -> str:
-    return path if _is_url(path) else os.path.abspath(path)
+    return path if shard_files.is_remote(path) else os.path.abspath(path)
 
 
 def _run_beam(config: convert_lib.ConvertConfig) -> dict:
@@ -174,7 +172,7 @@ def _run_beam(config: convert_lib.ConvertConfig) -> dict:
     except ImportError as error:
         raise ValueError(f'--runner needs Apache Beam ({error}); install it '
                          'with pip install .[beam]') from None
-    sources, skipped = _list_inputs(config, beam_pipeline.list_image_dir)
+    sources, skipped = _list_inputs(config)
     return beam_pipeline.run(config, sources, skipped, _RUNNER.value,
                              shlex.split(_BEAM_OPTIONS.value))
 
@@ -204,15 +202,15 @@ def main(argv: list[str]) -> None:
 
 
 def _run_local(config: convert_lib.ConvertConfig) -> dict:
-    sources, skipped = _list_inputs(config, convert_lib.list_image_dir)
+    sources, skipped = _list_inputs(config)
     os.makedirs(config.output_dir, exist_ok=True)
     return convert_lib.run(config, sources, skipped)
 
 
-def _list_inputs(config: convert_lib.ConvertConfig, list_image_dir
-                 ) -> tuple[list[convert_lib.Source], list[dict]]:
+def _list_inputs(config: convert_lib.ConvertConfig
+                 ) -> tuple[list[shard_files.Source], list[dict]]:
     if config.image_dir is not None:
-        sources, skipped = list_image_dir(config.image_dir), []
+        sources, skipped = shard_files.list_image_dir(config.image_dir), []
     else:
         sources, skipped = coco.list_split(config.coco_dir, config.split)
     if not sources:

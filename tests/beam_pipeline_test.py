@@ -20,6 +20,7 @@ import tensorflow as tf
 from chromagen_tf import imaging
 from data_prep import beam_pipeline
 from data_prep import convert_lib
+from data_prep import shard_files
 from tests import conftest
 
 _PHOTOS = sorted(conftest.SAMPLE_PHOTOS.glob('*.jpg'))
@@ -43,7 +44,7 @@ def _photo_dir(tmp_path):
 def _in_process(image_dir, output_dir) -> dict:
     config = convert_lib.ConvertConfig(output_dir=str(output_dir),
                                        image_dir=str(image_dir), **_SETTINGS)
-    return convert_lib.run(config, convert_lib.list_image_dir(str(image_dir)),
+    return convert_lib.run(config, shard_files.list_image_dir(str(image_dir)),
                            show_progress=False)
 
 
@@ -51,7 +52,7 @@ def _beam(image_dir, output_dir, **overrides) -> dict:
     config = convert_lib.ConvertConfig(output_dir=str(output_dir),
                                        image_dir=str(image_dir),
                                        **{**_SETTINGS, **overrides})
-    sources = beam_pipeline.list_image_dir(str(image_dir))
+    sources = shard_files.list_image_dir(str(image_dir))
     return beam_pipeline.run(config, sources, runner='DirectRunner')
 
 
@@ -112,6 +113,22 @@ def test_finishes_a_conversion_started_in_process(tmp_path, photo_dir):
     assert manifest == expected
     with pytest.raises(convert_lib.ConversionError, match='image_size'):
         _beam(photo_dir, output, image_size=32)
+
+
+def test_in_process_finishes_a_conversion_started_by_beam(tmp_path,
+                                                          photo_dir):
+    output = tmp_path / 'out'
+    expected = _beam(photo_dir, output)
+    reference = _shards(output)
+    # As a killed Beam attempt leaves it: under its unique temporary name.
+    (output / 'val-00000-of-00001.tfrecord').rename(
+        output / '.0123456789ab-val-00000-of-00001.tfrecord.tmp')
+    (output / 'manifest.json').unlink()
+    manifest = _in_process(photo_dir, output)
+    assert _shards(output) == reference
+    assert manifest == expected
+    assert not [path.name for path in output.iterdir()
+                if path.name.endswith('.tmp')]
 
 
 def test_strict_fails_on_a_broken_photo(tmp_path, photo_dir):

@@ -26,6 +26,7 @@ from chromagen_tf import color
 from chromagen_tf import data
 from chromagen_tf import imaging
 from data_prep import convert_lib
+from data_prep import shard_files
 from tests import conftest
 
 _PHOTOS = sorted(conftest.SAMPLE_PHOTOS.glob('*.jpg'))
@@ -40,7 +41,7 @@ def _config(tmp_path, image_dir, **overrides) -> convert_lib.ConvertConfig:
 
 
 def _run(config, source_dir=None):
-    sources = convert_lib.list_image_dir(source_dir or config.image_dir)
+    sources = shard_files.list_image_dir(source_dir or config.image_dir)
     return convert_lib.run(config, sources, show_progress=False)
 
 
@@ -170,7 +171,7 @@ def test_output_is_identical_for_any_process_count(tmp_path, mixed_dir):
 
 
 def test_plan_is_a_reproducible_sample():
-    sources = [convert_lib.Source(f'{index:04d}.jpg', f'/in/{index:04d}.jpg')
+    sources = [shard_files.Source(f'{index:04d}.jpg', f'/in/{index:04d}.jpg')
                for index in range(100)]
     config = convert_lib.ConvertConfig(output_dir='unused', image_dir='/in',
                                        max_images=30, seed=7, num_val=6,

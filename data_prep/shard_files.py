@@ -1,0 +1,225 @@
+"""The files of a photo -> Lab TFRecord conversion, local or remote.
+
+A conversion lists the photos of an input folder and writes an output folder:
+
+  OUTPUT/train-00000-of-000NN.tfrecord, val-...   complete shards
+  OUTPUT/.train-00000-of-000NN.tfrecord.tmp       a shard being written
+  OUTPUT/.shards/config.json    what was converted, to refuse a mismatched
+                                restart
+  OUTPUT/.shards/NAME.json      per complete shard: records, bytes, skipped
+                                inputs
+  OUTPUT/manifest.json          written by the converter at the end
+
+Both the in-process converter (`convert_lib`) and the Beam pipeline
+(`beam_pipeline`) use this module, so either can finish a conversion the
+other started. Files go through `tf.io.gfile`, so the same code serves local
+folders and gs:// (or any file system TensorFlow knows). gfile has no fsync,
+so local files are also fsynced before they are renamed into place: after a
+crash a file under its final name is complete.
+"""
+
+import dataclasses
+import json
+import os
+import posixpath
+from typing import NamedTuple
+import uuid
+
+import tensorflow as tf
+
+from chromagen_tf import imaging
+
+# Under OUTPUT; hidden, so globbing the shards does not see it.
+STATE_DIR = '.shards'
+
+
+class Source(NamedTuple):
+    """One input photo: its record key and where to read it."""
+    key: str
+    path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Shard:
+    """One output file and the inputs planned for it, in order."""
+    split: str
+    index: int
+    count: int
+    sources: tuple[Source, ...]
+
+    @property
+    def name(self) -> str:
+        return f'{self.split}-{self.index:05d}-of-{self.count:05d}.tfrecord'
+
+
+def is_remote(path: str) -> bool:
+    """Whether `path` names a file system other than the local one."""
+    return '://' in path
+
+
+def join(directory: str, name: str) -> str:
+    """Joins a folder and a name, for local paths and URLs alike."""
+    return posixpath.join(directory, name) if is_remote(directory) else (
+        tf.io.gfile.join(directory, name))
+
+
+def one_line(message: str) -> str:
+    """A file system error message on one line, for a command-line error."""
+    return ' '.join(message.split())
+
+
+def list_image_dir(root: str) -> list[Source]:
+    """All photos under `root`, recursively, keyed by relative path.
+
+    Keys use '/' wherever the folder is stored, so a folder converts to the
+    same records locally and on gs://.
+
+    Raises:
+      ValueError: if `root` is remote and is not a folder or cannot be read.
+    """
+    if not is_remote(root):
+        # Not tf.io.gfile.walk: it follows symlinked folders, which would
+        # change which photos a local folder holds, and stats every entry
+        # (20x slower on 20k files).
+        return _photos(os.walk(root), lambda path: os.path.relpath(path, root))
+    try:
+        if not tf.io.gfile.isdir(root):
+            raise ValueError(f'--image_dir: no such folder: {root}')
+        root = root.rstrip('/')
+        return _photos(tf.io.gfile.walk(root),
+                       lambda path: path[len(root) + 1:])
+    except tf.errors.OpError as error:
+        raise ValueError(f'{root}: {one_line(error.message)}') from None
+
+
+def _photos(walk, relative) -> list[Source]:
+    """The photos of an os.walk-like walk, sorted by key (`relative`)."""
+    sources = []
+    for directory, _, files in walk:
+        for name in files:
+            if name.lower().endswith(imaging.IMAGE_EXTENSIONS):
+                path = join(directory, name)
+                key = relative(path).replace(os.sep, '/')
+                sources.append(Source(key, path))
+    return sorted(sources)
+
+
+def write_json_atomically(path: str, value: object) -> None:
+    """Writes JSON to a temporary name, then renames it over `path`.
+
+    The temporary name is unique because a Beam runner may retry a shard
+    while a slow first attempt is still writing the same statistics.
+    """
+    directory, name = posixpath.split(path)
+    temporary = join(directory, f'.{uuid.uuid4().hex[:12]}-{name}.tmp')
+    with tf.io.gfile.GFile(temporary, 'w') as file:
+        file.write(json.dumps(value, indent=1, sort_keys=True) + '\n')
+    _sync(temporary)
+    tf.io.gfile.rename(temporary, path, overwrite=True)
+
+
+def _sync(path: str) -> None:
+    """Flushes a closed local file to disk; remote stores commit on close."""
+    if not is_remote(path):
+        with open(path, 'rb+') as file:
+            os.fsync(file.fileno())
+
+
+class ShardState:
+    """The restart bookkeeping of one output folder.
+
+    OUTPUT/.shards/ holds the configuration of the conversion and, per
+    complete shard, its statistics (records, bytes, skipped inputs). A shard
+    is complete when its file exists under the final name, which is renamed
+    into place only after its statistics are written.
+    """
+
+    def __init__(self, output_dir: str):
+        self.output_dir = output_dir
+        self.state_dir = join(output_dir, STATE_DIR)
+
+    def claim(self, config: dict) -> str | None:
+        """Records `config`, or returns the first field that differs from
+        the conversion already in the folder. Removes partial shards."""
+        tf.io.gfile.makedirs(self.state_dir)
+        path = join(self.state_dir, 'config.json')
+        if tf.io.gfile.exists(path):
+            with tf.io.gfile.GFile(path, 'r') as file:
+                previous = json.load(file)
+            for name in sorted(set(previous) | set(config)):
+                if previous.get(name) != config.get(name):
+                    return name
+        else:
+            write_json_atomically(path, config)
+        for name in tf.io.gfile.listdir(self.output_dir):
+            if name.startswith('.') and name.endswith('.tfrecord.tmp'):
+                tf.io.gfile.remove(join(self.output_dir, name))
+        return None
+
+    def is_complete(self, shard: Shard) -> bool:
+        return (tf.io.gfile.exists(join(self.output_dir, shard.name)) and
+                tf.io.gfile.exists(self._stats_path(shard)))
+
+    def stats(self, shard: Shard) -> dict:
+        with tf.io.gfile.GFile(self._stats_path(shard), 'r') as file:
+            return json.load(file)
+
+    def open(self, shard: Shard, unique: bool = False) -> 'ShardWriter':
+        """A writer for `shard`, under a hidden temporary name.
+
+        Args:
+          shard: The shard to write.
+          unique: Make the temporary name unique, for runners that may
+            retry a shard while a slow first attempt is still writing. Either
+            name matches the pattern `claim` removes after a crash.
+        """
+        prefix = f'{uuid.uuid4().hex[:12]}-' if unique else ''
+        return ShardWriter(
+            shard, join(self.output_dir, shard.name), self._stats_path(shard),
+            join(self.output_dir, f'.{prefix}{shard.name}.tmp'))
+
+    def _stats_path(self, shard: Shard) -> str:
+        return join(self.state_dir, shard.name + '.json')
+
+
+class ShardWriter:
+    """Writes one shard under a temporary name; `commit` publishes it.
+
+    As a context manager it closes the file on the way out, so a failed
+    shard leaves a closed temporary file for the next `claim` to remove.
+    """
+
+    def __init__(self, shard: Shard, final_path: str, stats_path: str,
+                 temporary_path: str):
+        self.shard = shard
+        self._final_path = final_path
+        self._stats_path = stats_path
+        self._temporary_path = temporary_path
+        self._writer = tf.io.TFRecordWriter(temporary_path)
+        self._records = 0
+        self._skipped = []
+
+    def __enter__(self) -> 'ShardWriter':
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._writer.close()
+
+    def write(self, record: bytes) -> None:
+        self._writer.write(record)
+        self._records += 1
+
+    def skip(self, entry: dict) -> None:
+        self._skipped.append(entry)
+
+    def commit(self) -> dict:
+        """Publishes the shard; returns its statistics, as stored."""
+        self._writer.close()
+        _sync(self._temporary_path)
+        stats = {'records': self._records,
+                 'bytes': tf.io.gfile.stat(self._temporary_path).length,
+                 'skipped': self._skipped}
+        write_json_atomically(self._stats_path, stats)
+        tf.io.gfile.rename(self._temporary_path, self._final_path,
+                           overwrite=True)
+        return stats
