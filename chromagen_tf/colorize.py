@@ -23,7 +23,8 @@ from absl import app
 from absl import flags
 
 from chromagen_tf import colorize_lib
-from chromagen_tf import export_lib
+from chromagen_tf import full_resolution
+from chromagen_tf import image_decoding
 
 _MODEL = flags.DEFINE_string(
     'model', None,
@@ -42,7 +43,7 @@ _RENDER_SIZE = flags.DEFINE_integer(
     'render_size', None,
     'Longer side of the working size the network runs at; larger gives '
     'finer colour and costs more. Default: the export\'s setting, else '
-    f'{export_lib.DEFAULT_RENDER_SIZE}.', lower_bound=32)
+    f'{full_resolution.DEFAULT_RENDER_SIZE}.', lower_bound=32)
 _COMPARE = flags.DEFINE_boolean(
     'compare', False,
     'Write side-by-side images: the gray input, the colorized result and, '
@@ -55,7 +56,7 @@ _STAGE = flags.DEFINE_enum(
     'stage', 'gan', ['gan', 'pretrain'],
     'For a training model_dir: which stage\'s checkpoint to use.')
 _MAX_PIXELS = flags.DEFINE_integer(
-    'max_pixels', export_lib.DEFAULT_MAX_PIXELS,
+    'max_pixels', image_decoding.DEFAULT_MAX_PIXELS,
     'Larger images are skipped, judged from their header.', lower_bound=1)
 
 

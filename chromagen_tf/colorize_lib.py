@@ -8,8 +8,8 @@
     checkpoint, restored with `checkpoints.restore_generator`.
 
 It colorizes at full resolution with the same pre- and post-processing
-functions as the exported serving graph (`export_lib`), so a photo comes out
-the same from the command line as from TF Serving. Images of different
+functions as the exported serving graph (`full_resolution`), so a photo
+comes out the same from the command line as from TF Serving. Images of different
 sizes share a batch: they are grouped by working size, and each group is
 one call to the network.
 
@@ -29,6 +29,8 @@ import tensorflow as tf
 
 from chromagen_tf import checkpoints
 from chromagen_tf import export_lib
+from chromagen_tf import full_resolution
+from chromagen_tf import image_decoding
 from chromagen_tf import imaging
 from chromagen_tf import progress
 
@@ -62,7 +64,7 @@ class Colorizer:
           predict_fn: normalised L [B, H, W, 1] -> normalised ab [B, H, W, 2],
             for H and W multiples of size_multiple.
           render_size: Longer side of the working size.
-          size_multiple: See `export_lib.working_shape`.
+          size_multiple: See `full_resolution.working_shape`.
           description: What was loaded, for logs.
           keep_alive: An object predict_fn needs alive (a loaded SavedModel).
         """
@@ -73,20 +75,21 @@ class Colorizer:
         self._keep_alive = keep_alive
         spec = tf.TensorSpec
         self._lightness = _Compiled(
-            lambda image: export_lib.l_channel_from_uint8(image[tf.newaxis]),
+            lambda image: full_resolution.l_channel_from_uint8(
+                image[tf.newaxis]),
             [spec([None, None, None], tf.uint8)])
         self._prepare = tf.function(
-            lambda l_channel: export_lib.to_working_l(
+            lambda l_channel: full_resolution.to_working_l(
                 l_channel, render_size, size_multiple),
             input_signature=[spec([1, None, None, 1], tf.float32)],
         )
         # Not compiled: XLA needs the crop and resize sizes as constants.
         self._finish = tf.function(
-            export_lib.from_working_ab,
+            full_resolution.from_working_ab,
             input_signature=[spec([1, None, None, 2], tf.float32),
                              spec([2], tf.int32), spec([2], tf.int32)])
         self._to_uint8 = _Compiled(
-            export_lib.lab_to_uint8,
+            full_resolution.lab_to_uint8,
             [spec([1, None, None, 1], tf.float32),
              spec([1, None, None, 2], tf.float32)])
 
@@ -224,8 +227,9 @@ def load_colorizer(
         return Colorizer(
             predict,
             render_size or metadata.get(
-                'render_size', export_lib.DEFAULT_RENDER_SIZE),
-            metadata.get('size_multiple', export_lib.DEFAULT_SIZE_MULTIPLE),
+                'render_size', full_resolution.DEFAULT_RENDER_SIZE),
+            metadata.get('size_multiple',
+                         full_resolution.DEFAULT_SIZE_MULTIPLE),
             description=f'SavedModel {version_dir}',
             keep_alive=loaded,
         )
@@ -234,8 +238,8 @@ def load_colorizer(
             model, stage=stage)
         return Colorizer(
             _keras_predict_fn(generator),
-            render_size or export_lib.DEFAULT_RENDER_SIZE,
-            export_lib.size_multiple_for(model_config.generator),
+            render_size or full_resolution.DEFAULT_RENDER_SIZE,
+            full_resolution.size_multiple_for(model_config.generator),
             description=f'checkpoint {path}',
         )
     raise ModelNotFoundError(
@@ -258,7 +262,7 @@ class ColorizeConfig:
     batch_size: int = DEFAULT_BATCH_SIZE
     compare: bool = False
     output_extension: str = ''  # '' keeps each input's extension.
-    max_pixels: int = export_lib.DEFAULT_MAX_PIXELS
+    max_pixels: int = image_decoding.DEFAULT_MAX_PIXELS
 
 
 @dataclasses.dataclass

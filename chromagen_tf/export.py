@@ -26,6 +26,8 @@ from absl import logging
 from chromagen_tf import checkpoints
 from chromagen_tf import configs
 from chromagen_tf import export_lib
+from chromagen_tf import full_resolution
+from chromagen_tf import image_decoding
 
 _MODEL_DIR = flags.DEFINE_string(
     'model_dir', None, 'Training directory holding config.json and '
@@ -42,10 +44,10 @@ _VERSION = flags.DEFINE_integer(
     'version', None, 'Version number; default: one more than the largest.',
     lower_bound=0)
 _RENDER_SIZE = flags.DEFINE_integer(
-    'render_size', export_lib.DEFAULT_RENDER_SIZE,
+    'render_size', full_resolution.DEFAULT_RENDER_SIZE,
     'Longer side of the working size the network runs at.', lower_bound=32)
 _MAX_PIXELS = flags.DEFINE_integer(
-    'max_pixels', export_lib.DEFAULT_MAX_PIXELS,
+    'max_pixels', image_decoding.DEFAULT_MAX_PIXELS,
     'Images with more pixels (read from the header) are refused.',
     lower_bound=1)
 _FORMAT = flags.DEFINE_enum(
@@ -66,7 +68,7 @@ def main(argv):
     module = export_lib.ColorizationModule(
         generator,
         render_size=_RENDER_SIZE.value,
-        size_multiple=export_lib.size_multiple_for(model_config.generator),
+        size_multiple=full_resolution.size_multiple_for(model_config.generator),
         max_pixels=_MAX_PIXELS.value,
     )
     try:

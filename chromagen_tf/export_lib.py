@@ -1,4 +1,4 @@
-"""The serving graph: full-resolution colorization and the SavedModel export.
+"""The serving graph and its versioned, atomic SavedModel export.
 
 `ColorizationModule` wraps a trained generator in a `tf.Module` whose
 `tf.function` signatures hold all pre- and post-processing, so that a TF
@@ -11,24 +11,13 @@ Serving client needs nothing from this project:
   predict_ab       l_channel [B, H, W, 1] float32, normalised L
                                         -> ab [B, H, W, 2], normalised ab
 
-Full resolution. The network runs at a working size; each image's detail
-comes from its own L channel (as DDColor and DeOldify do):
-  1. L is resized so that its longer side is `render_size`, and padded
-     (mirror padding, bottom and right) to a multiple of the generator's
-     total stride; the padding is cut off the prediction.
-  2. The predicted ab is resized back to the image's own size.
-  3. The original full-resolution L is joined with that ab.
-So the output's L equals the input's L up to uint8 rounding and to sRGB
-gamut clipping of very saturated predictions.
+Images are colorized at full resolution (see `full_resolution`); encoded
+images are decoded in the graph after a check of their header size (see
+`image_decoding`). An empty batch gives an empty result.
 
-Hostile input: the width and height are read from the file header (JPEG
-SOF, PNG IHDR, GIF screen descriptor, BMP info header) before anything is
-decoded, so an image over `max_pixels` is refused without allocating it.
-Unknown or corrupt bytes raise InvalidArgumentError with a message saying
-so. An empty batch gives an empty result.
-
-The same pre- and post-processing functions are used by the colorize and
-evaluation tools, so every path colorizes an image identically.
+`export_saved_model` and `export_tflite` write <export_base>/<version>/, the
+layout TF Serving watches, through a hidden temporary folder that is renamed
+only when complete.
 """
 
 from typing import Callable, Optional
@@ -36,16 +25,8 @@ from typing import Callable, Optional
 import keras
 import tensorflow as tf
 
-from chromagen_tf import color
-from chromagen_tf.models import pix2pix
-from chromagen_tf.models import unet
-
-DEFAULT_RENDER_SIZE = 256
-# 50 megapixels: larger than any phone or consumer camera photo (a 48 MP
-# sensor), small enough that decoding it (150 MB as uint8 RGB) is safe.
-DEFAULT_MAX_PIXELS = 50_000_000
-# The ResNet U-Nets' total stride; pix2pix_unet needs its own.
-DEFAULT_SIZE_MULTIPLE = unet.SIZE_MULTIPLE
+from chromagen_tf import full_resolution
+from chromagen_tf import image_decoding
 
 IMAGE_BYTES = 'image_bytes'
 # TF Serving's REST API base64-wraps a string output only when its name
@@ -58,289 +39,22 @@ L_CHANNEL = 'l_channel'
 AB = 'ab'
 SIGNATURES = ('serving_default', 'colorize_image', 'predict_ab')
 
-PredictFn = Callable[[tf.Tensor], tf.Tensor]
-
-
-def size_multiple_for(generator_name: str) -> int:
-    """The spatial multiple a generator's input sizes must have."""
-    if generator_name == 'pix2pix_unet':
-        return pix2pix.SIZE_MULTIPLE
-    return unet.SIZE_MULTIPLE
-
-
-# --- Pre- and post-processing ----------------------------------------------
-
-
-def working_shape(
-    height: tf.Tensor, width: tf.Tensor, render_size: int, size_multiple: int
-) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Working size of an image, without and with padding.
-
-    The longer side becomes `render_size`, the aspect ratio is kept. Each
-    side is at least half the multiple, so that mirror padding (which can
-    add at most the side's own length) always reaches the multiple; only
-    panoramas beyond 16:1 (at 256) are stretched by that floor.
-
-    Returns:
-      (height, width, padded_height, padded_width), int32 scalars.
-    """
-    height = tf.cast(height, tf.float64)
-    width = tf.cast(width, tf.float64)
-    scale = render_size / tf.maximum(tf.maximum(height, width), 1.0)
-    floor = float(max(size_multiple // 2, 1))
-    new_height = tf.maximum(tf.round(height * scale), floor)
-    new_width = tf.maximum(tf.round(width * scale), floor)
-    padded_height = tf.math.ceil(new_height / size_multiple) * size_multiple
-    padded_width = tf.math.ceil(new_width / size_multiple) * size_multiple
-    return tuple(
-        tf.cast(x, tf.int32)
-        for x in (new_height, new_width, padded_height, padded_width)
-    )
-
-
-def _gray_lightness_table() -> tf.Tensor:
-    """L of the 256 uint8 gray levels, computed by `color.rgb_to_lab`."""
-    levels = tf.range(256, dtype=tf.float32) / 255.0
-    gray = tf.stack([levels, levels, levels], axis=-1)
-    return color.split_lab(color.rgb_to_lab(gray))[0]  # [256, 1]
-
-
-def l_channel_from_uint8(image: tf.Tensor) -> tf.Tensor:
-    """L in [0, 100] of a uint8 gray or RGB image [..., 1 or 3] -> [..., 1].
-
-    A colour image is reduced to its lightness, which is what the model
-    sees: colour inputs are colorized as if they were black and white.
-    Gray images (one channel, or three equal ones) take a 256-entry table
-    of the same values, which is ~30x faster on a 12 MP photo.
-    """
-    image = tf.convert_to_tensor(image)
-    first = image[..., :1]
-    is_gray = tf.reduce_all(tf.equal(image, first))
-
-    def from_gray():
-        return tf.gather(_gray_lightness_table(), tf.cast(first, tf.int32)
-                         )[..., 0, :]
-
-    def from_rgb():
-        rgb = tf.cast(image, tf.float32) / 255.0
-        rgb = tf.broadcast_to(rgb, tf.concat([tf.shape(rgb)[:-1], [3]], 0))
-        return color.split_lab(color.rgb_to_lab(rgb))[0]
-
-    return tf.cond(is_gray, from_gray, from_rgb)
-
-
-def to_working_l(
-    l_channel: tf.Tensor, render_size: int, size_multiple: int
-) -> tuple[tf.Tensor, tf.Tensor]:
-    """Full-size L [B, H, W, 1] -> padded normalised working L.
-
-    Returns:
-      (l_normalized [B, padded_height, padded_width, 1], working_size [2]):
-      working_size is the unpadded (height, width) to crop the output to.
-    """
-    shape = tf.shape(l_channel)
-    new_height, new_width, padded_height, padded_width = working_shape(
-        shape[1], shape[2], render_size, size_multiple
-    )
-    # Antialiasing matters when shrinking a 12 MP photo 16x: without it the
-    # working L aliases and the predicted colours shimmer on fine texture.
-    small = tf.image.resize(
-        color.normalize_l(l_channel),
-        [new_height, new_width],
-        method='bilinear',
-        antialias=True,
-    )
-    paddings = [
-        [0, 0],
-        [0, padded_height - new_height],
-        [0, padded_width - new_width],
-        [0, 0],
-    ]
-    padded = tf.pad(small, paddings, mode='SYMMETRIC')
-    return padded, tf.stack([new_height, new_width])
-
-
-def from_working_ab(
-    ab_normalized: tf.Tensor, working_size: tf.Tensor, output_size: tf.Tensor
-) -> tf.Tensor:
-    """Crops the padding off a prediction and resizes it to output_size.
-
-    Returns:
-      ab in real Lab units, [B, output_height, output_width, 2].
-    """
-    cropped = ab_normalized[:, : working_size[0], : working_size[1], :]
-    ab = tf.image.resize(
-        tf.cast(cropped, tf.float32), output_size, method='bilinear'
-    )
-    return color.denormalize_ab(ab)
-
-
-def lab_to_uint8(l_channel: tf.Tensor, ab: tf.Tensor) -> tf.Tensor:
-    """Real-unit L [..., 1] and ab [..., 2] -> uint8 sRGB [..., 3]."""
-    rgb = color.lab_to_rgb(tf.concat([l_channel, ab], axis=-1))
-    return tf.cast(tf.round(rgb * 255.0), tf.uint8)
-
-
-def predict_full_resolution_ab(
-    predict_fn: PredictFn,
-    l_channel: tf.Tensor,
-    render_size: int,
-    size_multiple: int,
-) -> tf.Tensor:
-    """Runs the model at the working size; returns ab at L's own size.
-
-    Args:
-      predict_fn: normalised L [B, h, w, 1] -> normalised ab [B, h, w, 2].
-      l_channel: [B, H, W, 1] L in [0, 100], one size for the whole batch.
-      render_size: Longer side of the working size.
-      size_multiple: Multiple the generator's input sizes must have.
-
-    Returns:
-      ab [B, H, W, 2] in real Lab units.
-    """
-    working_l, working_size = to_working_l(
-        l_channel, render_size, size_multiple
-    )
-    ab_normalized = predict_fn(working_l)
-    return from_working_ab(
-        ab_normalized, working_size, tf.shape(l_channel)[1:3]
-    )
-
-
-# --- Header parsing and decoding ---------------------------------------------
-
-
-def _unsigned(data: tf.Tensor, offset: int, size: int, big_endian: bool):
-    """An unsigned integer of `size` bytes at `offset`, as int64."""
-    raw = tf.io.decode_raw(tf.strings.substr(data, offset, size), tf.uint8)
-    raw = tf.cast(raw, tf.int64)
-    shifts = list(range(size)) if not big_endian else list(
-        reversed(range(size)))
-    return tf.reduce_sum(
-        raw * tf.constant([1 << (8 * s) for s in shifts], tf.int64)
-    )
-
-
-def _signed32(value: tf.Tensor) -> tf.Tensor:
-    return tf.where(value >= 2**31, value - 2**32, value)
-
-
-def image_dimensions(image_bytes: tf.Tensor) -> tf.Tensor:
-    """(height, width) of an encoded image, read from its header only.
-
-    Args:
-      image_bytes: A scalar string.
-
-    Returns:
-      int64 [2].
-
-    Raises:
-      tf.errors.InvalidArgumentError: the bytes are not a JPEG, PNG, GIF or
-        BMP file, or a JPEG header is corrupt.
-    """
-    # Zero padding lets every fixed-offset read below succeed on short or
-    # truncated input; the decoder then rejects such input.
-    data = tf.strings.join([image_bytes, tf.constant(b'\0' * 32)])
-    prefix = tf.strings.substr(image_bytes, 0, 8)
-
-    def jpeg():
-        shape = tf.io.extract_jpeg_shape(image_bytes, output_type=tf.int64)
-        return shape[:2]
-
-    def png():  # IHDR: width, height as big-endian uint32 at 16 and 20.
-        return tf.stack([_unsigned(data, 20, 4, True),
-                         _unsigned(data, 16, 4, True)])
-
-    def gif():  # Logical screen: little-endian uint16 at 6 and 8.
-        return tf.stack([_unsigned(data, 8, 2, False),
-                         _unsigned(data, 6, 2, False)])
-
-    def bmp():
-        header_size = _unsigned(data, 14, 4, False)
-        # BITMAPCOREHEADER (12 bytes) has 16-bit sizes; the later headers
-        # have signed 32-bit ones, negative height meaning top-down rows.
-        return tf.cond(
-            tf.equal(header_size, 12),
-            lambda: tf.stack([_unsigned(data, 20, 2, False),
-                              _unsigned(data, 18, 2, False)]),
-            lambda: tf.abs(tf.stack([
-                _signed32(_unsigned(data, 22, 4, False)),
-                _signed32(_unsigned(data, 18, 4, False)),
-            ])),
-        )
-
-    def unknown():
-        check = tf.debugging.Assert(
-            False,
-            ['Cannot decode the image: it is not a JPEG, PNG, GIF or BMP '
-             'file.'],
-        )
-        with tf.control_dependencies([check]):
-            return tf.zeros([2], tf.int64)
-
-    def starts_with(magic: bytes) -> tf.Tensor:
-        return tf.equal(tf.strings.substr(prefix, 0, len(magic)), magic)
-
-    return tf.case(
-        [
-            (starts_with(b'\xff\xd8\xff'), jpeg),
-            (starts_with(b'\x89PNG\r\n\x1a\n'), png),
-            (starts_with(b'GIF87a') | starts_with(b'GIF89a'), gif),
-            (starts_with(b'BM'), bmp),
-        ],
-        default=unknown,
-    )
-
-
-def decode_image(
-    image_bytes: tf.Tensor, max_pixels: int = DEFAULT_MAX_PIXELS
-) -> tf.Tensor:
-    """Checks the header size, then decodes to uint8 RGB [H, W, 3].
-
-    Gray images are expanded to three equal channels, alpha is dropped,
-    16-bit PNGs are scaled to 8 bits and an animated GIF gives its first
-    frame.
-
-    Raises:
-      tf.errors.InvalidArgumentError: undecodable bytes, or more than
-        max_pixels pixels.
-    """
-    dimensions = image_dimensions(image_bytes)
-    # float64: two 32-bit header fields can overflow an int64 product.
-    pixels = tf.reduce_prod(tf.cast(dimensions, tf.float64))
-    corrupt_check = tf.debugging.Assert(
-        pixels > 0, ['Cannot decode the image: its header is corrupt.']
-    )
-    with tf.control_dependencies([corrupt_check]):
-        size_check = tf.debugging.Assert(
-            pixels <= max_pixels,
-            ['The image is too large: its header says (height, width) =',
-             dimensions, f'which is over the limit of {max_pixels} pixels.'],
-        )
-    with tf.control_dependencies([size_check]):
-        image = tf.io.decode_image(
-            image_bytes, channels=3, dtype=tf.uint8, expand_animations=False
-        )
-    return tf.ensure_shape(image, [None, None, 3])
-
-
-# --- The exported module --------------------------------------------------
-
 
 class ColorizationModule(tf.Module):
     """A generator plus the serving pre- and post-processing.
 
     Attributes:
       generator: The Keras generator (normalised L -> normalised ab).
-      render_size, size_multiple, max_pixels: See the module docstring.
+      render_size, size_multiple: See `full_resolution`.
+      max_pixels: See `image_decoding`.
     """
 
     def __init__(
         self,
         generator: tf.Module,
-        render_size: int = DEFAULT_RENDER_SIZE,
-        size_multiple: int = DEFAULT_SIZE_MULTIPLE,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        render_size: int = full_resolution.DEFAULT_RENDER_SIZE,
+        size_multiple: int = full_resolution.DEFAULT_SIZE_MULTIPLE,
+        max_pixels: int = image_decoding.DEFAULT_MAX_PIXELS,
     ):
         super().__init__(name='chromagen')
         if render_size < 1 or size_multiple < 1 or max_pixels < 1:
@@ -383,11 +97,11 @@ class ColorizationModule(tf.Module):
 
     def _colorize_rgb(self, images: tf.Tensor) -> tf.Tensor:
         """uint8 [B, H, W, 1 or 3] -> uint8 RGB, full resolution."""
-        l_channel = l_channel_from_uint8(images)
-        ab = predict_full_resolution_ab(
+        l_channel = full_resolution.l_channel_from_uint8(images)
+        ab = full_resolution.predict_full_resolution_ab(
             self._generate, l_channel, self.render_size, self.size_multiple
         )
-        return lab_to_uint8(l_channel, ab)
+        return full_resolution.lab_to_uint8(l_channel, ab)
 
     def _colorize_image(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         channels = tf.shape(image)[-1]
@@ -407,7 +121,7 @@ class ColorizationModule(tf.Module):
         return {COLORIZED: tf.ensure_shape(colorized, [None, None, None, 3])}
 
     def _colorize_encoded(self, image_bytes: tf.Tensor) -> tf.Tensor:
-        image = decode_image(image_bytes, self.max_pixels)
+        image = image_decoding.decode_image(image_bytes, self.max_pixels)
         colorized = self._colorize_rgb(image[tf.newaxis])
         return tf.io.encode_png(colorized[0])
 

@@ -10,7 +10,7 @@ from PIL import Image
 import tensorflow as tf
 
 from chromagen_tf import colorize_lib
-from chromagen_tf import export_lib
+from chromagen_tf import full_resolution
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
 from tests.export_test import make_model_dir
@@ -167,9 +167,9 @@ class ColorizeTest(tf.test.TestCase):
         photo = np.asarray(Image.open(SAMPLE_PHOTOS / 'coffee.jpg').convert(
             'RGB').resize((1280, 960)))  # Above the XLA threshold.
         colorized = self.colorizer.colorize([photo])[0]
-        l_channel = export_lib.l_channel_from_uint8(photo[None])
+        l_channel = full_resolution.l_channel_from_uint8(photo[None])
         ab = self.colorizer.predict_ab([l_channel])[0]
-        expected = export_lib.lab_to_uint8(l_channel, ab)[0]
+        expected = full_resolution.lab_to_uint8(l_channel, ab)[0]
         self.assertAllClose(colorized.astype(int), tf.cast(expected, tf.int32),
                             atol=1)
 

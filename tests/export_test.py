@@ -21,6 +21,8 @@ from chromagen_tf import color
 from chromagen_tf import colorize_lib
 from chromagen_tf import configs
 from chromagen_tf import export_lib
+from chromagen_tf import full_resolution
+from chromagen_tf import image_decoding
 from chromagen_tf.models import build_generator
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
@@ -237,11 +239,11 @@ class ExportTest(tf.test.TestCase):
 
     def test_pixel_limit_is_configurable(self):
         png = encode(photo('chelsea.jpg', (40, 30)), 'PNG')
-        self.assertEqual(export_lib.decode_image(png, 1200).shape,
+        self.assertEqual(image_decoding.decode_image(png, 1200).shape,
                          (30, 40, 3))
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
                                     'limit of 1199 pixels'):
-            export_lib.decode_image(png, 1199)
+            image_decoding.decode_image(png, 1199)
 
     def test_empty_batch(self):
         self.assertEqual(self._serve([]).shape, (0,))
@@ -275,7 +277,7 @@ class ExportTest(tf.test.TestCase):
                 (640, 100): (256, 40, 256, 64),
                 (10, 5000): (16, 256, 32, 256),
         }.items():
-            shape = export_lib.working_shape(height, width, 256, 32)
+            shape = full_resolution.working_shape(height, width, 256, 32)
             self.assertEqual(tuple(int(x) for x in shape), expected)
 
     def test_colorize_tool_loads_exports_and_agrees(self):
