@@ -69,6 +69,7 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
     from PIL import Image  # pylint: disable=g-import-not-at-top
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
+    from chromagen_tf import colorize_folders  # pylint: disable=g-import-not-at-top
     from chromagen_tf import colorize_lib  # pylint: disable=g-import-not-at-top
 
     export_base = os.path.join(work_dir, 'export')
@@ -112,12 +113,13 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
         colorizer = colorize_lib.load_colorizer(export_base)
         folder = os.path.join(work_dir, 'folder')
         count = len(os.listdir(folder))
-        config = colorize_lib.ColorizeConfig(
+        config = colorize_folders.ColorizeConfig(
             inputs=(folder,), output_dir=os.path.join(work_dir, 'out'),
             overwrite=True, batch_size=8)
         with open(os.devnull, 'w') as quiet:
             seconds = _median_seconds(
-                lambda: colorize_lib.colorize_files(colorizer, config, quiet),
+                lambda: colorize_folders.colorize_files(
+                    colorizer, config, quiet),
                 max(1, repeats // 5))
         result.update(seconds=seconds, images=count,
                       images_per_second=count / seconds)
@@ -138,21 +140,22 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
         start = time.perf_counter()
         with open(os.devnull, 'w') as quiet:
             for inputs in ((folder,), (large,)):
-                config = colorize_lib.ColorizeConfig(
+                config = colorize_folders.ColorizeConfig(
                     inputs=inputs, output_dir=os.path.join(work_dir, 'mem'),
                     overwrite=True)
-                colorize_lib.colorize_files(colorizer, config, quiet)
+                colorize_folders.colorize_files(colorizer, config, quiet)
                 rss.append(_peak_rss_mb())
         result.update(seconds=time.perf_counter() - start,
                       rss_after_42_mb=rss[0], rss_after_462_mb=rss[1])
     elif name.startswith('photo_12mp'):
         colorizer = colorize_lib.load_colorizer(export_base)
-        config = colorize_lib.ColorizeConfig(
+        config = colorize_folders.ColorizeConfig(
             inputs=(os.path.join(work_dir, f'{name}.jpg'),),
             output_dir=os.path.join(work_dir, 'out_12mp'), overwrite=True)
         with open(os.devnull, 'w') as quiet:
             result['seconds'] = _median_seconds(
-                lambda: colorize_lib.colorize_files(colorizer, config, quiet),
+                lambda: colorize_folders.colorize_files(
+                    colorizer, config, quiet),
                 max(1, repeats // 3))
     else:
         raise ValueError(f'Unknown measurement {name}')

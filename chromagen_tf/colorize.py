@@ -22,6 +22,7 @@ import sys
 from absl import app
 from absl import flags
 
+from chromagen_tf import colorize_folders
 from chromagen_tf import colorize_lib
 from chromagen_tf import full_resolution
 from chromagen_tf import image_decoding
@@ -66,7 +67,7 @@ def main(argv):
         raise app.UsageError('Give at least one INPUT file or folder.')
     if not _MODEL.value or not _OUTPUT_DIR.value:
         raise app.UsageError('--model and --output_dir are required.')
-    config = colorize_lib.ColorizeConfig(
+    config = colorize_folders.ColorizeConfig(
         inputs=inputs,
         output_dir=_OUTPUT_DIR.value,
         recursive=_RECURSIVE.value,
@@ -77,14 +78,14 @@ def main(argv):
         max_pixels=_MAX_PIXELS.value,
     )
     try:
-        colorize_lib.find_jobs(config)  # Fails early on a missing input.
+        colorize_folders.find_jobs(config)  # Fails early on a missing input.
         colorizer = colorize_lib.load_colorizer(
             _MODEL.value, _STAGE.value, _RENDER_SIZE.value)
     except (FileNotFoundError, ValueError) as error:
         # ModelNotFoundError and configs.ConfigMismatchError are ValueErrors.
         print(f'colorize: {error}', file=sys.stderr)
         sys.exit(2)
-    summary = colorize_lib.colorize_files(colorizer, config)
+    summary = colorize_folders.colorize_files(colorizer, config)
     for path, reason in summary.failures:
         print(f'failed: {path}: {reason}', file=sys.stderr)
     print(f'{summary} ({colorizer.description})')

@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from chromagen_tf import colorize_folders
 from chromagen_tf import colorize_lib
 from chromagen_tf import full_resolution
 from tests.conftest import REPO_ROOT
@@ -50,7 +51,7 @@ class ColorizeTest(tf.test.TestCase):
         values = dict(inputs=(self.inputs,), output_dir=output_dir,
                       recursive=True, batch_size=2)
         values.update(overrides)
-        return colorize_lib.ColorizeConfig(**values)
+        return colorize_folders.ColorizeConfig(**values)
 
     def test_command_line_mirrors_tree_and_skips_bad_files(self):
         output_dir = os.path.join(self.get_temp_dir(), 'out')
@@ -79,21 +80,21 @@ class ColorizeTest(tf.test.TestCase):
 
     def test_missing_input_is_reported_before_any_work(self):
         with self.assertRaisesRegex(FileNotFoundError, 'does not exist'):
-            colorize_lib.find_jobs(self._config(
+            colorize_folders.find_jobs(self._config(
                 self.get_temp_dir(), inputs=(self.inputs, '/no/such/photo')))
 
     def test_skips_existing_unless_overwrite(self):
         output_dir = os.path.join(self.get_temp_dir(), 'again')
         config = self._config(output_dir, inputs=(
             os.path.join(self.inputs, 'chelsea.jpg'),))
-        first = colorize_lib.colorize_files(self.colorizer, config)
+        first = colorize_folders.colorize_files(self.colorizer, config)
         self.assertEqual((first.colorized, first.skipped_existing), (1, 0))
         output = os.path.join(output_dir, 'chelsea.jpg')
         os.utime(output, (0, 0))
-        second = colorize_lib.colorize_files(self.colorizer, config)
+        second = colorize_folders.colorize_files(self.colorizer, config)
         self.assertEqual((second.colorized, second.skipped_existing), (0, 1))
         self.assertEqual(os.path.getmtime(output), 0)
-        third = colorize_lib.colorize_files(
+        third = colorize_folders.colorize_files(
             self.colorizer, self._config(output_dir, inputs=config.inputs,
                                          overwrite=True))
         self.assertEqual(third.colorized, 1)
@@ -101,7 +102,7 @@ class ColorizeTest(tf.test.TestCase):
 
     def test_not_recursive_and_output_extension(self):
         output_dir = os.path.join(self.get_temp_dir(), 'flat')
-        summary = colorize_lib.colorize_files(
+        summary = colorize_folders.colorize_files(
             self.colorizer,
             self._config(output_dir, recursive=False, output_extension='png'))
         self.assertEqual((summary.colorized, summary.failed), (2, 0))
@@ -115,7 +116,7 @@ class ColorizeTest(tf.test.TestCase):
         colour = os.path.join(self.inputs, 'coffee.jpg')
         gray = os.path.join(self.get_temp_dir(), 'gray.png')
         Image.open(colour).convert('L').save(gray)
-        summary = colorize_lib.colorize_files(
+        summary = colorize_folders.colorize_files(
             self.colorizer,
             self._config(output_dir, inputs=(colour, gray), compare=True))
         self.assertEqual(summary.colorized, 2)
@@ -148,7 +149,7 @@ class ColorizeTest(tf.test.TestCase):
         exif[0x0112] = 6
         image.save(path, exif=exif)
         output_dir = os.path.join(self.get_temp_dir(), 'exif')
-        summary = colorize_lib.colorize_files(
+        summary = colorize_folders.colorize_files(
             self.colorizer, self._config(output_dir, inputs=(path,)))
         self.assertEqual(summary.colorized, 1)
         self.assertEqual(_size(os.path.join(output_dir, 'rotated.jpg')),
@@ -176,7 +177,7 @@ class ColorizeTest(tf.test.TestCase):
     def test_duplicate_outputs_are_failures(self):
         output_dir = os.path.join(self.get_temp_dir(), 'dup')
         photo = os.path.join(self.inputs, 'chelsea.jpg')
-        summary = colorize_lib.colorize_files(
+        summary = colorize_folders.colorize_files(
             self.colorizer, self._config(output_dir, inputs=(photo, photo)))
         self.assertEqual((summary.colorized, summary.failed), (1, 1))
         self.assertIn('also writes', summary.failures[0][1])

@@ -1,0 +1,238 @@
+"""Colorizing files and folders on disk: the colorize tool's jobs and outputs.
+
+`find_jobs` pairs each input photo with an output path, mirroring the input
+tree under the output directory. `colorize_files` runs those jobs through a
+`colorize_lib.Colorizer` and streams: it holds at most one batch of photos
+in memory, so a folder of 10,000 photos needs no more memory than one
+batch. A photo that cannot be read, colorized or written is counted in the
+`Summary` and skipped, so that one bad file never stops a run.
+"""
+
+import dataclasses
+import os
+from typing import Iterator, Optional, TextIO
+
+from absl import logging
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from chromagen_tf import colorize_lib
+from chromagen_tf import image_decoding
+from chromagen_tf import imaging
+from chromagen_tf import progress
+
+# JPEG quality of written outputs: 95 keeps chroma detail that the default
+# 75 visibly blurs, at about twice the size.
+_JPEG_QUALITY = 95
+# The colour test for --compare runs on a thumbnail: the criterion is a
+# fraction of pixels, which a 256-pixel thumbnail estimates well.
+_COLOUR_TEST_SIZE = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class ColorizeConfig:
+    """What the colorize tool does; see chromagen_tf/colorize.py flags."""
+
+    inputs: tuple[str, ...]
+    output_dir: str
+    recursive: bool = False
+    overwrite: bool = False
+    batch_size: int = colorize_lib.DEFAULT_BATCH_SIZE
+    compare: bool = False
+    output_extension: str = ''  # '' keeps each input's extension.
+    max_pixels: int = image_decoding.DEFAULT_MAX_PIXELS
+
+
+@dataclasses.dataclass
+class Summary:
+    """Counts of a colorize run, and why files failed."""
+
+    colorized: int = 0
+    skipped_existing: int = 0
+    failed: int = 0
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+
+    def __str__(self) -> str:
+        return (f'{self.colorized} colorized, {self.skipped_existing} '
+                f'skipped (output exists), {self.failed} failed')
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    source: str
+    output: str
+
+
+def _is_image_name(name: str) -> bool:
+    return os.path.splitext(name)[1].lower() in imaging.IMAGE_EXTENSIONS
+
+
+def find_jobs(config: ColorizeConfig) -> list[Job]:
+    """Input files and their output paths, mirroring the input tree.
+
+    A file INPUT is written as OUTPUT_DIR/<its name>; the files of a folder
+    INPUT as OUTPUT_DIR/<path relative to that folder>. Folders are walked
+    recursively only with `recursive`; in folders only image extensions
+    count, while a file named explicitly is always tried.
+
+    Raises:
+      FileNotFoundError: an input does not exist.
+    """
+    jobs = []
+    for root in config.inputs:
+        if os.path.isfile(root):
+            jobs.append(Job(root, os.path.basename(root)))
+        elif os.path.isdir(root):
+            for directory, subdirectories, files in os.walk(root):
+                subdirectories.sort()
+                if not config.recursive:
+                    subdirectories.clear()
+                for name in sorted(files):
+                    if _is_image_name(name):
+                        source = os.path.join(directory, name)
+                        jobs.append(Job(source, os.path.relpath(source, root)))
+        else:
+            raise FileNotFoundError(f'Input {root} does not exist.')
+    result = []
+    for job in jobs:
+        relative = job.output
+        if config.output_extension:
+            relative = (os.path.splitext(relative)[0] + '.' +
+                        config.output_extension.lstrip('.'))
+        result.append(Job(job.source,
+                          os.path.join(config.output_dir, relative)))
+    return result
+
+
+def _format_for(path: str) -> str:
+    extension = os.path.splitext(path)[1].lower()
+    image_format = Image.registered_extensions().get(extension)
+    if image_format is None:
+        raise ValueError(f'no image format for the extension {extension!r}')
+    return image_format
+
+
+def save_image(image: np.ndarray, path: str) -> None:
+    """Writes uint8 RGB in the format of the path's extension, atomically.
+
+    The temporary name keeps an interrupted run from leaving a truncated
+    file that the next run would skip as done.
+    """
+    image_format = _format_for(path)
+    os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+    temporary = f'{path}.partial'
+    options = {'quality': _JPEG_QUALITY} if image_format == 'JPEG' else {}
+    Image.fromarray(image).save(temporary, format=image_format, **options)
+    os.replace(temporary, path)
+
+
+def _is_colour(rgb: np.ndarray) -> bool:
+    thumbnail = Image.fromarray(rgb)
+    thumbnail.thumbnail((_COLOUR_TEST_SIZE, _COLOUR_TEST_SIZE))
+    return not imaging.is_grayscale(np.asarray(thumbnail))
+
+
+def _side_by_side(colorizer: colorize_lib.Colorizer, original: np.ndarray,
+                  colorized: np.ndarray) -> np.ndarray:
+    panels = [colorizer.gray(original), colorized]
+    if _is_colour(original):
+        panels.append(original)
+    return np.concatenate(panels, axis=1)
+
+
+def _load(path: str, max_pixels: int) -> np.ndarray:
+    loaded = imaging.load_rgb(path, max_pixels=max_pixels)
+    return np.asarray(loaded.image)
+
+
+def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
+    for start in range(0, len(jobs), size):
+        yield jobs[start:start + size]
+
+
+def colorize_files(
+    colorizer: colorize_lib.Colorizer,
+    config: ColorizeConfig,
+    progress_stream: Optional[TextIO] = None,
+) -> Summary:
+    """Colorizes every input file; bad files are reported and skipped.
+
+    Args:
+      colorizer: The model.
+      config: Inputs, outputs and options.
+      progress_stream: Where the progress bar goes; default stderr.
+
+    Returns:
+      The counts; `failures` lists (path, reason) of the failed files.
+    """
+    summary = Summary()
+    jobs = find_jobs(config)
+    seen = set()
+    pending = []
+    for job in jobs:
+        if job.output in seen:
+            summary.failed += 1
+            summary.failures.append(
+                (job.source, f'another input also writes {job.output}'))
+            continue
+        seen.add(job.output)
+        if os.path.exists(job.output) and not config.overwrite:
+            summary.skipped_existing += 1
+            continue
+        pending.append(job)
+    bar = progress.ProgressBar(
+        len(pending), unit='img', description='colorize',
+        stream=progress_stream)
+    for batch in _batches(pending, config.batch_size):
+        loaded = []
+        for job in batch:
+            try:
+                _format_for(job.output)
+                loaded.append((job, _load(job.source, config.max_pixels)))
+            except (imaging.BadImageError, ValueError, OSError) as error:
+                _record_failure(summary, job, error)
+                bar.update(1)
+        if not loaded:
+            continue
+        outputs = _colorize_isolating_failures(
+            colorizer, [image for _, image in loaded])
+        for (job, image), colorized in zip(loaded, outputs):
+            try:
+                if isinstance(colorized, Exception):
+                    raise colorized
+                if config.compare:
+                    colorized = _side_by_side(colorizer, image, colorized)
+                save_image(colorized, job.output)
+                summary.colorized += 1
+            except (ValueError, OSError, tf.errors.OpError) as error:
+                _record_failure(summary, job, error)
+            bar.update(1)
+        del loaded, outputs  # Hold one batch of photos at a time.
+    bar.close()
+    return summary
+
+
+def _colorize_isolating_failures(
+    colorizer: colorize_lib.Colorizer, images: list[np.ndarray]
+) -> list:
+    """Colorizes a batch; if it fails, each image alone, so that one odd
+    image costs only itself. Failed entries hold their exception."""
+    try:
+        return colorizer.colorize(images)
+    except (tf.errors.OpError, ValueError) as error:
+        if len(images) == 1:
+            return [error]
+    outputs = []
+    for image in images:
+        try:
+            outputs.extend(colorizer.colorize([image]))
+        except (tf.errors.OpError, ValueError) as error:
+            outputs.append(error)
+    return outputs
+
+
+def _record_failure(summary: Summary, job: Job, error: Exception) -> None:
+    summary.failed += 1
+    summary.failures.append((job.source, str(error)))
+    logging.warning('Skipping %s: %s', job.source, error)
