@@ -13,8 +13,8 @@ the same files as the in-process path, record for record:
     order with `convert_lib.convert_image` and writes the shard with the
     in-process path's `shard_files.ShardWriter` (hidden temporary name,
     statistics in OUTPUT/.shards/NAME.json, then a rename into place);
-  * after the pipeline, the driver builds manifest.json from those
-    statistics with `convert_lib.build_manifest`.
+  * after the pipeline, the driver writes manifest.json from those
+    statistics with `manifest_lib.write`, as the in-process path does.
 
 All file access goes through `tf.io.gfile`, so the photos and the output may
 live on gs:// (or any file system TensorFlow knows). The bookkeeping is
@@ -41,6 +41,7 @@ import tensorflow as tf
 from chromagen_tf import imaging
 from data_prep import allocator
 from data_prep import convert_lib
+from data_prep import manifest_lib
 from data_prep import shard_files
 
 # Namespace of the Beam counters (images converted, skipped per reason), as
@@ -114,12 +115,8 @@ def _run(config: convert_lib.ConvertConfig,
     if missing:
         raise convert_lib.ConversionError(
             f'the pipeline finished without writing {", ".join(missing)}')
-    manifest = convert_lib.build_manifest(config, sources, listing_skips,
-                                          all_shards, state)
-    shard_files.write_json_atomically(
-        shard_files.join(config.output_dir, convert_lib.MANIFEST_NAME),
-        manifest)
-    return manifest
+    return manifest_lib.write(config, sources, listing_skips, all_shards,
+                              state)
 
 
 def write_shard(shard: shard_files.Shard,
@@ -146,8 +143,8 @@ def write_shard(shard: shard_files.Shard,
             if config.strict and reason not in imaging.FILTER_REASONS:
                 raise convert_lib.ConversionError(
                     f'{source.path}: {reason} ({detail})')
-            writer.skip(convert_lib.skip_entry(source, reason, detail, config,
-                                               shard.split))
+            writer.skip(manifest_lib.skip_entry(source, reason, detail,
+                                                config, shard.split))
             beam.metrics.Metrics.counter(METRICS_NAMESPACE,
                                          f'skipped_{reason}').inc()
         return writer.commit()

@@ -14,8 +14,8 @@ guarantees the tool makes:
 
 `convert_image` is the per-image step (decode, resize, Lab, serialise); a
 distributed pipeline can map it over inputs on its own. The files (listing
-the inputs, the shards, the restart state) are handled by `shard_files`,
-which the Beam pipeline shares.
+the inputs, the shards, the restart state) are handled by `shard_files` and
+the manifest by `manifest_lib`; the Beam pipeline shares both.
 """
 
 import collections
@@ -30,17 +30,13 @@ from typing import Callable, Iterable, Iterator, Sequence
 from absl import logging
 import numpy as np
 
-import chromagen_tf
 from chromagen_tf import color
 from chromagen_tf import data
 from chromagen_tf import imaging
 from chromagen_tf import progress
 from data_prep import allocator
+from data_prep import manifest_lib
 from data_prep import shard_files
-
-TOOL_NAME = 'data_prep.make_tfrecords'
-MANIFEST_NAME = 'manifest.json'
-SPLITS = ('train', 'val')
 
 # Unexpected exceptions while converting one image are skipped under this
 # reason rather than ending a run of 118k images.
@@ -168,7 +164,7 @@ def plan_shards(sources: Sequence[shard_files.Source],
         per_shard = config.images_per_shard
         train_shards = math.ceil(len(by_split['train']) / per_shard)
     plan = {}
-    for split in SPLITS:
+    for split in shard_files.SPLITS:
         items = by_split[split]
         if split == 'train':
             count = train_shards
@@ -205,11 +201,8 @@ def run(config: ConvertConfig,
     state = shard_files.ShardState(config.output_dir)
     all_shards, pending = start(config, sources, listing_skips, state)
     _convert_shards(pending, config, state, show_progress)
-    manifest = build_manifest(config, sources, listing_skips, all_shards,
+    return manifest_lib.write(config, sources, listing_skips, all_shards,
                               state)
-    shard_files.write_json_atomically(
-        shard_files.join(config.output_dir, MANIFEST_NAME), manifest)
-    return manifest
 
 
 def start(config: ConvertConfig, sources: Sequence[shard_files.Source],
@@ -232,7 +225,8 @@ def start(config: ConvertConfig, sources: Sequence[shard_files.Source],
         configuration.
     """
     plan = plan_shards(sources, config)
-    all_shards = [shard for split in SPLITS for shard in plan[split]]
+    all_shards = [shard for split in shard_files.SPLITS
+                  for shard in plan[split]]
     mismatch = state.claim(comparable_config(config))
     if mismatch:
         raise ConversionError(
@@ -249,20 +243,6 @@ def start(config: ConvertConfig, sources: Sequence[shard_files.Source],
         logging.info('Resuming: %d of %d shards are already complete.', done,
                      len(all_shards))
     return all_shards, pending
-
-
-def summary_lines(manifest: dict) -> list[str]:
-    """A short human-readable closing summary of a manifest."""
-    lines = []
-    for split in SPLITS:
-        info = manifest['splits'][split]
-        lines.append(f'{split}: {info["records"]} records in '
-                     f'{len(info["shards"])} shards, {info["bytes"]} bytes')
-    counts = manifest['skipped_counts']
-    skipped = ', '.join(f'{reason}={count}' for reason, count in counts.items())
-    lines.append(f'skipped: {sum(counts.values())}' +
-                 (f' ({skipped})' if skipped else ''))
-    return lines
 
 
 def _convert_shards(shards: Sequence[shard_files.Shard],
@@ -298,8 +278,8 @@ def _convert_shards(shards: Sequence[shard_files.Shard],
                 reason, detail = result
                 if config.strict and reason not in imaging.FILTER_REASONS:
                     raise ConversionError(f'{source.path}: {reason} ({detail})')
-                writer.skip(skip_entry(source, reason, detail, config,
-                                       shard.split))
+                writer.skip(manifest_lib.skip_entry(source, reason, detail,
+                                                    config, shard.split))
             bar.update(1)
         if writer is not None:
             writer.commit()
@@ -348,54 +328,6 @@ def try_convert(path: imaging.Source, key: str,
         return error.reason, error.detail
     except Exception as error:  # pylint: disable=broad-except
         return INTERNAL_ERROR, repr(error)[:200]
-
-
-def skip_entry(source: shard_files.Source, reason: str, detail: str,
-               config: ConvertConfig, split: str | None) -> dict:
-    """The manifest entry of one skipped input."""
-    path = os.path.relpath(source.path, config.input_root)
-    return {'key': source.key, 'path': path.replace(os.sep, '/'),
-            'split': split, 'reason': reason, 'detail': detail}
-
-
-def build_manifest(config: ConvertConfig,
-                   sources: Sequence[shard_files.Source],
-                   listing_skips: Sequence[dict],
-                   all_shards: Sequence[shard_files.Shard],
-                   state: shard_files.ShardState) -> dict:
-    """The manifest of a finished conversion, from the per-shard statistics
-    (records, bytes and skipped entries) the shard writers recorded."""
-    splits = {}
-    skipped = list(listing_skips)
-    for split in SPLITS:
-        entries = []
-        for shard in (shard for shard in all_shards if shard.split == split):
-            stats = state.stats(shard)
-            entries.append({'name': shard.name, 'inputs': len(shard.sources),
-                            'records': stats['records'],
-                            'bytes': stats['bytes']})
-            skipped.extend(stats['skipped'])
-        inputs = sum(entry['inputs'] for entry in entries)
-        records = sum(entry['records'] for entry in entries)
-        splits[split] = {
-            'inputs': inputs,
-            'records': records,
-            'skipped': inputs - records,
-            'bytes': sum(entry['bytes'] for entry in entries),
-            'shards': entries,
-        }
-    counts = collections.Counter(skip['reason'] for skip in skipped)
-    return {
-        'tool': TOOL_NAME,
-        'version': chromagen_tf.__version__,
-        'schema_version': data.SCHEMA_VERSION,
-        'config': dataclasses.asdict(config),
-        'inputs_found': len(sources) + len(listing_skips),
-        'splits': splits,
-        'bytes_written': sum(info['bytes'] for info in splits.values()),
-        'skipped_counts': dict(sorted(counts.items())),
-        'skipped': skipped,
-    }
 
 
 def comparable_config(config: ConvertConfig) -> dict:

@@ -34,6 +34,7 @@ from absl import logging
 from chromagen_tf import imaging
 from data_prep import coco
 from data_prep import convert_lib
+from data_prep import manifest_lib
 from data_prep import shard_files
 
 _IMAGE_DIR = flags.DEFINE_string(
@@ -197,7 +198,7 @@ def main(argv: list[str]) -> None:
     except (ValueError, OSError, coco.CocoError, coco.DownloadError,
             convert_lib.ConversionError) as error:
         _fail(str(error))
-    for line in convert_lib.summary_lines(manifest):
+    for line in manifest_lib.summary_lines(manifest):
         print(line)
 
 

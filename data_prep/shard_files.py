@@ -31,6 +31,8 @@ from chromagen_tf import imaging
 
 # Under OUTPUT; hidden, so globbing the shards does not see it.
 STATE_DIR = '.shards'
+# The splits a conversion writes, in the order they are planned and reported.
+SPLITS = ('train', 'val')
 
 
 class Source(NamedTuple):

@@ -26,6 +26,7 @@ from chromagen_tf import color
 from chromagen_tf import data
 from chromagen_tf import imaging
 from data_prep import convert_lib
+from data_prep import manifest_lib
 from data_prep import shard_files
 from tests import conftest
 
@@ -131,11 +132,11 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path, mixed_dir):
                        'bomb.png': imaging.TOO_LARGE,
                        'small.png': imaging.TOO_SMALL}
     records = sum(manifest['splits'][split]['records']
-                  for split in convert_lib.SPLITS)
+                  for split in shard_files.SPLITS)
     assert records == 5  # 3 photos, the CMYK JPEG and the nested RGBA PNG.
     assert sum(manifest['splits'][split]['skipped']
-               for split in convert_lib.SPLITS) == 6
-    summary = convert_lib.summary_lines(manifest)
+               for split in shard_files.SPLITS) == 6
+    summary = manifest_lib.summary_lines(manifest)
     assert summary[-1] == ('skipped: 6 (decode_error=1, empty_file=1, '
                            'grayscale=1, not_an_image=1, too_large=1, '
                            'too_small=1)')
