@@ -33,6 +33,7 @@ from absl import logging
 
 from chromagen_tf import imaging
 from data_prep import coco
+from data_prep import coco_download
 from data_prep import convert_lib
 from data_prep import manifest_lib
 from data_prep import shard_files
@@ -48,7 +49,8 @@ _DOWNLOAD = flags.DEFINE_bool(
     'download', False, 'Download the official COCO archives of --split into '
     '--coco_dir first (resumable).')
 _COCO_BASE_URL = flags.DEFINE_string(
-    'coco_base_url', coco.DEFAULT_BASE_URL, 'Where --download fetches from.')
+    'coco_base_url', coco_download.DEFAULT_BASE_URL,
+    'Where --download fetches from.')
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
                                   'Folder for the shards and manifest.json.')
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 256,
@@ -189,13 +191,13 @@ def main(argv: list[str]) -> None:
     try:
         config = _config_from_flags()
         if _DOWNLOAD.value:
-            coco.download_split(config.coco_dir, config.split,
-                                _COCO_BASE_URL.value)
+            coco_download.download_split(config.coco_dir, config.split,
+                                         _COCO_BASE_URL.value)
         if _RUNNER.value:
             manifest = _run_beam(config)
         else:
             manifest = _run_local(config)
-    except (ValueError, OSError, coco.CocoError, coco.DownloadError,
+    except (ValueError, OSError, coco.CocoError, coco_download.DownloadError,
             convert_lib.ConversionError) as error:
         _fail(str(error))
     for line in manifest_lib.summary_lines(manifest):

@@ -1,4 +1,4 @@
-"""Tests for data_prep.coco: listing a COCO split and downloading archives.
+"""Tests for data_prep.coco and coco_download: listing and downloading.
 
 Downloads are served by a real HTTP server on 127.0.0.1 that supports Range
 requests, from zips the tests build out of the bundled photos.
@@ -21,6 +21,7 @@ import pytest
 
 from chromagen_tf import imaging
 from data_prep import coco
+from data_prep import coco_download
 from data_prep import convert_lib
 from tests import conftest
 
@@ -187,13 +188,15 @@ def test_broken_annotations_and_missing_split(tmp_path):
 def test_download_unpack_and_convert(tmp_path, server):
     base_url, handler = server
     coco_dir = tmp_path / 'coco'
-    coco.download_split(str(coco_dir), 'val2017', base_url, _known(handler))
+    coco_download.download_split(str(coco_dir), 'val2017', base_url,
+                                 _known(handler))
     assert sorted(path.name for path in coco_dir.iterdir()) == [
         'annotations', 'val2017']  # No archives or staging folders left.
     assert len(list((coco_dir / 'val2017').iterdir())) == 4
     # Everything present: a second call fetches nothing.
     requests = len(handler.ranges)
-    coco.download_split(str(coco_dir), 'val2017', base_url, _known(handler))
+    coco_download.download_split(str(coco_dir), 'val2017', base_url,
+                                 _known(handler))
     assert len(handler.ranges) == requests
 
     sources, skipped = coco.list_split(str(coco_dir), 'val2017')
@@ -211,8 +214,9 @@ def test_download_resumes_a_partial_file(tmp_path, server):
     body = handler.files['/zips/val2017.zip']
     destination = tmp_path / 'val2017.zip'
     (tmp_path / 'val2017.zip.part').write_bytes(body[:1000])
-    coco.download_file(f'{base_url}/zips/val2017.zip', str(destination),
-                       len(body), hashlib.sha1(body).hexdigest())
+    coco_download.download_file(f'{base_url}/zips/val2017.zip',
+                                str(destination), len(body),
+                                hashlib.sha1(body).hexdigest())
     assert handler.ranges == ['bytes=1000-']
     assert destination.read_bytes() == body
     assert not (tmp_path / 'val2017.zip.part').exists()
@@ -223,14 +227,14 @@ def test_download_size_and_checksum_mismatch(tmp_path, server):
     url = f'{base_url}/zips/val2017.zip'
     body = handler.files['/zips/val2017.zip']
     destination = tmp_path / 'val2017.zip'
-    with pytest.raises(coco.DownloadError, match='expected 123'):
-        coco.download_file(url, str(destination), expected_size=123)
-    with pytest.raises(coco.DownloadError, match='does not match'):
-        coco.download_file(url, str(destination), len(body), '0' * 40)
+    with pytest.raises(coco_download.DownloadError, match='expected 123'):
+        coco_download.download_file(url, str(destination), expected_size=123)
+    with pytest.raises(coco_download.DownloadError, match='does not match'):
+        coco_download.download_file(url, str(destination), len(body), '0' * 40)
     # The corrupt file is gone, so the next run starts afresh.
     assert not list(tmp_path.iterdir())
     # Unknown checksum: the server's Content-Length is the reference.
-    coco.download_file(url, str(destination))
+    coco_download.download_file(url, str(destination))
     assert destination.read_bytes() == body
 
 
@@ -238,9 +242,9 @@ def test_unreachable_network_is_one_clear_line(tmp_path):
     with socket.socket() as probe:  # A port that nothing listens on.
         probe.bind(('127.0.0.1', 0))
         port = probe.getsockname()[1]
-    with pytest.raises(coco.DownloadError) as caught:
-        coco.download_split(str(tmp_path / 'coco'), 'val2017',
-                            f'http://127.0.0.1:{port}', timeout=5)
+    with pytest.raises(coco_download.DownloadError) as caught:
+        coco_download.download_split(str(tmp_path / 'coco'), 'val2017',
+                                     f'http://127.0.0.1:{port}', timeout=5)
     message = str(caught.value)
     assert message.startswith(f'cannot reach 127.0.0.1:{port}')
     assert 'online' in message and '\n' not in message
@@ -249,6 +253,6 @@ def test_unreachable_network_is_one_clear_line(tmp_path):
 def test_bad_zip_is_deleted(tmp_path):
     archive = tmp_path / 'val2017.zip'
     archive.write_bytes(b'PK\x03\x04 but not really a zip')
-    with pytest.raises(coco.DownloadError, match='not a valid zip'):
-        coco.unpack_zip_atomically(str(archive), str(tmp_path))
+    with pytest.raises(coco_download.DownloadError, match='not a valid zip'):
+        coco_download.unpack_zip_atomically(str(archive), str(tmp_path))
     assert not list(tmp_path.iterdir())
