@@ -8,7 +8,7 @@ A conversion lists the photos of an input folder and writes an output folder:
                                 restart
   OUTPUT/.shards/NAME.json      per complete shard: records, bytes, skipped
                                 inputs
-  OUTPUT/manifest.json          written by the converter at the end
+  OUTPUT/manifest.json          written last (see `manifest_lib`)
 
 Both the in-process converter (`convert_lib`) and the Beam pipeline
 (`beam_pipeline`) use this module, so either can finish a conversion the
@@ -22,7 +22,7 @@ import dataclasses
 import json
 import os
 import posixpath
-from typing import NamedTuple
+from typing import Callable, Iterable, NamedTuple
 import uuid
 
 import tensorflow as tf
@@ -94,8 +94,9 @@ def list_image_dir(root: str) -> list[Source]:
         raise ValueError(f'{root}: {one_line(error.message)}') from None
 
 
-def _photos(walk, relative) -> list[Source]:
-    """The photos of an os.walk-like walk, sorted by key (`relative`)."""
+def _photos(walk: Iterable[tuple[str, list[str], list[str]]],
+            relative: Callable[[str], str]) -> list[Source]:
+    """The photos of an os.walk-like walk, keyed by `relative` and sorted."""
     sources = []
     for directory, _, files in walk:
         for name in files:
