@@ -32,7 +32,7 @@ from chromagen_tf import color
 from chromagen_tf import data
 from chromagen_tf import imaging
 from data_prep import allocator
-from data_prep import convert_lib
+from data_prep import shard_files
 
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 256, 'Stored size.')
 _COPIES = flags.DEFINE_integer('copies', 20,
@@ -133,7 +133,7 @@ def _encoders(size: int):
 
 def _labs(size: int) -> list[np.ndarray]:
     labs = []
-    for source in convert_lib.list_image_dir(_SAMPLE_PHOTOS):
+    for source in shard_files.list_image_dir(_SAMPLE_PHOTOS):
         image = imaging.load_for_storage(source.path, size).image
         labs.append(color.rgb_to_lab_numpy(np.asarray(image)))
     return labs

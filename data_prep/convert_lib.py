@@ -48,9 +48,6 @@ INTERNAL_ERROR = 'internal_error'
 _CHUNK_SIZE = 8
 _CHUNKS_IN_FLIGHT_PER_PROCESS = 4
 
-# The listing `run` takes, kept here for callers that list and convert.
-list_image_dir = shard_files.list_image_dir
-
 
 @dataclasses.dataclass(frozen=True)
 class ImageOptions:
