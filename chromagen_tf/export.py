@@ -9,6 +9,7 @@ writes models/chromagen/<version>/, the layout TF Serving reads with
 --model_base_path=models/chromagen. The version is the next integer unless
 --version is given; the export is written into a temporary folder and
 renamed when complete, so a server watching the folder never loads half an
+export; the temporary folders of killed exports are removed by the next
 export. Only the generator is exported, from the latest GAN checkpoint (or
 the pretraining one with --stage=pretrain). The signatures are described in
 chromagen_tf/export_lib.py.

@@ -25,6 +25,7 @@ from typing import Callable, Optional
 import keras
 import tensorflow as tf
 
+from chromagen_tf import export_temporaries
 from chromagen_tf import full_resolution
 from chromagen_tf import image_decoding
 
@@ -194,29 +195,31 @@ def _write_atomically(
     """Writes a version into a hidden temporary folder, then renames it.
 
     TF Serving only loads integer-named children of the base path, so the
-    temporary folder (not a number) is never seen half-written.
+    temporary folder (not a number) is never seen half-written. Temporary
+    folders that killed exports left are removed first
+    (`export_temporaries`).
     """
-    import uuid  # pylint: disable=g-import-not-at-top
-
     tf.io.gfile.makedirs(export_base)
-    if version is None:
-        version = next_version(export_base)
-    if version < 0:
-        raise ValueError(f'version must be >= 0, got {version}')
-    final = _join(export_base, str(version))
-    if tf.io.gfile.exists(final):
-        raise FileExistsError(
-            f'{final} already exists; pick another --version or leave it '
-            'out to use the next one.'
-        )
-    temporary = _join(export_base, f'.tmp-{version}-{uuid.uuid4().hex}')
-    try:
-        write(temporary)
-        tf.io.gfile.rename(temporary, final)
-    except BaseException:
-        if tf.io.gfile.exists(temporary):
-            tf.io.gfile.rmtree(temporary)
-        raise
+    with export_temporaries.writing(export_base):
+        if version is None:
+            version = next_version(export_base)
+        if version < 0:
+            raise ValueError(f'version must be >= 0, got {version}')
+        final = _join(export_base, str(version))
+        if tf.io.gfile.exists(final):
+            raise FileExistsError(
+                f'{final} already exists; pick another --version or leave '
+                'it out to use the next one.'
+            )
+        temporary = _join(export_base,
+                          export_temporaries.temporary_name(version))
+        try:
+            write(temporary)
+            tf.io.gfile.rename(temporary, final)
+        except BaseException:
+            if tf.io.gfile.exists(temporary):
+                tf.io.gfile.rmtree(temporary)
+            raise
     return final
 
 

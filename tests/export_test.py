@@ -21,6 +21,7 @@ from chromagen_tf import color
 from chromagen_tf import colorize_lib
 from chromagen_tf import configs
 from chromagen_tf import export_lib
+from chromagen_tf import export_temporaries
 from chromagen_tf import full_resolution
 from chromagen_tf import image_decoding
 from chromagen_tf.models import build_generator
@@ -58,6 +59,31 @@ def photo(name: str, size=None) -> np.ndarray:
         return np.asarray(image)
 
 
+# Another exporter, stopped mid-write: it holds the export base's lock
+# and has its temporary folder, as export_lib's exports do.
+_WRITER_SCRIPT = textwrap.dedent('''
+    import os
+    import sys
+    from chromagen_tf import export_temporaries
+    export_base, name = sys.argv[1:]
+    with export_temporaries.writing(export_base):
+        os.makedirs(os.path.join(export_base, name))
+        print('writing', flush=True)
+        sys.stdin.read()  # Until killed.
+''')
+
+
+def _export_stand_in(export_base: str) -> str:
+    """Exports the next version through export_lib, with a one-file model."""
+
+    def write(path):
+        os.makedirs(path)
+        with open(os.path.join(path, 'saved_model.pb'), 'wb') as f:
+            f.write(b'a stand-in for a SavedModel')
+
+    return export_lib._write_atomically(export_base, None, write)  # pylint: disable=protected-access
+
+
 _RELOAD_SCRIPT = textwrap.dedent('''
     import sys
     import numpy as np
@@ -90,6 +116,13 @@ class ExportTest(tf.test.TestCase):
         cls.model_dir = os.path.join(cls.root, 'run')
         make_model_dir(cls.model_dir)
         cls.export_base = os.path.join(cls.root, 'models', 'chromagen')
+        # What an export killed mid-write leaves; the export below must
+        # remove it.
+        cls.stale = os.path.join(
+            cls.export_base, export_temporaries.temporary_name(1))
+        os.makedirs(os.path.join(cls.stale, 'variables'))
+        with open(os.path.join(cls.stale, 'saved_model.pb'), 'wb') as f:
+            f.write(b'half a SavedModel')
         # The command line, as a user runs it.
         result = subprocess.run(
             [sys.executable, '-m', 'chromagen_tf.export',
@@ -122,6 +155,9 @@ class ExportTest(tf.test.TestCase):
         self.assertTrue(metadata['checkpoint'].endswith('ckpt-7'))
         with self.assertRaises(FileExistsError):
             export_lib._write_atomically(self.export_base, 1, os.makedirs)  # pylint: disable=protected-access
+
+    def test_export_removed_the_folder_a_killed_export_left(self):
+        self.assertFalse(os.path.exists(self.stale))
 
     def test_failed_export_leaves_nothing(self):
         base = os.path.join(self.get_temp_dir(), 'failing')
@@ -312,6 +348,31 @@ class ExportTest(tf.test.TestCase):
             interpreter.get_output_details()[0]['index'])
         self.assertAllClose(ab, self.generator(l_channel, training=False),
                             atol=1e-4)
+
+
+class TemporaryFoldersTest(tf.test.TestCase):
+
+    def test_keeps_a_running_exports_folder_until_that_export_dies(self):
+        export_base = os.path.join(self.get_temp_dir(), 'shared')
+        # Hidden folders that are not the exporter's own are never touched.
+        others = ['.tmp-notes', '.tmp-8-' + 'z' * 32]
+        for name in others:
+            os.makedirs(os.path.join(export_base, name))
+        running = export_temporaries.temporary_name(7)
+        writer = subprocess.Popen(
+            [sys.executable, '-c', _WRITER_SCRIPT, export_base, running],
+            cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+        try:
+            self.assertEqual(writer.stdout.readline().strip(), 'writing')
+            _export_stand_in(export_base)
+            self.assertTrue(os.path.isdir(os.path.join(export_base, running)))
+        finally:
+            writer.kill()  # SIGKILL: the writer cannot clean up after itself.
+            writer.communicate()
+        self.assertTrue(os.path.isdir(os.path.join(export_base, running)))
+        _export_stand_in(export_base)
+        self.assertCountEqual(os.listdir(export_base), ['1', '2'] + others)
 
 
 if __name__ == '__main__':
