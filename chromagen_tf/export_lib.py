@@ -17,7 +17,8 @@ images are decoded in the graph after a check of their header size (see
 
 `export_saved_model` and `export_tflite` write <export_base>/<version>/, the
 layout TF Serving watches, through a hidden temporary folder that is renamed
-only when complete.
+only when complete; the next export removes the temporary folders of killed
+ones (`export_temporaries`).
 """
 
 from typing import Callable, Optional

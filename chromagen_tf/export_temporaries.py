@@ -26,12 +26,12 @@ Why a lock rather than a marker or an age:
     holds across processes and containers of one host. Locking the
     directory itself leaves no lock file to clean up in turn.
 
-Limits, all on the safe side except the last: remote paths reached through
-tf.io.gfile (gs://, s3://, ...) have no locks and are never cleaned; nor is
-a file system that refuses to lock a directory (NFSv4, which then cleans
-nothing). An NFS mount with `local_lock=flock` or `local_lock=all` keeps
-locks on each host, so two hosts exporting into one base at the same time
-could remove each other's folders there.
+Limits: remote paths reached through tf.io.gfile (gs://, s3://, ...) have
+no locks, and neither has a file system that refuses to lock a directory;
+nothing is ever removed there. On a network file system the locks are only
+as good as its locking: where flock locks stay on each host (NFS mounted
+with `local_lock=flock` or `local_lock=all`), two hosts exporting into one
+base at the same moment could remove each other's folders.
 """
 
 import contextlib
