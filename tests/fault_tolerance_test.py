@@ -311,6 +311,10 @@ class FaultToleranceTest(tf.test.TestCase):
         self.assertEqual(export_lib.latest_version_dir(export_base),
                          version_dir)
         self._assert_only_complete_versions_visible(export_base)
+        # The killed export's temporary folder is gone too.
+        self.assertEqual(
+            [name for name in os.listdir(export_base) if name.startswith('.')],
+            [])
         loaded = tf.saved_model.load(version_dir)
         photo = tf.io.read_file(records.sample_photo_paths()[0])
         outputs = loaded.signatures['serving_default'](
