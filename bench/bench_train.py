@@ -102,11 +102,11 @@ def _run_custom(stage, precision, data_dir, steps, repeats):
 def _run_fit(stage, precision, data_dir, steps, repeats):
     import keras  # pylint: disable=g-import-not-at-top
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from chromagen_tf import data, distribute, losses, models  # pylint: disable=g-import-not-at-top,multiple-imports
+    from chromagen_tf import distribute, input_pipeline, losses, models  # pylint: disable=g-import-not-at-top,multiple-imports
 
     distribute.setup('one_device', precision)
-    dataset = data.make_dataset(
-        data.split_file_pattern(data_dir, 'train'), training=True,
+    dataset = input_pipeline.make_dataset(
+        input_pipeline.split_file_pattern(data_dir, 'train'), training=True,
         image_size=256, global_batch_size=16)
     generator = models.build_generator('resnet18_unet')
     if stage == 'pretrain':
@@ -182,10 +182,10 @@ def _FitGan(*args):  # pylint: disable=invalid-name
 
 def _input_pipeline(data_dir, batches=40):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from chromagen_tf import data  # pylint: disable=g-import-not-at-top
+    from chromagen_tf import input_pipeline  # pylint: disable=g-import-not-at-top
 
-    dataset = data.make_dataset(
-        data.split_file_pattern(data_dir, 'train'), training=True,
+    dataset = input_pipeline.make_dataset(
+        input_pipeline.split_file_pattern(data_dir, 'train'), training=True,
         image_size=256, global_batch_size=16)
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1

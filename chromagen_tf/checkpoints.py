@@ -16,6 +16,7 @@ numbered by global step, so `ckpt-1200` is the state after 1200 steps.
 import os
 from typing import Optional
 
+from absl import logging
 import keras
 import tensorflow as tf
 
@@ -77,3 +78,15 @@ def restore_generator(
     status = tf.train.Checkpoint(generator=generator).read(checkpoint_path)
     status.expect_partial().assert_existing_objects_matched()
     return generator, model_config, checkpoint_path
+
+
+def remove_partial_checkpoints(directory: str) -> None:
+    """Deletes the ckpt-N_temp folders a killed checkpoint write leaves.
+
+    A save writes into ckpt-N_temp/ and only then moves the files to their
+    final names, so a temp folder at start-up belongs to a dead process.
+    """
+    pattern = os.path.join(directory, f'{CHECKPOINT_NAME}-*_temp')
+    for path in tf.io.gfile.glob(pattern):
+        logging.info('Removing %s, left by an interrupted save.', path)
+        tf.io.gfile.rmtree(path)

@@ -119,8 +119,10 @@ def _held_out_photos(data_dir, photos_dir):
     # pylint: disable=g-import-not-at-top
     import tensorflow as tf
     from chromagen_tf import data
+    from chromagen_tf import input_pipeline
 
-    files = data.list_files(data.split_file_pattern(data_dir, 'val'))
+    files = input_pipeline.list_files(
+        input_pipeline.split_file_pattern(data_dir, 'val'))
     return [
         os.path.join(photos_dir,
                      data.parse_record(serialized)[data.KEY].numpy().decode())

@@ -41,6 +41,7 @@ from chromagen_tf import color
 from chromagen_tf import colorize_lib
 from chromagen_tf import data
 from chromagen_tf import imaging
+from chromagen_tf import input_pipeline
 from chromagen_tf import metrics
 
 METRIC_NAMES = ('ab_mae', 'psnr', 'ssim', 'colorfulness', 'colorfulness_gt',
@@ -72,7 +73,8 @@ Example = tuple[str, tf.Tensor, tf.Tensor]  # key, L [1,H,W,1], ab [1,H,W,2]
 
 def examples_from_records(data_dir: str, split: str) -> Iterator[Example]:
     """(key, L, ab) of every record of a split, in real Lab units."""
-    files = data.list_files(data.split_file_pattern(data_dir, split))
+    files = input_pipeline.list_files(
+        input_pipeline.split_file_pattern(data_dir, split))
     records = tf.data.TFRecordDataset(files)
     dataset = records.map(
         lambda serialized: (data.parse_record(serialized)[data.KEY],

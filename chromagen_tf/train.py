@@ -182,14 +182,15 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     # pylint: disable=g-import-not-at-top
-    from chromagen_tf import data
+    from chromagen_tf import input_pipeline
     from chromagen_tf import trainer
 
     config = config_from_flags()
     try:
         result = trainer.train(config)
     except (trainer.TrainingError, configs.ConfigMismatchError,
-            data.CorruptRecordError, FileNotFoundError, ValueError) as error:
+            input_pipeline.CorruptRecordError, FileNotFoundError,
+            ValueError) as error:
         logging.error('%s', error)
         print(f'error: {error}', file=sys.stderr)
         sys.exit(1)

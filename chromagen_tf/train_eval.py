@@ -17,7 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from chromagen_tf import color
-from chromagen_tf import data
+from chromagen_tf import input_pipeline
 from chromagen_tf import losses
 from chromagen_tf import metrics
 
@@ -49,7 +49,8 @@ class Evaluator:
         else:
             self.train_writer = tf.summary.create_noop_writer()
             self.eval_writer = tf.summary.create_noop_writer()
-        self._val_pattern = data.split_file_pattern(config.data_dir, 'val')
+        self._val_pattern = input_pipeline.split_file_pattern(
+            config.data_dir, 'val')
         self._has_val = bool(tf.io.gfile.glob(self._val_pattern))
         if not self._has_val:
             logging.warning(
@@ -78,7 +79,7 @@ class Evaluator:
 
     def _dataset(self, input_context=None, batch_size=None):
         tpu = isinstance(self.strategy, tf.distribute.TPUStrategy)
-        return data.make_dataset(
+        return input_pipeline.make_dataset(
             self._val_pattern,
             training=False,
             image_size=self.config.image_size,

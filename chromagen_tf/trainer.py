@@ -20,8 +20,6 @@ chromagen_tf.train`. It follows the TF Model Garden pattern:
 import json
 import math
 import os
-import signal
-import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -29,9 +27,11 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from chromagen_tf import checkpoints
 from chromagen_tf import configs
-from chromagen_tf import data
 from chromagen_tf import distribute
+from chromagen_tf import input_pipeline
+from chromagen_tf import preemption
 from chromagen_tf import progress
 from chromagen_tf import train_steps
 
@@ -55,7 +55,8 @@ def count_records(data_dir: str, split: str) -> int:
         records = manifest.get('splits', {}).get(split, {}).get('records')
         if isinstance(records, int):
             return records
-    files = data.list_files(data.split_file_pattern(data_dir, split))
+    files = input_pipeline.list_files(
+        input_pipeline.split_file_pattern(data_dir, split))
     return int(
         tf.data.TFRecordDataset(files).reduce(
             tf.constant(0, tf.int64), lambda total, _: total + 1
@@ -75,44 +76,6 @@ def total_steps(config: configs.TrainConfig) -> int:
             f'batch of {config.global_batch_size}. Lower --global_batch_size.'
         )
     return config.epochs * steps_per_epoch
-
-
-class _StopRequest:
-    """Turns SIGTERM/SIGINT into a flag checked between training loops."""
-
-    def __init__(self):
-        self.signal_name = None
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for signal_number in (signal.SIGTERM, signal.SIGINT):
-                self._previous[signal_number] = signal.signal(
-                    signal_number, self._handle
-                )
-        return self
-
-    def _handle(self, signal_number, unused_frame):
-        self.signal_name = signal.Signals(signal_number).name
-        logging.warning(
-            'Received %s: saving a checkpoint after the current loop.',
-            self.signal_name,
-        )
-
-    def __exit__(self, *unused_exc_info):
-        for signal_number, handler in self._previous.items():
-            signal.signal(signal_number, handler)
-
-
-def _remove_partial_checkpoints(directory: str) -> None:
-    """Deletes the ckpt-N_temp folders a killed checkpoint write leaves.
-
-    A save writes into ckpt-N_temp/ and only then moves the files to their
-    final names, so a temp folder at start-up belongs to a dead process.
-    """
-    for path in tf.io.gfile.glob(os.path.join(directory, 'ckpt-*_temp')):
-        logging.info('Removing %s, left by an interrupted save.', path)
-        tf.io.gfile.rmtree(path)
 
 
 def _initialise_gan_generator(config, generator) -> str:
@@ -193,7 +156,7 @@ class Trainer:
         self.write_dir, self._temporary = distribute.write_dir(
             self.stage_dir, strategy
         )
-        _remove_partial_checkpoints(self.write_dir)
+        checkpoints.remove_partial_checkpoints(self.write_dir)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint,
             self.write_dir,
@@ -224,10 +187,10 @@ class Trainer:
 
 
 def _make_datasets(config, strategy, start_step, dataset_fn):
-    train_pattern = data.split_file_pattern(config.data_dir, 'train')
+    train_pattern = input_pipeline.split_file_pattern(config.data_dir, 'train')
 
     def _train_fn(input_context):
-        return data.make_dataset(
+        return input_pipeline.make_dataset(
             train_pattern,
             training=True,
             image_size=config.image_size,
@@ -246,8 +209,9 @@ def _make_datasets(config, strategy, start_step, dataset_fn):
 
 def _report_skipped_records(config):
     """Counts what --skip_corrupt_records will drop: one pass over the data."""
-    files = data.list_files(data.split_file_pattern(config.data_dir, 'train'))
-    problems = data.find_corrupt_records(files)
+    files = input_pipeline.list_files(
+        input_pipeline.split_file_pattern(config.data_dir, 'train'))
+    problems = input_pipeline.find_corrupt_records(files)
     for path, index, message in problems:
         logging.warning('Skipping corrupt record %d of %s: %s', index, path,
                         message)
@@ -259,14 +223,15 @@ def _report_skipped_records(config):
 
 def _raise_if_corrupt_records(config, error):
     """Names the damaged file after tf.data failed, which tf.data does not."""
-    files = data.list_files(data.split_file_pattern(config.data_dir, 'train'))
+    files = input_pipeline.list_files(
+        input_pipeline.split_file_pattern(config.data_dir, 'train'))
     logging.error('Input pipeline failed (%s); looking for the bad record.',
                   error.message)
-    problems = data.find_corrupt_records(files)
+    problems = input_pipeline.find_corrupt_records(files)
     if problems:
         lines = '\n'.join(f'  {path}: record {index}: {message}'
                           for path, index, message in problems[:10])
-        raise data.CorruptRecordError(
+        raise input_pipeline.CorruptRecordError(
             f'{len(problems)} corrupt record(s) in the train split:\n{lines}'
             '\nRe-create these shards with make_tfrecords, or pass '
             '--skip_corrupt_records to train on the rest.'
@@ -338,14 +303,14 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
         result.update(step=step, stopped='complete', losses={})
         return result
     iterator = iter(_make_datasets(config, strategy, step, dataset_fn))
-    agree_to_stop = _stop_agreement(strategy)
+    agree_to_stop = preemption.stop_agreement(strategy)
     bar = progress.ProgressBar(
         steps_to_run, initial=step, unit='step',
         description=f'{config.stage}',
     )
     losses = {}
     stopped = 'complete'
-    with _StopRequest() as stop_request:
+    with preemption.StopRequest() as stop_request:
         while step < steps_to_run:
             boundary = min(
                 steps_to_run,
@@ -402,23 +367,6 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
     logging.info('Stage %s stopped at step %d (%s).', config.stage, step,
                  stopped)
     return result
-
-
-def _stop_agreement(strategy) -> Callable[[bool], bool]:
-    """Returns f(local_stop) -> True if any worker was asked to stop.
-
-    The same idea as PreemptionCheckpointHandler, which only supports
-    multi-worker and TPU strategies: a one-number all-reduce at each loop
-    boundary lets a SIGTERM on any worker stop all of them at one step.
-    """
-
-    @tf.function
-    def _any(flag):
-        per_replica = strategy.run(lambda: tf.identity(flag))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
-                               axis=None)
-
-    return lambda local: float(_any(tf.constant(float(local)))) > 0
 
 
 def _next_multiple(step: int, every: int) -> int:

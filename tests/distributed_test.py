@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from chromagen_tf import configs
-from chromagen_tf import data
+from chromagen_tf import input_pipeline
 from chromagen_tf import train_steps
 from tests import records
 
@@ -48,7 +48,7 @@ def _build(strategy, config):
 
 def _first_batch(strategy, pattern):
     def dataset_fn(input_context):
-        return data.make_dataset(
+        return input_pipeline.make_dataset(
             pattern, training=False, image_size=32,
             global_batch_size=_GLOBAL_BATCH, input_context=input_context)
 
@@ -64,7 +64,7 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         directory = records.write_shards(
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'replicas'),
             image_size=32, num_train=1, num_val=_GLOBAL_BATCH)
-        cls.pattern = data.split_file_pattern(directory, 'val')
+        cls.pattern = input_pipeline.split_file_pattern(directory, 'val')
         cls.one = tf.distribute.OneDeviceStrategy('/cpu:0')
         cls.two = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
 

@@ -12,8 +12,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from chromagen_tf import data
 from chromagen_tf import distribute
+from chromagen_tf import input_pipeline
 from chromagen_tf import trainer
 from tests import records
 from tests import train_test
@@ -34,9 +34,9 @@ class LossScaleTest(tf.test.TestCase):
         strategy, policy = distribute.setup('one_device', 'float16')
         self.assertEqual(policy, 'mixed_float16')
         self.trainer = trainer.Trainer(config, strategy, policy)
-        pattern = data.split_file_pattern(data_dir, 'train')
+        pattern = input_pipeline.split_file_pattern(data_dir, 'train')
         self.iterator = iter(strategy.distribute_datasets_from_function(
-            lambda context: data.make_dataset(
+            lambda context: input_pipeline.make_dataset(
                 pattern, training=True, image_size=32, global_batch_size=4,
                 input_context=context)))
         self.optimizer = self.trainer.networks.generator_optimizer

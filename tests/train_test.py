@@ -8,7 +8,7 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import configs
-from chromagen_tf import data
+from chromagen_tf import input_pipeline
 from chromagen_tf import trainer
 from tests import records
 from tests import utils
@@ -217,7 +217,7 @@ class TrainStagesTest(tf.test.TestCase):
             f.write(bytes(32))
         config = tiny_config(directory,
                              os.path.join(self.get_temp_dir(), 'corrupt_run'))
-        with self.assertRaisesRegex(data.CorruptRecordError, path):
+        with self.assertRaisesRegex(input_pipeline.CorruptRecordError, path):
             trainer.train(config)
 
 

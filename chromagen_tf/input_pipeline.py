@@ -1,0 +1,232 @@
+"""The tf.data input pipeline over the Lab TFRecords of make_tfrecords.
+
+`make_dataset` is what training, evaluation and the tests read records
+with: shuffled, sharded per worker, decoded with `data.decode_record`,
+cropped and flipped, normalised to the networks' scale (L/50-1, ab/110)
+and batched per replica. It follows the tf.data guide's order: shard files
+before reading them, shuffle before augmenting, batch, then prefetch.
+
+Example:
+
+  dataset = input_pipeline.make_dataset(
+      input_pipeline.split_file_pattern('data/coco10k', 'train'),
+      training=True, image_size=256, global_batch_size=16)
+"""
+
+import os
+from typing import Optional
+
+from absl import logging
+import tensorflow as tf
+
+from chromagen_tf import color
+from chromagen_tf import data
+
+
+class CorruptRecordError(RuntimeError):
+    """A TFRecord file holds a record that cannot be read or decoded."""
+
+
+def split_file_pattern(data_dir: str, split: str) -> str:
+    """The shard pattern `make_tfrecords` writes for a split."""
+    return os.path.join(data_dir, f'{split}-*.tfrecord')
+
+
+def list_files(file_pattern: str) -> list[str]:
+    """Sorted files matching a pattern; raises FileNotFoundError if none."""
+    files = sorted(tf.io.gfile.glob(file_pattern))
+    if not files:
+        raise FileNotFoundError(
+            f'No TFRecord files match {file_pattern}. Create them with '
+            'python -m data_prep.make_tfrecords.'
+        )
+    return files
+
+
+def _crop_or_resize(
+    l_channel: tf.Tensor, ab: tf.Tensor, image_size: int, seed: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """Random crop (training) when the stored image is larger, else resize."""
+    lab = tf.concat([l_channel, ab], axis=-1)
+    height, width = tf.shape(lab)[0], tf.shape(lab)[1]
+    if seed is None:
+        # Evaluation: a deterministic centre crop.
+        offset_h = tf.maximum(height - image_size, 0) // 2
+        offset_w = tf.maximum(width - image_size, 0) // 2
+        lab = lab[offset_h:offset_h + image_size,
+                  offset_w:offset_w + image_size]
+    else:
+        crop = [tf.minimum(height, image_size), tf.minimum(width, image_size), 3]
+        lab = tf.image.stateless_random_crop(lab, crop, seed=seed)
+    # Records stored smaller than the training size are scaled up; this only
+    # happens when make_tfrecords ran with a smaller --image_size.
+    lab = tf.image.resize(lab, [image_size, image_size], method='bilinear')
+    lab = tf.ensure_shape(lab, [image_size, image_size, 3])
+    return lab[..., :1], lab[..., 1:]
+
+
+def _normalize(l_channel, ab):
+    return color.normalize_l(l_channel), color.normalize_ab(ab)
+
+
+def make_dataset(
+    file_pattern: str,
+    *,
+    training: bool,
+    image_size: int,
+    global_batch_size: Optional[int] = None,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    seed: int = 0,
+    shuffle_buffer: int = 1000,
+    skip_corrupt_records: bool = False,
+    deterministic: Optional[bool] = None,
+    drop_remainder: Optional[bool] = None,
+    augment: bool = True,
+) -> tf.data.Dataset:
+    """Builds the training or evaluation pipeline over Lab TFRecords.
+
+    Args:
+      file_pattern: Glob of TFRecord shards, e.g. `DATA_DIR/train-*.tfrecord`.
+      training: Shuffle, augment (random flip and crop) and repeat forever.
+        Otherwise every record is read exactly once, in file order, and the
+        final partial batch is kept.
+      image_size: Output height and width.
+      global_batch_size: Batch size over all replicas; required unless
+        `input_context` is given (it then supplies the per-replica size).
+      input_context: From `strategy.distribute_datasets_from_function`.
+      seed: Seed for the file order, the shuffle and the augmentation.
+      shuffle_buffer: Records held by the shuffle buffer (training only).
+      skip_corrupt_records: Drop unreadable or undecodable records instead of
+        failing; TF logs a warning for each one.
+      deterministic: Passed to `interleave`; defaults to `not training`.
+      drop_remainder: Defaults to `training`.
+      augment: With `training`, apply the random crop and flip; otherwise a
+        centre crop.
+
+    Returns:
+      A dataset of (l_normalized [b, S, S, 1], ab_normalized [b, S, S, 2]),
+      float32, where b is the per-replica batch size.
+    """
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(
+            global_batch_size
+        ) if global_batch_size else None
+        num_pipelines = input_context.num_input_pipelines
+        pipeline_id = input_context.input_pipeline_id
+    else:
+        batch_size = global_batch_size
+        num_pipelines, pipeline_id = 1, 0
+    if not batch_size:
+        raise ValueError('make_dataset needs global_batch_size.')
+    if deterministic is None:
+        deterministic = not training
+    if drop_remainder is None:
+        drop_remainder = training
+
+    files = list_files(file_pattern)
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    # Shard whole files when there are enough of them, so that each worker
+    # reads disjoint files; otherwise shard records after reading.
+    shard_files = num_pipelines > 1 and len(files) >= num_pipelines
+    files_read = files[pipeline_id::num_pipelines] if shard_files else files
+    if shard_files:
+        dataset = dataset.shard(num_pipelines, pipeline_id)
+        logging.info('Input pipeline %d of %d reads files %s', pipeline_id,
+                     num_pipelines, files_read)
+    if training:
+        # Same seed on every worker: a consistent order of disjoint shards.
+        dataset = dataset.shuffle(len(files), seed=seed)
+        dataset = dataset.repeat()
+
+    def _read(filename):
+        records = tf.data.TFRecordDataset(filename)
+        if skip_corrupt_records:
+            records = records.ignore_errors(log_warning=True)
+        return records
+
+    dataset = dataset.interleave(
+        _read,
+        # More open files than this pipeline has would read the same file
+        # twice at once and put one photo twice in a batch.
+        cycle_length=min(len(files_read), 16),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=deterministic,
+    )
+    if num_pipelines > 1 and not shard_files:
+        dataset = dataset.shard(num_pipelines, pipeline_id)
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+        # One stateless seed pair per example keeps augmentation reproducible
+        # for a given seed, whatever the parallelism.
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        dataset = tf.data.Dataset.zip((dataset, seeds))
+
+        def _decode_train(serialized, example_seed):
+            l_channel, ab = data.decode_record(serialized)
+            if not augment:
+                return _normalize(
+                    *_crop_or_resize(l_channel, ab, image_size, None)
+                )
+            l_channel, ab = _crop_or_resize(
+                l_channel, ab, image_size, example_seed
+            )
+            flip_seed = example_seed + tf.constant([0, 1], tf.int64)
+            flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+            l_channel = tf.cond(flip, lambda: l_channel[:, ::-1], lambda: l_channel)
+            ab = tf.cond(flip, lambda: ab[:, ::-1], lambda: ab)
+            return _normalize(l_channel, ab)
+
+        dataset = dataset.map(
+            _decode_train,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
+    else:
+
+        def _decode_eval(serialized):
+            l_channel, ab = data.decode_record(serialized)
+            l_channel, ab = _crop_or_resize(l_channel, ab, image_size, None)
+            return _normalize(l_channel, ab)
+
+        dataset = dataset.map(
+            _decode_eval,
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
+    if skip_corrupt_records:
+        dataset = dataset.ignore_errors(log_warning=True)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def find_corrupt_records(files: list[str]) -> list[tuple[str, int, str]]:
+    """Reads and decodes every record of `files` on the host.
+
+    Used to name the culprit after the pipeline failed (tf.data's own error
+    does not say which file), and to count what --skip_corrupt_records drops.
+
+    Returns:
+      (file, record index, error message) for each bad record. A file whose
+      framing is broken stops being readable at the first bad record, which
+      is then the last one reported for it.
+    """
+    problems = []
+    for filename in files:
+        index = 0
+        iterator = iter(tf.data.TFRecordDataset(filename))
+        while True:
+            try:
+                serialized = next(iterator)
+            except StopIteration:
+                break
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+                    tf.errors.OutOfRangeError) as error:
+                problems.append((filename, index, error.message))
+                break
+            try:
+                data.decode_record(serialized)
+            except (tf.errors.InvalidArgumentError,
+                    tf.errors.DataLossError) as error:
+                problems.append((filename, index, error.message))
+            index += 1
+    return problems
