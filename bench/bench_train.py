@@ -14,6 +14,8 @@ Measures, for the real resnet18_unet (width 64) at 256x256 and global batch
 
 Usage:
   python bench/bench_train.py --steps=4 --repeats=3 --output=bench_train.json
+  python bench/bench_train.py --steps=1 --repeats=3 --stages=pretrain \
+      --precisions=float32 --trials=3   # custom vs fit, 3 processes each
 """
 
 import argparse
@@ -76,7 +78,15 @@ def make_shards(directory, image_size=256):
     return directory
 
 
-def _run_custom(stage, precision, data_dir, steps, repeats):
+def _run_custom(stage, precision, data_dir, steps, repeats,
+                variant='custom'):
+    """Times chromagen_tf's steps.
+
+    variant 'custom' is the trainer's `train_loop` (an in-graph loop over
+    `steps` under OneDeviceStrategy); 'custom_run_once' one `strategy.run`
+    per call with no in-graph loop; 'custom_no_strategy' the per-replica
+    step in a plain `tf.function` under the default strategy.
+    """
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
     from chromagen_tf import configs, distribute, trainer  # pylint: disable=g-import-not-at-top,multiple-imports
 
@@ -87,13 +97,29 @@ def _run_custom(stage, precision, data_dir, steps, repeats):
     values.update(configs.STAGE_DEFAULTS[stage])
     config = configs.TrainConfig(**values)
     strategy, policy = distribute.setup('one_device', precision)
+    if variant == 'custom_no_strategy':
+        strategy = tf.distribute.get_strategy()
     train = trainer.Trainer(config, strategy, policy)
     iterator = iter(trainer._make_datasets(config, strategy, 0, None))  # pylint: disable=protected-access
+    step_functions = train.steps
+    if variant == 'custom':
+        run = lambda: step_functions.train_loop(iterator, tf.constant(steps))
+    else:
+        @tf.function
+        def _one_step():
+            if variant == 'custom_run_once':
+                return step_functions._sum(strategy.run(  # pylint: disable=protected-access
+                    step_functions.replica_step, args=(next(iterator),)))
+            return step_functions.replica_step(next(iterator))
+
+        def run():
+            for _ in range(steps):
+                outputs = _one_step()
+            return outputs
     times = []
     for i in range(repeats + 1):
         start = time.perf_counter()
-        outputs = train.steps.train_loop(iterator, tf.constant(steps))
-        float(outputs[0]['l1'])
+        tf.nest.map_structure(lambda value: value.numpy(), run())
         if i:  # The first call includes tracing.
             times.append(time.perf_counter() - start)
     return steps * 16 / statistics.median(times)
@@ -207,9 +233,14 @@ def _child(args):
     elif args.kind == 'input':
         result = {'images_per_second': _input_pipeline(args.data_dir)}
     else:
-        run = _run_custom if args.kind == 'custom' else _run_fit
-        images_per_second = run(args.stage, args.precision, args.data_dir,
-                                args.steps, args.repeats)
+        if args.kind == 'fit':
+            images_per_second = _run_fit(args.stage, args.precision,
+                                         args.data_dir, args.steps,
+                                         args.repeats)
+        else:
+            images_per_second = _run_custom(args.stage, args.precision,
+                                            args.data_dir, args.steps,
+                                            args.repeats, args.kind)
         result = {'images_per_second': images_per_second}
     result['peak_rss_mb'] = _peak_rss_mb()
     print('RESULT ' + json.dumps(result))
@@ -234,7 +265,13 @@ def main():
     parser.add_argument('--precisions', default='float32,bfloat16')
     parser.add_argument('--stages', default='pretrain,gan')
     parser.add_argument('--loops', default='custom,fit',
-                        help='custom (chromagen_tf.train) and/or fit.')
+                        help='Any of custom (chromagen_tf.train), fit, '
+                        'custom_run_once, custom_no_strategy (see '
+                        '_run_custom).')
+    parser.add_argument('--trials', type=int, default=1,
+                        help='Processes per setting, interleaved across '
+                        'settings; the median and range are reported. The '
+                        'rate varies by a few percent between processes.')
     parser.add_argument('--output', default='', help='Also write JSON here.')
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--kind', default='custom', help=argparse.SUPPRESS)
@@ -252,18 +289,28 @@ def main():
     report = {'peak_gflops': _spawn('--kind', 'peak'),
               'input_pipeline_one_core': _spawn('--kind', 'input', *common),
               'runs': []}
-    for precision in args.precisions.split(','):
-        for stage in args.stages.split(','):
-            for kind in args.loops.split(','):
-                result = _spawn('--kind', kind, '--stage', stage,
-                                '--precision', precision, *common)
-                peak = report['peak_gflops']['float32']
-                achieved = result['images_per_second'] * _STEP_GFLOPS[stage]
-                result.update(stage=stage, precision=precision, loop=kind,
-                              achieved_gflops=achieved,
-                              fraction_of_float32_peak=achieved / peak)
-                report['runs'].append(result)
-                print(json.dumps(result), flush=True)
+    trials = {}
+    for _ in range(args.trials):
+        for precision in args.precisions.split(','):
+            for stage in args.stages.split(','):
+                for kind in args.loops.split(','):
+                    result = _spawn('--kind', kind, '--stage', stage,
+                                    '--precision', precision, *common)
+                    result.update(stage=stage, precision=precision, loop=kind)
+                    print(json.dumps(result), flush=True)
+                    trials.setdefault((stage, precision, kind),
+                                      []).append(result)
+    peak = report['peak_gflops']['float32']
+    for (stage, precision, kind), results in trials.items():
+        rates = [result['images_per_second'] for result in results]
+        median = statistics.median(rates)
+        achieved = median * _STEP_GFLOPS[stage]
+        report['runs'].append(dict(
+            stage=stage, precision=precision, loop=kind,
+            images_per_second=median, images_per_second_trials=rates,
+            peak_rss_mb=max(result['peak_rss_mb'] for result in results),
+            achieved_gflops=achieved,
+            fraction_of_float32_peak=achieved / peak))
     print(json.dumps(report, indent=1))
     if args.output:
         with open(args.output, 'w') as f:
