@@ -31,8 +31,8 @@ import tensorflow as tf
 
 try:
     # zlib-ng writes the same Huffman-only deflate stream as zlib, byte for
-    # byte (tests/data_test.py checks this on the bundled photos), 1.8x
-    # faster: 0.86 ms against 1.57 ms for a 256x256 record (BENCHMARKS.md).
+    # byte (tests/data_test.py checks this on the bundled photos), and a
+    # 256x256 record costs 1.26 CPU-ms instead of 2.00 (BENCHMARKS.md).
     from zlib_ng import zlib_ng as _deflate
 except ImportError:  # No wheel for this platform: the same bytes, slower.
     _deflate = zlib
