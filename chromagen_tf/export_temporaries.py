@@ -27,15 +27,14 @@ Why a lock rather than a marker or an age:
     directory itself leaves no lock file to clean up in turn.
 
 Limits: remote paths reached through tf.io.gfile (gs://, s3://, ...) have
-no locks, and neither has a file system that refuses to lock a directory;
-nothing is ever removed there. On a network file system the locks are only
+no locks, and neither have Windows or a file system that refuses to lock a
+directory; nothing is ever removed there. On a network file system the locks are only
 as good as its locking: where flock locks stay on each host (NFS mounted
 with `local_lock=flock` or `local_lock=all`), two hosts exporting into one
 base at the same moment could remove each other's folders.
 """
 
 import contextlib
-import fcntl
 import os
 import re
 import shutil
@@ -43,6 +42,11 @@ from typing import Iterator
 import uuid
 
 from absl import logging
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so nothing is ever removed there.
+    fcntl = None
 
 _PREFIX = '.tmp-'
 # Exactly the names `temporary_name` makes: nothing else is ever removed.
@@ -82,7 +86,7 @@ def writing(export_base: str) -> Iterator[None]:
     Args:
       export_base: An existing directory.
     """
-    if not _is_local(export_base):
+    if fcntl is None or not _is_local(export_base):
         yield
         return
     descriptor = os.open(export_base, os.O_RDONLY | os.O_DIRECTORY)
