@@ -123,10 +123,15 @@ def _measure_converter(workdir, image_dir, sources, size, label):
             convert_lib.run(config, sources, show_progress=False)
         rate, cpu_rate, rates = _median_rate(convert, len(sources))
         per_process = rate / max(processes, 1)
+        # Children's peak RSS only grows over the run: with the default
+        # settings measured first, a later, larger figure is the tuned one.
+        worker_rss = resource.getrusage(
+            resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f'[{label}] make_tfrecords num_processes={processes}: '
               f'{rate:7.1f} images/s total, {per_process:7.1f} per process, '
               f'{cpu_rate:7.1f} per CPU-second (runs: '
-              f'{", ".join(f"{r:.0f}" for r in rates)})')
+              f'{", ".join(f"{r:.0f}" for r in rates)}); largest worker '
+              f'RSS so far {worker_rss:.0f} MB')
 
 
 def main(argv):

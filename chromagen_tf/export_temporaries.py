@@ -28,8 +28,8 @@ Why a lock rather than a marker or an age:
 
 Limits: remote paths reached through tf.io.gfile (gs://, s3://, ...) have
 no locks, and neither have Windows or a file system that refuses to lock a
-directory; nothing is ever removed there. On a network file system the locks are only
-as good as its locking: where flock locks stay on each host (NFS mounted
+directory; nothing is ever removed there. On a network file system the
+locks are only as good as its locking: where flock locks stay on each host (NFS mounted
 with `local_lock=flock` or `local_lock=all`), two hosts exporting into one
 base at the same moment could remove each other's folders.
 """
@@ -91,22 +91,26 @@ def writing(export_base: str) -> Iterator[None]:
         return
     descriptor = os.open(export_base, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        locks_directories = True
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             pass  # Another export is writing; a later export cleans up.
         except OSError as error:
-            # Nobody can lock here, so nobody can tell: remove nothing.
-            locks_directories = False
+            # Remove nothing without the lock: it cannot tell stale folders
+            # from live ones.
             logging.info('Cannot lock %s (%s): stale temporary export '
                          'folders there are left alone.', export_base, error)
         else:
             _remove_stale(export_base)
-        if locks_directories:
-            # From exclusive to shared is not atomic, which is harmless:
-            # this export has no temporary folder yet.
+        try:
+            # Still taken after a failed exclusive try (a transient ENOLCK
+            # on NFS, say), so that a later export that gets the exclusive
+            # lock cannot take this export's folder for a stale one. From
+            # exclusive to shared is not atomic, which is harmless: this
+            # export has no temporary folder yet.
             fcntl.flock(descriptor, fcntl.LOCK_SH)
+        except OSError:
+            pass  # Nobody can lock here, so nobody removes anything.
         yield
     finally:
         os.close(descriptor)  # Releases the lock.

@@ -161,7 +161,7 @@ class Trainer:
             self.checkpoint,
             self.write_dir,
             max_to_keep=config.max_checkpoints,
-            checkpoint_name='ckpt',
+            checkpoint_name=checkpoints.CHECKPOINT_NAME,
             step_counter=self.global_step,
             checkpoint_interval=config.checkpoint_every,
         )

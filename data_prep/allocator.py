@@ -9,8 +9,10 @@ process that made the conversion a quarter slower: 117 against 155
 COCO-sized photos per CPU-second (bench/bench_convert.py, BENCHMARKS.md).
 
 `retain_freed_memory` raises glibc's mmap and trim thresholds so that freed
-blocks are reused. Memory stays bounded: a process keeps at most
-`_TRIM_THRESHOLD` of free heap. Elsewhere (macOS, Windows, musl) it does
+blocks are reused. Memory stays bounded: glibc gives the free top of the
+heap back once it exceeds `_TRIM_THRESHOLD`, and the converter's
+allocations are the same few sizes photo after photo, so freed blocks are
+reused rather than fragmented. Elsewhere (macOS, Windows, musl) it does
 nothing; those allocators make their own choices.
 
 Example:

@@ -78,12 +78,8 @@ def run(config: convert_lib.ConvertConfig,
         folder holds a conversion with a different configuration; when the
         pipeline fails; or when the output folder cannot be written.
     """
-    try:
+    with convert_lib.output_errors(config.output_dir):
         return _run(config, sources, listing_skips, runner, beam_args)
-    except tf.errors.OpError as error:
-        message = shard_files.one_line(error.message)
-        raise convert_lib.ConversionError(
-            f'{config.output_dir}: {message}') from None
 
 
 def _run(config: convert_lib.ConvertConfig,

@@ -19,6 +19,7 @@ the manifest by `manifest_lib`; the Beam pipeline shares both.
 """
 
 import collections
+import contextlib
 import dataclasses
 import functools
 import math
@@ -29,6 +30,7 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 from absl import logging
 import numpy as np
+import tensorflow as tf
 
 from chromagen_tf import color
 from chromagen_tf import data
@@ -192,14 +194,27 @@ def run(config: ConvertConfig,
       The manifest, also written to OUTPUT/manifest.json.
 
     Raises:
-      ConversionError: with --strict, on the first bad image; or when the
-        output folder holds a conversion with a different configuration.
+      ConversionError: with --strict, on the first bad image; when the
+        output folder holds a conversion with a different configuration;
+        or when the output folder cannot be written.
     """
-    state = shard_files.ShardState(config.output_dir)
-    all_shards, pending = start(config, sources, listing_skips, state)
-    _convert_shards(pending, config, state, show_progress)
-    return manifest_lib.write(config, sources, listing_skips, all_shards,
-                              state)
+    with output_errors(config.output_dir):
+        state = shard_files.ShardState(config.output_dir)
+        all_shards, pending = start(config, sources, listing_skips, state)
+        _convert_shards(pending, config, state, show_progress)
+        return manifest_lib.write(config, sources, listing_skips, all_shards,
+                                  state)
+
+
+@contextlib.contextmanager
+def output_errors(output_dir: str) -> Iterator[None]:
+    """Turns tf.io.gfile errors into a one-line ConversionError naming the
+    output folder (make_tfrecords prints it instead of a traceback)."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        raise ConversionError(
+            f'{output_dir}: {shard_files.one_line(error.message)}') from None
 
 
 def start(config: ConvertConfig, sources: Sequence[shard_files.Source],
@@ -260,8 +275,8 @@ def _convert_shards(shards: Sequence[shard_files.Shard],
         # of importing TensorFlow again. They use only NumPy, Pillow and
         # protobuf, never the TF runtime, so forking is safe.
         pool = multiprocessing.get_context('fork').Pool(config.num_processes)
+    writer = None
     try:
-        writer = None
         for (shard, source), result in _ordered_map(
                 functools.partial(_convert_chunk, options), jobs, pool,
                 config.num_processes):
@@ -281,6 +296,8 @@ def _convert_shards(shards: Sequence[shard_files.Shard],
         if writer is not None:
             writer.commit()
     finally:
+        if writer is not None:
+            writer.close()  # A no-op after commit; else --strict or Ctrl-C.
         bar.close()
         if pool is not None:
             pool.terminate()

@@ -3,12 +3,16 @@
 A conversion lists the photos of an input folder and writes an output folder:
 
   OUTPUT/train-00000-of-000NN.tfrecord, val-...   complete shards
-  OUTPUT/.train-00000-of-000NN.tfrecord.tmp       a shard being written
+  OUTPUT/.[HEX-]train-00000-of-000NN.tfrecord.tmp a shard being written
+                                (HEX: a unique prefix on Beam, which may
+                                retry a shard)
   OUTPUT/.shards/config.json    what was converted, to refuse a mismatched
                                 restart
   OUTPUT/.shards/NAME.json      per complete shard: records, bytes, skipped
                                 inputs
+  OUTPUT/.shards/NAME.sources.json  Beam only: the inputs of a shard
   OUTPUT/manifest.json          written last (see `manifest_lib`)
+  .HEX-NAME.json.tmp            a JSON file being written atomically
 
 Both the in-process converter (`convert_lib`) and the Beam pipeline
 (`beam_pipeline`) use this module, so either can finish a conversion the
@@ -154,9 +158,13 @@ class ShardState:
                     return name
         else:
             write_json_atomically(path, config)
-        for name in tf.io.gfile.listdir(self.output_dir):
-            if name.startswith('.') and name.endswith('.tfrecord.tmp'):
-                tf.io.gfile.remove(join(self.output_dir, name))
+        # Partial shards and JSON files of a killed run. Nothing is writing
+        # them now: the driver claims before any writer starts.
+        for directory in (self.output_dir, self.state_dir):
+            for name in tf.io.gfile.listdir(directory):
+                if name.startswith('.') and name.endswith(
+                        ('.tfrecord.tmp', '.json.tmp')):
+                    tf.io.gfile.remove(join(directory, name))
         return None
 
     def is_complete(self, shard: Shard) -> bool:
@@ -206,6 +214,10 @@ class ShardWriter:
         return self
 
     def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Closes the file without publishing it; commit closes it too."""
         self._writer.close()
 
     def write(self, record: bytes) -> None:

@@ -36,7 +36,6 @@ def _export_stand_in(export_base: str) -> str:
     return export_lib._write_atomically(export_base, None, write)  # pylint: disable=protected-access
 
 
-
 class TemporaryFoldersTest(tf.test.TestCase):
 
     def test_keeps_a_running_exports_folder_until_that_export_dies(self):

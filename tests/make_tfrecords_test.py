@@ -277,3 +277,33 @@ def test_missing_folder_is_one_error_line(tmp_path):
         f'make_tfrecords: error: --image_dir: no such folder: '
         f'{tmp_path / "absent"}')
     assert not (tmp_path / 'out').exists()
+
+
+def test_unwritable_output_is_one_error_line(tmp_path):
+    output = tmp_path / 'out'
+    output.mkdir()
+    (output / '.shards').write_text('a file where a folder belongs')
+    process = _cli(f'--image_dir={conftest.SAMPLE_PHOTOS}',
+                   f'--output_dir={output}', '--num_processes=0')
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 2
+    assert 'Traceback' not in stderr
+    last_line = stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f'make_tfrecords: error: {output}: '), (
+        last_line)
+
+
+def test_restart_removes_temporary_files_of_a_killed_run(tmp_path):
+    config = _config(tmp_path, conftest.SAMPLE_PHOTOS)
+    _run(config)
+    output = pathlib.Path(config.output_dir)
+    leftovers = [output / '.0123456789ab-manifest.json.tmp',
+                 output / '.train-00000-of-00001.tfrecord.tmp',
+                 output / '.shards' / '.0123456789ab-config.json.tmp']
+    for path in leftovers:
+        path.write_bytes(b'partial')
+    kept = output / '.notes.txt'
+    kept.write_text('not ours')
+    _run(config)
+    assert not [path for path in leftovers if path.exists()]
+    assert kept.exists()
