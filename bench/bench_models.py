@@ -97,14 +97,14 @@ def main(argv):
                                                  spectral_norm=spectral_norm),
                       3))
     print(f'width={width}, one {size}x{size} image, inference graph')
-    print(f'{"model":<15}{"params":>13}{"trainable":>13}'
+    print(f'{"model":<20}{"params":>13}{"trainable":>13}'
           f'{"GFLOPs":>10}{"conv GMACs":>12}')
     for name, model, channels in built:
         shape = (1, size, size, channels)
         trainable = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
         flops = profiler_flops(model, shape)
         macs = conv_macs(model)
-        print(f'{name:<15}{model.count_params():>13,}{trainable:>13,}'
+        print(f'{name:<20}{model.count_params():>13,}{trainable:>13,}'
               f'{flops / 1e9:>10.2f}{macs / 1e9:>12.2f}')
 
 

@@ -34,14 +34,17 @@ sys.path.insert(0, _REPO)
 # Forward FLOPs per 256x256 image, from the models' docstrings (measured
 # with bench/bench_models.py). A training step costs about 3x the forward
 # pass (forward, gradient w.r.t. activations, gradient w.r.t. weights).
-_GENERATOR_GFLOPS = 56.9
+_GENERATOR_GFLOPS = {'resnet18_unet': 56.9, 'resnet18_unet_lite': 8.08,
+                     'resnet34_unet': 61.8, 'resnet34_unet_lite': 12.9,
+                     'pix2pix_unet': 12.0}
 _DISCRIMINATOR_GFLOPS = 6.3
-# GAN step: G fwd+bwd (3 G); D on real and fake, fwd+bwd (2 x 3 D); the
-# fresh D(fake) for the generator, fwd + input gradient (about 2 D).
-_STEP_GFLOPS = {
-    'pretrain': 3 * _GENERATOR_GFLOPS,
-    'gan': 3 * _GENERATOR_GFLOPS + 8 * _DISCRIMINATOR_GFLOPS,
-}
+
+
+def _step_gflops(stage, generator):
+    # GAN step: G fwd+bwd (3 G); D on real and fake, fwd+bwd (2 x 3 D); the
+    # fresh D(fake) for the generator, fwd + input gradient (about 2 D).
+    gflops = 3 * _GENERATOR_GFLOPS[generator]
+    return gflops + (8 * _DISCRIMINATOR_GFLOPS if stage == 'gan' else 0)
 
 
 def _peak_rss_mb():
@@ -79,7 +82,7 @@ def make_shards(directory, image_size=256):
 
 
 def _run_custom(stage, precision, data_dir, steps, repeats,
-                variant='custom'):
+                variant='custom', generator='resnet18_unet'):
     """Times chromagen_tf's steps.
 
     variant 'custom' is the trainer's `train_loop` (an in-graph loop over
@@ -93,7 +96,8 @@ def _run_custom(stage, precision, data_dir, steps, repeats,
     values = dict(stage=stage, data_dir=data_dir,
                   model_dir=tempfile.mkdtemp(), image_size=256,
                   global_batch_size=16, steps_per_loop=steps,
-                  mixed_precision=precision, strategy='one_device')
+                  mixed_precision=precision, strategy='one_device',
+                  model=configs.ModelConfig(generator=generator))
     values.update(configs.STAGE_DEFAULTS[stage])
     config = configs.TrainConfig(**values)
     strategy, policy = distribute.setup('one_device', precision)
@@ -240,7 +244,8 @@ def _child(args):
         else:
             images_per_second = _run_custom(args.stage, args.precision,
                                             args.data_dir, args.steps,
-                                            args.repeats, args.kind)
+                                            args.repeats, args.kind,
+                                            args.generator)
         result = {'images_per_second': images_per_second}
     result['peak_rss_mb'] = _peak_rss_mb()
     print('RESULT ' + json.dumps(result))
@@ -272,6 +277,8 @@ def main():
                         help='Processes per setting, interleaved across '
                         'settings; the median and range are reported. The '
                         'rate varies by a few percent between processes.')
+    parser.add_argument('--generator', default='resnet18_unet',
+                        help='Generator to train (the custom loops only).')
     parser.add_argument('--output', default='', help='Also write JSON here.')
     parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--kind', default='custom', help=argparse.SUPPRESS)
@@ -285,7 +292,7 @@ def main():
         return
     data_dir = make_shards(tempfile.mkdtemp(prefix='bench_train_'))
     common = ['--data_dir', data_dir, '--steps', str(args.steps),
-              '--repeats', str(args.repeats)]
+              '--repeats', str(args.repeats), '--generator', args.generator]
     report = {'peak_gflops': _spawn('--kind', 'peak'),
               'input_pipeline_one_core': _spawn('--kind', 'input', *common),
               'runs': []}
@@ -304,10 +311,10 @@ def main():
     for (stage, precision, kind), results in trials.items():
         rates = [result['images_per_second'] for result in results]
         median = statistics.median(rates)
-        achieved = median * _STEP_GFLOPS[stage]
+        achieved = median * _step_gflops(stage, args.generator)
         report['runs'].append(dict(
             stage=stage, precision=precision, loop=kind,
-            images_per_second=median, images_per_second_trials=rates,
+            generator=args.generator, images_per_second=median, images_per_second_trials=rates,
             peak_rss_mb=max(result['peak_rss_mb'] for result in results),
             achieved_gflops=achieved,
             fraction_of_float32_peak=achieved / peak))

@@ -21,7 +21,7 @@ from typing import Callable
 import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf.models import pix2pix
+from chromagen_tf import models
 from chromagen_tf.models import unet
 
 DEFAULT_RENDER_SIZE = 256
@@ -31,11 +31,7 @@ DEFAULT_SIZE_MULTIPLE = unet.SIZE_MULTIPLE
 PredictFn = Callable[[tf.Tensor], tf.Tensor]
 
 
-def size_multiple_for(generator_name: str) -> int:
-    """The spatial multiple a generator's input sizes must have."""
-    if generator_name == 'pix2pix_unet':
-        return pix2pix.SIZE_MULTIPLE
-    return unet.SIZE_MULTIPLE
+size_multiple_for = models.size_multiple
 
 
 def working_shape(

@@ -31,7 +31,15 @@ class GeneratorShapeTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_generator_names(self):
         self.assertEqual(models.GENERATOR_NAMES,
-                         ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet'))
+                         ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet',
+                          'resnet18_unet_lite', 'resnet34_unet_lite'))
+
+    def test_size_multiples(self):
+        self.assertEqual(models.size_multiple('pix2pix_unet'), 256)
+        for name in models.GENERATOR_NAMES[:2] + models.GENERATOR_NAMES[3:]:
+            self.assertEqual(models.size_multiple(name), 32)
+        with self.assertRaisesRegex(ValueError, 'Unknown generator'):
+            models.size_multiple('resnet50_unet')
 
     @parameterized.named_parameters(
         ('resnet18_64', 'resnet18_unet', 64, 64),
@@ -42,6 +50,9 @@ class GeneratorShapeTest(tf.test.TestCase, parameterized.TestCase):
         ('resnet34_non_square', 'resnet34_unet', 160, 96),
         ('pix2pix_256', 'pix2pix_unet', 256, 256),
         ('pix2pix_non_square', 'pix2pix_unet', 256, 512),
+        ('lite_64', 'resnet18_unet_lite', 64, 64),
+        ('lite_non_square', 'resnet18_unet_lite', 96, 160),
+        ('lite34_non_square', 'resnet34_unet_lite', 160, 64),
     )
     def test_output_shape(self, name, height, width):
         # One model with unknown spatial sizes must serve every size.
@@ -52,7 +63,8 @@ class GeneratorShapeTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(ab.dtype, tf.float32)
         self.assertTrue(np.all(np.isfinite(ab.numpy())))
 
-    @parameterized.parameters('resnet18_unet', 'pix2pix_unet')
+    @parameterized.parameters('resnet18_unet', 'pix2pix_unet',
+                              'resnet18_unet_lite')
     def test_fixed_image_size(self, name):
         generator = models.build_generator(name, image_size=256, width=_TINY)
         self.assertEqual(generator.input_shape, (None, 256, 256, 1))
@@ -66,7 +78,18 @@ class GeneratorShapeTest(tf.test.TestCase, parameterized.TestCase):
 
 class SizeErrorTest(tf.test.TestCase, parameterized.TestCase):
 
+    def test_lite_output_is_smooth_at_its_stride(self):
+        # ab is predicted at 1/4 and up-sampled bilinearly: inside each 4x4
+        # cell the output is an interpolation, so second differences along
+        # a row vanish between the cell centres.
+        generator = _tiny_generator('resnet18_unet_lite')
+        ab = generator(_random_l(64, 64), training=False).numpy()
+        rows = ab[:, 2:-2, :, :]
+        second = rows[:, :, 2:-2] - 2 * rows[:, :, 3:-1] + rows[:, :, 4:]
+        self.assertLess(np.abs(second[:, :, 0::4]).max(), 1e-4)
+
     @parameterized.parameters(('resnet18_unet', 100), ('resnet34_unet', 48),
+                              ('resnet18_unet_lite', 72),
                               ('pix2pix_unet', 128), ('pix2pix_unet', 320))
     def test_bad_image_size_at_build(self, name, size):
         with self.assertRaisesRegex(ValueError, 'multiple of'):
@@ -114,6 +137,7 @@ class ParameterCountTest(tf.test.TestCase, parameterized.TestCase):
         ('resnet18_unet', 31_123_998, 31_102_042),
         ('resnet34_unet', 41_239_582, 41_210_202),
         ('pix2pix_unet', 54_419_714, 54_409_858),
+        ('resnet18_unet_lite', 16_598_786, 16_583_426),
     )
     def test_generator(self, name, total, trainable):
         generator = models.build_generator(name)

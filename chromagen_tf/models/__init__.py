@@ -12,6 +12,12 @@ Generators (`GENERATOR_NAMES`):
                  (`unet.py`), the default; 31.1M parameters, 56.9 GFLOPs
                  per 256x256 image.
   resnet34_unet  The same with a ResNet-34 encoder; 41.2M, 61.8 GFLOPs.
+  resnet18_unet_lite
+                 The same encoder with a decoder that stops at 1/4
+                 resolution and up-samples ab bilinearly (`unet_lite.py`),
+                 built for CPU training and inference; the bundled model.
+  resnet34_unet_lite
+                 The same with a ResNet-34 encoder.
   pix2pix_unet   The pix2pix U-Net-256 baseline (`pix2pix.py`); 54.4M,
                  12.0 GFLOPs; needs sizes that are multiples of 256.
 Discriminator: the 70x70 PatchGAN (`patchgan.py`); 2.77M, 6.3 GFLOPs.
@@ -23,7 +29,8 @@ unknown spatial sizes, are safe under the 'mixed_float16' and
 'mixed_bfloat16' policies (their last layer computes in float32, so outputs
 are always float32) and save to `.keras` files. Import this package before
 `keras.models.load_model`: importing it registers the custom layers
-(`PixelShuffle`, `ICNR`, `SpatialMultipleCheck`).
+(`PixelShuffle`, `ICNR`, `SpatialMultipleCheck`,
+`BilinearUpsampling`).
 """
 
 import keras
@@ -34,9 +41,24 @@ from chromagen_tf.models import patchgan
 from chromagen_tf.models import pix2pix
 from chromagen_tf.models import resnet
 from chromagen_tf.models import unet
+from chromagen_tf.models import unet_lite
 
-GENERATOR_NAMES = ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet')
-_RESNET_GENERATORS = {'resnet18_unet': 'resnet18', 'resnet34_unet': 'resnet34'}
+GENERATOR_NAMES = ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet',
+                   'resnet18_unet_lite', 'resnet34_unet_lite')
+_RESNET_GENERATORS = {
+    'resnet18_unet': ('resnet18', unet.build_resnet_unet),
+    'resnet34_unet': ('resnet34', unet.build_resnet_unet),
+    'resnet18_unet_lite': ('resnet18', unet_lite.build_resnet_unet_lite),
+    'resnet34_unet_lite': ('resnet34', unet_lite.build_resnet_unet_lite),
+}
+# The multiple every input height and width of a generator must have.
+_SIZE_MULTIPLES = {
+    'pix2pix_unet': pix2pix.SIZE_MULTIPLE,
+    'resnet18_unet': unet.SIZE_MULTIPLE,
+    'resnet34_unet': unet.SIZE_MULTIPLE,
+    'resnet18_unet_lite': unet_lite.SIZE_MULTIPLE,
+    'resnet34_unet_lite': unet_lite.SIZE_MULTIPLE,
+}
 
 build_discriminator = patchgan.build_discriminator
 ENCODER_NAME = resnet.ENCODER_NAME
@@ -46,9 +68,22 @@ __all__ = [
     'ENCODER_NAME',
     'build_generator',
     'build_discriminator',
+    'size_multiple',
     'get_encoder',
     'load_encoder_weights',
 ]
+
+
+def size_multiple(generator_name: str) -> int:
+    """The multiple that a generator's input height and width must have."""
+    _check_name(generator_name)
+    return _SIZE_MULTIPLES[generator_name]
+
+
+def _check_name(name: str) -> None:
+    if name not in GENERATOR_NAMES:
+        raise ValueError(f'Unknown generator {name!r}; expected one of '
+                         f'{", ".join(GENERATOR_NAMES)}.')
 
 
 def _no_weights(encoder_weights: str | None) -> bool:
@@ -134,9 +169,7 @@ def build_generator(name: str = 'resnet18_unet',
         ValueError: On an unknown name, a bad size or width, or encoder
             weights for pix2pix_unet.
     """
-    if name not in GENERATOR_NAMES:
-        raise ValueError(f'Unknown generator {name!r}; expected one of '
-                         f'{", ".join(GENERATOR_NAMES)}.')
+    _check_name(name)
     if width <= 0:
         raise ValueError(f'width must be positive, got {width}.')
     if name == 'pix2pix_unet':
@@ -147,8 +180,8 @@ def build_generator(name: str = 'resnet18_unet',
             image_size=image_size,
             width=width,
             synchronized_batch_norm=synchronized_batch_norm)
-    arch = _RESNET_GENERATORS[name]
-    generator = unet.build_resnet_unet(
+    arch, build = _RESNET_GENERATORS[name]
+    generator = build(
         arch,
         image_size=image_size,
         width=width,
@@ -161,3 +194,4 @@ def build_generator(name: str = 'resnet18_unet',
 PixelShuffle = layers_lib.PixelShuffle
 ICNR = layers_lib.ICNR
 SpatialMultipleCheck = layers_lib.SpatialMultipleCheck
+BilinearUpsampling = layers_lib.BilinearUpsampling

@@ -8,11 +8,13 @@ ones Keras 3 lacks:
   * `ICNR`, the initializer that makes a pixel-shuffle up-sampler start as a
     nearest-neighbour up-sampler (Aitken et al. 2017, "Checkerboard artifact
     free sub-pixel convolution");
+  * `BilinearUpsampling`, bilinear up-sampling that works with unknown
+    spatial sizes (Keras 3's UpSampling2D does not);
   * `SpatialMultipleCheck`, which turns an input whose height or width is not
     a multiple of the network's total stride into one clear error instead of
     a shape mismatch deep inside a concatenation.
 
-All three are registered with `keras.saving.register_keras_serializable`, so
+All are registered with `keras.saving.register_keras_serializable`, so
 models that use them save to and load from `.keras` files.
 
 Batch normalisation everywhere uses PyTorch's defaults (epsilon 1e-5,
@@ -158,6 +160,34 @@ class SpatialMultipleCheck(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(multiple=self.multiple, model_name=self.model_name)
+        return config
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BilinearUpsampling(keras.layers.Layer):
+    """Up-samples height and width by an integer factor, bilinearly.
+
+    `keras.layers.UpSampling2D(interpolation='bilinear')` needs static
+    spatial sizes in Keras 3, and the generators must serve any size.
+    """
+
+    def __init__(self, factor: int, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, inputs):
+        size = tf.shape(inputs)[1:3] * self.factor
+        return tf.cast(tf.image.resize(inputs, size, method='bilinear'),
+                       inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        scale = lambda n: None if n is None else n * self.factor
+        return (batch, scale(height), scale(width), channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(factor=self.factor)
         return config
 
 

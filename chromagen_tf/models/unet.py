@@ -61,7 +61,7 @@ from chromagen_tf.models import resnet
 SIZE_MULTIPLE = 32
 
 
-def _conv_block(x, filters: int, name: str, synchronized: bool,
+def conv_block(x, filters: int, name: str, synchronized: bool,
                 activation: bool = True, gamma_initializer: str = 'ones'):
     # fastai initialises decoder convolutions with kaiming_normal_ (fan_in).
     x = keras.layers.Conv2D(filters,
@@ -76,7 +76,7 @@ def _conv_block(x, filters: int, name: str, synchronized: bool,
     return x
 
 
-def _pixel_shuffle_up(x, filters: int, name: str, synchronized: bool):
+def pixel_shuffle_up(x, filters: int, name: str, synchronized: bool):
     """Doubles the resolution: 1x1 conv (ICNR) to 4*filters, pixel shuffle."""
     x = keras.layers.Conv2D(filters * 4,
                             1,
@@ -89,13 +89,13 @@ def _pixel_shuffle_up(x, filters: int, name: str, synchronized: bool):
 
 
 def _unet_block(x, skip, final_div: bool, name: str, synchronized: bool):
-    up = _pixel_shuffle_up(x, x.shape[-1] // 2, f'{name}_up', synchronized)
+    up = pixel_shuffle_up(x, x.shape[-1] // 2, f'{name}_up', synchronized)
     skip = layers_lib.batch_norm(f'{name}_skip_bn', synchronized)(skip)
     x = keras.layers.Concatenate(name=f'{name}_concat')([up, skip])
     x = keras.layers.ReLU(name=f'{name}_relu')(x)
     filters = x.shape[-1] if final_div else x.shape[-1] // 2
-    x = _conv_block(x, filters, f'{name}_1', synchronized)
-    return _conv_block(x, filters, f'{name}_2', synchronized)
+    x = conv_block(x, filters, f'{name}_1', synchronized)
+    return conv_block(x, filters, f'{name}_2', synchronized)
 
 
 def build_resnet_unet(arch: str = 'resnet18',
@@ -137,8 +137,8 @@ def build_resnet_unet(arch: str = 'resnet18',
     x = layers_lib.batch_norm('encoder_bn', sync)(layer4)
     x = keras.layers.ReLU(name='encoder_relu')(x)
     channels = x.shape[-1]
-    x = _conv_block(x, channels * 2, 'middle_1', sync)
-    x = _conv_block(x, channels, 'middle_2', sync)
+    x = conv_block(x, channels * 2, 'middle_1', sync)
+    x = conv_block(x, channels, 'middle_2', sync)
 
     skips = (layer3, layer2, layer1, stem)
     for index, skip in enumerate(skips):
@@ -148,11 +148,11 @@ def build_resnet_unet(arch: str = 'resnet18',
                         name=f'up{index + 1}',
                         synchronized=sync)
 
-    x = _pixel_shuffle_up(x, x.shape[-1], 'final_up', sync)
+    x = pixel_shuffle_up(x, x.shape[-1], 'final_up', sync)
     x = keras.layers.Concatenate(name='final_concat')([x, checked])
     # fastai's ResBlock: conv-bn-relu, conv-bn (zero gamma), add, relu.
-    residual = _conv_block(x, x.shape[-1], 'final_res_1', sync)
-    residual = _conv_block(residual,
+    residual = conv_block(x, x.shape[-1], 'final_res_1', sync)
+    residual = conv_block(residual,
                            x.shape[-1],
                            'final_res_2',
                            sync,

@@ -1,0 +1,99 @@
+"""A U-Net built for cost: `resnet18_unet_lite`.
+
+Colour is low-frequency: Zhang et al. (2016, "Colorful Image
+Colorization") predict a*b* at a quarter of the input resolution, and the
+full-resolution L, which every output path of ChromaGen joins back in,
+carries the detail. This generator therefore keeps the ResNet-18 encoder of
+`resnet18_unet` but stops its decoder at 1/4 resolution:
+
+  * encoder: the same torchvision-layout ResNet (`resnet.py`), so imported
+    ImageNet weights load into it exactly as into `resnet18_unet`;
+  * middle: BatchNorm + ReLU on layer4 and one 3x3 conv block (8w);
+  * three up-sampling blocks, to layer3 (1/16), layer2 (1/8) and layer1
+    (1/4): pixel shuffle with ICNR to the skip's width, the skip through
+    BatchNorm, concatenation, ReLU and two 3x3 conv blocks as wide as the
+    skip (4w, 2w, w), i.e. a decoder half as wide as DynamicUnet's;
+  * a head at 1/4 resolution that also sees the input L average-pooled to
+    1/4 (a cheap cue for edges), a 3x3 conv block and a linear 1x1 conv to
+    ab in float32;
+  * bilinear up-sampling x4 back to the input size, in float32, so the
+    network's output has the input's size like every other generator and
+    trains with the same full-resolution L1 loss.
+
+There is no full-resolution block, which is about 40% of resnet18_unet's
+cost. FLOPs per 256x256 image (width=64, counted as in `unet.py` by
+`bench/bench_models.py`) and training speed are in BENCHMARKS.md.
+"""
+
+import keras
+
+from chromagen_tf.models import layers as layers_lib
+from chromagen_tf.models import resnet
+from chromagen_tf.models import unet
+
+SIZE_MULTIPLE = unet.SIZE_MULTIPLE
+# a*b* are predicted at 1/OUTPUT_STRIDE of the input and up-sampled.
+OUTPUT_STRIDE = 4
+
+
+def _up_block(x, skip, name: str, synchronized: bool):
+    filters = skip.shape[-1]
+    up = unet.pixel_shuffle_up(x, filters, f'{name}_up', synchronized)
+    skip = layers_lib.batch_norm(f'{name}_skip_bn', synchronized)(skip)
+    x = keras.layers.Concatenate(name=f'{name}_concat')([up, skip])
+    x = keras.layers.ReLU(name=f'{name}_relu')(x)
+    x = unet.conv_block(x, filters, f'{name}_1', synchronized)
+    return unet.conv_block(x, filters, f'{name}_2', synchronized)
+
+
+def build_resnet_unet_lite(arch: str = 'resnet18',
+                           *,
+                           image_size: int | None = None,
+                           width: int = 64,
+                           synchronized_batch_norm: bool = False,
+                           name: str | None = None) -> keras.Model:
+    """Builds the low-cost ResNet-encoder U-Net generator.
+
+    Args:
+        arch: 'resnet18' or 'resnet34' (the encoder).
+        image_size: Fixed square input size (a multiple of 32), or None for
+            any multiple of 32.
+        width: Base channel width; 64 is the real ResNet.
+        synchronized_batch_norm: Use cross-replica batch statistics.
+        name: Model name; defaults to f'{arch}_unet_lite'.
+
+    Returns:
+        A keras.Model mapping normalised L [B, H, W, 1] to normalised ab
+        [B, H, W, 2] in float32.
+
+    Raises:
+        ValueError: On a bad arch, width or image size.
+    """
+    name = name or f'{arch}_unet_lite'
+    layers_lib.check_image_size(image_size, SIZE_MULTIPLE, name)
+    sync = synchronized_batch_norm
+    encoder = resnet.build_resnet_encoder(arch,
+                                          width=width,
+                                          image_size=image_size,
+                                          synchronized_batch_norm=sync)
+    inputs = keras.Input((image_size, image_size, 1), name='l_channel')
+    checked = layers_lib.SpatialMultipleCheck(SIZE_MULTIPLE,
+                                              model_name=name,
+                                              name='size_check')(inputs)
+    _, layer1, layer2, layer3, layer4 = encoder(checked)
+
+    x = layers_lib.batch_norm('encoder_bn', sync)(layer4)
+    x = keras.layers.ReLU(name='encoder_relu')(x)
+    x = unet.conv_block(x, x.shape[-1], 'middle', sync)
+    for index, skip in enumerate((layer3, layer2, layer1)):
+        x = _up_block(x, skip, f'up{index + 1}', sync)
+
+    small_l = keras.layers.AveragePooling2D(OUTPUT_STRIDE,
+                                            name='l_pool')(checked)
+    x = keras.layers.Concatenate(name='head_concat')([x, small_l])
+    x = unet.conv_block(x, layer1.shape[-1], 'head', sync)
+    # float32 output layers keep mixed-precision training numerically safe.
+    ab = keras.layers.Conv2D(2, 1, dtype='float32', name='ab_small')(x)
+    outputs = layers_lib.BilinearUpsampling(OUTPUT_STRIDE, dtype='float32',
+                                            name='ab')(ab)
+    return keras.Model(inputs, outputs, name=name)
