@@ -135,8 +135,24 @@ def rgb_to_lab(rgb: TensorLike, name: str = 'rgb_to_lab') -> tf.Tensor:
         return tf.cast(lab, dtype)
 
 
+def _lab_to_linear_rgb(lab: tf.Tensor) -> tf.Tensor:
+    """float32 Lab [..., 3] -> linear sRGB [..., 3], not clipped."""
+    l_channel, a, b = tf.unstack(lab, axis=-1)
+    fy = (l_channel + 16.0) / 116.0
+    fx = fy + a / 500.0
+    fz = tf.maximum(fy - b / 200.0, 0.0)
+    xyz = _lab_f_inverse(tf.stack([fx, fy, fz], axis=-1))
+    xyz = xyz * tf.constant(D65_WHITE, dtype=xyz.dtype)
+    return _matmul_last_axis(xyz, _XYZ_TO_RGB)
+
+
 def lab_to_rgb(lab: TensorLike, name: str = 'lab_to_rgb') -> tf.Tensor:
     """Converts CIELAB (D65, 2-degree observer) to sRGB clipped to [0, 1].
+
+    This is the reference conversion, which clips each channel as
+    scikit-image and tensorflow-io do; that changes the lightness of
+    out-of-gamut colours. Pictures for people go through
+    `lab_to_rgb_in_gamut` instead.
 
     Args:
       lab: A float tensor of shape [..., 3]: L in [0, 100], a and b in real
@@ -144,20 +160,79 @@ def lab_to_rgb(lab: TensorLike, name: str = 'lab_to_rgb') -> tf.Tensor:
       name: Op name scope.
 
     Returns:
-      sRGB in [0, 1], same shape and dtype as `lab`. Out-of-gamut colours are
-      clipped, as scikit-image and tensorflow-io do.
+      sRGB in [0, 1], same shape and dtype as `lab`.
     """
     with tf.name_scope(name):
         lab, dtype = _to_float32(lab)
-        l_channel, a, b = tf.unstack(lab, axis=-1)
-        fy = (l_channel + 16.0) / 116.0
-        fx = fy + a / 500.0
-        fz = tf.maximum(fy - b / 200.0, 0.0)
-        xyz = _lab_f_inverse(tf.stack([fx, fy, fz], axis=-1))
-        xyz = xyz * tf.constant(D65_WHITE, dtype=xyz.dtype)
-        linear = _matmul_last_axis(xyz, _XYZ_TO_RGB)
+        linear = _lab_to_linear_rgb(lab)
         rgb = tf.clip_by_value(_linear_to_srgb(linear), 0.0, 1.0)
         return tf.cast(rgb, dtype)
+
+
+# --- Gamut mapping ------------------------------------------------------------
+
+# Bisection steps on the chroma scale: 2^-20 of the predicted chroma.
+_GAMUT_STEPS = 20
+# Linear-RGB slack before a colour counts as out of gamut: float32 noise of
+# colours that came from sRGB pixels, well below one 8-bit step.
+_GAMUT_TOLERANCE = 1e-5
+
+
+def _in_gamut(linear: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_all((linear >= -_GAMUT_TOLERANCE)
+                         & (linear <= 1.0 + _GAMUT_TOLERANCE), axis=-1)
+
+
+def fit_to_srgb_gamut(lab: TensorLike,
+                      name: str = 'fit_to_srgb_gamut') -> tf.Tensor:
+    """Brings Lab colours into the sRGB gamut at fixed L and hue.
+
+    Each out-of-gamut colour keeps its L and its hue angle atan2(b, a); its
+    chroma is scaled by the largest factor in [0, 1] that lands in the gamut,
+    found by bisection (every neutral colour with L in [0, 100] is in the
+    gamut, so the factor 0 always fits). Colours already in the gamut are
+    returned unchanged, and only the out-of-gamut pixels are computed on,
+    which keeps well-predicted photos cheap. L is clipped to [0, 100].
+
+    The chroma factor is piecewise constant, so gradients through the
+    output are finite (the factor itself passes no gradient).
+
+    Args:
+      lab: A float tensor [..., 3], L in [0, 100], a and b in Lab units.
+      name: Op name scope.
+
+    Returns:
+      Lab of the same shape and dtype, inside the sRGB gamut.
+    """
+    with tf.name_scope(name):
+        lab, dtype = _to_float32(lab)
+        lab = tf.concat(
+            [tf.clip_by_value(lab[..., :1], 0.0, 100.0), lab[..., 1:]], -1)
+        outside = tf.where(tf.logical_not(_in_gamut(_lab_to_linear_rgb(lab))))
+        colours = tf.gather_nd(lab, outside)  # [N, 3]
+        lightness, ab = colours[:, :1], colours[:, 1:]
+        low = tf.zeros_like(lightness)
+        high = tf.ones_like(lightness)
+        for _ in range(_GAMUT_STEPS):
+            middle = (low + high) / 2.0
+            fits = _in_gamut(_lab_to_linear_rgb(
+                tf.concat([lightness, ab * middle], -1)))[:, tf.newaxis]
+            low = tf.where(fits, middle, low)
+            high = tf.where(fits, high, middle)
+        fitted = tf.concat([lightness, ab * tf.stop_gradient(low)], -1)
+        lab = tf.tensor_scatter_nd_update(lab, outside, fitted)
+        return tf.cast(lab, dtype)
+
+
+def lab_to_rgb_in_gamut(lab: TensorLike,
+                        name: str = 'lab_to_rgb_in_gamut') -> tf.Tensor:
+    """Lab -> sRGB in [0, 1] that keeps every pixel's L (`fit_to_srgb_gamut`).
+
+    This is how every picture ChromaGen shows is made: the serving
+    signatures, the colorize tool, the evaluation tool and TensorBoard.
+    """
+    with tf.name_scope(name):
+        return lab_to_rgb(fit_to_srgb_gamut(lab))
 
 
 # --- Normalisation helpers -------------------------------------------------
@@ -195,11 +270,12 @@ def normalized_to_rgb(
     """Joins normalised L [..., 1] and ab [..., 2] and returns sRGB in [0, 1].
 
     This is the inverse of the model's input/output space: it is how a
-    prediction becomes a picture. Computed in float32.
+    prediction becomes a picture, gamut-mapped at fixed L and hue.
+    Computed in float32.
     """
     l_channel = denormalize_l(tf.cast(l_normalized, tf.float32))
     ab = denormalize_ab(tf.cast(ab_normalized, tf.float32))
-    return lab_to_rgb(tf.concat([l_channel, ab], axis=-1))
+    return lab_to_rgb_in_gamut(tf.concat([l_channel, ab], axis=-1))
 
 
 def rgb_to_normalized(rgb: TensorLike) -> tuple[tf.Tensor, tf.Tensor]:

@@ -58,7 +58,7 @@ _PER_IMAGE = ('ab_mae', 'psnr', 'ssim', 'colorfulness', 'colorfulness_gt',
 class EvaluateConfig:
     """Where the images come from; see chromagen_tf/evaluate.py flags."""
 
-    model: str
+    model: str = ''  # Empty: the bundled model.
     data_dir: str = ''
     split: str = 'val'
     image_dir: str = ''
@@ -111,8 +111,8 @@ def examples_from_images(image_dir: str) -> Iterator[Example]:
 ])
 def image_metrics(l_channel, ab_pred, ab_true) -> dict[str, tf.Tensor]:
     """The per-image metrics of one prediction, as float32 scalars."""
-    rgb_pred = color.lab_to_rgb(tf.concat([l_channel, ab_pred], -1))
-    rgb_true = color.lab_to_rgb(tf.concat([l_channel, ab_true], -1))
+    rgb_pred = color.lab_to_rgb_in_gamut(tf.concat([l_channel, ab_pred], -1))
+    rgb_true = color.lab_to_rgb_in_gamut(tf.concat([l_channel, ab_true], -1))
     values = {
         'ab_mae': metrics.ab_mae(ab_pred, ab_true),
         'psnr': tf.minimum(metrics.psnr(rgb_pred, rgb_true), PSNR_CAP_DB),

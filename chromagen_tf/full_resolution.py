@@ -7,8 +7,8 @@ L channel (as DDColor and DeOldify do):
      total stride; the padding is cut off the prediction.
   2. The predicted ab is resized back to the image's own size.
   3. The original full-resolution L is joined with that ab.
-So the output's L equals the input's L up to uint8 rounding and to sRGB
-gamut clipping of very saturated predictions.
+So the output's L equals the input's L up to uint8 rounding: predictions
+outside the sRGB gamut lose chroma at fixed L and hue.
 
 These graph functions are the one home of those steps: the serving graph
 (`export_lib.ColorizationModule`) and the colorize and evaluation tools
@@ -139,8 +139,12 @@ def from_working_ab(
 
 
 def lab_to_uint8(l_channel: tf.Tensor, ab: tf.Tensor) -> tf.Tensor:
-    """Real-unit L [..., 1] and ab [..., 2] -> uint8 sRGB [..., 3]."""
-    rgb = color.lab_to_rgb(tf.concat([l_channel, ab], axis=-1))
+    """Real-unit L [..., 1] and ab [..., 2] -> uint8 sRGB [..., 3].
+
+    Out-of-gamut predictions lose chroma, never lightness
+    (`color.lab_to_rgb_in_gamut`), so the output keeps the photo's L.
+    """
+    rgb = color.lab_to_rgb_in_gamut(tf.concat([l_channel, ab], axis=-1))
     return tf.cast(tf.round(rgb * 255.0), tf.uint8)
 
 
