@@ -163,7 +163,6 @@ class Trainer:
             max_to_keep=config.max_checkpoints,
             checkpoint_name=checkpoints.CHECKPOINT_NAME,
             step_counter=self.global_step,
-            checkpoint_interval=config.checkpoint_every,
         )
 
     def restore_or_initialise(self) -> str:
@@ -317,6 +316,10 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
                 _next_multiple(step, config.steps_per_loop),
                 _next_multiple(step, config.summary_every),
                 _next_multiple(step, config.eval_every),
+                # A loop can only save at its end: ending loops at every
+                # checkpoint multiple keeps the promise that a crash loses
+                # at most checkpoint_every steps.
+                _next_multiple(step, config.checkpoint_every),
             )
             num_steps = boundary - step
             start = time.perf_counter()
@@ -351,10 +354,12 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
             # Every worker must agree to stop at the same step, or the ones
             # still training would wait forever in their next all-reduce.
             stopping = agree_to_stop(bool(stop_request.signal_name))
-            # Always save at the end and when asked to stop (preemption).
-            must_save = step == steps_to_run or stopping
-            trainer.manager.save(checkpoint_number=step,
-                                 check_interval=not must_save)
+            # Save at every multiple of checkpoint_every (each one ends a
+            # loop), at the end, and when asked to stop (preemption).
+            if (step % config.checkpoint_every == 0 or step == steps_to_run
+                    or stopping):
+                trainer.manager.save(checkpoint_number=step,
+                                     check_interval=False)
             if stopping:
                 stopped = stop_request.signal_name or 'another worker stopped'
                 break

@@ -97,6 +97,18 @@ class TrainStagesTest(tf.test.TestCase):
         self._run_both_stages(
             os.path.join(self.get_temp_dir(), 'run_b'), 'bfloat16', 'float32')
 
+    def test_checkpoints_at_every_multiple_below_steps_per_loop(self):
+        model_dir = os.path.join(self.get_temp_dir(), 'every_three')
+        trainer.train(tiny_config(
+            self.data_dir, model_dir, train_steps=10, steps_per_loop=50,
+            checkpoint_every=3, max_checkpoints=10, eval_every=1000,
+            summary_every=1000))
+        state = tf.train.get_checkpoint_state(
+            os.path.join(model_dir, 'pretrain'))
+        steps = [int(path.rsplit('-', 1)[1])
+                 for path in state.all_model_checkpoint_paths]
+        self.assertEqual(steps, [3, 6, 9, 10])
+
     def test_pretraining_overfits_four_images(self):
         model_dir = os.path.join(self.get_temp_dir(), 'overfit')
         four = records.write_shards(
