@@ -82,6 +82,34 @@ def build_networks(config: configs.TrainConfig, policy: str) -> Networks:
     return networks
 
 
+def apply_gradients(optimizer, gradients, variables) -> None:
+    """optimizer.apply, with float16 overflow agreed across replicas.
+
+    Keras' LossScaleOptimizer decides to skip a step from the gradients it
+    is given, which in a replica context are that replica's own, before the
+    all-reduce; under MirroredStrategy it acts on replica 0's verdict, so an
+    overflow on replica 1 alone would be summed into every weight. Here the
+    replicas first all-reduce a count of those that overflowed; if any did,
+    every replica's gradients are made non-finite, so that all of them skip
+    the step and halve the loss scale together.
+    """
+    context = tf.distribute.get_replica_context()
+    if (isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+            and context is not None and context.num_replicas_in_sync > 1):
+        finite = tf.reduce_all([
+            tf.reduce_all(tf.math.is_finite(gradient))
+            for gradient in gradients if gradient is not None])
+        overflowed = context.all_reduce(
+            tf.distribute.ReduceOp.SUM,
+            tf.cast(tf.logical_not(finite), tf.float32))
+        poison = tf.where(overflowed > 0, float('nan'), 0.0)
+        gradients = [
+            None if gradient is None else
+            gradient + tf.cast(poison, gradient.dtype)
+            for gradient in gradients]
+    optimizer.apply(gradients, variables)
+
+
 class StepFunctions:
     """Per-replica steps and the multi-step `tf.function` training loop."""
 
@@ -115,7 +143,7 @@ class StepFunctions:
         metrics = {'l1': l1}
         if return_gradients:
             return metrics, {'generator': gradients}
-        optimizer.apply(gradients, generator.trainable_variables)
+        apply_gradients(optimizer, gradients, generator.trainable_variables)
         return metrics
 
     def gan_step(self, batch, return_gradients=False):
@@ -154,9 +182,8 @@ class StepFunctions:
                     d_scaled, discriminator.trainable_variables
                 )
                 if not return_gradients:
-                    d_optimizer.apply(
-                        d_gradients, discriminator.trainable_variables
-                    )
+                    apply_gradients(d_optimizer, d_gradients,
+                                    discriminator.trainable_variables)
             fresh_logits = discriminator(
                 tf.concat([l_channel, tf.cast(fake_ab, l_channel.dtype)], -1),
                 training=True,
@@ -183,7 +210,8 @@ class StepFunctions:
             return metrics, {
                 'generator': g_gradients, 'discriminator': d_gradients
             }
-        g_optimizer.apply(g_gradients, generator.trainable_variables)
+        apply_gradients(g_optimizer, g_gradients,
+                        generator.trainable_variables)
         return metrics
 
     def replica_step(self, batch, return_gradients=False):
