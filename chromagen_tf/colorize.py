@@ -2,12 +2,14 @@
 
 Usage:
 
+  python -m chromagen_tf.colorize old_scan.jpg photos/ --output_dir=out
   python -m chromagen_tf.colorize --model=models/chromagen \
-      photos/ old_scan.jpg --output_dir=colorized --recursive
+      photos/ --output_dir=colorized --recursive
 
---model takes an export base directory (its newest version is used), one
-SavedModel version directory, or a training --model_dir (its latest
-checkpoint is used). Each INPUT is a file or a folder; outputs mirror the
+Without --model the bundled model is used (MODEL_CARD.md). --model takes
+an export base directory (its newest version is used), one SavedModel
+version directory, or a training --model_dir (its latest checkpoint is
+used). Each INPUT is a file or a folder; outputs mirror the
 input tree under --output_dir and keep each input's format unless
 --output_extension is given. Photos are colorized at full resolution: the
 network sees a --render_size working copy and its colours are laid over the
@@ -24,27 +26,15 @@ from absl import flags
 
 from chromagen_tf import colorize_folders
 from chromagen_tf import colorize_lib
-from chromagen_tf import full_resolution
 from chromagen_tf import image_decoding
+from chromagen_tf import model_flags
 
-_MODEL = flags.DEFINE_string(
-    'model', None,
-    'Export base directory, SavedModel version directory or training '
-    'model_dir.')
 _OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', None, 'Where the colorized images are written.')
 _RECURSIVE = flags.DEFINE_boolean(
     'recursive', False, 'Also colorize images in subfolders of folder inputs.')
 _OVERWRITE = flags.DEFINE_boolean(
     'overwrite', False, 'Replace outputs that already exist.')
-_BATCH_SIZE = flags.DEFINE_integer(
-    'batch_size', colorize_lib.DEFAULT_BATCH_SIZE,
-    'Images per network call (and held in memory at once).', lower_bound=1)
-_RENDER_SIZE = flags.DEFINE_integer(
-    'render_size', None,
-    'Longer side of the working size the network runs at; larger gives '
-    'finer colour and costs more. Default: the export\'s setting, else '
-    f'{full_resolution.DEFAULT_RENDER_SIZE}.', lower_bound=32)
 _COMPARE = flags.DEFINE_boolean(
     'compare', False,
     'Write side-by-side images: the gray input, the colorized result and, '
@@ -53,34 +43,34 @@ _OUTPUT_EXTENSION = flags.DEFINE_string(
     'output_extension', '',
     'Write every output with this extension and its format (e.g. png, '
     'jpg). Default: the input\'s own.')
-_STAGE = flags.DEFINE_enum(
-    'stage', 'gan', ['gan', 'pretrain'],
-    'For a training model_dir: which stage\'s checkpoint to use.')
 _MAX_PIXELS = flags.DEFINE_integer(
     'max_pixels', image_decoding.DEFAULT_MAX_PIXELS,
     'Larger images are skipped, judged from their header.', lower_bound=1)
+
+
+# --help lists the shared model flags as this tool's own.
+flags.adopt_module_key_flags(model_flags)
 
 
 def main(argv):
     inputs = tuple(argv[1:])
     if not inputs:
         raise app.UsageError('Give at least one INPUT file or folder.')
-    if not _MODEL.value or not _OUTPUT_DIR.value:
-        raise app.UsageError('--model and --output_dir are required.')
+    if not _OUTPUT_DIR.value:
+        raise app.UsageError('--output_dir is required.')
     config = colorize_folders.ColorizeConfig(
         inputs=inputs,
         output_dir=_OUTPUT_DIR.value,
         recursive=_RECURSIVE.value,
         overwrite=_OVERWRITE.value,
-        batch_size=_BATCH_SIZE.value,
+        batch_size=model_flags.BATCH_SIZE.value,
         compare=_COMPARE.value,
         output_extension=_OUTPUT_EXTENSION.value,
         max_pixels=_MAX_PIXELS.value,
     )
     try:
         colorize_folders.find_jobs(config)  # Fails early on a missing input.
-        colorizer = colorize_lib.load_colorizer(
-            _MODEL.value, _STAGE.value, _RENDER_SIZE.value)
+        colorizer = model_flags.load_colorizer()
     except (FileNotFoundError, ValueError) as error:
         # ModelNotFoundError and configs.ConfigMismatchError are ValueErrors.
         print(f'colorize: {error}', file=sys.stderr)

@@ -1,8 +1,10 @@
 """Colorizing photos with a trained model: the colorize tool's model side.
 
-`load_colorizer` builds a `Colorizer` from any of the three places a user
-may point at:
+`load_colorizer` builds a `Colorizer` from any of the places a user may
+point at:
 
+  * nothing: the bundled model (`chromagen_tf/bundled`, MODEL_CARD.md), or
+    any folder in its format;
   * an export base directory (`models/chromagen`): its newest version;
   * one SavedModel version directory (`models/chromagen/3`);
   * a training directory (`--model_dir` of the trainer): its latest
@@ -24,7 +26,9 @@ from typing import Optional, Sequence
 import numpy as np
 import tensorflow as tf
 
+from chromagen_tf import bundled
 from chromagen_tf import checkpoints
+from chromagen_tf import configs
 from chromagen_tf import export_lib
 from chromagen_tf import full_resolution
 
@@ -186,20 +190,35 @@ def _keras_predict_fn(generator):
 
 
 def load_colorizer(
-    model: str, stage: str = 'gan', render_size: Optional[int] = None
+    model: Optional[str] = None, stage: str = 'gan',
+    render_size: Optional[int] = None
 ) -> Colorizer:
-    """Loads a Colorizer from an export base, a version or a training dir.
+    """Loads a Colorizer from the bundled model, an export or a training dir.
 
     Args:
-      model: The path given as --model.
+      model: The path given as --model; None or empty: the bundled model.
       stage: For a training directory: which stage's checkpoint to use.
-      render_size: Working size; default: the export's, else 256.
+      render_size: Working size; default: the one recorded with the model
+        (see the module docstring).
 
     Raises:
       ModelNotFoundError: the path holds no model.
     """
+    model = model or bundled.BUNDLED_DIR
     if not tf.io.gfile.isdir(model):
         raise ModelNotFoundError(f'--model={model} is not a directory.')
+    if bundled.is_bundled_model(model):
+        generator, model_config, info = bundled.load_generator(model)
+        return Colorizer(
+            _keras_predict_fn(generator),
+            render_size or info['render_size'],
+            full_resolution.size_multiple_for(model_config.generator),
+            description=f'bundled model {model}',
+        )
+    if model == bundled.BUNDLED_DIR:
+        raise ModelNotFoundError(
+            f'The bundled model is missing from {model}; reinstall '
+            'ChromaGen, or pass --model.')
     version_dir = None
     if tf.saved_model.contains_saved_model(model):
         version_dir = model
@@ -228,7 +247,7 @@ def load_colorizer(
             model, stage=stage)
         return Colorizer(
             _keras_predict_fn(generator),
-            render_size or full_resolution.DEFAULT_RENDER_SIZE,
+            render_size or configs.trained_image_size(model, stage),
             full_resolution.size_multiple_for(model_config.generator),
             description=f'checkpoint {path}',
         )

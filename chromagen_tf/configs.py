@@ -121,7 +121,7 @@ def train_config_from_dict(values: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def _write_json_atomically(path: str, values: dict[str, Any]) -> None:
+def write_json_atomically(path: str, values: dict[str, Any]) -> None:
     tf.io.gfile.makedirs(os.path.dirname(path))
     temporary = path + '.tmp'
     with tf.io.gfile.GFile(temporary, 'w') as f:
@@ -175,6 +175,17 @@ def read_model_config(model_dir: str) -> ModelConfig:
     return model_config_from_dict(values)
 
 
+def trained_image_size(model_dir: str, stage: str) -> int:
+    """The crop size a stage of a training directory was trained at.
+
+    A model should colorize at the size it was trained at (a 64 px model
+    rendered at 128 px paints blobs); directories without a stage config
+    get the TrainConfig default.
+    """
+    values = _read_json(os.path.join(model_dir, stage, STAGE_CONFIG_FILE))
+    return int((values or {}).get('image_size', TrainConfig.image_size))
+
+
 def check_and_write_model_config(model_dir: str, model: ModelConfig) -> None:
     """Writes MODEL_DIR/config.json, or checks it matches if present.
 
@@ -184,7 +195,7 @@ def check_and_write_model_config(model_dir: str, model: ModelConfig) -> None:
     path = os.path.join(model_dir, MODEL_CONFIG_FILE)
     saved = _read_json(path)
     if saved is None:
-        _write_json_atomically(path, to_dict(model))
+        write_json_atomically(path, to_dict(model))
         return
     difference = _first_difference(saved, to_dict(model))
     if difference:
@@ -216,4 +227,4 @@ def check_and_write_stage_config(config: TrainConfig) -> None:
                 f'{name}={old!r} but this run has {name}={new!r}. Restore '
                 'the original value or train into a new --model_dir.'
             )
-    _write_json_atomically(path, wanted)
+    write_json_atomically(path, wanted)

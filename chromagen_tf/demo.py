@@ -169,8 +169,7 @@ def run_demo() -> dict:
     _stage(4, 'Exporting a TF Serving SavedModel',
            os.path.join(export_base, '1', 'saved_model.pb'),
            ['chromagen_tf.export', f'--model_dir={model_dir}',
-            f'--export_dir={export_base}', '--version=1',
-            f'--render_size={_IMAGE_SIZE.value * 2}'])
+            f'--export_dir={export_base}', '--version=1'])
     held_out = _held_out_photos(data_dir, photos)
     compare = os.path.join(out, 'compare')
     _stage(5, 'Colorizing the held-out photos with the SavedModel', compare,

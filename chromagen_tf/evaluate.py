@@ -2,13 +2,15 @@
 
 Usage:
 
+  python -m chromagen_tf.evaluate --image_dir=photos --report=eval.json
   python -m chromagen_tf.evaluate --model=models/chromagen \
       --data_dir=data/coco --split=val --report=eval.json
   python -m chromagen_tf.evaluate --model=runs/coco --image_dir=photos \
       --report=eval.json
 
---model takes the same paths as the colorize tool: an export base
-directory, one SavedModel version, or a training model_dir. Images come
+--model takes the same paths as the colorize tool, and defaults to the
+bundled model: an export base directory, one SavedModel version, or a
+training model_dir. Images come
 either from Lab TFRecord shards (DATA_DIR/<split>-*.tfrecord) or from a
 folder of photos (walked recursively). Prints a table and writes the JSON
 report described in chromagen_tf/evaluate_lib.py.
@@ -23,11 +25,8 @@ from absl import flags
 
 from chromagen_tf import colorize_lib
 from chromagen_tf import evaluate_lib
+from chromagen_tf import model_flags
 
-_MODEL = flags.DEFINE_string(
-    'model', None,
-    'Export base directory, SavedModel version directory or training '
-    'model_dir.')
 _DATA_DIR = flags.DEFINE_string(
     'data_dir', '', 'Folder of Lab TFRecord shards.')
 _SPLIT = flags.DEFINE_string(
@@ -39,34 +38,28 @@ _REPORT = flags.DEFINE_string(
 _MAX_IMAGES = flags.DEFINE_integer(
     'max_images', 0, 'Evaluate at most this many images; 0: all.',
     lower_bound=0)
-_BATCH_SIZE = flags.DEFINE_integer(
-    'batch_size', colorize_lib.DEFAULT_BATCH_SIZE,
-    'Images per network call.', lower_bound=1)
-_RENDER_SIZE = flags.DEFINE_integer(
-    'render_size', None,
-    'Working size of the network; default: the export\'s, else 256.',
-    lower_bound=32)
-_STAGE = flags.DEFINE_enum(
-    'stage', 'gan', ['gan', 'pretrain'],
-    'For a training model_dir: which stage\'s checkpoint to use.')
+
+
+# --help lists the shared model flags as this tool's own.
+flags.adopt_module_key_flags(model_flags)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    if not _MODEL.value or not _REPORT.value:
-        raise app.UsageError('--model and --report are required.')
+    if not _REPORT.value:
+        raise app.UsageError('--report is required.')
     if bool(_DATA_DIR.value) == bool(_IMAGE_DIR.value):
         raise app.UsageError('Give exactly one of --data_dir and --image_dir.')
     config = evaluate_lib.EvaluateConfig(
-        model=_MODEL.value,
+        model=model_flags.MODEL.value,
         data_dir=_DATA_DIR.value,
         split=_SPLIT.value,
         image_dir=_IMAGE_DIR.value,
         max_images=_MAX_IMAGES.value,
-        batch_size=_BATCH_SIZE.value,
-        render_size=_RENDER_SIZE.value,
-        stage=_STAGE.value,
+        batch_size=model_flags.BATCH_SIZE.value,
+        render_size=model_flags.RENDER_SIZE.value,
+        stage=model_flags.STAGE.value,
     )
     try:
         report = evaluate_lib.run_evaluation(config)

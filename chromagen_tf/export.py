@@ -4,6 +4,7 @@ Usage:
 
   python -m chromagen_tf.export --model_dir=runs/coco \
       --export_dir=models/chromagen
+  python -m chromagen_tf.export --export_dir=models/chromagen  # bundled
 
 writes models/chromagen/<version>/, the layout TF Serving reads with
 --model_base_path=models/chromagen. The version is the next integer unless
@@ -11,19 +12,23 @@ writes models/chromagen/<version>/, the layout TF Serving reads with
 renamed when complete, so a server watching the folder never loads half an
 export; the temporary folders of killed exports are removed by the next
 export. Only the generator is exported, from the latest GAN checkpoint (or
-the pretraining one with --stage=pretrain). The signatures are described in
+the pretraining one with --stage=pretrain); without --model_dir, the
+bundled model is exported. The working size defaults to the one the model
+was trained for. The signatures are described in
 chromagen_tf/export_lib.py.
 
 --format=tflite writes <version>/model.tflite instead: the raw network at a
 fixed square working size, for mobile apps.
 """
 
+import os
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from chromagen_tf import bundled
 from chromagen_tf import checkpoints
 from chromagen_tf import configs
 from chromagen_tf import export_lib
@@ -32,7 +37,8 @@ from chromagen_tf import image_decoding
 
 _MODEL_DIR = flags.DEFINE_string(
     'model_dir', None, 'Training directory holding config.json and '
-    'checkpoints.')
+    'checkpoints, or a folder in the bundled format. Default: the bundled '
+    'model (MODEL_CARD.md).')
 _EXPORT_DIR = flags.DEFINE_string(
     'export_dir', None, 'Base directory of the versions (TF Serving\'s '
     '--model_base_path).')
@@ -45,8 +51,10 @@ _VERSION = flags.DEFINE_integer(
     'version', None, 'Version number; default: one more than the largest.',
     lower_bound=0)
 _RENDER_SIZE = flags.DEFINE_integer(
-    'render_size', full_resolution.DEFAULT_RENDER_SIZE,
-    'Longer side of the working size the network runs at.', lower_bound=32)
+    'render_size', None,
+    'Longer side of the working size the network runs at. Default: the '
+    'bundled model\'s recorded size, or the stage\'s training crop size.',
+    lower_bound=32)
 _MAX_PIXELS = flags.DEFINE_integer(
     'max_pixels', image_decoding.DEFAULT_MAX_PIXELS,
     'Images with more pixels (read from the header) are refused.',
@@ -58,17 +66,26 @@ _FORMAT = flags.DEFINE_enum(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-    if not _MODEL_DIR.value or not _EXPORT_DIR.value:
-        raise app.UsageError('--model_dir and --export_dir are required.')
+    if not _EXPORT_DIR.value:
+        raise app.UsageError('--export_dir is required.')
+    model_dir = _MODEL_DIR.value or bundled.BUNDLED_DIR
     try:
-        generator, model_config, checkpoint = checkpoints.restore_generator(
-            _MODEL_DIR.value, _STAGE.value, _CHECKPOINT.value)
-    except (FileNotFoundError, configs.ConfigMismatchError) as error:
+        if bundled.is_bundled_model(model_dir):
+            generator, model_config, info = bundled.load_generator(model_dir)
+            checkpoint = os.path.join(model_dir, bundled.WEIGHTS_FILE)
+            render_size = info['render_size']
+        else:
+            generator, model_config, checkpoint = (
+                checkpoints.restore_generator(
+                    model_dir, _STAGE.value, _CHECKPOINT.value))
+            render_size = configs.trained_image_size(model_dir, _STAGE.value)
+    except (FileNotFoundError, configs.ConfigMismatchError,
+            bundled.BundledModelError) as error:
         print(f'export: {error}', file=sys.stderr)
         sys.exit(2)
     module = export_lib.ColorizationModule(
         generator,
-        render_size=_RENDER_SIZE.value,
+        render_size=_RENDER_SIZE.value or render_size,
         size_multiple=full_resolution.size_multiple_for(model_config.generator),
         max_pixels=_MAX_PIXELS.value,
     )

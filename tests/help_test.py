@@ -17,13 +17,21 @@ ENTRY_POINTS = [
     'chromagen_tf.serving_client',
     'chromagen_tf.demo',
     'chromagen_tf.tools.import_torchvision_resnet',
+    'chromagen_tf.bundled.recipe',
 ]
+# Modules whose flags a tool adopts as its own (flags.adopt_module_key_flags).
+_SHARED_FLAG_MODULES = ('chromagen_tf.model_flags',)
 
 
 def _defined_flags(module):
     path = conftest.REPO_ROOT.joinpath(*module.split('.')).with_suffix('.py')
     source = path.read_text()
-    return re.findall(r"flags\.DEFINE_\w+\(\s*'(\w+)'", source)
+    names = re.findall(r"flags\.DEFINE_\w+\(\s*'(\w+)'", source)
+    for shared in _SHARED_FLAG_MODULES:
+        package, name = shared.rsplit('.', 1)
+        if f'from {package} import {name}' in source:
+            names += _defined_flags(shared)
+    return names
 
 
 @pytest.mark.parametrize('module', ENTRY_POINTS)

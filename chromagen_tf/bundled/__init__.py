@@ -1,0 +1,125 @@
+"""The model that ships with ChromaGen, and its file format.
+
+A bundled model is a folder with two files:
+
+  model.json      the `ModelConfig`, the render size to colorize at, how it
+                  was trained and its measured metrics;
+  generator.npz   the generator's variables in float16, keyed by variable
+                  path (half the size of float32; loading restores float32).
+
+`load_generator()` rebuilds the generator offline from this package's own
+folder (`BUNDLED_DIR`), so `colorize`, `evaluate`, `export` and the demo work
+on a fresh clone with no download. `save()` writes the format; the recipe
+that trains the shipped model is `chromagen_tf.bundled.recipe`, and
+MODEL_CARD.md describes it.
+"""
+
+import json
+import os
+from typing import Any, Optional
+
+import numpy as np
+
+from chromagen_tf import configs
+
+BUNDLED_DIR = os.path.dirname(os.path.abspath(__file__))
+INFO_FILE = 'model.json'
+WEIGHTS_FILE = 'generator.npz'
+FORMAT_VERSION = 1
+
+
+class BundledModelError(ValueError):
+    """A bundled-model folder is missing or does not fit its config."""
+
+
+def is_bundled_model(path: str) -> bool:
+    """Whether `path` is a folder in the bundled-model format."""
+    return (os.path.isfile(os.path.join(path, INFO_FILE))
+            and os.path.isfile(os.path.join(path, WEIGHTS_FILE)))
+
+
+def read_info(path: str = BUNDLED_DIR) -> dict[str, Any]:
+    """The model.json of a bundled model."""
+    info_path = os.path.join(path, INFO_FILE)
+    if not os.path.isfile(info_path):
+        raise BundledModelError(f'{path} has no {INFO_FILE}: not a bundled '
+                                'ChromaGen model.')
+    with open(info_path, encoding='utf-8') as f:
+        info = json.load(f)
+    if info.get('format_version') != FORMAT_VERSION:
+        raise BundledModelError(
+            f'{info_path} has format_version {info.get("format_version")!r}; '
+            f'this ChromaGen reads {FORMAT_VERSION}.')
+    return info
+
+
+def save(generator, model_config: configs.ModelConfig, path: str, *,
+         render_size: int, info: Optional[dict[str, Any]] = None) -> str:
+    """Writes a generator in the bundled format.
+
+    Args:
+      generator: The trained Keras generator.
+      model_config: Its architecture.
+      path: Folder to write into (created).
+      render_size: Longer side of the working size to colorize at.
+      info: More to record in model.json (training, metrics).
+
+    Returns:
+      The folder written.
+    """
+    os.makedirs(path, exist_ok=True)
+    arrays = {}
+    for variable in generator.weights:
+        value = np.asarray(variable.numpy(), np.float32)
+        if np.abs(value).max(initial=0) >= np.finfo(np.float16).max:
+            raise BundledModelError(f'{variable.path} does not fit float16.')
+        arrays[variable.path] = value.astype(np.float16)
+    temporary = os.path.join(path, '.' + WEIGHTS_FILE)
+    with open(temporary, 'wb') as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(temporary, os.path.join(path, WEIGHTS_FILE))
+    values = dict(info or {})
+    values.update(format_version=FORMAT_VERSION,
+                  model=configs.to_dict(model_config),
+                  render_size=render_size)
+    configs.write_json_atomically(os.path.join(path, INFO_FILE), values)
+    return path
+
+
+def load_generator(path: str = BUNDLED_DIR):
+    """Rebuilds a bundled generator in float32.
+
+    Returns:
+      (generator, model_config, info).
+
+    Raises:
+      BundledModelError: the folder is not a bundled model, or its weights
+        do not fit its architecture.
+    """
+    from chromagen_tf import checkpoints  # pylint: disable=g-import-not-at-top
+
+    info = read_info(path)
+    weights_path = os.path.join(path, WEIGHTS_FILE)
+    if not os.path.isfile(weights_path):
+        raise BundledModelError(f'{path} has no {WEIGHTS_FILE}.')
+    model_config = configs.model_config_from_dict(info['model'])
+    generator = checkpoints.build_generator_for(model_config)
+    with np.load(weights_path) as arrays:
+        expected = {variable.path for variable in generator.weights}
+        if expected != set(arrays.files):
+            missing = sorted(expected - set(arrays.files))[:3]
+            extra = sorted(set(arrays.files) - expected)[:3]
+            raise BundledModelError(
+                f'{weights_path} does not fit {model_config.generator} '
+                f'(width {model_config.width}): missing {missing}, '
+                f'unexpected {extra}.')
+        for variable in generator.weights:
+            value = arrays[variable.path]
+            if tuple(value.shape) != tuple(variable.shape):
+                raise BundledModelError(
+                    f'{weights_path} does not fit {model_config.generator} '
+                    f'(width {model_config.width}): {variable.path} has '
+                    f'shape {value.shape}, the model needs '
+                    f'{tuple(variable.shape)}.')
+            variable.assign(value.astype(np.float32))
+    return generator, model_config, info

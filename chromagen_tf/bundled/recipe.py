@@ -1,0 +1,324 @@
+r"""Trains the bundled model on the open photos, start to end, on a CPU.
+
+Usage (the command that made the shipped model; about 100 minutes on 2
+cores):
+
+  python -m chromagen_tf.bundled.recipe \
+      --photos_dir=PATH/TO/open_photos/photos --work_dir=runs/bundled \
+      --output_dir=chromagen_tf/bundled
+
+Every stage runs through the project's own tools, with fixed seeds:
+
+  1. the photos are listed, and any near-duplicate of a `sample_photos/`
+     photo is left out, so the display photos stay held out;
+  2. data_prep.make_tfrecords   Lab shards at --stored_size, 10% val (seeded)
+  3. chromagen_tf.train         --stage=pretrain (L1 only)
+  4. chromagen_tf.train         --stage=gan (adversarial + lambda * L1)
+  5. the GAN generator is written in the bundled format to --output_dir;
+  6. chromagen_tf.evaluate      the bundled model, the L1-only model and the
+                                gray baseline on the val photos and on
+                                sample_photos/, and the bundled model across
+                                render sizes; the results go into model.json
+                                (`metrics`), with a few per-photo figures the
+                                tests check the shipped weights against.
+
+Each stage whose output exists is reused, so re-running the same command
+after an interruption goes on where it stopped (training resumes from its
+last checkpoint). How to rebuild the open photos from Debian is in
+MODEL_CARD.md.
+"""
+
+import os
+import subprocess
+import sys
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+from PIL import Image
+
+_REPO_ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+_PHOTOS_DIR = flags.DEFINE_string(
+    'photos_dir', None, 'Folder of training photos (the open photos set).')
+_HELD_OUT_DIR = flags.DEFINE_string(
+    'held_out_dir', os.path.join(_REPO_ROOT, 'sample_photos'),
+    'Photos that must stay out of training: near-duplicates of them in '
+    '--photos_dir are dropped.')
+_WORK_DIR = flags.DEFINE_string(
+    'work_dir', 'runs/bundled', 'Shards, checkpoints and TensorBoard logs.')
+_OUTPUT_DIR = flags.DEFINE_string(
+    'output_dir', os.path.join(_REPO_ROOT, 'chromagen_tf', 'bundled'),
+    'Where the bundled model (model.json, generator.npz) is written.')
+_GENERATOR = flags.DEFINE_string(
+    'generator', 'resnet18_unet_lite', 'Generator architecture.')
+_STORED_SIZE = flags.DEFINE_integer(
+    'stored_size', 144, 'Size the photos are stored at; training takes '
+    'random crops of --image_size from them.')
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', 128, 'Training crop size.')
+_BATCH_SIZE = flags.DEFINE_integer(
+    'global_batch_size', 16, 'Global batch size (the tutorial: 16).')
+_PRETRAIN_STEPS = flags.DEFINE_integer(
+    'pretrain_steps', 6500, 'Steps of L1 pretraining.')
+_GAN_STEPS = flags.DEFINE_integer('gan_steps', 2500, 'Steps of GAN training.')
+_LR_PRETRAIN = flags.DEFINE_float(
+    'lr_pretrain', 2e-4, "Pretraining learning rate: twice the tutorial's "
+    '1e-4, whose encoder started from ImageNet weights; ours starts random.')
+_DISCRIMINATOR_WIDTH = flags.DEFINE_integer(
+    'discriminator_width', 32, 'PatchGAN base width: 32 keeps its 70x70 '
+    'receptive field at a quarter of the cost of 64.')
+_RENDER_SIZE = flags.DEFINE_integer(
+    'render_size', None, 'Render size recorded in model.json. Default: '
+    '--stored_size x 4/3, the longer side of a 4:3 photo whose shorter side '
+    'is --stored_size, the scale the network saw in training.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Seed of the split and training.')
+_CURVE_SIZES = flags.DEFINE_list(
+    'curve_sizes', ['96', '128', '160', '192', '224', '256', '320'],
+    'Render sizes at which the evaluate stage measures the val photos.')
+_STAGES = flags.DEFINE_list(
+    'stages', ['convert', 'pretrain', 'gan', 'bundle', 'evaluate'],
+    'Which stages to run, in order.')
+
+flags.mark_flags_as_required(['photos_dir'])
+
+# Two photos count as the same picture when their 32x32 gray thumbnails
+# correlate this well; distinct photos of similar scenes in the open photos
+# reach 0.93 at most against sample_photos/.
+_DUPLICATE_CORRELATION = 0.98
+_IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.gif',
+                     '.tif', '.tiff', '.webp')
+
+
+class RecipeError(RuntimeError):
+    """A stage of the recipe failed."""
+
+
+def _thumbnail(path: str) -> np.ndarray:
+    with Image.open(path) as image:
+        gray = np.asarray(image.convert('L').resize((32, 32)), np.float32)
+    return (gray - gray.mean()) / (gray.std() + 1e-6)
+
+
+def _photos(folder: str) -> list[str]:
+    return sorted(name for name in os.listdir(folder)
+                  if name.lower().endswith(_IMAGE_EXTENSIONS))
+
+
+def link_training_photos(photos_dir: str, held_out_dir: str,
+                         output_dir: str) -> tuple[int, list[str]]:
+    """Symlinks the photos that are not near-duplicates of held-out ones.
+
+    Returns:
+      (photos linked, names dropped as near-duplicates).
+    """
+    held_out = [_thumbnail(os.path.join(held_out_dir, name))
+                for name in _photos(held_out_dir)]
+    os.makedirs(output_dir, exist_ok=True)
+    linked, dropped = 0, []
+    for name in _photos(photos_dir):
+        source = os.path.abspath(os.path.join(photos_dir, name))
+        try:
+            thumbnail = _thumbnail(source)
+        except OSError:
+            thumbnail = None  # The converter reports unreadable files.
+        if thumbnail is not None and any(
+                float((thumbnail * other).mean()) >= _DUPLICATE_CORRELATION
+                for other in held_out):
+            dropped.append(name)
+            continue
+        target = os.path.join(output_dir, name)
+        if not os.path.lexists(target):
+            os.symlink(source, target)
+        linked += 1
+    return linked, dropped
+
+
+def _run(*command: str) -> None:
+    print('$ python -m ' + ' '.join(command), flush=True)
+    start = time.monotonic()
+    completed = subprocess.run([sys.executable, '-m', *command],
+                               cwd=_REPO_ROOT, check=False)
+    if completed.returncode != 0:
+        raise RecipeError(f'{command[0]} failed with exit status '
+                          f'{completed.returncode}; see its output above.')
+    print(f'  done in {time.monotonic() - start:.0f} s', flush=True)
+
+
+def _bundle(model_dir: str, output_dir: str, render_size: int,
+            info: dict) -> str:
+    # pylint: disable=g-import-not-at-top
+    from chromagen_tf import bundled
+    from chromagen_tf import checkpoints
+
+    generator, model_config, checkpoint = checkpoints.restore_generator(
+        model_dir, 'gan')
+    info = dict(info, checkpoint=os.path.basename(checkpoint))
+    return bundled.save(generator, model_config, output_dir,
+                        render_size=render_size, info=info)
+
+
+# The sample photos whose per-photo metrics model.json records, for the tests.
+CHECK_PHOTOS = ('astronaut.jpg', 'chelsea.jpg', 'seeding.jpg')
+
+
+def _link_val_photos(data_dir: str, photos: str, output_dir: str) -> str:
+    """Symlinks the val split's photos (record keys are relative paths)."""
+    # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
+    from chromagen_tf import data
+    from chromagen_tf import input_pipeline
+
+    os.makedirs(output_dir, exist_ok=True)
+    files = input_pipeline.list_files(
+        input_pipeline.split_file_pattern(data_dir, 'val'))
+    for serialized in tf.data.TFRecordDataset(files):
+        key = data.parse_record(serialized)[data.KEY].numpy().decode()
+        target = os.path.join(output_dir, key)
+        if not os.path.lexists(target):
+            os.symlink(os.path.realpath(os.path.join(photos, key)), target)
+    return output_dir
+
+
+def _evaluate(report: str, image_dir: str, *extra: str) -> dict:
+    import json  # pylint: disable=g-import-not-at-top
+    if not os.path.exists(report):
+        _run('chromagen_tf.evaluate', f'--image_dir={image_dir}',
+             f'--report={report}', *extra)
+    with open(report, encoding='utf-8') as f:
+        return json.load(f)
+
+
+def _summary(report: dict) -> dict:
+    return {'num_images': report['num_images'], 'model': report['model'],
+            'gray_baseline': report['gray_baseline']}
+
+
+def check_metrics(model: str, photos_dir: str) -> dict:
+    """Per-photo ab MAE and PSNR of a model on CHECK_PHOTOS."""
+    # pylint: disable=g-import-not-at-top
+    from chromagen_tf import colorize_lib
+    from chromagen_tf import evaluate_lib
+
+    colorizer = colorize_lib.load_colorizer(model)
+    results = {}
+    for example in evaluate_lib.examples_from_images(photos_dir):
+        name, l_channel, ab_true = example
+        if name not in CHECK_PHOTOS:
+            continue
+        (ab_pred,) = colorizer.predict_ab([l_channel])
+        values = evaluate_lib.image_metrics(l_channel, ab_pred, ab_true)
+        results[name] = {metric: round(float(values[metric]), 4)
+                         for metric in ('ab_mae', 'psnr')}
+    return results
+
+
+def _evaluate_stage(work: str, output: str, data_dir: str,
+                    photos: str) -> None:
+    """Measures the bundled model and records the results in model.json."""
+    # pylint: disable=g-import-not-at-top
+    from chromagen_tf import bundled
+    from chromagen_tf import configs
+
+    val_photos = _link_val_photos(data_dir, photos,
+                                  os.path.join(work, 'val_photos'))
+    info = bundled.read_info(output)
+    # Reports are reused by a re-run, so their names carry the render size.
+    reports = os.path.join(work, 'reports')
+    size = info['render_size']
+    render = f'--render_size={size}'
+    metrics = {
+        'val': _summary(_evaluate(os.path.join(reports, f'val_{size}.json'),
+                                  val_photos, f'--model={output}')),
+        'sample_photos': _summary(_evaluate(
+            os.path.join(reports, f'sample_photos_{size}.json'),
+            _HELD_OUT_DIR.value, f'--model={output}')),
+        'val_l1_only': _summary(_evaluate(
+            os.path.join(reports, f'val_pretrain_{size}.json'), val_photos,
+            f'--model={os.path.join(work, "model")}', '--stage=pretrain',
+            render)),
+        'render_size_curve': {},
+    }
+    for size in _CURVE_SIZES.value:
+        report = _evaluate(os.path.join(reports, f'val_{size}.json'),
+                           val_photos, f'--model={output}',
+                           f'--render_size={size}')
+        metrics['render_size_curve'][size] = report['model']
+    info['metrics'] = metrics
+    info['check'] = {'photos_dir': 'sample_photos',
+                     'render_size': info['render_size'],
+                     'per_photo': check_metrics(output, _HELD_OUT_DIR.value)}
+    configs.write_json_atomically(os.path.join(output, bundled.INFO_FILE),
+                                  info)
+    print(f'Metrics recorded in {os.path.join(output, bundled.INFO_FILE)}',
+          flush=True)
+
+
+def run_recipe() -> str:
+    """Runs the chosen stages; returns the bundled model's folder."""
+    work = os.path.abspath(_WORK_DIR.value)
+    photos = os.path.join(work, 'photos')
+    data_dir = os.path.join(work, 'data')
+    model_dir = os.path.join(work, 'model')
+    train_flags = [
+        f'--data_dir={data_dir}', f'--model_dir={model_dir}',
+        f'--generator={_GENERATOR.value}',
+        f'--discriminator_width={_DISCRIMINATOR_WIDTH.value}',
+        f'--image_size={_IMAGE_SIZE.value}',
+        f'--global_batch_size={_BATCH_SIZE.value}', f'--seed={_SEED.value}',
+        '--steps_per_loop=50', '--summary_every=50', '--eval_every=500',
+        '--checkpoint_every=500', '--num_eval_images=8']
+    render_size = _RENDER_SIZE.value or round(_STORED_SIZE.value * 4 / 3
+                                              / 32) * 32
+    stages = _STAGES.value
+    started = time.monotonic()
+    if 'convert' in stages:
+        linked, dropped = link_training_photos(
+            _PHOTOS_DIR.value, _HELD_OUT_DIR.value, photos)
+        print(f'{linked} training photos; {len(dropped)} near-duplicates of '
+              f'held-out photos left out: {dropped}', flush=True)
+        _run('data_prep.make_tfrecords', f'--image_dir={photos}',
+             f'--output_dir={data_dir}',
+             f'--image_size={_STORED_SIZE.value}', '--val_fraction=0.1',
+             f'--seed={_SEED.value}', '--num_shards=4')
+    if 'pretrain' in stages:
+        _run('chromagen_tf.train', '--stage=pretrain', *train_flags,
+             f'--train_steps={_PRETRAIN_STEPS.value}',
+             f'--lr_g={_LR_PRETRAIN.value}')
+    if 'gan' in stages:
+        _run('chromagen_tf.train', '--stage=gan', *train_flags,
+             f'--train_steps={_GAN_STEPS.value}')
+    output = _OUTPUT_DIR.value
+    if 'bundle' in stages:
+        output = _bundle(model_dir, output, render_size, dict(
+            training=dict(
+                data='open photos (MODEL_CARD.md)',
+                stored_size=_STORED_SIZE.value,
+                image_size=_IMAGE_SIZE.value,
+                global_batch_size=_BATCH_SIZE.value,
+                pretrain_steps=_PRETRAIN_STEPS.value,
+                gan_steps=_GAN_STEPS.value,
+                lr_pretrain=_LR_PRETRAIN.value,
+                discriminator_width=_DISCRIMINATOR_WIDTH.value,
+                seed=_SEED.value)))
+        print(f'Bundled model written to {output}', flush=True)
+    if 'evaluate' in stages:
+        _evaluate_stage(work, output, data_dir, photos)
+    print(f'Recipe stages {",".join(stages)} took '
+          f'{(time.monotonic() - started) / 60:.1f} min.', flush=True)
+    return output
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    try:
+        run_recipe()
+    except (RecipeError, OSError) as error:
+        print(f'recipe: error: {error}', file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == '__main__':
+    app.run(main)

@@ -1,0 +1,36 @@
+"""The flags every tool that runs a trained model shares.
+
+`colorize` and `evaluate` (and any later tool that loads a model) import
+these instead of defining their own, so `--model`, `--stage`,
+`--render_size` and `--batch_size` mean the same everywhere.
+"""
+
+from absl import flags
+
+from chromagen_tf import colorize_lib
+from chromagen_tf import configs
+
+MODEL = flags.DEFINE_string(
+    'model', None,
+    'The model to run. Default: the bundled model (trained on about 450 '
+    'open photos on a CPU; see MODEL_CARD.md). Also takes an export base '
+    'directory (its newest version), one SavedModel version directory, a '
+    'training --model_dir (its latest checkpoint of --stage) or a folder in '
+    'the bundled format.')
+STAGE = flags.DEFINE_enum(
+    'stage', 'gan', list(configs.STAGES),
+    'For a training model_dir: which stage\'s checkpoint to use.')
+RENDER_SIZE = flags.DEFINE_integer(
+    'render_size', None,
+    'Longer side of the working size the network runs at; larger gives '
+    'finer colour and costs more. Default: the size the model was trained '
+    'or exported for (recorded with the model).', lower_bound=32)
+BATCH_SIZE = flags.DEFINE_integer(
+    'batch_size', colorize_lib.DEFAULT_BATCH_SIZE,
+    'Images per network call (and held in memory at once).', lower_bound=1)
+
+
+def load_colorizer() -> colorize_lib.Colorizer:
+    """The Colorizer these flags describe."""
+    return colorize_lib.load_colorizer(MODEL.value, STAGE.value,
+                                       RENDER_SIZE.value)
