@@ -6,8 +6,9 @@ header) before anything is decoded, so an image over `max_pixels` is
 refused without allocating it. Unknown or corrupt bytes raise
 InvalidArgumentError with a message saying so.
 
-The colorize tool reads files from disk with PIL instead
-(`imaging.load_rgb`), which checks its pixel limit from the header too.
+Decoding matches the colorize tool, which reads files from disk with PIL
+(`imaging.load_rgb`): the EXIF orientation of a JPEG is applied (tags 1-8,
+as `PIL.ImageOps.exif_transpose`), and transparency is composited on white.
 """
 
 import tensorflow as tf
@@ -99,14 +100,115 @@ def image_dimensions(image_bytes: tf.Tensor) -> tf.Tensor:
     )
 
 
+# EXIF orientation tag (TIFF 6.0 / Exif 2.3, IFD0 tag 0x0112).
+_ORIENTATION_TAG = 0x0112
+# JPEG markers are walked up to this many segments looking for APP1/Exif
+# (Exif must be within the first 64 KB; real files put it first or second).
+_MAX_SEGMENTS = 32
+# IFD0 entries read looking for the orientation tag.
+_MAX_IFD_ENTRIES = 64
+
+
+def exif_orientation(image_bytes: tf.Tensor) -> tf.Tensor:
+    """The EXIF orientation (1-8) of a JPEG, or 1 when it has none.
+
+    Walks the JPEG segments to APP1 "Exif", reads the TIFF byte order and
+    the IFD0 entries, and returns the value of tag 0x0112. Anything that
+    is not a well-formed JPEG Exif block gives 1 (leave as is).
+    """
+    data = tf.strings.join([image_bytes, tf.constant(b'\0' * 16)])
+    length = tf.strings.length(image_bytes, unit='BYTE')
+
+    def byte(offset):
+        return _unsigned(data, offset, 1, True)
+
+    def find_exif(offset, found, index):
+        del index
+        is_marker = tf.equal(byte(offset), 0xFF)
+        marker = byte(offset + 1)
+        segment = _unsigned(data, offset + 2, 2, True)
+        is_exif = (is_marker & tf.equal(marker, 0xE1) & tf.equal(
+            tf.strings.substr(data, offset + 4, 6), b'Exif\0\0'))
+        found = tf.where(is_exif, offset + 10, found)
+        return offset + 2 + segment, found
+
+    def keep_walking(offset, found, index):
+        return ((index < _MAX_SEGMENTS) & (found < 0)
+                & (offset + 4 <= tf.cast(length, tf.int64))
+                & tf.equal(byte(offset), 0xFF)
+                & tf.not_equal(byte(offset + 1), 0xDA))  # Start of scan.
+
+    def walk(offset, found, index):
+        offset, found = find_exif(offset, found, index)
+        return offset, found, index + 1
+
+    _, tiff, _ = tf.while_loop(
+        keep_walking, walk,
+        [tf.constant(2, tf.int64), tf.constant(-1, tf.int64),
+         tf.constant(0)])
+
+    def from_tiff():
+        big_endian = tf.equal(tf.strings.substr(data, tiff, 2), b'MM')
+
+        def number(offset, size):
+            return tf.cond(big_endian,
+                           lambda: _unsigned(data, offset, size, True),
+                           lambda: _unsigned(data, offset, size, False))
+
+        ifd = tiff + number(tiff + 4, 4)
+        count = tf.minimum(number(ifd, 2), _MAX_IFD_ENTRIES)
+        entries = ifd + 2 + 12 * tf.range(count)
+        tags = tf.map_fn(lambda entry: number(entry, 2), entries,
+                         fn_output_signature=tf.int64)
+        values = tf.map_fn(lambda entry: number(entry + 8, 2), entries,
+                           fn_output_signature=tf.int64)
+        match = tf.where(tf.equal(tags, _ORIENTATION_TAG))[:, 0]
+        value = tf.cond(tf.size(match) > 0, lambda: values[match[0]],
+                        lambda: tf.constant(1, tf.int64))
+        return tf.where((value >= 1) & (value <= 8), value, 1)
+
+    is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, 3), b'\xff\xd8\xff')
+    orientation = tf.cond(is_jpeg & (tiff >= 0), from_tiff,
+                          lambda: tf.constant(1, tf.int64))
+    return tf.cast(orientation, tf.int32)
+
+
+def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """Turns [H, W, C] upright for an EXIF orientation, as exif_transpose."""
+    transforms = [
+        lambda: image,                                         # 1
+        lambda: tf.image.flip_left_right(image),               # 2
+        lambda: tf.image.rot90(image, 2),                      # 3
+        lambda: tf.image.flip_up_down(image),                  # 4
+        lambda: tf.image.transpose(image),                     # 5
+        lambda: tf.image.rot90(image, 3),                      # 6
+        lambda: tf.image.rot90(tf.image.transpose(image), 2),  # 7
+        lambda: tf.image.rot90(image, 1),                      # 8
+    ]
+    return tf.switch_case(orientation - 1, transforms)
+
+
+def _composite_on_white(image: tf.Tensor) -> tf.Tensor:
+    """uint8 [H, W, 1-4] -> uint8 RGB, alpha composited on white as PIL."""
+    channels = tf.shape(image)[-1]
+    pixels = tf.cast(image, tf.float32)
+    has_alpha = tf.equal(channels % 2, 0)  # LA or RGBA.
+    alpha = tf.cond(has_alpha, lambda: pixels[..., -1:] / 255.0,
+                    lambda: tf.ones_like(pixels[..., :1]))
+    colour = tf.cond(channels >= 3, lambda: pixels[..., :3],
+                     lambda: tf.tile(pixels[..., :1], [1, 1, 3]))
+    composited = colour * alpha + 255.0 * (1.0 - alpha)
+    return tf.cast(tf.round(composited), tf.uint8)
+
+
 def decode_image(
     image_bytes: tf.Tensor, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tf.Tensor:
     """Checks the header size, then decodes to uint8 RGB [H, W, 3].
 
-    Gray images are expanded to three equal channels, alpha is dropped,
-    16-bit PNGs are scaled to 8 bits and an animated GIF gives its first
-    frame.
+    Gray images are expanded to three equal channels, transparency is
+    composited on white, 16-bit PNGs are scaled to 8 bits, an animated GIF
+    gives its first frame and a JPEG's EXIF orientation is applied.
 
     Raises:
       tf.errors.InvalidArgumentError: undecodable bytes, or more than
@@ -126,6 +228,8 @@ def decode_image(
         )
     with tf.control_dependencies([size_check]):
         image = tf.io.decode_image(
-            image_bytes, channels=3, dtype=tf.uint8, expand_animations=False
+            image_bytes, channels=0, dtype=tf.uint8, expand_animations=False
         )
+    image = _composite_on_white(image)
+    image = apply_orientation(image, exif_orientation(image_bytes))
     return tf.ensure_shape(image, [None, None, 3])
