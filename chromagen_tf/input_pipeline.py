@@ -43,6 +43,92 @@ def list_files(file_pattern: str) -> list[str]:
     return files
 
 
+def count_records(data_dir: str, split: str) -> int:
+    """Number of records of a split: from manifest.json, else by reading."""
+    import json  # pylint: disable=g-import-not-at-top
+    manifest_path = os.path.join(data_dir, 'manifest.json')
+    if tf.io.gfile.exists(manifest_path):
+        with tf.io.gfile.GFile(manifest_path) as f:
+            manifest = json.load(f)
+        records = manifest.get('splits', {}).get(split, {}).get('records')
+        if isinstance(records, int):
+            return records
+    files = list_files(split_file_pattern(data_dir, split))
+    return int(
+        tf.data.TFRecordDataset(files).reduce(
+            tf.constant(0, tf.int64), lambda total, _: total + 1))
+
+
+def eval_steps(num_examples: int, global_batch_size: int,
+               num_pipelines: int = 1) -> int:
+    """Batches per replica that `make_eval_dataset` yields, on every replica.
+
+    Each of the `num_pipelines` pipelines reads every num_pipelines-th
+    record, so it holds at most ceil(num_examples / num_pipelines) of them.
+    """
+    per_pipeline = -(-num_examples // num_pipelines)
+    pipeline_batch = global_batch_size // num_pipelines
+    return max(1, -(-per_pipeline // pipeline_batch))
+
+
+def make_eval_dataset(
+    file_pattern: str,
+    *,
+    image_size: int,
+    global_batch_size: int,
+    num_examples: int,
+    input_context: Optional[tf.distribute.InputContext] = None,
+    skip_corrupt_records: bool = False,
+) -> tf.data.Dataset:
+    """Every record exactly once, in equal full batches on every replica.
+
+    Each input pipeline takes every num_pipelines-th record (so a split of
+    one file serves any number of workers), then zero examples of weight 0
+    fill its batches up to `eval_steps(...)` per replica. Every replica
+    thus runs the same number of steps on non-empty batches, and no worker
+    waits in a collective that another skipped; metrics weighted by the
+    third element count each real example once.
+
+    Returns:
+      A dataset of (l_normalized [b, S, S, 1], ab_normalized [b, S, S, 2],
+      weight [b]), b the per-replica batch size, with drop_remainder.
+    """
+    if input_context is not None:
+        batch_size = input_context.get_per_replica_batch_size(
+            global_batch_size)
+        num_pipelines = input_context.num_input_pipelines
+        pipeline_id = input_context.input_pipeline_id
+        replicas_per_pipeline = (input_context.num_replicas_in_sync
+                                 // num_pipelines)
+    else:
+        batch_size, num_pipelines, pipeline_id = global_batch_size, 1, 0
+        replicas_per_pipeline = 1
+    steps = eval_steps(num_examples, global_batch_size, num_pipelines)
+    records = tf.data.TFRecordDataset(list_files(file_pattern))
+    if skip_corrupt_records:
+        records = records.ignore_errors(log_warning=True)
+    records = records.shard(num_pipelines, pipeline_id)
+
+    def _decode(serialized):
+        l_channel, ab = data.decode_record(serialized)
+        l_channel, ab = _normalize(
+            *_crop_or_resize(l_channel, ab, image_size, None))
+        return l_channel, ab, tf.constant(1.0)
+
+    examples = records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE,
+                           deterministic=True)
+    if skip_corrupt_records:
+        examples = examples.ignore_errors(log_warning=True)
+    padding = tf.data.Dataset.from_tensors((
+        tf.fill([image_size, image_size, 1], -1.0),
+        tf.zeros([image_size, image_size, 2]),
+        tf.constant(0.0))).repeat()
+    total = steps * replicas_per_pipeline * batch_size
+    examples = examples.concatenate(padding).take(total)
+    return examples.batch(batch_size, drop_remainder=True).prefetch(
+        tf.data.AUTOTUNE)
+
+
 def _crop_or_resize(
     l_channel: tf.Tensor, ab: tf.Tensor, image_size: int, seed: tf.Tensor
 ) -> tuple[tf.Tensor, tf.Tensor]:

@@ -56,6 +56,10 @@ class Evaluator:
             logging.warning(
                 'No val split at %s: evaluation is skipped.', self._val_pattern
             )
+            self._num_val = 0
+        else:
+            self._num_val = input_pipeline.count_records(config.data_dir,
+                                                         'val')
         self._image_batch = None
         self._eval_step = tf.function(self._replica_sums)
 
@@ -77,21 +81,21 @@ class Evaluator:
                                       float(optimizer.dynamic_scale.numpy()))
         self.train_writer.flush()
 
-    def _dataset(self, input_context=None, batch_size=None):
-        tpu = isinstance(self.strategy, tf.distribute.TPUStrategy)
-        return input_pipeline.make_dataset(
+    def _dataset(self, input_context=None):
+        # Fixed-size padded batches, the same count on every replica: every
+        # val photo counts once under any strategy and shard count, and
+        # TPUs get the static shapes they need.
+        return input_pipeline.make_eval_dataset(
             self._val_pattern,
-            training=False,
             image_size=self.config.image_size,
-            global_batch_size=batch_size or self.config.global_batch_size,
+            global_batch_size=self.config.global_batch_size,
+            num_examples=self._num_val,
             input_context=input_context,
             skip_corrupt_records=self.config.skip_corrupt_records,
-            # TPUs need static shapes: drop the final partial batch there.
-            drop_remainder=tpu,
         )
 
     def _replica_sums(self, batch):
-        def _fn(l_normalized, ab_true):
+        def _fn(l_normalized, ab_true, weight):
             ab_pred = self.trainer.networks.generator(
                 l_normalized, training=False
             )
@@ -107,8 +111,11 @@ class Evaluator:
                 'colorfulness': metrics.colorfulness(255.0 * rgb_pred),
                 'colorfulness_gt': metrics.colorfulness(255.0 * rgb_true),
             }
-            sums = {k: tf.reduce_sum(v) for k, v in values.items()}
-            sums['count'] = tf.cast(tf.shape(l_normalized)[0], tf.float32)
+            # tf.where, not a product: a padding example's PSNR is inf.
+            real = weight > 0
+            sums = {k: tf.reduce_sum(tf.where(real, v, 0.0))
+                    for k, v in values.items()}
+            sums['count'] = tf.reduce_sum(weight)
             return sums
 
         per_replica = self.strategy.run(_fn, args=batch)
@@ -152,7 +159,11 @@ class Evaluator:
 
     def _write_images(self):
         if self._image_batch is None:
-            dataset = self._dataset(batch_size=self.config.num_eval_images)
+            dataset = input_pipeline.make_dataset(
+                self._val_pattern, training=False,
+                image_size=self.config.image_size,
+                global_batch_size=self.config.num_eval_images,
+                skip_corrupt_records=self.config.skip_corrupt_records)
             self._image_batch = next(iter(dataset))
         l_normalized, ab_true = self._image_batch
         generator = self.trainer.networks.generator

@@ -17,7 +17,6 @@ chromagen_tf.train`. It follows the TF Model Garden pattern:
      cleanly on SIGTERM/SIGINT or with a clear error on a non-finite loss.
 """
 
-import json
 import math
 import os
 import time
@@ -46,29 +45,11 @@ class NonFiniteLossError(TrainingError):
     """A loss became NaN or Inf."""
 
 
-def count_records(data_dir: str, split: str) -> int:
-    """Number of records of a split: from manifest.json, else by reading."""
-    manifest_path = os.path.join(data_dir, 'manifest.json')
-    if tf.io.gfile.exists(manifest_path):
-        with tf.io.gfile.GFile(manifest_path) as f:
-            manifest = json.load(f)
-        records = manifest.get('splits', {}).get(split, {}).get('records')
-        if isinstance(records, int):
-            return records
-    files = input_pipeline.list_files(
-        input_pipeline.split_file_pattern(data_dir, split))
-    return int(
-        tf.data.TFRecordDataset(files).reduce(
-            tf.constant(0, tf.int64), lambda total, _: total + 1
-        )
-    )
-
-
 def total_steps(config: configs.TrainConfig) -> int:
     """train_steps, or epochs x steps per epoch of the train split."""
     if config.train_steps:
         return config.train_steps
-    records = count_records(config.data_dir, 'train')
+    records = input_pipeline.count_records(config.data_dir, 'train')
     steps_per_epoch = records // config.global_batch_size
     if steps_per_epoch == 0:
         raise TrainingError(

@@ -46,7 +46,8 @@ def scalars_at(directory, step) -> dict[str, float]:
     """{tag: value} of the scalar summaries written at `step`."""
     return {value.tag: float(tf.make_ndarray(value.tensor))
             for event in _events(directory) if event.step == step
-            for value in event.summary.value}
+            for value in event.summary.value
+            if not value.tensor.tensor_shape.dim}  # Not images.
 
 
 def summarised_steps(directory, paths=None) -> list[int]:
