@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from chromagen_tf import configs
+from chromagen_tf import errors
 
 CHECKPOINT_NAME = 'ckpt'
 
@@ -64,13 +65,13 @@ def restore_generator(
       (generator, model_config, checkpoint_path).
 
     Raises:
-      FileNotFoundError: there is no config.json or no checkpoint.
+      errors.NotFoundError: there is no config.json or no checkpoint.
     """
     model_config = configs.read_model_config(model_dir)
     if checkpoint_path is None:
         checkpoint_path = latest_checkpoint(model_dir, stage)
         if checkpoint_path is None:
-            raise FileNotFoundError(
+            raise errors.NotFoundError(
                 f'No {stage} checkpoint in {stage_dir(model_dir, stage)}. '
                 f'Train the {stage} stage first.'
             )

@@ -25,7 +25,7 @@ from absl import app
 from absl import flags
 
 from chromagen_tf import colorize_folders
-from chromagen_tf import colorize_lib
+from chromagen_tf import errors
 from chromagen_tf import image_decoding
 from chromagen_tf import model_flags
 
@@ -71,10 +71,8 @@ def main(argv):
     try:
         colorize_folders.find_jobs(config)  # Fails early on a missing input.
         colorizer = model_flags.load_colorizer()
-    except (FileNotFoundError, ValueError) as error:
-        # ModelNotFoundError and configs.ConfigMismatchError are ValueErrors.
-        print(f'colorize: {error}', file=sys.stderr)
-        sys.exit(2)
+    except errors.ChromaGenError as error:
+        errors.fail('colorize', error)
     summary = colorize_folders.colorize_files(colorizer, config)
     for path, reason in summary.failures:
         print(f'failed: {path}: {reason}', file=sys.stderr)

@@ -93,7 +93,7 @@ def find_jobs(config: ColorizeConfig) -> list[Job]:
                         source = os.path.join(directory, name)
                         jobs.append(Job(source, os.path.relpath(source, root)))
         else:
-            raise FileNotFoundError(f'Input {root} does not exist.')
+            raise errors.NotFoundError(f'Input {root} does not exist.')
     result = []
     for job in jobs:
         relative = job.output

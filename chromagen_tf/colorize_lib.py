@@ -29,6 +29,7 @@ import tensorflow as tf
 from chromagen_tf import bundled
 from chromagen_tf import checkpoints
 from chromagen_tf import configs
+from chromagen_tf import errors
 from chromagen_tf import export_lib
 from chromagen_tf import full_resolution
 
@@ -37,7 +38,7 @@ from chromagen_tf import full_resolution
 DEFAULT_BATCH_SIZE = 8
 
 
-class ModelNotFoundError(ValueError):
+class ModelNotFoundError(errors.NotFoundError, ValueError):
     """--model points at nothing a model can be loaded from."""
 
 

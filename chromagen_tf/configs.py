@@ -24,6 +24,8 @@ from typing import Any, Optional
 
 import tensorflow as tf
 
+from chromagen_tf import errors
+
 STAGES = ('pretrain', 'gan')
 MODEL_CONFIG_FILE = 'config.json'
 STAGE_CONFIG_FILE = 'config.json'
@@ -36,7 +38,7 @@ STAGE_DEFAULTS = {
 }
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(errors.UsageError, ValueError):
     """A run's configuration is incompatible with what model_dir holds."""
 
 
@@ -164,11 +166,11 @@ def read_model_config(model_dir: str) -> ModelConfig:
     """Reads MODEL_DIR/config.json.
 
     Raises:
-      FileNotFoundError: model_dir holds no config.json.
+      errors.NotFoundError: model_dir holds no config.json.
     """
     values = _read_json(os.path.join(model_dir, MODEL_CONFIG_FILE))
     if values is None:
-        raise FileNotFoundError(
+        raise errors.NotFoundError(
             f'{model_dir} has no {MODEL_CONFIG_FILE}: it is not a ChromaGen '
             'training directory (run python -m chromagen_tf.train first).'
         )

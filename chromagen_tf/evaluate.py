@@ -18,12 +18,11 @@ report described in chromagen_tf/evaluate_lib.py.
 
 import json
 import os
-import sys
 
 from absl import app
 from absl import flags
 
-from chromagen_tf import colorize_lib
+from chromagen_tf import errors
 from chromagen_tf import evaluate_lib
 from chromagen_tf import model_flags
 
@@ -63,10 +62,8 @@ def main(argv):
     )
     try:
         report = evaluate_lib.run_evaluation(config)
-    except (FileNotFoundError, ValueError,
-            colorize_lib.ModelNotFoundError) as error:
-        print(f'evaluate: {error}', file=sys.stderr)
-        sys.exit(2)
+    except errors.ChromaGenError as error:
+        errors.fail('evaluate', error)
     print(evaluate_lib.format_table(report))
     os.makedirs(os.path.dirname(os.path.abspath(_REPORT.value)),
                 exist_ok=True)

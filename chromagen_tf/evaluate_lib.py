@@ -172,7 +172,7 @@ def evaluate(
     if batch:
         run(batch)
     if not count:
-        raise ValueError('No images to evaluate.')
+        raise errors.UsageError('No images to evaluate.')
     return {
         'model': summarize(results['model']),
         'gray_baseline': summarize(results['gray_baseline']),
@@ -183,14 +183,14 @@ def evaluate(
 def run_evaluation(config: EvaluateConfig) -> dict:
     """Loads the model and the data of a config; returns the full report."""
     if bool(config.data_dir) == bool(config.image_dir):
-        raise ValueError('Give exactly one of data_dir and image_dir.')
+        raise errors.UsageError('Give exactly one of data_dir and image_dir.')
     colorizer = colorize_lib.load_colorizer(
         config.model, config.stage, config.render_size)
     if config.data_dir:
         examples = examples_from_records(config.data_dir, config.split)
     else:
         if not os.path.isdir(config.image_dir):
-            raise FileNotFoundError(f'{config.image_dir} is not a folder.')
+            raise errors.NotFoundError(f'{config.image_dir} is not a folder.')
         examples = examples_from_images(config.image_dir)
     report = evaluate(colorizer, examples, config.batch_size,
                       config.max_images)

@@ -22,7 +22,6 @@ fixed square working size, for mobile apps.
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
@@ -31,6 +30,7 @@ from absl import logging
 from chromagen_tf import bundled
 from chromagen_tf import checkpoints
 from chromagen_tf import configs
+from chromagen_tf import errors
 from chromagen_tf import export_lib
 from chromagen_tf import full_resolution
 from chromagen_tf import image_decoding
@@ -79,10 +79,8 @@ def main(argv):
                 checkpoints.restore_generator(
                     model_dir, _STAGE.value, _CHECKPOINT.value))
             render_size = configs.trained_image_size(model_dir, _STAGE.value)
-    except (FileNotFoundError, configs.ConfigMismatchError,
-            bundled.BundledModelError) as error:
-        print(f'export: {error}', file=sys.stderr)
-        sys.exit(2)
+    except errors.ChromaGenError as error:
+        errors.fail('export', error)
     module = export_lib.ColorizationModule(
         generator,
         render_size=_RENDER_SIZE.value or render_size,
@@ -99,9 +97,8 @@ def main(argv):
                     'checkpoint': checkpoint,
                     'model': configs.to_dict(model_config),
                 })
-    except FileExistsError as error:
-        print(f'export: {error}', file=sys.stderr)
-        sys.exit(2)
+    except errors.ChromaGenError as error:
+        errors.fail('export', error)
     logging.info('Exported %s', checkpoint)
     print(path)
 

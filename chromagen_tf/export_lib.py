@@ -26,6 +26,7 @@ from typing import Callable, Optional
 import keras
 import tensorflow as tf
 
+from chromagen_tf import errors
 from chromagen_tf import export_temporaries
 from chromagen_tf import full_resolution
 from chromagen_tf import image_decoding
@@ -41,6 +42,10 @@ L_CHANNEL = 'l_channel'
 AB = 'ab'
 SIGNATURES = ('serving_default', 'colorize_image', 'predict_ab')
 
+
+
+class VersionExistsError(errors.UsageError, FileExistsError):
+    """The export version asked for exists already."""
 
 class ColorizationModule(tf.Module):
     """A generator plus the serving pre- and post-processing.
@@ -208,7 +213,7 @@ def _write_atomically(
             raise ValueError(f'version must be >= 0, got {version}')
         final = _join(export_base, str(version))
         if tf.io.gfile.exists(final):
-            raise FileExistsError(
+            raise VersionExistsError(
                 f'{final} already exists; pick another --version or leave '
                 'it out to use the next one.'
             )
@@ -243,7 +248,7 @@ def export_saved_model(
       The version directory.
 
     Raises:
-      FileExistsError: the version already exists.
+      VersionExistsError: the version already exists.
     """
     import json  # pylint: disable=g-import-not-at-top
 

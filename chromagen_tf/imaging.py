@@ -30,6 +30,7 @@ from PIL import ImageCms
 from PIL import ImageOps
 
 from chromagen_tf import color
+from chromagen_tf import errors
 
 # Reason codes carried by BadImageError (and counted in manifest.json).
 EMPTY_FILE = 'empty_file'
@@ -79,7 +80,7 @@ _TRANSPOSED_ORIENTATIONS = frozenset({5, 6, 7, 8})
 Source = Union[str, os.PathLike, BinaryIO]
 
 
-class BadImageError(ValueError):
+class BadImageError(errors.ChromaGenError, ValueError):
     """An input that cannot, or should not, be used.
 
     Attributes:
@@ -137,7 +138,7 @@ def open_image(source: Source,
         raise BadImageError(UNREADABLE, str(error)) from None
     except Exception as error:  # pylint: disable=broad-except
         # A corrupt header can raise nearly anything inside a plugin.
-        raise BadImageError(DECODE_ERROR, _describe(error)) from None
+        raise BadImageError(DECODE_ERROR, errors.first_line(error, 200)) from None
     width, height = image.size
     if width <= 0 or height <= 0:
         image.close()
@@ -229,7 +230,7 @@ def _load(source: Source, max_pixels: int, min_size: int,
         except BadImageError:
             raise
         except Exception as error:  # pylint: disable=broad-except
-            raise BadImageError(DECODE_ERROR, _describe(error)) from None
+            raise BadImageError(DECODE_ERROR, errors.first_line(error, 200)) from None
     finally:
         if rgb is not image:
             image.close()
@@ -367,8 +368,3 @@ def _wide_gray_to_rgb(image: Image.Image) -> Image.Image:
         peak = 65535.0 if values.size and values.max() > 255 else 255.0
     gray = np.clip(np.rint(values * (255.0 / peak)), 0, 255).astype(np.uint8)
     return Image.fromarray(gray).convert('RGB')
-
-
-def _describe(error: Exception) -> str:
-    text = str(error) or type(error).__name__
-    return text.splitlines()[0][:200]

@@ -21,9 +21,10 @@ import tensorflow as tf
 
 from chromagen_tf import color
 from chromagen_tf import data
+from chromagen_tf import errors
 
 
-class CorruptRecordError(RuntimeError):
+class CorruptRecordError(errors.ChromaGenError, RuntimeError):
     """A TFRecord file holds a record that cannot be read or decoded."""
 
 
@@ -33,10 +34,10 @@ def split_file_pattern(data_dir: str, split: str) -> str:
 
 
 def list_files(file_pattern: str) -> list[str]:
-    """Sorted files matching a pattern; raises FileNotFoundError if none."""
+    """Sorted files matching a pattern; raises errors.NotFoundError if none."""
     files = sorted(tf.io.gfile.glob(file_pattern))
     if not files:
-        raise FileNotFoundError(
+        raise errors.NotFoundError(
             f'No TFRecord files match {file_pattern}. Create them with '
             'python -m data_prep.make_tfrecords.'
         )
@@ -57,6 +58,14 @@ def count_records(data_dir: str, split: str) -> int:
     return int(
         tf.data.TFRecordDataset(files).reduce(
             tf.constant(0, tf.int64), lambda total, _: total + 1))
+
+
+def record_keys(data_dir: str, split: str) -> list[str]:
+    """The keys of a split's records, in file order (relative photo paths
+    for a converted folder, image ids for COCO)."""
+    files = list_files(split_file_pattern(data_dir, split))
+    return [data.parse_record(serialized)[data.KEY].numpy().decode('utf-8')
+            for serialized in tf.data.TFRecordDataset(files)]
 
 
 def eval_steps(num_examples: int, global_batch_size: int,

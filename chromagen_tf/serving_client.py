@@ -30,7 +30,6 @@ Usage:
 import base64
 import json
 import os
-import sys
 from typing import Any, Sequence
 import urllib.error
 import urllib.request
@@ -38,11 +37,13 @@ import urllib.request
 from absl import app
 from absl import flags
 
+from chromagen_tf import errors
+
 OUTPUT_KEY = 'colorized_png_bytes'
 INPUT_KEY = 'image_bytes'
 
 
-class ServingError(RuntimeError):
+class ServingError(errors.ChromaGenError, RuntimeError):
     """The server refused the request or answered something unexpected."""
 
 
@@ -125,9 +126,10 @@ def main(argv):
                 images.append(f.read())
         pngs = colorize(images, _SERVER.value, _MODEL_NAME.value,
                         _TIMEOUT.value)
-    except (OSError, ServingError) as error:
-        print(f'serving_client: {error}', file=sys.stderr)
-        sys.exit(1)
+    except ServingError as error:
+        errors.fail('serving_client', error)
+    except OSError as error:  # An input file cannot be read.
+        errors.fail('serving_client', error, errors.USAGE_EXIT_CODE)
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
     for path, png in zip(paths, pngs):
         name = os.path.splitext(os.path.basename(path))[0] + '.png'

@@ -15,7 +15,6 @@ configuration is saved in MODEL_DIR/<stage>/config.json.
 """
 
 import json
-import sys
 
 from absl import app
 from absl import flags
@@ -23,6 +22,7 @@ from absl import logging
 
 from chromagen_tf import configs
 from chromagen_tf import distribute
+from chromagen_tf import errors
 from chromagen_tf import models
 
 _STAGE = flags.DEFINE_enum(
@@ -183,18 +183,14 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     # pylint: disable=g-import-not-at-top
-    from chromagen_tf import input_pipeline
     from chromagen_tf import trainer
 
     config = config_from_flags()
     try:
         result = trainer.train(config)
-    except (trainer.TrainingError, configs.ConfigMismatchError,
-            input_pipeline.CorruptRecordError, FileNotFoundError,
-            ValueError) as error:
+    except errors.ChromaGenError as error:
         logging.error('%s', error)
-        print(f'error: {error}', file=sys.stderr)
-        sys.exit(1)
+        errors.fail('train', error)
     print(f'{config.stage}: stopped at step {result["step"]} '
           f'({result["stopped"]}); checkpoint {result.get("checkpoint")}')
     print(f'final losses: {json.dumps(result["losses"], sort_keys=True)}')

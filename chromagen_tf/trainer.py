@@ -29,6 +29,7 @@ from absl import logging
 from chromagen_tf import checkpoints
 from chromagen_tf import configs
 from chromagen_tf import distribute
+from chromagen_tf import errors
 from chromagen_tf import input_pipeline
 from chromagen_tf import preemption
 from chromagen_tf import progress
@@ -37,7 +38,7 @@ from chromagen_tf import train_steps
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 
 
-class TrainingError(RuntimeError):
+class TrainingError(errors.ChromaGenError, RuntimeError):
     """Training cannot start or cannot go on; the message says why."""
 
 

@@ -38,6 +38,7 @@ import apache_beam as beam
 from apache_beam.options import pipeline_options
 import tensorflow as tf
 
+from chromagen_tf import errors
 from chromagen_tf import imaging
 from data_prep import allocator
 from data_prep import convert_lib
@@ -215,4 +216,4 @@ def _first_line(error: Exception) -> str:
     for line in lines:
         if 'ConversionError' in line:
             return line.split('ConversionError:', 1)[-1].strip()
-    return lines[-1] if lines else type(error).__name__
+    return lines[-1] if lines else errors.first_line(error)

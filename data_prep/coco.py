@@ -18,6 +18,7 @@ from typing import Iterator, TextIO
 
 from absl import logging
 
+from chromagen_tf import errors
 from chromagen_tf import imaging
 from data_prep import shard_files
 
@@ -26,7 +27,7 @@ _CHUNK_BYTES = 1 << 20
 _NOT_WHITESPACE = re.compile(r'\S')
 
 
-class CocoError(Exception):
+class CocoError(errors.ChromaGenError):
     """A COCO folder or annotation file that cannot be used."""
 
 

@@ -23,6 +23,7 @@ from typing import Mapping
 
 from absl import logging
 
+from chromagen_tf import errors
 from data_prep import coco
 
 DEFAULT_BASE_URL = 'http://images.cocodataset.org'
@@ -54,7 +55,7 @@ _CHUNK_BYTES = 1 << 20
 _LOG_INTERVAL_SECONDS = 10.0
 
 
-class DownloadError(Exception):
+class DownloadError(errors.ChromaGenError):
     """A download that failed; the message is one line for the user."""
 
 

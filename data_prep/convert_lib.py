@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from chromagen_tf import color
 from chromagen_tf import data
+from chromagen_tf import errors
 from chromagen_tf import imaging
 from chromagen_tf import progress
 from data_prep import allocator
@@ -101,8 +102,15 @@ class ConvertConfig:
 _RESUMABLE_FIELDS = frozenset({'num_processes', 'strict', 'output_dir'})
 
 
-class ConversionError(Exception):
-    """A fatal problem: --strict and a bad image, or a mismatched restart."""
+class ConversionError(errors.ChromaGenError):
+    """A fatal problem: --strict and a bad image (exit 1)."""
+
+
+class OutputFolderError(ConversionError):
+    """The output folder cannot be used: unwritable, or it holds another
+    conversion (exit 2: nothing was converted)."""
+
+    exit_code = errors.USAGE_EXIT_CODE
 
 
 def convert_image(path: imaging.Source, key: str,
@@ -208,13 +216,13 @@ def run(config: ConvertConfig,
 
 @contextlib.contextmanager
 def output_errors(output_dir: str) -> Iterator[None]:
-    """Turns tf.io.gfile errors into a one-line ConversionError naming the
+    """Turns tf.io.gfile errors into a one-line OutputFolderError naming the
     output folder (make_tfrecords prints it instead of a traceback)."""
     try:
         yield
     except tf.errors.OpError as error:
-        raise ConversionError(
-            f'{output_dir}: {shard_files.one_line(error.message)}') from None
+        raise OutputFolderError(
+            f'{output_dir}: {errors.one_line(error.message)}') from None
 
 
 def start(config: ConvertConfig, sources: Sequence[shard_files.Source],
@@ -241,7 +249,7 @@ def start(config: ConvertConfig, sources: Sequence[shard_files.Source],
                   for shard in plan[split]]
     mismatch = state.claim(comparable_config(config))
     if mismatch:
-        raise ConversionError(
+        raise OutputFolderError(
             f'{config.output_dir} holds a conversion with a different '
             f'{mismatch}; use a new --output_dir or the same settings.')
     if config.strict:

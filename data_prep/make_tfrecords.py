@@ -25,12 +25,12 @@ Usage:
 
 import os
 import shlex
-import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
+from chromagen_tf import errors
 from chromagen_tf import imaging
 from data_prep import coco
 from data_prep import coco_download
@@ -99,21 +99,24 @@ _RUNNERS = ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner')
 
 
 def _config_from_flags() -> convert_lib.ConvertConfig:
-    """Validates the flags; raises ValueError with a one-line message."""
+    """Validates the flags; raises errors.UsageError, one line."""
     if (_IMAGE_DIR.value is None) == (_COCO_DIR.value is None):
-        raise ValueError('give exactly one of --image_dir and --coco_dir')
+        raise errors.UsageError(
+            'give exactly one of --image_dir and --coco_dir')
     if not _OUTPUT_DIR.value:
-        raise ValueError('--output_dir is required')
+        raise errors.UsageError('--output_dir is required')
     if _DOWNLOAD.value and _COCO_DIR.value is None:
-        raise ValueError('--download needs --coco_dir')
+        raise errors.UsageError('--download needs --coco_dir')
     _check_runner_flags()
     if (_IMAGE_DIR.value is not None and
             not shard_files.is_remote(_IMAGE_DIR.value) and
             not os.path.isdir(_IMAGE_DIR.value)):
-        raise ValueError(f'--image_dir: no such folder: {_IMAGE_DIR.value}')
+        raise errors.NotFoundError(
+            f'--image_dir: no such folder: {_IMAGE_DIR.value}')
     if (_COCO_DIR.value is not None and not _DOWNLOAD.value and
             not os.path.isdir(_COCO_DIR.value)):
-        raise ValueError(f'--coco_dir: no such folder: {_COCO_DIR.value}')
+        raise errors.NotFoundError(
+            f'--coco_dir: no such folder: {_COCO_DIR.value}')
     checks = [
         (_IMAGE_SIZE.value >= 8, '--image_size must be at least 8'),
         (_MIN_SIZE.value >= 0, '--min_size must be >= 0'),
@@ -129,7 +132,7 @@ def _config_from_flags() -> convert_lib.ConvertConfig:
     ]
     for passed, message in checks:
         if not passed:
-            raise ValueError(message)
+            raise errors.UsageError(message)
     return convert_lib.ConvertConfig(
         output_dir=_absolute(_OUTPUT_DIR.value),
         image_dir=_absolute(_IMAGE_DIR.value) if _IMAGE_DIR.value else None,
@@ -146,21 +149,24 @@ def _config_from_flags() -> convert_lib.ConvertConfig:
 def _check_runner_flags() -> None:
     """Remote folders need Beam; Beam options need a runner."""
     if _RUNNER.value and _RUNNER.value not in _RUNNERS:
-        raise ValueError(f'--runner must be one of {", ".join(_RUNNERS)}, '
-                         f'not {_RUNNER.value}')
+        raise errors.UsageError(
+            f'--runner must be one of {", ".join(_RUNNERS)}, '
+            f'not {_RUNNER.value}')
     if _BEAM_OPTIONS.value and not _RUNNER.value:
-        raise ValueError('--beam_options needs --runner')
+        raise errors.UsageError('--beam_options needs --runner')
     try:
         shlex.split(_BEAM_OPTIONS.value)
     except ValueError as error:
-        raise ValueError(f'--beam_options: {error}') from None
+        raise errors.UsageError(f'--beam_options: {error}') from None
     for flag in (_OUTPUT_DIR, _IMAGE_DIR, _COCO_DIR):
         if flag.value and shard_files.is_remote(flag.value):
             if flag is _COCO_DIR:
-                raise ValueError('--coco_dir must be a local folder; give '
-                                 'a remote split folder as --image_dir')
+                raise errors.UsageError(
+                    '--coco_dir must be a local folder; give a remote split '
+                    'folder as --image_dir')
             if not _RUNNER.value:
-                raise ValueError(f'--{flag.name}={flag.value} needs --runner')
+                raise errors.UsageError(
+                    f'--{flag.name}={flag.value} needs --runner')
 
 
 def _absolute(path: str) -> str:
@@ -173,21 +179,19 @@ def _run_beam(config: convert_lib.ConvertConfig) -> dict:
         # pylint: disable-next=import-outside-toplevel
         from data_prep import beam_pipeline
     except ImportError as error:
-        raise ValueError(f'--runner needs Apache Beam ({error}); install it '
-                         'with pip install .[beam]') from None
+        raise errors.UsageError(
+            f'--runner needs Apache Beam ({error}); install it with '
+            'pip install .[beam]') from None
     sources, skipped = _list_inputs(config)
     return beam_pipeline.run(config, sources, skipped, _RUNNER.value,
                              shlex.split(_BEAM_OPTIONS.value))
 
 
-def _fail(message: str) -> None:
-    sys.stderr.write(f'make_tfrecords: error: {message}\n')
-    sys.exit(2)
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        _fail(f'unexpected arguments: {" ".join(argv[1:])}')
+        errors.fail('make_tfrecords',
+                    f'unexpected arguments: {" ".join(argv[1:])}',
+                    errors.USAGE_EXIT_CODE)
     try:
         config = _config_from_flags()
         if _DOWNLOAD.value:
@@ -197,9 +201,10 @@ def main(argv: list[str]) -> None:
             manifest = _run_beam(config)
         else:
             manifest = _run_local(config)
-    except (ValueError, OSError, coco.CocoError, coco_download.DownloadError,
-            convert_lib.ConversionError) as error:
-        _fail(str(error))
+    except errors.ChromaGenError as error:
+        errors.fail('make_tfrecords', error)
+    except OSError as error:  # The output folder cannot be written.
+        errors.fail('make_tfrecords', error, errors.USAGE_EXIT_CODE)
     for line in manifest_lib.summary_lines(manifest):
         print(line)
 
@@ -217,7 +222,7 @@ def _list_inputs(config: convert_lib.ConvertConfig
     else:
         sources, skipped = coco.list_split(config.coco_dir, config.split)
     if not sources:
-        raise ValueError(f'no photos found in {config.input_root}')
+        raise errors.UsageError(f'no photos found in {config.input_root}')
     logging.info('Found %d photos in %s.', len(sources), config.input_root)
     return sources, skipped
 

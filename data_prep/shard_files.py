@@ -31,6 +31,7 @@ import uuid
 
 import tensorflow as tf
 
+from chromagen_tf import errors
 from chromagen_tf import imaging
 
 # Under OUTPUT; hidden, so globbing the shards does not see it.
@@ -69,11 +70,6 @@ def join(directory: str, name: str) -> str:
         tf.io.gfile.join(directory, name))
 
 
-def one_line(message: str) -> str:
-    """A file system error message on one line, for a command-line error."""
-    return ' '.join(message.split())
-
-
 def list_image_dir(root: str) -> list[Source]:
     """All photos under `root`, recursively, keyed by relative path.
 
@@ -90,12 +86,13 @@ def list_image_dir(root: str) -> list[Source]:
         return _photos(os.walk(root), lambda path: os.path.relpath(path, root))
     try:
         if not tf.io.gfile.isdir(root):
-            raise ValueError(f'--image_dir: no such folder: {root}')
+            raise errors.NotFoundError(f'--image_dir: no such folder: {root}')
         root = root.rstrip('/')
         return _photos(tf.io.gfile.walk(root),
                        lambda path: path[len(root) + 1:])
     except tf.errors.OpError as error:
-        raise ValueError(f'{root}: {one_line(error.message)}') from None
+        raise errors.UsageError(
+            f'{root}: {errors.one_line(error.message)}') from None
 
 
 def _photos(walk: Iterable[tuple[str, list[str], list[str]]],

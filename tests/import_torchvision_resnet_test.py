@@ -181,7 +181,7 @@ class ImportTest(tf.test.TestCase, parameterized.TestCase):
         del state['layer3.1.bn2.running_var']
         state['layer3.1.conv3.weight'] = np.zeros((32, 32, 1, 1), np.float32)
         with self.assertRaisesRegex(
-                torchvision_weights.ConversionError,
+                torchvision_weights.WeightsError,
                 r"missing tensors \['layer3.1.bn2.running_var'\]; "
                 r"unexpected tensors \['layer3.1.conv3.weight'\]"):
             torchvision_weights.convert_state_dict(state, 'resnet18')
@@ -190,10 +190,10 @@ class ImportTest(tf.test.TestCase, parameterized.TestCase):
         state = {k: v.numpy() for k, v in _random_state_dict('resnet18',
                                                               8).items()}
         state['layer2.0.conv2.weight'] = state['layer2.0.conv2.weight'][:, :8]
-        with self.assertRaisesRegex(torchvision_weights.ConversionError,
+        with self.assertRaisesRegex(torchvision_weights.WeightsError,
                                     'layer2.0.conv2.weight has shape'):
             torchvision_weights.convert_state_dict(state)
-        with self.assertRaisesRegex(torchvision_weights.ConversionError,
+        with self.assertRaisesRegex(torchvision_weights.WeightsError,
                                     'missing tensors'):
             torchvision_weights.convert_state_dict(state, 'resnet34')
 

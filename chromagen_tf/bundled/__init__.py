@@ -21,6 +21,7 @@ from typing import Any, Optional
 import numpy as np
 
 from chromagen_tf import configs
+from chromagen_tf import errors
 
 BUNDLED_DIR = os.path.dirname(os.path.abspath(__file__))
 INFO_FILE = 'model.json'
@@ -28,7 +29,7 @@ WEIGHTS_FILE = 'generator.npz'
 FORMAT_VERSION = 1
 
 
-class BundledModelError(ValueError):
+class BundledModelError(errors.UsageError, ValueError):
     """A bundled-model folder is missing or does not fit its config."""
 
 

@@ -134,8 +134,8 @@ def load_encoder_weights(generator: keras.Model,
         from chromagen_tf.models import torchvision_weights
         width = encoder.get_layer('conv1').filters
         if width != 64:
-            raise ValueError('ImageNet weights exist only for width=64, '
-                             f'got width={width}.')
+            raise resnet.EncoderWeightsError(
+                f'ImageNet weights exist only for width=64, got width={width}.')
         encoder_weights = torchvision_weights.imagenet_encoder_weights(
             arch)
     resnet.load_encoder_weights(encoder, encoder_weights)

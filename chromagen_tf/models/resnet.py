@@ -24,6 +24,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from chromagen_tf import errors
 from chromagen_tf.models import layers as layers_lib
 
 # Number of BasicBlocks per stage (He et al. 2016, Table 1).
@@ -34,6 +35,10 @@ BLOCKS_PER_STAGE = {
 STAGE_NAMES = ('stem', 'layer1', 'layer2', 'layer3', 'layer4')
 ENCODER_NAME = 'encoder'
 
+
+
+class EncoderWeightsError(errors.UsageError, ValueError):
+    """An --encoder_weights file does not fit the encoder."""
 
 def _conv(filters: int, kernel_size: int, stride: int, name: str):
     # torchvision initialises convolutions with kaiming_normal_(fan_out).
@@ -143,17 +148,17 @@ def load_encoder_weights(encoder: keras.Model, path: str) -> None:
             width).
     """
     if not str(path).endswith('.weights.h5'):
-        raise ValueError(
+        raise EncoderWeightsError(
             f'Encoder weights must be a .weights.h5 file, got {path!r}.')
     if not tf.io.gfile.exists(path):
-        raise FileNotFoundError(f'Encoder weights file not found: {path}')
+        raise errors.NotFoundError(f'Encoder weights file not found: {path}')
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         try:
             encoder.load_weights(path)
         except (ValueError, KeyError) as error:
             # The error says it all; Keras' per-layer warnings would bury it.
-            raise ValueError(
+            raise EncoderWeightsError(
                 f'Encoder weights {path} do not fit encoder {encoder.name!r} '
                 f'({encoder.count_params()} values; another depth or width?): '
                 f'{_summarise(error)}') from error

@@ -35,6 +35,7 @@ import keras
 import numpy as np
 from absl import logging
 
+from chromagen_tf import errors
 from chromagen_tf.models import resnet
 
 # torchvision's ImageNet (IMAGENET1K_V1) checkpoints; the 8 hex digits in the
@@ -51,15 +52,21 @@ _IGNORED_SUFFIXES = ('num_batches_tracked',)
 _IGNORED_PREFIXES = ('fc.',)
 
 
-class ConversionError(ValueError):
+class WeightsError(errors.UsageError, ValueError):
     """A checkpoint does not match the encoder."""
+
+
+class WeightsUnavailableError(WeightsError, RuntimeError):
+    """The ImageNet weights cannot be had: no PyTorch, no network, bad file."""
+
+    exit_code = errors.RUNTIME_EXIT_CODE
 
 
 def _import_torch():
     try:
         import torch  # pylint: disable=g-import-not-at-top
     except ImportError as error:
-        raise RuntimeError(
+        raise WeightsUnavailableError(
             'Converting torchvision weights needs PyTorch: '
             'pip install .[import] (training itself does not).') from error
     return torch
@@ -72,16 +79,16 @@ def load_state_dict(checkpoint: str) -> dict[str, np.ndarray]:
         state = torch.load(checkpoint, map_location='cpu', weights_only=True)
     except Exception as error:  # pylint: disable=broad-except
         # torch.load raises pickle, zip and runtime errors alike.
-        raise ConversionError(f'Could not read {checkpoint} as a PyTorch '
+        raise WeightsError(f'Could not read {checkpoint} as a PyTorch '
                               f'state_dict: {error}') from error
     if isinstance(state, dict) and 'state_dict' in state:
         state = state['state_dict']
     if not isinstance(state, dict):
-        raise ConversionError(f'{checkpoint} does not hold a state_dict.')
+        raise WeightsError(f'{checkpoint} does not hold a state_dict.')
     not_tensors = sorted(
         key for key, value in state.items() if not torch.is_tensor(value))
     if not_tensors:
-        raise ConversionError(f'{checkpoint} holds non-tensor entries '
+        raise WeightsError(f'{checkpoint} holds non-tensor entries '
                               f'{not_tensors}; expected a state_dict.')
     return {key: value.detach().numpy() for key, value in state.items()}
 
@@ -97,7 +104,7 @@ def infer_arch(state_dict: dict[str, np.ndarray]) -> str:
     for arch, expected in resnet.BLOCKS_PER_STAGE.items():
         if blocks == expected:
             return arch
-    raise ConversionError(
+    raise WeightsError(
         f'Checkpoint has {blocks} blocks per stage; expected a torchvision '
         'ResNet-18 (2, 2, 2, 2) or ResNet-34 (3, 4, 6, 3).')
 
@@ -131,11 +138,11 @@ def convert_state_dict(state_dict: dict[str, np.ndarray],
         the width read from conv1 (64 for torchvision's models).
 
     Raises:
-        ConversionError: On missing, unexpected or mis-shaped tensors.
+        WeightsError: On missing, unexpected or mis-shaped tensors.
     """
     arch = arch or infer_arch(state_dict)
     if 'conv1.weight' not in state_dict:
-        raise ConversionError('Checkpoint has no conv1.weight; is it a '
+        raise WeightsError('Checkpoint has no conv1.weight; is it a '
                               'torchvision ResNet state_dict?')
     width = state_dict['conv1.weight'].shape[0]
     encoder = resnet.build_resnet_encoder(arch, width=width)
@@ -147,7 +154,7 @@ def convert_state_dict(state_dict: dict[str, np.ndarray],
     missing = sorted(set(targets) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(targets) - ignored)
     if missing or unexpected:
-        raise ConversionError(
+        raise WeightsError(
             f'Checkpoint does not match torchvision {arch}: '
             f'missing tensors {missing or "none"}; '
             f'unexpected tensors {unexpected or "none"}.')
@@ -160,7 +167,7 @@ def convert_state_dict(state_dict: dict[str, np.ndarray],
                 value = value.sum(axis=1, keepdims=True)
             value = value.transpose(2, 3, 1, 0)  # OIHW -> HWIO.
         if tuple(value.shape) != tuple(variable.shape):
-            raise ConversionError(
+            raise WeightsError(
                 f'Tensor {key} has shape {value.shape}, expected '
                 f'{tuple(variable.shape)}.')
         variable.assign(value)
@@ -176,7 +183,7 @@ def convert_checkpoint(checkpoint: str,
         The converted encoder.
 
     Raises:
-        ConversionError: If the checkpoint does not match.
+        WeightsError: If the checkpoint does not match.
         ValueError: If output does not end in .weights.h5.
     """
     if not output.endswith('.weights.h5'):
@@ -243,7 +250,7 @@ def download_checkpoint(arch: str,
         except (urllib.error.URLError, OSError) as error:
             if os.path.exists(partial):
                 os.remove(partial)
-            raise RuntimeError(
+            raise WeightsUnavailableError(
                 f'Could not download ImageNet weights from {url} ({error}). '
                 'Without network access, download the file elsewhere, '
                 'convert it with python -m '
@@ -256,7 +263,7 @@ def download_checkpoint(arch: str,
     actual = _sha256(path)
     if not actual.startswith(expected):
         os.remove(path)
-        raise RuntimeError(f'{url} has sha256 {actual}, which does not start '
+        raise WeightsUnavailableError(f'{url} has sha256 {actual}, which does not start '
                            f'with {expected}; the download is corrupt or not '
                            'torchvision\'s file (removed it).')
     return path

@@ -14,11 +14,11 @@ Usage:
 """
 
 import os
-import sys
 
 from absl import app
 from absl import flags
 
+from chromagen_tf import errors
 from chromagen_tf.models import resnet
 from chromagen_tf.models import torchvision_weights
 
@@ -32,26 +32,26 @@ _ARCH = flags.DEFINE_enum('arch', None, sorted(resnet.BLOCKS_PER_STAGE),
                           'unset.')
 
 
-def _fail(message: str) -> None:
-    """Exits with one clear line on stderr, without a traceback."""
-    print(f'error: {message}', file=sys.stderr)
-    sys.exit(2)
+def _check_flags(argv) -> None:
+    if len(argv) > 1:
+        raise errors.UsageError(f'unexpected arguments: {argv[1:]}')
+    if not _CHECKPOINT.value or not _OUTPUT.value:
+        raise errors.UsageError('--checkpoint and --output are required.')
+    if not os.path.isfile(_CHECKPOINT.value):
+        raise errors.NotFoundError(
+            f'checkpoint not found: {_CHECKPOINT.value}')
+    if not _OUTPUT.value.endswith('.weights.h5'):
+        raise errors.UsageError(
+            f'--output must end in .weights.h5, got {_OUTPUT.value!r}.')
 
 
 def main(argv):
-    if len(argv) > 1:
-        _fail(f'unexpected arguments: {argv[1:]}')
-    if not _CHECKPOINT.value or not _OUTPUT.value:
-        _fail('--checkpoint and --output are required.')
-    if not os.path.isfile(_CHECKPOINT.value):
-        _fail(f'checkpoint not found: {_CHECKPOINT.value}')
-    if not _OUTPUT.value.endswith('.weights.h5'):
-        _fail(f'--output must end in .weights.h5, got {_OUTPUT.value!r}.')
     try:
+        _check_flags(argv)
         encoder = torchvision_weights.convert_checkpoint(
             _CHECKPOINT.value, _OUTPUT.value, _ARCH.value)
-    except (ValueError, RuntimeError) as error:
-        _fail(str(error))
+    except errors.ChromaGenError as error:
+        errors.fail('import_torchvision_resnet', error)
     print(f'Wrote {encoder.count_params()} encoder values to {_OUTPUT.value}')
 
 
