@@ -18,6 +18,7 @@ ENTRY_POINTS = [
     'chromagen_tf.demo',
     'chromagen_tf.tools.import_torchvision_resnet',
     'chromagen_tf.bundled.recipe',
+    'data_prep.open_photos',
 ]
 # Modules whose flags a tool adopts as its own (flags.adopt_module_key_flags).
 _SHARED_FLAG_MODULES = ('chromagen_tf.model_flags',)
