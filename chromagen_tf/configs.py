@@ -86,6 +86,7 @@ class TrainConfig:
     seed: int = 0
     shuffle_buffer: int = 1000
     augment: bool = True
+    min_crop_scale: float = 1.0
     deterministic_input: bool = False
 
     @property
@@ -219,8 +220,13 @@ def check_and_write_stage_config(config: TrainConfig) -> None:
     saved = _read_json(path)
     wanted = to_dict(config)
     if saved is not None:
+        # A field added after the run started reads as its default.
+        added = {field.name for field in dataclasses.fields(TrainConfig)
+                 if field.name not in saved
+                 and wanted[field.name] == field.default}
         difference = _first_difference(
-            saved, json.loads(json.dumps(wanted)), ignore=RESUMABLE_FIELDS
+            saved, json.loads(json.dumps(wanted)),
+            ignore=RESUMABLE_FIELDS | added
         )
         if difference:
             name, old, new = difference

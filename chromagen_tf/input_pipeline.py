@@ -160,6 +160,30 @@ def _crop_or_resize(
     return lab[..., :1], lab[..., 1:]
 
 
+def _random_scale_crop(
+    l_channel: tf.Tensor, ab: tf.Tensor, image_size: int,
+    min_crop_scale: float, seed: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """A random square of side scale * the shorter side, resized.
+
+    scale is uniform in [min_crop_scale, 1]: objects reach the network at
+    1x to 1/min_crop_scale of their stored size, which multiplies the
+    distinct views of a small photo set (the scale augmentation of
+    Szegedy et al. 2015, on squares).
+    """
+    lab = tf.concat([l_channel, ab], axis=-1)
+    shape = tf.shape(lab)
+    shorter = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
+    scale = tf.random.stateless_uniform(
+        [], seed + tf.constant([0, 2], tf.int64), min_crop_scale, 1.0)
+    side = tf.cast(tf.maximum(tf.round(scale * shorter), 1.0), tf.int32)
+    lab = tf.image.stateless_random_crop(lab, [side, side, 3], seed=seed)
+    lab = tf.image.resize(lab, [image_size, image_size], method='bilinear',
+                          antialias=True)
+    lab = tf.ensure_shape(lab, [image_size, image_size, 3])
+    return lab[..., :1], lab[..., 1:]
+
+
 def _normalize(l_channel, ab):
     return color.normalize_l(l_channel), color.normalize_ab(ab)
 
@@ -177,6 +201,7 @@ def make_dataset(
     deterministic: Optional[bool] = None,
     drop_remainder: Optional[bool] = None,
     augment: bool = True,
+    min_crop_scale: float = 1.0,
 ) -> tf.data.Dataset:
     """Builds the training or evaluation pipeline over Lab TFRecords.
 
@@ -197,6 +222,10 @@ def make_dataset(
       drop_remainder: Defaults to `training`.
       augment: With `training`, apply the random crop and flip; otherwise a
         centre crop.
+      min_crop_scale: Below 1, training crops are random squares of a
+        random fraction in [min_crop_scale, 1] of the stored image's shorter
+        side, resized to image_size (scale augmentation); 1 keeps crops of
+        image_size pixels.
 
     Returns:
       A dataset of (l_normalized [b, S, S, 1], ab_normalized [b, S, S, 2]),
@@ -262,9 +291,13 @@ def make_dataset(
                 return _normalize(
                     *_crop_or_resize(l_channel, ab, image_size, None)
                 )
-            l_channel, ab = _crop_or_resize(
-                l_channel, ab, image_size, example_seed
-            )
+            if min_crop_scale < 1.0:
+                l_channel, ab = _random_scale_crop(
+                    l_channel, ab, image_size, min_crop_scale, example_seed)
+            else:
+                l_channel, ab = _crop_or_resize(
+                    l_channel, ab, image_size, example_seed
+                )
             flip_seed = example_seed + tf.constant([0, 1], tf.int64)
             flip = tf.random.stateless_uniform([], flip_seed) < 0.5
             l_channel = tf.cond(flip, lambda: l_channel[:, ::-1], lambda: l_channel)

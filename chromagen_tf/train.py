@@ -97,6 +97,9 @@ _MIXED_PRECISION = flags.DEFINE_enum(
     'bfloat16 (AVX512_BF16 or AMX), float32 on other CPUs.')
 _CHECKPOINT_EVERY = flags.DEFINE_integer(
     'checkpoint_every', 500, 'Steps between checkpoints.')
+_MAX_CHECKPOINTS = flags.DEFINE_integer(
+    'max_checkpoints', 5, 'Checkpoints kept per stage (the newest ones).',
+    lower_bound=1)
 _SUMMARY_EVERY = flags.DEFINE_integer(
     'summary_every', 50, 'Steps between TensorBoard scalar summaries.')
 _EVAL_EVERY = flags.DEFINE_integer(
@@ -108,6 +111,12 @@ _SKIP_CORRUPT_RECORDS = flags.DEFINE_bool(
     'Skip unreadable records (with a warning each) instead of failing.')
 _AUGMENT = flags.DEFINE_bool(
     'augment', True, 'Random crop and horizontal flip while training.')
+_MIN_CROP_SCALE = flags.DEFINE_float(
+    'min_crop_scale', 1.0,
+    'Below 1: train on random squares of a random fraction in '
+    '[min_crop_scale, 1] of each stored photo\'s shorter side, resized to '
+    '--image_size (scale augmentation, for small photo sets). 1: crops of '
+    '--image_size pixels.', lower_bound=0.05, upper_bound=1.0)
 _DETERMINISTIC_INPUT = flags.DEFINE_bool(
     'deterministic_input', False,
     'Read records in a reproducible order (interleave deterministic=True), '
@@ -168,11 +177,13 @@ def config_from_flags() -> configs.TrainConfig:
         sync_batch_norm=_SYNC_BATCH_NORM.value,
         mixed_precision=_MIXED_PRECISION.value,
         checkpoint_every=_CHECKPOINT_EVERY.value,
+        max_checkpoints=_MAX_CHECKPOINTS.value,
         summary_every=_SUMMARY_EVERY.value,
         eval_every=_EVAL_EVERY.value,
         num_eval_images=_NUM_EVAL_IMAGES.value,
         skip_corrupt_records=_SKIP_CORRUPT_RECORDS.value,
         augment=_AUGMENT.value,
+        min_crop_scale=_MIN_CROP_SCALE.value,
         shuffle_buffer=_SHUFFLE_BUFFER.value,
         deterministic_input=_DETERMINISTIC_INPUT.value,
         seed=_SEED.value,

@@ -182,6 +182,7 @@ def _make_datasets(config, strategy, start_step, dataset_fn):
             shuffle_buffer=config.shuffle_buffer,
             skip_corrupt_records=config.skip_corrupt_records,
             augment=config.augment,
+            min_crop_scale=config.min_crop_scale,
             deterministic=config.deterministic_input,
         )
 

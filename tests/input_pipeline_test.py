@@ -95,6 +95,34 @@ class PipelineTest(tf.test.TestCase):
                 lambda l, a, s: input_pipeline._crop_or_resize(l, a, 32, s))))
         self.assertAllClose(eager, in_data)
 
+    def test_scale_crop_eagerly_and_inside_tf_data_agree(self):
+        l_channel = tf.random.stateless_uniform([40, 48, 1], [1, 2]) * 100
+        ab = tf.random.stateless_uniform([40, 48, 2], [3, 4]) * 50
+        seed = tf.constant([5, 6], tf.int64)
+        crop = lambda l, a, s: input_pipeline._random_scale_crop(
+            l, a, 32, 0.5, s)
+        eager = crop(l_channel, ab, seed)
+        in_data = next(iter(tf.data.Dataset.from_tensors(
+            (l_channel, ab, seed)).map(crop)))
+        self.assertAllClose(eager, in_data)
+        self.assertEqual(eager[0].shape, (32, 32, 1))
+
+    def test_scale_crops_zoom_by_up_to_one_over_min_scale(self):
+        # A ramp along the width: a crop's span of values measures its
+        # side, so the zoom of every crop can be read back.
+        ramp = tf.tile(tf.linspace(0.0, 100.0, 200)[tf.newaxis, :, tf.newaxis],
+                       [200, 1, 1])
+        ab = tf.zeros([200, 200, 2])
+        spans = []
+        for index in range(40):
+            l_channel, _ = input_pipeline._random_scale_crop(
+                ramp, ab, 32, 0.4, tf.constant([index, 9], tf.int64))
+            spans.append(float(l_channel[0, -1, 0] - l_channel[0, 0, 0]))
+        # The whole side spans 100 L; a crop of side s spans about 100 s.
+        self.assertGreater(min(spans), 0.4 * 100 * 0.9)
+        self.assertLess(max(spans), 100.0 * 1.0001)
+        self.assertGreater(max(spans) - min(spans), 25.0)
+
     def test_no_files_is_a_clear_error(self):
         with self.assertRaisesRegex(FileNotFoundError, 'make_tfrecords'):
             input_pipeline.make_dataset(

@@ -1,6 +1,7 @@
 """Tests of the two training stages on tiny models and real photos."""
 
 import dataclasses
+import json
 import os
 
 import keras
@@ -108,6 +109,29 @@ class TrainStagesTest(tf.test.TestCase):
         steps = [int(path.rsplit('-', 1)[1])
                  for path in state.all_model_checkpoint_paths]
         self.assertEqual(steps, [3, 6, 9, 10])
+
+    def test_resuming_a_run_from_before_a_field_existed(self):
+        # A stage config written before min_crop_scale existed resumes with
+        # its default, and refuses another value naming the field.
+        model_dir = os.path.join(self.get_temp_dir(), 'older_config')
+        trainer.train(tiny_config(self.data_dir, model_dir, train_steps=1))
+        path = os.path.join(model_dir, 'pretrain', 'config.json')
+        with open(path) as f:
+            saved = json.load(f)
+        del saved['min_crop_scale']
+        with open(path, 'w') as f:
+            json.dump(saved, f)
+        result = trainer.train(tiny_config(self.data_dir, model_dir))
+        self.assertEqual(result['step'], 2)
+        with open(path) as f:
+            saved = json.load(f)
+        del saved['min_crop_scale']
+        with open(path, 'w') as f:
+            json.dump(saved, f)
+        with self.assertRaisesRegex(configs.ConfigMismatchError,
+                                    'min_crop_scale=None.*0.5'):
+            trainer.train(tiny_config(self.data_dir, model_dir,
+                                      train_steps=3, min_crop_scale=0.5))
 
     def test_pretraining_overfits_four_images(self):
         model_dir = os.path.join(self.get_temp_dir(), 'overfit')
