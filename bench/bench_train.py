@@ -98,7 +98,6 @@ def _run_custom(stage, precision, data_dir, steps, repeats,
                   global_batch_size=16, steps_per_loop=steps,
                   mixed_precision=precision, strategy='one_device',
                   model=configs.ModelConfig(generator=generator))
-    values.update(configs.STAGE_DEFAULTS[stage])
     config = configs.TrainConfig(**values)
     strategy, policy = distribute.setup('one_device', precision)
     if variant == 'custom_no_strategy':

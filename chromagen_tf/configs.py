@@ -12,9 +12,17 @@ Two frozen dataclasses carry every hyperparameter:
     `RESUMABLE_FIELDS` (how long to train, how often to log), which a
     resumed job may change.
 
-Defaults are the recipe of the tutorial this project follows (Shariatnia
-2020, after pix2pix): 256x256, batch 16, pretraining with Adam 1e-4, the GAN
-stage with Adam 2e-4 and beta1 0.5, lambda_l1 100.
+The dataclasses hold the only defaults: the recipe of the tutorial this
+project follows (Shariatnia 2020, after pix2pix): 256x256, batch 16,
+pretraining with Adam 1e-4, the GAN stage with Adam 2e-4 and beta1 0.5,
+lambda_l1 100. The optimiser settings depend on the stage: left unset they
+take `STAGE_DEFAULTS[stage]`, so `TrainConfig(stage='gan')` gets the GAN
+recipe however it is built. Named factories derive the variants, after
+big_vision's `get_config(runlocal=...)`:
+
+    configs.pretrain(data_dir=..., model_dir=...)
+    configs.gan(data_dir=..., model_dir=...)
+    configs.tiny('gan', data_dir=..., model_dir=...)  # tests, the demo
 """
 
 import dataclasses
@@ -64,13 +72,14 @@ class TrainConfig:
     init_from: str = ''
     image_size: int = 256
     global_batch_size: int = 16
-    epochs: int = 0
+    epochs: int = 20  # The tutorial's; train_steps overrides it.
     train_steps: int = 0
     steps_per_loop: int = 50
-    lr_g: float = 1e-4
-    lr_d: float = 2e-4
-    beta1: float = 0.9
-    beta2: float = 0.999
+    # None: the stage's recipe, STAGE_DEFAULTS[stage].
+    lr_g: Optional[float] = None
+    lr_d: Optional[float] = None
+    beta1: Optional[float] = None
+    beta2: Optional[float] = None
     lambda_l1: float = 100.0  # pix2pix, Isola et al. 2017, Sec. 4.
     gan_loss: str = 'vanilla'
     strategy: str = 'auto'
@@ -89,9 +98,53 @@ class TrainConfig:
     min_crop_scale: float = 1.0
     deterministic_input: bool = False
 
+    def __post_init__(self):
+        if self.stage not in STAGES:
+            raise errors.UsageError(
+                f'stage must be one of {STAGES}, got {self.stage!r}')
+        for name, value in STAGE_DEFAULTS[self.stage].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+
     @property
     def stage_dir(self) -> str:
         return os.path.join(self.model_dir, self.stage)
+
+
+def pretrain(**overrides) -> TrainConfig:
+    """The L1 pretraining stage (Adam 1e-4, beta1 0.9)."""
+    return TrainConfig(stage='pretrain', **overrides)
+
+
+def gan(**overrides) -> TrainConfig:
+    """The GAN stage (Adam 2e-4, beta1 0.5, lambda_l1 100)."""
+    return TrainConfig(stage='gan', **overrides)
+
+
+def for_stage(stage: str, **overrides) -> TrainConfig:
+    return TrainConfig(stage=stage, **overrides)
+
+
+# A model and a run small enough for a test or the demo to train in
+# seconds on a CPU, through the same code path (big_vision's runlocal).
+TINY = dict(
+    model=ModelConfig(width=8, discriminator_width=8),
+    image_size=32,
+    global_batch_size=4,
+    train_steps=2,
+    steps_per_loop=1,
+    summary_every=1,
+    eval_every=2,
+    checkpoint_every=1,
+    num_eval_images=2,
+    mixed_precision='float32',
+    strategy='one_device',
+)
+
+
+def tiny(stage: str = 'pretrain', **overrides) -> TrainConfig:
+    """A tiny run of either stage; overrides replace TINY's values."""
+    return TrainConfig(stage=stage, **dict(TINY, **overrides))
 
 
 # Fields a resumed stage may change without invalidating its checkpoint.

@@ -14,6 +14,7 @@ baseline from scratch. Re-running the same command resumes. The full
 configuration is saved in MODEL_DIR/<stage>/config.json.
 """
 
+import dataclasses
 import json
 
 from absl import app
@@ -24,6 +25,11 @@ from chromagen_tf import configs
 from chromagen_tf import distribute
 from chromagen_tf import errors
 from chromagen_tf import models
+
+# The dataclasses hold the defaults; the flags show them and pass on only
+# what the user gave.
+_DEFAULT = configs.TrainConfig()
+_MODEL_DEFAULT = configs.ModelConfig()
 
 _STAGE = flags.DEFINE_enum(
     'stage', 'pretrain', configs.STAGES,
@@ -37,157 +43,159 @@ _MODEL_DIR = flags.DEFINE_string(
     'Run folder: checkpoints, summaries and configs go under '
     'MODEL_DIR/<stage>/. Shared by both stages.')
 _GENERATOR = flags.DEFINE_enum(
-    'generator', 'resnet18_unet', models.GENERATOR_NAMES,
+    'generator', _MODEL_DEFAULT.generator, models.GENERATOR_NAMES,
     'Generator architecture. Default resnet18_unet; pix2pix_unet when '
     '--init_from=none. resnet18_unet_lite predicts ab at 1/4 resolution '
     'at about a seventh of the cost (the bundled model).')
 _ENCODER_WEIGHTS = flags.DEFINE_string(
-    'encoder_weights', 'none',
+    'encoder_weights', _DEFAULT.encoder_weights,
     "Pretrained ResNet encoder for the pretrain stage: 'none' (random), "
     "'imagenet' (download torchvision's weights), or a .weights.h5 file "
     'from chromagen_tf.tools.import_torchvision_resnet.')
 _INIT_FROM = flags.DEFINE_string(
-    'init_from', '',
+    'init_from', _DEFAULT.init_from,
     'GAN stage only: checkpoint (or folder) to copy the generator from. '
     "Empty: the latest MODEL_DIR/pretrain checkpoint. 'none': from scratch.")
 _IMAGE_SIZE = flags.DEFINE_integer(
-    'image_size', 256, 'Training crop size, a multiple of 32 (256 for '
+    'image_size', _DEFAULT.image_size,
+    'Training crop size, a multiple of 32 (256 for '
     'pix2pix_unet).')
 _WIDTH = flags.DEFINE_integer(
-    'width', 64, 'Base channel width of the generator (64 is the real '
+    'width', _MODEL_DEFAULT.width,
+    'Base channel width of the generator (64 is the real '
     'ResNet/pix2pix; small values make tiny test models).')
 _DISCRIMINATOR_WIDTH = flags.DEFINE_integer(
     'discriminator_width', None,
     'Base channel width of the PatchGAN. Default: same as --width.')
 _SPECTRAL_NORM = flags.DEFINE_bool(
-    'spectral_norm', False, 'Spectral normalisation in the discriminator.')
+    'spectral_norm', _MODEL_DEFAULT.spectral_norm,
+    'Spectral normalisation in the discriminator.')
 _GLOBAL_BATCH_SIZE = flags.DEFINE_integer(
-    'global_batch_size', 16, 'Batch size summed over all replicas.')
+    'global_batch_size', _DEFAULT.global_batch_size,
+    'Batch size summed over all replicas.')
 _EPOCHS = flags.DEFINE_integer(
-    'epochs', 20, 'Epochs over the train split (ignored if --train_steps).')
+    'epochs', _DEFAULT.epochs,
+    'Epochs over the train split (ignored if --train_steps).')
 _TRAIN_STEPS = flags.DEFINE_integer(
-    'train_steps', 0, 'Total steps for this stage; overrides --epochs.')
-_STEPS_PER_LOOP = flags.DEFINE_integer(
-    'steps_per_loop', 50, 'Steps run per tf.function call.')
+    'train_steps', _DEFAULT.train_steps,
+    'Total steps for this stage; overrides --epochs.')
+_STEPS_PER_LOOP = flags.DEFINE_integer('steps_per_loop',
+                                       _DEFAULT.steps_per_loop,
+                                       'Steps run per tf.function call.')
 _LR_G = flags.DEFINE_float(
-    'lr_g', None, 'Generator learning rate. Default: 1e-4 (pretrain), '
-    '2e-4 (gan).')
+    'lr_g', None, 'Generator learning rate. Default: '
+    f"{configs.STAGE_DEFAULTS['pretrain']['lr_g']} (pretrain), "
+    f"{configs.STAGE_DEFAULTS['gan']['lr_g']} (gan).")
 _LR_D = flags.DEFINE_float(
-    'lr_d', None, 'Discriminator learning rate. Default 2e-4.')
+    'lr_d', None, 'Discriminator learning rate. Default: '
+    f"{configs.STAGE_DEFAULTS['gan']['lr_d']}.")
 _BETA1 = flags.DEFINE_float(
-    'beta1', None, 'Adam beta1. Default: 0.9 (pretrain), 0.5 (gan).')
-_BETA2 = flags.DEFINE_float('beta2', None, 'Adam beta2. Default 0.999.')
+    'beta1', None, 'Adam beta1. Default: '
+    f"{configs.STAGE_DEFAULTS['pretrain']['beta1']} (pretrain), "
+    f"{configs.STAGE_DEFAULTS['gan']['beta1']} (gan).")
+_BETA2 = flags.DEFINE_float(
+    'beta2', None,
+    f"Adam beta2. Default: {configs.STAGE_DEFAULTS['gan']['beta2']}.")
 _LAMBDA_L1 = flags.DEFINE_float(
-    'lambda_l1', 100.0, 'Weight of L1 in the generator loss (pix2pix: 100).')
+    'lambda_l1', _DEFAULT.lambda_l1,
+    'Weight of L1 in the generator loss (pix2pix: 100).')
 _GAN_LOSS = flags.DEFINE_enum(
-    'gan_loss', 'vanilla', ('vanilla', 'lsgan'),
+    'gan_loss', _DEFAULT.gan_loss, ('vanilla', 'lsgan'),
     'vanilla: BCE on logits (pix2pix). lsgan: least squares.')
 _STRATEGY = flags.DEFINE_enum(
-    'strategy', 'auto', distribute.STRATEGIES,
+    'strategy', _DEFAULT.strategy, distribute.STRATEGIES,
     'auto: TPU if --tpu, MirroredStrategy if >1 GPU, else one device. '
     'multi_worker reads TF_CONFIG.')
-_TPU = flags.DEFINE_string('tpu', '', 'TPU name or grpc:// address.')
+_TPU = flags.DEFINE_string('tpu', _DEFAULT.tpu, 'TPU name or grpc:// address.')
 _SYNC_BATCH_NORM = flags.DEFINE_bool(
-    'sync_batch_norm', False,
+    'sync_batch_norm', _DEFAULT.sync_batch_norm,
     'Synchronise BatchNorm statistics across replicas, so that N replicas '
     'normalise like one device with the global batch.')
 _MIXED_PRECISION = flags.DEFINE_enum(
-    'mixed_precision', 'auto', distribute.PRECISIONS,
+    'mixed_precision', _DEFAULT.mixed_precision, distribute.PRECISIONS,
     'auto: float16 on GPU, bfloat16 on TPU and on CPUs with native '
     'bfloat16 (AVX512_BF16 or AMX), float32 on other CPUs.')
-_CHECKPOINT_EVERY = flags.DEFINE_integer(
-    'checkpoint_every', 500, 'Steps between checkpoints.')
+_CHECKPOINT_EVERY = flags.DEFINE_integer('checkpoint_every',
+                                         _DEFAULT.checkpoint_every,
+                                         'Steps between checkpoints.')
 _MAX_CHECKPOINTS = flags.DEFINE_integer(
-    'max_checkpoints', 5, 'Checkpoints kept per stage (the newest ones).',
+    'max_checkpoints',
+    _DEFAULT.max_checkpoints,
+    'Checkpoints kept per stage (the newest ones).',
     lower_bound=1)
 _SUMMARY_EVERY = flags.DEFINE_integer(
-    'summary_every', 50, 'Steps between TensorBoard scalar summaries.')
+    'summary_every', _DEFAULT.summary_every,
+    'Steps between TensorBoard scalar summaries.')
 _EVAL_EVERY = flags.DEFINE_integer(
-    'eval_every', 500, 'Steps between evaluations on the val split.')
+    'eval_every', _DEFAULT.eval_every,
+    'Steps between evaluations on the val split.')
 _NUM_EVAL_IMAGES = flags.DEFINE_integer(
-    'num_eval_images', 8, 'Val photos shown in TensorBoard at each eval.')
+    'num_eval_images', _DEFAULT.num_eval_images,
+    'Val photos shown in TensorBoard at each eval.')
 _SKIP_CORRUPT_RECORDS = flags.DEFINE_bool(
-    'skip_corrupt_records', False,
+    'skip_corrupt_records', _DEFAULT.skip_corrupt_records,
     'Skip unreadable records (with a warning each) instead of failing.')
-_AUGMENT = flags.DEFINE_bool(
-    'augment', True, 'Random crop and horizontal flip while training.')
+_AUGMENT = flags.DEFINE_bool('augment', _DEFAULT.augment,
+                             'Random crop and horizontal flip while training.')
 _MIN_CROP_SCALE = flags.DEFINE_float(
-    'min_crop_scale', 1.0,
+    'min_crop_scale',
+    _DEFAULT.min_crop_scale,
     'Below 1: train on random squares of a random fraction in '
     '[min_crop_scale, 1] of each stored photo\'s shorter side, resized to '
     '--image_size (scale augmentation, for small photo sets). 1: crops of '
-    '--image_size pixels.', lower_bound=0.05, upper_bound=1.0)
+    '--image_size pixels.',
+    lower_bound=0.05,
+    upper_bound=1.0)
 _DETERMINISTIC_INPUT = flags.DEFINE_bool(
-    'deterministic_input', False,
+    'deterministic_input', _DEFAULT.deterministic_input,
     'Read records in a reproducible order (interleave deterministic=True), '
     'at some cost in input throughput when files are slow to read.')
 _SHUFFLE_BUFFER = flags.DEFINE_integer(
-    'shuffle_buffer', 1000,
+    'shuffle_buffer', _DEFAULT.shuffle_buffer,
     'Records held by the shuffle buffer (1: read in file order).')
-_SEED = flags.DEFINE_integer('seed', 0, 'Seed for data order and crops.')
+_SEED = flags.DEFINE_integer('seed', _DEFAULT.seed,
+                             'Seed for data order and crops.')
 
 flags.mark_flags_as_required(['data_dir', 'model_dir'])
 for _name in ('image_size', 'width', 'global_batch_size', 'steps_per_loop',
               'checkpoint_every', 'summary_every', 'eval_every',
               'num_eval_images', 'shuffle_buffer'):
-    flags.register_validator(_name, lambda value: value > 0,
+    flags.register_validator(_name,
+                             lambda value: value > 0,
                              message=f'--{_name} must be positive.')
-flags.register_validator('image_size', lambda value: value % 32 == 0,
+flags.register_validator('image_size',
+                         lambda value: value % 32 == 0,
                          message='--image_size must be a multiple of 32.')
+
+# Flags that set a TrainConfig field of the same name (the model's apart).
+_TRAIN_FIELDS = tuple(field.name
+                      for field in dataclasses.fields(configs.TrainConfig)
+                      if field.name not in ('stage', 'model'))
+_MODEL_FIELDS = tuple(
+    field.name for field in dataclasses.fields(configs.ModelConfig))
 
 
 def config_from_flags() -> configs.TrainConfig:
-    """Turns the flags into the stage's frozen TrainConfig."""
+    """The stage's TrainConfig: its defaults, and the flags the user gave."""
     stage = _STAGE.value
-    defaults = configs.STAGE_DEFAULTS[stage]
-    generator = _GENERATOR.value
-    if (stage == 'gan' and _INIT_FROM.value.lower() == 'none'
-            and not _GENERATOR.present):
-        generator = 'pix2pix_unet'
-    model = configs.ModelConfig(
-        generator=generator,
-        width=_WIDTH.value,
-        discriminator_width=_DISCRIMINATOR_WIDTH.value or _WIDTH.value,
-        spectral_norm=_SPECTRAL_NORM.value,
-    )
-
-    def _pick(flag, name):
-        return flag.value if flag.value is not None else defaults[name]
-
-    return configs.TrainConfig(
-        stage=stage,
-        data_dir=_DATA_DIR.value,
-        model_dir=_MODEL_DIR.value,
-        model=model,
-        encoder_weights=_ENCODER_WEIGHTS.value,
-        init_from=_INIT_FROM.value,
-        image_size=_IMAGE_SIZE.value,
-        global_batch_size=_GLOBAL_BATCH_SIZE.value,
-        epochs=_EPOCHS.value,
-        train_steps=_TRAIN_STEPS.value,
-        steps_per_loop=_STEPS_PER_LOOP.value,
-        lr_g=_pick(_LR_G, 'lr_g'),
-        lr_d=_pick(_LR_D, 'lr_d'),
-        beta1=_pick(_BETA1, 'beta1'),
-        beta2=_pick(_BETA2, 'beta2'),
-        lambda_l1=_LAMBDA_L1.value,
-        gan_loss=_GAN_LOSS.value,
-        strategy=_STRATEGY.value,
-        tpu=_TPU.value,
-        sync_batch_norm=_SYNC_BATCH_NORM.value,
-        mixed_precision=_MIXED_PRECISION.value,
-        checkpoint_every=_CHECKPOINT_EVERY.value,
-        max_checkpoints=_MAX_CHECKPOINTS.value,
-        summary_every=_SUMMARY_EVERY.value,
-        eval_every=_EVAL_EVERY.value,
-        num_eval_images=_NUM_EVAL_IMAGES.value,
-        skip_corrupt_records=_SKIP_CORRUPT_RECORDS.value,
-        augment=_AUGMENT.value,
-        min_crop_scale=_MIN_CROP_SCALE.value,
-        shuffle_buffer=_SHUFFLE_BUFFER.value,
-        deterministic_input=_DETERMINISTIC_INPUT.value,
-        seed=_SEED.value,
-    )
+    passed = {
+        name: flags.FLAGS[name].value
+        for name in _MODEL_FIELDS
+        if flags.FLAGS[name].present
+    }
+    if (stage == 'gan' and _INIT_FROM.value.lower() == 'none' and
+            'generator' not in passed):
+        passed['generator'] = 'pix2pix_unet'
+    passed.setdefault('discriminator_width',
+                      passed.get('width', _MODEL_DEFAULT.width))
+    overrides = {
+        name: flags.FLAGS[name].value
+        for name in _TRAIN_FIELDS
+        if flags.FLAGS[name].present
+    }
+    return configs.for_stage(stage,
+                             model=configs.ModelConfig(**passed),
+                             **overrides)
 
 
 def main(argv):

@@ -14,7 +14,7 @@ from chromagen_tf import colorize_lib
 from chromagen_tf import full_resolution
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
-from tests.export_test import make_model_dir
+from tests.utils import make_model_dir
 
 _RENDER_SIZE = 64
 

@@ -34,7 +34,6 @@ def _config(stage, sync_batch_norm):
         global_batch_size=_GLOBAL_BATCH,
         sync_batch_norm=sync_batch_norm,
     )
-    values.update(configs.STAGE_DEFAULTS[stage])
     return configs.TrainConfig(**values)
 
 

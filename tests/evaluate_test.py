@@ -15,7 +15,7 @@ from chromagen_tf import data
 from chromagen_tf import evaluate_lib
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
-from tests.export_test import make_model_dir
+from tests.utils import make_model_dir
 
 _PHOTOS = ('chelsea.jpg', 'fig_bowl.jpg', 'wine_room.jpg')
 

@@ -27,22 +27,9 @@ from chromagen_tf import image_decoding
 from chromagen_tf.models import build_generator
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
+from tests.utils import make_model_dir
 
 _RENDER_SIZE = 64
-
-
-def make_model_dir(model_dir: str, seed: int = 0, step: int = 7):
-    """A training directory with one GAN checkpoint of a width-8 model."""
-    configs.check_and_write_model_config(
-        model_dir, configs.ModelConfig(generator='resnet18_unet', width=8))
-    keras.utils.set_random_seed(seed)
-    generator = build_generator('resnet18_unet', width=8)
-    checkpoint = tf.train.Checkpoint(
-        generator=generator, step=tf.Variable(step, dtype=tf.int64))
-    tf.train.CheckpointManager(
-        checkpoint, os.path.join(model_dir, 'gan'), max_to_keep=3,
-        checkpoint_name='ckpt').save(checkpoint_number=step)
-    return generator
 
 
 def encode(image: np.ndarray, image_format: str, **options) -> bytes:

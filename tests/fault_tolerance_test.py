@@ -27,7 +27,6 @@ from chromagen_tf import export_lib
 from chromagen_tf import trainer
 from tests import conftest
 from tests import records
-from tests import train_test
 from tests import utils
 
 _TINY_FLAGS = [
@@ -271,7 +270,7 @@ class FaultToleranceTest(tf.test.TestCase):
         model_dir = os.path.join(self.get_temp_dir(), 'to_export')
         # Export reads only the generator: an untrained checkpoint will do
         # and saves the tracing of a training step.
-        config = train_test.tiny_config(self.data_dir, model_dir)
+        config = utils.tiny_config(self.data_dir, model_dir)
         strategy, policy = distribute.setup('one_device', 'float32')
         configs.check_and_write_model_config(model_dir, config.model)
         trainer.Trainer(config, strategy, policy).manager.save(

@@ -16,7 +16,7 @@ from chromagen_tf import distribute
 from chromagen_tf import input_pipeline
 from chromagen_tf import trainer
 from tests import records
-from tests import train_test
+from tests import utils
 
 _HUGE_SCALE = 2.0**60
 
@@ -28,7 +28,7 @@ class LossScaleTest(tf.test.TestCase):
         data_dir = records.write_shards(
             os.path.join(self.get_temp_dir(), 'data'), image_size=32,
             num_train=4, num_val=1, train_shards=1)
-        config = train_test.tiny_config(
+        config = utils.tiny_config(
             data_dir, os.path.join(self.get_temp_dir(), 'run'),
             mixed_precision='float16')
         strategy, policy = distribute.setup('one_device', 'float16')

@@ -15,28 +15,7 @@ from tests import records
 from tests import utils
 
 
-def tiny_config(data_dir, model_dir, **overrides) -> configs.TrainConfig:
-    values = dict(
-        stage='pretrain',
-        data_dir=data_dir,
-        model_dir=model_dir,
-        model=configs.ModelConfig(width=8, discriminator_width=8),
-        image_size=32,
-        global_batch_size=4,
-        train_steps=2,
-        steps_per_loop=1,
-        summary_every=1,
-        eval_every=2,
-        checkpoint_every=1,
-        num_eval_images=2,
-        mixed_precision='float32',
-        strategy='one_device',
-    )
-    values.update(overrides)
-    if values['stage'] == 'gan':
-        for name, value in configs.STAGE_DEFAULTS['gan'].items():
-            values.setdefault(name, value)
-    return configs.TrainConfig(**values)
+tiny_config = utils.tiny_config
 
 
 class TrainStagesTest(tf.test.TestCase):

@@ -1,14 +1,19 @@
-"""Helpers shared by the tests that run real processes and read their logs.
+"""The one module of fixtures the tests share (tests never import tests).
 
-Free ports for local clusters, and the TensorBoard event files a training
-run writes.
+Free ports for local clusters, the TensorBoard event files a training run
+writes, the tiny training config, and a training directory holding a tiny
+generator checkpoint.
 """
 
 import glob
 import os
 import socket
 
+import keras
 import tensorflow as tf
+
+from chromagen_tf import configs
+from chromagen_tf.models import build_generator
 
 
 def free_ports(count: int) -> list[int]:
@@ -54,3 +59,23 @@ def summarised_steps(directory, paths=None) -> list[int]:
     """Steps with a losses/l1 summary, one entry per event, in file order."""
     return [event.step for event in _events(directory, paths)
             if any(value.tag == 'losses/l1' for value in event.summary.value)]
+
+
+def tiny_config(data_dir, model_dir, stage='pretrain', **overrides):
+    """configs.tiny for a data and model folder."""
+    return configs.tiny(stage, data_dir=data_dir, model_dir=model_dir,
+                        **overrides)
+
+
+def make_model_dir(model_dir: str, seed: int = 0, step: int = 7):
+    """A training directory with one GAN checkpoint of a width-8 model."""
+    configs.check_and_write_model_config(
+        model_dir, configs.ModelConfig(generator='resnet18_unet', width=8))
+    keras.utils.set_random_seed(seed)
+    generator = build_generator('resnet18_unet', width=8)
+    checkpoint = tf.train.Checkpoint(
+        generator=generator, step=tf.Variable(step, dtype=tf.int64))
+    tf.train.CheckpointManager(
+        checkpoint, os.path.join(model_dir, 'gan'), max_to_keep=3,
+        checkpoint_name='ckpt').save(checkpoint_number=step)
+    return generator
