@@ -157,10 +157,10 @@ class FaultToleranceTest(tf.test.TestCase):
                          list(range(restored + 1, train_steps + 1)))
 
     def test_repeated_sigkill_during_checkpoint_writes(self):
-        # Each round costs a TF start-up (~15 s on a busy 2-core box), so 2
-        # rounds rather than 10 keep this file within its time budget; each
-        # kill is aimed at a write instead of landing anywhere in the loop.
-        rounds = 2
+        # Ten kill-and-restart rounds, each aimed at a random moment of a
+        # checkpoint write rather than anywhere in the loop. Each round costs
+        # one TF start-up of a tiny model (the run itself is a few steps).
+        rounds = 10
         model_dir = os.path.join(self.get_temp_dir(), 'write_kills')
         stage_dir = os.path.join(model_dir, 'pretrain')
         flags = ['--checkpoint_every=1', '--summary_every=1000']
@@ -212,48 +212,75 @@ class FaultToleranceTest(tf.test.TestCase):
         # The trainer deletes the ckpt-N_temp/ folders the kills left.
         self.assertEqual(_checkpoint_numbers(stage_dir, '_temp'), [])
 
-    def test_sigterm_on_one_worker_stops_both_at_one_saved_step(self):
-        model_dir = os.path.join(self.get_temp_dir(), 'two_workers')
-        stage_dir = os.path.join(model_dir, 'pretrain')
-        command = [flag for flag in self._train_command(
-            model_dir, '--train_steps=100000', '--checkpoint_every=100000',
-            '--summary_every=1') if flag != '--strategy=one_device']
-        command.append('--strategy=multi_worker')
-        cluster = {'worker': [f'127.0.0.1:{port}' for port in utils.free_ports(2)]}
+    def _start_workers(self, command, log_prefix, ports):
+        cluster = {'worker': [f'127.0.0.1:{port}' for port in ports]}
         workers = []
         for index in range(2):
             env = dict(os.environ, CUDA_VISIBLE_DEVICES='', TF_CONFIG=(
                 json.dumps({'cluster': cluster,
                             'task': {'type': 'worker', 'index': index}})))
-            workers.append(_Process(command, f'{model_dir}.{index}', env))
+            workers.append(_Process(command, f'{log_prefix}.{index}', env))
+        return workers
+
+    def _wait_for_workers(self, workers):
         try:
-            chief, other = workers
-            self._wait_until(
-                lambda: len(set(utils.summarised_steps(
-                    os.path.join(stage_dir, 'train')))) >= 2,
-                chief, 'two summarised steps')
-            # The worker that does not write checkpoints is preempted: the
-            # chief learns it through the all-reduce and saves for both.
-            other.popen.send_signal(signal.SIGTERM)
             for worker in workers:
                 worker.popen.wait(timeout=_TIMEOUT)
         finally:
             for worker in workers:
                 if worker.running():
                     worker.kill()
-        (chief_out, chief_err), (other_out, other_err) = [
-            worker.output() for worker in workers]
+        return [worker.output() for worker in workers]
+
+    def test_sigterm_on_one_worker_stops_both_then_both_resume(self):
+        model_dir = os.path.join(self.get_temp_dir(), 'two_workers')
+        stage_dir = os.path.join(model_dir, 'pretrain')
+        train_events = os.path.join(stage_dir, 'train')
+        train_steps = 40
+        command = [flag for flag in self._train_command(
+            model_dir, f'--train_steps={train_steps}',
+            '--checkpoint_every=100000', '--summary_every=1')
+                   if flag != '--strategy=one_device']
+        command.append('--strategy=multi_worker')
+        workers = self._start_workers(command, model_dir, utils.free_ports(2))
+        chief, other = workers
+        try:
+            self._wait_until(
+                lambda: len(set(utils.summarised_steps(train_events))) >= 2,
+                chief, 'two summarised steps')
+            # The worker that does not write checkpoints is preempted: the
+            # chief learns it through the all-reduce and saves for both.
+            other.popen.send_signal(signal.SIGTERM)
+        finally:
+            (chief_out, chief_err), (other_out, other_err) = (
+                self._wait_for_workers(workers))
         self.assertEqual(chief.popen.returncode, 0, chief_err[-3000:])
         self.assertEqual(other.popen.returncode, 0, other_err[-3000:])
         self.assertIn('Received SIGTERM', other_err)
         saved = self._assert_latest_is_valid(stage_dir)
-        self.assertGreaterEqual(saved, 2)
+        self.assertBetween(saved, 2, train_steps - 1)
         self.assertIn(f'stopped at step {saved} (another worker stopped)',
                       chief_out)
         self.assertIn(f'stopped at step {saved} (SIGTERM)', other_out)
         # No step trained after the one saved.
-        self.assertEqual(max(utils.summarised_steps(
-            os.path.join(stage_dir, 'train'))), saved)
+        self.assertEqual(max(utils.summarised_steps(train_events)), saved)
+
+        # The same command again, on both workers: each resumes at the
+        # saved step, and together they train exactly to train_steps.
+        first_events = set(glob.glob(os.path.join(train_events, '*')))
+        workers = self._start_workers(command, f'{model_dir}.again',
+                                      utils.free_ports(2))
+        outputs = self._wait_for_workers(workers)
+        for worker, (out, err) in zip(workers, outputs):
+            self.assertEqual(worker.popen.returncode, 0, err[-3000:])
+            self.assertIn(f'Resumed {stage_dir}/ckpt-{saved} at step {saved}.',
+                          err)
+            self.assertIn(f'stopped at step {train_steps} (complete)', out)
+        self.assertEqual(self._assert_latest_is_valid(stage_dir), train_steps)
+        new_events = sorted(set(glob.glob(os.path.join(train_events, '*')))
+                            - first_events)
+        self.assertEqual(utils.summarised_steps(train_events, new_events),
+                         list(range(saved + 1, train_steps + 1)))
 
     def _assert_only_complete_versions_visible(self, export_base):
         for name in os.listdir(export_base):
