@@ -76,6 +76,11 @@ _DISCRIMINATOR_WIDTH = flags.DEFINE_integer(
 _RENDER_SIZE = flags.DEFINE_integer(
     'render_size', 224, 'Render size recorded in model.json, chosen from '
     'the render-size curve the evaluate stage measures (MODEL_CARD.md).')
+_GAN_WEIGHT = flags.DEFINE_float(
+    'gan_weight', 1.0, 'The bundled weights: this fraction of the GAN '
+    'generator plus the rest of the L1-only one (weight-space ensembling, '
+    'WiSE-FT); 1 ships the GAN generator as it is.', lower_bound=0.0,
+    upper_bound=1.0)
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the split and training.')
 _CURVE_SIZES = flags.DEFINE_list(
     'curve_sizes', ['96', '128', '160', '192', '224', '256', '320'],
@@ -139,15 +144,42 @@ def _run(*command: str) -> None:
     print(f'      done in {seconds:.0f} s', flush=True)
 
 
-def _bundle(model_dir: str, output_dir: str, render_size: int,
-            info: dict) -> str:
-    # pylint: disable=g-import-not-at-top
-    from chromagen_tf import bundled
+def blend_generators(model_dir: str, gan_weight: float):
+    """The GAN generator's weights interpolated towards the L1-only one's.
+
+    Weight-space ensembling of a model and its fine-tuned version (WiSE-FT,
+    Wortsman et al. 2022): the GAN stage starts from the pretrained
+    generator, so the two lie in one basin and their interpolation trades
+    the GAN's colourfulness against the L1 model's accuracy smoothly.
+    BatchNorm statistics are interpolated alike.
+
+    Returns:
+      (generator, model_config, description of the sources).
+    """
+    # pylint: disable-next=g-import-not-at-top
     from chromagen_tf import checkpoints
 
-    generator, model_config, checkpoint = checkpoints.restore_generator(
+    generator, model_config, gan_path = checkpoints.restore_generator(
         model_dir, 'gan')
-    info = dict(info, checkpoint=os.path.basename(checkpoint))
+    if gan_weight >= 1.0:
+        return generator, model_config, os.path.basename(gan_path)
+    pretrained, _, pretrain_path = checkpoints.restore_generator(
+        model_dir, 'pretrain')
+    for variable, start in zip(generator.weights, pretrained.weights):
+        variable.assign(gan_weight * variable + (1.0 - gan_weight) * start)
+    return generator, model_config, (
+        f'{gan_weight:g} x gan/{os.path.basename(gan_path)} + '
+        f'{1 - gan_weight:g} x pretrain/{os.path.basename(pretrain_path)}')
+
+
+def _bundle(model_dir: str, output_dir: str, render_size: int,
+            info: dict) -> str:
+    # pylint: disable-next=g-import-not-at-top
+    from chromagen_tf import bundled
+
+    generator, model_config, sources = blend_generators(
+        model_dir, _GAN_WEIGHT.value)
+    info = dict(info, checkpoint=sources)
     return bundled.save(generator, model_config, output_dir,
                         render_size=render_size, info=info)
 
@@ -292,6 +324,7 @@ def run_recipe() -> str:
                 lr_pretrain=_LR_PRETRAIN.value,
                 min_crop_scale=_MIN_CROP_SCALE.value,
                 discriminator_width=_DISCRIMINATOR_WIDTH.value,
+                gan_weight=_GAN_WEIGHT.value,
                 seed=_SEED.value)))
         print(f'Bundled model written to {output}', flush=True)
     if 'evaluate' in stages:
