@@ -26,7 +26,7 @@ from absl import flags
 
 from chromagen_tf import colorize_folders
 from chromagen_tf import errors
-from chromagen_tf import image_decoding
+from chromagen_tf import imaging
 from chromagen_tf import model_flags
 
 _OUTPUT_DIR = flags.DEFINE_string(
@@ -44,7 +44,7 @@ _OUTPUT_EXTENSION = flags.DEFINE_string(
     'Write every output with this extension and its format (e.g. png, '
     'jpg). Default: the input\'s own.')
 _MAX_PIXELS = flags.DEFINE_integer(
-    'max_pixels', image_decoding.DEFAULT_MAX_PIXELS,
+    'max_pixels', imaging.COLORIZE_MAX_PIXELS,
     'Larger images are skipped, judged from their header.', lower_bound=1)
 
 

@@ -41,7 +41,7 @@ class ColorizeConfig:
     batch_size: int = colorize_lib.DEFAULT_BATCH_SIZE
     compare: bool = False
     output_extension: str = ''  # '' keeps each input's extension.
-    max_pixels: int = image_decoding.DEFAULT_MAX_PIXELS
+    max_pixels: int = imaging.COLORIZE_MAX_PIXELS
 
 
 @dataclasses.dataclass

@@ -33,7 +33,7 @@ from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import export_lib
 from chromagen_tf import full_resolution
-from chromagen_tf import image_decoding
+from chromagen_tf import imaging
 
 _MODEL_DIR = flags.DEFINE_string(
     'model_dir', None, 'Training directory holding config.json and '
@@ -56,7 +56,7 @@ _RENDER_SIZE = flags.DEFINE_integer(
     'bundled model\'s recorded size, or the stage\'s training crop size.',
     lower_bound=32)
 _MAX_PIXELS = flags.DEFINE_integer(
-    'max_pixels', image_decoding.DEFAULT_MAX_PIXELS,
+    'max_pixels', imaging.COLORIZE_MAX_PIXELS,
     'Images with more pixels (read from the header) are refused.',
     lower_bound=1)
 _FORMAT = flags.DEFINE_enum(

@@ -30,6 +30,7 @@ from chromagen_tf import errors
 from chromagen_tf import export_temporaries
 from chromagen_tf import full_resolution
 from chromagen_tf import image_decoding
+from chromagen_tf import imaging
 
 IMAGE_BYTES = 'image_bytes'
 # TF Serving's REST API base64-wraps a string output only when its name
@@ -61,7 +62,7 @@ class ColorizationModule(tf.Module):
         generator: tf.Module,
         render_size: int = full_resolution.DEFAULT_RENDER_SIZE,
         size_multiple: int = full_resolution.DEFAULT_SIZE_MULTIPLE,
-        max_pixels: int = image_decoding.DEFAULT_MAX_PIXELS,
+        max_pixels: int = imaging.COLORIZE_MAX_PIXELS,
     ):
         super().__init__(name='chromagen')
         if render_size < 1 or size_multiple < 1 or max_pixels < 1:

@@ -13,9 +13,8 @@ as `PIL.ImageOps.exif_transpose`), and transparency is composited on white.
 
 import tensorflow as tf
 
-# 50 megapixels: larger than any phone or consumer camera photo (a 48 MP
-# sensor), small enough that decoding it (150 MB as uint8 RGB) is safe.
-DEFAULT_MAX_PIXELS = 50_000_000
+from chromagen_tf import imaging
+
 
 
 def _unsigned(data: tf.Tensor, offset: int, size: int, big_endian: bool):
@@ -202,7 +201,7 @@ def _composite_on_white(image: tf.Tensor) -> tf.Tensor:
 
 
 def decode_image(
-    image_bytes: tf.Tensor, max_pixels: int = DEFAULT_MAX_PIXELS
+    image_bytes: tf.Tensor, max_pixels: int = imaging.COLORIZE_MAX_PIXELS
 ) -> tf.Tensor:
     """Checks the header size, then decodes to uint8 RGB [H, W, 3].
 

@@ -51,9 +51,18 @@ FILTER_REASONS = frozenset({TOO_SMALL, GRAYSCALE})
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif',
                     '.tiff', '.gif')
 
-# Decompression-bomb limit: 100 megapixels, four times the largest COCO photo
-# and above any consumer camera of 2024 except a few medium-format backs.
-DEFAULT_MAX_PIXELS = 100_000_000
+# Pixel limits, judged from the header before decoding (decompression bombs).
+# The one policy, in two named values:
+#  * converting a data set (make_tfrecords) holds one photo per worker at a
+#    time and should not drop rare large scans: 100 megapixels, four times
+#    the largest COCO photo and above any consumer camera of 2024 except a
+#    few medium-format backs;
+#  * colorizing (the colorize tool, evaluate and the serving graph) holds
+#    the photo's full-resolution L, ab and RGB at once (about 20 bytes a
+#    pixel, 1 GB at 50 MP), and a server may run several requests at once:
+#    50 megapixels, above any phone or consumer camera photo (48 MP).
+CONVERT_MAX_PIXELS = 100_000_000
+COLORIZE_MAX_PIXELS = 50_000_000
 
 # Grayscale test: an image is grayscale when at most 1% of its pixels have a
 # Lab chroma sqrt(a^2 + b^2) above 5. Measured on the bundled photos: a
@@ -103,7 +112,7 @@ class LoadedImage:
 
 
 def open_image(source: Source,
-               max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+               max_pixels: int = CONVERT_MAX_PIXELS) -> Image.Image:
     """Opens a photo lazily, reading only its header.
 
     Args:
@@ -180,7 +189,7 @@ def draft_size(width: int, height: int, size: int,
 
 
 def load_rgb(source: Source,
-             max_pixels: int = DEFAULT_MAX_PIXELS,
+             max_pixels: int = CONVERT_MAX_PIXELS,
              min_size: int = 0) -> LoadedImage:
     """Loads a photo at full resolution as 8-bit sRGB, EXIF orientation applied.
 
@@ -299,7 +308,7 @@ def resize_for_storage(image: Image.Image,
 def load_for_storage(source: Source,
                      size: int,
                      policy: str = 'crop',
-                     max_pixels: int = DEFAULT_MAX_PIXELS,
+                     max_pixels: int = CONVERT_MAX_PIXELS,
                      min_size: int = 0) -> LoadedImage:
     """Loads a photo and resizes it with the storage policy.
 

@@ -58,7 +58,7 @@ class ImageOptions:
     image_size: int = 256
     resize: str = 'crop'
     min_size: int = 128
-    max_pixels: int = imaging.DEFAULT_MAX_PIXELS
+    max_pixels: int = imaging.CONVERT_MAX_PIXELS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,7 @@ class ConvertConfig:
     image_size: int = 256
     resize: str = 'crop'
     min_size: int = 128
-    max_pixels: int = imaging.DEFAULT_MAX_PIXELS
+    max_pixels: int = imaging.CONVERT_MAX_PIXELS
     max_images: int = 0
     seed: int = 0
     val_fraction: float = 0.1

@@ -63,7 +63,7 @@ _MIN_SIZE = flags.DEFINE_integer(
     'min_size', 128, 'Skip photos whose shorter side is smaller: upscaling '
     'them more than 2x gives blurry training targets.')
 _MAX_PIXELS = flags.DEFINE_integer(
-    'max_pixels', imaging.DEFAULT_MAX_PIXELS,
+    'max_pixels', imaging.CONVERT_MAX_PIXELS,
     'Skip larger photos, judged from the header without decoding them.')
 _MAX_IMAGES = flags.DEFINE_integer(
     'max_images', 0, 'Convert a random sample of this many photos (0: all).')
