@@ -1,46 +1,49 @@
-r"""The whole ChromaGen pipeline on the bundled photos, in one command.
+r"""ChromaGen on the bundled photos, in one command.
 
 Usage:
 
   python -m chromagen_tf.demo --output_dir=demo_out
 
-Every stage runs through the project's own command-line tools, exactly as
-a user would run them on COCO, only smaller (a narrow generator, 64x64
-crops, a few hundred steps):
+First the bundled model (MODEL_CARD.md) colorizes sample_photos/, which it
+never saw in training, and is measured against the gray baseline. Then the
+whole training pipeline runs on a few of the same photos, through the
+project's own command-line tools exactly as a user would run them on COCO,
+only smaller (a narrow generator, 64x64 crops, a few hundred steps):
 
-  1. data_prep.make_tfrecords   sample_photos/ -> Lab shards, train/val
-  2. chromagen_tf.train         --stage=pretrain (L1 only)
-  3. chromagen_tf.train         --stage=gan (adversarial + lambda * L1)
-  4. chromagen_tf.export        -> a TF Serving SavedModel
-  5. chromagen_tf.colorize      the held-out photos, through the SavedModel
-  6. chromagen_tf.evaluate      the held-out photos vs the gray baseline
+  1. chromagen_tf.colorize      sample_photos/ with the bundled model
+     chromagen_tf.evaluate      the bundled model vs the gray baseline
+  2. data_prep.make_tfrecords   sample_photos/ -> Lab shards, train/val
+  3. chromagen_tf.train         --stage=pretrain (L1 only)
+  4. chromagen_tf.train         --stage=gan (adversarial + lambda * L1)
+  5. chromagen_tf.export        -> a TF Serving SavedModel
+  6. chromagen_tf.colorize      the held-out photos, through the SavedModel
+  7. chromagen_tf.evaluate      the held-out photos vs the gray baseline
 
-A stage whose output exists is reused, so a second run is quick; pass
---overwrite to start clean. At the end it prints where everything is: the
-TensorBoard command, the exported model, the comparison sheet (gray input |
-colorized | original) and the metrics table. It takes about 3-4 minutes on
-a 2-core CPU with the defaults.
+The tiny model of steps 2-7 shows the pipeline working, not a usable
+colorizer: it trains for minutes on about ten photos, renders at the size
+it was trained at, and its metrics are printed beside gray's. A stage whose
+output exists is reused, so a second run is quick; pass --overwrite to
+start clean. It takes about 4-5 minutes on a 2-core CPU.
 """
 
 import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 
 from absl import app
 from absl import flags
-import numpy as np
-from PIL import Image
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from chromagen_tf import contact_sheet
+from chromagen_tf import errors
+from chromagen_tf import run_tools
 
 _OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', 'demo_out', 'Where every artefact of the demo goes.')
 _PHOTOS = flags.DEFINE_string(
-    'photos', os.path.join(_REPO_ROOT, 'sample_photos'),
-    'Folder of colour photos to train and evaluate on.')
+    'photos', os.path.join(run_tools.REPO_ROOT, 'sample_photos'),
+    'Folder of colour photos: the bundled model colorizes all of them, the '
+    'tiny pipeline trains and evaluates on them.')
 _NUM_VAL = flags.DEFINE_integer(
     'num_val', 3, 'Photos held out for colorizing and evaluation.')
 _MAX_IMAGES = flags.DEFINE_integer(
@@ -70,68 +73,32 @@ for _name in ('num_val', 'width', 'batch_size', 'pretrain_steps',
                              message=f'--{_name} must be positive.')
 
 
-class DemoError(RuntimeError):
-    """A stage of the demo failed."""
+_STAGES = 7
 
 
 def _stage(number, title, done_marker, *commands):
     """Runs tools unless the stage's output exists; streams their progress."""
-    print(f'\n[{number}/6] {title}', flush=True)
+    print(f'\n[{number}/{_STAGES}] {title}', flush=True)
     if os.path.exists(done_marker):
         print(f'      reusing {done_marker} (--overwrite to redo)', flush=True)
         return
     start = time.monotonic()
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     for command in commands:
-        print('      $ python -m ' + ' '.join(command), flush=True)
-        completed = subprocess.run(
-            [sys.executable, '-m', *command], cwd=_REPO_ROOT,
-            env=environment, check=False)
-        if completed.returncode != 0:
-            raise DemoError(
-                f'stage {number} ({title}) failed with exit status '
-                f'{completed.returncode}; see the output above.')
+        run_tools.run(*command, step=f'stage {number} ({title})')
     print(f'      done in {time.monotonic() - start:.0f} s', flush=True)
-
-
-def comparison_sheet(compare_dir: str, output_path: str) -> str:
-    """Stacks the colorize tool's side-by-side images into one PNG."""
-    names = sorted(name for name in os.listdir(compare_dir)
-                   if not name.startswith('.'))
-    if not names:
-        raise DemoError(f'No comparison images in {compare_dir}.')
-    rows = []
-    for name in names:
-        image = Image.open(os.path.join(compare_dir, name)).convert('RGB')
-        scale = 200 / image.height
-        rows.append(image.resize(
-            (round(image.width * scale), 200), Image.Resampling.LANCZOS))
-    width = max(row.width for row in rows)
-    sheet = np.full((200 * len(rows), width, 3), 255, np.uint8)
-    for index, row in enumerate(rows):
-        sheet[index * 200:(index + 1) * 200, :row.width] = np.asarray(row)
-    Image.fromarray(sheet).save(output_path)
-    return output_path
 
 
 def _held_out_photos(data_dir, photos_dir):
     """The photos of the val split: their record keys are relative paths."""
-    # pylint: disable=g-import-not-at-top
-    import tensorflow as tf
-    from chromagen_tf import data
+    # pylint: disable-next=g-import-not-at-top
     from chromagen_tf import input_pipeline
 
-    files = input_pipeline.list_files(
-        input_pipeline.split_file_pattern(data_dir, 'val'))
-    return [
-        os.path.join(photos_dir,
-                     data.parse_record(serialized)[data.KEY].numpy().decode())
-        for serialized in tf.data.TFRecordDataset(files)
-    ]
+    return [os.path.join(photos_dir, key)
+            for key in input_pipeline.record_keys(data_dir, 'val')]
 
 
 def run_demo() -> dict:
-    """Runs the six stages; returns the paths of what they made."""
+    """Runs the stages; returns the paths of what they made."""
     out = os.path.abspath(_OUTPUT_DIR.value)
     if _OVERWRITE.value and os.path.exists(out):
         shutil.rmtree(out)
@@ -148,43 +115,57 @@ def run_demo() -> dict:
         f'--global_batch_size={_BATCH_SIZE.value}', '--steps_per_loop=25',
         '--summary_every=25', '--checkpoint_every=100000']
 
-    _stage(1, 'Converting the photos to Lab TFRecords',
+    bundled_dir = os.path.join(out, 'bundled_model')
+    bundled_compare = os.path.join(bundled_dir, 'compare')
+    bundled_report = os.path.join(bundled_dir, 'metrics.json')
+    _stage(1, 'Colorizing the photos with the bundled model', bundled_report,
+           ['chromagen_tf.colorize', photos, f'--output_dir={bundled_compare}',
+            '--output_extension=jpg', '--compare'],
+           ['chromagen_tf.evaluate', f'--image_dir={photos}',
+            f'--report={bundled_report}'])
+    bundled_sheet = contact_sheet.grid(
+        contact_sheet.compare_images(bundled_compare),
+        os.path.join(bundled_dir, 'comparison.jpg'))
+    _stage(2, 'Converting the photos to Lab TFRecords',
            os.path.join(data_dir, 'manifest.json'),
            ['data_prep.make_tfrecords', f'--image_dir={photos}',
             f'--output_dir={data_dir}', f'--image_size={_STORED_SIZE.value}',
             f'--num_val={_NUM_VAL.value}', f'--max_images={_MAX_IMAGES.value}',
             '--num_shards=2', '--min_size=64'])
-    _stage(2, 'Pretraining the generator with L1',
+    _stage(3, 'Pretraining the generator with L1',
            os.path.join(model_dir, 'pretrain',
                         f'ckpt-{_PRETRAIN_STEPS.value}.index'),
            ['chromagen_tf.train', '--stage=pretrain', *train_flags,
             f'--train_steps={_PRETRAIN_STEPS.value}',
             f'--lr_g={_LR_PRETRAIN.value}',
             f'--eval_every={_PRETRAIN_STEPS.value}'])
-    _stage(3, 'Training the GAN (adversarial + 100 x L1)',
+    _stage(4, 'Training the GAN (adversarial + 100 x L1)',
            os.path.join(model_dir, 'gan', f'ckpt-{_GAN_STEPS.value}.index'),
            ['chromagen_tf.train', '--stage=gan', *train_flags,
             f'--train_steps={_GAN_STEPS.value}',
             f'--eval_every={_GAN_STEPS.value}'])
-    _stage(4, 'Exporting a TF Serving SavedModel',
+    _stage(5, 'Exporting a TF Serving SavedModel',
            os.path.join(export_base, '1', 'saved_model.pb'),
            ['chromagen_tf.export', f'--model_dir={model_dir}',
             f'--export_dir={export_base}', '--version=1'])
     held_out = _held_out_photos(data_dir, photos)
     compare = os.path.join(out, 'compare')
-    _stage(5, 'Colorizing the held-out photos with the SavedModel', compare,
+    _stage(6, 'Colorizing the held-out photos with the SavedModel', compare,
            ['chromagen_tf.colorize', f'--model={export_base}', *held_out,
             f'--output_dir={colorized}', '--output_extension=png'],
            ['chromagen_tf.colorize', f'--model={export_base}', *held_out,
             f'--output_dir={compare}', '--output_extension=png',
             '--compare'])
-    _stage(6, 'Evaluating against the gray baseline', report,
+    _stage(7, 'Evaluating against the gray baseline', report,
            ['chromagen_tf.evaluate', f'--model={export_base}',
             f'--data_dir={data_dir}', '--split=val', f'--report={report}'])
-    sheet = comparison_sheet(compare, os.path.join(out, 'comparison.png'))
+    sheet = contact_sheet.grid(contact_sheet.compare_images(compare),
+                               os.path.join(out, 'comparison.png'))
     return dict(output_dir=out, data_dir=data_dir, model_dir=model_dir,
                 export=os.path.join(export_base, '1'), colorized=colorized,
-                comparison=sheet, report=report)
+                comparison=sheet, report=report,
+                bundled_comparison=bundled_sheet,
+                bundled_report=bundled_report)
 
 
 def main(argv):
@@ -192,20 +173,31 @@ def main(argv):
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     try:
         paths = run_demo()
-    except (DemoError, OSError) as error:
-        print(f'demo: error: {error}', file=sys.stderr)
-        sys.exit(1)
+    except errors.ChromaGenError as error:
+        errors.fail('demo', error)
+    except OSError as error:  # Writing the output folder.
+        errors.fail('demo', error, errors.RUNTIME_EXIT_CODE)
     # pylint: disable-next=g-import-not-at-top
     from chromagen_tf import evaluate_lib
 
+    with open(paths['bundled_report']) as f:
+        bundled_table = evaluate_lib.format_table(json.load(f))
     with open(paths['report']) as f:
         table = evaluate_lib.format_table(json.load(f))
     print(f"""
-Done. Everything is in {paths['output_dir']}:
+Done. Everything is in {paths['output_dir']}.
+
+The bundled model on the sample photos (held out from its training):
+  Comparison sheet:  {paths['bundled_comparison']}  (gray | colorized | original)
+  Metrics report:    {paths['bundled_report']}
+
+{bundled_table}
+
+The tiny model the demo trained (a pipeline check, not a colorizer):
   TensorBoard:       tensorboard --logdir={paths['model_dir']}
   Exported model:    {paths['export']}
   Colorized photos:  {paths['colorized']}
-  Comparison sheet:  {paths['comparison']}  (gray | colorized | original)
+  Comparison sheet:  {paths['comparison']}
   Metrics report:    {paths['report']}
 
 {table}""")

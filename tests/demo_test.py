@@ -1,4 +1,5 @@
-"""End to end: the demo on four bundled photos, two steps per stage."""
+"""End to end: the demo: the bundled model on the sample photos, then the
+pipeline on four of them, two steps per stage."""
 
 import glob
 import json
@@ -54,11 +55,9 @@ class DemoTest(tf.test.TestCase):
         original = Image.open(os.path.join(conftest.SAMPLE_PHOTOS,
                                            name + '.jpg'))
         self.assertEqual(Image.open(outputs[0]).size, original.size)
-        # One row of gray | colorized | original, each scaled to 200 high.
+        # One photo: a header over gray | colorized | original, 240x180 each.
         sheet = Image.open(os.path.join(out, 'comparison.png'))
-        self.assertEqual(sheet.height, 200)
-        panel_width = original.width * 200 / original.height
-        self.assertAllClose(sheet.width, 3 * panel_width, atol=3)
+        self.assertEqual(sheet.size, (3 * 240 + 6, 24 + 180))
         # 6. The metrics report, with the gray baseline.
         report = json.load(open(os.path.join(out, 'metrics.json')))
         self.assertEqual(report['num_images'], 1)
@@ -66,10 +65,22 @@ class DemoTest(tf.test.TestCase):
             self.assertIn('ab_mae', report[side])
         self.assertIn('tensorboard --logdir=', completed.stdout)
         self.assertIn('comparison.png', completed.stdout)
+        # 0. The bundled model on every sample photo, printed first.
+        photos = glob.glob(os.path.join(conftest.SAMPLE_PHOTOS, '*.jpg'))
+        bundled = json.load(open(os.path.join(out, 'bundled_model',
+                                              'metrics.json')))
+        self.assertEqual(bundled['num_images'], len(photos))
+        self.assertIn('bundled model', bundled['config']['model_description'])
+        grid = Image.open(os.path.join(out, 'bundled_model', 'comparison.jpg'))
+        rows = -(-len(photos) // 2)
+        self.assertEqual(grid.size, (2 * (3 * 240 + 6) + 6,
+                                     24 + rows * 180 + (rows - 1) * 6))
+        self.assertLess(completed.stdout.index('bundled model on the sample'),
+                        completed.stdout.index('tiny model'))
 
         again = _run_demo(out)
         self.assertEqual(again.returncode, 0, again.stderr[-5000:])
-        self.assertEqual(again.stdout.count('reusing'), 6, again.stdout)
+        self.assertEqual(again.stdout.count('reusing'), 7, again.stdout)
 
 
 if __name__ == '__main__':
