@@ -98,6 +98,29 @@ def _unet_block(x, skip, final_div: bool, name: str, synchronized: bool):
     return conv_block(x, filters, f'{name}_2', synchronized)
 
 
+def encode(arch: str, *, image_size: int | None, width: int,
+           synchronized: bool, name: str):
+    """The input, size check and encoder that the ResNet U-Nets share.
+
+    Returns:
+      (inputs, checked L, stem, layer1, layer2, layer3, and layer4 through
+      BatchNorm and ReLU).
+    """
+    layers_lib.check_image_size(image_size, SIZE_MULTIPLE, name)
+    encoder = resnet.build_resnet_encoder(arch,
+                                          width=width,
+                                          image_size=image_size,
+                                          synchronized_batch_norm=synchronized)
+    inputs = keras.Input((image_size, image_size, 1), name='l_channel')
+    checked = layers_lib.SpatialMultipleCheck(SIZE_MULTIPLE,
+                                              model_name=name,
+                                              name='size_check')(inputs)
+    stem, layer1, layer2, layer3, layer4 = encoder(checked)
+    x = layers_lib.batch_norm('encoder_bn', synchronized)(layer4)
+    x = keras.layers.ReLU(name='encoder_relu')(x)
+    return inputs, checked, stem, layer1, layer2, layer3, x
+
+
 def build_resnet_unet(arch: str = 'resnet18',
                       *,
                       image_size: int | None = None,
@@ -122,20 +145,10 @@ def build_resnet_unet(arch: str = 'resnet18',
         ValueError: On a bad arch, width or image size.
     """
     name = name or f'{arch}_unet'
-    layers_lib.check_image_size(image_size, SIZE_MULTIPLE, name)
     sync = synchronized_batch_norm
-    encoder = resnet.build_resnet_encoder(arch,
-                                          width=width,
-                                          image_size=image_size,
-                                          synchronized_batch_norm=sync)
-    inputs = keras.Input((image_size, image_size, 1), name='l_channel')
-    checked = layers_lib.SpatialMultipleCheck(SIZE_MULTIPLE,
-                                              model_name=name,
-                                              name='size_check')(inputs)
-    stem, layer1, layer2, layer3, layer4 = encoder(checked)
-
-    x = layers_lib.batch_norm('encoder_bn', sync)(layer4)
-    x = keras.layers.ReLU(name='encoder_relu')(x)
+    inputs, checked, stem, layer1, layer2, layer3, x = encode(
+        arch, image_size=image_size, width=width, synchronized=sync,
+        name=name)
     channels = x.shape[-1]
     x = conv_block(x, channels * 2, 'middle_1', sync)
     x = conv_block(x, channels, 'middle_2', sync)

@@ -28,7 +28,6 @@ cost. FLOPs per 256x256 image (width=64, counted as in `unet.py` by
 import keras
 
 from chromagen_tf.models import layers as layers_lib
-from chromagen_tf.models import resnet
 from chromagen_tf.models import unet
 
 SIZE_MULTIPLE = unet.SIZE_MULTIPLE
@@ -70,20 +69,10 @@ def build_resnet_unet_lite(arch: str = 'resnet18',
         ValueError: On a bad arch, width or image size.
     """
     name = name or f'{arch}_unet_lite'
-    layers_lib.check_image_size(image_size, SIZE_MULTIPLE, name)
     sync = synchronized_batch_norm
-    encoder = resnet.build_resnet_encoder(arch,
-                                          width=width,
-                                          image_size=image_size,
-                                          synchronized_batch_norm=sync)
-    inputs = keras.Input((image_size, image_size, 1), name='l_channel')
-    checked = layers_lib.SpatialMultipleCheck(SIZE_MULTIPLE,
-                                              model_name=name,
-                                              name='size_check')(inputs)
-    _, layer1, layer2, layer3, layer4 = encoder(checked)
-
-    x = layers_lib.batch_norm('encoder_bn', sync)(layer4)
-    x = keras.layers.ReLU(name='encoder_relu')(x)
+    inputs, checked, _, layer1, layer2, layer3, x = unet.encode(
+        arch, image_size=image_size, width=width, synchronized=sync,
+        name=name)
     x = unet.conv_block(x, x.shape[-1], 'middle', sync)
     for index, skip in enumerate((layer3, layer2, layer1)):
         x = _up_block(x, skip, f'up{index + 1}', sync)
