@@ -74,16 +74,16 @@ _DISCRIMINATOR_WIDTH = flags.DEFINE_integer(
     'discriminator_width', 32, 'PatchGAN base width: 32 keeps its 70x70 '
     'receptive field at a quarter of the cost of 64.')
 _RENDER_SIZE = flags.DEFINE_integer(
-    'render_size', 224, 'Render size recorded in model.json, chosen from '
+    'render_size', 256, 'Render size recorded in model.json, chosen from '
     'the render-size curve the evaluate stage measures (MODEL_CARD.md).')
 _GAN_WEIGHT = flags.DEFINE_float(
-    'gan_weight', 1.0, 'The bundled weights: this fraction of the GAN '
+    'gan_weight', 0.5, 'The bundled weights: this fraction of the GAN '
     'generator plus the rest of the L1-only one (weight-space ensembling, '
     'WiSE-FT); 1 ships the GAN generator as it is.', lower_bound=0.0,
     upper_bound=1.0)
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the split and training.')
 _CURVE_SIZES = flags.DEFINE_list(
-    'curve_sizes', ['96', '128', '160', '192', '224', '256', '320'],
+    'curve_sizes', ['128', '160', '192', '224', '256', '320'],
     'Render sizes at which the evaluate stage measures the val photos.')
 _STAGES = flags.DEFINE_list(
     'stages', ['convert', 'pretrain', 'gan', 'bundle', 'evaluate'],
