@@ -2,9 +2,10 @@
 
 Usage:
 
-  python bench/bench_inference.py [--width=64] [--repeats=10]
+  python bench/bench_inference.py [--generator=resnet18_unet] [--width=64]
+      [--repeats=10]
 
-Exports a resnet18_unet generator (random weights: speed does not depend on
+Exports a generator (resnet18_unet unless --generator says otherwise) (random weights: speed does not depend on
 them) and runs each group of measurements in its own Python process, so
 that each peak RSS (`resource.getrusage`) belongs to that group alone.
 Latency (one process, the four items interleaved):
@@ -163,7 +164,7 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
     return result
 
 
-def _prepare(work_dir: str, width: int) -> None:
+def _prepare(work_dir: str, width: int, generator: str) -> None:
     """Exports the model and writes the test photos."""
     import keras  # pylint: disable=g-import-not-at-top
     from PIL import Image  # pylint: disable=g-import-not-at-top
@@ -173,7 +174,7 @@ def _prepare(work_dir: str, width: int) -> None:
 
     keras.utils.set_random_seed(0)
     module = export_lib.ColorizationModule(
-        build_generator('resnet18_unet', width=width))
+        build_generator(generator, width=width))
     export_lib.export_saved_model(module, os.path.join(work_dir, 'export'), 1)
     with Image.open(os.path.join(SAMPLE_PHOTOS, 'chelsea.jpg')) as photo:
         photo.convert('RGB').resize((256, 256)).save(
@@ -219,6 +220,7 @@ def _cold_cli(work_dir: str) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--generator', default='resnet18_unet')
     parser.add_argument('--width', type=int, default=64)
     parser.add_argument('--repeats', type=int, default=10)
     parser.add_argument('--measure', default='')
@@ -230,7 +232,7 @@ def main() -> None:
         return
     work_dir = tempfile.mkdtemp(prefix='chromagen_bench_')
     try:
-        _prepare(work_dir, args.width)
+        _prepare(work_dir, args.width, args.generator)
         names = ['latency', 'cli_folder', 'folder_memory', 'photo_12mp',
                  'photo_12mp_colour']
         results = [_run_child(name, work_dir, args.repeats) for name in names]
