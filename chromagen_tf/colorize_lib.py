@@ -83,10 +83,12 @@ class Colorizer:
             full_resolution.from_working_ab,
             input_signature=[spec([1, None, None, 2], tf.float32),
                              spec([2], tf.int32), spec([2], tf.int32)])
-        self._to_uint8 = _Compiled(
+        # Not compiled: the gamut mapping works on a data-dependent number
+        # of pixels, which XLA recompiles (and runs slowly) for every size.
+        self._to_uint8 = tf.function(
             full_resolution.lab_to_uint8,
-            [spec([1, None, None, 1], tf.float32),
-             spec([1, None, None, 2], tf.float32)])
+            input_signature=[spec([1, None, None, 1], tf.float32),
+                             spec([1, None, None, 2], tf.float32)])
 
     def _predict_working(self, l_channels: Sequence[tf.Tensor]) -> list:
         """Working-size predictions: (ab [1, h, w, 2], working size) each.
@@ -143,15 +145,14 @@ class Colorizer:
         for working, l_channel in zip(self._predict_working(l_channels),
                                       l_channels):
             ab = self._full_resolution(working, l_channel)
-            outputs.append(
-                self._to_uint8(_pixels(l_channel), l_channel, ab)[0].numpy())
+            outputs.append(self._to_uint8(l_channel, ab)[0].numpy())
         return outputs
 
     def gray(self, image: np.ndarray) -> np.ndarray:
         """The lightness of an image as a uint8 RGB gray picture."""
         l_channel = self.lightness(image)
         ab = tf.zeros_like(tf.concat([l_channel, l_channel], -1))
-        return self._to_uint8(_pixels(l_channel), l_channel, ab)[0].numpy()
+        return self._to_uint8(l_channel, ab)[0].numpy()
 
 
 # From this size on, the full-resolution steps are compiled with XLA, which
