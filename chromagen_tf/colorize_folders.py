@@ -18,7 +18,7 @@ from PIL import Image
 import tensorflow as tf
 
 from chromagen_tf import colorize_lib
-from chromagen_tf import image_decoding
+from chromagen_tf import errors
 from chromagen_tf import imaging
 from chromagen_tf import progress
 

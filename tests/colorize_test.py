@@ -136,9 +136,12 @@ class ColorizeTest(tf.test.TestCase):
         rgb = np.asarray(Image.open(SAMPLE_PHOTOS / 'brushes.jpg'))
         gray = self.colorizer.gray(rgb)
         from_colour, from_gray = self.colorizer.colorize([rgb, gray])
-        # Equal up to the uint8 rounding of the gray picture's lightness.
+        # Equal up to the uint8 rounding of the gray picture's lightness. A
+        # tiny random model predicts many out-of-gamut colours, and there a
+        # lightness change of 0.2 moves the largest chroma that fits (the
+        # gamut mapping keeps L and hue), so single pixels may move more.
         difference = np.abs(from_colour.astype(int) - from_gray)
-        self.assertLessEqual(difference.max(), 4)
+        self.assertLessEqual(difference.max(), 10)
         self.assertLess(difference.mean(), 0.5)
 
     def test_exif_orientation_is_applied(self):
