@@ -48,11 +48,19 @@ class BundledModelTest(tf.test.TestCase):
             self.assertAllClose(got[name]['psnr'], values['psnr'],
                                 atol=0.05, msg=name)
 
-    def test_it_beats_gray_on_the_val_split_as_recorded(self):
+    def test_recorded_metrics_against_gray(self):
+        # What MODEL_CARD.md states: above gray on AuC and ab MAE on the
+        # val split (PSNR there is 0.07 dB below gray), and on PSNR and AuC
+        # on the held-out sample photos.
         val = self.info['metrics']['val']
+        self.assertGreater(val['model']['auc'], val['gray_baseline']['auc'])
+        self.assertLess(val['model']['ab_mae'],
+                        val['gray_baseline']['ab_mae'])
+        held_out = self.info['metrics']['sample_photos']
+        self.assertEqual(held_out['num_images'], 14)
         for metric in ('psnr', 'auc'):
-            self.assertGreater(val['model'][metric],
-                               val['gray_baseline'][metric], metric)
+            self.assertGreater(held_out['model'][metric],
+                               held_out['gray_baseline'][metric], metric)
 
     def test_colorize_with_no_model_uses_it(self):
         output_dir = os.path.join(self.get_temp_dir(), 'out')
