@@ -17,7 +17,6 @@ import tensorflow as tf
 
 from chromagen_tf import bundled
 from chromagen_tf import colorize_lib
-from chromagen_tf.bundled import recipe
 from tests import conftest
 
 
@@ -38,9 +37,9 @@ class BundledModelTest(tf.test.TestCase):
     def test_recorded_metrics_on_the_check_photos(self):
         check = self.info['check']
         self.assertEqual(check['render_size'], self.info['render_size'])
-        got = recipe.check_metrics(bundled.BUNDLED_DIR,
+        got = bundled.check_metrics(bundled.BUNDLED_DIR,
                                    str(conftest.SAMPLE_PHOTOS))
-        self.assertCountEqual(got, recipe.CHECK_PHOTOS)
+        self.assertCountEqual(got, bundled.CHECK_PHOTOS)
         for name, values in check['per_photo'].items():
             # Float rounding across machines moves these by far less.
             self.assertAllClose(got[name]['ab_mae'], values['ab_mae'],

@@ -124,3 +124,26 @@ def load_generator(path: str = BUNDLED_DIR):
                     f'{tuple(variable.shape)}.')
             variable.assign(value.astype(np.float32))
     return generator, model_config, info
+
+
+# The sample photos whose per-photo metrics model.json records, for the tests.
+CHECK_PHOTOS = ('astronaut.jpg', 'chelsea.jpg', 'seeding.jpg')
+
+
+def check_metrics(model: str, photos_dir: str) -> dict:
+    """Per-photo ab MAE and PSNR of a model on CHECK_PHOTOS."""
+    # pylint: disable=g-import-not-at-top
+    from chromagen_tf import colorize_lib
+    from chromagen_tf import evaluate_lib
+
+    colorizer = colorize_lib.load_colorizer(model)
+    results = {}
+    for example in evaluate_lib.examples_from_images(photos_dir):
+        name, l_channel, ab_true = example
+        if name not in CHECK_PHOTOS:
+            continue
+        (ab_pred,) = colorizer.predict_ab([l_channel])
+        values = evaluate_lib.image_metrics(l_channel, ab_pred, ab_true)
+        results[name] = {metric: round(float(values[metric]), 4)
+                         for metric in ('ab_mae', 'psnr')}
+    return results

@@ -184,10 +184,6 @@ def _bundle(model_dir: str, output_dir: str, render_size: int,
                         render_size=render_size, info=info)
 
 
-# The sample photos whose per-photo metrics model.json records, for the tests.
-CHECK_PHOTOS = ('astronaut.jpg', 'chelsea.jpg', 'seeding.jpg')
-
-
 def _link_val_photos(data_dir: str, photos: str, output_dir: str) -> str:
     """Symlinks the val split's photos (record keys are relative paths)."""
     # pylint: disable-next=g-import-not-at-top
@@ -213,25 +209,6 @@ def _evaluate(report: str, image_dir: str, *extra: str) -> dict:
 def _summary(report: dict) -> dict:
     return {'num_images': report['num_images'], 'model': report['model'],
             'gray_baseline': report['gray_baseline']}
-
-
-def check_metrics(model: str, photos_dir: str) -> dict:
-    """Per-photo ab MAE and PSNR of a model on CHECK_PHOTOS."""
-    # pylint: disable=g-import-not-at-top
-    from chromagen_tf import colorize_lib
-    from chromagen_tf import evaluate_lib
-
-    colorizer = colorize_lib.load_colorizer(model)
-    results = {}
-    for example in evaluate_lib.examples_from_images(photos_dir):
-        name, l_channel, ab_true = example
-        if name not in CHECK_PHOTOS:
-            continue
-        (ab_pred,) = colorizer.predict_ab([l_channel])
-        values = evaluate_lib.image_metrics(l_channel, ab_pred, ab_true)
-        results[name] = {metric: round(float(values[metric]), 4)
-                         for metric in ('ab_mae', 'psnr')}
-    return results
 
 
 def _evaluate_stage(work: str, output: str, data_dir: str,
@@ -268,7 +245,8 @@ def _evaluate_stage(work: str, output: str, data_dir: str,
     info['metrics'] = metrics
     info['check'] = {'photos_dir': 'sample_photos',
                      'render_size': info['render_size'],
-                     'per_photo': check_metrics(output, _HELD_OUT_DIR.value)}
+                     'per_photo': bundled.check_metrics(output,
+                                                   _HELD_OUT_DIR.value)}
     configs.write_json_atomically(os.path.join(output, bundled.INFO_FILE),
                                   info)
     print(f'Metrics recorded in {os.path.join(output, bundled.INFO_FILE)}',
