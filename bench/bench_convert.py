@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image
 
 from chromagen_tf import color
-from chromagen_tf import data
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
+from chromagen_tf.data import records
 from data_prep import allocator
 from data_prep import convert_lib
 from data_prep import shard_files
@@ -104,7 +104,7 @@ def _stages(paths, size):
         middle = time.perf_counter()
         lab = color.rgb_to_lab_numpy(rgb)
         end = time.perf_counter()
-        data.encode_example(lab, 'key', loaded.original_height,
+        records.encode_example(lab, 'key', loaded.original_height,
                             loaded.original_width)
         totals['decode+resize'] += middle - start
         totals['rgb_to_lab'] += end - middle

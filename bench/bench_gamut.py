@@ -28,7 +28,7 @@ from PIL import Image  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from chromagen_tf import color  # noqa: E402
-from chromagen_tf import full_resolution  # noqa: E402
+from chromagen_tf.serving import full_resolution  # noqa: E402
 
 
 def _median_seconds(function, *args, repeats):

@@ -70,8 +70,8 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
     from PIL import Image  # pylint: disable=g-import-not-at-top
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-    from chromagen_tf import colorize_folders  # pylint: disable=g-import-not-at-top
-    from chromagen_tf import colorize_lib  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.inference import colorize_folders  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.inference import colorize_lib  # pylint: disable=g-import-not-at-top
 
     export_base = os.path.join(work_dir, 'export')
     rng = np.random.default_rng(0)
@@ -169,8 +169,8 @@ def _prepare(work_dir: str, width: int, generator: str) -> None:
     import keras  # pylint: disable=g-import-not-at-top
     from PIL import Image  # pylint: disable=g-import-not-at-top
 
-    from chromagen_tf import export_lib  # pylint: disable=g-import-not-at-top
     from chromagen_tf.models import build_generator  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.serving import export_lib  # pylint: disable=g-import-not-at-top
 
     keras.utils.set_random_seed(0)
     module = export_lib.ColorizationModule(

@@ -1,7 +1,7 @@
 r"""Benchmark: bytes per image and tf.data decode speed of Lab encodings.
 
-Compares the record encoding of `chromagen_tf.data` (uint8 Lab planes in a
-lossless PNG) with alternatives: raw uint8 planes, the same in a
+Compares the record encoding of `chromagen_tf.data.records` (uint8 Lab planes
+in a lossless PNG) with alternatives: raw uint8 planes, the same in a
 GZIP-compressed TFRecord file, and raw float16 planes. Each is written for
 the bundled photos at --image_size, then read back with a tf.data pipeline
 (TFRecordDataset -> parse -> decode to float32 Lab) that is timed. The
@@ -13,10 +13,10 @@ Usage:
   python -m bench.bench_record_encoding --image_size=256 --copies=20
 """
 
+import io
 import os
 import shutil
 import statistics
-import io
 import tempfile
 import time
 from unittest import mock
@@ -29,8 +29,8 @@ from PIL import Image
 import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf import data
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
+from chromagen_tf.data import records
 from data_prep import allocator
 from data_prep import shard_files
 
@@ -66,14 +66,14 @@ def _encoders(size: int):
     """name -> (encode(lab) -> record, decode(record) -> lab, compression)."""
 
     def decode_png(serialized):
-        l_channel, ab = data.decode_record(serialized)
+        l_channel, ab = records.decode_record(serialized)
         return tf.concat([l_channel, ab], axis=-1)
 
     def decode_uint8(serialized):
         payload = tf.io.parse_single_example(serialized, _RAW_SPEC)[_RAW]
         planes = tf.reshape(tf.io.decode_raw(payload, tf.uint8),
                             [size, size, 3])
-        return data.dequantize_lab(planes)
+        return records.dequantize_lab(planes)
 
     def decode_float16(serialized):
         payload = tf.io.parse_single_example(serialized, _RAW_SPEC)[_RAW]
@@ -81,11 +81,11 @@ def _encoders(size: int):
         return tf.cast(tf.reshape(lab, [size, size, 3]), tf.float32)
 
     def encode_png(lab):
-        return data.encode_example(lab, 'key', size, size)
+        return records.encode_example(lab, 'key', size, size)
 
     def encode_png_stdlib_zlib(lab):
-        with mock.patch.object(data, '_deflate', zlib):
-            return data.encode_example(lab, 'key', size, size)
+        with mock.patch.object(records, '_deflate', zlib):
+            return records.encode_example(lab, 'key', size, size)
 
     def encode_png_pillow(lab):
         def feature(value):
@@ -95,17 +95,17 @@ def _encoders(size: int):
             return tf.train.Feature(int64_list=tf.train.Int64List(
                 value=[value]))
         features = {
-            data.KEY: feature(b'key'), data.HEIGHT: feature(size),
-            data.WIDTH: feature(size), data.VERSION: feature(
-                data.SCHEMA_VERSION),
-            data.LAB_ENCODED: feature(
-                _pillow_png(data.quantize_lab(lab))),
+            records.KEY: feature(b'key'), records.HEIGHT: feature(size),
+            records.WIDTH: feature(size), records.VERSION: feature(
+                records.SCHEMA_VERSION),
+            records.LAB_ENCODED: feature(
+                _pillow_png(records.quantize_lab(lab))),
         }
         return tf.train.Example(features=tf.train.Features(
             feature=features)).SerializeToString()
 
     def encode_uint8(lab):
-        return _raw_example(data.quantize_lab(lab).tobytes())
+        return _raw_example(records.quantize_lab(lab).tobytes())
 
     def encode_float16(lab):
         return _raw_example(lab.astype(np.float16).tobytes())
@@ -114,7 +114,7 @@ def _encoders(size: int):
         return lab.astype(np.float16).astype(np.float32)
 
     def uint8_reference(lab):
-        return data.dequantize_lab(data.quantize_lab(lab)).numpy()
+        return records.dequantize_lab(records.quantize_lab(lab)).numpy()
 
     return {
         'png uint8, Sub+Huffman (chosen)': (encode_png, decode_png, None,
@@ -155,17 +155,17 @@ def main(argv):
                 size).items():
             encode(labs[0])  # Warm-up.
             start = time.process_time()
-            records = [encode(lab) for lab in labs]
+            encoded = [encode(lab) for lab in labs]
             encode_ms = 1000 * (time.process_time() - start) / len(labs)
             path = os.path.join(workdir, name.replace(' ', '_') + '.tfrecord')
             options = tf.io.TFRecordOptions(compression_type=compression or '')
             with tf.io.TFRecordWriter(path, options) as writer:
                 for _ in range(_COPIES.value):
-                    for record in records:
+                    for record in encoded:
                         writer.write(record)
             per_image = os.path.getsize(path) / count
             decoded = [decode(tf.constant(record)).numpy()
-                       for record in records]
+                       for record in encoded]
             error = max(np.abs(got - reference(lab)).max()
                         for got, lab in zip(decoded, labs))
             error_vs_float = max(np.abs(got - lab).max()

@@ -62,8 +62,9 @@ def _measure(args):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras  # pylint: disable=g-import-not-at-top
+
     from chromagen_tf import configs  # pylint: disable=g-import-not-at-top
-    from chromagen_tf import trainer  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.training import trainer  # pylint: disable=g-import-not-at-top
 
     keras.mixed_precision.set_global_policy('float32')
     if args.mode == 'mirrored':

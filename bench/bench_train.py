@@ -90,8 +90,13 @@ def _run_custom(stage, precision, data_dir, steps, repeats,
     per call with no in-graph loop; 'custom_no_strategy' the per-replica
     step in a plain `tf.function` under the default strategy.
     """
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from chromagen_tf import configs, distribute, trainer  # pylint: disable=g-import-not-at-top,multiple-imports
+    # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
+
+    from chromagen_tf import configs
+    from chromagen_tf.training import distribute
+    from chromagen_tf.training import trainer
+    # pylint: enable=g-import-not-at-top
 
     values = dict(stage=stage, data_dir=data_dir,
                   model_dir=tempfile.mkdtemp(), image_size=256,
@@ -129,9 +134,15 @@ def _run_custom(stage, precision, data_dir, steps, repeats,
 
 
 def _run_fit(stage, precision, data_dir, steps, repeats):
-    import keras  # pylint: disable=g-import-not-at-top
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from chromagen_tf import distribute, input_pipeline, losses, models  # pylint: disable=g-import-not-at-top,multiple-imports
+    # pylint: disable=g-import-not-at-top
+    import keras
+    import tensorflow as tf
+
+    from chromagen_tf import models
+    from chromagen_tf.data import input_pipeline
+    from chromagen_tf.training import distribute
+    from chromagen_tf.training import losses
+    # pylint: enable=g-import-not-at-top
 
     distribute.setup('one_device', precision)
     dataset = input_pipeline.make_dataset(
@@ -211,7 +222,8 @@ def _FitGan(*args):  # pylint: disable=invalid-name
 
 def _input_pipeline(data_dir, batches=40):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    from chromagen_tf import input_pipeline  # pylint: disable=g-import-not-at-top
+
+    from chromagen_tf.data import input_pipeline  # pylint: disable=g-import-not-at-top
 
     dataset = input_pipeline.make_dataset(
         input_pipeline.split_file_pattern(data_dir, 'train'), training=True,

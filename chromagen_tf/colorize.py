@@ -24,10 +24,10 @@ import sys
 from absl import app
 from absl import flags
 
-from chromagen_tf import colorize_folders
 from chromagen_tf import errors
-from chromagen_tf import imaging
-from chromagen_tf import model_flags
+from chromagen_tf.data import imaging
+from chromagen_tf.inference import colorize_folders
+from chromagen_tf.inference import model_flags
 
 _OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', None, 'Where the colorized images are written.')

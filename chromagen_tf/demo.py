@@ -34,9 +34,9 @@ import time
 from absl import app
 from absl import flags
 
-from chromagen_tf import contact_sheet
 from chromagen_tf import errors
-from chromagen_tf import run_tools
+from chromagen_tf.inference import contact_sheet
+from chromagen_tf.inference import run_tools
 
 _OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', 'demo_out', 'Where every artefact of the demo goes.')
@@ -91,7 +91,7 @@ def _stage(number, title, done_marker, *commands):
 def _held_out_photos(data_dir, photos_dir):
     """The photos of the val split: their record keys are relative paths."""
     # pylint: disable-next=g-import-not-at-top
-    from chromagen_tf import input_pipeline
+    from chromagen_tf.data import input_pipeline
 
     return [os.path.join(photos_dir, key)
             for key in input_pipeline.record_keys(data_dir, 'val')]
@@ -178,7 +178,7 @@ def main(argv):
     except OSError as error:  # Writing the output folder.
         errors.fail('demo', error, errors.RUNTIME_EXIT_CODE)
     # pylint: disable-next=g-import-not-at-top
-    from chromagen_tf import evaluate_lib
+    from chromagen_tf.inference import evaluate_lib
 
     with open(paths['bundled_report']) as f:
         bundled_table = evaluate_lib.format_table(json.load(f))

@@ -13,7 +13,7 @@ bundled model: an export base directory, one SavedModel version, or a
 training model_dir. Images come
 either from Lab TFRecord shards (DATA_DIR/<split>-*.tfrecord) or from a
 folder of photos (walked recursively). Prints a table and writes the JSON
-report described in chromagen_tf/evaluate_lib.py.
+report described in chromagen_tf/inference/evaluate_lib.py.
 """
 
 import json
@@ -23,8 +23,8 @@ from absl import app
 from absl import flags
 
 from chromagen_tf import errors
-from chromagen_tf import evaluate_lib
-from chromagen_tf import model_flags
+from chromagen_tf.inference import evaluate_lib
+from chromagen_tf.inference import model_flags
 
 _DATA_DIR = flags.DEFINE_string(
     'data_dir', '', 'Folder of Lab TFRecord shards.')

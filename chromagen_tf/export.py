@@ -15,7 +15,7 @@ export. Only the generator is exported, from the latest GAN checkpoint (or
 the pretraining one with --stage=pretrain); without --model_dir, the
 bundled model is exported. The working size defaults to the one the model
 was trained for. The signatures are described in
-chromagen_tf/export_lib.py.
+chromagen_tf/serving/export_lib.py.
 
 --format=tflite writes <version>/model.tflite instead: the raw network at a
 fixed square working size, for mobile apps.
@@ -28,12 +28,12 @@ from absl import flags
 from absl import logging
 
 from chromagen_tf import bundled
-from chromagen_tf import checkpoints
 from chromagen_tf import configs
 from chromagen_tf import errors
-from chromagen_tf import export_lib
-from chromagen_tf import full_resolution
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
+from chromagen_tf.serving import export_lib
+from chromagen_tf.serving import full_resolution
+from chromagen_tf.training import checkpoints
 
 _MODEL_DIR = flags.DEFINE_string(
     'model_dir', None, 'Training directory holding config.json and '

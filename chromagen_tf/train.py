@@ -22,9 +22,9 @@ from absl import flags
 from absl import logging
 
 from chromagen_tf import configs
-from chromagen_tf import distribute
 from chromagen_tf import errors
 from chromagen_tf import models
+from chromagen_tf.training import distribute
 
 # The dataclasses hold the defaults; the flags show them and pass on only
 # what the user gave.
@@ -202,7 +202,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     # pylint: disable=g-import-not-at-top
-    from chromagen_tf import trainer
+    from chromagen_tf.training import trainer
 
     config = config_from_flags()
     try:

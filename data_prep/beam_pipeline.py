@@ -39,7 +39,7 @@ from apache_beam.options import pipeline_options
 import tensorflow as tf
 
 from chromagen_tf import errors
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
 from data_prep import allocator
 from data_prep import convert_lib
 from data_prep import manifest_lib

@@ -19,7 +19,7 @@ from typing import Iterator, TextIO
 from absl import logging
 
 from chromagen_tf import errors
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
 from data_prep import shard_files
 
 # What the annotation reader reads at a time.

@@ -33,10 +33,10 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf import data
 from chromagen_tf import errors
-from chromagen_tf import imaging
 from chromagen_tf import progress
+from chromagen_tf.data import imaging
+from chromagen_tf.data import records
 from data_prep import allocator
 from data_prep import manifest_lib
 from data_prep import shard_files
@@ -125,7 +125,8 @@ def convert_image(path: imaging.Source, key: str,
       options: Stored size, resize policy and input limits.
 
     Returns:
-      A serialised `tf.train.Example` in the schema of `chromagen_tf.data`.
+      A serialised `tf.train.Example` in the schema of
+      `chromagen_tf.data.records`.
 
     Raises:
       imaging.BadImageError: if the photo is broken, too small, too large or
@@ -139,7 +140,7 @@ def convert_image(path: imaging.Source, key: str,
     # encode_example serialises deterministically, so shards are
     # byte-identical across processes and a resumed conversion equals an
     # uninterrupted one.
-    return data.encode_example(lab, key, loaded.original_height,
+    return records.encode_example(lab, key, loaded.original_height,
                                loaded.original_width)
 
 

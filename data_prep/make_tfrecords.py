@@ -1,7 +1,7 @@
 r"""Converts photos or a COCO split into sharded Lab TFRecords.
 
 Each record holds one photo resized to --image_size, in CIELAB, with its key
-and original size (schema: chromagen_tf/data.py). The output folder gets
+and original size (schema: chromagen_tf/data/records.py). The output folder gets
 train-00000-of-000NN.tfrecord, val-... and manifest.json. Re-running the
 same command after an interruption finishes the job.
 
@@ -31,7 +31,7 @@ from absl import flags
 from absl import logging
 
 from chromagen_tf import errors
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
 from data_prep import coco
 from data_prep import coco_download
 from data_prep import convert_lib

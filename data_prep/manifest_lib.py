@@ -12,7 +12,7 @@ import os
 from typing import Sequence, TYPE_CHECKING
 
 import chromagen_tf
-from chromagen_tf import data
+from chromagen_tf.data import records
 from data_prep import shard_files
 
 if TYPE_CHECKING:
@@ -61,11 +61,11 @@ def write(config: 'convert_lib.ConvertConfig',
                             'bytes': stats['bytes']})
             skipped.extend(stats['skipped'])
         inputs = sum(entry['inputs'] for entry in entries)
-        records = sum(entry['records'] for entry in entries)
+        record_count = sum(entry['records'] for entry in entries)
         splits[split] = {
             'inputs': inputs,
-            'records': records,
-            'skipped': inputs - records,
+            'records': record_count,
+            'skipped': inputs - record_count,
             'bytes': sum(entry['bytes'] for entry in entries),
             'shards': entries,
         }
@@ -73,7 +73,7 @@ def write(config: 'convert_lib.ConvertConfig',
     manifest = {
         'tool': TOOL_NAME,
         'version': chromagen_tf.__version__,
-        'schema_version': data.SCHEMA_VERSION,
+        'schema_version': records.SCHEMA_VERSION,
         'config': dataclasses.asdict(config),
         'inputs_found': len(sources) + len(listing_skips),
         'splits': splits,

@@ -32,7 +32,7 @@ import uuid
 import tensorflow as tf
 
 from chromagen_tf import errors
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
 
 # Under OUTPUT; hidden, so globbing the shards does not see it.
 STATE_DIR = '.shards'

@@ -17,7 +17,7 @@ from PIL import Image
 import pytest
 import tensorflow as tf
 
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
 from data_prep import beam_pipeline
 from data_prep import convert_lib
 from data_prep import shard_files

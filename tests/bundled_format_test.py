@@ -7,9 +7,9 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import bundled
-from chromagen_tf import checkpoints
-from chromagen_tf import colorize_lib
 from chromagen_tf import configs
+from chromagen_tf.inference import colorize_lib
+from chromagen_tf.training import checkpoints
 
 _TINY = configs.ModelConfig(generator='resnet18_unet_lite', width=8)
 

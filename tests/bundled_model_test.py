@@ -16,7 +16,7 @@ from PIL import Image
 import tensorflow as tf
 
 from chromagen_tf import bundled
-from chromagen_tf import colorize_lib
+from chromagen_tf.inference import colorize_lib
 from tests import conftest
 
 

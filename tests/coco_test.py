@@ -19,7 +19,7 @@ import zipfile
 
 import pytest
 
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
 from data_prep import coco
 from data_prep import coco_download
 from data_prep import convert_lib

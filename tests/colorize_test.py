@@ -9,9 +9,9 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from chromagen_tf import colorize_folders
-from chromagen_tf import colorize_lib
-from chromagen_tf import full_resolution
+from chromagen_tf.inference import colorize_folders
+from chromagen_tf.inference import colorize_lib
+from chromagen_tf.serving import full_resolution
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
 from tests.utils import make_model_dir

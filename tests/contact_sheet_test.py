@@ -6,7 +6,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from chromagen_tf import contact_sheet
+from chromagen_tf.inference import contact_sheet
 
 
 class GridTest(tf.test.TestCase):

@@ -14,14 +14,14 @@ comparison agrees to ~1e-13, which isolates the reduction logic under test.
 
 import os
 
+from absl.testing import parameterized
 import keras
 import tensorflow as tf
-from absl.testing import parameterized
 
 from chromagen_tf import configs
-from chromagen_tf import input_pipeline
-from chromagen_tf import train_steps
-from tests import records
+from chromagen_tf.data import input_pipeline
+from chromagen_tf.training import train_steps
+from tests import shards
 
 _GLOBAL_BATCH = 4
 
@@ -60,7 +60,7 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        directory = records.write_shards(
+        directory = shards.write_shards(
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'replicas'),
             image_size=32, num_train=1, num_val=_GLOBAL_BATCH)
         cls.pattern = input_pipeline.split_file_pattern(directory, 'val')

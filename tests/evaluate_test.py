@@ -10,9 +10,9 @@ from PIL import Image
 import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf import colorize_lib
-from chromagen_tf import data
-from chromagen_tf import evaluate_lib
+from chromagen_tf.data import records
+from chromagen_tf.inference import colorize_lib
+from chromagen_tf.inference import evaluate_lib
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
 from tests.utils import make_model_dir
@@ -46,10 +46,10 @@ class EvaluateTest(tf.test.TestCase):
         path = os.path.join(cls.data_dir, 'val-00000-of-00001.tfrecord')
         with tf.io.TFRecordWriter(path) as writer:
             for name, lab in zip(_PHOTOS, cls.labs):
-                writer.write(data.encode_example(lab, name, 48, 64))
+                writer.write(records.encode_example(lab, name, 48, 64))
         # What the records hold after quantisation: the ground truth.
         cls.stored = [
-            data.dequantize_lab(data.quantize_lab(lab)).numpy()
+            records.dequantize_lab(records.quantize_lab(lab)).numpy()
             for lab in cls.labs
         ]
 

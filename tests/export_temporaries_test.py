@@ -7,8 +7,8 @@ import textwrap
 
 import tensorflow as tf
 
-from chromagen_tf import export_lib
-from chromagen_tf import export_temporaries
+from chromagen_tf.serving import export_lib
+from chromagen_tf.serving import temporaries
 from tests.conftest import REPO_ROOT
 
 # Another exporter, stopped mid-write: it holds the export base's lock
@@ -16,9 +16,9 @@ from tests.conftest import REPO_ROOT
 _WRITER_SCRIPT = textwrap.dedent('''
     import os
     import sys
-    from chromagen_tf import export_temporaries
+    from chromagen_tf.serving import temporaries
     export_base, name = sys.argv[1:]
-    with export_temporaries.writing(export_base):
+    with temporaries.writing(export_base):
         os.makedirs(os.path.join(export_base, name))
         print('writing', flush=True)
         sys.stdin.read()  # Until killed.
@@ -44,7 +44,7 @@ class TemporaryFoldersTest(tf.test.TestCase):
         others = ['.tmp-notes', '.tmp-8-' + 'z' * 32]
         for name in others:
             os.makedirs(os.path.join(export_base, name))
-        running = export_temporaries.temporary_name(7)
+        running = temporaries.temporary_name(7)
         writer = subprocess.Popen(
             [sys.executable, '-c', _WRITER_SCRIPT, export_base, running],
             cwd=REPO_ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,

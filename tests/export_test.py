@@ -16,15 +16,15 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from chromagen_tf import checkpoints
 from chromagen_tf import color
-from chromagen_tf import colorize_lib
 from chromagen_tf import configs
-from chromagen_tf import export_lib
-from chromagen_tf import export_temporaries
-from chromagen_tf import full_resolution
-from chromagen_tf import image_decoding
+from chromagen_tf.inference import colorize_lib
 from chromagen_tf.models import build_generator
+from chromagen_tf.serving import export_lib
+from chromagen_tf.serving import full_resolution
+from chromagen_tf.serving import image_decoding
+from chromagen_tf.serving import temporaries
+from chromagen_tf.training import checkpoints
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
 from tests.utils import make_model_dir
@@ -81,7 +81,7 @@ class ExportTest(tf.test.TestCase):
         # What an export killed mid-write leaves; the export below must
         # remove it.
         cls.stale = os.path.join(
-            cls.export_base, export_temporaries.temporary_name(1))
+            cls.export_base, temporaries.temporary_name(1))
         os.makedirs(os.path.join(cls.stale, 'variables'))
         with open(os.path.join(cls.stale, 'saved_model.pb'), 'wb') as f:
             f.write(b'half a SavedModel')

@@ -18,15 +18,15 @@ import subprocess
 import sys
 import time
 
-import tensorflow as tf
 from absl import logging
+import tensorflow as tf
 
 from chromagen_tf import configs
-from chromagen_tf import distribute
-from chromagen_tf import export_lib
-from chromagen_tf import trainer
+from chromagen_tf.serving import export_lib
+from chromagen_tf.training import distribute
+from chromagen_tf.training import trainer
 from tests import conftest
-from tests import records
+from tests import shards
 from tests import utils
 
 _TINY_FLAGS = [
@@ -81,7 +81,7 @@ class FaultToleranceTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.data_dir = records.write_shards(
+        cls.data_dir = shards.write_shards(
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'fault_data'),
             image_size=32, num_train=8, num_val=2)
 
@@ -342,7 +342,7 @@ class FaultToleranceTest(tf.test.TestCase):
             [name for name in os.listdir(export_base) if name.startswith('.')],
             [])
         loaded = tf.saved_model.load(version_dir)
-        photo = tf.io.read_file(records.sample_photo_paths()[0])
+        photo = tf.io.read_file(shards.sample_photo_paths()[0])
         outputs = loaded.signatures['serving_default'](
             **{export_lib.IMAGE_BYTES: photo[tf.newaxis]})
         colorized = tf.io.decode_png(outputs[export_lib.COLORIZED_PNG][0])

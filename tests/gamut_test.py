@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf import full_resolution
+from chromagen_tf.serving import full_resolution
 
 
 def _random_lab(count, seed=0):

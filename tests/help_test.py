@@ -21,7 +21,7 @@ ENTRY_POINTS = [
     'data_prep.open_photos',
 ]
 # Modules whose flags a tool adopts as its own (flags.adopt_module_key_flags).
-_SHARED_FLAG_MODULES = ('chromagen_tf.model_flags',)
+_SHARED_FLAG_MODULES = ('chromagen_tf.inference.model_flags',)
 
 
 def _defined_flags(module):

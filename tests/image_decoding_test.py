@@ -7,14 +7,14 @@ transparency composited on white as imaging.load_rgb does.
 import io
 import os
 
-import numpy as np
 from absl.testing import parameterized
+import numpy as np
 from PIL import Image
 from PIL import ImageOps
 import tensorflow as tf
 
-from chromagen_tf import image_decoding
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
+from chromagen_tf.serving import image_decoding
 from tests.conftest import SAMPLE_PHOTOS
 
 

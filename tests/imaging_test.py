@@ -1,4 +1,4 @@
-"""Tests for chromagen_tf.imaging on real files written by the tests."""
+"""Tests for chromagen_tf.data.imaging on real files written by the tests."""
 
 import io
 import struct
@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
 from tests import conftest
 
 _PHOTO = conftest.SAMPLE_PHOTOS / 'coffee.jpg'  # 600x400, colourful.

@@ -1,4 +1,5 @@
-"""Tests for the tf.data input pipeline (chromagen_tf/input_pipeline.py)."""
+"""Tests for the tf.data input pipeline (chromagen_tf/data/input_pipeline.py).
+"""
 
 import os
 
@@ -6,8 +7,8 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf import input_pipeline
-from tests import records
+from chromagen_tf.data import input_pipeline
+from tests import shards
 
 
 class PipelineTest(tf.test.TestCase):
@@ -15,7 +16,7 @@ class PipelineTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.data_dir = records.write_shards(
+        cls.data_dir = shards.write_shards(
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'pipeline_data'),
             image_size=40, num_train=6, num_val=5, train_shards=2,
         )
@@ -43,9 +44,9 @@ class PipelineTest(tf.test.TestCase):
         dataset = input_pipeline.make_dataset(
             self.val, training=False, image_size=40, global_batch_size=5)
         l_normalized, ab_normalized = next(iter(dataset))
-        paths = records.sample_photo_paths()[6:11]
+        paths = shards.sample_photo_paths()[6:11]
         for i, path in enumerate(paths):
-            lab = records.lab_from_photo(path, 40)
+            lab = shards.lab_from_photo(path, 40)
             self.assertAllClose(
                 color.denormalize_l(l_normalized[i])[..., 0], lab[..., 0],
                 atol=0.2)
@@ -133,7 +134,7 @@ class PipelineTest(tf.test.TestCase):
 class CorruptRecordTest(tf.test.TestCase):
 
     def _corrupt_copy(self):
-        directory = records.write_shards(
+        directory = shards.write_shards(
             os.path.join(self.get_temp_dir(), 'data'), image_size=32,
             num_train=4, num_val=1, train_shards=1)
         path = os.path.join(directory, 'train-00000-of-00001.tfrecord')

@@ -12,8 +12,8 @@ import json
 import subprocess
 import sys
 
-import tensorflow as tf
 from absl.testing import parameterized
+import tensorflow as tf
 
 from tests import conftest
 
@@ -25,7 +25,7 @@ cpus = tf.config.list_physical_devices('CPU')
 tf.config.set_logical_device_configuration(
     cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from chromagen_tf import train_steps
+from chromagen_tf.training import train_steps
 
 bad_replica, plain = int(sys.argv[1]), sys.argv[2] == 'plain'
 keras.mixed_precision.set_global_policy('mixed_float16')

@@ -12,10 +12,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from chromagen_tf import distribute
-from chromagen_tf import input_pipeline
-from chromagen_tf import trainer
-from tests import records
+from chromagen_tf.data import input_pipeline
+from chromagen_tf.training import distribute
+from chromagen_tf.training import trainer
+from tests import shards
 from tests import utils
 
 _HUGE_SCALE = 2.0**60
@@ -25,7 +25,7 @@ class LossScaleTest(tf.test.TestCase):
 
     def setUp(self):
         super().setUp()
-        data_dir = records.write_shards(
+        data_dir = shards.write_shards(
             os.path.join(self.get_temp_dir(), 'data'), image_size=32,
             num_train=4, num_val=1, train_shards=1)
         config = utils.tiny_config(

@@ -23,8 +23,8 @@ import tensorflow as tf
 
 import chromagen_tf
 from chromagen_tf import color
-from chromagen_tf import data
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
+from chromagen_tf.data import records
 from data_prep import convert_lib
 from data_prep import manifest_lib
 from data_prep import shard_files
@@ -96,11 +96,11 @@ def test_round_trip_matches_direct_conversion(tmp_path):
         'train-00002-of-00003.tfrecord', 'val-00000-of-00001.tfrecord']
     # Decoded inside tf.data, as the training pipeline does.
     dataset = tf.data.TFRecordDataset(files)
-    decoded = dataset.map(data.decode_record)
+    decoded = dataset.map(records.decode_record)
     seen = set()
     for serialized, (l_channel, ab) in zip(dataset, decoded):
-        features = data.parse_record(serialized)
-        key = features[data.KEY].numpy().decode()
+        features = records.parse_record(serialized)
+        key = features[records.KEY].numpy().decode()
         seen.add(key)
         loaded = imaging.load_for_storage(
             str(conftest.SAMPLE_PHOTOS / key), 48)
@@ -110,8 +110,9 @@ def test_round_trip_matches_direct_conversion(tmp_path):
                                    atol=0.2)
         np.testing.assert_allclose(ab.numpy(), expected[..., 1:], atol=0.5)
         with Image.open(conftest.SAMPLE_PHOTOS / key) as image:
-            assert (features[data.WIDTH], features[data.HEIGHT]) == image.size
-        assert features[data.VERSION] == data.SCHEMA_VERSION
+            size = (features[records.WIDTH], features[records.HEIGHT])
+            assert size == image.size
+        assert features[records.VERSION] == records.SCHEMA_VERSION
     assert seen == {photo.name for photo in _PHOTOS}
     assert manifest['splits']['train']['records'] == 13
     assert manifest['splits']['val']['records'] == 1
@@ -131,9 +132,9 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path, mixed_dir):
                        'notes.jpg': imaging.NOT_AN_IMAGE,
                        'bomb.png': imaging.TOO_LARGE,
                        'small.png': imaging.TOO_SMALL}
-    records = sum(manifest['splits'][split]['records']
-                  for split in shard_files.SPLITS)
-    assert records == 5  # 3 photos, the CMYK JPEG and the nested RGBA PNG.
+    record_count = sum(manifest['splits'][split]['records']
+                       for split in shard_files.SPLITS)
+    assert record_count == 5  # 3 photos, the CMYK JPEG and the nested RGBA PNG.
     assert sum(manifest['splits'][split]['skipped']
                for split in shard_files.SPLITS) == 6
     summary = manifest_lib.summary_lines(manifest)
@@ -143,7 +144,7 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path, mixed_dir):
     on_disk = json.loads((tmp_path / 'out' / 'manifest.json').read_text())
     assert on_disk == manifest
     assert on_disk['version'] == chromagen_tf.__version__
-    assert on_disk['schema_version'] == data.SCHEMA_VERSION
+    assert on_disk['schema_version'] == records.SCHEMA_VERSION
     assert on_disk['config']['image_size'] == 32
 
 

@@ -28,7 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from tests import conftest
-from tests import records
+from tests import shards
 from tests import utils
 
 _FLAGS = [
@@ -63,7 +63,7 @@ class MultiWorkerTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.data_dir = records.write_shards(
+        cls.data_dir = shards.write_shards(
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'mw_data'),
             image_size=32, num_train=4, num_val=2, train_shards=2)
 
@@ -195,7 +195,7 @@ class MultiWorkerTest(tf.test.TestCase):
         # per-replica batch of 1: worker 0 holds two batches, worker 1 one,
         # which left worker 0 alone in a collective before. The padded
         # evaluation must count each photo once and match one process.
-        data_dir = records.write_shards(
+        data_dir = shards.write_shards(
             os.path.join(self.get_temp_dir(), 'one_shard'), image_size=32,
             num_train=4, num_val=3, train_shards=1)
         # A learning rate of 0 keeps the weights equal across the runs; the

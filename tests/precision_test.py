@@ -5,7 +5,7 @@ from unittest import mock
 
 import tensorflow as tf
 
-from chromagen_tf import distribute
+from chromagen_tf.training import distribute
 
 _FLAGS = ('fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov '
           'avx2 avx512f avx512dq')

@@ -1,4 +1,4 @@
-"""Tests for stopping on SIGTERM/SIGINT (chromagen_tf/preemption.py).
+"""Tests for stopping on SIGTERM/SIGINT (chromagen_tf/training/preemption.py).
 
 The end-to-end behaviour (a signalled job saves one step on every worker
 and resumes) is tested in train_cli_test.py and fault_tolerance_test.py;
@@ -11,7 +11,7 @@ import threading
 
 import tensorflow as tf
 
-from chromagen_tf import preemption
+from chromagen_tf.training import preemption
 
 
 class StopRequestTest(tf.test.TestCase):

@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from chromagen_tf import export_lib
 from chromagen_tf import serving_client
 from chromagen_tf.models import build_generator
+from chromagen_tf.serving import export_lib
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
 

@@ -10,7 +10,7 @@ import time
 import tensorflow as tf
 
 from tests import conftest
-from tests import records
+from tests import shards
 from tests import utils
 
 _TINY_FLAGS = [
@@ -34,7 +34,7 @@ class TrainCommandTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.data_dir = records.write_shards(
+        cls.data_dir = shards.write_shards(
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'cli_data'),
             image_size=32, num_train=8, num_val=2)
 

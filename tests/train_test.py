@@ -9,11 +9,10 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import configs
-from chromagen_tf import input_pipeline
-from chromagen_tf import trainer
-from tests import records
+from chromagen_tf.data import input_pipeline
+from chromagen_tf.training import trainer
+from tests import shards
 from tests import utils
-
 
 tiny_config = utils.tiny_config
 
@@ -23,7 +22,7 @@ class TrainStagesTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.data_dir = records.write_shards(
+        cls.data_dir = shards.write_shards(
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'train_data'),
             image_size=48, num_train=8, num_val=4)
 
@@ -114,7 +113,7 @@ class TrainStagesTest(tf.test.TestCase):
 
     def test_pretraining_overfits_four_images(self):
         model_dir = os.path.join(self.get_temp_dir(), 'overfit')
-        four = records.write_shards(
+        four = shards.write_shards(
             os.path.join(self.get_temp_dir(), 'four'), image_size=32,
             num_train=4, num_val=1, train_shards=1)
         config = tiny_config(four, model_dir, train_steps=1, lr_g=3e-3,
@@ -127,7 +126,7 @@ class TrainStagesTest(tf.test.TestCase):
         self.assertLess(last, 0.2 * first, (first, last))
 
     def test_resume_continues_and_matches_an_uninterrupted_run(self):
-        four = records.write_shards(
+        four = shards.write_shards(
             os.path.join(self.get_temp_dir(), 'resume_data'), image_size=32,
             num_train=4, num_val=1, train_shards=1)
         # One file, no shuffle, no augmentation, batch = the whole split:
@@ -223,7 +222,7 @@ class TrainStagesTest(tf.test.TestCase):
             self.assertAllEqual(good.get_tensor(key), after.get_tensor(key))
 
     def test_corrupt_shard_is_named(self):
-        directory = records.write_shards(
+        directory = shards.write_shards(
             os.path.join(self.get_temp_dir(), 'corrupt'), image_size=32,
             num_train=4, num_val=1, train_shards=1)
         path = os.path.join(directory, 'train-00000-of-00001.tfrecord')

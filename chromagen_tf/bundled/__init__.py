@@ -97,7 +97,7 @@ def load_generator(path: str = BUNDLED_DIR):
       BundledModelError: the folder is not a bundled model, or its weights
         do not fit its architecture.
     """
-    from chromagen_tf import checkpoints  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.training import checkpoints  # pylint: disable=g-import-not-at-top
 
     info = read_info(path)
     weights_path = os.path.join(path, WEIGHTS_FILE)
@@ -133,8 +133,8 @@ CHECK_PHOTOS = ('astronaut.jpg', 'chelsea.jpg', 'seeding.jpg')
 def check_metrics(model: str, photos_dir: str) -> dict:
     """Per-photo ab MAE and PSNR of a model on CHECK_PHOTOS."""
     # pylint: disable=g-import-not-at-top
-    from chromagen_tf import colorize_lib
-    from chromagen_tf import evaluate_lib
+    from chromagen_tf.inference import colorize_lib
+    from chromagen_tf.inference import evaluate_lib
 
     colorizer = colorize_lib.load_colorizer(model)
     results = {}

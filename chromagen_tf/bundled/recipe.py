@@ -37,7 +37,7 @@ import numpy as np
 from PIL import Image
 
 from chromagen_tf import errors
-from chromagen_tf import run_tools
+from chromagen_tf.inference import run_tools
 
 _PHOTOS_DIR = flags.DEFINE_string(
     'photos_dir', None, 'Folder of training photos (the open photos set).')
@@ -157,7 +157,7 @@ def blend_generators(model_dir: str, gan_weight: float):
       (generator, model_config, description of the sources).
     """
     # pylint: disable-next=g-import-not-at-top
-    from chromagen_tf import checkpoints
+    from chromagen_tf.training import checkpoints
 
     generator, model_config, gan_path = checkpoints.restore_generator(
         model_dir, 'gan')
@@ -187,7 +187,7 @@ def _bundle(model_dir: str, output_dir: str, render_size: int,
 def _link_val_photos(data_dir: str, photos: str, output_dir: str) -> str:
     """Symlinks the val split's photos (record keys are relative paths)."""
     # pylint: disable-next=g-import-not-at-top
-    from chromagen_tf import input_pipeline
+    from chromagen_tf.data import input_pipeline
 
     os.makedirs(output_dir, exist_ok=True)
     for key in input_pipeline.record_keys(data_dir, 'val'):

@@ -27,11 +27,11 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import bundled
-from chromagen_tf import checkpoints
 from chromagen_tf import configs
 from chromagen_tf import errors
-from chromagen_tf import export_lib
-from chromagen_tf import full_resolution
+from chromagen_tf.serving import export_lib
+from chromagen_tf.serving import full_resolution
+from chromagen_tf.training import checkpoints
 
 # Images per network call, and held in memory at once, unless a tool's
 # --batch_size says otherwise.

@@ -22,18 +22,18 @@ import os
 import time
 from typing import Any, Callable, Optional
 
+from absl import logging
 import keras
 import tensorflow as tf
-from absl import logging
 
-from chromagen_tf import checkpoints
 from chromagen_tf import configs
-from chromagen_tf import distribute
 from chromagen_tf import errors
-from chromagen_tf import input_pipeline
-from chromagen_tf import preemption
 from chromagen_tf import progress
-from chromagen_tf import train_steps
+from chromagen_tf.data import input_pipeline
+from chromagen_tf.training import checkpoints
+from chromagen_tf.training import distribute
+from chromagen_tf.training import preemption
+from chromagen_tf.training import train_steps
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 
@@ -271,12 +271,12 @@ def train(
 
 
 def _train_loop(config, trainer, steps_to_run, dataset_fn):
-    from chromagen_tf import train_eval  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.training import evaluation  # pylint: disable=g-import-not-at-top
 
     how = trainer.restore_or_initialise()
     step = int(trainer.global_step.numpy())
     strategy = trainer.strategy
-    evaluator = train_eval.Evaluator(config, strategy, trainer, chief=(
+    evaluator = evaluation.Evaluator(config, strategy, trainer, chief=(
         distribute.is_chief(strategy)))
     result = dict(stage=config.stage, start=how, start_step=step)
     if step >= steps_to_run:

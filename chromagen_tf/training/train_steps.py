@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from chromagen_tf import configs
-from chromagen_tf import losses
+from chromagen_tf.training import losses
 
 # Metrics every loop reports, per stage; all are averages over the batch.
 PRETRAIN_METRICS = ('l1',)

@@ -21,8 +21,8 @@ import dataclasses
 import io
 import math
 import os
-import warnings
 from typing import BinaryIO, Union
+import warnings
 
 import numpy as np
 from PIL import Image

@@ -13,8 +13,7 @@ as `PIL.ImageOps.exif_transpose`), and transparency is composited on white.
 
 import tensorflow as tf
 
-from chromagen_tf import imaging
-
+from chromagen_tf.data import imaging
 
 
 def _unsigned(data: tf.Tensor, offset: int, size: int, big_endian: bool):

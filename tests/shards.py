@@ -1,18 +1,18 @@
 """Writes small Lab TFRecord shards from the bundled photos, for tests.
 
 This takes a direct route (PIL resize, `color.rgb_to_lab_numpy`,
-`data.encode_example`) so that the pipeline and trainer tests do not depend
+`records.encode_example`) so that the pipeline and trainer tests do not depend
 on the converter's flags; the converter has its own tests.
 """
 
 import os
 
 import numpy as np
-import tensorflow as tf
 from PIL import Image
+import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf import data
+from chromagen_tf.data import records
 from tests import conftest
 
 
@@ -49,7 +49,7 @@ def write_shards(
                 for path in split_paths[shard::num_shards]:
                     width, height = Image.open(path).size
                     writer.write(
-                        data.encode_example(
+                        records.encode_example(
                             lab_from_photo(path, image_size),
                             os.path.basename(path), height, width,
                         )

@@ -1,7 +1,7 @@
 """The tf.data input pipeline over the Lab TFRecords of make_tfrecords.
 
 `make_dataset` is what training, evaluation and the tests read records
-with: shuffled, sharded per worker, decoded with `data.decode_record`,
+with: shuffled, sharded per worker, decoded with `records.decode_record`,
 cropped and flipped, normalised to the networks' scale (L/50-1, ab/110)
 and batched per replica. It follows the tf.data guide's order: shard files
 before reading them, shuffle before augmenting, batch, then prefetch.
@@ -20,8 +20,8 @@ from absl import logging
 import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf import data
 from chromagen_tf import errors
+from chromagen_tf.data import records
 
 
 class CorruptRecordError(errors.ChromaGenError, RuntimeError):
@@ -64,8 +64,10 @@ def record_keys(data_dir: str, split: str) -> list[str]:
     """The keys of a split's records, in file order (relative photo paths
     for a converted folder, image ids for COCO)."""
     files = list_files(split_file_pattern(data_dir, split))
-    return [data.parse_record(serialized)[data.KEY].numpy().decode('utf-8')
-            for serialized in tf.data.TFRecordDataset(files)]
+    return [
+        records.parse_record(serialized)[records.KEY].numpy().decode('utf-8')
+        for serialized in tf.data.TFRecordDataset(files)
+    ]
 
 
 def eval_steps(num_examples: int, global_batch_size: int,
@@ -113,18 +115,18 @@ def make_eval_dataset(
         batch_size, num_pipelines, pipeline_id = global_batch_size, 1, 0
         replicas_per_pipeline = 1
     steps = eval_steps(num_examples, global_batch_size, num_pipelines)
-    records = tf.data.TFRecordDataset(list_files(file_pattern))
+    serialized_records = tf.data.TFRecordDataset(list_files(file_pattern))
     if skip_corrupt_records:
-        records = records.ignore_errors(log_warning=True)
-    records = records.shard(num_pipelines, pipeline_id)
+        serialized_records = serialized_records.ignore_errors(log_warning=True)
+    serialized_records = serialized_records.shard(num_pipelines, pipeline_id)
 
     def _decode(serialized):
-        l_channel, ab = data.decode_record(serialized)
+        l_channel, ab = records.decode_record(serialized)
         l_channel, ab = _normalize(
             *_crop_or_resize(l_channel, ab, image_size, None))
         return l_channel, ab, tf.constant(1.0)
 
-    examples = records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE,
+    examples = serialized_records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE,
                            deterministic=True)
     if skip_corrupt_records:
         examples = examples.ignore_errors(log_warning=True)
@@ -263,10 +265,10 @@ def make_dataset(
         dataset = dataset.repeat()
 
     def _read(filename):
-        records = tf.data.TFRecordDataset(filename)
+        file_records = tf.data.TFRecordDataset(filename)
         if skip_corrupt_records:
-            records = records.ignore_errors(log_warning=True)
-        return records
+            file_records = file_records.ignore_errors(log_warning=True)
+        return file_records
 
     dataset = dataset.interleave(
         _read,
@@ -286,7 +288,7 @@ def make_dataset(
         dataset = tf.data.Dataset.zip((dataset, seeds))
 
         def _decode_train(serialized, example_seed):
-            l_channel, ab = data.decode_record(serialized)
+            l_channel, ab = records.decode_record(serialized)
             if not augment:
                 return _normalize(
                     *_crop_or_resize(l_channel, ab, image_size, None)
@@ -312,7 +314,7 @@ def make_dataset(
     else:
 
         def _decode_eval(serialized):
-            l_channel, ab = data.decode_record(serialized)
+            l_channel, ab = records.decode_record(serialized)
             l_channel, ab = _crop_or_resize(l_channel, ab, image_size, None)
             return _normalize(l_channel, ab)
 
@@ -352,7 +354,7 @@ def find_corrupt_records(files: list[str]) -> list[tuple[str, int, str]]:
                 problems.append((filename, index, error.message))
                 break
             try:
-                data.decode_record(serialized)
+                records.decode_record(serialized)
             except (tf.errors.InvalidArgumentError,
                     tf.errors.DataLossError) as error:
                 problems.append((filename, index, error.message))

@@ -17,10 +17,10 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
-from chromagen_tf import colorize_lib
 from chromagen_tf import errors
-from chromagen_tf import imaging
 from chromagen_tf import progress
+from chromagen_tf.data import imaging
+from chromagen_tf.inference import colorize_lib
 
 # JPEG quality of written outputs: 95 keeps chroma detail that the default
 # 75 visibly blurs, at about twice the size.

@@ -18,9 +18,9 @@ import shutil
 import tempfile
 from typing import Optional
 
+from absl import logging
 import keras
 import tensorflow as tf
-from absl import logging
 
 STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker', 'tpu')
 PRECISIONS = ('auto', 'float32', 'float16', 'bfloat16')

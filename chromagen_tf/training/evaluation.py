@@ -12,14 +12,14 @@ Workers other than the chief write nothing.
 
 import os
 
+from absl import logging
 import keras
 import tensorflow as tf
-from absl import logging
 
 from chromagen_tf import color
-from chromagen_tf import input_pipeline
-from chromagen_tf import losses
 from chromagen_tf import metrics
+from chromagen_tf.data import input_pipeline
+from chromagen_tf.training import losses
 
 EVAL_METRICS = ('l1', 'ab_mae', 'psnr', 'colorfulness', 'colorfulness_gt')
 

@@ -7,8 +7,8 @@ these instead of defining their own, so `--model`, `--stage`,
 
 from absl import flags
 
-from chromagen_tf import colorize_lib
 from chromagen_tf import configs
+from chromagen_tf.inference import colorize_lib
 
 MODEL = flags.DEFINE_string(
     'model', None,

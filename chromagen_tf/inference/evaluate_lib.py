@@ -38,11 +38,12 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf import colorize_lib
-from chromagen_tf import data
-from chromagen_tf import imaging
-from chromagen_tf import input_pipeline
+from chromagen_tf import errors
 from chromagen_tf import metrics
+from chromagen_tf.data import imaging
+from chromagen_tf.data import input_pipeline
+from chromagen_tf.data import records
+from chromagen_tf.inference import colorize_lib
 
 METRIC_NAMES = ('ab_mae', 'psnr', 'ssim', 'colorfulness', 'colorfulness_gt',
                 'delta_colorfulness', 'auc')
@@ -75,10 +76,9 @@ def examples_from_records(data_dir: str, split: str) -> Iterator[Example]:
     """(key, L, ab) of every record of a split, in real Lab units."""
     files = input_pipeline.list_files(
         input_pipeline.split_file_pattern(data_dir, split))
-    records = tf.data.TFRecordDataset(files)
-    dataset = records.map(
-        lambda serialized: (data.parse_record(serialized)[data.KEY],
-                            *data.decode_record(serialized)))
+    dataset = tf.data.TFRecordDataset(files).map(
+        lambda serialized: (records.parse_record(serialized)[records.KEY],
+                            *records.decode_record(serialized)))
     for key, l_channel, ab in dataset:
         yield key.numpy().decode('utf-8'), l_channel[None], ab[None]
 

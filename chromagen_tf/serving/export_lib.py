@@ -27,10 +27,10 @@ import keras
 import tensorflow as tf
 
 from chromagen_tf import errors
-from chromagen_tf import export_temporaries
-from chromagen_tf import full_resolution
-from chromagen_tf import image_decoding
-from chromagen_tf import imaging
+from chromagen_tf.data import imaging
+from chromagen_tf.serving import full_resolution
+from chromagen_tf.serving import image_decoding
+from chromagen_tf.serving import temporaries
 
 IMAGE_BYTES = 'image_bytes'
 # TF Serving's REST API base64-wraps a string output only when its name
@@ -207,7 +207,7 @@ def _write_atomically(
     (`export_temporaries`).
     """
     tf.io.gfile.makedirs(export_base)
-    with export_temporaries.writing(export_base):
+    with temporaries.writing(export_base):
         if version is None:
             version = next_version(export_base)
         if version < 0:
@@ -219,7 +219,7 @@ def _write_atomically(
                 'it out to use the next one.'
             )
         temporary = _join(export_base,
-                          export_temporaries.temporary_name(version))
+                          temporaries.temporary_name(version))
         try:
             write(temporary)
             tf.io.gfile.rename(temporary, final)

@@ -1,0 +1,2 @@
+"""Training data: the record schema, the tf.data input pipeline, and safe
+image loading."""

@@ -1,0 +1,2 @@
+"""The exported model: the SavedModel, the full-resolution graph and
+in-graph image decoding."""
