@@ -64,6 +64,7 @@ def _measure(args):
     import keras  # pylint: disable=g-import-not-at-top
 
     from chromagen_tf import configs  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.training import state  # pylint: disable=g-import-not-at-top
     from chromagen_tf.training import trainer  # pylint: disable=g-import-not-at-top
 
     keras.mixed_precision.set_global_policy('float32')
@@ -83,7 +84,7 @@ def _measure(args):
         global_batch_size=args.global_batch_size,
         steps_per_loop=args.steps_per_loop, mixed_precision='float32',
         strategy=args.mode)
-    train = trainer.Trainer(config, strategy, 'float32')
+    train = state.Trainer(config, strategy, 'float32')
     # The trainer's own input pipeline, as `train()` builds it.
     datasets = trainer._make_datasets(  # pylint: disable=protected-access
         config, strategy, 0, None)

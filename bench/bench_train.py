@@ -95,7 +95,9 @@ def _run_custom(stage, precision, data_dir, steps, repeats,
 
     from chromagen_tf import configs
     from chromagen_tf.training import distribute
+    from chromagen_tf.training import state
     from chromagen_tf.training import trainer
+
     # pylint: enable=g-import-not-at-top
 
     values = dict(stage=stage, data_dir=data_dir,
@@ -107,7 +109,7 @@ def _run_custom(stage, precision, data_dir, steps, repeats,
     strategy, policy = distribute.setup('one_device', precision)
     if variant == 'custom_no_strategy':
         strategy = tf.distribute.get_strategy()
-    train = trainer.Trainer(config, strategy, policy)
+    train = state.Trainer(config, strategy, policy)
     iterator = iter(trainer._make_datasets(config, strategy, 0, None))  # pylint: disable=protected-access
     step_functions = train.steps
     if variant == 'custom':
@@ -142,6 +144,7 @@ def _run_fit(stage, precision, data_dir, steps, repeats):
     from chromagen_tf.data import input_pipeline
     from chromagen_tf.training import distribute
     from chromagen_tf.training import losses
+
     # pylint: enable=g-import-not-at-top
 
     distribute.setup('one_device', precision)

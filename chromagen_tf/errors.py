@@ -43,6 +43,14 @@ class NotFoundError(UsageError, FileNotFoundError):
     """A path the command was given holds nothing it can use."""
 
 
+class TrainingError(ChromaGenError, RuntimeError):
+    """Training cannot start or cannot go on; the message says why."""
+
+
+class NonFiniteLossError(TrainingError):
+    """A loss became NaN or Inf."""
+
+
 def first_line(error: Union[BaseException, str], limit: int = 300) -> str:
     """The first non-empty line of an error message (or its type name)."""
     text = str(error)

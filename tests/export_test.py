@@ -17,9 +17,7 @@ from PIL import Image
 import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf import configs
 from chromagen_tf.inference import colorize_lib
-from chromagen_tf.models import build_generator
 from chromagen_tf.serving import export_lib
 from chromagen_tf.serving import full_resolution
 from chromagen_tf.serving import image_decoding

@@ -24,7 +24,7 @@ import tensorflow as tf
 from chromagen_tf import configs
 from chromagen_tf.serving import export_lib
 from chromagen_tf.training import distribute
-from chromagen_tf.training import trainer
+from chromagen_tf.training import state
 from tests import conftest
 from tests import shards
 from tests import utils
@@ -300,7 +300,7 @@ class FaultToleranceTest(tf.test.TestCase):
         config = utils.tiny_config(self.data_dir, model_dir)
         strategy, policy = distribute.setup('one_device', 'float32')
         configs.check_and_write_model_config(model_dir, config.model)
-        trainer.Trainer(config, strategy, policy).manager.save(
+        state.Trainer(config, strategy, policy).manager.save(
             checkpoint_number=0)
         export_base = os.path.join(self.get_temp_dir(), 'exports')
         command = [sys.executable, '-m', 'chromagen_tf.export',

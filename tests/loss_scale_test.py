@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.training import distribute
-from chromagen_tf.training import trainer
+from chromagen_tf.training import state
 from tests import shards
 from tests import utils
 
@@ -33,7 +33,7 @@ class LossScaleTest(tf.test.TestCase):
             mixed_precision='float16')
         strategy, policy = distribute.setup('one_device', 'float16')
         self.assertEqual(policy, 'mixed_float16')
-        self.trainer = trainer.Trainer(config, strategy, policy)
+        self.trainer = state.Trainer(config, strategy, policy)
         pattern = input_pipeline.split_file_pattern(data_dir, 'train')
         self.iterator = iter(strategy.distribute_datasets_from_function(
             lambda context: input_pipeline.make_dataset(

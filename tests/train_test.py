@@ -9,7 +9,9 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import configs
+from chromagen_tf import errors
 from chromagen_tf.data import input_pipeline
+from chromagen_tf.training import state
 from chromagen_tf.training import trainer
 from tests import shards
 from tests import utils
@@ -140,7 +142,7 @@ class TrainStagesTest(tf.test.TestCase):
 
         strategy = tf.distribute.OneDeviceStrategy('/cpu:0')
         config = tiny_config(four, resumed_dir, train_steps=4, **common)
-        restored = trainer.Trainer(config, strategy, 'float32')
+        restored = state.Trainer(config, strategy, 'float32')
         self.assertIn('resumed', restored.restore_or_initialise())
         self.assertEqual(int(restored.global_step), 2)
         # Write the restored state back out and compare it key by key with
@@ -177,7 +179,7 @@ class TrainStagesTest(tf.test.TestCase):
         config = tiny_config(self.data_dir,
                              os.path.join(self.get_temp_dir(), 'no_pre'),
                              stage='gan')
-        with self.assertRaisesRegex(trainer.TrainingError,
+        with self.assertRaisesRegex(errors.TrainingError,
                                     'Run pretraining first'):
             trainer.train(config)
 
@@ -211,7 +213,7 @@ class TrainStagesTest(tf.test.TestCase):
             ab = np.zeros([4, 32, 32, 2], np.float32)
             return tf.data.Dataset.from_tensors((l_channel, ab)).repeat()
 
-        with self.assertRaisesRegex(trainer.NonFiniteLossError,
+        with self.assertRaisesRegex(errors.NonFiniteLossError,
                                     'at step 3: l1=nan'):
             trainer.train(dataclasses.replace(config, train_steps=4),
                           dataset_fn=nan_dataset)

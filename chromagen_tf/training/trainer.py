@@ -18,32 +18,22 @@ chromagen_tf.train`. It follows the TF Model Garden pattern:
 """
 
 import math
-import os
 import time
 from typing import Any, Callable, Optional
 
 from absl import logging
-import keras
 import tensorflow as tf
 
 from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import progress
 from chromagen_tf.data import input_pipeline
-from chromagen_tf.training import checkpoints
+from chromagen_tf.training import corrupt_records
 from chromagen_tf.training import distribute
 from chromagen_tf.training import preemption
-from chromagen_tf.training import train_steps
+from chromagen_tf.training import state
 
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
-
-
-class TrainingError(errors.ChromaGenError, RuntimeError):
-    """Training cannot start or cannot go on; the message says why."""
-
-
-class NonFiniteLossError(TrainingError):
-    """A loss became NaN or Inf."""
 
 
 def total_steps(config: configs.TrainConfig) -> int:
@@ -53,118 +43,11 @@ def total_steps(config: configs.TrainConfig) -> int:
     records = input_pipeline.count_records(config.data_dir, 'train')
     steps_per_epoch = records // config.global_batch_size
     if steps_per_epoch == 0:
-        raise TrainingError(
+        raise errors.TrainingError(
             f'The train split has {records} records, fewer than one global '
             f'batch of {config.global_batch_size}. Lower --global_batch_size.'
         )
     return config.epochs * steps_per_epoch
-
-
-def _initialise_gan_generator(config, generator) -> str:
-    """Copies the pretrained generator into a fresh GAN stage."""
-    source = config.init_from
-    if source.lower() == 'none':
-        logging.info('GAN stage from scratch (--init_from=none).')
-        return 'scratch'
-    if not source:
-        pretrain_dir = os.path.join(config.model_dir, 'pretrain')
-        source = tf.train.latest_checkpoint(pretrain_dir)
-        if source is None:
-            raise TrainingError(
-                f'The GAN stage starts from the pretrained generator, but '
-                f'{pretrain_dir} has no checkpoint. Run pretraining first:\n'
-                f'  python -m chromagen_tf.train --stage=pretrain '
-                f'--data_dir={config.data_dir} --model_dir={config.model_dir}'
-                '\nor pass --init_from=CHECKPOINT, or --init_from=none to '
-                'train the pix2pix baseline from scratch.'
-            )
-    elif tf.io.gfile.isdir(source):
-        directory = source
-        source = tf.train.latest_checkpoint(directory)
-        if source is None:
-            raise TrainingError(f'--init_from={directory} has no checkpoint.')
-    status = tf.train.Checkpoint(generator=generator).read(source)
-    try:
-        status.expect_partial().assert_existing_objects_matched()
-    except AssertionError as error:
-        raise TrainingError(
-            f'--init_from={source} does not hold a generator of this '
-            f'architecture ({config.model.generator}, width '
-            f'{config.model.width}): {error}'
-        ) from error
-    logging.info('GAN stage: generator initialised from %s', source)
-    return source
-
-
-class Trainer:
-    """Holds the networks, optimizers, checkpoint and step functions."""
-
-    def __init__(
-        self,
-        config: configs.TrainConfig,
-        strategy: tf.distribute.Strategy,
-        policy: str,
-    ):
-        self.config = config
-        self.strategy = strategy
-        self.policy = policy
-        self.gan = config.stage == 'gan'
-        # Same seed, same initial weights: runs are reproducible, and every
-        # worker of a multi-worker job starts from identical variables.
-        keras.utils.set_random_seed(config.seed)
-        with strategy.scope():
-            self.networks = train_steps.build_networks(config, policy)
-            self.global_step = tf.Variable(
-                0, dtype=tf.int64, trainable=False, name='global_step',
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-            )
-            objects = dict(
-                step=self.global_step,
-                generator=self.networks.generator,
-                generator_optimizer=self.networks.generator_optimizer,
-            )
-            if self.gan:
-                objects.update(
-                    discriminator=self.networks.discriminator,
-                    discriminator_optimizer=(
-                        self.networks.discriminator_optimizer
-                    ),
-                )
-            self.checkpoint = tf.train.Checkpoint(**objects)
-        self.steps = train_steps.StepFunctions(
-            config, strategy, self.networks, self.global_step
-        )
-        self.stage_dir = config.stage_dir
-        self.write_dir, self._temporary = distribute.write_dir(
-            self.stage_dir, strategy
-        )
-        checkpoints.remove_partial_checkpoints(self.write_dir)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint,
-            self.write_dir,
-            max_to_keep=config.max_checkpoints,
-            checkpoint_name=checkpoints.CHECKPOINT_NAME,
-            step_counter=self.global_step,
-        )
-
-    def restore_or_initialise(self) -> str:
-        """Resumes this stage, or initialises it. Returns what it did."""
-        latest = tf.train.latest_checkpoint(self.stage_dir)
-        if latest:
-            status = self.checkpoint.restore(latest)
-            status.assert_existing_objects_matched()
-            logging.info(
-                'Resumed %s at step %d.', latest, int(self.global_step.numpy())
-            )
-            return f'resumed from {latest}'
-        if self.gan:
-            return 'initialised from ' + _initialise_gan_generator(
-                self.config, self.networks.generator
-            )
-        return 'initialised'
-
-    def close(self):
-        distribute.remove_temporary(self._temporary)
 
 
 def _make_datasets(config, strategy, start_step, dataset_fn):
@@ -189,43 +72,12 @@ def _make_datasets(config, strategy, start_step, dataset_fn):
     return strategy.distribute_datasets_from_function(dataset_fn or _train_fn)
 
 
-def _report_skipped_records(config):
-    """Counts what --skip_corrupt_records will drop: one pass over the data."""
-    files = input_pipeline.list_files(
-        input_pipeline.split_file_pattern(config.data_dir, 'train'))
-    problems = input_pipeline.find_corrupt_records(files)
-    for path, index, message in problems:
-        logging.warning('Skipping corrupt record %d of %s: %s', index, path,
-                        message)
-    logging.warning('--skip_corrupt_records: %d corrupt record(s) in %d '
-                    'train file(s) will be skipped.', len(problems),
-                    len({path for path, _, _ in problems}))
-    return problems
-
-
-def _raise_if_corrupt_records(config, error):
-    """Names the damaged file after tf.data failed, which tf.data does not."""
-    files = input_pipeline.list_files(
-        input_pipeline.split_file_pattern(config.data_dir, 'train'))
-    logging.error('Input pipeline failed (%s); looking for the bad record.',
-                  error.message)
-    problems = input_pipeline.find_corrupt_records(files)
-    if problems:
-        lines = '\n'.join(f'  {path}: record {index}: {message}'
-                          for path, index, message in problems[:10])
-        raise input_pipeline.CorruptRecordError(
-            f'{len(problems)} corrupt record(s) in the train split:\n{lines}'
-            '\nRe-create these shards with make_tfrecords, or pass '
-            '--skip_corrupt_records to train on the rest.'
-        ) from error
-
-
 def _raise_non_finite(step, values):
     terms = [
         f'{name}={value:.4g}' for name, value in values.items()
         if not math.isfinite(value)
     ]
-    raise NonFiniteLossError(
+    raise errors.NonFiniteLossError(
         f'Loss became non-finite at step {step}: {", ".join(terms)}. '
         'Training stopped; the last good checkpoint was kept and not '
         'overwritten. Lower the learning rate, check the data, or use '
@@ -262,8 +114,8 @@ def train(
         config.train_steps
     )
     if config.skip_corrupt_records and dataset_fn is None:
-        _report_skipped_records(config)
-    trainer = Trainer(config, strategy, policy)
+        corrupt_records.report_skipped(config)
+    trainer = state.Trainer(config, strategy, policy)
     try:
         return _train_loop(config, trainer, steps_to_run, dataset_fn)
     finally:
@@ -312,7 +164,7 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
                 )
             except (tf.errors.DataLossError,
                     tf.errors.InvalidArgumentError) as error:
-                _raise_if_corrupt_records(config, error)
+                corrupt_records.raise_if_corrupt(config, error)
                 raise
             mean_losses, first_bad_step, bad_values = outputs
             first_bad_step = int(first_bad_step)

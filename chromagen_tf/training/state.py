@@ -1,0 +1,125 @@
+"""The state of a training stage: networks, optimizers, step and checkpoint.
+
+`Trainer` builds them inside `strategy.scope()`, resumes the stage from its
+newest checkpoint or initialises it (the GAN stage copies the pretrained
+generator), and owns the stage's `tf.train.CheckpointManager`.
+"""
+
+import os
+
+from absl import logging
+import keras
+import tensorflow as tf
+
+from chromagen_tf import configs
+from chromagen_tf import errors
+from chromagen_tf.training import checkpoints
+from chromagen_tf.training import distribute
+from chromagen_tf.training import train_steps
+
+
+def initialise_gan_generator(config, generator) -> str:
+    """Copies the pretrained generator into a fresh GAN stage."""
+    source = config.init_from
+    if source.lower() == 'none':
+        logging.info('GAN stage from scratch (--init_from=none).')
+        return 'scratch'
+    if not source:
+        pretrain_dir = os.path.join(config.model_dir, 'pretrain')
+        source = tf.train.latest_checkpoint(pretrain_dir)
+        if source is None:
+            raise errors.TrainingError(
+                f'The GAN stage starts from the pretrained generator, but '
+                f'{pretrain_dir} has no checkpoint. Run pretraining first:\n'
+                f'  python -m chromagen_tf.train --stage=pretrain '
+                f'--data_dir={config.data_dir} --model_dir={config.model_dir}'
+                '\nor pass --init_from=CHECKPOINT, or --init_from=none to '
+                'train the pix2pix baseline from scratch.'
+            )
+    elif tf.io.gfile.isdir(source):
+        directory = source
+        source = tf.train.latest_checkpoint(directory)
+        if source is None:
+            raise errors.TrainingError(f'--init_from={directory} has no checkpoint.')
+    status = tf.train.Checkpoint(generator=generator).read(source)
+    try:
+        status.expect_partial().assert_existing_objects_matched()
+    except AssertionError as error:
+        raise errors.TrainingError(
+            f'--init_from={source} does not hold a generator of this '
+            f'architecture ({config.model.generator}, width '
+            f'{config.model.width}): {error}'
+        ) from error
+    logging.info('GAN stage: generator initialised from %s', source)
+    return source
+
+
+class Trainer:
+    """Holds the networks, optimizers, checkpoint and step functions."""
+
+    def __init__(
+        self,
+        config: configs.TrainConfig,
+        strategy: tf.distribute.Strategy,
+        policy: str,
+    ):
+        self.config = config
+        self.strategy = strategy
+        self.policy = policy
+        self.gan = config.stage == 'gan'
+        # Same seed, same initial weights: runs are reproducible, and every
+        # worker of a multi-worker job starts from identical variables.
+        keras.utils.set_random_seed(config.seed)
+        with strategy.scope():
+            self.networks = train_steps.build_networks(config, policy)
+            self.global_step = tf.Variable(
+                0, dtype=tf.int64, trainable=False, name='global_step',
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+            objects = dict(
+                step=self.global_step,
+                generator=self.networks.generator,
+                generator_optimizer=self.networks.generator_optimizer,
+            )
+            if self.gan:
+                objects.update(
+                    discriminator=self.networks.discriminator,
+                    discriminator_optimizer=(
+                        self.networks.discriminator_optimizer
+                    ),
+                )
+            self.checkpoint = tf.train.Checkpoint(**objects)
+        self.steps = train_steps.StepFunctions(
+            config, strategy, self.networks, self.global_step
+        )
+        self.stage_dir = config.stage_dir
+        self.write_dir, self._temporary = distribute.write_dir(
+            self.stage_dir, strategy
+        )
+        checkpoints.remove_partial_checkpoints(self.write_dir)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint,
+            self.write_dir,
+            max_to_keep=config.max_checkpoints,
+            checkpoint_name=checkpoints.CHECKPOINT_NAME,
+            step_counter=self.global_step,
+        )
+
+    def restore_or_initialise(self) -> str:
+        """Resumes this stage, or initialises it. Returns what it did."""
+        latest = tf.train.latest_checkpoint(self.stage_dir)
+        if latest:
+            status = self.checkpoint.restore(latest)
+            status.assert_existing_objects_matched()
+            logging.info(
+                'Resumed %s at step %d.', latest, int(self.global_step.numpy())
+            )
+            return f'resumed from {latest}'
+        if self.gan:
+            return 'initialised from ' + initialise_gan_generator(
+                self.config, self.networks.generator
+            )
+        return 'initialised'
+
+    def close(self):
+        distribute.remove_temporary(self._temporary)
