@@ -201,7 +201,10 @@ class MultiWorkerTest(tf.test.TestCase):
         # A learning rate of 0 keeps the weights equal across the runs; the
         # BatchNorm statistics still train, synchronised across workers, and
         # differ by float32 rounding (1.4e-4 relative in ab_mae at step 2,
-        # measured). A photo dropped or counted twice moves the means by
+        # measured). The colourfulness of the prediction amplifies that
+        # rounding (0.67% apart at step 2 in one CI run, within 1e-3 in
+        # others), so it gets 2%; colorfulness_gt does not depend on the
+        # model at all. A photo dropped or counted twice moves the means by
         # several percent.
         extra = ('--lr_g=0', '--eval_every=1', '--global_batch_size=2')
         model_dir = os.path.join(self.get_temp_dir(), 'mw_one_shard')
@@ -216,7 +219,8 @@ class MultiWorkerTest(tf.test.TestCase):
             self.assertNotEmpty(single)
             self.assertEqual(set(chief), set(single))
             for tag, value in single.items():
-                self.assertAllClose(chief[tag], value, rtol=1e-3, atol=1e-5,
+                rtol = 2e-2 if tag == 'metrics/colorfulness' else 1e-3
+                self.assertAllClose(chief[tag], value, rtol=rtol, atol=1e-5,
                                     msg=f'step {step} {tag}')
         stage_dir = os.path.join(model_dir, 'pretrain')
         self.assertEqual(tf.train.latest_checkpoint(stage_dir),
