@@ -13,7 +13,9 @@ import time
 
 from chromagen_tf import errors
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# chromagen_tf/inference/run_tools.py -> the checkout holding chromagen_tf/.
+REPO_ROOT = os.path.dirname(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 class StepError(errors.ChromaGenError, RuntimeError):
