@@ -142,6 +142,7 @@ def _run_fit(stage, precision, data_dir, steps, repeats):
 
     from chromagen_tf import models
     from chromagen_tf.data import input_pipeline
+    from chromagen_tf.data import records
     from chromagen_tf.training import distribute
     from chromagen_tf.training import losses
 
@@ -149,7 +150,7 @@ def _run_fit(stage, precision, data_dir, steps, repeats):
 
     distribute.setup('one_device', precision)
     dataset = input_pipeline.make_dataset(
-        input_pipeline.split_file_pattern(data_dir, 'train'), training=True,
+        records.shard_pattern(data_dir, 'train'), training=True,
         image_size=256, global_batch_size=16)
     generator = models.build_generator('resnet18_unet')
     if stage == 'pretrain':
@@ -226,10 +227,12 @@ def _FitGan(*args):  # pylint: disable=invalid-name
 def _input_pipeline(data_dir, batches=40):
     import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-    from chromagen_tf.data import input_pipeline  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from chromagen_tf.data import input_pipeline
+    from chromagen_tf.data import records  # pylint: disable=g-import-not-at-top
 
     dataset = input_pipeline.make_dataset(
-        input_pipeline.split_file_pattern(data_dir, 'train'), training=True,
+        records.shard_pattern(data_dir, 'train'), training=True,
         image_size=256, global_batch_size=16)
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1

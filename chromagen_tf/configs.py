@@ -27,12 +27,11 @@ big_vision's `get_config(runlocal=...)`:
 
 import dataclasses
 import json
-import os
 from typing import Any, Optional
 
-import tensorflow as tf
 
 from chromagen_tf import errors
+from chromagen_tf import files
 
 STAGES = ('pretrain', 'gan')
 MODEL_CONFIG_FILE = 'config.json'
@@ -108,7 +107,15 @@ class TrainConfig:
 
     @property
     def stage_dir(self) -> str:
-        return os.path.join(self.model_dir, self.stage)
+        return stage_dir(self.model_dir, self.stage)
+
+
+def stage_dir(model_dir: str, stage: str) -> str:
+    """MODEL_DIR/<stage>: a stage's config, checkpoints and events."""
+    if stage not in STAGES:
+        raise errors.UsageError(
+            f'stage must be one of {STAGES}, got {stage!r}')
+    return files.join(model_dir, stage)
 
 
 def pretrain(**overrides) -> TrainConfig:
@@ -177,22 +184,6 @@ def train_config_from_dict(values: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def write_json_atomically(path: str, values: dict[str, Any]) -> None:
-    tf.io.gfile.makedirs(os.path.dirname(path))
-    temporary = path + '.tmp'
-    with tf.io.gfile.GFile(temporary, 'w') as f:
-        json.dump(values, f, indent=2, sort_keys=True)
-        f.write('\n')
-    tf.io.gfile.rename(temporary, path, overwrite=True)
-
-
-def _read_json(path: str) -> Optional[dict[str, Any]]:
-    if not tf.io.gfile.exists(path):
-        return None
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
 def _flatten(values: dict[str, Any], prefix: str = '') -> dict[str, Any]:
     flat = {}
     for name, value in values.items():
@@ -216,13 +207,18 @@ def _first_difference(
     return None
 
 
+def model_config_path(model_dir: str) -> str:
+    """MODEL_DIR/config.json, the architecture of a training directory."""
+    return files.join(model_dir, MODEL_CONFIG_FILE)
+
+
 def read_model_config(model_dir: str) -> ModelConfig:
     """Reads MODEL_DIR/config.json.
 
     Raises:
       errors.NotFoundError: model_dir holds no config.json.
     """
-    values = _read_json(os.path.join(model_dir, MODEL_CONFIG_FILE))
+    values = files.read_json(model_config_path(model_dir))
     if values is None:
         raise errors.NotFoundError(
             f'{model_dir} has no {MODEL_CONFIG_FILE}: it is not a ChromaGen '
@@ -238,7 +234,8 @@ def trained_image_size(model_dir: str, stage: str) -> int:
     rendered at 128 px paints blobs); directories without a stage config
     get the TrainConfig default.
     """
-    values = _read_json(os.path.join(model_dir, stage, STAGE_CONFIG_FILE))
+    values = files.read_json(
+        files.join(stage_dir(model_dir, stage), STAGE_CONFIG_FILE))
     return int((values or {}).get('image_size', TrainConfig.image_size))
 
 
@@ -248,10 +245,10 @@ def check_and_write_model_config(model_dir: str, model: ModelConfig) -> None:
     Raises:
       ConfigMismatchError: the saved architecture differs; names the field.
     """
-    path = os.path.join(model_dir, MODEL_CONFIG_FILE)
-    saved = _read_json(path)
+    path = model_config_path(model_dir)
+    saved = files.read_json(path)
     if saved is None:
-        write_json_atomically(path, to_dict(model))
+        files.write_json_atomically(path, to_dict(model))
         return
     difference = _first_difference(saved, to_dict(model))
     if difference:
@@ -269,8 +266,8 @@ def check_and_write_stage_config(config: TrainConfig) -> None:
     Raises:
       ConfigMismatchError: a field outside RESUMABLE_FIELDS changed.
     """
-    path = os.path.join(config.stage_dir, STAGE_CONFIG_FILE)
-    saved = _read_json(path)
+    path = files.join(config.stage_dir, STAGE_CONFIG_FILE)
+    saved = files.read_json(path)
     wanted = to_dict(config)
     if saved is not None:
         # A field added after the run started reads as its default.
@@ -288,4 +285,4 @@ def check_and_write_stage_config(config: TrainConfig) -> None:
                 f'{name}={old!r} but this run has {name}={new!r}. Restore '
                 'the original value or train into a new --model_dir.'
             )
-    write_json_atomically(path, wanted)
+    files.write_json_atomically(path, wanted)

@@ -35,8 +35,10 @@ from absl import app
 from absl import flags
 
 from chromagen_tf import errors
+from chromagen_tf.data import records
 from chromagen_tf.inference import contact_sheet
 from chromagen_tf.inference import run_tools
+from chromagen_tf.training import checkpoints
 
 _OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', 'demo_out', 'Where every artefact of the demo goes.')
@@ -127,20 +129,21 @@ def run_demo() -> dict:
         contact_sheet.compare_images(bundled_compare),
         os.path.join(bundled_dir, 'comparison.jpg'))
     _stage(2, 'Converting the photos to Lab TFRecords',
-           os.path.join(data_dir, 'manifest.json'),
+           records.manifest_path(data_dir),
            ['data_prep.make_tfrecords', f'--image_dir={photos}',
             f'--output_dir={data_dir}', f'--image_size={_STORED_SIZE.value}',
             f'--num_val={_NUM_VAL.value}', f'--max_images={_MAX_IMAGES.value}',
             '--num_shards=2', '--min_size=64'])
     _stage(3, 'Pretraining the generator with L1',
-           os.path.join(model_dir, 'pretrain',
-                        f'ckpt-{_PRETRAIN_STEPS.value}.index'),
+           checkpoints.checkpoint_index_file(model_dir, 'pretrain',
+                                             _PRETRAIN_STEPS.value),
            ['chromagen_tf.train', '--stage=pretrain', *train_flags,
             f'--train_steps={_PRETRAIN_STEPS.value}',
             f'--lr_g={_LR_PRETRAIN.value}',
             f'--eval_every={_PRETRAIN_STEPS.value}'])
     _stage(4, 'Training the GAN (adversarial + 100 x L1)',
-           os.path.join(model_dir, 'gan', f'ckpt-{_GAN_STEPS.value}.index'),
+           checkpoints.checkpoint_index_file(model_dir, 'gan',
+                                             _GAN_STEPS.value),
            ['chromagen_tf.train', '--stage=gan', *train_flags,
             f'--train_steps={_GAN_STEPS.value}',
             f'--eval_every={_GAN_STEPS.value}'])

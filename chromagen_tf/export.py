@@ -30,9 +30,9 @@ from absl import logging
 from chromagen_tf import bundled
 from chromagen_tf import configs
 from chromagen_tf import errors
+from chromagen_tf import models
 from chromagen_tf.data import imaging
 from chromagen_tf.serving import export_lib
-from chromagen_tf.serving import full_resolution
 from chromagen_tf.training import checkpoints
 
 _MODEL_DIR = flags.DEFINE_string(
@@ -84,7 +84,7 @@ def main(argv):
     module = export_lib.ColorizationModule(
         generator,
         render_size=_RENDER_SIZE.value or render_size,
-        size_multiple=full_resolution.size_multiple_for(model_config.generator),
+        size_multiple=models.size_multiple(model_config.generator),
         max_pixels=_MAX_PIXELS.value,
     )
     try:

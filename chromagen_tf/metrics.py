@@ -135,3 +135,49 @@ def ab_error_auc(
     )
     area = tf.reduce_sum(curve, axis=-1) - 0.5 * (curve[:, 0] + curve[:, -1])
     return area / float(num_thresholds - 1)
+
+
+# 100 dB is an RMS error of 1e-5 of the range, far below one uint8 step
+# (48 dB): any exact image counts the same, and a mean stays finite.
+PSNR_CAP_DB = 100.0
+# Every per-image metric, in report order. delta_colorfulness is derived
+# from the means of two of them (`delta_colorfulness`).
+IMAGE_METRICS = ('ab_mae', 'psnr', 'ssim', 'colorfulness', 'colorfulness_gt',
+                 'auc')
+# The cheaper ones the trainer evaluates on the val split every eval_every
+# steps (SSIM and AuC cost more than the generator on small images).
+TRAINING_EVAL_METRICS = ('ab_mae', 'psnr', 'colorfulness', 'colorfulness_gt')
+
+
+def image_metrics(
+    rgb_pred: tf.Tensor,
+    rgb_true: tf.Tensor,
+    ab_pred: tf.Tensor,
+    ab_true: tf.Tensor,
+    names=IMAGE_METRICS,
+) -> dict[str, tf.Tensor]:
+    """The named per-image metrics of a batch, each [B] float32.
+
+    Args:
+      rgb_pred, rgb_true: sRGB in [0, 1], [B, H, W, 3].
+      ab_pred, ab_true: ab in real Lab units, [B, H, W, 2].
+      names: Which of IMAGE_METRICS to compute.
+    """
+    functions = {
+        'ab_mae': lambda: ab_mae(ab_pred, ab_true),
+        'psnr': lambda: tf.minimum(psnr(rgb_pred, rgb_true), PSNR_CAP_DB),
+        'ssim': lambda: ssim(rgb_pred, rgb_true),
+        'colorfulness': lambda: colorfulness(255.0 * _float32(rgb_pred)),
+        'colorfulness_gt': lambda: colorfulness(255.0 * _float32(rgb_true)),
+        'auc': lambda: ab_error_auc(ab_pred, ab_true),
+    }
+    unknown = set(names) - set(functions)
+    if unknown:
+        raise ValueError(f'Unknown metrics {sorted(unknown)}; '
+                         f'known: {IMAGE_METRICS}')
+    return {name: functions[name]() for name in names}
+
+
+def delta_colorfulness(means: dict[str, float]) -> float:
+    """|mean colourfulness - mean ground-truth colourfulness| (ΔCF)."""
+    return abs(means['colorfulness'] - means['colorfulness_gt'])

@@ -185,7 +185,7 @@ def config_from_flags() -> configs.TrainConfig:
     }
     if (stage == 'gan' and _INIT_FROM.value.lower() == 'none' and
             'generator' not in passed):
-        passed['generator'] = 'pix2pix_unet'
+        passed['generator'] = models.BASELINE_GENERATOR
     passed.setdefault('discriminator_width',
                       passed.get('width', _MODEL_DEFAULT.width))
     overrides = {

@@ -39,6 +39,7 @@ from apache_beam.options import pipeline_options
 import tensorflow as tf
 
 from chromagen_tf import errors
+from chromagen_tf import files
 from chromagen_tf.data import imaging
 from data_prep import allocator
 from data_prep import convert_lib
@@ -105,7 +106,7 @@ def _run(config: convert_lib.ConvertConfig,
             # Runners wrap worker exceptions in their own types; the first
             # line of the original message is what the user needs.
             raise convert_lib.ConversionError(
-                f'the {runner} pipeline failed: {_first_line(error)}'
+                f'the {runner} pipeline failed: {_conversion_message(error)}'
             ) from error
     missing = [shard.name for shard in all_shards
                if not state.is_complete(shard)]
@@ -152,7 +153,7 @@ def write_sources(state: shard_files.ShardState,
     """Stores each shard's plan where `read_shard` finds it."""
 
     def write(shard):
-        shard_files.write_json_atomically(_sources_path(state, shard.name), {
+        files.write_json_atomically(_sources_path(state, shard.name), {
             'split': shard.split, 'index': shard.index, 'count': shard.count,
             'sources': [list(source) for source in shard.sources]})
 
@@ -170,7 +171,7 @@ def read_shard(state: shard_files.ShardState, name: str) -> shard_files.Shard:
 
 
 def _sources_path(state: shard_files.ShardState, name: str) -> str:
-    return shard_files.join(state.state_dir, name + _SOURCES_SUFFIX)
+    return files.join(state.state_dir, name + _SOURCES_SUFFIX)
 
 
 class _WriteShardFn(beam.DoFn):
@@ -195,7 +196,7 @@ class _WriteShardFn(beam.DoFn):
 def _convert(source: shard_files.Source,
              options: convert_lib.ImageOptions) -> bytes | tuple[str, str]:
     """Converts one input like the in-process path, wherever it is stored."""
-    if not shard_files.is_remote(source.path):
+    if not files.is_remote(source.path):
         return convert_lib.try_convert(source.path, source.key, options)
     # A remote photo is read whole: one request instead of a seek per read
     # Pillow makes. The local path's checks on the file come first.
@@ -211,7 +212,8 @@ def _convert(source: shard_files.Source,
     return convert_lib.try_convert(io.BytesIO(content), source.key, options)
 
 
-def _first_line(error: Exception) -> str:
+def _conversion_message(error: Exception) -> str:
+    """The ConversionError message inside a runner's wrapped traceback."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in lines:
         if 'ConversionError' in line:

@@ -80,7 +80,7 @@ def list_split(coco_dir: str, split: str
             shard_files.Source(_key_from_file_name(name),
                                os.path.join(image_dir, name))
             for name in sorted(present)
-            if name.lower().endswith(imaging.IMAGE_EXTENSIONS)
+            if imaging.is_image_name(name)
         ], []
     sources, skipped = [], []
     for entry in iter_annotation_images(annotations):

@@ -172,7 +172,7 @@ def plan_shards(sources: Sequence[shard_files.Source],
         per_shard = config.images_per_shard
         train_shards = math.ceil(len(by_split['train']) / per_shard)
     plan = {}
-    for split in shard_files.SPLITS:
+    for split in records.SPLITS:
         items = by_split[split]
         if split == 'train':
             count = train_shards
@@ -246,7 +246,7 @@ def start(config: ConvertConfig, sources: Sequence[shard_files.Source],
         configuration.
     """
     plan = plan_shards(sources, config)
-    all_shards = [shard for split in shard_files.SPLITS
+    all_shards = [shard for split in records.SPLITS
                   for shard in plan[split]]
     mismatch = state.claim(comparable_config(config))
     if mismatch:

@@ -31,6 +31,7 @@ from absl import flags
 from absl import logging
 
 from chromagen_tf import errors
+from chromagen_tf import files
 from chromagen_tf.data import imaging
 from data_prep import coco
 from data_prep import coco_download
@@ -109,7 +110,7 @@ def _config_from_flags() -> convert_lib.ConvertConfig:
         raise errors.UsageError('--download needs --coco_dir')
     _check_runner_flags()
     if (_IMAGE_DIR.value is not None and
-            not shard_files.is_remote(_IMAGE_DIR.value) and
+            not files.is_remote(_IMAGE_DIR.value) and
             not os.path.isdir(_IMAGE_DIR.value)):
         raise errors.NotFoundError(
             f'--image_dir: no such folder: {_IMAGE_DIR.value}')
@@ -159,7 +160,7 @@ def _check_runner_flags() -> None:
     except ValueError as error:
         raise errors.UsageError(f'--beam_options: {error}') from None
     for flag in (_OUTPUT_DIR, _IMAGE_DIR, _COCO_DIR):
-        if flag.value and shard_files.is_remote(flag.value):
+        if flag.value and files.is_remote(flag.value):
             if flag is _COCO_DIR:
                 raise errors.UsageError(
                     '--coco_dir must be a local folder; give a remote split '
@@ -170,7 +171,7 @@ def _check_runner_flags() -> None:
 
 
 def _absolute(path: str) -> str:
-    return path if shard_files.is_remote(path) else os.path.abspath(path)
+    return path if files.is_remote(path) else os.path.abspath(path)
 
 
 def _run_beam(config: convert_lib.ConvertConfig) -> dict:

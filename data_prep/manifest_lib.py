@@ -12,6 +12,7 @@ import os
 from typing import Sequence, TYPE_CHECKING
 
 import chromagen_tf
+from chromagen_tf import files
 from chromagen_tf.data import records
 from data_prep import shard_files
 
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     from data_prep import convert_lib
 
 TOOL_NAME = 'data_prep.make_tfrecords'
-MANIFEST_NAME = 'manifest.json'
 
 
 def skip_entry(source: shard_files.Source, reason: str, detail: str,
@@ -52,7 +52,7 @@ def write(config: 'convert_lib.ConvertConfig',
     """
     splits = {}
     skipped = list(listing_skips)
-    for split in shard_files.SPLITS:
+    for split in records.SPLITS:
         entries = []
         for shard in (shard for shard in all_shards if shard.split == split):
             stats = state.stats(shard)
@@ -81,15 +81,15 @@ def write(config: 'convert_lib.ConvertConfig',
         'skipped_counts': dict(sorted(counts.items())),
         'skipped': skipped,
     }
-    shard_files.write_json_atomically(
-        shard_files.join(config.output_dir, MANIFEST_NAME), manifest)
+    files.write_json_atomically(
+        records.manifest_path(config.output_dir), manifest)
     return manifest
 
 
 def summary_lines(manifest: dict) -> list[str]:
     """A short human-readable closing summary of a manifest."""
     lines = []
-    for split in shard_files.SPLITS:
+    for split in records.SPLITS:
         info = manifest['splits'][split]
         lines.append(f'{split}: {info["records"]} records in '
                      f'{len(info["shards"])} shards, {info["bytes"]} bytes')

@@ -24,20 +24,20 @@ crash a file under its final name is complete.
 
 import dataclasses
 import json
-import os
-import posixpath
-from typing import Callable, Iterable, NamedTuple
 import uuid
+from typing import NamedTuple
 
 import tensorflow as tf
 
 from chromagen_tf import errors
+from chromagen_tf import files
 from chromagen_tf.data import imaging
+from chromagen_tf.data import records
 
 # Under OUTPUT; hidden, so globbing the shards does not see it.
 STATE_DIR = '.shards'
 # The splits a conversion writes, in the order they are planned and reported.
-SPLITS = ('train', 'val')
+SPLITS = records.SPLITS
 
 
 class Source(NamedTuple):
@@ -56,18 +56,7 @@ class Shard:
 
     @property
     def name(self) -> str:
-        return f'{self.split}-{self.index:05d}-of-{self.count:05d}.tfrecord'
-
-
-def is_remote(path: str) -> bool:
-    """Whether `path` names a file system other than the local one."""
-    return '://' in path
-
-
-def join(directory: str, name: str) -> str:
-    """Joins a folder and a name, for local paths and URLs alike."""
-    return posixpath.join(directory, name) if is_remote(directory) else (
-        tf.io.gfile.join(directory, name))
+        return records.shard_name(self.split, self.index, self.count)
 
 
 def list_image_dir(root: str) -> list[Source]:
@@ -79,54 +68,13 @@ def list_image_dir(root: str) -> list[Source]:
     Raises:
       ValueError: if `root` is remote and is not a folder or cannot be read.
     """
-    if not is_remote(root):
-        # Not tf.io.gfile.walk: it follows symlinked folders, which would
-        # change which photos a local folder holds, and stats every entry
-        # (20x slower on 20k files).
-        return _photos(os.walk(root), lambda path: os.path.relpath(path, root))
+    if files.is_remote(root) and not tf.io.gfile.isdir(root):
+        raise errors.NotFoundError(f'--image_dir: no such folder: {root}')
     try:
-        if not tf.io.gfile.isdir(root):
-            raise errors.NotFoundError(f'--image_dir: no such folder: {root}')
-        root = root.rstrip('/')
-        return _photos(tf.io.gfile.walk(root),
-                       lambda path: path[len(root) + 1:])
+        return [Source(key, path) for key, path in imaging.find_images(root)]
     except tf.errors.OpError as error:
         raise errors.UsageError(
             f'{root}: {errors.one_line(error.message)}') from None
-
-
-def _photos(walk: Iterable[tuple[str, list[str], list[str]]],
-            relative: Callable[[str], str]) -> list[Source]:
-    """The photos of an os.walk-like walk, keyed by `relative` and sorted."""
-    sources = []
-    for directory, _, files in walk:
-        for name in files:
-            if name.lower().endswith(imaging.IMAGE_EXTENSIONS):
-                path = join(directory, name)
-                key = relative(path).replace(os.sep, '/')
-                sources.append(Source(key, path))
-    return sorted(sources)
-
-
-def write_json_atomically(path: str, value: object) -> None:
-    """Writes JSON to a temporary name, then renames it over `path`.
-
-    The temporary name is unique because a Beam runner may retry a shard
-    while a slow first attempt is still writing the same statistics.
-    """
-    directory, name = posixpath.split(path)
-    temporary = join(directory, f'.{uuid.uuid4().hex[:12]}-{name}.tmp')
-    with tf.io.gfile.GFile(temporary, 'w') as file:
-        file.write(json.dumps(value, indent=1, sort_keys=True) + '\n')
-    _sync(temporary)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
-
-
-def _sync(path: str) -> None:
-    """Flushes a closed local file to disk; remote stores commit on close."""
-    if not is_remote(path):
-        with open(path, 'rb+') as file:
-            os.fsync(file.fileno())
 
 
 class ShardState:
@@ -140,13 +88,13 @@ class ShardState:
 
     def __init__(self, output_dir: str):
         self.output_dir = output_dir
-        self.state_dir = join(output_dir, STATE_DIR)
+        self.state_dir = files.join(output_dir, STATE_DIR)
 
     def claim(self, config: dict) -> str | None:
         """Records `config`, or returns the first field that differs from
         the conversion already in the folder. Removes partial shards."""
         tf.io.gfile.makedirs(self.state_dir)
-        path = join(self.state_dir, 'config.json')
+        path = files.join(self.state_dir, 'config.json')
         if tf.io.gfile.exists(path):
             with tf.io.gfile.GFile(path, 'r') as file:
                 previous = json.load(file)
@@ -154,18 +102,18 @@ class ShardState:
                 if previous.get(name) != config.get(name):
                     return name
         else:
-            write_json_atomically(path, config)
+            files.write_json_atomically(path, config)
         # Partial shards and JSON files of a killed run. Nothing is writing
         # them now: the driver claims before any writer starts.
         for directory in (self.output_dir, self.state_dir):
             for name in tf.io.gfile.listdir(directory):
                 if name.startswith('.') and name.endswith(
                         ('.tfrecord.tmp', '.json.tmp')):
-                    tf.io.gfile.remove(join(directory, name))
+                    tf.io.gfile.remove(files.join(directory, name))
         return None
 
     def is_complete(self, shard: Shard) -> bool:
-        return (tf.io.gfile.exists(join(self.output_dir, shard.name)) and
+        return (tf.io.gfile.exists(files.join(self.output_dir, shard.name)) and
                 tf.io.gfile.exists(self._stats_path(shard)))
 
     def stats(self, shard: Shard) -> dict:
@@ -183,11 +131,12 @@ class ShardState:
         """
         prefix = f'{uuid.uuid4().hex[:12]}-' if unique else ''
         return ShardWriter(
-            shard, join(self.output_dir, shard.name), self._stats_path(shard),
-            join(self.output_dir, f'.{prefix}{shard.name}.tmp'))
+            shard, files.join(self.output_dir, shard.name),
+            self._stats_path(shard),
+            files.join(self.output_dir, f'.{prefix}{shard.name}.tmp'))
 
     def _stats_path(self, shard: Shard) -> str:
-        return join(self.state_dir, shard.name + '.json')
+        return files.join(self.state_dir, shard.name + '.json')
 
 
 class ShardWriter:
@@ -227,11 +176,11 @@ class ShardWriter:
     def commit(self) -> dict:
         """Publishes the shard; returns its statistics, as stored."""
         self._writer.close()
-        _sync(self._temporary_path)
+        files.sync(self._temporary_path)
         stats = {'records': self._records,
                  'bytes': tf.io.gfile.stat(self._temporary_path).length,
                  'skipped': self._skipped}
-        write_json_atomically(self._stats_path, stats)
+        files.write_json_atomically(self._stats_path, stats)
         tf.io.gfile.rename(self._temporary_path, self._final_path,
                            overwrite=True)
         return stats

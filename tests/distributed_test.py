@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from chromagen_tf import configs
 from chromagen_tf.data import input_pipeline
+from chromagen_tf.data import records
 from chromagen_tf.training import train_steps
 from tests import shards
 
@@ -63,7 +64,7 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         directory = shards.write_shards(
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'replicas'),
             image_size=32, num_train=1, num_val=_GLOBAL_BATCH)
-        cls.pattern = input_pipeline.split_file_pattern(directory, 'val')
+        cls.pattern = records.shard_pattern(directory, 'val')
         cls.one = tf.distribute.OneDeviceStrategy('/cpu:0')
         cls.two = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
 

@@ -8,6 +8,7 @@ import tensorflow as tf
 
 from chromagen_tf import color
 from chromagen_tf.data import input_pipeline
+from chromagen_tf.data import records
 from tests import shards
 
 
@@ -20,8 +21,8 @@ class PipelineTest(tf.test.TestCase):
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'pipeline_data'),
             image_size=40, num_train=6, num_val=5, train_shards=2,
         )
-        cls.train = input_pipeline.split_file_pattern(cls.data_dir, 'train')
-        cls.val = input_pipeline.split_file_pattern(cls.data_dir, 'val')
+        cls.train = records.shard_pattern(cls.data_dir, 'train')
+        cls.val = records.shard_pattern(cls.data_dir, 'val')
 
     def test_training_batches_repeat_and_are_normalised(self):
         dataset = input_pipeline.make_dataset(
@@ -150,7 +151,7 @@ class CorruptRecordTest(tf.test.TestCase):
     def test_corrupt_record_fails_loudly_and_is_found(self):
         directory, path = self._corrupt_copy()
         dataset = input_pipeline.make_dataset(
-            input_pipeline.split_file_pattern(directory, 'train'),
+            records.shard_pattern(directory, 'train'),
             training=False, image_size=32, global_batch_size=1)
         with self.assertRaises((tf.errors.DataLossError,
                                 tf.errors.InvalidArgumentError)):
@@ -162,7 +163,7 @@ class CorruptRecordTest(tf.test.TestCase):
     def test_skip_corrupt_records_drops_them(self):
         directory, _ = self._corrupt_copy()
         dataset = input_pipeline.make_dataset(
-            input_pipeline.split_file_pattern(directory, 'train'),
+            records.shard_pattern(directory, 'train'),
             training=False, image_size=32, global_batch_size=1,
             skip_corrupt_records=True)
         count = sum(1 for _ in dataset)

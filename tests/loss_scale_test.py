@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf.data import input_pipeline
+from chromagen_tf.data import records
 from chromagen_tf.training import distribute
 from chromagen_tf.training import state
 from tests import shards
@@ -34,7 +35,7 @@ class LossScaleTest(tf.test.TestCase):
         strategy, policy = distribute.setup('one_device', 'float16')
         self.assertEqual(policy, 'mixed_float16')
         self.trainer = state.Trainer(config, strategy, policy)
-        pattern = input_pipeline.split_file_pattern(data_dir, 'train')
+        pattern = records.shard_pattern(data_dir, 'train')
         self.iterator = iter(strategy.distribute_datasets_from_function(
             lambda context: input_pipeline.make_dataset(
                 pattern, training=True, image_size=32, global_batch_size=4,

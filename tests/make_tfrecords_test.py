@@ -133,10 +133,10 @@ def test_bad_inputs_are_skipped_and_counted(tmp_path, mixed_dir):
                        'bomb.png': imaging.TOO_LARGE,
                        'small.png': imaging.TOO_SMALL}
     record_count = sum(manifest['splits'][split]['records']
-                       for split in shard_files.SPLITS)
+                       for split in records.SPLITS)
     assert record_count == 5  # 3 photos, the CMYK JPEG and the nested RGBA PNG.
     assert sum(manifest['splits'][split]['skipped']
-               for split in shard_files.SPLITS) == 6
+               for split in records.SPLITS) == 6
     summary = manifest_lib.summary_lines(manifest)
     assert summary[-1] == ('skipped: 6 (decode_error=1, empty_file=1, '
                            'grayscale=1, not_an_image=1, too_large=1, '

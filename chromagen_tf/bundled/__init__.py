@@ -22,6 +22,7 @@ import numpy as np
 
 from chromagen_tf import configs
 from chromagen_tf import errors
+from chromagen_tf import files
 
 BUNDLED_DIR = os.path.dirname(os.path.abspath(__file__))
 INFO_FILE = 'model.json'
@@ -83,7 +84,7 @@ def save(generator, model_config: configs.ModelConfig, path: str, *,
     values.update(format_version=FORMAT_VERSION,
                   model=configs.to_dict(model_config),
                   render_size=render_size)
-    configs.write_json_atomically(os.path.join(path, INFO_FILE), values)
+    files.write_json_atomically(os.path.join(path, INFO_FILE), values)
     return path
 
 

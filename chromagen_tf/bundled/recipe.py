@@ -37,6 +37,8 @@ import numpy as np
 from PIL import Image
 
 from chromagen_tf import errors
+from chromagen_tf import files
+from chromagen_tf.data import imaging
 from chromagen_tf.inference import run_tools
 
 _PHOTOS_DIR = flags.DEFINE_string(
@@ -95,8 +97,6 @@ flags.mark_flags_as_required(['photos_dir'])
 # correlate this well; distinct photos of similar scenes in the open photos
 # reach 0.93 at most against sample_photos/.
 _DUPLICATE_CORRELATION = 0.98
-_IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.gif',
-                     '.tif', '.tiff', '.webp')
 
 
 def _thumbnail(path: str) -> np.ndarray:
@@ -106,8 +106,7 @@ def _thumbnail(path: str) -> np.ndarray:
 
 
 def _photos(folder: str) -> list[str]:
-    return sorted(name for name in os.listdir(folder)
-                  if name.lower().endswith(_IMAGE_EXTENSIONS))
+    return [name for name, _ in imaging.find_images(folder, recursive=False)]
 
 
 def link_training_photos(photos_dir: str, held_out_dir: str,
@@ -216,7 +215,6 @@ def _evaluate_stage(work: str, output: str, data_dir: str,
     """Measures the bundled model and records the results in model.json."""
     # pylint: disable=g-import-not-at-top
     from chromagen_tf import bundled
-    from chromagen_tf import configs
 
     val_photos = _link_val_photos(data_dir, photos,
                                   os.path.join(work, 'val_photos'))
@@ -247,7 +245,7 @@ def _evaluate_stage(work: str, output: str, data_dir: str,
                      'render_size': info['render_size'],
                      'per_photo': bundled.check_metrics(output,
                                                    _HELD_OUT_DIR.value)}
-    configs.write_json_atomically(os.path.join(output, bundled.INFO_FILE),
+    files.write_json_atomically(os.path.join(output, bundled.INFO_FILE),
                                   info)
     print(f'Metrics recorded in {os.path.join(output, bundled.INFO_FILE)}',
           flush=True)

@@ -9,11 +9,10 @@ before reading them, shuffle before augmenting, batch, then prefetch.
 Example:
 
   dataset = input_pipeline.make_dataset(
-      input_pipeline.split_file_pattern('data/coco10k', 'train'),
+      input_pipeline.records.shard_pattern('data/coco10k', 'train'),
       training=True, image_size=256, global_batch_size=16)
 """
 
-import os
 from typing import Optional
 
 from absl import logging
@@ -26,11 +25,6 @@ from chromagen_tf.data import records
 
 class CorruptRecordError(errors.ChromaGenError, RuntimeError):
     """A TFRecord file holds a record that cannot be read or decoded."""
-
-
-def split_file_pattern(data_dir: str, split: str) -> str:
-    """The shard pattern `make_tfrecords` writes for a split."""
-    return os.path.join(data_dir, f'{split}-*.tfrecord')
 
 
 def list_files(file_pattern: str) -> list[str]:
@@ -46,15 +40,11 @@ def list_files(file_pattern: str) -> list[str]:
 
 def count_records(data_dir: str, split: str) -> int:
     """Number of records of a split: from manifest.json, else by reading."""
-    import json  # pylint: disable=g-import-not-at-top
-    manifest_path = os.path.join(data_dir, 'manifest.json')
-    if tf.io.gfile.exists(manifest_path):
-        with tf.io.gfile.GFile(manifest_path) as f:
-            manifest = json.load(f)
-        records = manifest.get('splits', {}).get(split, {}).get('records')
-        if isinstance(records, int):
-            return records
-    files = list_files(split_file_pattern(data_dir, split))
+    manifest = records.read_manifest(data_dir) or {}
+    count = manifest.get('splits', {}).get(split, {}).get('records')
+    if isinstance(count, int):
+        return count
+    files = list_files(records.shard_pattern(data_dir, split))
     return int(
         tf.data.TFRecordDataset(files).reduce(
             tf.constant(0, tf.int64), lambda total, _: total + 1))
@@ -63,7 +53,7 @@ def count_records(data_dir: str, split: str) -> int:
 def record_keys(data_dir: str, split: str) -> list[str]:
     """The keys of a split's records, in file order (relative photo paths
     for a converted folder, image ids for COCO)."""
-    files = list_files(split_file_pattern(data_dir, split))
+    files = list_files(records.shard_pattern(data_dir, split))
     return [
         records.parse_record(serialized)[records.KEY].numpy().decode('utf-8')
         for serialized in tf.data.TFRecordDataset(files)

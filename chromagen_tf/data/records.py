@@ -21,9 +21,16 @@ Quantisation error: at most 0.196 L units and 0.5 a/b units (sRGB never
 leaves [-108, 99] in a or b, so the clip never triggers on real photos).
 PNG is lossless, so this is the only error. BUILD_NOTES.md records why this
 encoding was chosen over raw, GZIP'd and float16 planes.
+
+It is also the home of a data directory's layout, which the converter
+writes and every reader globs:
+
+  DATA_DIR/{train,val}-NNNNN-of-NNNNN.tfrecord   the shards (`shard_name`)
+  DATA_DIR/manifest.json                         what was written and skipped
 """
 
 import struct
+from typing import Optional
 import zlib
 
 import numpy as np
@@ -38,7 +45,33 @@ except ImportError:  # No wheel for this platform: the same bytes, slower.
     _deflate = zlib
 
 
+from chromagen_tf import files
+
 SCHEMA_VERSION = 1
+
+SPLITS = ('train', 'val')
+MANIFEST_NAME = 'manifest.json'
+_SHARD_SUFFIX = '.tfrecord'
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    """The file name of shard `index` of `count` of a split."""
+    return f'{split}-{index:05d}-of-{count:05d}{_SHARD_SUFFIX}'
+
+
+def shard_pattern(data_dir: str, split: str) -> str:
+    """The glob pattern of a split's shards in a data directory."""
+    return files.join(data_dir, f'{split}-*{_SHARD_SUFFIX}')
+
+
+def manifest_path(data_dir: str) -> str:
+    return files.join(data_dir, MANIFEST_NAME)
+
+
+def read_manifest(data_dir: str) -> Optional[dict]:
+    """A data directory's manifest, or None if it has none."""
+    return files.read_json(manifest_path(data_dir))
+
 
 KEY = 'image/key'
 HEIGHT = 'image/height'

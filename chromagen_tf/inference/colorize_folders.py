@@ -64,10 +64,6 @@ class Job:
     output: str
 
 
-def _is_image_name(name: str) -> bool:
-    return os.path.splitext(name)[1].lower() in imaging.IMAGE_EXTENSIONS
-
-
 def find_jobs(config: ColorizeConfig) -> list[Job]:
     """Input files and their output paths, mirroring the input tree.
 
@@ -84,14 +80,9 @@ def find_jobs(config: ColorizeConfig) -> list[Job]:
         if os.path.isfile(root):
             jobs.append(Job(root, os.path.basename(root)))
         elif os.path.isdir(root):
-            for directory, subdirectories, files in os.walk(root):
-                subdirectories.sort()
-                if not config.recursive:
-                    subdirectories.clear()
-                for name in sorted(files):
-                    if _is_image_name(name):
-                        source = os.path.join(directory, name)
-                        jobs.append(Job(source, os.path.relpath(source, root)))
+            jobs.extend(
+                Job(source, relative) for relative, source in
+                imaging.find_images(root, recursive=config.recursive))
         else:
             raise errors.NotFoundError(f'Input {root} does not exist.')
     result = []

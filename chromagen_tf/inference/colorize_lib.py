@@ -20,7 +20,6 @@ The colorize tool walks folders and writes outputs with `colorize_folders`;
 the evaluation tool uses a `Colorizer` directly.
 """
 
-import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -29,6 +28,7 @@ import tensorflow as tf
 from chromagen_tf import bundled
 from chromagen_tf import configs
 from chromagen_tf import errors
+from chromagen_tf import models
 from chromagen_tf.serving import export_lib
 from chromagen_tf.serving import full_resolution
 from chromagen_tf.training import checkpoints
@@ -214,7 +214,7 @@ def load_colorizer(
         return Colorizer(
             _keras_predict_fn(generator),
             render_size or info['render_size'],
-            full_resolution.size_multiple_for(model_config.generator),
+            models.size_multiple(model_config.generator),
             description=f'bundled model {model}',
         )
     if model == bundled.BUNDLED_DIR:
@@ -224,7 +224,7 @@ def load_colorizer(
     version_dir = None
     if tf.saved_model.contains_saved_model(model):
         version_dir = model
-    elif not tf.io.gfile.exists(os.path.join(model, 'config.json')):
+    elif not tf.io.gfile.exists(configs.model_config_path(model)):
         version_dir = export_lib.latest_version_dir(model)
     if version_dir is not None:
         loaded = tf.saved_model.load(version_dir)
@@ -244,13 +244,13 @@ def load_colorizer(
             description=f'SavedModel {version_dir}',
             keep_alive=loaded,
         )
-    if tf.io.gfile.exists(os.path.join(model, 'config.json')):
+    if tf.io.gfile.exists(configs.model_config_path(model)):
         generator, model_config, path = checkpoints.restore_generator(
             model, stage=stage)
         return Colorizer(
             _keras_predict_fn(generator),
             render_size or configs.trained_image_size(model, stage),
-            full_resolution.size_multiple_for(model_config.generator),
+            models.size_multiple(model_config.generator),
             description=f'checkpoint {path}',
         )
     raise ModelNotFoundError(

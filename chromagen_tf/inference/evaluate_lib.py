@@ -18,8 +18,9 @@ Report (JSON; tools read these names, keep them stable):
 Metrics, each the mean over images unless said otherwise:
   ab_mae              mean absolute ab error, Lab units (lower is better)
   psnr                PSNR of sRGB in [0, 1], dB; an exact image counts as
-                      `PSNR_CAP_DB` instead of infinity, so the mean stays
-                      finite (the gray baseline is exact on gray photos)
+                      `metrics.PSNR_CAP_DB` instead of infinity, so the mean
+                      stays finite (the gray baseline is exact on gray
+                      photos)
   ssim                SSIM of sRGB
   colorfulness        Hasler-Suesstrunk colorfulness of the predictions
   colorfulness_gt     the same of the ground truth
@@ -45,14 +46,8 @@ from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
 from chromagen_tf.inference import colorize_lib
 
-METRIC_NAMES = ('ab_mae', 'psnr', 'ssim', 'colorfulness', 'colorfulness_gt',
-                'delta_colorfulness', 'auc')
-# 100 dB is an RMS error of 1e-5 of the range, far below one uint8 step
-# (48 dB): any exact image counts the same.
-PSNR_CAP_DB = 100.0
-# The metric names per image; the dataset-level ones are derived.
-_PER_IMAGE = ('ab_mae', 'psnr', 'ssim', 'colorfulness', 'colorfulness_gt',
-              'auc')
+# The report's metrics: the per-image ones, then delta_colorfulness.
+METRIC_NAMES = (*metrics.IMAGE_METRICS, 'delta_colorfulness')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +70,7 @@ Example = tuple[str, tf.Tensor, tf.Tensor]  # key, L [1,H,W,1], ab [1,H,W,2]
 def examples_from_records(data_dir: str, split: str) -> Iterator[Example]:
     """(key, L, ab) of every record of a split, in real Lab units."""
     files = input_pipeline.list_files(
-        input_pipeline.split_file_pattern(data_dir, split))
+        records.shard_pattern(data_dir, split))
     dataset = tf.data.TFRecordDataset(files).map(
         lambda serialized: (records.parse_record(serialized)[records.KEY],
                             *records.decode_record(serialized)))
@@ -88,20 +83,14 @@ def examples_from_images(image_dir: str) -> Iterator[Example]:
     lab_of = tf.function(
         lambda rgb: color.rgb_to_lab(tf.cast(rgb, tf.float32) / 255.0),
         input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
-    for directory, subdirectories, files in os.walk(image_dir):
-        subdirectories.sort()
-        for name in sorted(files):
-            if os.path.splitext(name)[1].lower() not in (
-                    imaging.IMAGE_EXTENSIONS):
-                continue
-            path = os.path.join(directory, name)
-            try:
-                rgb = np.asarray(imaging.load_rgb(path).image)
-            except imaging.BadImageError as error:
-                logging.warning('Skipping %s: %s', path, error)
-                continue
-            lab = lab_of(rgb)[None]
-            yield os.path.relpath(path, image_dir), lab[..., :1], lab[..., 1:]
+    for key, path in imaging.find_images(image_dir):
+        try:
+            rgb = np.asarray(imaging.load_rgb(path).image)
+        except imaging.BadImageError as error:
+            logging.warning('Skipping %s: %s', path, error)
+            continue
+        lab = lab_of(rgb)[None]
+        yield key, lab[..., :1], lab[..., 1:]
 
 
 @tf.function(input_signature=[
@@ -113,22 +102,15 @@ def image_metrics(l_channel, ab_pred, ab_true) -> dict[str, tf.Tensor]:
     """The per-image metrics of one prediction, as float32 scalars."""
     rgb_pred = color.lab_to_rgb_in_gamut(tf.concat([l_channel, ab_pred], -1))
     rgb_true = color.lab_to_rgb_in_gamut(tf.concat([l_channel, ab_true], -1))
-    values = {
-        'ab_mae': metrics.ab_mae(ab_pred, ab_true),
-        'psnr': tf.minimum(metrics.psnr(rgb_pred, rgb_true), PSNR_CAP_DB),
-        'ssim': metrics.ssim(rgb_pred, rgb_true),
-        'colorfulness': metrics.colorfulness(rgb_pred * 255.0),
-        'colorfulness_gt': metrics.colorfulness(rgb_true * 255.0),
-        'auc': metrics.ab_error_auc(ab_pred, ab_true),
-    }
+    values = metrics.image_metrics(rgb_pred, rgb_true, ab_pred, ab_true)
     return {name: value[0] for name, value in values.items()}
 
 
 def summarize(per_image: dict[str, list[float]]) -> dict[str, float]:
     """Means over images, plus delta_colorfulness."""
-    means = {name: float(np.mean(per_image[name])) for name in _PER_IMAGE}
-    means['delta_colorfulness'] = abs(
-        means['colorfulness'] - means['colorfulness_gt'])
+    means = {name: float(np.mean(per_image[name]))
+             for name in metrics.IMAGE_METRICS}
+    means['delta_colorfulness'] = metrics.delta_colorfulness(means)
     return {name: means[name] for name in METRIC_NAMES}
 
 
@@ -146,8 +128,8 @@ def evaluate(
     Raises:
       ValueError: there were no examples.
     """
-    results = {'model': {n: [] for n in _PER_IMAGE},
-               'gray_baseline': {n: [] for n in _PER_IMAGE}}
+    results = {'model': {n: [] for n in metrics.IMAGE_METRICS},
+               'gray_baseline': {n: [] for n in metrics.IMAGE_METRICS}}
     count = 0
 
     def run(batch):

@@ -33,8 +33,8 @@ are always float32) and save to `.keras` files. Import this package before
 `BilinearUpsampling`).
 """
 
-import keras
 from absl import logging
+import keras
 
 from chromagen_tf.models import layers as layers_lib
 from chromagen_tf.models import patchgan
@@ -45,6 +45,9 @@ from chromagen_tf.models import unet_lite
 
 GENERATOR_NAMES = ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet',
                    'resnet18_unet_lite', 'resnet34_unet_lite')
+# The pix2pix baseline, which a GAN trained from scratch (--init_from=none)
+# uses unless told otherwise. The default generator is ModelConfig's.
+BASELINE_GENERATOR = 'pix2pix_unet'
 _RESNET_GENERATORS = {
     'resnet18_unet': ('resnet18', unet.build_resnet_unet),
     'resnet34_unet': ('resnet34', unet.build_resnet_unet),

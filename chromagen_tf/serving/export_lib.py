@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 
 from chromagen_tf import errors
+from chromagen_tf import files
 from chromagen_tf.data import imaging
 from chromagen_tf.serving import full_resolution
 from chromagen_tf.serving import image_decoding
@@ -175,21 +176,17 @@ def next_version(export_base: str) -> int:
 def latest_version_dir(export_base: str) -> Optional[str]:
     """The newest <export_base>/<version> holding a SavedModel, or None."""
     for version in reversed(_versions(export_base)):
-        path = _join(export_base, str(version))
+        path = files.join(export_base, str(version))
         if tf.saved_model.contains_saved_model(path):
             return path
     return None
-
-
-def _join(*parts: str) -> str:
-    return '/'.join(p.rstrip('/') for p in parts)
 
 
 def read_metadata(version_dir: str) -> dict:
     """The export's settings (render_size, ...) or {} if there are none."""
     import json  # pylint: disable=g-import-not-at-top
 
-    path = _join(version_dir, 'assets.extra', METADATA_FILE)
+    path = files.join(version_dir, 'assets.extra', METADATA_FILE)
     if not tf.io.gfile.exists(path):
         return {}
     with tf.io.gfile.GFile(path) as f:
@@ -212,13 +209,13 @@ def _write_atomically(
             version = next_version(export_base)
         if version < 0:
             raise ValueError(f'version must be >= 0, got {version}')
-        final = _join(export_base, str(version))
+        final = files.join(export_base, str(version))
         if tf.io.gfile.exists(final):
             raise VersionExistsError(
                 f'{final} already exists; pick another --version or leave '
                 'it out to use the next one.'
             )
-        temporary = _join(export_base,
+        temporary = files.join(export_base,
                           temporaries.temporary_name(version))
         try:
             write(temporary)
@@ -269,9 +266,9 @@ def export_saved_model(
         for name, function in module.endpoints().items():
             archive.add_endpoint(name, function)
         archive.write_out(path, verbose=False)
-        extra = _join(path, 'assets.extra')
+        extra = files.join(path, 'assets.extra')
         tf.io.gfile.makedirs(extra)
-        with tf.io.gfile.GFile(_join(extra, METADATA_FILE), 'w') as f:
+        with tf.io.gfile.GFile(files.join(extra, METADATA_FILE), 'w') as f:
             json.dump(settings, f, indent=2, sort_keys=True)
 
     return _write_atomically(export_base, version, write)
@@ -303,8 +300,8 @@ def export_tflite(
 
     def write(path: str) -> None:
         tf.io.gfile.makedirs(path)
-        with tf.io.gfile.GFile(_join(path, 'model.tflite'), 'wb') as f:
+        with tf.io.gfile.GFile(files.join(path, 'model.tflite'), 'wb') as f:
             f.write(flatbuffer)
 
-    return _join(_write_atomically(export_base, version, write),
+    return files.join(_write_atomically(export_base, version, write),
                  'model.tflite')

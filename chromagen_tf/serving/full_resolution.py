@@ -21,17 +21,14 @@ from typing import Callable
 import tensorflow as tf
 
 from chromagen_tf import color
+from chromagen_tf import configs
 from chromagen_tf import models
-from chromagen_tf.models import unet
 
 DEFAULT_RENDER_SIZE = 256
-# The ResNet U-Nets' total stride; pix2pix_unet needs its own.
-DEFAULT_SIZE_MULTIPLE = unet.SIZE_MULTIPLE
+# For exports that do not record theirs (older SavedModels).
+DEFAULT_SIZE_MULTIPLE = models.size_multiple(configs.ModelConfig.generator)
 
 PredictFn = Callable[[tf.Tensor], tf.Tensor]
-
-
-size_multiple_for = models.size_multiple
 
 
 def working_shape(

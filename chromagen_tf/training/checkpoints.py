@@ -22,19 +22,25 @@ import tensorflow as tf
 
 from chromagen_tf import configs
 from chromagen_tf import errors
+from chromagen_tf import files
 
 CHECKPOINT_NAME = 'ckpt'
 
 
-def stage_dir(model_dir: str, stage: str) -> str:
-    if stage not in configs.STAGES:
-        raise ValueError(f'stage must be one of {configs.STAGES}, got {stage}')
-    return os.path.join(model_dir, stage)
+def checkpoint_prefix(model_dir: str, stage: str, step: int) -> str:
+    """MODEL_DIR/<stage>/ckpt-<step>, the checkpoint saved after `step`."""
+    return files.join(configs.stage_dir(model_dir, stage),
+                      f'{CHECKPOINT_NAME}-{step}')
+
+
+def checkpoint_index_file(model_dir: str, stage: str, step: int) -> str:
+    """The file whose presence marks that checkpoint as complete."""
+    return checkpoint_prefix(model_dir, stage, step) + '.index'
 
 
 def latest_checkpoint(model_dir: str, stage: str) -> Optional[str]:
     """The newest checkpoint prefix of a stage, or None."""
-    return tf.train.latest_checkpoint(stage_dir(model_dir, stage))
+    return tf.train.latest_checkpoint(configs.stage_dir(model_dir, stage))
 
 
 def build_generator_for(model: configs.ModelConfig, **kwargs) -> keras.Model:
@@ -72,7 +78,8 @@ def restore_generator(
         checkpoint_path = latest_checkpoint(model_dir, stage)
         if checkpoint_path is None:
             raise errors.NotFoundError(
-                f'No {stage} checkpoint in {stage_dir(model_dir, stage)}. '
+                f'No {stage} checkpoint in '
+                f'{configs.stage_dir(model_dir, stage)}. '
                 f'Train the {stage} stage first.'
             )
     generator = build_generator_for(model_config)

@@ -9,12 +9,13 @@ import tensorflow as tf
 
 from chromagen_tf import configs
 from chromagen_tf.data import input_pipeline
+from chromagen_tf.data import records
 
 
 def report_skipped(config: configs.TrainConfig) -> list:
     """Counts what --skip_corrupt_records will drop: one pass over the data."""
     files = input_pipeline.list_files(
-        input_pipeline.split_file_pattern(config.data_dir, 'train'))
+        records.shard_pattern(config.data_dir, 'train'))
     problems = input_pipeline.find_corrupt_records(files)
     for path, index, message in problems:
         logging.warning('Skipping corrupt record %d of %s: %s', index, path,
@@ -29,7 +30,7 @@ def raise_if_corrupt(config: configs.TrainConfig,
                      error: tf.errors.OpError):
     """Names the damaged file after tf.data failed, which tf.data does not."""
     files = input_pipeline.list_files(
-        input_pipeline.split_file_pattern(config.data_dir, 'train'))
+        records.shard_pattern(config.data_dir, 'train'))
     logging.error('Input pipeline failed (%s); looking for the bad record.',
                   error.message)
     problems = input_pipeline.find_corrupt_records(files)

@@ -19,9 +19,10 @@ import tensorflow as tf
 from chromagen_tf import color
 from chromagen_tf import metrics
 from chromagen_tf.data import input_pipeline
+from chromagen_tf.data import records
 from chromagen_tf.training import losses
 
-EVAL_METRICS = ('l1', 'ab_mae', 'psnr', 'colorfulness', 'colorfulness_gt')
+EVAL_METRICS = ('l1', *metrics.TRAINING_EVAL_METRICS)
 
 
 def side_by_side(l_normalized, ab_pred, ab_true) -> tf.Tensor:
@@ -49,7 +50,7 @@ class Evaluator:
         else:
             self.train_writer = tf.summary.create_noop_writer()
             self.eval_writer = tf.summary.create_noop_writer()
-        self._val_pattern = input_pipeline.split_file_pattern(
+        self._val_pattern = records.shard_pattern(
             config.data_dir, 'val')
         self._has_val = bool(tf.io.gfile.glob(self._val_pattern))
         if not self._has_val:
@@ -106,10 +107,9 @@ class Evaluator:
             ab_true_real = color.denormalize_ab(ab_true)
             values = {
                 'l1': losses.l1(ab_true, ab_pred),
-                'ab_mae': metrics.ab_mae(ab_pred_real, ab_true_real),
-                'psnr': metrics.psnr(rgb_pred, rgb_true),
-                'colorfulness': metrics.colorfulness(255.0 * rgb_pred),
-                'colorfulness_gt': metrics.colorfulness(255.0 * rgb_true),
+                **metrics.image_metrics(rgb_pred, rgb_true, ab_pred_real,
+                                        ab_true_real,
+                                        metrics.TRAINING_EVAL_METRICS),
             }
             # tf.where, not a product: a padding example's PSNR is inf.
             real = weight > 0

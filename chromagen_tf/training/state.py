@@ -5,7 +5,6 @@ newest checkpoint or initialises it (the GAN stage copies the pretrained
 generator), and owns the stage's `tf.train.CheckpointManager`.
 """
 
-import os
 
 from absl import logging
 import keras
@@ -25,7 +24,7 @@ def initialise_gan_generator(config, generator) -> str:
         logging.info('GAN stage from scratch (--init_from=none).')
         return 'scratch'
     if not source:
-        pretrain_dir = os.path.join(config.model_dir, 'pretrain')
+        pretrain_dir = configs.stage_dir(config.model_dir, 'pretrain')
         source = tf.train.latest_checkpoint(pretrain_dir)
         if source is None:
             raise errors.TrainingError(

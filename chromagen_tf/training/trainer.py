@@ -28,6 +28,7 @@ from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import progress
 from chromagen_tf.data import input_pipeline
+from chromagen_tf.data import records
 from chromagen_tf.training import corrupt_records
 from chromagen_tf.training import distribute
 from chromagen_tf.training import preemption
@@ -51,7 +52,7 @@ def total_steps(config: configs.TrainConfig) -> int:
 
 
 def _make_datasets(config, strategy, start_step, dataset_fn):
-    train_pattern = input_pipeline.split_file_pattern(config.data_dir, 'train')
+    train_pattern = records.shard_pattern(config.data_dir, 'train')
 
     def _train_fn(input_context):
         return input_pipeline.make_dataset(
