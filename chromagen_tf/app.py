@@ -35,8 +35,9 @@ _PORT = flags.DEFINE_integer(
     lower_bound=0, upper_bound=65535)
 _MAX_CONCURRENT = flags.DEFINE_integer(
     'max_concurrent', 1,
-    'Photos decoded and colorized at once. Each holds about 20 bytes per '
-    'pixel while it runs (1 GB for a 50-megapixel photo).', lower_bound=1)
+    'Photos decoded and colorized at once. Each needs up to about 100 bytes '
+    'per pixel while it runs (a 12-megapixel photo raised the peak memory '
+    'by 1.2 GB), so raise it only with memory to spare.', lower_bound=1)
 _MAX_QUEUE = flags.DEFINE_integer(
     'max_queue', 4,
     'Uploads that may wait for a free slot, holding only their file bytes; '
