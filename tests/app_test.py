@@ -298,16 +298,18 @@ def test_zz_nothing_written_and_clean_stop(server):
 
 def test_help_and_bad_flags(tmp_path):
     command = [sys.executable, '-m', 'chromagen_tf.app']
-    shown = subprocess.run(command + ['--help'], capture_output=True,
-                           text=True, timeout=120, cwd=conftest.REPO_ROOT)
-    text = shown.stdout + shown.stderr
+    # Both at once: each spends its time importing TensorFlow.
+    shown, missing = [
+        subprocess.Popen(command + arguments, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True,
+                         cwd=conftest.REPO_ROOT)
+        for arguments in (['--help'], [f'--model={tmp_path}', '--port=0'])]
+    text = ''.join(shown.communicate(timeout=120))
     for name in ('model', 'stage', 'render_size', 'host', 'port',
                  'max_concurrent', 'max_queue', 'max_upload_mb',
                  'max_pixels'):
         assert f'--{name}:' in text, name
-    missing = subprocess.run(
-        command + [f'--model={tmp_path}', '--port=0'], capture_output=True,
-        text=True, timeout=120, cwd=conftest.REPO_ROOT)
-    assert missing.returncode == 2, missing.stderr[-2000:]
-    assert 'app: error: ' in missing.stderr
-    assert 'Traceback' not in missing.stderr
+    _, stderr = missing.communicate(timeout=120)
+    assert missing.returncode == 2, stderr[-2000:]
+    assert 'app: error: ' in stderr
+    assert 'Traceback' not in stderr

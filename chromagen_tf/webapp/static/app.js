@@ -15,6 +15,7 @@ const state = {
 const $ = (selector, root = document) => root.querySelector(selector);
 
 function megabytes(bytes) {
+  if (bytes < 1e5) return `${Math.ceil(bytes / 1e3)} kB`;
   return `${(bytes / 1e6).toFixed(bytes < 1e7 ? 1 : 0)} MB`;
 }
 
@@ -89,6 +90,7 @@ class Card {
       drawGray(this.before, bitmap, bitmap.width, bitmap.height);
       bitmap.close();
       this.grayFromInput = true;
+      this.compare.hidden = false;
     } catch (error) {
       // A format this browser cannot show: the gray comes from the result.
     }
@@ -106,6 +108,8 @@ class Card {
   fail(message) {
     this.root.classList.remove('working');
     this.root.classList.add('failed');
+    // Without a preview there is nothing to compare: only the message.
+    if (!this.grayFromInput) this.compare.hidden = true;
     const error = $('.error', this.root);
     error.textContent = message;
     error.hidden = false;
