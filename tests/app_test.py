@@ -12,6 +12,7 @@ import os
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 
@@ -19,10 +20,12 @@ import numpy as np
 from PIL import Image
 import pytest
 import requests
+import uvicorn
 
 from chromagen_tf import color
 from chromagen_tf import colorize_lib
 from chromagen_tf import imaging
+from chromagen_tf.webapp import server as server_lib
 from tests import conftest
 from tests import utils
 
@@ -313,3 +316,33 @@ def test_help_and_bad_flags(tmp_path):
     assert missing.returncode == 2, stderr[-2000:]
     assert 'app: error: ' in stderr
     assert 'Traceback' not in stderr
+
+
+def test_a_stalled_upload_loses_its_place(monkeypatch):
+    # In this process, with a 1 s timeout: the upload never needs a model.
+    monkeypatch.setattr(server_lib, 'UPLOAD_TIMEOUT_SECONDS', 1)
+    app = server_lib.create_app(None, server_lib.AppConfig(max_queue=0))
+    sock = server_lib._listen('127.0.0.1', 0)  # pylint: disable=protected-access
+    runner = uvicorn.Server(uvicorn.Config(app, lifespan='off',
+                                           log_level='warning'))
+    thread = threading.Thread(target=runner.run, kwargs={'sockets': [sock]})
+    thread.start()
+    try:
+        while not runner.started:
+            time.sleep(0.05)
+        connection = http.client.HTTPConnection(
+            '127.0.0.1', sock.getsockname()[1], timeout=_TIMEOUT)
+        connection.putrequest('POST', '/api/colorize')
+        connection.putheader('Content-Type',
+                             'multipart/form-data; boundary=b')
+        connection.putheader('Content-Length', '100000')
+        connection.endheaders()
+        connection.send(b'--b\r\n')  # And nothing more.
+        response = connection.getresponse()
+        assert response.status == 408
+        assert b'upload_timeout' in response.read()
+        assert app.state.limiter.admitted == 0
+    finally:
+        runner.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

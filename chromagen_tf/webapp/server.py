@@ -19,6 +19,7 @@ import signal
 import socket
 from typing import Callable
 
+import anyio
 import anyio.to_thread
 from starlette import applications
 from starlette import exceptions
@@ -48,6 +49,10 @@ _SECURITY_HEADERS = {
 # above any job limit, it only guards against a flood of idle sockets.
 _MAX_CONNECTIONS = 200
 _RETRY_AFTER_SECONDS = 2
+# An upload holds its place (see jobs.JobLimiter) while it arrives; one
+# that trickles in for longer loses it, so slow clients cannot hold every
+# place. 50 MB in 5 minutes is 1.3 Mbit/s.
+UPLOAD_TIMEOUT_SECONDS = 300
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,10 +114,11 @@ def create_app(service: jobs.ColorizeService,
         chunks = request.stream()
         try:
             async with limiter.admit():
-                upload = await uploads.read_upload(
-                    request.headers.get('content-type', ''),
-                    request.headers.get('content-length'), chunks,
-                    config.max_upload_bytes)
+                with anyio.fail_after(UPLOAD_TIMEOUT_SECONDS):
+                    upload = await uploads.read_upload(
+                        request.headers.get('content-type', ''),
+                        request.headers.get('content-length'), chunks,
+                        config.max_upload_bytes)
                 render_size = service.parse_render_size(upload.render_size)
                 async with limiter.run():
                     png = await anyio.to_thread.run_sync(
@@ -128,6 +134,10 @@ def create_app(service: jobs.ColorizeService,
         except uploads.UploadError as error:
             await uploads.drain(chunks)
             return _error(error.status, error.reason, str(error))
+        except TimeoutError:
+            return _error(408, 'upload_timeout',
+                          f'The upload took longer than '
+                          f'{UPLOAD_TIMEOUT_SECONDS} s; try again.')
         except requests.ClientDisconnect:
             return responses.Response(status_code=400)  # Nobody reads it.
         except MemoryError:
