@@ -1,13 +1,21 @@
 """The one module of fixtures the tests share (tests never import tests).
 
 Free ports for local clusters, the TensorBoard event files a training run
-writes, the tiny training config, and a training directory holding a tiny
-generator checkpoint.
+writes, the tiny training config, a training directory holding a tiny
+generator checkpoint, and the web app running as a real server process.
 """
 
 import glob
+import json
 import os
+import pathlib
+import signal
 import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 
 import keras
 import tensorflow as tf
@@ -79,3 +87,65 @@ def make_model_dir(model_dir: str, seed: int = 0, step: int = 7):
         checkpoint, os.path.join(model_dir, 'gan'), max_to_keep=3,
         checkpoint_name='ckpt').save(checkpoint_number=step)
     return generator
+
+
+class AppServer:
+    """`python -m chromagen_tf.app` in its own process on a free loopback port.
+
+    It runs in an empty working directory with an empty TMPDIR of its own,
+    so that a test can check it leaves no files anywhere; its output goes to
+    a log file (a pipe nobody reads would block it).
+    """
+
+    def __init__(self, work_dir: str, *flags: str):
+        self.port = free_ports(1)[0]
+        self.url = f'http://127.0.0.1:{self.port}'
+        self.temp_dir = os.path.join(work_dir, 'tmp')
+        self.work_dir = os.path.join(work_dir, 'cwd')
+        os.makedirs(self.temp_dir)
+        os.makedirs(self.work_dir)
+        self.log_path = os.path.join(work_dir, 'app.log')
+        repo_root = str(pathlib.Path(__file__).resolve().parents[1])
+        env = dict(os.environ, TMPDIR=self.temp_dir, PYTHONPATH=os.pathsep.join(
+            filter(None, [repo_root, os.environ.get('PYTHONPATH')])))
+        with open(self.log_path, 'wb') as log:
+            self.process = subprocess.Popen(
+                [sys.executable, '-m', 'chromagen_tf.app',
+                 f'--port={self.port}', *flags],
+                cwd=self.work_dir, env=env, stdout=log,
+                stderr=subprocess.STDOUT)
+
+    def log(self) -> str:
+        with open(self.log_path, encoding='utf-8', errors='replace') as log:
+            return log.read()
+
+    def health(self) -> dict:
+        with urllib.request.urlopen(self.url + '/healthz', timeout=10) as r:
+            return json.load(r)
+
+    def wait_until_ready(self, timeout: float = 300) -> dict:
+        """/healthz's answer, once the server gives one."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise AssertionError(
+                    f'The app exited with {self.process.returncode}:\n'
+                    f'{self.log()[-3000:]}')
+            try:
+                return self.health()
+            except (urllib.error.URLError, ConnectionError):
+                if time.monotonic() > deadline:
+                    raise AssertionError(
+                        f'The app did not answer:\n{self.log()[-3000:]}')
+                time.sleep(0.2)
+
+    def stop(self) -> int:
+        """Stops the server as Ctrl-C does; its exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode

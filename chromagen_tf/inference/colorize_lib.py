@@ -90,6 +90,13 @@ class Colorizer:
             input_signature=[spec([1, None, None, 1], tf.float32),
                              spec([1, None, None, 2], tf.float32)])
 
+    def with_render_size(self, render_size: int) -> 'Colorizer':
+        """The same loaded model at another working size (no reload)."""
+        if render_size == self.render_size:
+            return self
+        return Colorizer(self._predict_fn, render_size, self.size_multiple,
+                         self.description, self._keep_alive)
+
     def _predict_working(self, l_channels: Sequence[tf.Tensor]) -> list:
         """Working-size predictions: (ab [1, h, w, 2], working size) each.
 
