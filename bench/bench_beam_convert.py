@@ -22,6 +22,7 @@ from absl import app
 from absl import flags
 
 from data_prep import beam_pipeline
+from data_prep import convert_config
 from data_prep import convert_lib
 from data_prep import shard_files
 
@@ -76,7 +77,7 @@ def main(argv: list[str]) -> None:
                 _WORKERS.value).items():
             seconds = []
             for run in range(_RUNS.value):
-                config = convert_lib.ConvertConfig(
+                config = convert_config.ConvertConfig(
                     output_dir=os.path.join(scratch, f'{name}-{run}'),
                     image_dir=image_dir, image_size=_IMAGE_SIZE.value,
                     min_size=min(64, _IMAGE_SIZE.value),

@@ -29,6 +29,7 @@ from chromagen_tf import color
 from chromagen_tf.data import imaging
 from chromagen_tf.data import records
 from data_prep import allocator
+from data_prep import convert_config
 from data_prep import convert_lib
 from data_prep import shard_files
 
@@ -117,7 +118,7 @@ def _measure_converter(workdir, image_dir, sources, size, label):
         def convert(processes=processes):
             output = os.path.join(workdir, 'out')
             shutil.rmtree(output, ignore_errors=True)
-            config = convert_lib.ConvertConfig(
+            config = convert_config.ConvertConfig(
                 output_dir=output, image_dir=image_dir, image_size=size,
                 num_processes=processes, images_per_shard=100)
             convert_lib.run(config, sources, show_progress=False)

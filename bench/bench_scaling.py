@@ -41,10 +41,11 @@ _GENERATORS = ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet')
 
 def _make_shards(directory, image_size):
     """Converts the bundled photos into two train shards (one per worker)."""
+    from data_prep import convert_config
     from data_prep import convert_lib  # pylint: disable=g-import-not-at-top
     from data_prep import shard_files  # pylint: disable=g-import-not-at-top
 
-    config = convert_lib.ConvertConfig(
+    config = convert_config.ConvertConfig(
         output_dir=directory,
         image_dir=os.path.join(_REPO, 'sample_photos'),
         image_size=image_size, num_val=2, num_shards=2, num_processes=0)

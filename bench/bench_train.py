@@ -69,10 +69,11 @@ def _matmul_peak_gflops(dtype_name='float32', size=2048, repeats=10):
 
 def make_shards(directory, image_size=256):
     """Converts the bundled photos with the real converter."""
+    from data_prep import convert_config  # pylint: disable=g-import-not-at-top
     from data_prep import convert_lib  # pylint: disable=g-import-not-at-top
     from data_prep import shard_files  # pylint: disable=g-import-not-at-top
 
-    config = convert_lib.ConvertConfig(
+    config = convert_config.ConvertConfig(
         output_dir=directory,
         image_dir=os.path.join(_REPO, 'sample_photos'),
         image_size=image_size, num_val=2, num_shards=1, num_processes=0)

@@ -42,6 +42,7 @@ from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf.data import imaging
 from data_prep import allocator
+from data_prep import convert_config
 from data_prep import convert_lib
 from data_prep import manifest_lib
 from data_prep import shard_files
@@ -56,7 +57,7 @@ _SOURCES_SUFFIX = '.sources.json'
 _WRITE_THREADS = 16
 
 
-def run(config: convert_lib.ConvertConfig,
+def run(config: convert_config.ConvertConfig,
         sources: Sequence[shard_files.Source],
         listing_skips: Sequence[dict] = (),
         runner: str = 'DirectRunner',
@@ -84,7 +85,7 @@ def run(config: convert_lib.ConvertConfig,
         return _run(config, sources, listing_skips, runner, beam_args)
 
 
-def _run(config: convert_lib.ConvertConfig,
+def _run(config: convert_config.ConvertConfig,
          sources: Sequence[shard_files.Source], listing_skips: Sequence[dict],
          runner: str, beam_args: Sequence[str]) -> dict:
     tf.io.gfile.makedirs(config.output_dir)
@@ -118,7 +119,7 @@ def _run(config: convert_lib.ConvertConfig,
 
 
 def write_shard(shard: shard_files.Shard,
-                config: convert_lib.ConvertConfig) -> dict:
+                config: convert_config.ConvertConfig) -> dict:
     """Converts and writes one planned shard; the pipeline's unit of work.
 
     Returns:
@@ -177,7 +178,7 @@ def _sources_path(state: shard_files.ShardState, name: str) -> str:
 class _WriteShardFn(beam.DoFn):
     """Writes the shards named by its input elements."""
 
-    def __init__(self, config: convert_lib.ConvertConfig):
+    def __init__(self, config: convert_config.ConvertConfig):
         super().__init__()
         self._config = config
 
@@ -194,7 +195,7 @@ class _WriteShardFn(beam.DoFn):
 
 
 def _convert(source: shard_files.Source,
-             options: convert_lib.ImageOptions) -> bytes | tuple[str, str]:
+             options: convert_config.ImageOptions) -> bytes | tuple[str, str]:
     """Converts one input like the in-process path, wherever it is stored."""
     if not files.is_remote(source.path):
         return convert_lib.try_convert(source.path, source.key, options)

@@ -20,11 +20,9 @@ the manifest by `manifest_lib`; the Beam pipeline shares both.
 
 import collections
 import contextlib
-import dataclasses
 import functools
 import math
 import multiprocessing
-import os
 import random
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -38,6 +36,7 @@ from chromagen_tf import progress
 from chromagen_tf.data import imaging
 from chromagen_tf.data import records
 from data_prep import allocator
+from data_prep import convert_config
 from data_prep import manifest_lib
 from data_prep import shard_files
 
@@ -52,56 +51,6 @@ _CHUNK_SIZE = 8
 _CHUNKS_IN_FLIGHT_PER_PROCESS = 4
 
 
-@dataclasses.dataclass(frozen=True)
-class ImageOptions:
-    """What `convert_image` needs to know, and nothing else."""
-    image_size: int = 256
-    resize: str = 'crop'
-    min_size: int = 128
-    max_pixels: int = imaging.CONVERT_MAX_PIXELS
-
-
-@dataclasses.dataclass(frozen=True)
-class ConvertConfig:
-    """The full configuration of one conversion, written to the manifest.
-
-    Exactly one of `image_dir` and `coco_dir` is set. `num_val` overrides
-    `val_fraction` and `num_shards` overrides `images_per_shard` when set.
-    """
-    output_dir: str
-    image_dir: str | None = None
-    coco_dir: str | None = None
-    split: str = 'train2017'
-    image_size: int = 256
-    resize: str = 'crop'
-    min_size: int = 128
-    max_pixels: int = imaging.CONVERT_MAX_PIXELS
-    max_images: int = 0
-    seed: int = 0
-    val_fraction: float = 0.1
-    num_val: int | None = None
-    num_shards: int | None = None
-    images_per_shard: int = 1000
-    strict: bool = False
-    num_processes: int = 0
-
-    @property
-    def image_options(self) -> ImageOptions:
-        return ImageOptions(self.image_size, self.resize, self.min_size,
-                            self.max_pixels)
-
-    @property
-    def input_root(self) -> str:
-        if self.image_dir is not None:
-            return self.image_dir
-        return os.path.join(self.coco_dir, self.split)
-
-
-# Fields that cannot change what is written, so a resumed run may differ
-# (the output folder may also have been moved between runs).
-_RESUMABLE_FIELDS = frozenset({'num_processes', 'strict', 'output_dir'})
-
-
 class ConversionError(errors.ChromaGenError):
     """A fatal problem: --strict and a bad image (exit 1)."""
 
@@ -114,7 +63,7 @@ class OutputFolderError(ConversionError):
 
 
 def convert_image(path: imaging.Source, key: str,
-                  options: ImageOptions) -> bytes:
+                  options: convert_config.ImageOptions) -> bytes:
     """Converts one photo into a serialised Lab record.
 
     Args:
@@ -145,7 +94,7 @@ def convert_image(path: imaging.Source, key: str,
 
 
 def plan_shards(sources: Sequence[shard_files.Source],
-                config: ConvertConfig) -> dict[str, list[shard_files.Shard]]:
+                config: convert_config.ConvertConfig) -> dict[str, list[shard_files.Shard]]:
     """Samples, shuffles and splits the inputs, then cuts shards.
 
     The order of `sources` does not matter: they are sorted by key first, so
@@ -186,7 +135,7 @@ def plan_shards(sources: Sequence[shard_files.Source],
     return plan
 
 
-def run(config: ConvertConfig,
+def run(config: convert_config.ConvertConfig,
         sources: Sequence[shard_files.Source],
         listing_skips: Sequence[dict] = (),
         show_progress: bool = True) -> dict:
@@ -226,7 +175,7 @@ def output_errors(output_dir: str) -> Iterator[None]:
             f'{output_dir}: {errors.one_line(error.message)}') from None
 
 
-def start(config: ConvertConfig, sources: Sequence[shard_files.Source],
+def start(config: convert_config.ConvertConfig, sources: Sequence[shard_files.Source],
           listing_skips: Sequence[dict], state: shard_files.ShardState
           ) -> tuple[list[shard_files.Shard], list[shard_files.Shard]]:
     """Plans the shards and claims the output folder for them.
@@ -248,7 +197,7 @@ def start(config: ConvertConfig, sources: Sequence[shard_files.Source],
     plan = plan_shards(sources, config)
     all_shards = [shard for split in records.SPLITS
                   for shard in plan[split]]
-    mismatch = state.claim(comparable_config(config))
+    mismatch = state.claim(convert_config.comparable_config(config))
     if mismatch:
         raise OutputFolderError(
             f'{config.output_dir} holds a conversion with a different '
@@ -267,7 +216,7 @@ def start(config: ConvertConfig, sources: Sequence[shard_files.Source],
 
 
 def _convert_shards(shards: Sequence[shard_files.Shard],
-                    config: ConvertConfig, state: shard_files.ShardState,
+                    config: convert_config.ConvertConfig, state: shard_files.ShardState,
                     show_progress: bool) -> None:
     if not shards:
         return
@@ -335,7 +284,7 @@ def _ordered_map(function: Callable, jobs: Iterable, pool, num_processes: int
         yield from zip(done_chunk, result.get())
 
 
-def _convert_chunk(options: ImageOptions,
+def _convert_chunk(options: convert_config.ImageOptions,
                    sources: Sequence[shard_files.Source]) -> list:
     """Worker: converts a few photos; a failure becomes (reason, detail)."""
     return [try_convert(source.path, source.key, options)
@@ -343,7 +292,7 @@ def _convert_chunk(options: ImageOptions,
 
 
 def try_convert(path: imaging.Source, key: str,
-                options: ImageOptions) -> bytes | tuple[str, str]:
+                options: convert_config.ImageOptions) -> bytes | tuple[str, str]:
     """`convert_image`, with a failure returned as (reason, detail)."""
     try:
         return convert_image(path, key, options)
@@ -351,12 +300,6 @@ def try_convert(path: imaging.Source, key: str,
         return error.reason, error.detail
     except Exception as error:  # pylint: disable=broad-except
         return INTERNAL_ERROR, repr(error)[:200]
-
-
-def comparable_config(config: ConvertConfig) -> dict:
-    """The fields of `config` that a resumed run must not change."""
-    return {name: value for name, value in dataclasses.asdict(config).items()
-            if name not in _RESUMABLE_FIELDS}
 
 
 def _balanced_chunks(items: Sequence, count: int) -> list[Sequence]:

@@ -35,6 +35,7 @@ from chromagen_tf import files
 from chromagen_tf.data import imaging
 from data_prep import coco
 from data_prep import coco_download
+from data_prep import convert_config
 from data_prep import convert_lib
 from data_prep import manifest_lib
 from data_prep import shard_files
@@ -99,7 +100,7 @@ _BEAM_OPTIONS = flags.DEFINE_string(
 _RUNNERS = ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner')
 
 
-def _config_from_flags() -> convert_lib.ConvertConfig:
+def _config_from_flags() -> convert_config.ConvertConfig:
     """Validates the flags; raises errors.UsageError, one line."""
     if (_IMAGE_DIR.value is None) == (_COCO_DIR.value is None):
         raise errors.UsageError(
@@ -134,7 +135,7 @@ def _config_from_flags() -> convert_lib.ConvertConfig:
     for passed, message in checks:
         if not passed:
             raise errors.UsageError(message)
-    return convert_lib.ConvertConfig(
+    return convert_config.ConvertConfig(
         output_dir=_absolute(_OUTPUT_DIR.value),
         image_dir=_absolute(_IMAGE_DIR.value) if _IMAGE_DIR.value else None,
         coco_dir=os.path.abspath(_COCO_DIR.value) if _COCO_DIR.value else None,
@@ -174,7 +175,7 @@ def _absolute(path: str) -> str:
     return path if files.is_remote(path) else os.path.abspath(path)
 
 
-def _run_beam(config: convert_lib.ConvertConfig) -> dict:
+def _run_beam(config: convert_config.ConvertConfig) -> dict:
     """Lists and converts with Apache Beam, imported only when asked for."""
     try:
         # pylint: disable-next=import-outside-toplevel
@@ -210,13 +211,13 @@ def main(argv: list[str]) -> None:
         print(line)
 
 
-def _run_local(config: convert_lib.ConvertConfig) -> dict:
+def _run_local(config: convert_config.ConvertConfig) -> dict:
     sources, skipped = _list_inputs(config)
     os.makedirs(config.output_dir, exist_ok=True)
     return convert_lib.run(config, sources, skipped)
 
 
-def _list_inputs(config: convert_lib.ConvertConfig
+def _list_inputs(config: convert_config.ConvertConfig
                  ) -> tuple[list[shard_files.Source], list[dict]]:
     if config.image_dir is not None:
         sources, skipped = shard_files.list_image_dir(config.image_dir), []

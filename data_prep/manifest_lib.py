@@ -9,29 +9,26 @@ conversion the same manifest as an uninterrupted one.
 import collections
 import dataclasses
 import os
-from typing import Sequence, TYPE_CHECKING
+from typing import Sequence
 
 import chromagen_tf
 from chromagen_tf import files
 from chromagen_tf.data import records
+from data_prep import convert_config
 from data_prep import shard_files
-
-if TYPE_CHECKING:
-    # For type hints only: convert_lib imports this module.
-    from data_prep import convert_lib
 
 TOOL_NAME = 'data_prep.make_tfrecords'
 
 
 def skip_entry(source: shard_files.Source, reason: str, detail: str,
-               config: 'convert_lib.ConvertConfig', split: str | None) -> dict:
+               config: convert_config.ConvertConfig, split: str | None) -> dict:
     """The manifest entry of one skipped input."""
     path = os.path.relpath(source.path, config.input_root)
     return {'key': source.key, 'path': path.replace(os.sep, '/'),
             'split': split, 'reason': reason, 'detail': detail}
 
 
-def write(config: 'convert_lib.ConvertConfig',
+def write(config: convert_config.ConvertConfig,
           sources: Sequence[shard_files.Source],
           listing_skips: Sequence[dict],
           all_shards: Sequence[shard_files.Shard],

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from chromagen_tf.data import imaging
 from data_prep import beam_pipeline
+from data_prep import convert_config
 from data_prep import convert_lib
 from data_prep import shard_files
 from tests import conftest
@@ -42,14 +43,14 @@ def _photo_dir(tmp_path):
 
 
 def _in_process(image_dir, output_dir) -> dict:
-    config = convert_lib.ConvertConfig(output_dir=str(output_dir),
+    config = convert_config.ConvertConfig(output_dir=str(output_dir),
                                        image_dir=str(image_dir), **_SETTINGS)
     return convert_lib.run(config, shard_files.list_image_dir(str(image_dir)),
                            show_progress=False)
 
 
 def _beam(image_dir, output_dir, **overrides) -> dict:
-    config = convert_lib.ConvertConfig(output_dir=str(output_dir),
+    config = convert_config.ConvertConfig(output_dir=str(output_dir),
                                        image_dir=str(image_dir),
                                        **{**_SETTINGS, **overrides})
     sources = shard_files.list_image_dir(str(image_dir))
@@ -163,7 +164,7 @@ def test_command_line(tmp_path, photo_dir):
     _in_process(photo_dir, tmp_path / 'in_process')
     assert _shards(output) == _shards(tmp_path / 'in_process')
     config = json.loads((output / 'manifest.json').read_text())['config']
-    assert config == dataclasses.asdict(convert_lib.ConvertConfig(
+    assert config == dataclasses.asdict(convert_config.ConvertConfig(
         output_dir=str(output), image_dir=str(photo_dir), **_SETTINGS))
 
 

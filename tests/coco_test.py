@@ -22,6 +22,7 @@ import pytest
 from chromagen_tf.data import imaging
 from data_prep import coco
 from data_prep import coco_download
+from data_prep import convert_config
 from data_prep import convert_lib
 from tests import conftest
 
@@ -200,7 +201,7 @@ def test_download_unpack_and_convert(tmp_path, server):
     assert len(handler.ranges) == requests
 
     sources, skipped = coco.list_split(str(coco_dir), 'val2017')
-    config = convert_lib.ConvertConfig(
+    config = convert_config.ConvertConfig(
         output_dir=str(tmp_path / 'out'), coco_dir=str(coco_dir),
         split='val2017', image_size=32, num_val=1, num_shards=1)
     manifest = convert_lib.run(config, sources, skipped, show_progress=False)

@@ -25,6 +25,7 @@ import chromagen_tf
 from chromagen_tf import color
 from chromagen_tf.data import imaging
 from chromagen_tf.data import records
+from data_prep import convert_config
 from data_prep import convert_lib
 from data_prep import manifest_lib
 from data_prep import shard_files
@@ -33,12 +34,12 @@ from tests import conftest
 _PHOTOS = sorted(conftest.SAMPLE_PHOTOS.glob('*.jpg'))
 
 
-def _config(tmp_path, image_dir, **overrides) -> convert_lib.ConvertConfig:
+def _config(tmp_path, image_dir, **overrides) -> convert_config.ConvertConfig:
     settings = dict(output_dir=str(tmp_path / 'out'), image_dir=str(image_dir),
                     image_size=32, min_size=64, images_per_shard=4,
                     val_fraction=0.25, num_processes=0)
     settings.update(overrides)
-    return convert_lib.ConvertConfig(**settings)
+    return convert_config.ConvertConfig(**settings)
 
 
 def _run(config, source_dir=None):
@@ -175,7 +176,7 @@ def test_output_is_identical_for_any_process_count(tmp_path, mixed_dir):
 def test_plan_is_a_reproducible_sample():
     sources = [shard_files.Source(f'{index:04d}.jpg', f'/in/{index:04d}.jpg')
                for index in range(100)]
-    config = convert_lib.ConvertConfig(output_dir='unused', image_dir='/in',
+    config = convert_config.ConvertConfig(output_dir='unused', image_dir='/in',
                                        max_images=30, seed=7, num_val=6,
                                        num_shards=4)
     plan = convert_lib.plan_shards(sources, config)
@@ -211,7 +212,7 @@ def test_restart_with_other_settings_is_refused(tmp_path, mixed_dir):
 
 
 def test_convert_image_accepts_an_open_file():
-    options = convert_lib.ImageOptions(image_size=16)
+    options = convert_config.ImageOptions(image_size=16)
     with open(_PHOTOS[0], 'rb') as file:
         from_file = convert_lib.convert_image(file, 'photo', options)
     assert from_file == convert_lib.convert_image(str(_PHOTOS[0]), 'photo',
@@ -245,7 +246,7 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
     process.communicate()
     assert process.returncode == -signal.SIGKILL
 
-    reference_config = convert_lib.ConvertConfig(
+    reference_config = convert_config.ConvertConfig(
         output_dir=str(tmp_path / 'reference'), image_dir=str(photos),
         image_size=96, images_per_shard=12, val_fraction=0.1, min_size=64)
     reference = _run(reference_config)
