@@ -194,8 +194,9 @@ class _WriteShardFn(beam.DoFn):
         yield {'name': name, **stats}
 
 
-def _convert(source: shard_files.Source,
-             options: convert_config.ImageOptions) -> bytes | tuple[str, str]:
+def _convert(
+    source: shard_files.Source, options: convert_config.ImageOptions
+) -> bytes | tuple[str, str]:
     """Converts one input like the in-process path, wherever it is stored."""
     if not files.is_remote(source.path):
         return convert_lib.try_convert(source.path, source.key, options)

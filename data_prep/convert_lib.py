@@ -36,6 +36,7 @@ from chromagen_tf import progress
 from chromagen_tf.data import imaging
 from chromagen_tf.data import records
 from data_prep import allocator
+from data_prep import coco
 from data_prep import convert_config
 from data_prep import manifest_lib
 from data_prep import shard_files
@@ -93,8 +94,10 @@ def convert_image(path: imaging.Source, key: str,
                                loaded.original_width)
 
 
-def plan_shards(sources: Sequence[shard_files.Source],
-                config: convert_config.ConvertConfig) -> dict[str, list[shard_files.Shard]]:
+def plan_shards(
+    sources: Sequence[shard_files.Source],
+    config: convert_config.ConvertConfig,
+) -> dict[str, list[shard_files.Shard]]:
     """Samples, shuffles and splits the inputs, then cuts shards.
 
     The order of `sources` does not matter: they are sorted by key first, so
@@ -164,6 +167,35 @@ def run(config: convert_config.ConvertConfig,
                                   state)
 
 
+def convert(config: convert_config.ConvertConfig) -> dict:
+    """Lists the inputs of a validated config and converts them: in this
+    process's pool, or with Apache Beam when config.runner is set.
+
+    Returns:
+      The manifest, also written to OUTPUT/manifest.json.
+    """
+    if config.image_dir is not None:
+        sources, skipped = shard_files.list_image_dir(config.image_dir), []
+    else:
+        sources, skipped = coco.list_split(config.coco_dir, config.split)
+    if not sources:
+        raise errors.UsageError(f'no photos found in {config.input_root}')
+    logging.info('Found %d photos in %s.', len(sources), config.input_root)
+    if not config.runner:
+        tf.io.gfile.makedirs(config.output_dir)
+        return run(config, sources, skipped)
+    try:
+        # Imported only when asked for: Beam is an optional extra.
+        # pylint: disable-next=import-outside-toplevel
+        from data_prep import beam_pipeline
+    except ImportError as error:
+        raise errors.UsageError(
+            f'--runner needs Apache Beam ({error}); install it with '
+            'pip install .[beam]') from None
+    return beam_pipeline.run(config, sources, skipped, config.runner,
+                             config.beam_argv)
+
+
 @contextlib.contextmanager
 def output_errors(output_dir: str) -> Iterator[None]:
     """Turns tf.io.gfile errors into a one-line OutputFolderError naming the
@@ -175,7 +207,8 @@ def output_errors(output_dir: str) -> Iterator[None]:
             f'{output_dir}: {errors.one_line(error.message)}') from None
 
 
-def start(config: convert_config.ConvertConfig, sources: Sequence[shard_files.Source],
+def start(config: convert_config.ConvertConfig,
+          sources: Sequence[shard_files.Source],
           listing_skips: Sequence[dict], state: shard_files.ShardState
           ) -> tuple[list[shard_files.Shard], list[shard_files.Shard]]:
     """Plans the shards and claims the output folder for them.
@@ -216,7 +249,8 @@ def start(config: convert_config.ConvertConfig, sources: Sequence[shard_files.So
 
 
 def _convert_shards(shards: Sequence[shard_files.Shard],
-                    config: convert_config.ConvertConfig, state: shard_files.ShardState,
+                    config: convert_config.ConvertConfig,
+                    state: shard_files.ShardState,
                     show_progress: bool) -> None:
     if not shards:
         return
@@ -291,8 +325,9 @@ def _convert_chunk(options: convert_config.ImageOptions,
             for source in sources]
 
 
-def try_convert(path: imaging.Source, key: str,
-                options: convert_config.ImageOptions) -> bytes | tuple[str, str]:
+def try_convert(
+    path: imaging.Source, key: str, options: convert_config.ImageOptions
+) -> bytes | tuple[str, str]:
     """`convert_image`, with a failure returned as (reason, detail)."""
     try:
         return convert_image(path, key, options)

@@ -24,21 +24,17 @@ Usage:
 """
 
 import os
-import shlex
 
 from absl import app
 from absl import flags
-from absl import logging
 
 from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf.data import imaging
-from data_prep import coco
 from data_prep import coco_download
 from data_prep import convert_config
 from data_prep import convert_lib
 from data_prep import manifest_lib
-from data_prep import shard_files
 
 _IMAGE_DIR = flags.DEFINE_string(
     'image_dir', None, 'Folder of photos, read recursively (JPEG, PNG, WebP, '
@@ -96,97 +92,29 @@ _BEAM_OPTIONS = flags.DEFINE_string(
     'shell-quoted string, e.g. "--project=p --region=r '
     '--temp_location=gs://bucket/tmp".')
 
-# The runners the Beam path is documented for; Beam itself knows others.
-_RUNNERS = ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner')
-
 
 def _config_from_flags() -> convert_config.ConvertConfig:
-    """Validates the flags; raises errors.UsageError, one line."""
-    if (_IMAGE_DIR.value is None) == (_COCO_DIR.value is None):
-        raise errors.UsageError(
-            'give exactly one of --image_dir and --coco_dir')
-    if not _OUTPUT_DIR.value:
-        raise errors.UsageError('--output_dir is required')
-    if _DOWNLOAD.value and _COCO_DIR.value is None:
-        raise errors.UsageError('--download needs --coco_dir')
-    _check_runner_flags()
-    if (_IMAGE_DIR.value is not None and
-            not files.is_remote(_IMAGE_DIR.value) and
-            not os.path.isdir(_IMAGE_DIR.value)):
-        raise errors.NotFoundError(
-            f'--image_dir: no such folder: {_IMAGE_DIR.value}')
-    if (_COCO_DIR.value is not None and not _DOWNLOAD.value and
-            not os.path.isdir(_COCO_DIR.value)):
-        raise errors.NotFoundError(
-            f'--coco_dir: no such folder: {_COCO_DIR.value}')
-    checks = [
-        (_IMAGE_SIZE.value >= 8, '--image_size must be at least 8'),
-        (_MIN_SIZE.value >= 0, '--min_size must be >= 0'),
-        (_MAX_PIXELS.value > 0, '--max_pixels must be positive'),
-        (_MAX_IMAGES.value >= 0, '--max_images must be >= 0'),
-        (0.0 <= _VAL_FRACTION.value < 1.0, '--val_fraction must be in [0, 1)'),
-        (_NUM_VAL.value is None or _NUM_VAL.value >= 0,
-         '--num_val must be >= 0'),
-        (_NUM_SHARDS.value is None or _NUM_SHARDS.value >= 1,
-         '--num_shards must be >= 1'),
-        (_IMAGES_PER_SHARD.value >= 1, '--images_per_shard must be >= 1'),
-        (_NUM_PROCESSES.value >= 0, '--num_processes must be >= 0'),
-    ]
-    for passed, message in checks:
-        if not passed:
-            raise errors.UsageError(message)
-    return convert_config.ConvertConfig(
+    """The conversion the flags ask for, validated (errors.UsageError)."""
+    config = convert_config.ConvertConfig(
         output_dir=_absolute(_OUTPUT_DIR.value),
         image_dir=_absolute(_IMAGE_DIR.value) if _IMAGE_DIR.value else None,
-        coco_dir=os.path.abspath(_COCO_DIR.value) if _COCO_DIR.value else None,
+        coco_dir=_absolute(_COCO_DIR.value) if _COCO_DIR.value else None,
         split=_SPLIT.value, image_size=_IMAGE_SIZE.value,
         resize=_RESIZE.value, min_size=_MIN_SIZE.value,
         max_pixels=_MAX_PIXELS.value, max_images=_MAX_IMAGES.value,
         seed=_SEED.value, val_fraction=_VAL_FRACTION.value,
         num_val=_NUM_VAL.value, num_shards=_NUM_SHARDS.value,
         images_per_shard=_IMAGES_PER_SHARD.value, strict=_STRICT.value,
-        num_processes=_NUM_PROCESSES.value)
+        num_processes=_NUM_PROCESSES.value, runner=_RUNNER.value,
+        beam_options=_BEAM_OPTIONS.value)
+    convert_config.validate(config, download=_DOWNLOAD.value)
+    return config
 
 
-def _check_runner_flags() -> None:
-    """Remote folders need Beam; Beam options need a runner."""
-    if _RUNNER.value and _RUNNER.value not in _RUNNERS:
-        raise errors.UsageError(
-            f'--runner must be one of {", ".join(_RUNNERS)}, '
-            f'not {_RUNNER.value}')
-    if _BEAM_OPTIONS.value and not _RUNNER.value:
-        raise errors.UsageError('--beam_options needs --runner')
-    try:
-        shlex.split(_BEAM_OPTIONS.value)
-    except ValueError as error:
-        raise errors.UsageError(f'--beam_options: {error}') from None
-    for flag in (_OUTPUT_DIR, _IMAGE_DIR, _COCO_DIR):
-        if flag.value and files.is_remote(flag.value):
-            if flag is _COCO_DIR:
-                raise errors.UsageError(
-                    '--coco_dir must be a local folder; give a remote split '
-                    'folder as --image_dir')
-            if not _RUNNER.value:
-                raise errors.UsageError(
-                    f'--{flag.name}={flag.value} needs --runner')
-
-
-def _absolute(path: str) -> str:
-    return path if files.is_remote(path) else os.path.abspath(path)
-
-
-def _run_beam(config: convert_config.ConvertConfig) -> dict:
-    """Lists and converts with Apache Beam, imported only when asked for."""
-    try:
-        # pylint: disable-next=import-outside-toplevel
-        from data_prep import beam_pipeline
-    except ImportError as error:
-        raise errors.UsageError(
-            f'--runner needs Apache Beam ({error}); install it with '
-            'pip install .[beam]') from None
-    sources, skipped = _list_inputs(config)
-    return beam_pipeline.run(config, sources, skipped, _RUNNER.value,
-                             shlex.split(_BEAM_OPTIONS.value))
+def _absolute(path: str | None) -> str:
+    if not path or files.is_remote(path):
+        return path or ''
+    return os.path.abspath(path)
 
 
 def main(argv: list[str]) -> None:
@@ -199,34 +127,13 @@ def main(argv: list[str]) -> None:
         if _DOWNLOAD.value:
             coco_download.download_split(config.coco_dir, config.split,
                                          _COCO_BASE_URL.value)
-        if _RUNNER.value:
-            manifest = _run_beam(config)
-        else:
-            manifest = _run_local(config)
+        manifest = convert_lib.convert(config)
     except errors.ChromaGenError as error:
         errors.fail('make_tfrecords', error)
     except OSError as error:  # The output folder cannot be written.
         errors.fail('make_tfrecords', error, errors.USAGE_EXIT_CODE)
     for line in manifest_lib.summary_lines(manifest):
         print(line)
-
-
-def _run_local(config: convert_config.ConvertConfig) -> dict:
-    sources, skipped = _list_inputs(config)
-    os.makedirs(config.output_dir, exist_ok=True)
-    return convert_lib.run(config, sources, skipped)
-
-
-def _list_inputs(config: convert_config.ConvertConfig
-                 ) -> tuple[list[shard_files.Source], list[dict]]:
-    if config.image_dir is not None:
-        sources, skipped = shard_files.list_image_dir(config.image_dir), []
-    else:
-        sources, skipped = coco.list_split(config.coco_dir, config.split)
-    if not sources:
-        raise errors.UsageError(f'no photos found in {config.input_root}')
-    logging.info('Found %d photos in %s.', len(sources), config.input_root)
-    return sources, skipped
 
 
 if __name__ == '__main__':

@@ -43,16 +43,16 @@ def _photo_dir(tmp_path):
 
 
 def _in_process(image_dir, output_dir) -> dict:
-    config = convert_config.ConvertConfig(output_dir=str(output_dir),
-                                       image_dir=str(image_dir), **_SETTINGS)
+    config = convert_config.ConvertConfig(
+        output_dir=str(output_dir), image_dir=str(image_dir), **_SETTINGS)
     return convert_lib.run(config, shard_files.list_image_dir(str(image_dir)),
                            show_progress=False)
 
 
 def _beam(image_dir, output_dir, **overrides) -> dict:
-    config = convert_config.ConvertConfig(output_dir=str(output_dir),
-                                       image_dir=str(image_dir),
-                                       **{**_SETTINGS, **overrides})
+    config = convert_config.ConvertConfig(
+        output_dir=str(output_dir), image_dir=str(image_dir),
+        **{**_SETTINGS, **overrides})
     sources = shard_files.list_image_dir(str(image_dir))
     return beam_pipeline.run(config, sources, runner='DirectRunner')
 
@@ -163,9 +163,13 @@ def test_command_line(tmp_path, photo_dir):
         'skipped: 2 (empty_file=1, grayscale=1)')
     _in_process(photo_dir, tmp_path / 'in_process')
     assert _shards(output) == _shards(tmp_path / 'in_process')
+    # The manifest records how the shards were made, runner included.
     config = json.loads((output / 'manifest.json').read_text())['config']
     assert config == dataclasses.asdict(convert_config.ConvertConfig(
-        output_dir=str(output), image_dir=str(photo_dir), **_SETTINGS))
+        output_dir=str(output), image_dir=str(photo_dir), **_SETTINGS,
+        runner='DirectRunner',
+        beam_options='--direct_num_workers=1 --direct_running_mode=in_memory'))
+    assert config['runner'] == 'DirectRunner'
 
 
 def test_without_runner_beam_is_not_imported(tmp_path, photo_dir):

@@ -176,9 +176,9 @@ def test_output_is_identical_for_any_process_count(tmp_path, mixed_dir):
 def test_plan_is_a_reproducible_sample():
     sources = [shard_files.Source(f'{index:04d}.jpg', f'/in/{index:04d}.jpg')
                for index in range(100)]
-    config = convert_config.ConvertConfig(output_dir='unused', image_dir='/in',
-                                       max_images=30, seed=7, num_val=6,
-                                       num_shards=4)
+    config = convert_config.ConvertConfig(
+        output_dir='unused', image_dir='/in', max_images=30, seed=7,
+        num_val=6, num_shards=4)
     plan = convert_lib.plan_shards(sources, config)
     # The order in which files were listed does not matter.
     assert convert_lib.plan_shards(sources[::-1], config) == plan
