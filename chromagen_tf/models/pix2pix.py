@@ -46,6 +46,12 @@ _ENCODER_MULTIPLIERS = (1, 2, 4, 8, 8, 8, 8, 8)
 _DROPOUT_BLOCKS = 3
 
 
+def _strided(filters: int, name: str, **kwargs) -> dict:
+    """The 4x4 stride-2 convolution settings every pix2pix layer shares."""
+    return dict(filters=filters, kernel_size=4, strides=2, padding='same',
+                kernel_initializer=_kernel_init(), name=name, **kwargs)
+
+
 def _kernel_init():
     return keras.initializers.RandomNormal(0.0, 0.02)
 
@@ -89,13 +95,8 @@ def build_pix2pix_unet(*,
     for index, multiplier in enumerate(_ENCODER_MULTIPLIERS, start=1):
         if index > 1:
             x = keras.layers.LeakyReLU(0.2, name=f'down{index}_lrelu')(x)
-        x = keras.layers.Conv2D(width * multiplier,
-                                4,
-                                strides=2,
-                                padding='same',
-                                use_bias=False,
-                                kernel_initializer=_kernel_init(),
-                                name=f'down{index}_conv')(x)
+        x = keras.layers.Conv2D(**_strided(
+            width * multiplier, f'down{index}_conv', use_bias=False))(x)
         if 1 < index < last:
             x = _batch_norm(f'down{index}_bn', sync)(x)
         skips.append(x)
@@ -105,13 +106,8 @@ def build_pix2pix_unet(*,
     for index, multiplier in enumerate(reversed(_ENCODER_MULTIPLIERS[:-1])):
         level = last - 1 - index
         x = keras.layers.ReLU(name=f'up{level}_relu')(x)
-        x = keras.layers.Conv2DTranspose(width * multiplier,
-                                         4,
-                                         strides=2,
-                                         padding='same',
-                                         use_bias=False,
-                                         kernel_initializer=_kernel_init(),
-                                         name=f'up{level}_conv')(x)
+        x = keras.layers.Conv2DTranspose(**_strided(
+            width * multiplier, f'up{level}_conv', use_bias=False))(x)
         x = _batch_norm(f'up{level}_bn', sync)(x)
         if index < _DROPOUT_BLOCKS:
             x = keras.layers.Dropout(0.5, name=f'up{level}_dropout')(x)
@@ -119,12 +115,7 @@ def build_pix2pix_unet(*,
             [skips.pop(), x])
 
     x = keras.layers.ReLU(name='output_relu')(x)
-    x = keras.layers.Conv2DTranspose(2,
-                                     4,
-                                     strides=2,
-                                     padding='same',
-                                     kernel_initializer=_kernel_init(),
-                                     dtype='float32',
-                                     name='output_conv')(x)
+    x = keras.layers.Conv2DTranspose(
+        **_strided(2, 'output_conv', dtype='float32'))(x)
     outputs = keras.layers.Activation('tanh', dtype='float32', name='ab')(x)
     return keras.Model(inputs, outputs, name=name)

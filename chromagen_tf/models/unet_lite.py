@@ -53,20 +53,9 @@ def build_resnet_unet_lite(arch: str = 'resnet18',
                            name: str | None = None) -> keras.Model:
     """Builds the low-cost ResNet-encoder U-Net generator.
 
-    Args:
-        arch: 'resnet18' or 'resnet34' (the encoder).
-        image_size: Fixed square input size (a multiple of 32), or None for
-            any multiple of 32.
-        width: Base channel width; 64 is the real ResNet.
-        synchronized_batch_norm: Use cross-replica batch statistics.
-        name: Model name; defaults to f'{arch}_unet_lite'.
-
-    Returns:
-        A keras.Model mapping normalised L [B, H, W, 1] to normalised ab
-        [B, H, W, 2] in float32.
-
-    Raises:
-        ValueError: On a bad arch, width or image size.
+    Takes the arguments of `unet.build_resnet_unet` and returns the same
+    kind of model (normalised L -> normalised ab, float32); the name
+    defaults to f'{arch}_unet_lite'.
     """
     name = name or f'{arch}_unet_lite'
     sync = synchronized_batch_norm
