@@ -19,6 +19,7 @@ from typing import Iterator, TextIO
 from absl import logging
 
 from chromagen_tf import errors
+from chromagen_tf.data import image_folders
 from chromagen_tf.data import imaging
 from data_prep import shard_files
 
@@ -80,7 +81,7 @@ def list_split(coco_dir: str, split: str
             shard_files.Source(_key_from_file_name(name),
                                os.path.join(image_dir, name))
             for name in sorted(present)
-            if imaging.is_image_name(name)
+            if image_folders.is_image_name(name)
         ], []
     sources, skipped = [], []
     for entry in iter_annotation_images(annotations):

@@ -24,14 +24,14 @@ crash a file under its final name is complete.
 
 import dataclasses
 import json
-import uuid
 from typing import NamedTuple
+import uuid
 
 import tensorflow as tf
 
 from chromagen_tf import errors
 from chromagen_tf import files
-from chromagen_tf.data import imaging
+from chromagen_tf.data import image_folders
 from chromagen_tf.data import records
 
 # Under OUTPUT; hidden, so globbing the shards does not see it.
@@ -71,7 +71,7 @@ def list_image_dir(root: str) -> list[Source]:
     if files.is_remote(root) and not tf.io.gfile.isdir(root):
         raise errors.NotFoundError(f'--image_dir: no such folder: {root}')
     try:
-        return [Source(key, path) for key, path in imaging.find_images(root)]
+        return [Source(key, path) for key, path in image_folders.find_images(root)]
     except tf.errors.OpError as error:
         raise errors.UsageError(
             f'{root}: {errors.one_line(error.message)}') from None

@@ -38,7 +38,7 @@ from PIL import Image
 
 from chromagen_tf import errors
 from chromagen_tf import files
-from chromagen_tf.data import imaging
+from chromagen_tf.data import image_folders
 from chromagen_tf.inference import run_tools
 
 _PHOTOS_DIR = flags.DEFINE_string(
@@ -106,7 +106,7 @@ def _thumbnail(path: str) -> np.ndarray:
 
 
 def _photos(folder: str) -> list[str]:
-    return [name for name, _ in imaging.find_images(folder, recursive=False)]
+    return [name for name, _ in image_folders.find_images(folder, recursive=False)]
 
 
 def link_training_photos(photos_dir: str, held_out_dir: str,

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from chromagen_tf import errors
 from chromagen_tf import progress
+from chromagen_tf.data import image_folders
 from chromagen_tf.data import imaging
 from chromagen_tf.inference import colorize_lib
 
@@ -82,7 +83,7 @@ def find_jobs(config: ColorizeConfig) -> list[Job]:
         elif os.path.isdir(root):
             jobs.extend(
                 Job(source, relative) for relative, source in
-                imaging.find_images(root, recursive=config.recursive))
+                image_folders.find_images(root, recursive=config.recursive))
         else:
             raise errors.NotFoundError(f'Input {root} does not exist.')
     result = []

@@ -41,6 +41,7 @@ import tensorflow as tf
 from chromagen_tf import color
 from chromagen_tf import errors
 from chromagen_tf import metrics
+from chromagen_tf.data import image_folders
 from chromagen_tf.data import imaging
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
@@ -83,7 +84,7 @@ def examples_from_images(image_dir: str) -> Iterator[Example]:
     lab_of = tf.function(
         lambda rgb: color.rgb_to_lab(tf.cast(rgb, tf.float32) / 255.0),
         input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
-    for key, path in imaging.find_images(image_dir):
+    for key, path in image_folders.find_images(image_dir):
         try:
             rgb = np.asarray(imaging.load_rgb(path).image)
         except imaging.BadImageError as error:
