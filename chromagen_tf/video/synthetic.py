@@ -14,6 +14,7 @@ PyAV, for the tests, the benchmark and the README's frame strip.
 
 import dataclasses
 import fractions
+import itertools
 from typing import Iterable, Iterator, Optional, Sequence
 
 import av
@@ -126,39 +127,41 @@ def write_video(path: str, frames: Iterable[np.ndarray], rate: int = 12,
 
     Args:
       path: Output file; the container follows the extension.
-      frames: uint8 RGB [H, W, 3] frames, all of one size.
+      frames: uint8 RGB [H, W, 3] frames, all of one size; none gives a
+        64x48 video stream without a frame (with audio: a valid file).
       rate: Nominal frame rate.
       audio_seconds: Length of the mono 16 kHz AAC tone; 0: no audio.
       codec, pixel_format: The video encoder and its pixel format.
       rotation: Display rotation to store, counter-clockwise degrees.
       timestamps_ms: Frame times in ms (variable frame rate); default
-        1000 / rate apart.
+        1 / rate apart.
       options: Container options (e.g. {'movflags': 'faststart'}).
       crf: x264's constant-rate factor (ignored by other encoders).
     """
-    time_base = fractions.Fraction(1, 1000)
+    time_base = fractions.Fraction(1, 1000 if timestamps_ms else rate)
+    frames = iter(frames)
+    first = next(frames, None)
+    height, width = (48, 64) if first is None else first.shape[:2]
     with av.open(path, 'w', options=options or {}) as container:
-        stream = None
-        for index, rgb in enumerate(frames):
-            if stream is None:
-                stream = container.add_stream(codec, rate=rate)
-                stream.height, stream.width = rgb.shape[:2]
-                stream.pix_fmt = pixel_format
-                stream.codec_context.time_base = time_base
-                if codec == 'libx264':
-                    stream.codec_context.options = {'crf': str(crf)}
-                if rotation:
-                    stream.set_display_rotation(rotation)
-                audio = None
-                if audio_seconds:
-                    audio = container.add_stream('aac', rate=16000)
-                    audio.layout = 'mono'
-            frame = av.VideoFrame.from_ndarray(rgb, format='rgb24')
-            frame.pts = (timestamps_ms[index] if timestamps_ms is not None
-                         else round(index * 1000 / rate))
-            frame.time_base = time_base
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+        stream = container.add_stream(codec, rate=rate)
+        stream.height, stream.width = height, width
+        stream.pix_fmt = pixel_format
+        stream.codec_context.time_base = time_base
+        if codec == 'libx264':
+            stream.codec_context.options = {'crf': str(crf)}
+        if rotation:
+            stream.set_display_rotation(rotation)
+        audio = None
+        if audio_seconds:
+            audio = container.add_stream('aac', rate=16000)
+            audio.layout = 'mono'
+        if first is not None:
+            for index, rgb in enumerate(itertools.chain([first], frames)):
+                frame = av.VideoFrame.from_ndarray(rgb, format='rgb24')
+                frame.pts = timestamps_ms[index] if timestamps_ms else index
+                frame.time_base = time_base
+                container.mux(stream.encode(frame))
+            container.mux(stream.encode(None))
         if audio is not None:
             time = np.arange(round(16000 * audio_seconds)) / 16000
             samples = (0.3 * np.sin(2 * np.pi * 440 * time)).astype(np.float32)
