@@ -4,6 +4,7 @@ Usage:
 
   python bench/bench_video.py [--size=320x240] [--render_size=N]
       [--memory_frames=100,1000] [--skip_memory] [--output_json=r.json]
+  python bench/bench_video.py --strip=docs/video_strip.jpg  # README strip
 
 Test videos with known ground truth (chromagen_tf/video/synthetic.py):
 each clip is a Ken Burns pan and then a zoom over one sample photo, a hard
@@ -220,6 +221,35 @@ def run_memory(lengths, work_dir) -> list:
     return rows
 
 
+def make_strip(path: str, photo_name: str, work_dir: str) -> None:
+    """README's frame strip: gray input, colorized (flow) and original rows."""
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    from chromagen_tf import colorize_lib  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    width, height, columns, gap = 320, 240, 5, 4
+    photo = _photo(photo_name, round(height * 1.5))
+    cameras = shot_cameras(photo, width, height, 24, 0)
+    truth = list(synthetic.ken_burns(photo, cameras, width, height))
+    gray_path = os.path.join(work_dir, 'strip_gray.mp4')
+    synthetic.write_video(gray_path, (synthetic.gray(f) for f in truth),
+                          rate=_RATE)
+    colour_path = os.path.join(work_dir, 'strip_colour.mp4')
+    pipeline.colorize_video(colorize_lib.load_colorizer(), pipeline.VideoConfig(
+        gray_path, colour_path, overwrite=True, show_progress=False))
+    picks = np.linspace(0, len(truth) - 1, columns).round().astype(int)
+    rows = [synthetic.read_video(gray_path), synthetic.read_video(colour_path),
+            truth]
+    sheet = np.full((3 * height + 2 * gap, columns * width + (columns - 1) * gap,
+                     3), 255, np.uint8)
+    for row, frames in enumerate(rows):
+        for column, index in enumerate(picks):
+            top, left = row * (height + gap), column * (width + gap)
+            sheet[top:top + height, left:left + width] = frames[index]
+    Image.fromarray(sheet).save(path, quality=88)
+    print(f'{path}: frames {list(picks)} of {len(truth)}')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size', default='320x240')
@@ -227,8 +257,15 @@ def main():
     parser.add_argument('--memory_frames', default='100,1000')
     parser.add_argument('--skip_memory', action='store_true')
     parser.add_argument('--output_json', default='')
+    parser.add_argument('--strip', default='',
+                        help='Only write the README frame strip to this path.')
+    parser.add_argument('--strip_photo', default='stream.jpg')
     parser.add_argument('--memory_child', nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.strip:
+        with tempfile.TemporaryDirectory() as work_dir:
+            make_strip(args.strip, args.strip_photo, work_dir)
+        return
     if args.memory_child:
         _memory_child(*args.memory_child)
         return

@@ -269,6 +269,17 @@ def test_existing_output_needs_overwrite(colorizer, tmp_path):
     assert len(synthetic.read_video(str(output))) == 3
 
 
+def test_audio_the_container_cannot_hold_is_refused(colorizer, tmp_path):
+    frames, _ = _pan(64, 48, 3)
+    source = _gray_video(str(tmp_path / 'flac.mkv'), frames,
+                         audio_seconds=0.5, audio_codec='flac')
+    with pytest.raises(errors.UsageError, match=r'flac.*\.mkv'):
+        _run(colorizer, source, str(tmp_path / 'out.mov'))
+    assert os.listdir(tmp_path) == ['flac.mkv']
+    _run(colorizer, source, str(tmp_path / 'out.mkv'))  # Copied there.
+    assert _audio_packets(str(tmp_path / 'out.mkv')) == _audio_packets(source)
+
+
 def _command(*args):
     return subprocess.run(
         [sys.executable, '-m', 'chromagen_tf.colorize_video', *args],

@@ -122,21 +122,23 @@ def write_video(path: str, frames: Iterable[np.ndarray], rate: int = 12,
                 audio_seconds: float = 0.0, codec: str = 'libx264',
                 pixel_format: str = 'yuv420p', rotation: int = 0,
                 timestamps_ms: Optional[Sequence[int]] = None,
-                options: Optional[dict] = None, crf: int = 18) -> None:
-    """Encodes uint8 RGB frames, optionally with a 440 Hz AAC tone.
+                options: Optional[dict] = None, crf: int = 18,
+                audio_codec: str = 'aac') -> None:
+    """Encodes uint8 RGB frames, optionally with a 440 Hz tone.
 
     Args:
       path: Output file; the container follows the extension.
       frames: uint8 RGB [H, W, 3] frames, all of one size; none gives a
         64x48 video stream without a frame (with audio: a valid file).
       rate: Nominal frame rate.
-      audio_seconds: Length of the mono 16 kHz AAC tone; 0: no audio.
+      audio_seconds: Length of the mono 16 kHz tone; 0: no audio.
       codec, pixel_format: The video encoder and its pixel format.
       rotation: Display rotation to store, counter-clockwise degrees.
       timestamps_ms: Frame times in ms (variable frame rate); default
         1 / rate apart.
       options: Container options (e.g. {'movflags': 'faststart'}).
       crf: x264's constant-rate factor (ignored by other encoders).
+      audio_codec: The tone's encoder ('aac' or 'flac').
     """
     time_base = fractions.Fraction(1, 1000 if timestamps_ms else rate)
     frames = iter(frames)
@@ -153,7 +155,7 @@ def write_video(path: str, frames: Iterable[np.ndarray], rate: int = 12,
             stream.set_display_rotation(rotation)
         audio = None
         if audio_seconds:
-            audio = container.add_stream('aac', rate=16000)
+            audio = container.add_stream(audio_codec, rate=16000)
             audio.layout = 'mono'
         if first is not None:
             for index, rgb in enumerate(itertools.chain([first], frames)):
@@ -164,9 +166,14 @@ def write_video(path: str, frames: Iterable[np.ndarray], rate: int = 12,
             container.mux(stream.encode(None))
         if audio is not None:
             time = np.arange(round(16000 * audio_seconds)) / 16000
-            samples = (0.3 * np.sin(2 * np.pi * 440 * time)).astype(np.float32)
-            frame = av.AudioFrame.from_ndarray(samples[np.newaxis],
-                                               format='fltp', layout='mono')
+            samples = 0.3 * np.sin(2 * np.pi * 440 * time)
+            sample_format = audio.codec_context.codec.audio_formats[0].name
+            if sample_format.startswith('s16'):
+                samples = (samples * 32767).astype(np.int16)
+            else:
+                samples = samples.astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(
+                samples[np.newaxis], format=sample_format, layout='mono')
             frame.sample_rate = 16000
             frame.pts = 0
             container.mux(audio.encode(frame))

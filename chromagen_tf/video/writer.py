@@ -122,13 +122,16 @@ class VideoWriter:
                     self._container.add_stream_from_template(template))
             self._container.start_encoding()
         except av.FFmpegError as error:
+            reason = getattr(error, 'strerror', None) or errors.first_line(
+                error)
             audio = ', '.join(t.codec_context.name
                               for t in self._audio_templates)
-            hint = (f' (audio: {audio}; try --output=NAME.mkv, which holds '
-                    'most audio codecs)') if audio else ''
+            extension = os.path.splitext(self.output_path)[1]
+            hint = (f'; the {extension} container may not hold the audio '
+                    f'codec ({audio}): try --output=NAME.mkv') if audio else ''
             raise errors.UsageError(
-                f'Cannot write {self.output_path}: '
-                f'{errors.first_line(error)}{hint}.') from error
+                f'Cannot write {self.output_path} ({reason}){hint}.'
+            ) from error
         for packet in self._pending_audio:
             self.write_audio(packet)
         self._pending_audio = []
