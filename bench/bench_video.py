@@ -5,6 +5,7 @@ Usage:
   python bench/bench_video.py [--size=320x240] [--render_size=N]
       [--memory_frames=100,1000] [--skip_memory] [--output_json=r.json]
   python bench/bench_video.py --strip=docs/video_strip.jpg  # README strip
+  python bench/bench_video.py --speed_size=1280x720  # speed at one size
 
 Test videos with known ground truth (chromagen_tf/video/synthetic.py):
 each clip is a Ken Burns pan and then a zoom over one sample photo, a hard
@@ -250,6 +251,28 @@ def make_strip(path: str, photo_name: str, work_dir: str) -> None:
     print(f'{path}: frames {list(picks)} of {len(truth)}')
 
 
+def run_speed(size, work_dir) -> None:
+    """A 24-frame pan at one size: twice (the second warm), then once
+    without the forward-backward test."""
+    from chromagen_tf import colorize_lib  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import temporal  # pylint: disable=g-import-not-at-top
+    width, height = size
+    photo = _photo('stream.jpg', round(height * 1.5))
+    path = os.path.join(work_dir, 'speed_gray.mp4')
+    synthetic.write_video(path, (synthetic.gray(f) for f in synthetic.ken_burns(
+        photo, shot_cameras(photo, width, height, 24, 0), width, height)),
+                          rate=_RATE)
+    colorizer = colorize_lib.load_colorizer()
+    for check in (True, True, False):
+        summary = pipeline.colorize_video(colorizer, pipeline.VideoConfig(
+            path, os.path.join(work_dir, 'speed.mp4'), overwrite=True,
+            show_progress=False, temporal_config=temporal.TemporalConfig(
+                forward_backward_check=check)))
+        print(f'forward-backward test {check}: {summary}')
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--size', default='320x240')
@@ -260,8 +283,15 @@ def main():
     parser.add_argument('--strip', default='',
                         help='Only write the README frame strip to this path.')
     parser.add_argument('--strip_photo', default='stream.jpg')
+    parser.add_argument('--speed_size', default='',
+                        help='Only time a 24-frame pan at this size, twice.')
     parser.add_argument('--memory_child', nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.speed_size:
+        with tempfile.TemporaryDirectory() as work_dir:
+            run_speed(tuple(int(v) for v in args.speed_size.split('x')),
+                      work_dir)
+        return
     if args.strip:
         with tempfile.TemporaryDirectory() as work_dir:
             make_strip(args.strip, args.strip_photo, work_dir)
