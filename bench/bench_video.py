@@ -20,7 +20,8 @@ Measures, per clip and mode, averaged over the clips:
               flow for every mode), measured twice: on the decoded output
               video (against the encoded ground-truth video), and on the
               smoother's a*b* before uint8 rounding and H.264 coding
-              (against the ground-truth frames); the excess over the
+              (against the ground-truth frames), and after only rounding
+              that to uint8 RGB; the excess over the
               truth's own value is shown, and none / flow ratios of the
               raw values per clip;
   ab MAE, PSNR against the ground-truth frames (PSNR on RGB);
@@ -97,6 +98,7 @@ def _settle(flow_ab, none_ab, cut: int, end: int) -> int:
 
 def run_quality(size, render_size, work_dir) -> dict:
     from chromagen_tf import colorize_lib  # pylint: disable=g-import-not-at-top
+    from chromagen_tf import full_resolution  # pylint: disable=g-import-not-at-top
     from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
     from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
     from chromagen_tf.video import temporal  # pylint: disable=g-import-not-at-top
@@ -146,9 +148,12 @@ def run_quality(size, render_size, work_dir) -> dict:
             mae = [float(np.abs(a - t).mean()) for a, t in zip(ab, truth_ab)]
             mse = [float(np.mean(np.square(f / 255.0 - t / 255.0)))
                    for f, t in zip(frames, truth)]
+            rounded = [full_resolution.lab_to_uint8(l, a[np.newaxis])[0].numpy()
+                       for l, a in zip(l_channels, ab_arrays)]
             results[mode].append({
                 'flicker_video': synthetic.warped_flicker(ab, flows),
                 'flicker_ab': synthetic.warped_flicker(ab_arrays, flows),
+                'flicker_uint8': synthetic.warped_flicker(_ab(rounded), flows),
                 'ab_mae': float(np.mean(mae)),
                 'psnr': float(np.mean([10 * np.log10(1 / m) for m in mse])),
                 'mae_around_cut': [round(m, 2) for m in mae[cut - 2:cut + 5]],
@@ -183,10 +188,12 @@ def _table(results) -> str:
             f'{mean("ab_mae"):.2f} | {mean("psnr"):.2f} | {settle or "-"} | '
             f'{mean("fps"):.1f} | {mean("network_ms"):.1f} | '
             f'{mean("temporal_ms"):.1f} |')
-    for key in ('flicker_video', 'flicker_ab'):
+    for key in ('flicker_video', 'flicker_uint8', 'flicker_ab'):
         ratios = [n[key] / f[key] for n, f in zip(results['none'],
                                                    results['flow'])]
-        rows.append(f'\nnone / flow, {key}: ' +
+        rows.append(f'\n{key}: none ' + ', '.join(
+            f'{c[key]:.3f}' for c in results['none']) + '; flow ' + ', '.join(
+                f'{c[key]:.3f}' for c in results['flow']) + '; none / flow ' +
                     ', '.join(f'{r:.2f}x' for r in ratios) + ' per clip')
     return '\n'.join(rows)
 
