@@ -226,6 +226,9 @@ def _bad_input(kind, folder):
     elif kind == 'zero_frames':
         path += '.mkv'  # A video stream, audio, and no video packet.
         synthetic.write_video(path, [], audio_seconds=0.5)
+    elif kind == 'no_video_stream':
+        path += '.mp4'  # MP4 drops a video track without frames.
+        synthetic.write_video(path, [], audio_seconds=0.5)
     elif kind == 'too_large':
         path += '.mp4'  # One frame just above DCI 4K.
         synthetic.write_video(path, [np.zeros((2160, 4112, 3), np.uint8)],
@@ -242,6 +245,7 @@ def _bad_input(kind, folder):
 @pytest.mark.parametrize('kind, error_type, words', [
     ('text', reader.NotAVideoError, 'is not a video'),
     ('zero_frames', reader.NotAVideoError, 'holds no video frames'),
+    ('no_video_stream', reader.NotAVideoError, 'has no video stream'),
     ('too_large', reader.VideoTooLargeError, 'larger than the limit'),
     ('truncated_mp4', reader.TruncatedVideoError, 'truncated'),
     ('truncated_mkv', reader.TruncatedVideoError, 'truncated'),
