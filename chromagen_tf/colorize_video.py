@@ -1,4 +1,4 @@
-"""Colorizes a black-and-white video with a ChromaGen model.
+r"""Colorizes a black-and-white video with a ChromaGen model.
 
 Usage:
 
