@@ -13,6 +13,7 @@ ENTRY_POINTS = [
     'chromagen_tf.train',
     'chromagen_tf.export',
     'chromagen_tf.colorize',
+    'chromagen_tf.colorize_video',
     'chromagen_tf.evaluate',
     'chromagen_tf.serving_client',
     'chromagen_tf.demo',

@@ -1,0 +1,330 @@
+"""Video benchmark: flicker, colour error, cut response, speed and memory.
+
+Usage:
+
+  python bench/bench_video.py [--size=320x240] [--render_size=N]
+      [--memory_frames=100,1000] [--skip_memory] [--output_json=r.json]
+  python bench/bench_video.py --strip=docs/video_strip.jpg  # README strip
+  python bench/bench_video.py --speed_size=1280x720  # speed at one size
+
+Test videos with known ground truth (chromagen_tf/video/synthetic.py):
+each clip is a Ken Burns pan and then a zoom over one sample photo, a hard
+cut, and a pan and zoom over another; the colour clip is encoded (x264,
+CRF 18) as the ground-truth video, its gray version is encoded the same
+way and colorized by the bundled model with --temporal=none, flow, and flow
+without the cut reset (an ablation).
+
+Measures, per clip and mode, averaged over the clips:
+  flicker     mean |a*b*(t) - a*b*(t-1) warped by the exact camera flow|
+              over consecutive frames of a shot (the same ground-truth
+              flow for every mode), measured twice: on the decoded output
+              video (against the encoded ground-truth video), and on the
+              smoother's a*b* before uint8 rounding and H.264 coding
+              (against the ground-truth frames), and after only rounding
+              that to uint8 RGB; the excess over the
+              truth's own value is shown, and none / flow ratios of the
+              raw values per clip;
+  ab MAE, PSNR against the ground-truth frames (PSNR on RGB);
+  settle      frames after the cut until the output's a*b* is within 1 ab
+              unit of its steady distance from the per-frame (none)
+              prediction, for 3 frames in a row (0: the cut frame itself);
+  speed       frames/s of the whole run (decode, network, smoothing,
+              encode), the network's and the smoother's ms per frame.
+Memory: peak RSS of colorize_video, each length in a fresh process, on a
+long pan at 160x120.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)
+SAMPLE_PHOTOS = os.path.join(REPO_ROOT, 'sample_photos')
+
+# (first shot, second shot) photo pairs, landscapes and close-ups mixed.
+CLIPS = (('stream.jpg', 'chelsea.jpg'), ('picos_de_europa.jpg', 'coffee.jpg'),
+         ('aitzgorri.jpg', 'fig_bowl.jpg'))
+MODES = (('none', {}), ('flow', {}), ('flow, no cut reset',
+                                      {'detect_cuts': False}))
+_RATE = 12
+
+
+def _photo(name: str, height: int) -> np.ndarray:
+    import cv2  # pylint: disable=g-import-not-at-top
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    with Image.open(os.path.join(SAMPLE_PHOTOS, name)) as image:
+        photo = np.asarray(image.convert('RGB'))
+    scale = height / photo.shape[0]
+    return cv2.resize(photo, (round(photo.shape[1] * scale), height),
+                      interpolation=cv2.INTER_AREA)
+
+
+def shot_cameras(photo: np.ndarray, width: int, height: int, pan: int,
+                 zoom: int) -> list:
+    """A left-to-right pan at 1.4 photo pixels per pixel, then a zoom in."""
+    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    photo_height, photo_width = photo.shape[:2]
+    scale = min(1.4, (photo_height - 2) / height)
+    half = width * scale / 2 + 2
+    left = synthetic.Camera(half, photo_height / 2, scale)
+    right = synthetic.Camera(photo_width - half, photo_height / 2, scale)
+    close = synthetic.Camera(photo_width - half, photo_height / 2, 0.8)
+    return (synthetic.camera_path(left, right, pan) +
+            synthetic.camera_path(right, close, zoom + 1)[1:])
+
+
+def _ab(frames) -> list:
+    from chromagen_tf import color  # pylint: disable=g-import-not-at-top
+    return [color.rgb_to_lab_numpy(f.astype(np.float32) / 255.0)[..., 1:]
+            for f in frames]
+
+
+def _settle(flow_ab, none_ab, cut: int, end: int) -> int:
+    distance = [float(np.abs(f - n).mean())
+                for f, n in zip(flow_ab[cut:end], none_ab[cut:end])]
+    steady = float(np.median(distance[5:])) + 1.0
+    for k in range(len(distance) - 2):
+        if all(d <= steady for d in distance[k:k + 3]):
+            return k
+    return len(distance)
+
+
+def run_quality(size, render_size, work_dir) -> dict:
+    from chromagen_tf.inference import colorize_lib  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.serving import full_resolution  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import temporal  # pylint: disable=g-import-not-at-top
+    width, height = size
+    colorizer = colorize_lib.load_colorizer(render_size=render_size)
+    results = {mode: [] for mode, _ in MODES}
+    results['ground truth'] = []
+    for first, second in CLIPS:
+        photos = [_photo(name, round(height * 1.5)) for name in (first, second)]
+        cameras = [shot_cameras(photos[0], width, height, 20, 12),
+                   shot_cameras(photos[1], width, height, 16, 10)]
+        truth = [frame for photo, path in zip(photos, cameras)
+                 for frame in synthetic.ken_burns(photo, path, width, height)]
+        flows = [flow for path in cameras
+                 for flow in synthetic.backward_flows(path, width, height)]
+        cut = len(cameras[0])
+        stem = os.path.join(work_dir, first.split('.')[0])
+        synthetic.write_video(stem + '_truth.mp4', truth, rate=_RATE)
+        synthetic.write_video(stem + '_gray.mp4',
+                              (synthetic.gray(f) for f in truth), rate=_RATE)
+        truth_ab = _ab(truth)
+        results['ground truth'].append({
+            'flicker_video': synthetic.warped_flicker(
+                _ab(synthetic.read_video(stem + '_truth.mp4')), flows),
+            'flicker_ab': synthetic.warped_flicker(truth_ab, flows)})
+        # The same Colorizer and smoother on the decoded gray frames, with
+        # a*b* taken before uint8 rounding and H.264 coding.
+        gray_frames = synthetic.read_video(stem + '_gray.mp4')
+        l_channels = [colorizer.lightness(f) for f in gray_frames]
+        predicted = [ab[0].numpy() for ab in colorizer.predict_ab(l_channels)]
+        l_arrays = [l[0, ..., 0].numpy() for l in l_channels]
+        outputs = {}
+        for mode, overrides in MODES:
+            config = pipeline.VideoConfig(
+                stem + '_gray.mp4', f'{stem}_{mode.split(",")[0]}.mp4',
+                temporal_mode=mode.split(',')[0], overwrite=True,
+                show_progress=False,
+                temporal_config=temporal.TemporalConfig(**overrides))
+            summary = pipeline.colorize_video(colorizer, config)
+            frames = synthetic.read_video(config.output_path)
+            ab = _ab(frames)
+            outputs[mode] = ab
+            ab_arrays = predicted
+            if config.temporal_mode == 'flow':
+                ab_arrays = temporal.smooth_sequence(
+                    l_arrays, predicted, config.temporal_config)[0]
+            mae = [float(np.abs(a - t).mean()) for a, t in zip(ab, truth_ab)]
+            mse = [float(np.mean(np.square(f / 255.0 - t / 255.0)))
+                   for f, t in zip(frames, truth)]
+            rounded = [full_resolution.lab_to_uint8(l, a[np.newaxis])[0].numpy()
+                       for l, a in zip(l_channels, ab_arrays)]
+            results[mode].append({
+                'flicker_video': synthetic.warped_flicker(ab, flows),
+                'flicker_ab': synthetic.warped_flicker(ab_arrays, flows),
+                'flicker_uint8': synthetic.warped_flicker(_ab(rounded), flows),
+                'ab_mae': float(np.mean(mae)),
+                'psnr': float(np.mean([10 * np.log10(1 / m) for m in mse])),
+                'mae_around_cut': [round(m, 2) for m in mae[cut - 2:cut + 5]],
+                'cuts_detected': summary.cuts,
+                'fps': summary.frames_per_second,
+                'network_ms': 1000 * summary.network_seconds / summary.frames,
+                'temporal_ms': 1000 * summary.temporal_seconds / summary.frames,
+            })
+        for mode, _ in MODES[1:]:
+            results[mode][-1]['settle'] = _settle(
+                outputs[mode], outputs['none'], cut, len(truth))
+    return results
+
+
+def _table(results) -> str:
+    rows = ['| mode | flicker, video (excess over truth) | flicker, a*b* '
+            'before coding (excess) | ab MAE | PSNR dB | settle (frames) | '
+            'frames/s | network ms/frame | smoothing ms/frame |',
+            '|---|---|---|---|---|---|---|---|---|']
+    truth = results['ground truth']
+    for mode, clips in results.items():
+        def mean(key, clips=clips):
+            values = [c[key] for c in clips if key in c]
+            return np.mean(values) if values else float('nan')
+        flicker = []
+        for key in ('flicker_video', 'flicker_ab'):
+            excess = mean(key) - np.mean([c[key] for c in truth])
+            flicker.append(f'{mean(key):.3f} ({excess:+.3f})')
+        settle = ', '.join(str(c['settle']) for c in clips if 'settle' in c)
+        rows.append(
+            f'| {mode} | {flicker[0]} | {flicker[1]} | '
+            f'{mean("ab_mae"):.2f} | {mean("psnr"):.2f} | {settle or "-"} | '
+            f'{mean("fps"):.1f} | {mean("network_ms"):.1f} | '
+            f'{mean("temporal_ms"):.1f} |')
+    for key in ('flicker_video', 'flicker_uint8', 'flicker_ab'):
+        ratios = [n[key] / f[key] for n, f in zip(results['none'],
+                                                   results['flow'])]
+        rows.append(f'\n{key}: none ' + ', '.join(
+            f'{c[key]:.3f}' for c in results['none']) + '; flow ' + ', '.join(
+                f'{c[key]:.3f}' for c in results['flow']) + '; none / flow ' +
+                    ', '.join(f'{r:.2f}x' for r in ratios) + ' per clip')
+    return '\n'.join(rows)
+
+
+def _memory_child(path: str, output: str) -> None:
+    from chromagen_tf.inference import colorize_lib  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
+    colorizer = colorize_lib.load_colorizer()
+    summary = pipeline.colorize_video(colorizer, pipeline.VideoConfig(
+        path, output, overwrite=True, show_progress=False))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    print(json.dumps({'frames': summary.frames, 'peak_rss_mb': peak,
+                      'fps': summary.frames_per_second}))
+
+
+def run_memory(lengths, work_dir) -> list:
+    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    photo = _photo('sunset.jpg', 180)
+    width, height = 160, 120
+    rows = []
+    for length in lengths:
+        # Back and forth over the photo, so a long video stays one shot.
+        one_way = shot_cameras(photo, width, height, 50, 0)
+        cameras = (one_way + one_way[::-1]) * (length // 100 + 1)
+        path = os.path.join(work_dir, f'long_{length}.mp4')
+        synthetic.write_video(path, synthetic.ken_burns(
+            photo, cameras[:length], width, height), rate=25, audio_seconds=1)
+        result = subprocess.run(
+            [sys.executable, __file__, '--memory_child', path,
+             os.path.join(work_dir, f'long_{length}_out.mp4')],
+            capture_output=True, text=True, check=True)
+        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def make_strip(path: str, photo_name: str, work_dir: str) -> None:
+    """README's frame strip: gray input, colorized (flow) and original rows."""
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+
+    from chromagen_tf.inference import colorize_lib  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    width, height, columns, gap = 320, 240, 5, 4
+    photo = _photo(photo_name, round(height * 1.5))
+    cameras = shot_cameras(photo, width, height, 24, 0)
+    truth = list(synthetic.ken_burns(photo, cameras, width, height))
+    gray_path = os.path.join(work_dir, 'strip_gray.mp4')
+    synthetic.write_video(gray_path, (synthetic.gray(f) for f in truth),
+                          rate=_RATE)
+    colour_path = os.path.join(work_dir, 'strip_colour.mp4')
+    pipeline.colorize_video(colorize_lib.load_colorizer(), pipeline.VideoConfig(
+        gray_path, colour_path, overwrite=True, show_progress=False))
+    picks = np.linspace(0, len(truth) - 1, columns).round().astype(int)
+    rows = [synthetic.read_video(gray_path), synthetic.read_video(colour_path),
+            truth]
+    sheet = np.full((3 * height + 2 * gap, columns * width + (columns - 1) * gap,
+                     3), 255, np.uint8)
+    for row, frames in enumerate(rows):
+        for column, index in enumerate(picks):
+            top, left = row * (height + gap), column * (width + gap)
+            sheet[top:top + height, left:left + width] = frames[index]
+    Image.fromarray(sheet).save(path, quality=88)
+    print(f'{path}: frames {list(picks)} of {len(truth)}')
+
+
+def run_speed(size, work_dir) -> None:
+    """A 24-frame pan at one size: twice (the second warm), then once
+    without the forward-backward test."""
+    from chromagen_tf.inference import colorize_lib  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.video import temporal  # pylint: disable=g-import-not-at-top
+    width, height = size
+    photo = _photo('stream.jpg', round(height * 1.5))
+    path = os.path.join(work_dir, 'speed_gray.mp4')
+    synthetic.write_video(path, (synthetic.gray(f) for f in synthetic.ken_burns(
+        photo, shot_cameras(photo, width, height, 24, 0), width, height)),
+                          rate=_RATE)
+    colorizer = colorize_lib.load_colorizer()
+    for check in (True, True, False):
+        summary = pipeline.colorize_video(colorizer, pipeline.VideoConfig(
+            path, os.path.join(work_dir, 'speed.mp4'), overwrite=True,
+            show_progress=False, temporal_config=temporal.TemporalConfig(
+                forward_backward_check=check)))
+        print(f'forward-backward test {check}: {summary}')
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--size', default='320x240')
+    parser.add_argument('--render_size', type=int, default=None)
+    parser.add_argument('--memory_frames', default='100,1000')
+    parser.add_argument('--skip_memory', action='store_true')
+    parser.add_argument('--output_json', default='')
+    parser.add_argument('--strip', default='',
+                        help='Only write the README frame strip to this path.')
+    parser.add_argument('--strip_photo', default='stream.jpg')
+    parser.add_argument('--speed_size', default='',
+                        help='Only time a 24-frame pan at this size, twice.')
+    parser.add_argument('--memory_child', nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.speed_size:
+        with tempfile.TemporaryDirectory() as work_dir:
+            run_speed(tuple(int(v) for v in args.speed_size.split('x')),
+                      work_dir)
+        return
+    if args.strip:
+        with tempfile.TemporaryDirectory() as work_dir:
+            make_strip(args.strip, args.strip_photo, work_dir)
+        return
+    if args.memory_child:
+        _memory_child(*args.memory_child)
+        return
+    size = tuple(int(v) for v in args.size.split('x'))
+    report = {'load_before': os.getloadavg()}
+    with tempfile.TemporaryDirectory() as work_dir:
+        report['quality'] = run_quality(size, args.render_size, work_dir)
+        print(_table(report['quality']))
+        if not args.skip_memory:
+            report['memory'] = run_memory(
+                [int(v) for v in args.memory_frames.split(',')], work_dir)
+            for row in report['memory']:
+                print(f'{row["frames"]} frames at 160x120: peak RSS '
+                      f'{row["peak_rss_mb"]:.0f} MB, {row["fps"]:.1f} frames/s')
+    report['load_after'] = os.getloadavg()
+    print(f'load average before {report["load_before"][0]:.2f}, '
+          f'after {report["load_after"][0]:.2f}')
+    if args.output_json:
+        with open(args.output_json, 'w') as f:
+            json.dump(report, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,23 @@
+"""Colorizing video: reading and writing with PyAV, temporal smoothing.
+
+  reader.py     decoded frames (upright, with their timestamps) and audio
+                packets, with the input checks
+  writer.py     H.264 output in the input's timing, audio copied, written
+                under a temporary name and renamed on success
+  temporal.py   flow-guided temporal smoothing of a*b* (OpenCV DIS)
+  pipeline.py   colorize_video: batches of frames through a Colorizer
+  synthetic.py  test videos with known motion, and the flicker measure
+
+The command is `python -m chromagen_tf.colorize_video`; docs/video.md
+describes the method. Needs the `video` extra (`pip install .[video]`).
+"""
+
+# These three live here, free of PyAV and OpenCV, so that the command can
+# define its flags and say what to install when the extra is missing.
+
+# The default pixel limit per frame: DCI 4K (4096x2160). A batch of 8 such
+# frames holds about 0.9 GB of float32 L and a*b* (docs/video.md).
+MAX_PIXELS = 4096 * 2160
+# x264's constant-quality factor; 18 is about visually lossless (x264 docs).
+DEFAULT_CRF = 18
+TEMPORAL_MODES = ('flow', 'none')
