@@ -1,8 +1,9 @@
 """The web app's page in a real browser: headless Chromium with Selenium.
 
 Uploads two sample photos through the page's file input, waits for both
-results, checks them, downloads the zip and checks its contents, then
-checks that a bad file gets a message on the page. The page is also saved
+results, checks them, downloads the zip and checks its contents; picks a
+folder of photos through the folder input; then checks that a bad file gets
+a message on the page. The page is also saved
 as a screenshot; with CHROMAGEN_APP_SCREENSHOT=PATH set, there too (that is
 how docs/app_screenshot.png is made).
 """
@@ -176,3 +177,28 @@ def test_bad_file_gets_a_message_on_the_page(server, browser, tmp_path):
     _wait(browser, expected_conditions.visibility_of(message))
     assert 'not a photo' in message.text, message.text
     assert not card.find_element(By.CSS_SELECTOR, 'a.download').is_displayed()
+
+
+def test_a_chosen_folder_colorizes_its_images(server, browser, tmp_path):
+    # A box of scans: photos in a folder and a subfolder, beside a file
+    # that is not an image, which the page leaves out.
+    folder = tmp_path / 'scans'
+    (folder / 'album').mkdir(parents=True)
+    shutil.copy(conftest.SAMPLE_PHOTOS / _PHOTOS[0], folder / _PHOTOS[0])
+    shutil.copy(conftest.SAMPLE_PHOTOS / _PHOTOS[1],
+                folder / 'album' / _PHOTOS[1])
+    (folder / 'notes.txt').write_text('not a photo')
+    browser.get(server.url + '/')
+    _wait(browser, lambda d: d.find_element(By.ID, 'limits').text)
+    browser.find_element(By.ID, 'folder').send_keys(str(folder))
+    _wait(browser, lambda d: len(_cards(d, 'done')) + len(_cards(
+        d, 'failed')) == 2)
+    assert not _cards(browser, 'failed'), browser.find_element(
+        By.ID, 'results').text
+    names = [card.find_element(By.CSS_SELECTOR, '.name').text
+             for card in _cards(browser, 'done')]
+    assert sorted(names) == sorted(_PHOTOS)
+    for card in _cards(browser, 'done'):
+        assert _result_chroma(browser, card) > 5
+    # Nothing else was queued: the text file never became a card.
+    assert len(browser.find_elements(By.CSS_SELECTOR, '#results .card')) == 2

@@ -228,6 +228,54 @@ function pump() {
   refreshButtons();
 }
 
+// The extensions the server accepts, for the files found in a folder; a
+// photo picked on its own is always tried.
+const IMAGE_NAME = /\.(jpe?g|png|webp|gif|bmp|tiff?)$/i;
+
+function isImageName(name) {
+  return IMAGE_NAME.test(name);
+}
+
+// The files under a dropped entry as [path, File] pairs: a dropped file as
+// it is, the images of a dropped folder and its subfolders. readEntries
+// returns at most 100 entries a call, so it is called until it has none.
+async function filesOf(entry, inFolder = false) {
+  if (entry.isFile) {
+    if (inFolder && !isImageName(entry.name)) return [];
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    return [[entry.fullPath, file]];
+  }
+  const reader = entry.createReader();
+  const found = [];
+  for (;;) {
+    const entries = await new Promise(
+        (resolve, reject) => reader.readEntries(resolve, reject));
+    if (!entries.length) break;
+    for (const child of entries) found.push(...await filesOf(child, true));
+  }
+  return found;
+}
+
+async function addDropped(dataTransfer) {
+  const entries = [...dataTransfer.items]
+      .map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry())
+      .filter(Boolean);
+  if (!entries.some((entry) => entry.isDirectory)) {
+    addFiles([...dataTransfer.files]);
+    return;
+  }
+  const found = [];
+  for (const entry of entries) found.push(...await filesOf(entry));
+  found.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+  addFiles(found.map(([, file]) => file));
+}
+
+function byPath(a, b) {
+  const pathA = a.webkitRelativePath || a.name;
+  const pathB = b.webkitRelativePath || b.name;
+  return pathA < pathB ? -1 : pathA > pathB ? 1 : 0;
+}
+
 function addFiles(files) {
   for (const file of files) {
     const card = new Card(file);
@@ -357,6 +405,13 @@ function setUp() {
     addFiles([...input.files]);
     input.value = '';
   });
+  // A chosen folder: its images, in path order; other files are left out.
+  const folder = $('#folder');
+  folder.addEventListener('change', () => {
+    addFiles([...folder.files].filter((file) => isImageName(file.name))
+                 .sort(byPath));
+    folder.value = '';
+  });
   for (const name of ['dragenter', 'dragover']) {
     drop.addEventListener(name, (event) => {
       event.preventDefault();
@@ -368,7 +423,7 @@ function setUp() {
   }
   drop.addEventListener('drop', (event) => {
     event.preventDefault();
-    addFiles([...event.dataTransfer.files]);
+    addDropped(event.dataTransfer);
   });
   // A photo dropped beside the drop zone must not replace the page.
   window.addEventListener('dragover', (event) => event.preventDefault());
