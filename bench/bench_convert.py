@@ -13,7 +13,6 @@ Usage:
 
 import contextlib
 import os
-import resource
 import shutil
 import statistics
 import tempfile
@@ -25,6 +24,7 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
+from bench import common
 from chromagen_tf import color
 from chromagen_tf.data import imaging
 from chromagen_tf.data import records
@@ -39,39 +39,19 @@ _NUM_IMAGES = flags.DEFINE_integer('num_images', 420,
                                    'Photos per run (copies if needed).')
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 256, 'Stored size.')
 _RUNS = flags.DEFINE_integer('runs', 5, 'Runs per setting; the median is '
-                             'reported.')
+                             'reported.', lower_bound=1)
 _COMPARE_MALLOC = flags.DEFINE_bool(
     'compare_malloc', True, "Also measure with glibc's default malloc "
     'settings, before make_tfrecords tunes them.')
 _PROCESSES = flags.DEFINE_list('processes', ['0', '1', '2'],
                                'Process counts to measure (0: in-process).')
 
-_SAMPLE_PHOTOS = os.path.join(os.path.dirname(__file__), '..',
-                              'sample_photos')
-
 
 def _prepare_inputs(workdir: str) -> str:
-    source = _IMAGE_DIR.value or _SAMPLE_PHOTOS
-    photos = [source_file.path for source_file in
-              shard_files.list_image_dir(source)]
     if _IMAGE_DIR.value:
-        return source
-    target = os.path.join(workdir, 'photos')
-    os.makedirs(target)
-    for index in range(_NUM_IMAGES.value):
-        photo = photos[index % len(photos)]
-        shutil.copy(photo, os.path.join(target, f'{index:05d}_' +
-                                        os.path.basename(photo)))
-    return target
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and of its finished (joined) children."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
+        return _IMAGE_DIR.value
+    return common.copy_photos(common.SAMPLE_PHOTOS, _NUM_IMAGES.value,
+                              os.path.join(workdir, 'photos'))
 
 
 def _median_rate(function, count: int) -> tuple[float, float, list[float]]:
@@ -82,10 +62,10 @@ def _median_rate(function, count: int) -> tuple[float, float, list[float]]:
     """
     rates, cpu_rates = [], []
     for _ in range(_RUNS.value):
-        start, cpu_start = time.perf_counter(), _cpu_seconds()
+        start, cpu_start = time.perf_counter(), common.cpu_seconds()
         function()
         rates.append(count / (time.perf_counter() - start))
-        cpu_rates.append(count / (_cpu_seconds() - cpu_start))
+        cpu_rates.append(count / (common.cpu_seconds() - cpu_start))
     return statistics.median(rates), statistics.median(cpu_rates), rates
 
 
@@ -126,8 +106,7 @@ def _measure_converter(workdir, image_dir, sources, size, label):
         per_process = rate / max(processes, 1)
         # Children's peak RSS only grows over the run: with the default
         # settings measured first, a later, larger figure is the tuned one.
-        worker_rss = resource.getrusage(
-            resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        worker_rss = common.peak_rss_mb(children=True)
         print(f'[{label}] make_tfrecords num_processes={processes}: '
               f'{rate:7.1f} images/s total, {per_process:7.1f} per process, '
               f'{cpu_rate:7.1f} per CPU-second (runs: '
@@ -136,14 +115,14 @@ def _measure_converter(workdir, image_dir, sources, size, label):
 
 
 def main(argv):
-    del argv
+    common.check_no_arguments(argv)
     workdir = tempfile.mkdtemp(prefix='bench_convert_')
     try:
         image_dir = _prepare_inputs(workdir)
         sources = shard_files.list_image_dir(image_dir)
         paths = [source.path for source in sources]
         size = _IMAGE_SIZE.value
-        print(f'load average {os.getloadavg()[0]:.2f}')
+        print(f'load average {common.load_average():.2f}')
         with Image.open(paths[0]) as image:
             print(f'{len(paths)} photos (first: {image.size[0]}x'
                   f'{image.size[1]} {image.format}), image_size={size}, '
