@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from bench import common
 from chromagen_tf import color
 from chromagen_tf.data import imaging
 from chromagen_tf.data import records
@@ -37,13 +38,12 @@ from data_prep import shard_files
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 256, 'Stored size.')
 _COPIES = flags.DEFINE_integer('copies', 20,
                                'Records per photo in each file.')
-_RUNS = flags.DEFINE_integer('runs', 3, 'Timed passes; median reported.')
+_RUNS = flags.DEFINE_integer('runs', 3, 'Timed passes; median reported.',
+                             lower_bound=1)
 _PARALLEL = flags.DEFINE_integer(
     'parallel_calls', 1, 'num_parallel_calls of the decoding map (1 measures '
     'one core).')
 
-_SAMPLE_PHOTOS = os.path.join(os.path.dirname(__file__), '..',
-                              'sample_photos')
 _RAW = 'lab/raw'
 _RAW_SPEC = {_RAW: tf.io.FixedLenFeature([], tf.string)}
 
@@ -133,20 +133,20 @@ def _encoders(size: int):
 
 def _labs(size: int) -> list[np.ndarray]:
     labs = []
-    for source in shard_files.list_image_dir(_SAMPLE_PHOTOS):
+    for source in shard_files.list_image_dir(common.SAMPLE_PHOTOS):
         image = imaging.load_for_storage(source.path, size).image
         labs.append(color.rgb_to_lab_numpy(np.asarray(image)))
     return labs
 
 
 def main(argv):
-    del argv
+    common.check_no_arguments(argv)
     allocator.retain_freed_memory()  # As make_tfrecords does.
     size = _IMAGE_SIZE.value
     labs = _labs(size)
     count = len(labs) * _COPIES.value
     workdir = tempfile.mkdtemp(prefix='bench_encoding_')
-    print(f'load average {os.getloadavg()[0]:.2f}')
+    print(f'load average {common.load_average():.2f}')
     print(f'{len(labs)} photos x {_COPIES.value} copies at {size}x{size}; '
           f'decode map num_parallel_calls={_PARALLEL.value}, median of '
           f'{_RUNS.value} passes')
