@@ -75,13 +75,11 @@ def run_child(module: str, *arguments: str) -> dict:
     output = subprocess.run(child_command(module, *arguments),
                             cwd=REPO_ROOT, env=quiet_environment(),
                             capture_output=True, text=True, check=False)
-    try:
-        if output.returncode == 0:
-            return parse_result(output.stdout)
-    except ValueError:
-        pass
-    raise RuntimeError(f'bench.{module} {" ".join(arguments)} failed with '
-                       f'code {output.returncode}:\n{output.stderr[-3000:]}')
+    if output.returncode:
+        raise RuntimeError(
+            f'bench.{module} {" ".join(arguments)} failed with code '
+            f'{output.returncode}:\n{output.stderr[-3000:]}')
+    return parse_result(output.stdout)
 
 
 def copy_photos(source_dir: str, count: int, target: str) -> str:
