@@ -14,7 +14,6 @@ Usage:
 import contextlib
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from unittest import mock
@@ -54,21 +53,6 @@ def _prepare_inputs(workdir: str) -> str:
                               os.path.join(workdir, 'photos'))
 
 
-def _median_rate(function, count: int) -> tuple[float, float, list[float]]:
-    """Median images/s of wall time, and median images per CPU-second.
-
-    On a shared machine the wall-clock rate depends on the other load; the
-    rate per CPU-second is what one free core would do.
-    """
-    rates, cpu_rates = [], []
-    for _ in range(_RUNS.value):
-        start, cpu_start = time.perf_counter(), common.cpu_seconds()
-        function()
-        rates.append(count / (time.perf_counter() - start))
-        cpu_rates.append(count / (common.cpu_seconds() - cpu_start))
-    return statistics.median(rates), statistics.median(cpu_rates), rates
-
-
 def _plain_pil(paths, size):
     for path in paths:
         with Image.open(path) as image:
@@ -102,7 +86,8 @@ def _measure_converter(workdir, image_dir, sources, size, label):
                 output_dir=output, image_dir=image_dir, image_size=size,
                 num_processes=processes, images_per_shard=100)
             convert_lib.run(config, sources, show_progress=False)
-        rate, cpu_rate, rates = _median_rate(convert, len(sources))
+        rate, cpu_rate, rates = common.median_rates(convert, len(sources),
+                                                    _RUNS.value)
         per_process = rate / max(processes, 1)
         # Children's peak RSS only grows over the run: with the default
         # settings measured first, a later, larger figure is the tuned one.
@@ -128,8 +113,8 @@ def main(argv):
                   f'{image.size[1]} {image.format}), image_size={size}, '
                   f'median of {_RUNS.value} runs, {os.cpu_count()} cores')
         _plain_pil(paths[:20], size)  # Warm the page cache.
-        rate, cpu_rate, _ = _median_rate(lambda: _plain_pil(paths, size),
-                                         len(paths))
+        rate, cpu_rate, _ = common.median_rates(
+            lambda: _plain_pil(paths, size), len(paths), _RUNS.value)
         print(f'plain PIL open+convert+resize (1 process): {rate:7.1f} '
               f'images/s, {cpu_rate:7.1f} per CPU-second')
         # First with glibc's default malloc settings, then with those

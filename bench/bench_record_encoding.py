@@ -16,7 +16,6 @@ Usage:
 import io
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from unittest import mock
@@ -131,6 +130,11 @@ def _encoders(size: int):
     }
 
 
+def _read_all(dataset: tf.data.Dataset) -> None:
+    for _ in dataset:
+        pass
+
+
 def _labs(size: int) -> list[np.ndarray]:
     labs = []
     for source in shard_files.list_image_dir(common.SAMPLE_PHOTOS):
@@ -173,19 +177,12 @@ def main(argv):
             dataset = tf.data.TFRecordDataset(
                 path, compression_type=compression or '').map(
                     decode, num_parallel_calls=_PARALLEL.value)
-            for _ in dataset.take(20):  # Warm-up: tracing, page cache.
-                pass
-            rates, cpu_rates = [], []
-            for _ in range(_RUNS.value):
-                start, cpu_start = time.perf_counter(), time.process_time()
-                for _ in dataset:
-                    pass
-                rates.append(count / (time.perf_counter() - start))
-                cpu_rates.append(count / (time.process_time() - cpu_start))
+            _read_all(dataset.take(20))  # Warm-up: tracing, page cache.
+            rate, cpu_rate, _ = common.median_rates(
+                lambda: _read_all(dataset), count, _RUNS.value)
             print(f'{name:20s} {per_image / 1024:7.1f} KiB/image  '
                   f'encode {encode_ms:5.2f} CPU-ms/image  decode '
-                  f'{statistics.median(rates):5.0f} images/s '
-                  f'({statistics.median(cpu_rates):5.0f} per CPU-second)  '
+                  f'{rate:5.0f} images/s ({cpu_rate:5.0f} per CPU-second)  '
                   f'max error '
                   f'{error_vs_float:.3f} Lab units (decoder exact: '
                   f'{error < 1e-4})')

@@ -139,6 +139,28 @@ def median_seconds(function: Callable[[], Any], repeats: int,
     return statistics.median(times)
 
 
+def median_rates(function: Callable[[], Any], count: int,
+                 runs: int) -> tuple[float, float, list[float]]:
+    """Median rate of `function()`, which handles `count` items a call.
+
+    Nothing is warmed up: the caller does that where it matters.
+
+    Returns:
+      The median items per second of wall time, the median items per
+      CPU-second (of this process and its waited-for children), and the
+      wall-time rate of each run. On a shared machine the wall-clock rate
+      depends on the other load; the rate per CPU-second is what one free
+      core would do.
+    """
+    rates, cpu_rates = [], []
+    for _ in range(runs):
+        start, cpu_start = time.perf_counter(), cpu_seconds()
+        function()
+        rates.append(count / (time.perf_counter() - start))
+        cpu_rates.append(count / (cpu_seconds() - cpu_start))
+    return statistics.median(rates), statistics.median(cpu_rates), rates
+
+
 def cpu_seconds() -> float:
     """CPU time of this process and of its finished (waited-for) children."""
     total = 0.0
