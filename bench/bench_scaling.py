@@ -23,10 +23,8 @@ Usage:
 
 import dataclasses
 import json
-import statistics
 import subprocess
 import tempfile
-import time
 
 from absl import app
 from absl import flags
@@ -114,13 +112,14 @@ def _measure(mode: str, settings: _Settings) -> dict:
         config, strategy, 0, None)
     iterator = iter(datasets)
     steps = tf.constant(settings.steps_per_loop)
-    times = []
-    for index in range(_WARMUP_LOOPS + settings.loops):
-        start = time.perf_counter()
+
+    def train_loop():
         float(train.steps.train_loop(iterator, steps)[0]['l1'])
-        if index >= _WARMUP_LOOPS:
-            times.append(time.perf_counter() - start)
-    seconds = statistics.median(times)
+
+    for _ in range(_WARMUP_LOOPS):
+        train_loop()
+    seconds = common.median_seconds(train_loop, settings.loops,
+                                    warm_up=False)
     return dict(
         mode=mode, replicas=strategy.num_replicas_in_sync,
         seconds_per_loop=seconds,

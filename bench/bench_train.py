@@ -148,13 +148,11 @@ def _run_custom(stage, precision, data_dir, steps, repeats,
             for _ in range(steps):
                 outputs = _one_step()
             return outputs
-    times = []
-    for i in range(repeats + 1):
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda value: value.numpy(), run())
-        if i:  # The first call includes tracing.
-            times.append(time.perf_counter() - start)
-    return steps * 16 / statistics.median(times)
+    # The untimed warm-up call includes tracing.
+    seconds = common.median_seconds(
+        lambda: tf.nest.map_structure(lambda value: value.numpy(), run()),
+        repeats)
+    return steps * 16 / seconds
 
 
 def _run_fit(stage, precision, data_dir, steps, repeats):
