@@ -45,8 +45,11 @@ def child_command(module: str, *arguments: str) -> list[str]:
 
 
 def quiet_environment(**extra: str) -> dict[str, str]:
-    """This process's environment for a child, without TF's info logs."""
-    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2', **extra)
+    """This process's environment for a child, plus `extra`.
+
+    TensorFlow's info logs are off unless TF_CPP_MIN_LOG_LEVEL is set.
+    """
+    return {'TF_CPP_MIN_LOG_LEVEL': '2', **os.environ, **extra}
 
 
 def print_result(result: dict) -> None:
