@@ -37,8 +37,10 @@ _IMAGE_DIR = flags.DEFINE_string(
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 420,
                                    'Photos per run (copies if needed).')
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 256, 'Stored size.')
-_RUNS = flags.DEFINE_integer('runs', 5, 'Runs per setting; the median is '
-                             'reported.', lower_bound=1)
+_RUNS = flags.DEFINE_integer('runs',
+                             5, 'Runs per setting; the median is '
+                             'reported.',
+                             lower_bound=1)
 _COMPARE_MALLOC = flags.DEFINE_bool(
     'compare_malloc', True, "Also measure with glibc's default malloc "
     'settings, before make_tfrecords tunes them.')
@@ -70,7 +72,7 @@ def _stages(paths, size):
         lab = color.rgb_to_lab_numpy(rgb)
         end = time.perf_counter()
         records.encode_example(lab, 'key', loaded.original_height,
-                            loaded.original_width)
+                               loaded.original_width)
         totals['decode+resize'] += middle - start
         totals['rgb_to_lab'] += end - middle
         totals['encode_example'] += time.perf_counter() - end
@@ -79,13 +81,17 @@ def _stages(paths, size):
 
 def _measure_converter(workdir, image_dir, sources, size, label):
     for processes in (int(value) for value in _PROCESSES.value):
+
         def convert(processes=processes):
             output = os.path.join(workdir, 'out')
             shutil.rmtree(output, ignore_errors=True)
-            config = convert_config.ConvertConfig(
-                output_dir=output, image_dir=image_dir, image_size=size,
-                num_processes=processes, images_per_shard=100)
+            config = convert_config.ConvertConfig(output_dir=output,
+                                                  image_dir=image_dir,
+                                                  image_size=size,
+                                                  num_processes=processes,
+                                                  images_per_shard=100)
             convert_lib.run(config, sources, show_progress=False)
+
         rate, cpu_rate, rates = common.median_rates(convert, len(sources),
                                                     _RUNS.value)
         per_process = rate / max(processes, 1)
@@ -113,8 +119,8 @@ def main(argv):
                   f'{image.size[1]} {image.format}), image_size={size}, '
                   f'median of {_RUNS.value} runs, {os.cpu_count()} cores')
         _plain_pil(paths[:20], size)  # Warm the page cache.
-        rate, cpu_rate, _ = common.median_rates(
-            lambda: _plain_pil(paths, size), len(paths), _RUNS.value)
+        rate, cpu_rate, _ = common.median_rates(lambda: _plain_pil(paths, size),
+                                                len(paths), _RUNS.value)
         print(f'plain PIL open+convert+resize (1 process): {rate:7.1f} '
               f'images/s, {cpu_rate:7.1f} per CPU-second')
         # First with glibc's default malloc settings, then with those
@@ -129,7 +135,7 @@ def main(argv):
             stages = _stages(paths, size)
             print(f'[{label}] convert_image stages, ms/image: ' + ', '.join(
                 f'{name} {value:.2f}' for name, value in stages.items()) +
-                f', total {sum(stages.values()):.2f}')
+                  f', total {sum(stages.values()):.2f}')
             with (contextlib.nullcontext() if tuned else mock.patch.object(
                     allocator, 'retain_freed_memory', lambda: False)):
                 _measure_converter(workdir, image_dir, sources, size, label)

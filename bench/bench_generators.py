@@ -32,16 +32,20 @@ from absl import flags
 from bench import common
 
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Lab shards to train on.')
-_VAL_PHOTOS = flags.DEFINE_string(
-    'val_photos', None, 'Folder of the val photos at full size.')
-_MINUTES = flags.DEFINE_float(
-    'minutes', 8.0, 'Wall-clock training budget per generator.',
-    lower_bound=0.0)
-_PRETRAIN_STEPS = flags.DEFINE_integer(
-    'pretrain_steps', 600, 'L1 pretraining steps before the GAN.',
-    lower_bound=1)
-_GAN_STEPS = flags.DEFINE_integer('gan_steps', 300, 'GAN steps after '
-                                  'pretraining.', lower_bound=1)
+_VAL_PHOTOS = flags.DEFINE_string('val_photos', None,
+                                  'Folder of the val photos at full size.')
+_MINUTES = flags.DEFINE_float('minutes',
+                              8.0,
+                              'Wall-clock training budget per generator.',
+                              lower_bound=0.0)
+_PRETRAIN_STEPS = flags.DEFINE_integer('pretrain_steps',
+                                       600,
+                                       'L1 pretraining steps before the GAN.',
+                                       lower_bound=1)
+_GAN_STEPS = flags.DEFINE_integer('gan_steps',
+                                  300, 'GAN steps after '
+                                  'pretraining.',
+                                  lower_bound=1)
 _RENDER_SIZE = flags.DEFINE_integer('render_size', 192,
                                     'Render size of the evaluation.')
 _QUESTIONS = flags.DEFINE_list('questions', ['wall_clock', 'pretraining'],
@@ -50,20 +54,24 @@ _OUTPUT = flags.DEFINE_string('output', '', 'Also write JSON here.')
 flags.mark_flags_as_required(['data_dir', 'val_photos'])
 
 # Every training run of both questions.
-_TRAIN_FLAGS = ['--image_size=128', '--global_batch_size=16', '--seed=0',
-           '--steps_per_loop=10', '--summary_every=10',
-           '--checkpoint_every=100000', '--eval_every=100000',
-           '--discriminator_width=32', '--min_crop_scale=0.4']
+_TRAIN_FLAGS = [
+    '--image_size=128', '--global_batch_size=16', '--seed=0',
+    '--steps_per_loop=10', '--summary_every=10', '--checkpoint_every=100000',
+    '--eval_every=100000', '--discriminator_width=32', '--min_crop_scale=0.4'
+]
 
 
 def _train(data_dir, model_dir, *train_flags, seconds=None):
-    command = [sys.executable, '-m', 'chromagen_tf.train',
-               f'--data_dir={data_dir}', f'--model_dir={model_dir}',
-               *_TRAIN_FLAGS, *train_flags]
+    command = [
+        sys.executable, '-m', 'chromagen_tf.train', f'--data_dir={data_dir}',
+        f'--model_dir={model_dir}', *_TRAIN_FLAGS, *train_flags
+    ]
     start = time.monotonic()
-    process = subprocess.Popen(command, cwd=common.REPO_ROOT,
+    process = subprocess.Popen(command,
+                               cwd=common.REPO_ROOT,
                                env=common.quiet_environment(),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE,
                                text=True)
     if seconds is not None:
         try:
@@ -78,11 +86,14 @@ def _train(data_dir, model_dir, *train_flags, seconds=None):
 
 
 def _evaluate(model, val_photos, report, *evaluate_flags):
-    subprocess.run(
-        [sys.executable, '-m', 'chromagen_tf.evaluate', f'--model={model}',
-         f'--image_dir={val_photos}', f'--report={report}', *evaluate_flags],
-        cwd=common.REPO_ROOT, check=True, capture_output=True,
-        env=common.quiet_environment())
+    subprocess.run([
+        sys.executable, '-m', 'chromagen_tf.evaluate', f'--model={model}',
+        f'--image_dir={val_photos}', f'--report={report}', *evaluate_flags
+    ],
+                   cwd=common.REPO_ROOT,
+                   check=True,
+                   capture_output=True,
+                   env=common.quiet_environment())
     with open(report) as f:
         result = json.load(f)
     return result['model'], result['gray_baseline']
@@ -93,35 +104,47 @@ def main(argv: list[str]) -> None:
     data_dir, val_photos = _DATA_DIR.value, _VAL_PHOTOS.value
     work = tempfile.mkdtemp(prefix='bench_generators_')
     render = f'--render_size={_RENDER_SIZE.value}'
-    config = {flag.name: flag.value for flag in (
-        _DATA_DIR, _VAL_PHOTOS, _MINUTES, _PRETRAIN_STEPS, _GAN_STEPS,
-        _RENDER_SIZE, _QUESTIONS, _OUTPUT)}
-    report = {'config': config, 'machine': common.machine(),
-              'wall_clock': {}, 'pretraining': {}}
+    config = {
+        flag.name: flag.value
+        for flag in (_DATA_DIR, _VAL_PHOTOS, _MINUTES, _PRETRAIN_STEPS,
+                     _GAN_STEPS, _RENDER_SIZE, _QUESTIONS, _OUTPUT)
+    }
+    report = {
+        'config': config,
+        'machine': common.machine(),
+        'wall_clock': {},
+        'pretraining': {}
+    }
     questions = _QUESTIONS.value
     if 'wall_clock' in questions:
         for generator in ('resnet18_unet_lite', 'resnet18_unet'):
             model_dir = os.path.join(work, generator)
-            step, seconds = _train(
-                data_dir, model_dir, '--stage=pretrain',
-                f'--generator={generator}', '--train_steps=1000000',
-                '--lr_g=2e-4', seconds=_MINUTES.value * 60)
+            step, seconds = _train(data_dir,
+                                   model_dir,
+                                   '--stage=pretrain',
+                                   f'--generator={generator}',
+                                   '--train_steps=1000000',
+                                   '--lr_g=2e-4',
+                                   seconds=_MINUTES.value * 60)
             model, gray = _evaluate(model_dir, val_photos,
                                     os.path.join(work, f'{generator}.json'),
                                     '--stage=pretrain', render)
-            report['wall_clock'][generator] = dict(
-                steps=step, seconds=seconds, model=model, gray=gray)
+            report['wall_clock'][generator] = dict(steps=step,
+                                                   seconds=seconds,
+                                                   model=model,
+                                                   gray=gray)
             print(json.dumps({generator: report['wall_clock'][generator]}),
                   flush=True)
     if 'pretraining' in questions:
         total = _PRETRAIN_STEPS.value + _GAN_STEPS.value
         runs = {
             'pretrain_then_gan': [
-                ('--stage=pretrain',
-                 f'--train_steps={_PRETRAIN_STEPS.value}', '--lr_g=2e-4'),
-                ('--stage=gan', f'--train_steps={_GAN_STEPS.value}')],
-            'gan_from_scratch': [
-                ('--stage=gan', f'--train_steps={total}', '--init_from=none')],
+                ('--stage=pretrain', f'--train_steps={_PRETRAIN_STEPS.value}',
+                 '--lr_g=2e-4'),
+                ('--stage=gan', f'--train_steps={_GAN_STEPS.value}')
+            ],
+            'gan_from_scratch': [('--stage=gan', f'--train_steps={total}',
+                                  '--init_from=none')],
         }
         for name, stages in runs.items():
             model_dir = os.path.join(work, name)
@@ -133,8 +156,10 @@ def main(argv: list[str]) -> None:
             model, gray = _evaluate(model_dir, val_photos,
                                     os.path.join(work, f'{name}.json'),
                                     '--stage=gan', render)
-            report['pretraining'][name] = dict(
-                total_steps=total, seconds=seconds, model=model, gray=gray)
+            report['pretraining'][name] = dict(total_steps=total,
+                                               seconds=seconds,
+                                               model=model,
+                                               gray=gray)
             print(json.dumps({name: report['pretraining'][name]}), flush=True)
     common.write_report(report, _OUTPUT.value)
 

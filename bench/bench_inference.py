@@ -49,11 +49,15 @@ from bench import common
 
 _GENERATOR = flags.DEFINE_string('generator', 'resnet18_unet',
                                  'Generator to export (random weights).')
-_WIDTH = flags.DEFINE_integer('width', 64, 'Base channel width of the '
-                              'generator.', lower_bound=1)
+_WIDTH = flags.DEFINE_integer('width',
+                              64, 'Base channel width of the '
+                              'generator.',
+                              lower_bound=1)
 _REPEATS = flags.DEFINE_integer(
-    'repeats', 10, 'Timed runs of each latency item (a fifth of them for '
-    'the folder, a third for the 12 MP photo).', lower_bound=1)
+    'repeats',
+    10, 'Timed runs of each latency item (a fifth of them for '
+    'the folder, a third for the 12 MP photo).',
+    lower_bound=1)
 _MEASURE = flags.DEFINE_string(
     'measure', '', 'Internal: the measurement a child process makes.')
 _WORK_DIR = flags.DEFINE_string(
@@ -82,19 +86,23 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
         with Image.open(os.path.join(common.SAMPLE_PHOTOS,
                                      'chelsea.jpg')) as photo:
             image = np.asarray(photo.convert('RGB').resize((256, 256)))
-        one, eight = tf.constant(image[None]), tf.constant(
-            np.stack([image] * 8))
+        one, eight = tf.constant(image[None]), tf.constant(np.stack([image] *
+                                                                    8))
         with open(os.path.join(work_dir, 'photo_256.jpg'), 'rb') as f:
             jpeg = tf.constant([f.read()])
         items = {
-            'generator_256': lambda: signatures['predict_ab'](
-                l_channel=l_channel)['ab'].numpy(),
-            'colorize_image_1': lambda: signatures['colorize_image'](
-                image=one)['colorized'].numpy(),
-            'colorize_image_8': lambda: signatures['colorize_image'](
-                image=eight)['colorized'].numpy(),
-            'serving_default_1': lambda: signatures['serving_default'](
-                image_bytes=jpeg)['colorized_png_bytes'].numpy(),
+            'generator_256':
+                lambda: signatures['predict_ab']
+                (l_channel=l_channel)['ab'].numpy(),
+            'colorize_image_1':
+                lambda: signatures['colorize_image']
+                (image=one)['colorized'].numpy(),
+            'colorize_image_8':
+                lambda: signatures['colorize_image']
+                (image=eight)['colorized'].numpy(),
+            'serving_default_1':
+                lambda: signatures['serving_default']
+                (image_bytes=jpeg)['colorized_png_bytes'].numpy(),
         }
         times = {item: [] for item in items}
         for function in items.values():
@@ -111,15 +119,17 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
         colorizer = colorize_lib.load_colorizer(export_base)
         folder = os.path.join(work_dir, 'folder')
         count = len(os.listdir(folder))
-        config = colorize_folders.ColorizeConfig(
-            inputs=(folder,), output_dir=os.path.join(work_dir, 'out'),
-            overwrite=True, batch_size=8)
+        config = colorize_folders.ColorizeConfig(inputs=(folder,),
+                                                 output_dir=os.path.join(
+                                                     work_dir, 'out'),
+                                                 overwrite=True,
+                                                 batch_size=8)
         with open(os.devnull, 'w') as quiet:
             seconds = common.median_seconds(
-                lambda: colorize_folders.colorize_files(
-                    colorizer, config, quiet),
-                max(1, repeats // 5))
-        result.update(seconds=seconds, images=count,
+                lambda: colorize_folders.colorize_files(colorizer, config, quiet
+                                                       ), max(1, repeats // 5))
+        result.update(seconds=seconds,
+                      images=count,
                       images_per_second=count / seconds)
     elif name == 'folder_memory':
         # Peak RSS after 42 photos and after 420 more: a streaming tool
@@ -139,22 +149,24 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
         with open(os.devnull, 'w') as quiet:
             for inputs in ((folder,), (large,)):
                 config = colorize_folders.ColorizeConfig(
-                    inputs=inputs, output_dir=os.path.join(work_dir, 'mem'),
+                    inputs=inputs,
+                    output_dir=os.path.join(work_dir, 'mem'),
                     overwrite=True)
                 colorize_folders.colorize_files(colorizer, config, quiet)
                 rss.append(common.peak_rss_mb())
         result.update(seconds=time.perf_counter() - start,
-                      rss_after_42_mb=rss[0], rss_after_462_mb=rss[1])
+                      rss_after_42_mb=rss[0],
+                      rss_after_462_mb=rss[1])
     elif name.startswith('photo_12mp'):
         colorizer = colorize_lib.load_colorizer(export_base)
         config = colorize_folders.ColorizeConfig(
             inputs=(os.path.join(work_dir, f'{name}.jpg'),),
-            output_dir=os.path.join(work_dir, 'out_12mp'), overwrite=True)
+            output_dir=os.path.join(work_dir, 'out_12mp'),
+            overwrite=True)
         with open(os.devnull, 'w') as quiet:
             result['seconds'] = common.median_seconds(
-                lambda: colorize_folders.colorize_files(
-                    colorizer, config, quiet),
-                max(1, repeats // 3))
+                lambda: colorize_folders.colorize_files(colorizer, config, quiet
+                                                       ), max(1, repeats // 3))
     else:
         raise ValueError(f'Unknown measurement {name}')
     result['peak_rss_mb'] = common.peak_rss_mb()
@@ -173,10 +185,10 @@ def _prepare(work_dir: str, width: int, generator: str) -> None:
     module = export_lib.ColorizationModule(
         build_generator(generator, width=width))
     export_lib.export_saved_model(module, os.path.join(work_dir, 'export'), 1)
-    with Image.open(os.path.join(common.SAMPLE_PHOTOS,
-                                 'chelsea.jpg')) as photo:
-        photo.convert('RGB').resize((256, 256)).save(
-            os.path.join(work_dir, 'photo_256.jpg'), quality=90)
+    with Image.open(os.path.join(common.SAMPLE_PHOTOS, 'chelsea.jpg')) as photo:
+        photo.convert('RGB').resize(
+            (256, 256)).save(os.path.join(work_dir, 'photo_256.jpg'),
+                             quality=90)
     with Image.open(os.path.join(common.SAMPLE_PHOTOS,
                                  'picos_de_europa.jpg')) as p:
         # A 12 MP phone photo: 4032x3024, upscaled from a sample photo; as
@@ -201,33 +213,40 @@ def _run_child(name: str, work_dir: str, repeats: int) -> dict:
 
 def _cold_cli(work_dir: str) -> dict:
     """The whole command line on the 12 MP photo, timed from outside."""
-    command = [sys.executable, '-m', 'chromagen_tf.colorize',
-               f'--model={os.path.join(work_dir, "export")}',
-               os.path.join(work_dir, 'photo_12mp.jpg'),
-               f'--output_dir={os.path.join(work_dir, "out_cold")}',
-               '--overwrite']
+    command = [
+        sys.executable, '-m', 'chromagen_tf.colorize',
+        f'--model={os.path.join(work_dir, "export")}',
+        os.path.join(work_dir, 'photo_12mp.jpg'),
+        f'--output_dir={os.path.join(work_dir, "out_cold")}', '--overwrite'
+    ]
     start = time.perf_counter()
-    subprocess.run(command, cwd=common.REPO_ROOT, capture_output=True,
+    subprocess.run(command,
+                   cwd=common.REPO_ROOT,
+                   capture_output=True,
                    check=True)
     seconds = time.perf_counter() - start
-    return {'name': 'photo_12mp_cold', 'seconds': seconds,
-            'peak_rss_mb': common.peak_rss_mb(children=True)}
+    return {
+        'name': 'photo_12mp_cold',
+        'seconds': seconds,
+        'peak_rss_mb': common.peak_rss_mb(children=True)
+    }
 
 
 def main(argv: list[str]) -> None:
     common.check_no_arguments(argv)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     if _MEASURE.value:
-        common.print_result(_measure(_MEASURE.value, _WORK_DIR.value,
-                                     _REPEATS.value))
+        common.print_result(
+            _measure(_MEASURE.value, _WORK_DIR.value, _REPEATS.value))
         return
     work_dir = tempfile.mkdtemp(prefix='chromagen_bench_')
     try:
         _prepare(work_dir, _WIDTH.value, _GENERATOR.value)
-        names = ['latency', 'cli_folder', 'folder_memory', 'photo_12mp',
-                 'photo_12mp_colour']
-        results = [_run_child(name, work_dir, _REPEATS.value)
-                   for name in names]
+        names = [
+            'latency', 'cli_folder', 'folder_memory', 'photo_12mp',
+            'photo_12mp_colour'
+        ]
+        results = [_run_child(name, work_dir, _REPEATS.value) for name in names]
         results.append(_cold_cli(work_dir))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -235,9 +254,10 @@ def main(argv: list[str]) -> None:
     reference = latency['items']['generator_256']
     print(f'{"measurement":20s}{"seconds":>10s}{"x generator":>13s}'
           f'{"peak RSS MB":>13s}  notes')
-    rows = [dict(name=item, seconds=seconds,
-                 peak_rss_mb=latency['peak_rss_mb'])
-            for item, seconds in latency['items'].items()]
+    rows = [
+        dict(name=item, seconds=seconds, peak_rss_mb=latency['peak_rss_mb'])
+        for item, seconds in latency['items'].items()
+    ]
     rows[2]['seconds_per_image'] = rows[2]['seconds'] / 8
     for row in rows + results[1:]:
         notes = ''

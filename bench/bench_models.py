@@ -85,15 +85,15 @@ def main(argv):
     if width <= 0:
         raise app.UsageError('--width must be positive.')
     # Fixed sizes give every layer a static shape for the MAC count.
-    built = [(name,
-              models.build_generator(name, image_size=size, width=width), 1)
+    built = [(name, models.build_generator(name, image_size=size,
+                                           width=width), 1)
              for name in models.GENERATOR_NAMES]
     for name, spectral_norm in (('patchgan', False), ('patchgan_sn', True)):
-        built.append((name,
-                      models.build_discriminator(image_size=size,
-                                                 width=width,
-                                                 spectral_norm=spectral_norm),
-                      3))
+        built.append(
+            (name,
+             models.build_discriminator(image_size=size,
+                                        width=width,
+                                        spectral_norm=spectral_norm), 3))
     print(f'width={width}, one {size}x{size} image, inference graph')
     print(f'{"model":<20}{"params":>13}{"trainable":>13}'
           f'{"GFLOPs":>10}{"conv GMACs":>12}')

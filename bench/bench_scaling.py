@@ -44,17 +44,25 @@ _DATA_DIR = flags.DEFINE_string(
     'bundled photos, converted at --image_size.')
 _GENERATOR = flags.DEFINE_enum('generator', 'resnet18_unet', _GENERATORS,
                                'Generator to train.')
-_WIDTH = flags.DEFINE_integer('width', 32, 'Base channel width of the '
-                              'generator.', lower_bound=1)
+_WIDTH = flags.DEFINE_integer('width',
+                              32, 'Base channel width of the '
+                              'generator.',
+                              lower_bound=1)
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 128, 'Training crop size.')
 _GLOBAL_BATCH_SIZE = flags.DEFINE_integer(
-    'global_batch_size', 8, 'Global batch, the same for every setting.',
+    'global_batch_size',
+    8,
+    'Global batch, the same for every setting.',
     lower_bound=1)
-_STEPS_PER_LOOP = flags.DEFINE_integer(
-    'steps_per_loop', 3, 'Steps per timed train_loop call.', lower_bound=1)
-_LOOPS = flags.DEFINE_integer('loops', 5, 'Timed train_loop calls after '
+_STEPS_PER_LOOP = flags.DEFINE_integer('steps_per_loop',
+                                       3,
+                                       'Steps per timed train_loop call.',
+                                       lower_bound=1)
+_LOOPS = flags.DEFINE_integer('loops',
+                              5, 'Timed train_loop calls after '
                               f'{_WARMUP_LOOPS} warm-up calls; the median '
-                              'is reported.', lower_bound=1)
+                              'is reported.',
+                              lower_bound=1)
 _OUTPUT = flags.DEFINE_string('output', '', 'Also write JSON here.')
 
 
@@ -71,8 +79,10 @@ class _Settings:
 
     def as_flags(self) -> list[str]:
         """The same settings as command-line flags, for a child."""
-        return [f'--{field.name}={getattr(self, field.name)}'
-                for field in dataclasses.fields(self)]
+        return [
+            f'--{field.name}={getattr(self, field.name)}'
+            for field in dataclasses.fields(self)
+        ]
 
 
 def _measure(mode: str, settings: _Settings) -> dict:
@@ -96,16 +106,18 @@ def _measure(mode: str, settings: _Settings) -> dict:
         strategy = tf.distribute.MultiWorkerMirroredStrategy()
     else:
         strategy = tf.distribute.OneDeviceStrategy('/cpu:0')
-    config = configs.TrainConfig(
-        stage='pretrain', data_dir=settings.data_dir,
-        model_dir=tempfile.mkdtemp(),
-        model=configs.ModelConfig(generator=settings.generator,
-                                  width=settings.width,
-                                  discriminator_width=settings.width),
-        image_size=settings.image_size,
-        global_batch_size=settings.global_batch_size,
-        steps_per_loop=settings.steps_per_loop, mixed_precision='float32',
-        strategy=mode)
+    config = configs.TrainConfig(stage='pretrain',
+                                 data_dir=settings.data_dir,
+                                 model_dir=tempfile.mkdtemp(),
+                                 model=configs.ModelConfig(
+                                     generator=settings.generator,
+                                     width=settings.width,
+                                     discriminator_width=settings.width),
+                                 image_size=settings.image_size,
+                                 global_batch_size=settings.global_batch_size,
+                                 steps_per_loop=settings.steps_per_loop,
+                                 mixed_precision='float32',
+                                 strategy=mode)
     train = state.Trainer(config, strategy, 'float32')
     # The trainer's own input pipeline, as `train()` builds it.
     datasets = trainer._make_datasets(  # pylint: disable=protected-access
@@ -118,13 +130,12 @@ def _measure(mode: str, settings: _Settings) -> dict:
 
     for _ in range(_WARMUP_LOOPS):
         train_loop()
-    seconds = common.median_seconds(train_loop, settings.loops,
-                                    warm_up=False)
-    return dict(
-        mode=mode, replicas=strategy.num_replicas_in_sync,
-        seconds_per_loop=seconds,
-        images_per_second=(settings.steps_per_loop
-                           * settings.global_batch_size / seconds))
+    seconds = common.median_seconds(train_loop, settings.loops, warm_up=False)
+    return dict(mode=mode,
+                replicas=strategy.num_replicas_in_sync,
+                seconds_per_loop=seconds,
+                images_per_second=(settings.steps_per_loop *
+                                   settings.global_batch_size / seconds))
 
 
 def _gradient_bytes() -> dict:
@@ -137,7 +148,8 @@ def _gradient_bytes() -> dict:
     sizes['patchgan'] = models.build_discriminator(width=64)
     return {
         name: 4 * sum(int(v.numpy().size) for v in model.trainable_variables)
-        for name, model in sizes.items()}
+        for name, model in sizes.items()
+    }
 
 
 def _child(settings: _Settings, mode: str, workers: int = 0) -> list[dict]:
@@ -146,21 +158,32 @@ def _child(settings: _Settings, mode: str, workers: int = 0) -> list[dict]:
                                    *settings.as_flags())
     environments = [common.quiet_environment()]
     if workers:
-        cluster = {'worker': [f'127.0.0.1:{port}'
-                              for port in utils.free_ports(workers)]}
+        cluster = {
+            'worker': [
+                f'127.0.0.1:{port}' for port in utils.free_ports(workers)
+            ]
+        }
         environments = [
-            common.quiet_environment(TF_CONFIG=json.dumps(
-                {'cluster': cluster, 'task': {'type': 'worker',
-                                              'index': index}}))
-            for index in range(workers)]
+            common.quiet_environment(TF_CONFIG=json.dumps({
+                'cluster': cluster,
+                'task': {
+                    'type': 'worker',
+                    'index': index
+                }
+            })) for index in range(workers)
+        ]
     logs, processes = [], []
     for environment in environments:
         # Files, not pipes: a worker stuck on a full pipe stalls the other.
         log = tempfile.TemporaryFile('w+')
         logs.append(log)
-        processes.append(subprocess.Popen(
-            command, stdout=log, stderr=subprocess.DEVNULL, text=True,
-            env=environment, cwd=common.REPO_ROOT))
+        processes.append(
+            subprocess.Popen(command,
+                             stdout=log,
+                             stderr=subprocess.DEVNULL,
+                             text=True,
+                             env=environment,
+                             cwd=common.REPO_ROOT))
     for process in processes:
         process.wait(timeout=1800)
     results = []
@@ -174,11 +197,13 @@ def _child(settings: _Settings, mode: str, workers: int = 0) -> list[dict]:
 
 def main(argv: list[str]) -> None:
     common.check_no_arguments(argv)
-    settings = _Settings(
-        data_dir=_DATA_DIR.value, generator=_GENERATOR.value,
-        width=_WIDTH.value, image_size=_IMAGE_SIZE.value,
-        global_batch_size=_GLOBAL_BATCH_SIZE.value,
-        steps_per_loop=_STEPS_PER_LOOP.value, loops=_LOOPS.value)
+    settings = _Settings(data_dir=_DATA_DIR.value,
+                         generator=_GENERATOR.value,
+                         width=_WIDTH.value,
+                         image_size=_IMAGE_SIZE.value,
+                         global_batch_size=_GLOBAL_BATCH_SIZE.value,
+                         steps_per_loop=_STEPS_PER_LOOP.value,
+                         loops=_LOOPS.value)
     if _MODE.value == 'bytes':
         common.print_result(_gradient_bytes())
         return
@@ -187,8 +212,11 @@ def main(argv: list[str]) -> None:
         return
 
     if not settings.data_dir:
-        settings = dataclasses.replace(settings, data_dir=common.make_shards(
-            tempfile.mkdtemp(), settings.image_size, num_shards=2))
+        settings = dataclasses.replace(settings,
+                                       data_dir=common.make_shards(
+                                           tempfile.mkdtemp(),
+                                           settings.image_size,
+                                           num_shards=2))
     one_device = _child(settings, 'one_device')[0]
     mirrored = _child(settings, 'mirrored')[0]
     one_worker = _child(settings, 'multi_worker', workers=1)[0]
@@ -199,19 +227,26 @@ def main(argv: list[str]) -> None:
     del settings_report['data_dir']
     results = dict(
         machine=common.machine(),
-        settings=dict(settings_report, warmup_loops=_WARMUP_LOOPS,
-                      stage='pretrain', precision='float32'),
+        settings=dict(settings_report,
+                      warmup_loops=_WARMUP_LOOPS,
+                      stage='pretrain',
+                      precision='float32'),
         replicas={
-            'one_device': one_device['images_per_second'],
-            'mirrored_2_logical_cpus': mirrored['images_per_second'],
-            'efficiency': mirrored['images_per_second']
-                          / (2 * one_device['images_per_second']),
+            'one_device':
+                one_device['images_per_second'],
+            'mirrored_2_logical_cpus':
+                mirrored['images_per_second'],
+            'efficiency':
+                mirrored['images_per_second'] /
+                (2 * one_device['images_per_second']),
         },
         workers={
-            'one_worker': one_worker['images_per_second'],
-            'two_workers': two_worker_rate,
-            'efficiency': two_worker_rate
-                          / (2 * one_worker['images_per_second']),
+            'one_worker':
+                one_worker['images_per_second'],
+            'two_workers':
+                two_worker_rate,
+            'efficiency':
+                two_worker_rate / (2 * one_worker['images_per_second']),
         },
         gradient_bytes_per_step=_child(settings, 'bytes')[0],
     )

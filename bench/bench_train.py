@@ -31,10 +31,14 @@ from bench import common
 
 _LOOP_NAMES = ('custom', 'fit', 'custom_run_once', 'custom_no_strategy')
 
-_STEPS = flags.DEFINE_integer('steps', 4, 'Steps per timed loop '
-                              '(steps_per_loop).', lower_bound=1)
-_REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed loops after the warm-up '
-                                'loop.', lower_bound=1)
+_STEPS = flags.DEFINE_integer('steps',
+                              4, 'Steps per timed loop '
+                              '(steps_per_loop).',
+                              lower_bound=1)
+_REPEATS = flags.DEFINE_integer('repeats',
+                                3, 'Timed loops after the warm-up '
+                                'loop.',
+                                lower_bound=1)
 _PRECISIONS = flags.DEFINE_list('precisions', ['float32', 'bfloat16'],
                                 'Precisions to measure.')
 _STAGES = flags.DEFINE_list('stages', ['pretrain', 'gan'],
@@ -43,20 +47,24 @@ _LOOPS = flags.DEFINE_list(
     'loops', ['custom', 'fit'], 'Any of custom (chromagen_tf.train), fit, '
     'custom_run_once, custom_no_strategy (see _run_custom).')
 flags.register_validator(
-    'loops', lambda loops: set(loops) <= set(_LOOP_NAMES),
+    'loops',
+    lambda loops: set(loops) <= set(_LOOP_NAMES),
     message=f'--loops takes any of {",".join(_LOOP_NAMES)}')
 _TRIALS = flags.DEFINE_integer(
-    'trials', 1, 'Processes per setting, interleaved across settings; the '
+    'trials',
+    1, 'Processes per setting, interleaved across settings; the '
     'median and range are reported. The rate varies by a few percent '
-    'between processes.', lower_bound=1)
-_GENERATOR = flags.DEFINE_string(
-    'generator', 'resnet18_unet',
-    'Generator to train (the custom loops only).')
+    'between processes.',
+    lower_bound=1)
+_GENERATOR = flags.DEFINE_string('generator', 'resnet18_unet',
+                                 'Generator to train (the custom loops only).')
 _OUTPUT = flags.DEFINE_string('output', '', 'Also write JSON here.')
-_CHILD = flags.DEFINE_bool('child', False, 'Internal: this process is one '
-                           'measurement of a parent run.')
-_KIND = flags.DEFINE_string('kind', 'custom', 'Internal: the child\'s '
-                            'measurement: peak, input or a loop.')
+_CHILD = flags.DEFINE_bool(
+    'child', False, 'Internal: this process is one '
+    'measurement of a parent run.')
+_KIND = flags.DEFINE_string(
+    'kind', 'custom', 'Internal: the child\'s '
+    'measurement: peak, input or a loop.')
 _STAGE = flags.DEFINE_string('stage', 'pretrain', 'Internal: the child\'s '
                              'stage.')
 _PRECISION = flags.DEFINE_string('precision', 'float32', 'Internal: the '
@@ -67,9 +75,13 @@ _DATA_DIR = flags.DEFINE_string('data_dir', '', 'Internal: the child\'s '
 # Forward FLOPs per 256x256 image, from the models' docstrings (measured
 # with `python -m bench.bench_models`). A training step costs about 3x the forward
 # pass (forward, gradient w.r.t. activations, gradient w.r.t. weights).
-_GENERATOR_GFLOPS = {'resnet18_unet': 56.9, 'resnet18_unet_lite': 8.08,
-                     'resnet34_unet': 61.8, 'resnet34_unet_lite': 12.9,
-                     'pix2pix_unet': 12.0}
+_GENERATOR_GFLOPS = {
+    'resnet18_unet': 56.9,
+    'resnet18_unet_lite': 8.08,
+    'resnet34_unet': 61.8,
+    'resnet34_unet_lite': 12.9,
+    'pix2pix_unet': 12.0
+}
 _DISCRIMINATOR_GFLOPS = 6.3
 
 
@@ -103,8 +115,13 @@ def _matmul_peak_gflops(dtype_name='float32', size=2048, repeats=10):
     return 2 * size**3 / seconds / 1e9
 
 
-def _run_custom(stage, precision, data_dir, steps, repeats,
-                variant='custom', generator='resnet18_unet'):
+def _run_custom(stage,
+                precision,
+                data_dir,
+                steps,
+                repeats,
+                variant='custom',
+                generator='resnet18_unet'):
     """Times chromagen_tf's steps.
 
     variant 'custom' is the trainer's `train_loop` (an in-graph loop over
@@ -122,10 +139,14 @@ def _run_custom(stage, precision, data_dir, steps, repeats,
 
     # pylint: enable=g-import-not-at-top
 
-    values = dict(stage=stage, data_dir=data_dir,
-                  model_dir=tempfile.mkdtemp(), image_size=256,
-                  global_batch_size=16, steps_per_loop=steps,
-                  mixed_precision=precision, strategy='one_device',
+    values = dict(stage=stage,
+                  data_dir=data_dir,
+                  model_dir=tempfile.mkdtemp(),
+                  image_size=256,
+                  global_batch_size=16,
+                  steps_per_loop=steps,
+                  mixed_precision=precision,
+                  strategy='one_device',
                   model=configs.ModelConfig(generator=generator))
     config = configs.TrainConfig(**values)
     strategy, policy = distribute.setup('one_device', precision)
@@ -137,17 +158,21 @@ def _run_custom(stage, precision, data_dir, steps, repeats,
     if variant == 'custom':
         run = lambda: step_functions.train_loop(iterator, tf.constant(steps))
     else:
+
         @tf.function
         def _one_step():
             if variant == 'custom_run_once':
-                return step_functions._sum(strategy.run(  # pylint: disable=protected-access
-                    step_functions.replica_step, args=(next(iterator),)))
+                return step_functions._sum(
+                    strategy.run(  # pylint: disable=protected-access
+                        step_functions.replica_step,
+                        args=(next(iterator),)))
             return step_functions.replica_step(next(iterator))
 
         def run():
             for _ in range(steps):
                 outputs = _one_step()
             return outputs
+
     # The untimed warm-up call includes tracing.
     seconds = common.median_seconds(
         lambda: tf.nest.map_structure(lambda value: value.numpy(), run()),
@@ -169,13 +194,16 @@ def _run_fit(stage, precision, data_dir, steps, repeats):
     # pylint: enable=g-import-not-at-top
 
     distribute.setup('one_device', precision)
-    dataset = input_pipeline.make_dataset(
-        records.shard_pattern(data_dir, 'train'), training=True,
-        image_size=256, global_batch_size=16)
+    dataset = input_pipeline.make_dataset(records.shard_pattern(
+        data_dir, 'train'),
+                                          training=True,
+                                          image_size=256,
+                                          global_batch_size=16)
     generator = models.build_generator('resnet18_unet')
     if stage == 'pretrain':
         model = generator
-        model.compile(optimizer=keras.optimizers.Adam(1e-4), loss='mae',
+        model.compile(optimizer=keras.optimizers.Adam(1e-4),
+                      loss='mae',
                       steps_per_execution=steps)
     else:
         model = _FitGan(generator, models.build_discriminator(), losses)
@@ -191,8 +219,11 @@ def _run_fit(stage, precision, data_dir, steps, repeats):
             if epoch:  # The first epoch includes tracing.
                 times.append(time.perf_counter() - self.start)
 
-    model.fit(dataset, epochs=repeats + 1, steps_per_epoch=steps,
-              callbacks=[_Timer()], verbose=0)
+    model.fit(dataset,
+              epochs=repeats + 1,
+              steps_per_epoch=steps,
+              callbacks=[_Timer()],
+              verbose=0)
     del tf
     return steps * 16 / statistics.median(times)
 
@@ -218,21 +249,21 @@ def _fit_gan_class():
             with tf.GradientTape() as g_tape:
                 fake = self.generator(l_channel, training=True)
                 with tf.GradientTape() as d_tape:
-                    real_logits = self.discriminator(
-                        tf.concat([l_channel, ab], -1), training=True)
-                    fake_logits = self.discriminator(
-                        tf.concat([l_channel, tf.stop_gradient(fake)], -1),
-                        training=True)
+                    real_logits = self.discriminator(tf.concat([l_channel, ab],
+                                                               -1),
+                                                     training=True)
+                    fake_logits = self.discriminator(tf.concat(
+                        [l_channel, tf.stop_gradient(fake)], -1),
+                                                     training=True)
                     d_loss = tf.reduce_mean(
                         lib.discriminator_loss(real_logits, fake_logits))
                 d_vars = self.discriminator.trainable_variables
-                self.d_optimizer.apply(d_tape.gradient(d_loss, d_vars),
-                                       d_vars)
-                logits = self.discriminator(
-                    tf.concat([l_channel, fake], -1), training=True)
+                self.d_optimizer.apply(d_tape.gradient(d_loss, d_vars), d_vars)
+                logits = self.discriminator(tf.concat([l_channel, fake], -1),
+                                            training=True)
                 g_loss = tf.reduce_mean(
-                    lib.generator_adversarial_loss(logits)
-                    + 100.0 * lib.l1(ab, fake))
+                    lib.generator_adversarial_loss(logits) +
+                    100.0 * lib.l1(ab, fake))
             g_vars = self.generator.trainable_variables
             self.g_optimizer.apply(g_tape.gradient(g_loss, g_vars), g_vars)
             return {'d_loss': d_loss, 'g_loss': g_loss}
@@ -251,9 +282,11 @@ def _input_pipeline(data_dir, batches=40):
     from chromagen_tf.data import input_pipeline
     from chromagen_tf.data import records  # pylint: disable=g-import-not-at-top
 
-    dataset = input_pipeline.make_dataset(
-        records.shard_pattern(data_dir, 'train'), training=True,
-        image_size=256, global_batch_size=16)
+    dataset = input_pipeline.make_dataset(records.shard_pattern(
+        data_dir, 'train'),
+                                          training=True,
+                                          image_size=256,
+                                          global_batch_size=16)
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1
     options.threading.max_intra_op_parallelism = 1
@@ -269,20 +302,22 @@ def _input_pipeline(data_dir, batches=40):
 def _measure(measurement: _Measurement) -> dict:
     """One measurement in this process; returns its figures."""
     if measurement.kind == 'peak':
-        result = {name: _matmul_peak_gflops(name)
-                  for name in ('float32', 'bfloat16')}
+        result = {
+            name: _matmul_peak_gflops(name) for name in ('float32', 'bfloat16')
+        }
     elif measurement.kind == 'input':
         result = {'images_per_second': _input_pipeline(measurement.data_dir)}
     else:
         if measurement.kind == 'fit':
-            images_per_second = _run_fit(
-                measurement.stage, measurement.precision,
-                measurement.data_dir, measurement.steps, measurement.repeats)
+            images_per_second = _run_fit(measurement.stage,
+                                         measurement.precision,
+                                         measurement.data_dir,
+                                         measurement.steps, measurement.repeats)
         else:
             images_per_second = _run_custom(
-                measurement.stage, measurement.precision,
-                measurement.data_dir, measurement.steps, measurement.repeats,
-                measurement.kind, measurement.generator)
+                measurement.stage, measurement.precision, measurement.data_dir,
+                measurement.steps, measurement.repeats, measurement.kind,
+                measurement.generator)
         result = {'images_per_second': images_per_second}
     result['peak_rss_mb'] = common.peak_rss_mb()
     return result
@@ -292,8 +327,7 @@ def _spawn(measurement: _Measurement) -> dict:
     """Runs one measurement in its own process, for its own peak RSS."""
     return common.run_child(
         'bench_train', '--child', f'--kind={measurement.kind}',
-        f'--stage={measurement.stage}',
-        f'--precision={measurement.precision}',
+        f'--stage={measurement.stage}', f'--precision={measurement.precision}',
         f'--data_dir={measurement.data_dir}', f'--steps={measurement.steps}',
         f'--repeats={measurement.repeats}',
         f'--generator={measurement.generator}')
@@ -301,30 +335,39 @@ def _spawn(measurement: _Measurement) -> dict:
 
 def main(argv: list[str]) -> None:
     common.check_no_arguments(argv)
-    measurement = _Measurement(
-        kind=_KIND.value, stage=_STAGE.value, precision=_PRECISION.value,
-        data_dir=_DATA_DIR.value, steps=_STEPS.value, repeats=_REPEATS.value,
-        generator=_GENERATOR.value)
+    measurement = _Measurement(kind=_KIND.value,
+                               stage=_STAGE.value,
+                               precision=_PRECISION.value,
+                               data_dir=_DATA_DIR.value,
+                               steps=_STEPS.value,
+                               repeats=_REPEATS.value,
+                               generator=_GENERATOR.value)
     if _CHILD.value:
         common.print_result(_measure(measurement))
         return
     measurement = dataclasses.replace(
-        measurement, data_dir=common.make_shards(
-            tempfile.mkdtemp(prefix='bench_train_'), image_size=256))
+        measurement,
+        data_dir=common.make_shards(tempfile.mkdtemp(prefix='bench_train_'),
+                                    image_size=256))
     report = {
-        'machine': common.machine(),
-        'peak_gflops': _spawn(dataclasses.replace(measurement, kind='peak')),
-        'input_pipeline_one_core': _spawn(
-            dataclasses.replace(measurement, kind='input')),
-        'runs': []}
+        'machine':
+            common.machine(),
+        'peak_gflops':
+            _spawn(dataclasses.replace(measurement, kind='peak')),
+        'input_pipeline_one_core':
+            _spawn(dataclasses.replace(measurement, kind='input')),
+        'runs': []
+    }
     trials = {}
     for _ in range(_TRIALS.value):
         for precision in _PRECISIONS.value:
             for stage in _STAGES.value:
                 for kind in _LOOPS.value:
-                    result = _spawn(dataclasses.replace(
-                        measurement, kind=kind, stage=stage,
-                        precision=precision))
+                    result = _spawn(
+                        dataclasses.replace(measurement,
+                                            kind=kind,
+                                            stage=stage,
+                                            precision=precision))
                     result.update(stage=stage, precision=precision, loop=kind)
                     print(json.dumps(result), flush=True)
                     trials.setdefault((stage, precision, kind),
@@ -334,13 +377,16 @@ def main(argv: list[str]) -> None:
         rates = [result['images_per_second'] for result in results]
         median = statistics.median(rates)
         achieved = median * _step_gflops(stage, _GENERATOR.value)
-        report['runs'].append(dict(
-            stage=stage, precision=precision, loop=kind,
-            generator=_GENERATOR.value, images_per_second=median,
-            images_per_second_trials=rates,
-            peak_rss_mb=max(result['peak_rss_mb'] for result in results),
-            achieved_gflops=achieved,
-            fraction_of_float32_peak=achieved / peak))
+        report['runs'].append(
+            dict(stage=stage,
+                 precision=precision,
+                 loop=kind,
+                 generator=_GENERATOR.value,
+                 images_per_second=median,
+                 images_per_second_trials=rates,
+                 peak_rss_mb=max(result['peak_rss_mb'] for result in results),
+                 achieved_gflops=achieved,
+                 fraction_of_float32_peak=achieved / peak))
     common.write_report(report, _OUTPUT.value)
 
 

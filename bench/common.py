@@ -76,8 +76,11 @@ def run_child(module: str, *arguments: str) -> dict:
       RuntimeError: with the end of the child's stderr, if it failed.
     """
     output = subprocess.run(child_command(module, *arguments),
-                            cwd=REPO_ROOT, env=quiet_environment(),
-                            capture_output=True, text=True, check=False)
+                            cwd=REPO_ROOT,
+                            env=quiet_environment(),
+                            capture_output=True,
+                            text=True,
+                            check=False)
     if output.returncode:
         raise RuntimeError(
             f'bench.{module} {" ".join(arguments)} failed with code '
@@ -98,12 +101,14 @@ def copy_photos(source_dir: str, count: int, target: str) -> str:
     os.makedirs(target, exist_ok=True)
     for index in range(count):
         photo = photos[index % len(photos)]
-        shutil.copy(photo.path, os.path.join(
-            target, f'{index:05d}_' + photo.key.replace('/', '_')))
+        shutil.copy(
+            photo.path,
+            os.path.join(target, f'{index:05d}_' + photo.key.replace('/', '_')))
     return target
 
 
-def make_shards(directory: str, image_size: int = 256,
+def make_shards(directory: str,
+                image_size: int = 256,
                 num_shards: int = 1) -> str:
     """Converts the bundled photos with the real converter (2 for val).
 
@@ -116,15 +121,20 @@ def make_shards(directory: str, image_size: int = 256,
     from data_prep import shard_files
 
     # pylint: enable=g-import-not-at-top
-    config = convert_config.ConvertConfig(
-        output_dir=directory, image_dir=SAMPLE_PHOTOS, image_size=image_size,
-        num_val=2, num_shards=num_shards, num_processes=0)
-    convert_lib.run(config, shard_files.list_image_dir(config.image_dir),
+    config = convert_config.ConvertConfig(output_dir=directory,
+                                          image_dir=SAMPLE_PHOTOS,
+                                          image_size=image_size,
+                                          num_val=2,
+                                          num_shards=num_shards,
+                                          num_processes=0)
+    convert_lib.run(config,
+                    shard_files.list_image_dir(config.image_dir),
                     show_progress=False)
     return directory
 
 
-def median_seconds(function: Callable[[], Any], repeats: int,
+def median_seconds(function: Callable[[], Any],
+                   repeats: int,
                    warm_up: bool = True) -> float:
     """Median wall time of `function()` over `repeats` calls.
 
@@ -198,8 +208,11 @@ def machine() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    return {'cpu': model, 'cores': os.cpu_count(),
-            'load_average_1min': load_average()}
+    return {
+        'cpu': model,
+        'cores': os.cpu_count(),
+        'load_average_1min': load_average()
+    }
 
 
 def write_report(report: dict, output: Optional[str] = None) -> None:
