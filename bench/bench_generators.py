@@ -85,18 +85,20 @@ def _train(data_dir, model_dir, *train_flags, seconds=None):
     return step, time.monotonic() - start
 
 
-def _evaluate(model, val_photos, report, *evaluate_flags):
-    subprocess.run([
+def _evaluate(model, val_photos, report, *evaluate_flags) -> dict:
+    """The val metrics of `model` and of the gray baseline."""
+    command = [
         sys.executable, '-m', 'chromagen_tf.evaluate', f'--model={model}',
         f'--image_dir={val_photos}', f'--report={report}', *evaluate_flags
-    ],
+    ]
+    subprocess.run(command,
                    cwd=common.REPO_ROOT,
                    check=True,
                    capture_output=True,
                    env=common.quiet_environment())
     with open(report) as f:
         result = json.load(f)
-    return result['model'], result['gray_baseline']
+    return {'model': result['model'], 'gray': result['gray_baseline']}
 
 
 def main(argv: list[str]) -> None:
@@ -116,6 +118,17 @@ def main(argv: list[str]) -> None:
         'pretraining': {}
     }
     questions = _QUESTIONS.value
+
+    def record(question: str, name: str, stage: str, **figures) -> None:
+        """Evaluates the run `name`; records and prints its row."""
+        row = dict(
+            figures,
+            **_evaluate(os.path.join(work, name), val_photos,
+                        os.path.join(work, f'{name}.json'), f'--stage={stage}',
+                        render))
+        report[question][name] = row
+        print(json.dumps({name: row}), flush=True)
+
     if 'wall_clock' in questions:
         for generator in ('resnet18_unet_lite', 'resnet18_unet'):
             model_dir = os.path.join(work, generator)
@@ -126,15 +139,11 @@ def main(argv: list[str]) -> None:
                                    '--train_steps=1000000',
                                    '--lr_g=2e-4',
                                    seconds=_MINUTES.value * 60)
-            model, gray = _evaluate(model_dir, val_photos,
-                                    os.path.join(work, f'{generator}.json'),
-                                    '--stage=pretrain', render)
-            report['wall_clock'][generator] = dict(steps=step,
-                                                   seconds=seconds,
-                                                   model=model,
-                                                   gray=gray)
-            print(json.dumps({generator: report['wall_clock'][generator]}),
-                  flush=True)
+            record('wall_clock',
+                   generator,
+                   'pretrain',
+                   steps=step,
+                   seconds=seconds)
     if 'pretraining' in questions:
         total = _PRETRAIN_STEPS.value + _GAN_STEPS.value
         runs = {
@@ -153,14 +162,11 @@ def main(argv: list[str]) -> None:
                 seconds += _train(data_dir, model_dir,
                                   '--generator=resnet18_unet_lite',
                                   *stage_flags)[1]
-            model, gray = _evaluate(model_dir, val_photos,
-                                    os.path.join(work, f'{name}.json'),
-                                    '--stage=gan', render)
-            report['pretraining'][name] = dict(total_steps=total,
-                                               seconds=seconds,
-                                               model=model,
-                                               gray=gray)
-            print(json.dumps({name: report['pretraining'][name]}), flush=True)
+            record('pretraining',
+                   name,
+                   'gan',
+                   total_steps=total,
+                   seconds=seconds)
     common.write_report(report, _OUTPUT.value)
 
 
