@@ -106,11 +106,9 @@ def main(argv: list[str]) -> None:
     data_dir, val_photos = _DATA_DIR.value, _VAL_PHOTOS.value
     work = tempfile.mkdtemp(prefix='bench_generators_')
     render = f'--render_size={_RENDER_SIZE.value}'
-    config = {
-        flag.name: flag.value
-        for flag in (_DATA_DIR, _VAL_PHOTOS, _MINUTES, _PRETRAIN_STEPS,
-                     _GAN_STEPS, _RENDER_SIZE, _QUESTIONS, _OUTPUT)
-    }
+    config = common.flag_values(_DATA_DIR, _VAL_PHOTOS, _MINUTES,
+                                _PRETRAIN_STEPS, _GAN_STEPS, _RENDER_SIZE,
+                                _QUESTIONS, _OUTPUT)
     report = {
         'config': config,
         'machine': common.machine(),

@@ -197,13 +197,9 @@ def _child(settings: _Settings, mode: str, workers: int = 0) -> list[dict]:
 
 def main(argv: list[str]) -> None:
     common.check_no_arguments(argv)
-    settings = _Settings(data_dir=_DATA_DIR.value,
-                         generator=_GENERATOR.value,
-                         width=_WIDTH.value,
-                         image_size=_IMAGE_SIZE.value,
-                         global_batch_size=_GLOBAL_BATCH_SIZE.value,
-                         steps_per_loop=_STEPS_PER_LOOP.value,
-                         loops=_LOOPS.value)
+    settings = _Settings(
+        **common.flag_values(_DATA_DIR, _GENERATOR, _WIDTH, _IMAGE_SIZE,
+                             _GLOBAL_BATCH_SIZE, _STEPS_PER_LOOP, _LOOPS))
     if _MODE.value == 'bytes':
         common.print_result(_gradient_bytes())
         return

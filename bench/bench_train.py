@@ -335,13 +335,8 @@ def _spawn(measurement: _Measurement) -> dict:
 
 def main(argv: list[str]) -> None:
     common.check_no_arguments(argv)
-    measurement = _Measurement(kind=_KIND.value,
-                               stage=_STAGE.value,
-                               precision=_PRECISION.value,
-                               data_dir=_DATA_DIR.value,
-                               steps=_STEPS.value,
-                               repeats=_REPEATS.value,
-                               generator=_GENERATOR.value)
+    measurement = _Measurement(**common.flag_values(
+        _KIND, _STAGE, _PRECISION, _DATA_DIR, _STEPS, _REPEATS, _GENERATOR))
     if _CHILD.value:
         common.print_result(_measure(measurement))
         return

@@ -22,6 +22,7 @@ import time
 from typing import Any, Callable, Optional, Sequence
 
 from absl import app
+from absl import flags
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SAMPLE_PHOTOS = os.path.join(REPO_ROOT, 'sample_photos')
@@ -37,6 +38,11 @@ def check_no_arguments(argv: Sequence[str]) -> None:
     """
     if len(argv) > 1:
         raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
+
+
+def flag_values(*holders: flags.FlagHolder) -> dict[str, Any]:
+    """{name: value} of the given flags, for a config or a report."""
+    return {holder.name: holder.value for holder in holders}
 
 
 def child_command(module: str, *arguments: str) -> list[str]:
