@@ -13,14 +13,12 @@ Usage:
 """
 
 import os
-import shutil
-import statistics
 import tempfile
-import time
 
 from absl import app
 from absl import flags
 
+from bench import common
 from data_prep import beam_pipeline
 from data_prep import convert_config
 from data_prep import convert_lib
@@ -33,29 +31,19 @@ _NUM_IMAGES = flags.DEFINE_integer('num_images', 14,
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 64, 'Stored size.')
 _IMAGES_PER_SHARD = flags.DEFINE_integer(
     'images_per_shard', 4, 'Photos per shard, the Beam unit of work.')
-_RUNS = flags.DEFINE_integer('runs', 3, 'Runs per setting; the median is '
-                             'reported.')
+_RUNS = flags.DEFINE_integer('runs',
+                             3, 'Runs per setting; the median is '
+                             'reported.',
+                             lower_bound=1)
 _WORKERS = flags.DEFINE_integer('workers', 2, 'Processes of the parallel '
                                 'settings.')
 
-_BUNDLED = os.path.join(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))), 'sample_photos')
-
-
-def _copies(source_dir: str, count: int, target: str) -> str:
-    photos = shard_files.list_image_dir(source_dir)
-    for index in range(count):
-        photo = photos[index % len(photos)]
-        folder = os.path.join(target, f'copy{index // len(photos):03d}')
-        os.makedirs(folder, exist_ok=True)
-        shutil.copy(photo.path, os.path.join(folder, photo.key.replace(
-            '/', '_')))
-    return target
-
 
 def _settings(workers: int) -> dict:
-    multi = [f'--direct_num_workers={workers}',
-             '--direct_running_mode=multi_processing']
+    multi = [
+        f'--direct_num_workers={workers}',
+        '--direct_running_mode=multi_processing'
+    ]
     return {
         'in-process (num_processes=0)': ('local', 0, []),
         f'multiprocessing (num_processes={workers})': ('local', workers, []),
@@ -65,32 +53,37 @@ def _settings(workers: int) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    del argv
+    common.check_no_arguments(argv)
     with tempfile.TemporaryDirectory() as scratch:
-        image_dir = _copies(_IMAGE_DIR.value or _BUNDLED, _NUM_IMAGES.value,
-                            os.path.join(scratch, 'photos'))
+        image_dir = common.copy_photos(_IMAGE_DIR.value or common.SAMPLE_PHOTOS,
+                                       _NUM_IMAGES.value,
+                                       os.path.join(scratch, 'photos'))
         sources = shard_files.list_image_dir(image_dir)
         print(f'{len(sources)} photos, {_IMAGE_SIZE.value} px, '
               f'{_IMAGES_PER_SHARD.value} per shard, median of '
               f'{_RUNS.value} runs')
-        for name, (path, processes, beam_args) in _settings(
-                _WORKERS.value).items():
-            seconds = []
-            for run in range(_RUNS.value):
+        for name, (path, processes,
+                   beam_args) in _settings(_WORKERS.value).items():
+
+            def convert(path=path, processes=processes, beam_args=beam_args):
+                # A new folder for every run: none converts into another's.
                 config = convert_config.ConvertConfig(
-                    output_dir=os.path.join(scratch, f'{name}-{run}'),
-                    image_dir=image_dir, image_size=_IMAGE_SIZE.value,
+                    output_dir=os.path.join(tempfile.mkdtemp(dir=scratch),
+                                            'records'),
+                    image_dir=image_dir,
+                    image_size=_IMAGE_SIZE.value,
                     min_size=min(64, _IMAGE_SIZE.value),
                     images_per_shard=_IMAGES_PER_SHARD.value,
                     num_processes=processes)
-                start = time.perf_counter()
                 if path == 'local':
                     convert_lib.run(config, sources, show_progress=False)
                 else:
-                    beam_pipeline.run(config, sources, runner='DirectRunner',
+                    beam_pipeline.run(config,
+                                      sources,
+                                      runner='DirectRunner',
                                       beam_args=beam_args)
-                seconds.append(time.perf_counter() - start)
-            median = statistics.median(seconds)
+
+            median = common.median_seconds(convert, _RUNS.value, warm_up=False)
             print(f'{name:42s} {median:7.2f} s {len(sources) / median:8.1f} '
                   'images/s')
 

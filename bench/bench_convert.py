@@ -13,9 +13,7 @@ Usage:
 
 import contextlib
 import os
-import resource
 import shutil
-import statistics
 import tempfile
 import time
 from unittest import mock
@@ -25,6 +23,7 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
+from bench import common
 from chromagen_tf import color
 from chromagen_tf.data import imaging
 from chromagen_tf.data import records
@@ -38,55 +37,22 @@ _IMAGE_DIR = flags.DEFINE_string(
 _NUM_IMAGES = flags.DEFINE_integer('num_images', 420,
                                    'Photos per run (copies if needed).')
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 256, 'Stored size.')
-_RUNS = flags.DEFINE_integer('runs', 5, 'Runs per setting; the median is '
-                             'reported.')
+_RUNS = flags.DEFINE_integer('runs',
+                             5, 'Runs per setting; the median is '
+                             'reported.',
+                             lower_bound=1)
 _COMPARE_MALLOC = flags.DEFINE_bool(
     'compare_malloc', True, "Also measure with glibc's default malloc "
     'settings, before make_tfrecords tunes them.')
 _PROCESSES = flags.DEFINE_list('processes', ['0', '1', '2'],
                                'Process counts to measure (0: in-process).')
 
-_SAMPLE_PHOTOS = os.path.join(os.path.dirname(__file__), '..',
-                              'sample_photos')
-
 
 def _prepare_inputs(workdir: str) -> str:
-    source = _IMAGE_DIR.value or _SAMPLE_PHOTOS
-    photos = [source_file.path for source_file in
-              shard_files.list_image_dir(source)]
     if _IMAGE_DIR.value:
-        return source
-    target = os.path.join(workdir, 'photos')
-    os.makedirs(target)
-    for index in range(_NUM_IMAGES.value):
-        photo = photos[index % len(photos)]
-        shutil.copy(photo, os.path.join(target, f'{index:05d}_' +
-                                        os.path.basename(photo)))
-    return target
-
-
-def _cpu_seconds() -> float:
-    """CPU time of this process and of its finished (joined) children."""
-    total = 0.0
-    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
-        usage = resource.getrusage(who)
-        total += usage.ru_utime + usage.ru_stime
-    return total
-
-
-def _median_rate(function, count: int) -> tuple[float, float, list[float]]:
-    """Median images/s of wall time, and median images per CPU-second.
-
-    On a shared machine the wall-clock rate depends on the other load; the
-    rate per CPU-second is what one free core would do.
-    """
-    rates, cpu_rates = [], []
-    for _ in range(_RUNS.value):
-        start, cpu_start = time.perf_counter(), _cpu_seconds()
-        function()
-        rates.append(count / (time.perf_counter() - start))
-        cpu_rates.append(count / (_cpu_seconds() - cpu_start))
-    return statistics.median(rates), statistics.median(cpu_rates), rates
+        return _IMAGE_DIR.value
+    return common.copy_photos(common.SAMPLE_PHOTOS, _NUM_IMAGES.value,
+                              os.path.join(workdir, 'photos'))
 
 
 def _plain_pil(paths, size):
@@ -106,7 +72,7 @@ def _stages(paths, size):
         lab = color.rgb_to_lab_numpy(rgb)
         end = time.perf_counter()
         records.encode_example(lab, 'key', loaded.original_height,
-                            loaded.original_width)
+                               loaded.original_width)
         totals['decode+resize'] += middle - start
         totals['rgb_to_lab'] += end - middle
         totals['encode_example'] += time.perf_counter() - end
@@ -115,19 +81,23 @@ def _stages(paths, size):
 
 def _measure_converter(workdir, image_dir, sources, size, label):
     for processes in (int(value) for value in _PROCESSES.value):
+
         def convert(processes=processes):
             output = os.path.join(workdir, 'out')
             shutil.rmtree(output, ignore_errors=True)
-            config = convert_config.ConvertConfig(
-                output_dir=output, image_dir=image_dir, image_size=size,
-                num_processes=processes, images_per_shard=100)
+            config = convert_config.ConvertConfig(output_dir=output,
+                                                  image_dir=image_dir,
+                                                  image_size=size,
+                                                  num_processes=processes,
+                                                  images_per_shard=100)
             convert_lib.run(config, sources, show_progress=False)
-        rate, cpu_rate, rates = _median_rate(convert, len(sources))
+
+        rate, cpu_rate, rates = common.median_rates(convert, len(sources),
+                                                    _RUNS.value)
         per_process = rate / max(processes, 1)
         # Children's peak RSS only grows over the run: with the default
         # settings measured first, a later, larger figure is the tuned one.
-        worker_rss = resource.getrusage(
-            resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        worker_rss = common.peak_rss_mb(children=True)
         print(f'[{label}] make_tfrecords num_processes={processes}: '
               f'{rate:7.1f} images/s total, {per_process:7.1f} per process, '
               f'{cpu_rate:7.1f} per CPU-second (runs: '
@@ -136,21 +106,21 @@ def _measure_converter(workdir, image_dir, sources, size, label):
 
 
 def main(argv):
-    del argv
+    common.check_no_arguments(argv)
     workdir = tempfile.mkdtemp(prefix='bench_convert_')
     try:
         image_dir = _prepare_inputs(workdir)
         sources = shard_files.list_image_dir(image_dir)
         paths = [source.path for source in sources]
         size = _IMAGE_SIZE.value
-        print(f'load average {os.getloadavg()[0]:.2f}')
+        print(f'load average {common.load_average():.2f}')
         with Image.open(paths[0]) as image:
             print(f'{len(paths)} photos (first: {image.size[0]}x'
                   f'{image.size[1]} {image.format}), image_size={size}, '
                   f'median of {_RUNS.value} runs, {os.cpu_count()} cores')
         _plain_pil(paths[:20], size)  # Warm the page cache.
-        rate, cpu_rate, _ = _median_rate(lambda: _plain_pil(paths, size),
-                                         len(paths))
+        rate, cpu_rate, _ = common.median_rates(lambda: _plain_pil(paths, size),
+                                                len(paths), _RUNS.value)
         print(f'plain PIL open+convert+resize (1 process): {rate:7.1f} '
               f'images/s, {cpu_rate:7.1f} per CPU-second')
         # First with glibc's default malloc settings, then with those
@@ -165,7 +135,7 @@ def main(argv):
             stages = _stages(paths, size)
             print(f'[{label}] convert_image stages, ms/image: ' + ', '.join(
                 f'{name} {value:.2f}' for name, value in stages.items()) +
-                f', total {sum(stages.values()):.2f}')
+                  f', total {sum(stages.values()):.2f}')
             with (contextlib.nullcontext() if tuned else mock.patch.object(
                     allocator, 'retain_freed_memory', lambda: False)):
                 _measure_converter(workdir, image_dir, sources, size, label)

@@ -2,12 +2,12 @@
 
 Usage:
 
-  python bench/bench_inference.py [--generator=resnet18_unet] [--width=64]
+  python -m bench.bench_inference [--generator=resnet18_unet] [--width=64]
       [--repeats=10]
 
 Exports a generator (resnet18_unet unless --generator says otherwise) (random weights: speed does not depend on
 them) and runs each group of measurements in its own Python process, so
-that each peak RSS (`resource.getrusage`) belongs to that group alone.
+that each peak RSS (`common.peak_rss_mb`) belongs to that group alone.
 Latency (one process, the four items interleaved):
 
   generator_256      the network alone (predict_ab), [1, 256, 256, 1]: the
@@ -34,10 +34,7 @@ Times are medians over --repeats runs after one warm-up run (fewer for
 the folder and the 12 MP photo).
 """
 
-import argparse
-import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -45,23 +42,26 @@ import sys
 import tempfile
 import time
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-SAMPLE_PHOTOS = os.path.join(REPO_ROOT, 'sample_photos')
+from absl import app
+from absl import flags
 
+from bench import common
 
-def _median_seconds(function, repeats: int) -> float:
-    function()  # Warm-up: tracing and memory allocation.
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+_GENERATOR = flags.DEFINE_string('generator', 'resnet18_unet',
+                                 'Generator to export (random weights).')
+_WIDTH = flags.DEFINE_integer('width',
+                              64, 'Base channel width of the '
+                              'generator.',
+                              lower_bound=1)
+_REPEATS = flags.DEFINE_integer(
+    'repeats',
+    10, 'Timed runs of each latency item (a fifth of them for '
+    'the folder, a third for the 12 MP photo).',
+    lower_bound=1)
+_MEASURE = flags.DEFINE_string(
+    'measure', '', 'Internal: the measurement a child process makes.')
+_WORK_DIR = flags.DEFINE_string(
+    'work_dir', '', 'Internal: the child\'s folder of model and photos.')
 
 
 def _measure(name: str, work_dir: str, repeats: int) -> dict:
@@ -83,21 +83,26 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
         signatures = loaded.signatures
         l_channel = tf.constant(rng.uniform(-1, 1, [1, 256, 256, 1]),
                                 tf.float32)
-        with Image.open(os.path.join(SAMPLE_PHOTOS, 'chelsea.jpg')) as photo:
+        with Image.open(os.path.join(common.SAMPLE_PHOTOS,
+                                     'chelsea.jpg')) as photo:
             image = np.asarray(photo.convert('RGB').resize((256, 256)))
-        one, eight = tf.constant(image[None]), tf.constant(
-            np.stack([image] * 8))
+        one, eight = tf.constant(image[None]), tf.constant(np.stack([image] *
+                                                                    8))
         with open(os.path.join(work_dir, 'photo_256.jpg'), 'rb') as f:
             jpeg = tf.constant([f.read()])
         items = {
-            'generator_256': lambda: signatures['predict_ab'](
-                l_channel=l_channel)['ab'].numpy(),
-            'colorize_image_1': lambda: signatures['colorize_image'](
-                image=one)['colorized'].numpy(),
-            'colorize_image_8': lambda: signatures['colorize_image'](
-                image=eight)['colorized'].numpy(),
-            'serving_default_1': lambda: signatures['serving_default'](
-                image_bytes=jpeg)['colorized_png_bytes'].numpy(),
+            'generator_256':
+                lambda: signatures['predict_ab']
+                (l_channel=l_channel)['ab'].numpy(),
+            'colorize_image_1':
+                lambda: signatures['colorize_image']
+                (image=one)['colorized'].numpy(),
+            'colorize_image_8':
+                lambda: signatures['colorize_image']
+                (image=eight)['colorized'].numpy(),
+            'serving_default_1':
+                lambda: signatures['serving_default']
+                (image_bytes=jpeg)['colorized_png_bytes'].numpy(),
         }
         times = {item: [] for item in items}
         for function in items.values():
@@ -114,15 +119,17 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
         colorizer = colorize_lib.load_colorizer(export_base)
         folder = os.path.join(work_dir, 'folder')
         count = len(os.listdir(folder))
-        config = colorize_folders.ColorizeConfig(
-            inputs=(folder,), output_dir=os.path.join(work_dir, 'out'),
-            overwrite=True, batch_size=8)
+        config = colorize_folders.ColorizeConfig(inputs=(folder,),
+                                                 output_dir=os.path.join(
+                                                     work_dir, 'out'),
+                                                 overwrite=True,
+                                                 batch_size=8)
         with open(os.devnull, 'w') as quiet:
-            seconds = _median_seconds(
-                lambda: colorize_folders.colorize_files(
-                    colorizer, config, quiet),
-                max(1, repeats // 5))
-        result.update(seconds=seconds, images=count,
+            seconds = common.median_seconds(
+                lambda: colorize_folders.colorize_files(colorizer, config, quiet
+                                                       ), max(1, repeats // 5))
+        result.update(seconds=seconds,
+                      images=count,
                       images_per_second=count / seconds)
     elif name == 'folder_memory':
         # Peak RSS after 42 photos and after 420 more: a streaming tool
@@ -142,25 +149,27 @@ def _measure(name: str, work_dir: str, repeats: int) -> dict:
         with open(os.devnull, 'w') as quiet:
             for inputs in ((folder,), (large,)):
                 config = colorize_folders.ColorizeConfig(
-                    inputs=inputs, output_dir=os.path.join(work_dir, 'mem'),
+                    inputs=inputs,
+                    output_dir=os.path.join(work_dir, 'mem'),
                     overwrite=True)
                 colorize_folders.colorize_files(colorizer, config, quiet)
-                rss.append(_peak_rss_mb())
+                rss.append(common.peak_rss_mb())
         result.update(seconds=time.perf_counter() - start,
-                      rss_after_42_mb=rss[0], rss_after_462_mb=rss[1])
+                      rss_after_42_mb=rss[0],
+                      rss_after_462_mb=rss[1])
     elif name.startswith('photo_12mp'):
         colorizer = colorize_lib.load_colorizer(export_base)
         config = colorize_folders.ColorizeConfig(
             inputs=(os.path.join(work_dir, f'{name}.jpg'),),
-            output_dir=os.path.join(work_dir, 'out_12mp'), overwrite=True)
+            output_dir=os.path.join(work_dir, 'out_12mp'),
+            overwrite=True)
         with open(os.devnull, 'w') as quiet:
-            result['seconds'] = _median_seconds(
-                lambda: colorize_folders.colorize_files(
-                    colorizer, config, quiet),
-                max(1, repeats // 3))
+            result['seconds'] = common.median_seconds(
+                lambda: colorize_folders.colorize_files(colorizer, config, quiet
+                                                       ), max(1, repeats // 3))
     else:
         raise ValueError(f'Unknown measurement {name}')
-    result['peak_rss_mb'] = _peak_rss_mb()
+    result['peak_rss_mb'] = common.peak_rss_mb()
     return result
 
 
@@ -176,10 +185,12 @@ def _prepare(work_dir: str, width: int, generator: str) -> None:
     module = export_lib.ColorizationModule(
         build_generator(generator, width=width))
     export_lib.export_saved_model(module, os.path.join(work_dir, 'export'), 1)
-    with Image.open(os.path.join(SAMPLE_PHOTOS, 'chelsea.jpg')) as photo:
-        photo.convert('RGB').resize((256, 256)).save(
-            os.path.join(work_dir, 'photo_256.jpg'), quality=90)
-    with Image.open(os.path.join(SAMPLE_PHOTOS, 'picos_de_europa.jpg')) as p:
+    with Image.open(os.path.join(common.SAMPLE_PHOTOS, 'chelsea.jpg')) as photo:
+        photo.convert('RGB').resize(
+            (256, 256)).save(os.path.join(work_dir, 'photo_256.jpg'),
+                             quality=90)
+    with Image.open(os.path.join(common.SAMPLE_PHOTOS,
+                                 'picos_de_europa.jpg')) as p:
         # A 12 MP phone photo: 4032x3024, upscaled from a sample photo; as
         # a black-and-white photo (the tool's purpose) and in colour.
         big = p.convert('RGB').resize((4032, 3024), Image.Resampling.BICUBIC)
@@ -189,53 +200,53 @@ def _prepare(work_dir: str, width: int, generator: str) -> None:
     folder = os.path.join(work_dir, 'folder')
     os.makedirs(folder)
     for copy in range(3):  # 42 photos of the bundled sizes (<= 640 px).
-        for name in sorted(os.listdir(SAMPLE_PHOTOS)):
+        for name in sorted(os.listdir(common.SAMPLE_PHOTOS)):
             if name.endswith('.jpg'):
-                shutil.copy(os.path.join(SAMPLE_PHOTOS, name),
+                shutil.copy(os.path.join(common.SAMPLE_PHOTOS, name),
                             os.path.join(folder, f'{copy}_{name}'))
 
 
 def _run_child(name: str, work_dir: str, repeats: int) -> dict:
-    output = subprocess.run(
-        [sys.executable, __file__, f'--measure={name}',
-         f'--work_dir={work_dir}', f'--repeats={repeats}'],
-        capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return common.run_child('bench_inference', f'--measure={name}',
+                            f'--work_dir={work_dir}', f'--repeats={repeats}')
 
 
 def _cold_cli(work_dir: str) -> dict:
     """The whole command line on the 12 MP photo, timed from outside."""
-    command = [sys.executable, '-m', 'chromagen_tf.colorize',
-               f'--model={os.path.join(work_dir, "export")}',
-               os.path.join(work_dir, 'photo_12mp.jpg'),
-               f'--output_dir={os.path.join(work_dir, "out_cold")}',
-               '--overwrite']
+    command = [
+        sys.executable, '-m', 'chromagen_tf.colorize',
+        f'--model={os.path.join(work_dir, "export")}',
+        os.path.join(work_dir, 'photo_12mp.jpg'),
+        f'--output_dir={os.path.join(work_dir, "out_cold")}', '--overwrite'
+    ]
     start = time.perf_counter()
-    subprocess.run(command, cwd=REPO_ROOT, capture_output=True, check=True)
+    subprocess.run(command,
+                   cwd=common.REPO_ROOT,
+                   capture_output=True,
+                   check=True)
     seconds = time.perf_counter() - start
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return {'name': 'photo_12mp_cold', 'seconds': seconds,
-            'peak_rss_mb': usage.ru_maxrss / 1024.0}
+    return {
+        'name': 'photo_12mp_cold',
+        'seconds': seconds,
+        'peak_rss_mb': common.peak_rss_mb(children=True)
+    }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--generator', default='resnet18_unet')
-    parser.add_argument('--width', type=int, default=64)
-    parser.add_argument('--repeats', type=int, default=10)
-    parser.add_argument('--measure', default='')
-    parser.add_argument('--work_dir', default='')
-    args = parser.parse_args()
+def main(argv: list[str]) -> None:
+    common.check_no_arguments(argv)
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
-    if args.measure:
-        print(json.dumps(_measure(args.measure, args.work_dir, args.repeats)))
+    if _MEASURE.value:
+        common.print_result(
+            _measure(_MEASURE.value, _WORK_DIR.value, _REPEATS.value))
         return
     work_dir = tempfile.mkdtemp(prefix='chromagen_bench_')
     try:
-        _prepare(work_dir, args.width, args.generator)
-        names = ['latency', 'cli_folder', 'folder_memory', 'photo_12mp',
-                 'photo_12mp_colour']
-        results = [_run_child(name, work_dir, args.repeats) for name in names]
+        _prepare(work_dir, _WIDTH.value, _GENERATOR.value)
+        names = [
+            'latency', 'cli_folder', 'folder_memory', 'photo_12mp',
+            'photo_12mp_colour'
+        ]
+        results = [_run_child(name, work_dir, _REPEATS.value) for name in names]
         results.append(_cold_cli(work_dir))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
@@ -243,9 +254,10 @@ def main() -> None:
     reference = latency['items']['generator_256']
     print(f'{"measurement":20s}{"seconds":>10s}{"x generator":>13s}'
           f'{"peak RSS MB":>13s}  notes')
-    rows = [dict(name=item, seconds=seconds,
-                 peak_rss_mb=latency['peak_rss_mb'])
-            for item, seconds in latency['items'].items()]
+    rows = [
+        dict(name=item, seconds=seconds, peak_rss_mb=latency['peak_rss_mb'])
+        for item, seconds in latency['items'].items()
+    ]
     rows[2]['seconds_per_image'] = rows[2]['seconds'] / 8
     for row in rows + results[1:]:
         notes = ''
@@ -261,8 +273,8 @@ def main() -> None:
         print(f'{row["name"]:20s}{row["seconds"]:10.3f}'
               f'{row["seconds"] / reference:13.2f}'
               f'{row["peak_rss_mb"]:13.0f}  {notes}')
-    print(f'load average after the run: {os.getloadavg()}')
+    print(f'load average after the run: {common.load_average():.2f}')
 
 
 if __name__ == '__main__':
-    main()
+    app.run(main)

@@ -12,12 +12,11 @@ cross-check the script also sums the multiply-adds of every convolution from
 layer shapes.
 
 Usage:
-    python bench/bench_models.py                 # width 64, 256x256
-    python bench/bench_models.py --image_size=512 --width=64
+    python -m bench.bench_models                 # width 64, 256x256
+    python -m bench.bench_models --image_size=512 --width=64
 """
 
 import os
-import sys
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -29,7 +28,7 @@ from absl import app
 from absl import flags
 from tensorflow.python.framework import convert_to_constants
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench import common
 from chromagen_tf import models
 
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 256,
@@ -78,8 +77,7 @@ def conv_macs(model: keras.Model) -> int:
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    common.check_no_arguments(argv)
     size, width = _IMAGE_SIZE.value, _WIDTH.value
     if size <= 0 or size % 256:
         raise app.UsageError('--image_size must be a positive multiple of 256 '
@@ -87,15 +85,15 @@ def main(argv):
     if width <= 0:
         raise app.UsageError('--width must be positive.')
     # Fixed sizes give every layer a static shape for the MAC count.
-    built = [(name,
-              models.build_generator(name, image_size=size, width=width), 1)
+    built = [(name, models.build_generator(name, image_size=size,
+                                           width=width), 1)
              for name in models.GENERATOR_NAMES]
     for name, spectral_norm in (('patchgan', False), ('patchgan_sn', True)):
-        built.append((name,
-                      models.build_discriminator(image_size=size,
-                                                 width=width,
-                                                 spectral_norm=spectral_norm),
-                      3))
+        built.append(
+            (name,
+             models.build_discriminator(image_size=size,
+                                        width=width,
+                                        spectral_norm=spectral_norm), 3))
     print(f'width={width}, one {size}x{size} image, inference graph')
     print(f'{"model":<20}{"params":>13}{"trainable":>13}'
           f'{"GFLOPs":>10}{"conv GMACs":>12}')

@@ -16,7 +16,6 @@ Usage:
 import io
 import os
 import shutil
-import statistics
 import tempfile
 import time
 from unittest import mock
@@ -28,6 +27,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from bench import common
 from chromagen_tf import color
 from chromagen_tf.data import imaging
 from chromagen_tf.data import records
@@ -35,15 +35,15 @@ from data_prep import allocator
 from data_prep import shard_files
 
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 256, 'Stored size.')
-_COPIES = flags.DEFINE_integer('copies', 20,
-                               'Records per photo in each file.')
-_RUNS = flags.DEFINE_integer('runs', 3, 'Timed passes; median reported.')
+_COPIES = flags.DEFINE_integer('copies', 20, 'Records per photo in each file.')
+_RUNS = flags.DEFINE_integer('runs',
+                             3,
+                             'Timed passes; median reported.',
+                             lower_bound=1)
 _PARALLEL = flags.DEFINE_integer(
     'parallel_calls', 1, 'num_parallel_calls of the decoding map (1 measures '
     'one core).')
 
-_SAMPLE_PHOTOS = os.path.join(os.path.dirname(__file__), '..',
-                              'sample_photos')
 _RAW = 'lab/raw'
 _RAW_SPEC = {_RAW: tf.io.FixedLenFeature([], tf.string)}
 
@@ -57,7 +57,8 @@ def _raw_example(payload: bytes) -> bytes:
 def _pillow_png(planes: np.ndarray) -> bytes:
     """The same planes through Pillow's PNG writer (adaptive filters)."""
     buffer = io.BytesIO()
-    Image.fromarray(planes, mode='RGB').save(buffer, format='PNG',
+    Image.fromarray(planes, mode='RGB').save(buffer,
+                                             format='PNG',
                                              compress_level=1)
     return buffer.getvalue()
 
@@ -88,18 +89,25 @@ def _encoders(size: int):
             return records.encode_example(lab, 'key', size, size)
 
     def encode_png_pillow(lab):
+
         def feature(value):
             if isinstance(value, bytes):
-                return tf.train.Feature(
-                    bytes_list=tf.train.BytesList(value=[value]))
+                return tf.train.Feature(bytes_list=tf.train.BytesList(
+                    value=[value]))
             return tf.train.Feature(int64_list=tf.train.Int64List(
                 value=[value]))
+
         features = {
-            records.KEY: feature(b'key'), records.HEIGHT: feature(size),
-            records.WIDTH: feature(size), records.VERSION: feature(
-                records.SCHEMA_VERSION),
-            records.LAB_ENCODED: feature(
-                _pillow_png(records.quantize_lab(lab))),
+            records.KEY:
+                feature(b'key'),
+            records.HEIGHT:
+                feature(size),
+            records.WIDTH:
+                feature(size),
+            records.VERSION:
+                feature(records.SCHEMA_VERSION),
+            records.LAB_ENCODED:
+                feature(_pillow_png(records.quantize_lab(lab))),
         }
         return tf.train.Example(features=tf.train.Features(
             feature=features)).SerializeToString()
@@ -117,42 +125,47 @@ def _encoders(size: int):
         return records.dequantize_lab(records.quantize_lab(lab)).numpy()
 
     return {
-        'png uint8, Sub+Huffman (chosen)': (encode_png, decode_png, None,
-                                          uint8_reference),
-        'png uint8, Sub+Huffman, stdlib zlib': (
-            encode_png_stdlib_zlib, decode_png, None, uint8_reference),
-        'png uint8, Pillow level 1': (encode_png_pillow, decode_png, None,
-                                      uint8_reference),
+        'png uint8, Sub+Huffman (chosen)':
+            (encode_png, decode_png, None, uint8_reference),
+        'png uint8, Sub+Huffman, stdlib zlib':
+            (encode_png_stdlib_zlib, decode_png, None, uint8_reference),
+        'png uint8, Pillow level 1':
+            (encode_png_pillow, decode_png, None, uint8_reference),
         'raw uint8': (encode_uint8, decode_uint8, None, uint8_reference),
-        'raw uint8 + GZIP': (encode_uint8, decode_uint8, 'GZIP',
-                             uint8_reference),
-        'raw float16': (encode_float16, decode_float16, None,
-                        float16_reference),
+        'raw uint8 + GZIP':
+            (encode_uint8, decode_uint8, 'GZIP', uint8_reference),
+        'raw float16':
+            (encode_float16, decode_float16, None, float16_reference),
     }
+
+
+def _read_all(dataset: tf.data.Dataset) -> None:
+    for _ in dataset:
+        pass
 
 
 def _labs(size: int) -> list[np.ndarray]:
     labs = []
-    for source in shard_files.list_image_dir(_SAMPLE_PHOTOS):
+    for source in shard_files.list_image_dir(common.SAMPLE_PHOTOS):
         image = imaging.load_for_storage(source.path, size).image
         labs.append(color.rgb_to_lab_numpy(np.asarray(image)))
     return labs
 
 
 def main(argv):
-    del argv
+    common.check_no_arguments(argv)
     allocator.retain_freed_memory()  # As make_tfrecords does.
     size = _IMAGE_SIZE.value
     labs = _labs(size)
     count = len(labs) * _COPIES.value
     workdir = tempfile.mkdtemp(prefix='bench_encoding_')
-    print(f'load average {os.getloadavg()[0]:.2f}')
+    print(f'load average {common.load_average():.2f}')
     print(f'{len(labs)} photos x {_COPIES.value} copies at {size}x{size}; '
           f'decode map num_parallel_calls={_PARALLEL.value}, median of '
           f'{_RUNS.value} passes')
     try:
-        for name, (encode, decode, compression, reference) in _encoders(
-                size).items():
+        for name, (encode, decode, compression,
+                   reference) in _encoders(size).items():
             encode(labs[0])  # Warm-up.
             start = time.process_time()
             encoded = [encode(lab) for lab in labs]
@@ -164,28 +177,23 @@ def main(argv):
                     for record in encoded:
                         writer.write(record)
             per_image = os.path.getsize(path) / count
-            decoded = [decode(tf.constant(record)).numpy()
-                       for record in encoded]
-            error = max(np.abs(got - reference(lab)).max()
-                        for got, lab in zip(decoded, labs))
-            error_vs_float = max(np.abs(got - lab).max()
-                                 for got, lab in zip(decoded, labs))
+            decoded = [
+                decode(tf.constant(record)).numpy() for record in encoded
+            ]
+            error = max(
+                np.abs(got - reference(lab)).max()
+                for got, lab in zip(decoded, labs))
+            error_vs_float = max(
+                np.abs(got - lab).max() for got, lab in zip(decoded, labs))
             dataset = tf.data.TFRecordDataset(
-                path, compression_type=compression or '').map(
-                    decode, num_parallel_calls=_PARALLEL.value)
-            for _ in dataset.take(20):  # Warm-up: tracing, page cache.
-                pass
-            rates, cpu_rates = [], []
-            for _ in range(_RUNS.value):
-                start, cpu_start = time.perf_counter(), time.process_time()
-                for _ in dataset:
-                    pass
-                rates.append(count / (time.perf_counter() - start))
-                cpu_rates.append(count / (time.process_time() - cpu_start))
+                path, compression_type=compression or
+                '').map(decode, num_parallel_calls=_PARALLEL.value)
+            _read_all(dataset.take(20))  # Warm-up: tracing, page cache.
+            rate, cpu_rate, _ = common.median_rates(lambda: _read_all(dataset),
+                                                    count, _RUNS.value)
             print(f'{name:20s} {per_image / 1024:7.1f} KiB/image  '
                   f'encode {encode_ms:5.2f} CPU-ms/image  decode '
-                  f'{statistics.median(rates):5.0f} images/s '
-                  f'({statistics.median(cpu_rates):5.0f} per CPU-second)  '
+                  f'{rate:5.0f} images/s ({cpu_rate:5.0f} per CPU-second)  '
                   f'max error '
                   f'{error_vs_float:.3f} Lab units (decoder exact: '
                   f'{error < 1e-4})')

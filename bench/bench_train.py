@@ -13,30 +13,75 @@ Measures, for the real resnet18_unet (width 64) at 256x256 and global batch
   * input pipeline images/s on one core (private thread pool of 1).
 
 Usage:
-  python bench/bench_train.py --steps=4 --repeats=3 --output=bench_train.json
-  python bench/bench_train.py --steps=1 --repeats=3 --stages=pretrain \
+  python -m bench.bench_train --steps=4 --repeats=3 --output=bench_train.json
+  python -m bench.bench_train --steps=1 --repeats=3 --stages=pretrain \
       --precisions=float32 --trials=3   # custom vs fit, 3 processes each
 """
 
-import argparse
+import dataclasses
 import json
-import os
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, _REPO)
+from absl import app
+from absl import flags
+
+from bench import common
+
+_LOOP_NAMES = ('custom', 'fit', 'custom_run_once', 'custom_no_strategy')
+
+_STEPS = flags.DEFINE_integer('steps',
+                              4, 'Steps per timed loop '
+                              '(steps_per_loop).',
+                              lower_bound=1)
+_REPEATS = flags.DEFINE_integer('repeats',
+                                3, 'Timed loops after the warm-up '
+                                'loop.',
+                                lower_bound=1)
+_PRECISIONS = flags.DEFINE_list('precisions', ['float32', 'bfloat16'],
+                                'Precisions to measure.')
+_STAGES = flags.DEFINE_list('stages', ['pretrain', 'gan'],
+                            'Training stages to measure.')
+_LOOPS = flags.DEFINE_list(
+    'loops', ['custom', 'fit'], 'Any of custom (chromagen_tf.train), fit, '
+    'custom_run_once, custom_no_strategy (see _run_custom).')
+flags.register_validator(
+    'loops',
+    lambda loops: set(loops) <= set(_LOOP_NAMES),
+    message=f'--loops takes any of {",".join(_LOOP_NAMES)}')
+_TRIALS = flags.DEFINE_integer(
+    'trials',
+    1, 'Processes per setting, interleaved across settings; the '
+    'median and range are reported. The rate varies by a few percent '
+    'between processes.',
+    lower_bound=1)
+_GENERATOR = flags.DEFINE_string('generator', 'resnet18_unet',
+                                 'Generator to train (the custom loops only).')
+_OUTPUT = flags.DEFINE_string('output', '', 'Also write JSON here.')
+_CHILD = flags.DEFINE_bool(
+    'child', False, 'Internal: this process is one '
+    'measurement of a parent run.')
+_KIND = flags.DEFINE_string(
+    'kind', 'custom', 'Internal: the child\'s '
+    'measurement: peak, input or a loop.')
+_STAGE = flags.DEFINE_string('stage', 'pretrain', 'Internal: the child\'s '
+                             'stage.')
+_PRECISION = flags.DEFINE_string('precision', 'float32', 'Internal: the '
+                                 'child\'s precision.')
+_DATA_DIR = flags.DEFINE_string('data_dir', '', 'Internal: the child\'s '
+                                'shards.')
 
 # Forward FLOPs per 256x256 image, from the models' docstrings (measured
-# with bench/bench_models.py). A training step costs about 3x the forward
+# with `python -m bench.bench_models`). A training step costs about 3x the forward
 # pass (forward, gradient w.r.t. activations, gradient w.r.t. weights).
-_GENERATOR_GFLOPS = {'resnet18_unet': 56.9, 'resnet18_unet_lite': 8.08,
-                     'resnet34_unet': 61.8, 'resnet34_unet_lite': 12.9,
-                     'pix2pix_unet': 12.0}
+_GENERATOR_GFLOPS = {
+    'resnet18_unet': 56.9,
+    'resnet18_unet_lite': 8.08,
+    'resnet34_unet': 61.8,
+    'resnet34_unet_lite': 12.9,
+    'pix2pix_unet': 12.0
+}
 _DISCRIMINATOR_GFLOPS = 6.3
 
 
@@ -47,8 +92,16 @@ def _step_gflops(stage, generator):
     return gflops + (8 * _DISCRIMINATOR_GFLOPS if stage == 'gan' else 0)
 
 
-def _peak_rss_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+@dataclasses.dataclass(frozen=True)
+class _Measurement:
+    """What one child process measures."""
+    kind: str  # 'peak', 'input' or one of _LOOP_NAMES.
+    stage: str
+    precision: str
+    data_dir: str
+    steps: int
+    repeats: int
+    generator: str
 
 
 def _matmul_peak_gflops(dtype_name='float32', size=2048, repeats=10):
@@ -58,32 +111,17 @@ def _matmul_peak_gflops(dtype_name='float32', size=2048, repeats=10):
     a = tf.random.normal([size, size], dtype=tf.float32)
     a = tf.cast(a, dtype)
     matmul = tf.function(lambda x: tf.matmul(x, x))
-    matmul(a).numpy()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        matmul(a).numpy()
-        times.append(time.perf_counter() - start)
-    return 2 * size**3 / statistics.median(times) / 1e9
+    seconds = common.median_seconds(lambda: matmul(a).numpy(), repeats)
+    return 2 * size**3 / seconds / 1e9
 
 
-def make_shards(directory, image_size=256):
-    """Converts the bundled photos with the real converter."""
-    from data_prep import convert_config  # pylint: disable=g-import-not-at-top
-    from data_prep import convert_lib  # pylint: disable=g-import-not-at-top
-    from data_prep import shard_files  # pylint: disable=g-import-not-at-top
-
-    config = convert_config.ConvertConfig(
-        output_dir=directory,
-        image_dir=os.path.join(_REPO, 'sample_photos'),
-        image_size=image_size, num_val=2, num_shards=1, num_processes=0)
-    sources = shard_files.list_image_dir(config.image_dir)
-    convert_lib.run(config, sources, show_progress=False)
-    return directory
-
-
-def _run_custom(stage, precision, data_dir, steps, repeats,
-                variant='custom', generator='resnet18_unet'):
+def _run_custom(stage,
+                precision,
+                data_dir,
+                steps,
+                repeats,
+                variant='custom',
+                generator='resnet18_unet'):
     """Times chromagen_tf's steps.
 
     variant 'custom' is the trainer's `train_loop` (an in-graph loop over
@@ -101,10 +139,14 @@ def _run_custom(stage, precision, data_dir, steps, repeats,
 
     # pylint: enable=g-import-not-at-top
 
-    values = dict(stage=stage, data_dir=data_dir,
-                  model_dir=tempfile.mkdtemp(), image_size=256,
-                  global_batch_size=16, steps_per_loop=steps,
-                  mixed_precision=precision, strategy='one_device',
+    values = dict(stage=stage,
+                  data_dir=data_dir,
+                  model_dir=tempfile.mkdtemp(),
+                  image_size=256,
+                  global_batch_size=16,
+                  steps_per_loop=steps,
+                  mixed_precision=precision,
+                  strategy='one_device',
                   model=configs.ModelConfig(generator=generator))
     config = configs.TrainConfig(**values)
     strategy, policy = distribute.setup('one_device', precision)
@@ -116,24 +158,26 @@ def _run_custom(stage, precision, data_dir, steps, repeats,
     if variant == 'custom':
         run = lambda: step_functions.train_loop(iterator, tf.constant(steps))
     else:
+
         @tf.function
         def _one_step():
             if variant == 'custom_run_once':
-                return step_functions._sum(strategy.run(  # pylint: disable=protected-access
-                    step_functions.replica_step, args=(next(iterator),)))
+                return step_functions._sum(
+                    strategy.run(  # pylint: disable=protected-access
+                        step_functions.replica_step,
+                        args=(next(iterator),)))
             return step_functions.replica_step(next(iterator))
 
         def run():
             for _ in range(steps):
                 outputs = _one_step()
             return outputs
-    times = []
-    for i in range(repeats + 1):
-        start = time.perf_counter()
-        tf.nest.map_structure(lambda value: value.numpy(), run())
-        if i:  # The first call includes tracing.
-            times.append(time.perf_counter() - start)
-    return steps * 16 / statistics.median(times)
+
+    # The untimed warm-up call includes tracing.
+    seconds = common.median_seconds(
+        lambda: tf.nest.map_structure(lambda value: value.numpy(), run()),
+        repeats)
+    return steps * 16 / seconds
 
 
 def _run_fit(stage, precision, data_dir, steps, repeats):
@@ -150,13 +194,16 @@ def _run_fit(stage, precision, data_dir, steps, repeats):
     # pylint: enable=g-import-not-at-top
 
     distribute.setup('one_device', precision)
-    dataset = input_pipeline.make_dataset(
-        records.shard_pattern(data_dir, 'train'), training=True,
-        image_size=256, global_batch_size=16)
+    dataset = input_pipeline.make_dataset(records.shard_pattern(
+        data_dir, 'train'),
+                                          training=True,
+                                          image_size=256,
+                                          global_batch_size=16)
     generator = models.build_generator('resnet18_unet')
     if stage == 'pretrain':
         model = generator
-        model.compile(optimizer=keras.optimizers.Adam(1e-4), loss='mae',
+        model.compile(optimizer=keras.optimizers.Adam(1e-4),
+                      loss='mae',
                       steps_per_execution=steps)
     else:
         model = _FitGan(generator, models.build_discriminator(), losses)
@@ -172,8 +219,11 @@ def _run_fit(stage, precision, data_dir, steps, repeats):
             if epoch:  # The first epoch includes tracing.
                 times.append(time.perf_counter() - self.start)
 
-    model.fit(dataset, epochs=repeats + 1, steps_per_epoch=steps,
-              callbacks=[_Timer()], verbose=0)
+    model.fit(dataset,
+              epochs=repeats + 1,
+              steps_per_epoch=steps,
+              callbacks=[_Timer()],
+              verbose=0)
     del tf
     return steps * 16 / statistics.median(times)
 
@@ -199,21 +249,21 @@ def _fit_gan_class():
             with tf.GradientTape() as g_tape:
                 fake = self.generator(l_channel, training=True)
                 with tf.GradientTape() as d_tape:
-                    real_logits = self.discriminator(
-                        tf.concat([l_channel, ab], -1), training=True)
-                    fake_logits = self.discriminator(
-                        tf.concat([l_channel, tf.stop_gradient(fake)], -1),
-                        training=True)
+                    real_logits = self.discriminator(tf.concat([l_channel, ab],
+                                                               -1),
+                                                     training=True)
+                    fake_logits = self.discriminator(tf.concat(
+                        [l_channel, tf.stop_gradient(fake)], -1),
+                                                     training=True)
                     d_loss = tf.reduce_mean(
                         lib.discriminator_loss(real_logits, fake_logits))
                 d_vars = self.discriminator.trainable_variables
-                self.d_optimizer.apply(d_tape.gradient(d_loss, d_vars),
-                                       d_vars)
-                logits = self.discriminator(
-                    tf.concat([l_channel, fake], -1), training=True)
+                self.d_optimizer.apply(d_tape.gradient(d_loss, d_vars), d_vars)
+                logits = self.discriminator(tf.concat([l_channel, fake], -1),
+                                            training=True)
                 g_loss = tf.reduce_mean(
-                    lib.generator_adversarial_loss(logits)
-                    + 100.0 * lib.l1(ab, fake))
+                    lib.generator_adversarial_loss(logits) +
+                    100.0 * lib.l1(ab, fake))
             g_vars = self.generator.trainable_variables
             self.g_optimizer.apply(g_tape.gradient(g_loss, g_vars), g_vars)
             return {'d_loss': d_loss, 'g_loss': g_loss}
@@ -232,9 +282,11 @@ def _input_pipeline(data_dir, batches=40):
     from chromagen_tf.data import input_pipeline
     from chromagen_tf.data import records  # pylint: disable=g-import-not-at-top
 
-    dataset = input_pipeline.make_dataset(
-        records.shard_pattern(data_dir, 'train'), training=True,
-        image_size=256, global_batch_size=16)
+    dataset = input_pipeline.make_dataset(records.shard_pattern(
+        data_dir, 'train'),
+                                          training=True,
+                                          image_size=256,
+                                          global_batch_size=16)
     options = tf.data.Options()
     options.threading.private_threadpool_size = 1
     options.threading.max_intra_op_parallelism = 1
@@ -247,80 +299,70 @@ def _input_pipeline(data_dir, batches=40):
     return batches * 16 / (time.perf_counter() - start)
 
 
-def _child(args):
-    """One measurement in this process; prints a JSON line."""
-    if args.kind == 'peak':
-        result = {name: _matmul_peak_gflops(name)
-                  for name in ('float32', 'bfloat16')}
-    elif args.kind == 'input':
-        result = {'images_per_second': _input_pipeline(args.data_dir)}
+def _measure(measurement: _Measurement) -> dict:
+    """One measurement in this process; returns its figures."""
+    if measurement.kind == 'peak':
+        result = {
+            name: _matmul_peak_gflops(name) for name in ('float32', 'bfloat16')
+        }
+    elif measurement.kind == 'input':
+        result = {'images_per_second': _input_pipeline(measurement.data_dir)}
     else:
-        if args.kind == 'fit':
-            images_per_second = _run_fit(args.stage, args.precision,
-                                         args.data_dir, args.steps,
-                                         args.repeats)
+        if measurement.kind == 'fit':
+            images_per_second = _run_fit(measurement.stage,
+                                         measurement.precision,
+                                         measurement.data_dir,
+                                         measurement.steps, measurement.repeats)
         else:
-            images_per_second = _run_custom(args.stage, args.precision,
-                                            args.data_dir, args.steps,
-                                            args.repeats, args.kind,
-                                            args.generator)
+            images_per_second = _run_custom(
+                measurement.stage, measurement.precision, measurement.data_dir,
+                measurement.steps, measurement.repeats, measurement.kind,
+                measurement.generator)
         result = {'images_per_second': images_per_second}
-    result['peak_rss_mb'] = _peak_rss_mb()
-    print('RESULT ' + json.dumps(result))
+    result['peak_rss_mb'] = common.peak_rss_mb()
+    return result
 
 
-def _spawn(*extra):
-    output = subprocess.run(
-        [sys.executable, os.path.abspath(__file__), '--child', *extra],
-        capture_output=True, text=True, check=False)
-    for line in output.stdout.splitlines():
-        if line.startswith('RESULT '):
-            return json.loads(line[len('RESULT '):])
-    raise RuntimeError(output.stderr[-3000:])
+def _spawn(measurement: _Measurement) -> dict:
+    """Runs one measurement in its own process, for its own peak RSS."""
+    return common.run_child(
+        'bench_train', '--child', f'--kind={measurement.kind}',
+        f'--stage={measurement.stage}', f'--precision={measurement.precision}',
+        f'--data_dir={measurement.data_dir}', f'--steps={measurement.steps}',
+        f'--repeats={measurement.repeats}',
+        f'--generator={measurement.generator}')
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--steps', type=int, default=4,
-                        help='Steps per timed loop (steps_per_loop).')
-    parser.add_argument('--repeats', type=int, default=3,
-                        help='Timed loops after the warm-up loop.')
-    parser.add_argument('--precisions', default='float32,bfloat16')
-    parser.add_argument('--stages', default='pretrain,gan')
-    parser.add_argument('--loops', default='custom,fit',
-                        help='Any of custom (chromagen_tf.train), fit, '
-                        'custom_run_once, custom_no_strategy (see '
-                        '_run_custom).')
-    parser.add_argument('--trials', type=int, default=1,
-                        help='Processes per setting, interleaved across '
-                        'settings; the median and range are reported. The '
-                        'rate varies by a few percent between processes.')
-    parser.add_argument('--generator', default='resnet18_unet',
-                        help='Generator to train (the custom loops only).')
-    parser.add_argument('--output', default='', help='Also write JSON here.')
-    parser.add_argument('--child', action='store_true', help=argparse.SUPPRESS)
-    parser.add_argument('--kind', default='custom', help=argparse.SUPPRESS)
-    parser.add_argument('--stage', default='pretrain', help=argparse.SUPPRESS)
-    parser.add_argument('--precision', default='float32',
-                        help=argparse.SUPPRESS)
-    parser.add_argument('--data_dir', default='', help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        _child(args)
+def main(argv: list[str]) -> None:
+    common.check_no_arguments(argv)
+    measurement = _Measurement(**common.flag_values(
+        _KIND, _STAGE, _PRECISION, _DATA_DIR, _STEPS, _REPEATS, _GENERATOR))
+    if _CHILD.value:
+        common.print_result(_measure(measurement))
         return
-    data_dir = make_shards(tempfile.mkdtemp(prefix='bench_train_'))
-    common = ['--data_dir', data_dir, '--steps', str(args.steps),
-              '--repeats', str(args.repeats), '--generator', args.generator]
-    report = {'peak_gflops': _spawn('--kind', 'peak'),
-              'input_pipeline_one_core': _spawn('--kind', 'input', *common),
-              'runs': []}
+    measurement = dataclasses.replace(
+        measurement,
+        data_dir=common.make_shards(tempfile.mkdtemp(prefix='bench_train_'),
+                                    image_size=256))
+    report = {
+        'machine':
+            common.machine(),
+        'peak_gflops':
+            _spawn(dataclasses.replace(measurement, kind='peak')),
+        'input_pipeline_one_core':
+            _spawn(dataclasses.replace(measurement, kind='input')),
+        'runs': []
+    }
     trials = {}
-    for _ in range(args.trials):
-        for precision in args.precisions.split(','):
-            for stage in args.stages.split(','):
-                for kind in args.loops.split(','):
-                    result = _spawn('--kind', kind, '--stage', stage,
-                                    '--precision', precision, *common)
+    for _ in range(_TRIALS.value):
+        for precision in _PRECISIONS.value:
+            for stage in _STAGES.value:
+                for kind in _LOOPS.value:
+                    result = _spawn(
+                        dataclasses.replace(measurement,
+                                            kind=kind,
+                                            stage=stage,
+                                            precision=precision))
                     result.update(stage=stage, precision=precision, loop=kind)
                     print(json.dumps(result), flush=True)
                     trials.setdefault((stage, precision, kind),
@@ -329,18 +371,19 @@ def main():
     for (stage, precision, kind), results in trials.items():
         rates = [result['images_per_second'] for result in results]
         median = statistics.median(rates)
-        achieved = median * _step_gflops(stage, args.generator)
-        report['runs'].append(dict(
-            stage=stage, precision=precision, loop=kind,
-            generator=args.generator, images_per_second=median, images_per_second_trials=rates,
-            peak_rss_mb=max(result['peak_rss_mb'] for result in results),
-            achieved_gflops=achieved,
-            fraction_of_float32_peak=achieved / peak))
-    print(json.dumps(report, indent=1))
-    if args.output:
-        with open(args.output, 'w') as f:
-            json.dump(report, f, indent=1)
+        achieved = median * _step_gflops(stage, _GENERATOR.value)
+        report['runs'].append(
+            dict(stage=stage,
+                 precision=precision,
+                 loop=kind,
+                 generator=_GENERATOR.value,
+                 images_per_second=median,
+                 images_per_second_trials=rates,
+                 peak_rss_mb=max(result['peak_rss_mb'] for result in results),
+                 achieved_gflops=achieved,
+                 fraction_of_float32_peak=achieved / peak))
+    common.write_report(report, _OUTPUT.value)
 
 
 if __name__ == '__main__':
-    main()
+    app.run(main)
