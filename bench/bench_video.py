@@ -34,19 +34,34 @@ Memory: peak RSS of colorize_video, each length in a fresh process, on a
 long pan at 160x120.
 """
 
-import argparse
-import json
 import os
-import resource
-import subprocess
-import sys
 import tempfile
 
+from absl import app
+from absl import flags
 import numpy as np
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO_ROOT)
-SAMPLE_PHOTOS = os.path.join(REPO_ROOT, 'sample_photos')
+from bench import common
+
+_SIZE = flags.DEFINE_string('size', '320x240', 'Frame size of the clips, WxH.')
+_RENDER_SIZE = flags.DEFINE_integer(
+    'render_size', None, "Working size of the model (default: the model's).")
+_MEMORY_FRAMES = flags.DEFINE_list(
+    'memory_frames', ['100', '1000'],
+    'Lengths of the long videos whose peak memory is compared.')
+_SKIP_MEMORY = flags.DEFINE_bool('skip_memory', False,
+                                 'Skip the memory comparison.')
+_OUTPUT_JSON = flags.DEFINE_string('output_json', '',
+                                   'Also write the report here.')
+_STRIP = flags.DEFINE_string(
+    'strip', '', "Only write the README's frame strip to this path.")
+_STRIP_PHOTO = flags.DEFINE_string('strip_photo', 'stream.jpg',
+                                   'Sample photo the strip pans over.')
+_SPEED_SIZE = flags.DEFINE_string(
+    'speed_size', '', 'Only time a 24-frame pan at this size (WxH), twice.')
+_MEMORY_CHILD = flags.DEFINE_list(
+    'memory_child', None, 'Internal: INPUT,OUTPUT of one memory run.')
+
 
 # (first shot, second shot) photo pairs, landscapes and close-ups mixed.
 CLIPS = (('stream.jpg', 'chelsea.jpg'), ('picos_de_europa.jpg', 'coffee.jpg'),
@@ -59,7 +74,7 @@ _RATE = 12
 def _photo(name: str, height: int) -> np.ndarray:
     import cv2  # pylint: disable=g-import-not-at-top
     from PIL import Image  # pylint: disable=g-import-not-at-top
-    with Image.open(os.path.join(SAMPLE_PHOTOS, name)) as image:
+    with Image.open(os.path.join(common.SAMPLE_PHOTOS, name)) as image:
         photo = np.asarray(image.convert('RGB'))
     scale = height / photo.shape[0]
     return cv2.resize(photo, (round(photo.shape[1] * scale), height),
@@ -204,9 +219,9 @@ def _memory_child(path: str, output: str) -> None:
     colorizer = colorize_lib.load_colorizer()
     summary = pipeline.colorize_video(colorizer, pipeline.VideoConfig(
         path, output, overwrite=True, show_progress=False))
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-    print(json.dumps({'frames': summary.frames, 'peak_rss_mb': peak,
-                      'fps': summary.frames_per_second}))
+    common.print_result({'frames': summary.frames,
+                         'peak_rss_mb': common.peak_rss_mb(),
+                         'fps': summary.frames_per_second})
 
 
 def run_memory(lengths, work_dir) -> list:
@@ -221,11 +236,9 @@ def run_memory(lengths, work_dir) -> list:
         path = os.path.join(work_dir, f'long_{length}.mp4')
         synthetic.write_video(path, synthetic.ken_burns(
             photo, cameras[:length], width, height), rate=25, audio_seconds=1)
-        result = subprocess.run(
-            [sys.executable, __file__, '--memory_child', path,
-             os.path.join(work_dir, f'long_{length}_out.mp4')],
-            capture_output=True, text=True, check=True)
-        rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
+        rows.append(common.run_child(
+            'bench_video', '--memory_child=' + ','.join(
+                [path, os.path.join(work_dir, f'long_{length}_out.mp4')])))
     return rows
 
 
@@ -281,50 +294,36 @@ def run_speed(size, work_dir) -> None:
         print(f'forward-backward test {check}: {summary}')
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--size', default='320x240')
-    parser.add_argument('--render_size', type=int, default=None)
-    parser.add_argument('--memory_frames', default='100,1000')
-    parser.add_argument('--skip_memory', action='store_true')
-    parser.add_argument('--output_json', default='')
-    parser.add_argument('--strip', default='',
-                        help='Only write the README frame strip to this path.')
-    parser.add_argument('--strip_photo', default='stream.jpg')
-    parser.add_argument('--speed_size', default='',
-                        help='Only time a 24-frame pan at this size, twice.')
-    parser.add_argument('--memory_child', nargs=2, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.speed_size:
+def main(argv: list[str]) -> None:
+    common.check_no_arguments(argv)
+    if _SPEED_SIZE.value:
         with tempfile.TemporaryDirectory() as work_dir:
-            run_speed(tuple(int(v) for v in args.speed_size.split('x')),
+            run_speed(tuple(int(v) for v in _SPEED_SIZE.value.split('x')),
                       work_dir)
         return
-    if args.strip:
+    if _STRIP.value:
         with tempfile.TemporaryDirectory() as work_dir:
-            make_strip(args.strip, args.strip_photo, work_dir)
+            make_strip(_STRIP.value, _STRIP_PHOTO.value, work_dir)
         return
-    if args.memory_child:
-        _memory_child(*args.memory_child)
+    if _MEMORY_CHILD.value:
+        _memory_child(*_MEMORY_CHILD.value)
         return
-    size = tuple(int(v) for v in args.size.split('x'))
-    report = {'load_before': os.getloadavg()}
+    size = tuple(int(v) for v in _SIZE.value.split('x'))
+    report = {'machine': common.machine(), 'load_before': common.load_average()}
     with tempfile.TemporaryDirectory() as work_dir:
-        report['quality'] = run_quality(size, args.render_size, work_dir)
+        report['quality'] = run_quality(size, _RENDER_SIZE.value, work_dir)
         print(_table(report['quality']))
-        if not args.skip_memory:
+        if not _SKIP_MEMORY.value:
             report['memory'] = run_memory(
-                [int(v) for v in args.memory_frames.split(',')], work_dir)
+                [int(v) for v in _MEMORY_FRAMES.value], work_dir)
             for row in report['memory']:
                 print(f'{row["frames"]} frames at 160x120: peak RSS '
                       f'{row["peak_rss_mb"]:.0f} MB, {row["fps"]:.1f} frames/s')
-    report['load_after'] = os.getloadavg()
-    print(f'load average before {report["load_before"][0]:.2f}, '
-          f'after {report["load_after"][0]:.2f}')
-    if args.output_json:
-        with open(args.output_json, 'w') as f:
-            json.dump(report, f, indent=1)
+    report['load_after'] = common.load_average()
+    print(f'load average before {report["load_before"]:.2f}, '
+          f'after {report["load_after"]:.2f}')
+    common.write_report(report, _OUTPUT_JSON.value)
 
 
 if __name__ == '__main__':
-    main()
+    app.run(main)

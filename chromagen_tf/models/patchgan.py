@@ -19,7 +19,7 @@ BatchNorm, plus the non-trainable power-iteration vectors).
 FLOPs per 256x256 image (batch 1, inference, width=64), measured by
 `tf.compat.v1.profiler` (float_operation) on the frozen concrete function of
 the model call, which counts the convolutions only, at 2 FLOPs per
-multiply-add; reproduce with `python bench/bench_models.py`:
+multiply-add; reproduce with `python -m bench.bench_models`:
 6.3 GFLOPs (3.15 G multiply-adds in convolutions), with or without
 spectral normalisation.
 """

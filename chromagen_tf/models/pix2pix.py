@@ -29,7 +29,7 @@ Parameters (`model.count_params()`, width=64): 54,419,714 (trainable
 FLOPs per 256x256 image (batch 1, inference, width=64), measured by
 `tf.compat.v1.profiler` (float_operation) on the frozen concrete function of
 the model call, which counts the convolutions only, at 2 FLOPs per
-multiply-add; reproduce with `python bench/bench_models.py`:
+multiply-add; reproduce with `python -m bench.bench_models`:
 12.0 GFLOPs (6.0 G multiply-adds in convolutions, two thirds of them in
 the decoder's transposed convolutions).
 """

@@ -44,7 +44,7 @@ these layers would have 31,099,672 trainable parameters. Ours has 2,370 more
 FLOPs per 256x256 image (batch 1, inference, width=64), measured by
 `tf.compat.v1.profiler` (float_operation) on the frozen concrete function of
 the model call, which counts the convolutions only, at 2 FLOPs per
-multiply-add; reproduce with `python bench/bench_models.py`:
+multiply-add; reproduce with `python -m bench.bench_models`:
   resnet18_unet: 56.9 GFLOPs (28.4 G multiply-adds in convolutions);
   resnet34_unet: 61.8 GFLOPs (30.8 G).
 About 40% of resnet18_unet's FLOPs are in the full-resolution final block
