@@ -2,10 +2,10 @@
 
 Usage:
 
-  python bench/bench_video.py [--size=320x240] [--render_size=N]
+  python -m bench.bench_video [--size=320x240] [--render_size=N]
       [--memory_frames=100,1000] [--skip_memory] [--output_json=r.json]
-  python bench/bench_video.py --strip=docs/video_strip.jpg  # README strip
-  python bench/bench_video.py --speed_size=1280x720  # speed at one size
+  python -m bench.bench_video --strip=docs/video_strip.jpg  # README strip
+  python -m bench.bench_video --speed_size=1280x720  # speed at one size
 
 Test videos with known ground truth (chromagen_tf/video/synthetic.py):
 each clip is a Ken Burns pan and then a zoom over one sample photo, a hard
