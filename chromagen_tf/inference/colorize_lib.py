@@ -152,14 +152,20 @@ class Colorizer:
         for working, l_channel in zip(self._predict_working(l_channels),
                                       l_channels):
             ab = self._full_resolution(working, l_channel)
-            outputs.append(self._to_uint8(l_channel, ab)[0].numpy())
+            outputs.append(self.to_uint8(l_channel, ab))
         return outputs
+
+    def to_uint8(self, l_channel: tf.Tensor, ab) -> np.ndarray:
+        """L [1, H, W, 1] and ab [1, H, W, 2] (real Lab units, a tensor or
+        an array) -> uint8 RGB [H, W, 3], gamut-mapped."""
+        ab = tf.convert_to_tensor(ab, tf.float32)
+        return self._to_uint8(l_channel, ab)[0].numpy()
 
     def gray(self, image: np.ndarray) -> np.ndarray:
         """The lightness of an image as a uint8 RGB gray picture."""
         l_channel = self.lightness(image)
         ab = tf.zeros_like(tf.concat([l_channel, l_channel], -1))
-        return self._to_uint8(l_channel, ab)[0].numpy()
+        return self.to_uint8(l_channel, ab)
 
 
 # From this size on, the full-resolution steps are compiled with XLA, which

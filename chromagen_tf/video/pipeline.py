@@ -4,7 +4,7 @@ The model side is the photo tool's: `colorize_lib.Colorizer` takes each
 frame's L (`lightness`) and predicts full-resolution a*b* (`predict_ab`) at
 its working size, frames of a batch sharing one network call; the output
 joins the frame's own full-resolution L with that a*b* through the same
-gamut mapping (`full_resolution.lab_to_uint8`). Between the two,
+gamut mapping (`Colorizer.to_uint8`). Between the two,
 `temporal.TemporalSmoother` makes a*b* consistent over time
 (`--temporal=flow`).
 
@@ -18,12 +18,10 @@ from typing import Optional
 
 from absl import logging
 import numpy as np
-import tensorflow as tf
 
 from chromagen_tf import progress
 from chromagen_tf import video
 from chromagen_tf.inference import colorize_lib
-from chromagen_tf.serving import full_resolution
 from chromagen_tf.video import reader
 from chromagen_tf.video import temporal
 from chromagen_tf.video import writer
@@ -84,20 +82,6 @@ class Summary:
         return text
 
 
-_TO_UINT8 = None
-
-
-def _to_uint8(l_channel: tf.Tensor, ab: np.ndarray) -> np.ndarray:
-    global _TO_UINT8
-    if _TO_UINT8 is None:
-        spec = tf.TensorSpec
-        _TO_UINT8 = tf.function(
-            full_resolution.lab_to_uint8,
-            input_signature=[spec([1, None, None, 1], tf.float32),
-                             spec([1, None, None, 2], tf.float32)])
-    return _TO_UINT8(l_channel, tf.convert_to_tensor(ab[np.newaxis]))[0].numpy()
-
-
 class _Run:
     """The per-batch work of one colorize_video call."""
 
@@ -124,7 +108,8 @@ class _Run:
                 self._weights += info.mean_weight
                 if info.cut:
                     self._summary.cuts.append(frame.index)
-            self._output.write_frame(_to_uint8(l_channel, ab), frame.pts)
+            self._output.write_frame(
+                self._colorizer.to_uint8(l_channel, ab[np.newaxis]), frame.pts)
             self._summary.frames += 1
         self._summary.mean_weight = self._weights / self._summary.frames
 
