@@ -38,12 +38,7 @@ _WINDOW = (1280, 1100)
 
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
-    app = utils.AppServer(str(tmp_path_factory.mktemp('app')))
-    try:
-        app.wait_until_ready()
-        yield app
-    finally:
-        app.stop()
+    yield from utils.running_app(str(tmp_path_factory.mktemp('app')))
 
 
 @pytest.fixture(scope='module')

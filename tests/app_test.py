@@ -37,12 +37,7 @@ _TIMEOUT = 120  # Seconds for one request: a hang fails, speed never does.
 
 @pytest.fixture(scope='module')
 def server(tmp_path_factory):
-    app = utils.AppServer(str(tmp_path_factory.mktemp('app')), *_FLAGS)
-    try:
-        app.wait_until_ready()
-        yield app
-    finally:
-        app.stop()
+    yield from utils.running_app(str(tmp_path_factory.mktemp('app')), *_FLAGS)
 
 
 @pytest.fixture(scope='module')

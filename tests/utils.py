@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from typing import Iterator
 
 import keras
 import tensorflow as tf
@@ -149,3 +150,13 @@ class AppServer:
                 self.process.kill()
                 self.process.wait()
         return self.process.returncode
+
+
+def running_app(work_dir: str, *flags: str) -> Iterator[AppServer]:
+    """A started, ready app server for a fixture; stopped afterwards."""
+    app = AppServer(work_dir, *flags)
+    try:
+        app.wait_until_ready()
+        yield app
+    finally:
+        app.stop()
