@@ -84,8 +84,8 @@ _NUM_PROCESSES = flags.DEFINE_integer(
     'Worker processes (default: all cores); 0 converts in this process. '
     'Not used with --runner.')
 _RUNNER = flags.DEFINE_string(
-    'runner', '', 'Convert with Apache Beam on this runner (DirectRunner, '
-    'DataflowRunner, FlinkRunner or SparkRunner) instead of local processes; '
+    'runner', '', 'Convert with Apache Beam on this runner (one of '
+    f'{", ".join(convert_config.RUNNERS)}) instead of local processes; '
     'needs pip install .[beam]. Folders may then be URLs such as gs://.')
 _BEAM_OPTIONS = flags.DEFINE_string(
     'beam_options', '', 'Beam pipeline options for --runner, as one '

@@ -12,11 +12,16 @@ from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
 
 
-def report_skipped(config: configs.TrainConfig) -> list:
-    """Counts what --skip_corrupt_records will drop: one pass over the data."""
+def _train_split_problems(config: configs.TrainConfig) -> list:
+    """(path, record index, message) of every bad record of the train split."""
     files = input_pipeline.list_files(
         records.shard_pattern(config.data_dir, 'train'))
-    problems = input_pipeline.find_corrupt_records(files)
+    return input_pipeline.find_corrupt_records(files)
+
+
+def report_skipped(config: configs.TrainConfig) -> list:
+    """Counts what --skip_corrupt_records will drop: one pass over the data."""
+    problems = _train_split_problems(config)
     for path, index, message in problems:
         logging.warning('Skipping corrupt record %d of %s: %s', index, path,
                         message)
@@ -29,11 +34,9 @@ def report_skipped(config: configs.TrainConfig) -> list:
 def raise_if_corrupt(config: configs.TrainConfig,
                      error: tf.errors.OpError):
     """Names the damaged file after tf.data failed, which tf.data does not."""
-    files = input_pipeline.list_files(
-        records.shard_pattern(config.data_dir, 'train'))
     logging.error('Input pipeline failed (%s); looking for the bad record.',
                   error.message)
-    problems = input_pipeline.find_corrupt_records(files)
+    problems = _train_split_problems(config)
     if problems:
         lines = '\n'.join(f'  {path}: record {index}: {message}'
                           for path, index, message in problems[:10])
