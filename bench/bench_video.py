@@ -43,6 +43,7 @@ from absl import flags
 import numpy as np
 
 from bench import common
+from chromagen_tf import video
 
 _SIZE = flags.DEFINE_string('size', '320x240', 'Frame size of the clips, WxH.')
 _RENDER_SIZE = flags.DEFINE_integer(
@@ -61,9 +62,9 @@ _STRIP_PHOTO = flags.DEFINE_string('strip_photo', 'stream.jpg',
 _SPEED_SIZE = flags.DEFINE_string(
     'speed_size', '', 'Only time a 24-frame pan at this size (WxH), twice.')
 _OUTPUT_CRF = flags.DEFINE_integer(
-    'output_crf', None, 'x264 CRF of the colorized videos (default: '
-    "colorize_video's); lower keeps more of the a*b* through the coding.",
-    lower_bound=0, upper_bound=51)
+    'output_crf', video.DEFAULT_CRF, "x264 CRF of the colorized videos "
+    "(colorize_video's default); lower keeps more of the a*b* through the "
+    'coding.', lower_bound=0, upper_bound=51)
 _MEMORY_CHILD = flags.DEFINE_list(
     'memory_child', None, 'Internal: INPUT,OUTPUT of one memory run.')
 
@@ -117,7 +118,6 @@ def _settle(flow_ab, none_ab, cut: int, end: int) -> int:
 
 
 def run_quality(size, render_size, work_dir) -> dict:
-    from chromagen_tf import video  # pylint: disable=g-import-not-at-top
     from chromagen_tf.inference import colorize_lib  # pylint: disable=g-import-not-at-top
     from chromagen_tf.serving import full_resolution  # pylint: disable=g-import-not-at-top
     from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
@@ -125,7 +125,6 @@ def run_quality(size, render_size, work_dir) -> dict:
     from chromagen_tf.video import temporal  # pylint: disable=g-import-not-at-top
     width, height = size
     colorizer = colorize_lib.load_colorizer(render_size=render_size)
-    crf = video.DEFAULT_CRF if _OUTPUT_CRF.value is None else _OUTPUT_CRF.value
     results = {mode: [] for mode, _ in MODES}
     results['ground truth'] = []
     for first, second in CLIPS:
@@ -157,7 +156,7 @@ def run_quality(size, render_size, work_dir) -> dict:
             config = pipeline.VideoConfig(
                 stem + '_gray.mp4', f'{stem}_{mode.split(",")[0]}.mp4',
                 temporal_mode=mode.split(',')[0], overwrite=True,
-                show_progress=False, crf=crf,
+                show_progress=False, crf=_OUTPUT_CRF.value,
                 temporal_config=temporal.TemporalConfig(**overrides))
             summary = pipeline.colorize_video(colorizer, config)
             frames = synthetic.read_video(config.output_path)
