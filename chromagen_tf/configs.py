@@ -79,6 +79,9 @@ class TrainConfig:
     lr_d: Optional[float] = None
     beta1: Optional[float] = None
     beta2: Optional[float] = None
+    # The last fraction of the stage's steps over which both learning rates
+    # fall linearly to zero (pix2pix: half); 0 keeps them constant.
+    lr_decay_fraction: float = 0.0
     lambda_l1: float = 100.0  # pix2pix, Isola et al. 2017, Sec. 4.
     gan_loss: str = 'vanilla'
     strategy: str = 'auto'
@@ -101,6 +104,10 @@ class TrainConfig:
         if self.stage not in STAGES:
             raise errors.UsageError(
                 f'stage must be one of {STAGES}, got {self.stage!r}')
+        if not 0.0 <= self.lr_decay_fraction <= 1.0:
+            raise errors.UsageError(
+                'lr_decay_fraction must be in [0, 1], got '
+                f'{self.lr_decay_fraction}')
         for name, value in STAGE_DEFAULTS[self.stage].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)

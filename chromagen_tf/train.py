@@ -96,6 +96,11 @@ _BETA1 = flags.DEFINE_float(
 _BETA2 = flags.DEFINE_float(
     'beta2', None,
     f"Adam beta2. Default: {configs.STAGE_DEFAULTS['gan']['beta2']}.")
+_LR_DECAY_FRACTION = flags.DEFINE_float(
+    'lr_decay_fraction', _DEFAULT.lr_decay_fraction,
+    "Over this last fraction of the stage's steps both learning rates "
+    'fall linearly to zero, as in pix2pix (0.5 there); 0 keeps them '
+    'constant.', lower_bound=0.0, upper_bound=1.0)
 _LAMBDA_L1 = flags.DEFINE_float(
     'lambda_l1', _DEFAULT.lambda_l1,
     'Weight of L1 in the generator loss (pix2pix: 100).')

@@ -175,6 +175,30 @@ class TrainStagesTest(tf.test.TestCase):
                 compared += 1
         self.assertGreater(compared, 20)
 
+    def test_lr_decay_falls_linearly_to_zero_and_is_restored(self):
+        model_dir = os.path.join(self.get_temp_dir(), 'decay')
+        config = tiny_config(self.data_dir, model_dir, train_steps=4,
+                             lr_decay_fraction=0.5, lr_g=1e-3)
+        trainer.train(config)
+        train_dir = os.path.join(model_dir, 'pretrain', 'train')
+        # Logged after each step: constant for the first half, then down to
+        # zero at the last step.
+        logged = [utils.scalars_at(train_dir, step)['learning_rate/generator']
+                  for step in (1, 2, 3, 4)]
+        self.assertAllClose(logged, [1e-3, 1e-3, 5e-4, 0.0])
+        # A resumed stage takes the schedule's position from the restored
+        # optimizer, not from a fresh count.
+        restored = state.Trainer(
+            config, tf.distribute.OneDeviceStrategy('/cpu:0'), 'float32', 4)
+        restored.restore_or_initialise()
+        self.assertEqual(
+            float(restored.networks.generator_optimizer.learning_rate), 0.0)
+        restored.close()
+
+    def test_lr_decay_fraction_out_of_range_is_a_clear_error(self):
+        with self.assertRaisesRegex(errors.UsageError, 'lr_decay_fraction'):
+            tiny_config(self.data_dir, 'unused', lr_decay_fraction=1.5)
+
     def test_gan_without_pretrain_checkpoint_is_a_clear_error(self):
         config = tiny_config(self.data_dir,
                              os.path.join(self.get_temp_dir(), 'no_pre'),

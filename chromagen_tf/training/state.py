@@ -6,6 +6,8 @@ generator), and owns the stage's `tf.train.CheckpointManager`.
 """
 
 
+from typing import Optional
+
 from absl import logging
 import keras
 import tensorflow as tf
@@ -61,6 +63,7 @@ class Trainer:
         config: configs.TrainConfig,
         strategy: tf.distribute.Strategy,
         policy: str,
+        total_steps: Optional[int] = None,
     ):
         self.config = config
         self.strategy = strategy
@@ -70,7 +73,8 @@ class Trainer:
         # worker of a multi-worker job starts from identical variables.
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
-            self.networks = train_steps.build_networks(config, policy)
+            self.networks = train_steps.build_networks(
+                config, policy, total_steps)
             self.global_step = tf.Variable(
                 0, dtype=tf.int64, trainable=False, name='global_step',
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,

@@ -32,6 +32,43 @@ class Networks:
     discriminator_optimizer: Optional[keras.optimizers.Optimizer] = None
 
 
+class LinearDecayToZero(keras.optimizers.schedules.LearningRateSchedule):
+    """Constant, then linearly down to zero over the last `decay_steps`.
+
+    pix2pix's schedule (Isola et al. 2017, and its reference code's
+    `n_epochs` / `n_epochs_decay`): the learning rate stays at its initial
+    value, then falls linearly to zero by `total_steps`. A fixed budget is
+    best spent with a rate that reaches zero at its end (Li et al. 2020,
+    "Budgeted training").
+    """
+
+    def __init__(self, initial_learning_rate: float, total_steps: int,
+                 decay_steps: int):
+        self.initial_learning_rate = float(initial_learning_rate)
+        self.total_steps = int(total_steps)
+        self.decay_steps = max(int(decay_steps), 1)
+
+    def __call__(self, step):
+        remaining = tf.cast(self.total_steps, tf.float32) - tf.cast(
+            step, tf.float32)
+        fraction = tf.clip_by_value(remaining / self.decay_steps, 0.0, 1.0)
+        return self.initial_learning_rate * fraction
+
+    def get_config(self):
+        return dict(initial_learning_rate=self.initial_learning_rate,
+                    total_steps=self.total_steps,
+                    decay_steps=self.decay_steps)
+
+
+def learning_rate(initial: float, config: configs.TrainConfig,
+                  total_steps: int):
+    """initial, or its LinearDecayToZero if config.lr_decay_fraction > 0."""
+    if config.lr_decay_fraction <= 0:
+        return initial
+    return LinearDecayToZero(initial, total_steps,
+                             round(config.lr_decay_fraction * total_steps))
+
+
 def _make_optimizer(learning_rate, config, policy, name):
     optimizer = keras.optimizers.Adam(
         learning_rate=learning_rate,
@@ -46,10 +83,17 @@ def _make_optimizer(learning_rate, config, policy, name):
     return optimizer
 
 
-def build_networks(config: configs.TrainConfig, policy: str) -> Networks:
-    """Builds models and optimizers; call inside `strategy.scope()`."""
+def build_networks(config: configs.TrainConfig, policy: str,
+                   total_steps: Optional[int] = None) -> Networks:
+    """Builds models and optimizers; call inside `strategy.scope()`.
+
+    total_steps, the stage's length (default: config.train_steps), places
+    the learning-rate decay of config.lr_decay_fraction.
+    """
     from chromagen_tf import models  # pylint: disable=g-import-not-at-top
 
+    if total_steps is None:
+        total_steps = config.train_steps
     encoder_weights = config.encoder_weights
     if config.stage == 'gan' or encoder_weights.lower() == 'none':
         # The GAN stage copies its generator from pretraining instead.
@@ -61,7 +105,8 @@ def build_networks(config: configs.TrainConfig, policy: str) -> Networks:
         synchronized_batch_norm=config.sync_batch_norm,
     )
     generator_optimizer = _make_optimizer(
-        config.lr_g, config, policy, 'generator_optimizer'
+        learning_rate(config.lr_g, config, total_steps), config, policy,
+        'generator_optimizer'
     )
     # Keras 3 creates optimizer slots lazily; under MirroredStrategy a first
     # apply() inside strategy.run then fails (keras-team/keras#19246).
@@ -74,7 +119,8 @@ def build_networks(config: configs.TrainConfig, policy: str) -> Networks:
             synchronized_batch_norm=config.sync_batch_norm,
         )
         networks.discriminator_optimizer = _make_optimizer(
-            config.lr_d, config, policy, 'discriminator_optimizer'
+            learning_rate(config.lr_d, config, total_steps), config, policy,
+            'discriminator_optimizer'
         )
         networks.discriminator_optimizer.build(
             networks.discriminator.trainable_variables

@@ -116,7 +116,7 @@ def train(
     )
     if config.skip_corrupt_records and dataset_fn is None:
         corrupt_records.report_skipped(config)
-    trainer = state.Trainer(config, strategy, policy)
+    trainer = state.Trainer(config, strategy, policy, steps_to_run)
     try:
         return _train_loop(config, trainer, steps_to_run, dataset_fn)
     finally:
