@@ -65,6 +65,10 @@ _OUTPUT_CRF = flags.DEFINE_integer(
     'output_crf', video.DEFAULT_CRF, "x264 CRF of the colorized videos "
     "(colorize_video's default); lower keeps more of the a*b* through the "
     'coding.', lower_bound=0, upper_bound=51)
+_OUTPUT_PIXEL_FORMAT = flags.DEFINE_enum(
+    'output_pixel_format', 'auto', video.PIXEL_FORMATS,
+    'colorize_video --pixel_format of the colorized videos, to measure how '
+    'much of the decoded-video flicker is 4:2:0 chroma.')
 _MEMORY_CHILD = flags.DEFINE_list(
     'memory_child', None, 'Internal: INPUT,OUTPUT of one memory run.')
 
@@ -157,6 +161,7 @@ def run_quality(size, render_size, work_dir) -> dict:
                 stem + '_gray.mp4', f'{stem}_{mode.split(",")[0]}.mp4',
                 temporal_mode=mode.split(',')[0], overwrite=True,
                 show_progress=False, crf=_OUTPUT_CRF.value,
+                pixel_format=_OUTPUT_PIXEL_FORMAT.value,
                 temporal_config=temporal.TemporalConfig(**overrides))
             summary = pipeline.colorize_video(colorizer, config)
             frames = synthetic.read_video(config.output_path)

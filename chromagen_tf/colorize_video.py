@@ -15,7 +15,7 @@ along the optical flow, resetting at scene cuts (docs/video.md).
 The output keeps the input's frame size (upright, if the input carries a
 rotation), frame timestamps (so also variable frame rates) and audio
 streams (copied, not re-encoded). It is H.264, yuv420p, or yuv444p when a
-side is odd. It is written under a temporary name in the output's folder
+side is odd or --pixel_format=yuv444p asks for full-resolution colour. It is written under a temporary name in the output's folder
 and renamed when complete: a failed run leaves no file at --output.
 
 Needs the video extra: pip install '.[video]' (PyAV and OpenCV).
@@ -52,6 +52,13 @@ _CRF = flags.DEFINE_integer(
     'larger files (18 is about visually lossless).',
     lower_bound=0, upper_bound=51)
 
+_PIXEL_FORMAT = flags.DEFINE_enum(
+    'pixel_format', 'auto', video.PIXEL_FORMATS,
+    'Chroma sampling of the output. auto: yuv420p, which every player '
+    'takes, or yuv444p when the width or height is odd. yuv444p: '
+    'full-resolution colour at any size (H.264 High 4:4:4, which some '
+    'browsers and hardware players refuse).')
+
 # --help lists the shared model flags (--model, --stage, --render_size,
 # --batch_size) as this tool's own.
 flags.adopt_module_key_flags(model_flags)
@@ -76,6 +83,7 @@ def main(argv):
         max_pixels=_MAX_PIXELS.value,
         overwrite=_OVERWRITE.value,
         crf=_CRF.value,
+        pixel_format=_PIXEL_FORMAT.value,
     )
     try:
         pipeline.check_input(config)  # Fails before the model loads.

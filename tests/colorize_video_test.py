@@ -17,6 +17,7 @@ from chromagen_tf.video import pipeline
 from chromagen_tf.video import reader
 from chromagen_tf.video import synthetic
 from chromagen_tf.video import temporal
+from chromagen_tf.video import writer
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
 
@@ -123,6 +124,48 @@ def test_odd_size_is_kept_as_yuv444p(colorizer, tmp_path):
     assert summary.pixel_format == 'yuv444p'
     result = synthetic.read_video(output)
     assert [f.shape for f in result] == [(47, 63, 3)] * 4
+
+
+def _chroma_detail(path: str) -> float:
+    """Mean |a*| difference between neighbouring columns, decoded."""
+    a = np.stack(_ab(synthetic.read_video(path)))[..., 0]
+    return float(np.abs(np.diff(a, axis=-1)).mean())
+
+
+@pytest.mark.parametrize('pixel_format', ['yuv420p', 'yuv444p'])
+def test_pixel_format_sets_the_chroma_resolution(tmp_path, pixel_format):
+    # Columns alternating red and green at one lightness: only 4:4:4 can
+    # hold colour that changes from one pixel to the next.
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:, 0::2] = (200, 60, 60)
+    frame[:, 1::2] = (60, 140, 60)
+    source = str(tmp_path / 'in.mp4')
+    synthetic.write_video(source, [frame] * 3, rate=_RATE)
+    output = str(tmp_path / f'{pixel_format}.mp4')
+    with reader.VideoReader(source) as video_in, writer.VideoWriter(
+            output, video_in.info, crf=0, pixel_format=pixel_format) as out:
+        for item in video_in.items():
+            out.write_frame(frame, item.pts)
+        out.commit()
+    with av.open(output) as container:
+        assert container.streams.video[0].codec_context.pix_fmt == pixel_format
+    truth = float(np.abs(np.diff(_ab([frame])[0][..., 0], axis=-1)).mean())
+    detail = _chroma_detail(output) / truth
+    if pixel_format == 'yuv444p':
+        assert detail > 0.8, detail
+    else:
+        assert detail < 0.2, detail
+
+
+def test_yuv420p_at_an_odd_size_fails_before_the_model(tmp_path):
+    frames, _ = _pan(63, 47, 2)
+    source = _gray_video(str(tmp_path / 'odd.mp4'), frames,
+                         pixel_format='yuv444p')
+    config = pipeline.VideoConfig(source, str(tmp_path / 'out.mp4'),
+                                  pixel_format='yuv420p')
+    with pytest.raises(errors.UsageError, match='even width and height'):
+        pipeline.check_input(config)
+    assert sorted(os.listdir(tmp_path)) == ['odd.mp4']
 
 
 def test_rotated_input_is_written_upright(colorizer, tmp_path):

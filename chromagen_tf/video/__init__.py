@@ -21,3 +21,6 @@ MAX_PIXELS = 4096 * 2160
 # x264's constant-quality factor; 18 is about visually lossless (x264 docs).
 DEFAULT_CRF = 18
 TEMPORAL_MODES = ('flow', 'none')
+# auto: yuv420p (what every player takes) for even sizes, yuv444p for odd
+# ones; yuv444p keeps full-resolution chroma at any size.
+PIXEL_FORMATS = ('auto', 'yuv420p', 'yuv444p')

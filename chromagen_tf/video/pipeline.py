@@ -40,6 +40,7 @@ class VideoConfig:
     max_pixels: int = reader.MAX_PIXELS
     overwrite: bool = False
     crf: int = writer.DEFAULT_CRF
+    pixel_format: str = 'auto'
     temporal_config: temporal.TemporalConfig = temporal.TemporalConfig()
     show_progress: bool = True
 
@@ -48,6 +49,9 @@ class VideoConfig:
             raise ValueError(f'temporal_mode must be one of {TEMPORAL_MODES}.')
         if self.batch_size < 1:
             raise ValueError('batch_size must be >= 1.')
+        if self.pixel_format not in video.PIXEL_FORMATS:
+            raise ValueError(
+                f'pixel_format must be one of {video.PIXEL_FORMATS}.')
 
 
 @dataclasses.dataclass
@@ -127,7 +131,10 @@ def check_input(config: VideoConfig) -> reader.VideoInfo:
     writer.check_output_path(config.output_path, config.input_path,
                              config.overwrite)
     with reader.VideoReader(config.input_path, config.max_pixels) as source:
-        return source.info
+        info = source.info
+    # Rotation swaps width and height, which keeps both parities.
+    writer.output_pixel_format(info.width, info.height, config.pixel_format)
+    return info
 
 
 def colorize_video(colorizer: colorize_lib.Colorizer,
@@ -151,7 +158,8 @@ def colorize_video(colorizer: colorize_lib.Colorizer,
                      info.path, info.codec, info.width, info.height,
                      info.frames or 'unknown', info.audio_streams)
         with writer.VideoWriter(config.output_path, info, source.audio_streams,
-                                crf=config.crf) as output:
+                                crf=config.crf,
+                                pixel_format=config.pixel_format) as output:
             run = _Run(colorizer, config, output, summary)
             bar = progress.ProgressBar(
                 _expected_frames(info), unit='frames',

@@ -13,10 +13,12 @@ What is kept from the input:
   * every audio stream, packet for packet, without re-encoding (a codec the
     output container cannot hold is a UsageError that suggests .mkv).
 
-Odd sizes: 4:2:0 chroma needs even sizes, so even-sized videos are written
-as yuv420p (what every player takes), odd-sized ones as yuv444p at their
-exact size (H.264 High 4:4:4; some hardware players and browsers refuse
-it). No pixel is padded or cropped. Frames are converted to YCbCr with the
+Odd sizes: 4:2:0 chroma needs even sizes, so by default (`pixel_format`
+'auto') even-sized videos are written as yuv420p (what every player takes),
+odd-sized ones as yuv444p at their exact size (H.264 High 4:4:4; some
+hardware players and browsers refuse it). 'yuv444p' asks for full-resolution
+chroma at any size: the colour is the only thing this tool changes, and
+4:2:0 halves its resolution. No pixel is padded or cropped. Frames are converted to YCbCr with the
 BT.709 matrix, limited range, and tagged as such.
 """
 
@@ -73,8 +75,13 @@ class VideoWriter:
 
     def __init__(self, output_path: str, info: reader.VideoInfo,
                  audio_streams: Sequence[av.AudioStream] = (),
-                 crf: int = DEFAULT_CRF):
+                 crf: int = DEFAULT_CRF, pixel_format: str = 'auto'):
+        if pixel_format not in video.PIXEL_FORMATS:
+            raise errors.UsageError(
+                f'pixel_format must be one of {video.PIXEL_FORMATS}, got '
+                f'{pixel_format!r}.')
         self.output_path = output_path
+        self._requested_format = pixel_format
         self._info = info
         self._audio_templates = list(audio_streams)
         self._crf = crf
@@ -106,7 +113,8 @@ class VideoWriter:
             stream = self._container.add_stream('libx264', rate=rate)
             stream.width, stream.height = width, height
             self.width, self.height = width, height
-            self.pixel_format = output_pixel_format(width, height)
+            self.pixel_format = output_pixel_format(
+                width, height, self._requested_format)
             stream.pix_fmt = self.pixel_format
             stream.time_base = self._info.time_base
             context = stream.codec_context
@@ -190,6 +198,18 @@ class VideoWriter:
             os.remove(self.temporary_path)
 
 
-def output_pixel_format(width: int, height: int) -> str:
-    """The pixel format `VideoWriter` picks for a frame size."""
-    return 'yuv420p' if width % 2 == 0 and height % 2 == 0 else 'yuv444p'
+def output_pixel_format(width: int, height: int,
+                        requested: str = 'auto') -> str:
+    """The pixel format `VideoWriter` writes a frame size in.
+
+    Raises:
+      errors.UsageError: yuv420p was asked for at an odd size.
+    """
+    even = width % 2 == 0 and height % 2 == 0
+    if requested == 'yuv420p' and not even:
+        raise errors.UsageError(
+            f'yuv420p needs an even width and height; this video is '
+            f'{width}x{height}. Use --pixel_format=auto or yuv444p.')
+    if requested != 'auto':
+        return requested
+    return 'yuv420p' if even else 'yuv444p'
