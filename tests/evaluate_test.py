@@ -102,6 +102,15 @@ class EvaluateTest(tf.test.TestCase):
         report = evaluate_lib.evaluate(_gray_model(), iter(examples),
                                        max_images=2)
         self.assertEqual(report['num_images'], 2)
+        # Per image, in input order, and the summary is their mean.
+        self.assertEqual([row['key'] for row in report['per_image']],
+                         [key for key, _, _ in examples[:2]])
+        for name in ('model', 'gray_baseline'):
+            for metric in ('ab_mae', 'psnr', 'auc'):
+                self.assertAllClose(
+                    np.mean([row[name][metric]
+                             for row in report['per_image']]),
+                    report[name][metric], msg=f'{name} {metric}')
 
     def test_command_line_writes_the_report(self):
         model_dir = os.path.join(self.get_temp_dir(), 'run')
@@ -118,7 +127,9 @@ class EvaluateTest(tf.test.TestCase):
         with open(report_path) as f:
             report = json.load(f)
         self.assertCountEqual(
-            report, ['model', 'gray_baseline', 'num_images', 'config'])
+            report, ['model', 'gray_baseline', 'num_images', 'per_image',
+                     'config'])
+        self.assertLen(report['per_image'], 3)
         self.assertEqual(report['num_images'], 3)
         self.assertEqual(report['config']['render_size'], 64)
         for row in ('model', 'gray_baseline'):

@@ -12,6 +12,9 @@ Report (JSON; tools read these names, keep them stable):
     "model":         {metric: value, ...},
     "gray_baseline": {metric: value, ...},
     "num_images":    N,
+    "per_image":     [{"key": record key or path relative to the folder,
+                       "model": {metric: value}, "gray_baseline": {...}},
+                      ...] in input order, without delta_colorfulness,
     "config":        {how the evaluation was run}
   }
 
@@ -131,17 +134,22 @@ def evaluate(
     """
     results = {'model': {n: [] for n in metrics.IMAGE_METRICS},
                'gray_baseline': {n: [] for n in metrics.IMAGE_METRICS}}
+    per_image = []
     count = 0
 
     def run(batch):
         predictions = colorizer.predict_ab([l for _, l, _ in batch])
-        for (_, l_channel, ab_true), ab_pred in zip(batch, predictions):
+        for (key, l_channel, ab_true), ab_pred in zip(batch, predictions):
+            entry = {'key': key}
             for name, prediction in (('model', ab_pred),
                                      ('gray_baseline',
                                       tf.zeros_like(ab_true))):
                 values = image_metrics(l_channel, prediction, ab_true)
-                for metric, value in values.items():
-                    results[name][metric].append(float(value))
+                entry[name] = {metric: float(value)
+                               for metric, value in values.items()}
+                for metric, value in entry[name].items():
+                    results[name][metric].append(value)
+            per_image.append(entry)
 
     batch = []
     for example in examples:
@@ -160,6 +168,7 @@ def evaluate(
         'model': summarize(results['model']),
         'gray_baseline': summarize(results['gray_baseline']),
         'num_images': count,
+        'per_image': per_image,
     }
 
 
