@@ -111,6 +111,15 @@ def _ab(frames) -> list:
             for f in frames]
 
 
+def _through_ycbcr(rgb: np.ndarray, pixel_format: str) -> np.ndarray:
+    """uint8 RGB through the writer's 8-bit BT.709 YCbCr and back, uncoded."""
+    import av  # pylint: disable=g-import-not-at-top
+    frame = av.VideoFrame.from_ndarray(rgb, format='rgb24').reformat(
+        format=pixel_format, dst_colorspace='ITU709')
+    return frame.reformat(format='rgb24',
+                          src_colorspace='ITU709').to_ndarray()
+
+
 def _settle(flow_ab, none_ab, cut: int, end: int) -> int:
     distance = [float(np.abs(f - n).mean())
                 for f, n in zip(flow_ab[cut:end], none_ab[cut:end])]
@@ -180,6 +189,10 @@ def run_quality(size, render_size, work_dir) -> dict:
                 'flicker_video': synthetic.warped_flicker(ab, flows),
                 'flicker_ab': synthetic.warped_flicker(ab_arrays, flows),
                 'flicker_uint8': synthetic.warped_flicker(_ab(rounded), flows),
+                # The same frames in the writer's YCbCr, before x264.
+                'flicker_ycbcr': synthetic.warped_flicker(_ab([
+                    _through_ycbcr(f, summary.pixel_format)
+                    for f in rounded]), flows),
                 'ab_mae': float(np.mean(mae)),
                 'psnr': float(np.mean([10 * np.log10(1 / m) for m in mse])),
                 'mae_around_cut': [round(m, 2) for m in mae[cut - 2:cut + 5]],
@@ -214,7 +227,8 @@ def _table(results) -> str:
             f'{mean("ab_mae"):.2f} | {mean("psnr"):.2f} | {settle or "-"} | '
             f'{mean("fps"):.1f} | {mean("network_ms"):.1f} | '
             f'{mean("temporal_ms"):.1f} |')
-    for key in ('flicker_video', 'flicker_uint8', 'flicker_ab'):
+    for key in ('flicker_video', 'flicker_ycbcr', 'flicker_uint8',
+                'flicker_ab'):
         ratios = [n[key] / f[key] for n, f in zip(results['none'],
                                                    results['flow'])]
         rows.append(f'\n{key}: none ' + ', '.join(

@@ -126,19 +126,8 @@ def test_odd_size_is_kept_as_yuv444p(colorizer, tmp_path):
     assert [f.shape for f in result] == [(47, 63, 3)] * 4
 
 
-def _chroma_detail(path: str) -> float:
-    """Mean |a*| difference between neighbouring columns, decoded."""
-    a = np.stack(_ab(synthetic.read_video(path)))[..., 0]
-    return float(np.abs(np.diff(a, axis=-1)).mean())
-
-
-@pytest.mark.parametrize('pixel_format', ['yuv420p', 'yuv444p'])
-def test_pixel_format_sets_the_chroma_resolution(tmp_path, pixel_format):
-    # Columns alternating red and green at one lightness: only 4:4:4 can
-    # hold colour that changes from one pixel to the next.
-    frame = np.zeros((48, 64, 3), np.uint8)
-    frame[:, 0::2] = (200, 60, 60)
-    frame[:, 1::2] = (60, 140, 60)
+def _write_through(tmp_path, frame, pixel_format) -> str:
+    """Three copies of an RGB frame through VideoWriter, losslessly coded."""
     source = str(tmp_path / 'in.mp4')
     synthetic.write_video(source, [frame] * 3, rate=_RATE)
     output = str(tmp_path / f'{pixel_format}.mp4')
@@ -149,12 +138,41 @@ def test_pixel_format_sets_the_chroma_resolution(tmp_path, pixel_format):
         out.commit()
     with av.open(output) as container:
         assert container.streams.video[0].codec_context.pix_fmt == pixel_format
-    truth = float(np.abs(np.diff(_ab([frame])[0][..., 0], axis=-1)).mean())
-    detail = _chroma_detail(output) / truth
-    if pixel_format == 'yuv444p':
-        assert detail > 0.8, detail
+    return output
+
+
+@pytest.mark.parametrize('pixel_format',
+                         ['yuv420p', 'yuv444p', 'yuv420p10le', 'yuv444p10le'])
+def test_pixel_format_sets_the_chroma_resolution(tmp_path, pixel_format):
+    # Columns alternating red and green at one lightness: only 4:4:4 can
+    # hold colour that changes from one pixel to the next.
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:, 0::2] = (200, 60, 60)
+    frame[:, 1::2] = (60, 140, 60)
+    output = _write_through(tmp_path, frame, pixel_format)
+
+    def detail(frames):
+        return float(np.abs(np.diff(_ab(frames)[0][..., 0], axis=-1)).mean())
+
+    kept = detail(synthetic.read_video(output)) / detail([frame])
+    if '444' in pixel_format:
+        assert kept > 0.8, kept
     else:
-        assert detail < 0.2, detail
+        assert kept < 0.2, kept
+
+
+def test_ten_bit_keeps_a_b_finer_than_eight_bit(tmp_path):
+    # A slow gradient of colour: 8-bit YCbCr rounds it into steps.
+    ramp = np.linspace(0.0, 1.0, 64)[np.newaxis, :, np.newaxis]
+    frame = np.round(np.array([120, 110, 100]) + ramp * np.array(
+        [40, -20, 10]) + np.zeros((48, 1, 1))).astype(np.uint8)
+    truth = _ab([frame])[0]
+    errors_by_format = {
+        name: float(np.abs(_ab(synthetic.read_video(
+            _write_through(tmp_path, frame, name)))[0] - truth).mean())
+        for name in ('yuv444p', 'yuv444p10le')}
+    assert (errors_by_format['yuv444p10le'] <
+            0.5 * errors_by_format['yuv444p']), errors_by_format
 
 
 def test_yuv420p_at_an_odd_size_fails_before_the_model(tmp_path):

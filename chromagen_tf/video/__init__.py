@@ -22,5 +22,6 @@ MAX_PIXELS = 4096 * 2160
 DEFAULT_CRF = 18
 TEMPORAL_MODES = ('flow', 'none')
 # auto: yuv420p (what every player takes) for even sizes, yuv444p for odd
-# ones; yuv444p keeps full-resolution chroma at any size.
-PIXEL_FORMATS = ('auto', 'yuv420p', 'yuv444p')
+# ones; yuv444p keeps full-resolution chroma at any size; the 10-bit
+# formats (H.264 High 10 and High 4:4:4) keep a*b* finer than 8-bit YCbCr.
+PIXEL_FORMATS = ('auto', 'yuv420p', 'yuv444p', 'yuv420p10le', 'yuv444p10le')

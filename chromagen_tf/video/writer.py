@@ -206,10 +206,10 @@ def output_pixel_format(width: int, height: int,
       errors.UsageError: yuv420p was asked for at an odd size.
     """
     even = width % 2 == 0 and height % 2 == 0
-    if requested == 'yuv420p' and not even:
+    if requested.startswith('yuv420') and not even:
         raise errors.UsageError(
-            f'yuv420p needs an even width and height; this video is '
-            f'{width}x{height}. Use --pixel_format=auto or yuv444p.')
+            f'{requested} needs an even width and height; this video is '
+            f'{width}x{height}. Use --pixel_format=auto or a yuv444p one.')
     if requested != 'auto':
         return requested
     return 'yuv420p' if even else 'yuv444p'
