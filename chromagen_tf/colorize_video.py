@@ -57,7 +57,9 @@ _PIXEL_FORMAT = flags.DEFINE_enum(
     'Chroma sampling of the output. auto: yuv420p, which every player '
     'takes, or yuv444p when the width or height is odd. yuv444p: '
     'full-resolution colour at any size (H.264 High 4:4:4, which some '
-    'browsers and hardware players refuse).')
+    'browsers and hardware players refuse). The 10le variants store 10 '
+    'bits (High 10, High 4:4:4), which keeps a*b* finer than 8-bit YCbCr '
+    'and plays on even fewer players.')
 
 # --help lists the shared model flags (--model, --stage, --render_size,
 # --batch_size) as this tool's own.
