@@ -68,7 +68,8 @@ _OUTPUT_CRF = flags.DEFINE_integer(
 _OUTPUT_PIXEL_FORMAT = flags.DEFINE_enum(
     'output_pixel_format', 'auto', video.PIXEL_FORMATS,
     'colorize_video --pixel_format of the colorized videos, to measure how '
-    'much of the decoded-video flicker is 4:2:0 chroma.')
+    'much of the decoded-video flicker comes from chroma sampling and bit '
+    'depth.')
 _MEMORY_CHILD = flags.DEFINE_list(
     'memory_child', None, 'Internal: INPUT,OUTPUT of one memory run.')
 
@@ -112,12 +113,10 @@ def _ab(frames) -> list:
 
 
 def _through_ycbcr(rgb: np.ndarray, pixel_format: str) -> np.ndarray:
-    """uint8 RGB through the writer's 8-bit BT.709 YCbCr and back, uncoded."""
-    import av  # pylint: disable=g-import-not-at-top
-    frame = av.VideoFrame.from_ndarray(rgb, format='rgb24').reformat(
-        format=pixel_format, dst_colorspace='ITU709')
-    return frame.reformat(format='rgb24',
-                          src_colorspace='ITU709').to_ndarray()
+    """uint8 RGB through the writer's YCbCr (`writer.to_ycbcr`) and back."""
+    from chromagen_tf.video import writer  # pylint: disable=g-import-not-at-top
+    return writer.to_ycbcr(rgb, pixel_format).reformat(
+        format='rgb24', src_colorspace='ITU709').to_ndarray()
 
 
 def _settle(flow_ab, none_ab, cut: int, end: int) -> int:

@@ -15,8 +15,9 @@ along the optical flow, resetting at scene cuts (docs/video.md).
 The output keeps the input's frame size (upright, if the input carries a
 rotation), frame timestamps (so also variable frame rates) and audio
 streams (copied, not re-encoded). It is H.264, yuv420p, or yuv444p when a
-side is odd or --pixel_format=yuv444p asks for full-resolution colour. It is written under a temporary name in the output's folder
-and renamed when complete: a failed run leaves no file at --output.
+side is odd (--pixel_format chooses another). It is written under a
+temporary name in the output's folder and renamed when complete: a failed
+run leaves no file at --output.
 
 Needs the video extra: pip install '.[video]' (PyAV and OpenCV).
 """

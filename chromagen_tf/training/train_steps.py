@@ -65,6 +65,8 @@ def learning_rate(initial: float, config: configs.TrainConfig,
     """initial, or its LinearDecayToZero if config.lr_decay_fraction > 0."""
     if config.lr_decay_fraction <= 0:
         return initial
+    if total_steps < 1:  # A decay to nowhere would train at rate 0.
+        raise ValueError('lr_decay_fraction needs the stage\'s total_steps.')
     return LinearDecayToZero(initial, total_steps,
                              round(config.lr_decay_fraction * total_steps))
 

@@ -18,8 +18,9 @@ Odd sizes: 4:2:0 chroma needs even sizes, so by default (`pixel_format`
 odd-sized ones as yuv444p at their exact size (H.264 High 4:4:4; some
 hardware players and browsers refuse it). 'yuv444p' asks for full-resolution
 chroma at any size: the colour is the only thing this tool changes, and
-4:2:0 halves its resolution. No pixel is padded or cropped. Frames are converted to YCbCr with the
-BT.709 matrix, limited range, and tagged as such.
+4:2:0 halves its resolution. No pixel is padded or cropped. Frames are
+converted to YCbCr with the BT.709 matrix, limited range (`to_ycbcr`), and
+tagged as such.
 """
 
 import fractions
@@ -76,10 +77,6 @@ class VideoWriter:
     def __init__(self, output_path: str, info: reader.VideoInfo,
                  audio_streams: Sequence[av.AudioStream] = (),
                  crf: int = DEFAULT_CRF, pixel_format: str = 'auto'):
-        if pixel_format not in video.PIXEL_FORMATS:
-            raise errors.UsageError(
-                f'pixel_format must be one of {video.PIXEL_FORMATS}, got '
-                f'{pixel_format!r}.')
         self.output_path = output_path
         self._requested_format = pixel_format
         self._info = info
@@ -161,9 +158,7 @@ class VideoWriter:
                 f'The frame size changes from {self.width}x'
                 f'{self.height} to {rgb.shape[1]}x{rgb.shape[0]} at '
                 f'frame {self.frames_written}; that is not supported.')
-        frame = av.VideoFrame.from_ndarray(rgb, format='rgb24')
-        frame = frame.reformat(format=self.pixel_format,
-                               dst_colorspace='ITU709')
+        frame = to_ycbcr(rgb, self.pixel_format)
         frame.pts = pts
         frame.time_base = self._info.time_base
         self._mux(self._video.encode(frame))
@@ -203,8 +198,12 @@ def output_pixel_format(width: int, height: int,
     """The pixel format `VideoWriter` writes a frame size in.
 
     Raises:
-      errors.UsageError: yuv420p was asked for at an odd size.
+      errors.UsageError: an unknown format, or a 4:2:0 one at an odd size.
     """
+    if requested not in video.PIXEL_FORMATS:
+        raise errors.UsageError(
+            f'pixel_format must be one of {video.PIXEL_FORMATS}, got '
+            f'{requested!r}.')
     even = width % 2 == 0 and height % 2 == 0
     if requested.startswith('yuv420') and not even:
         raise errors.UsageError(
@@ -213,3 +212,9 @@ def output_pixel_format(width: int, height: int,
     if requested != 'auto':
         return requested
     return 'yuv420p' if even else 'yuv444p'
+
+
+def to_ycbcr(rgb: np.ndarray, pixel_format: str) -> av.VideoFrame:
+    """A uint8 RGB frame [H, W, 3] as the writer codes it: BT.709 YCbCr."""
+    return av.VideoFrame.from_ndarray(rgb, format='rgb24').reformat(
+        format=pixel_format, dst_colorspace='ITU709')
