@@ -28,6 +28,7 @@ last checkpoint). How to rebuild the open photos from Debian is in
 MODEL_CARD.md.
 """
 
+import hashlib
 import os
 import time
 
@@ -72,6 +73,11 @@ _GAN_STEPS = flags.DEFINE_integer('gan_steps', 2000, 'Steps of GAN training.')
 _LR_PRETRAIN = flags.DEFINE_float(
     'lr_pretrain', 2e-4, "Pretraining learning rate: twice the tutorial's "
     '1e-4, whose encoder started from ImageNet weights; ours starts random.')
+_LR_DECAY_FRACTION = flags.DEFINE_float(
+    'lr_decay_fraction', 0.0, 'chromagen_tf.train --lr_decay_fraction for '
+    'both stages: each holds its learning rate, then decays it linearly to '
+    'zero over this last fraction of its steps (pix2pix: 0.5).',
+    lower_bound=0.0, upper_bound=1.0)
 _DISCRIMINATOR_WIDTH = flags.DEFINE_integer(
     'discriminator_width', 32, 'PatchGAN base width: 32 keeps its 70x70 '
     'receptive field at a quarter of the cost of 64.')
@@ -219,8 +225,13 @@ def _evaluate_stage(work: str, output: str, data_dir: str,
     val_photos = _link_val_photos(data_dir, photos,
                                   os.path.join(work, 'val_photos'))
     info = bundled.read_info(output)
-    # Reports are reused by a re-run, so their names carry the render size.
-    reports = os.path.join(work, 'reports')
+    # Reports are reused by a re-run, so they sit in a folder named after
+    # the weights they measured (a re-run with another --gan_weight or
+    # longer training measures afresh) and their names carry the render
+    # size.
+    with open(os.path.join(output, bundled.WEIGHTS_FILE), 'rb') as f:
+        weights_digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    reports = os.path.join(work, 'reports', weights_digest)
     size = info['render_size']
     render = f'--render_size={size}'
     metrics = {
@@ -265,7 +276,8 @@ def run_recipe() -> str:
         f'--global_batch_size={_BATCH_SIZE.value}', f'--seed={_SEED.value}',
         '--steps_per_loop=50', '--summary_every=50', '--eval_every=500',
         '--checkpoint_every=500', '--max_checkpoints=20',
-        '--num_eval_images=8']
+        '--num_eval_images=8',
+        f'--lr_decay_fraction={_LR_DECAY_FRACTION.value}']
     render_size = _RENDER_SIZE.value
     stages = _STAGES.value
     started = time.monotonic()
@@ -298,6 +310,7 @@ def run_recipe() -> str:
                 pretrain_steps=_PRETRAIN_STEPS.value,
                 gan_steps=_GAN_STEPS.value,
                 lr_pretrain=_LR_PRETRAIN.value,
+                lr_decay_fraction=_LR_DECAY_FRACTION.value,
                 min_crop_scale=_MIN_CROP_SCALE.value,
                 discriminator_width=_DISCRIMINATOR_WIDTH.value,
                 gan_weight=_GAN_WEIGHT.value,
