@@ -76,7 +76,8 @@ _LR_PRETRAIN = flags.DEFINE_float(
 _LR_DECAY_FRACTION = flags.DEFINE_float(
     'lr_decay_fraction', 0.0, 'chromagen_tf.train --lr_decay_fraction for '
     'both stages: each holds its learning rate, then decays it linearly to '
-    'zero over this last fraction of its steps (pix2pix: 0.5).',
+    'zero over this last fraction of its steps (pix2pix: 0.5; one run '
+    'at 0.5 was less accurate here, BENCHMARKS.md).',
     lower_bound=0.0, upper_bound=1.0)
 _DISCRIMINATOR_WIDTH = flags.DEFINE_integer(
     'discriminator_width', 32, 'PatchGAN base width: 32 keeps its 70x70 '
