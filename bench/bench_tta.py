@@ -1,0 +1,126 @@
+r"""Test-time augmentation: does averaging several predictions help?
+
+The bundled model's val PSNR sits 0.07 dB below gray's (MODEL_CARD.md).
+Averaging a model's predictions over flips or working sizes is the
+cheapest ensemble there is: it needs no training, and the mean of several
+guesses is nearer the conditional mean, which is what PSNR rewards. It is
+also paler, so each ensemble is measured with a few chroma gains too
+(`bench_chroma_gain`'s cousin), to see whether colour can be bought back.
+
+Ensembles, each the mean of full-resolution a*b*:
+  plain:        the model at its render size;
+  flip:         that and the horizontally flipped L, flipped back;
+  sizes:        the model at each of --sizes;
+  flip+sizes:   both.
+
+The metrics are the evaluate tool's own (`evaluate_lib.image_metrics`).
+
+Usage (the figures in BENCHMARKS.md):
+
+  python -m bench.bench_tta --image_dir=runs/bundled/val_photos
+"""
+
+import time
+
+from absl import app
+from absl import flags
+import numpy as np
+import tensorflow as tf
+
+from bench import common
+from chromagen_tf import metrics
+from chromagen_tf.inference import colorize_lib
+from chromagen_tf.inference import evaluate_lib
+
+_IMAGE_DIR = flags.DEFINE_string('image_dir', None,
+                                 'Folder of colour photos (the val photos).')
+_MODEL = flags.DEFINE_string(
+    'model', '', 'Any model colorize takes; empty: the bundled one.')
+_SIZES = flags.DEFINE_list('sizes', ['192', '256'],
+                           "Working sizes averaged by the 'sizes' ensembles.")
+_GAINS = flags.DEFINE_list('gains', ['1', '1.2', '1.4'],
+                           'Factors each ensemble\'s a*b* are scaled by.')
+_OUTPUT = flags.DEFINE_string('output', '', 'Also write JSON here.')
+flags.mark_flags_as_required(['image_dir'])
+
+
+def _flipped(colorizer, l_channel):
+    ab = colorizer.predict_ab([tf.reverse(l_channel, axis=[2])])[0]
+    return tf.reverse(ab, axis=[2])
+
+
+def main(argv: list[str]) -> None:
+    common.check_no_arguments(argv)
+    gains = [float(gain) for gain in _GAINS.value]
+    plain = colorize_lib.load_colorizer(_MODEL.value or None)
+    sized = [plain.with_render_size(int(size)) for size in _SIZES.value]
+    names = ('plain', 'flip', 'sizes', 'flip+sizes')
+    per_image = {
+        (name, gain): {
+            metric: [] for metric in metrics.IMAGE_METRICS
+        } for name in names for gain in gains
+    }
+    seconds = {name: [] for name in names}
+    for _, l_channel, ab_true in evaluate_lib.examples_from_images(
+            _IMAGE_DIR.value):
+        predictions = {}
+        start = time.perf_counter()
+        predictions['plain'] = [plain.predict_ab([l_channel])[0]]
+        seconds['plain'].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        predictions['flip'] = [_flipped(plain, l_channel)]
+        seconds['flip'].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        predictions['sizes'] = [c.predict_ab([l_channel])[0] for c in sized]
+        seconds['sizes'].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        predictions['flip+sizes'] = [_flipped(c, l_channel) for c in sized]
+        seconds['flip+sizes'].append(time.perf_counter() - start)
+        ensembles = {
+            'plain': predictions['plain'],
+            'flip': predictions['plain'] + predictions['flip'],
+            'sizes': predictions['sizes'],
+            'flip+sizes': predictions['sizes'] + predictions['flip+sizes'],
+        }
+        for name, members in ensembles.items():
+            ab_mean = tf.add_n(members) / len(members)
+            for gain in gains:
+                values = evaluate_lib.image_metrics(l_channel, ab_mean * gain,
+                                                    ab_true)
+                for metric, value in values.items():
+                    per_image[(name, gain)][metric].append(float(value))
+    rows = {
+        f'{name} x{gain:g}': evaluate_lib.summarize(values)
+        for (name, gain), values in per_image.items()
+    }
+    print('| ensemble x gain | ab MAE | PSNR dB | AuC | colourfulness | '
+          'delta CF |')
+    print('|---|---|---|---|---|---|')
+    for name, row in rows.items():
+        print(f"| {name} | {row['ab_mae']:.2f} | {row['psnr']:.2f} | "
+              f"{row['auc']:.3f} | {row['colorfulness']:.1f} | "
+              f"{row['delta_colorfulness']:.1f} |")
+    # The first photo includes tracing; medians over the rest.
+    medians = {
+        name: float(np.median(values[1:])) for name, values in seconds.items()
+    }
+    print('median seconds per photo for the extra predictions:', {
+        name: round(value, 3) for name, value in medians.items()
+    })
+    common.write_report(
+        {
+            'config':
+                common.flag_values(_IMAGE_DIR, _MODEL, _SIZES, _GAINS, _OUTPUT),
+            'machine':
+                common.machine(),
+            'render_size':
+                plain.render_size,
+            'ensembles':
+                rows,
+            'median_seconds':
+                medians,
+        }, _OUTPUT.value)
+
+
+if __name__ == '__main__':
+    app.run(main)
