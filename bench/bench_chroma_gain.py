@@ -53,6 +53,8 @@ def main(argv: list[str]) -> None:
                                                 ab_true)
             for name, value in values.items():
                 per_image[gain][name].append(float(value))
+    common.check_found_photos(len(per_image[gains[0]]['psnr']),
+                              _IMAGE_DIR.value)
     rows = {
         f'{gain:g}': evaluate_lib.summarize(per_image[gain]) for gain in gains
     }

@@ -89,6 +89,7 @@ def main(argv: list[str]) -> None:
                                                     ab_true)
                 for metric, value in values.items():
                     per_image[(name, gain)][metric].append(float(value))
+    common.check_found_photos(len(seconds['plain']), _IMAGE_DIR.value)
     rows = {
         f'{name} x{gain:g}': evaluate_lib.summarize(values)
         for (name, gain), values in per_image.items()

@@ -40,6 +40,16 @@ def check_no_arguments(argv: Sequence[str]) -> None:
         raise app.UsageError(f'Unexpected arguments: {" ".join(argv[1:])}')
 
 
+def check_found_photos(count: int, image_dir: str) -> None:
+    """Rejects a folder that gave no readable photo.
+
+    Raises:
+      app.UsageError: if count is 0.
+    """
+    if not count:
+        raise app.UsageError(f'No readable photos under {image_dir}.')
+
+
 def flag_values(*holders: flags.FlagHolder) -> dict[str, Any]:
     """{name: value} of the given flags, for a config or a report."""
     return {holder.name: holder.value for holder in holders}
