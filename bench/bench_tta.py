@@ -43,6 +43,8 @@ _GAINS = flags.DEFINE_list('gains', ['1', '1.2', '1.4'],
 _OUTPUT = flags.DEFINE_string('output', '', 'Also write JSON here.')
 flags.mark_flags_as_required(['image_dir'])
 
+_BOTH = (False, True)
+
 
 def _flipped(colorizer, l_channel):
     ab = colorizer.predict_ab([tf.reverse(l_channel, axis=[2])])[0]
@@ -53,43 +55,45 @@ def main(argv: list[str]) -> None:
     common.check_no_arguments(argv)
     gains = [float(gain) for gain in _GAINS.value]
     plain = colorize_lib.load_colorizer(_MODEL.value or None)
-    sized = [plain.with_render_size(int(size)) for size in _SIZES.value]
-    names = ('plain', 'flip', 'sizes', 'flip+sizes')
+    own = plain.render_size
+    sizes = [int(size) for size in _SIZES.value]
+    # Each (size, flipped) prediction runs once per photo and serves every
+    # ensemble that holds it.
+    members = {
+        'plain': [(own, False)],
+        'flip': [(own, False), (own, True)],
+        'sizes': [(size, False) for size in sizes],
+        'flip+sizes': [(size, flip) for size in sizes for flip in _BOTH],
+    }
+    colorizers = {size: plain.with_render_size(size) for size in {own, *sizes}}
+    keys = sorted({key for key_list in members.values() for key in key_list})
     per_image = {
         (name, gain): {
             metric: [] for metric in metrics.IMAGE_METRICS
-        } for name in names for gain in gains
+        } for name in members for gain in gains
     }
-    seconds = {name: [] for name in names}
+    seconds = {key: [] for key in keys}
     for _, l_channel, ab_true in evaluate_lib.examples_from_images(
             _IMAGE_DIR.value):
         predictions = {}
-        start = time.perf_counter()
-        predictions['plain'] = [plain.predict_ab([l_channel])[0]]
-        seconds['plain'].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        predictions['flip'] = [_flipped(plain, l_channel)]
-        seconds['flip'].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        predictions['sizes'] = [c.predict_ab([l_channel])[0] for c in sized]
-        seconds['sizes'].append(time.perf_counter() - start)
-        start = time.perf_counter()
-        predictions['flip+sizes'] = [_flipped(c, l_channel) for c in sized]
-        seconds['flip+sizes'].append(time.perf_counter() - start)
-        ensembles = {
-            'plain': predictions['plain'],
-            'flip': predictions['plain'] + predictions['flip'],
-            'sizes': predictions['sizes'],
-            'flip+sizes': predictions['sizes'] + predictions['flip+sizes'],
-        }
-        for name, members in ensembles.items():
-            ab_mean = tf.add_n(members) / len(members)
+        for size, flip in keys:
+            colorizer = colorizers[size]
+            start = time.perf_counter()
+            if flip:
+                ab = _flipped(colorizer, l_channel)
+            else:
+                ab = colorizer.predict_ab([l_channel])[0]
+            predictions[(size, flip)] = ab
+            seconds[(size, flip)].append(time.perf_counter() - start)
+        for name, key_list in members.items():
+            ensemble = [predictions[key] for key in key_list]
+            ab_mean = tf.add_n(ensemble) / len(ensemble)
             for gain in gains:
                 values = evaluate_lib.image_metrics(l_channel, ab_mean * gain,
                                                     ab_true)
                 for metric, value in values.items():
                     per_image[(name, gain)][metric].append(float(value))
-    common.check_found_photos(len(seconds['plain']), _IMAGE_DIR.value)
+    common.check_found_photos(len(seconds[keys[0]]), _IMAGE_DIR.value)
     rows = {
         f'{name} x{gain:g}': evaluate_lib.summarize(values)
         for (name, gain), values in per_image.items()
@@ -103,9 +107,10 @@ def main(argv: list[str]) -> None:
               f"{row['delta_colorfulness']:.1f} |")
     # The first photo includes tracing; medians over the rest.
     medians = {
-        name: float(np.median(values[1:])) for name, values in seconds.items()
+        f"{size}{' flipped' if flip else ''}": float(np.median(values[1:]))
+        for (size, flip), values in seconds.items()
     }
-    print('median seconds per photo for the extra predictions:', {
+    print('median seconds per prediction:', {
         name: round(value, 3) for name, value in medians.items()
     })
     common.write_report(
@@ -118,7 +123,7 @@ def main(argv: list[str]) -> None:
                 plain.render_size,
             'ensembles':
                 rows,
-            'median_seconds':
+            'median_seconds_per_prediction':
                 medians,
         }, _OUTPUT.value)
 
