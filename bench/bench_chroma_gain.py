@@ -58,12 +58,7 @@ def main(argv: list[str]) -> None:
     rows = {
         f'{gain:g}': evaluate_lib.summarize(per_image[gain]) for gain in gains
     }
-    print('| gain | ab MAE | PSNR dB | AuC | colourfulness | delta CF |')
-    print('|---|---|---|---|---|---|')
-    for gain, row in rows.items():
-        print(f"| {gain} | {row['ab_mae']:.2f} | {row['psnr']:.2f} | "
-              f"{row['auc']:.3f} | {row['colorfulness']:.1f} | "
-              f"{row['delta_colorfulness']:.1f} |")
+    common.print_metrics_table('gain', rows)
     common.write_report(
         {
             'config':

@@ -98,13 +98,7 @@ def main(argv: list[str]) -> None:
         f'{name} x{gain:g}': evaluate_lib.summarize(values)
         for (name, gain), values in per_image.items()
     }
-    print('| ensemble x gain | ab MAE | PSNR dB | AuC | colourfulness | '
-          'delta CF |')
-    print('|---|---|---|---|---|---|')
-    for name, row in rows.items():
-        print(f"| {name} | {row['ab_mae']:.2f} | {row['psnr']:.2f} | "
-              f"{row['auc']:.3f} | {row['colorfulness']:.1f} | "
-              f"{row['delta_colorfulness']:.1f} |")
+    common.print_metrics_table('ensemble x gain', rows)
     # The first photo includes tracing; medians over the rest.
     medians = {
         f"{size}{' flipped' if flip else ''}": float(np.median(values[1:]))

@@ -50,6 +50,17 @@ def check_found_photos(count: int, image_dir: str) -> None:
         raise app.UsageError(f'No readable photos under {image_dir}.')
 
 
+def print_metrics_table(first_column: str, rows: dict[str, dict]) -> None:
+    """Prints evaluate-style summaries as a markdown table, one row each."""
+    print(f'| {first_column} | ab MAE | PSNR dB | AuC | colourfulness | '
+          'delta CF |')
+    print('|---|---|---|---|---|---|')
+    for name, row in rows.items():
+        print(f"| {name} | {row['ab_mae']:.2f} | {row['psnr']:.2f} | "
+              f"{row['auc']:.3f} | {row['colorfulness']:.1f} | "
+              f"{row['delta_colorfulness']:.1f} |")
+
+
 def flag_values(*holders: flags.FlagHolder) -> dict[str, Any]:
     """{name: value} of the given flags, for a config or a report."""
     return {holder.name: holder.value for holder in holders}
