@@ -29,7 +29,8 @@ from absl import flags
 
 from bench import common
 
-_LOOP_NAMES = ('custom', 'fit', 'custom_run_once', 'custom_no_strategy')
+_LOOP_NAMES = ('custom', 'fit', 'custom_run_once', 'custom_no_strategy',
+               'custom_ema')
 
 _STEPS = flags.DEFINE_integer('steps',
                               4, 'Steps per timed loop '
@@ -45,7 +46,7 @@ _STAGES = flags.DEFINE_list('stages', ['pretrain', 'gan'],
                             'Training stages to measure.')
 _LOOPS = flags.DEFINE_list(
     'loops', ['custom', 'fit'], 'Any of custom (chromagen_tf.train), fit, '
-    'custom_run_once, custom_no_strategy (see _run_custom).')
+    'custom_run_once, custom_no_strategy, custom_ema (see _run_custom).')
 flags.register_validator(
     'loops',
     lambda loops: set(loops) <= set(_LOOP_NAMES),
@@ -127,7 +128,9 @@ def _run_custom(stage,
     variant 'custom' is the trainer's `train_loop` (an in-graph loop over
     `steps` under OneDeviceStrategy); 'custom_run_once' one `strategy.run`
     per call with no in-graph loop; 'custom_no_strategy' the per-replica
-    step in a plain `tf.function` under the default strategy.
+    step in a plain `tf.function` under the default strategy; 'custom_ema'
+    the trainer's `train_loop` keeping a moving average of the generator
+    (--ema_decay=0.999).
     """
     # pylint: disable=g-import-not-at-top
     import tensorflow as tf
@@ -147,7 +150,8 @@ def _run_custom(stage,
                   steps_per_loop=steps,
                   mixed_precision=precision,
                   strategy='one_device',
-                  model=configs.ModelConfig(generator=generator))
+                  model=configs.ModelConfig(generator=generator),
+                  ema_decay=0.999 if variant == 'custom_ema' else 0.0)
     config = configs.TrainConfig(**values)
     strategy, policy = distribute.setup('one_device', precision)
     if variant == 'custom_no_strategy':
@@ -155,7 +159,7 @@ def _run_custom(stage,
     train = state.Trainer(config, strategy, policy)
     iterator = iter(trainer._make_datasets(config, strategy, 0, None))  # pylint: disable=protected-access
     step_functions = train.steps
-    if variant == 'custom':
+    if variant in ('custom', 'custom_ema'):
         run = lambda: step_functions.train_loop(iterator, tf.constant(steps))
     else:
 

@@ -82,6 +82,9 @@ class TrainConfig:
     # The last fraction of the stage's steps over which both learning rates
     # fall linearly to zero (pix2pix: half); 0 keeps them constant.
     lr_decay_fraction: float = 0.0
+    # Decay of an exponential moving average of the generator's weights,
+    # kept beside them and used by evaluation and export; 0 keeps none.
+    ema_decay: float = 0.0
     lambda_l1: float = 100.0  # pix2pix, Isola et al. 2017, Sec. 4.
     gan_loss: str = 'vanilla'
     strategy: str = 'auto'
@@ -108,6 +111,9 @@ class TrainConfig:
             raise errors.UsageError(
                 'lr_decay_fraction must be in [0, 1], got '
                 f'{self.lr_decay_fraction}')
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise errors.UsageError(
+                f'ema_decay must be in [0, 1), got {self.ema_decay}')
         for name, value in STAGE_DEFAULTS[self.stage].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)

@@ -101,6 +101,13 @@ _LR_DECAY_FRACTION = flags.DEFINE_float(
     "Over this last fraction of the stage's steps both learning rates "
     'fall linearly to zero, as in pix2pix (0.5 there); 0 keeps them '
     'constant.', lower_bound=0.0, upper_bound=1.0)
+_EMA_DECAY = flags.DEFINE_float(
+    'ema_decay', _DEFAULT.ema_decay,
+    "Keep an exponential moving average of the generator's weights with "
+    'this decay (e.g. 0.999, a window of about 1000 steps; the first steps '
+    'use min(decay, (1 + step) / (10 + step))); evaluation, export and the '
+    'next stage then use the average. 0 keeps none.', lower_bound=0.0,
+    upper_bound=0.9999)
 _LAMBDA_L1 = flags.DEFINE_float(
     'lambda_l1', _DEFAULT.lambda_l1,
     'Weight of L1 in the generator loss (pix2pix: 100).')

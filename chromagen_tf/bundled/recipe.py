@@ -79,6 +79,11 @@ _LR_DECAY_FRACTION = flags.DEFINE_float(
     'zero over this last fraction of its steps (pix2pix: 0.5; one run '
     'at 0.5 was less accurate here, BENCHMARKS.md).',
     lower_bound=0.0, upper_bound=1.0)
+_EMA_DECAY = flags.DEFINE_float(
+    'ema_decay', 0.0, 'chromagen_tf.train --ema_decay for both stages: the '
+    'bundled weights are then blended from the two stages\' moving '
+    'averages of the generator weights.', lower_bound=0.0,
+    upper_bound=0.9999)
 _DISCRIMINATOR_WIDTH = flags.DEFINE_integer(
     'discriminator_width', 32, 'PatchGAN base width: 32 keeps its 70x70 '
     'receptive field at a quarter of the cost of 64.')
@@ -278,7 +283,8 @@ def run_recipe() -> str:
         '--steps_per_loop=50', '--summary_every=50', '--eval_every=500',
         '--checkpoint_every=500', '--max_checkpoints=20',
         '--num_eval_images=8',
-        f'--lr_decay_fraction={_LR_DECAY_FRACTION.value}']
+        f'--lr_decay_fraction={_LR_DECAY_FRACTION.value}',
+        f'--ema_decay={_EMA_DECAY.value}']
     render_size = _RENDER_SIZE.value
     stages = _STAGES.value
     started = time.monotonic()
@@ -312,6 +318,7 @@ def run_recipe() -> str:
                 gan_steps=_GAN_STEPS.value,
                 lr_pretrain=_LR_PRETRAIN.value,
                 lr_decay_fraction=_LR_DECAY_FRACTION.value,
+                ema_decay=_EMA_DECAY.value,
                 min_crop_scale=_MIN_CROP_SCALE.value,
                 discriminator_width=_DISCRIMINATOR_WIDTH.value,
                 gan_weight=_GAN_WEIGHT.value,

@@ -9,7 +9,9 @@ Layout of a model_dir:
   MODEL_DIR/gan/...                  the same for the GAN stage
 
 Each checkpoint holds `step`, `generator`, `generator_optimizer` and, in the
-GAN stage, `discriminator` and `discriminator_optimizer`. Checkpoints are
+GAN stage, `discriminator` and `discriminator_optimizer`; a stage trained
+with --ema_decay also holds `ema_generator`, the moving average of the
+generator's weights, which is what a restored generator gets. Checkpoints are
 numbered by global step, so `ckpt-1200` is the state after 1200 steps.
 """
 
@@ -25,6 +27,7 @@ from chromagen_tf import errors
 from chromagen_tf import files
 
 CHECKPOINT_NAME = 'ckpt'
+EMA_GENERATOR = 'ema_generator'
 
 
 def checkpoint_prefix(model_dir: str, stage: str, step: int) -> str:
@@ -43,6 +46,29 @@ def latest_checkpoint(model_dir: str, stage: str) -> Optional[str]:
     return tf.train.latest_checkpoint(configs.stage_dir(model_dir, stage))
 
 
+def generator_key(checkpoint_path: str) -> str:
+    """The key of the generator to restore: 'ema_generator' if kept."""
+    names = [name for name, _ in tf.train.list_variables(checkpoint_path)]
+    if any(name.startswith(EMA_GENERATOR + '/') for name in names):
+        return EMA_GENERATOR
+    return 'generator'
+
+
+def read_generator(generator: keras.Model, checkpoint_path: str) -> str:
+    """Reads a checkpoint's generator (its EMA if kept) into `generator`.
+
+    Returns:
+      The checkpoint key read: 'generator' or 'ema_generator'.
+
+    Raises:
+      AssertionError: the checkpoint's generator has another architecture.
+    """
+    key = generator_key(checkpoint_path)
+    status = tf.train.Checkpoint(**{key: generator}).read(checkpoint_path)
+    status.expect_partial().assert_existing_objects_matched()
+    return key
+
+
 def build_generator_for(model: configs.ModelConfig, **kwargs) -> keras.Model:
     """Builds the generator a ModelConfig describes (random weights)."""
     from chromagen_tf import models  # pylint: disable=g-import-not-at-top
@@ -57,9 +83,10 @@ def restore_generator(
 ) -> tuple[keras.Model, configs.ModelConfig, str]:
     """Rebuilds a trained generator from a training directory.
 
-    Only the generator is read: the discriminator and the optimizers are
-    left out (`expect_partial`), and every generator variable must be found
-    in the checkpoint (`assert_existing_objects_matched`).
+    Only the generator is read, as its moving average if the stage kept
+    one (--ema_decay): the discriminator and the optimizers are left out
+    (`expect_partial`), and every generator variable must be found in the
+    checkpoint (`assert_existing_objects_matched`).
 
     Args:
       model_dir: A training directory written by `chromagen_tf.train`.
@@ -83,8 +110,7 @@ def restore_generator(
                 f'Train the {stage} stage first.'
             )
     generator = build_generator_for(model_config)
-    status = tf.train.Checkpoint(generator=generator).read(checkpoint_path)
-    status.expect_partial().assert_existing_objects_matched()
+    read_generator(generator, checkpoint_path)
     return generator, model_config, checkpoint_path
 
 

@@ -97,7 +97,7 @@ class Evaluator:
 
     def _replica_sums(self, batch):
         def _fn(l_normalized, ab_true, weight):
-            ab_pred = self.trainer.networks.generator(
+            ab_pred = self.trainer.networks.inference_generator(
                 l_normalized, training=False
             )
             ab_pred = tf.cast(ab_pred, tf.float32)
@@ -166,7 +166,7 @@ class Evaluator:
                 skip_corrupt_records=self.config.skip_corrupt_records)
             self._image_batch = next(iter(dataset))
         l_normalized, ab_true = self._image_batch
-        generator = self.trainer.networks.generator
+        generator = self.trainer.networks.inference_generator
         # Every replica colours the same batch; the first one's output is
         # kept. This runs on TPUs too, where variables live on the device.
         per_replica = self.strategy.run(

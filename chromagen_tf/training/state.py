@@ -42,16 +42,16 @@ def initialise_gan_generator(config, generator) -> str:
         source = tf.train.latest_checkpoint(directory)
         if source is None:
             raise errors.TrainingError(f'--init_from={directory} has no checkpoint.')
-    status = tf.train.Checkpoint(generator=generator).read(source)
     try:
-        status.expect_partial().assert_existing_objects_matched()
+        key = checkpoints.read_generator(generator, source)
     except AssertionError as error:
         raise errors.TrainingError(
             f'--init_from={source} does not hold a generator of this '
             f'architecture ({config.model.generator}, width '
             f'{config.model.width}): {error}'
         ) from error
-    logging.info('GAN stage: generator initialised from %s', source)
+    logging.info('GAN stage: generator initialised from %s (%s)', source,
+                 key)
     return source
 
 
@@ -84,6 +84,9 @@ class Trainer:
                 generator=self.networks.generator,
                 generator_optimizer=self.networks.generator_optimizer,
             )
+            if self.networks.ema_generator is not None:
+                objects[checkpoints.EMA_GENERATOR] = (
+                    self.networks.ema_generator)
             if self.gan:
                 objects.update(
                     discriminator=self.networks.discriminator,
@@ -119,9 +122,14 @@ class Trainer:
             )
             return f'resumed from {latest}'
         if self.gan:
-            return 'initialised from ' + initialise_gan_generator(
-                self.config, self.networks.generator
-            )
+            source = initialise_gan_generator(self.config,
+                                              self.networks.generator)
+            if self.networks.ema_generator is not None:
+                # The average starts where the stage's generator starts.
+                with self.strategy.scope():
+                    train_steps.copy_weights(self.networks.generator,
+                                             self.networks.ema_generator)
+            return 'initialised from ' + source
         return 'initialised'
 
     def close(self):

@@ -6,6 +6,10 @@ optimizer all-reduce (sum) the gradients across replicas. For float16 the
 optimizers are wrapped in `keras.optimizers.LossScaleOptimizer`: the loss is
 scaled with `optimizer.scale_loss()`, and `optimizer.apply()` unscales the
 gradients and skips the update (halving the scale) when they are not finite.
+
+With `ema_decay > 0` a second generator holds an exponential moving average
+of the first one's weights, updated after every step in cross-replica
+context; evaluation, export and the GAN stage's start use it.
 """
 
 import dataclasses
@@ -30,6 +34,49 @@ class Networks:
     generator_optimizer: keras.optimizers.Optimizer
     discriminator: Optional[keras.Model] = None
     discriminator_optimizer: Optional[keras.optimizers.Optimizer] = None
+    # The moving average of the generator's weights (config.ema_decay).
+    ema_generator: Optional[keras.Model] = None
+
+    @property
+    def inference_generator(self) -> keras.Model:
+        """The generator that evaluation and export use: the EMA if kept."""
+        return self.ema_generator or self.generator
+
+
+def copy_weights(source: keras.Model, target: keras.Model) -> None:
+    """Copies every weight (BatchNorm statistics too) of one generator."""
+    for to, value in zip(target.weights, source.weights, strict=True):
+        to.assign(value)
+
+
+def ema_decay_at(decay: float, step):
+    """The decay of the update after `step` steps: min(decay, (1+n)/(10+n)).
+
+    The warm-up of tf.train.ExponentialMovingAverage(num_updates=...): the
+    average follows the first steps closely instead of holding on to the
+    initial weights for ~1 / (1 - decay) steps.
+    """
+    step = tf.cast(step, tf.float32)
+    return tf.minimum(tf.constant(decay, tf.float32),
+                      (1.0 + step) / (10.0 + step))
+
+
+def update_ema(ema_generator: keras.Model, generator: keras.Model, decay,
+               step) -> None:
+    """ema <- d * ema + (1 - d) * weights, for every weight, d at `step`.
+
+    Called in cross-replica context, after the optimizers have applied the
+    all-reduced gradients: the trainable weights are then the same on every
+    replica, and the assignment writes every replica's copy of the average.
+    BatchNorm's moving statistics are averaged alike (replica 0's, as a
+    checkpoint saves them).
+    """
+    d = ema_decay_at(decay, step)
+    for average, value in zip(ema_generator.weights, generator.weights,
+                              strict=True):
+        average.assign(
+            tf.cast(d, average.dtype) * average
+            + tf.cast(1.0 - d, average.dtype) * tf.cast(value, average.dtype))
 
 
 class LinearDecayToZero(keras.optimizers.schedules.LearningRateSchedule):
@@ -114,6 +161,13 @@ def build_networks(config: configs.TrainConfig, policy: str,
     # apply() inside strategy.run then fails (keras-team/keras#19246).
     generator_optimizer.build(generator.trainable_variables)
     networks = Networks(generator, generator_optimizer)
+    if config.ema_decay > 0:
+        networks.ema_generator = models.build_generator(
+            config.model.generator,
+            width=config.model.width,
+            synchronized_batch_norm=config.sync_batch_norm,
+        )
+        copy_weights(generator, networks.ema_generator)
     if config.stage == 'gan':
         networks.discriminator = models.build_discriminator(
             width=config.model.discriminator_width,
@@ -304,6 +358,10 @@ class StepFunctions:
                 self.strategy.run(self.replica_step, args=(next(iterator),))
             )
             global_step.assign_add(1)
+            if self.networks.ema_generator is not None:
+                update_ema(self.networks.ema_generator,
+                           self.networks.generator, self.config.ema_decay,
+                           global_step)
             finite = tf.reduce_all([
                 tf.math.is_finite(values[name])
                 for name in self.metric_names if name in LOSS_TERMS
