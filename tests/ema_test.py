@@ -76,6 +76,11 @@ class EmaTest(tf.test.TestCase):
         for mine, theirs in zip(generator.weights, average[3], strict=True):
             self.assertAllEqual(mine.numpy(), theirs, msg=mine.path)
 
+        trained, _, _ = checkpoints.restore_generator(
+            model_dir, 'pretrain', average=False)
+        for mine, theirs in zip(trained.weights, raw[3], strict=True):
+            self.assertAllEqual(mine.numpy(), theirs, msg=mine.path)
+
         # A resumed stage gets its average back.
         resumed = state.Trainer(
             utils.tiny_config(self.data_dir, model_dir, train_steps=4,

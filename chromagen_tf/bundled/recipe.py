@@ -84,6 +84,10 @@ _EMA_DECAY = flags.DEFINE_float(
     'bundled weights are then blended from the two stages\' moving '
     'averages of the generator weights.', lower_bound=0.0,
     upper_bound=0.9999)
+_BUNDLE_AVERAGE = flags.DEFINE_bool(
+    'bundle_average', True, 'Bundle the moving averages of a run trained '
+    'with --ema_decay; --nobundle_average bundles its trained weights '
+    'instead, for comparison.')
 _DISCRIMINATOR_WIDTH = flags.DEFINE_integer(
     'discriminator_width', 32, 'PatchGAN base width: 32 keeps its 70x70 '
     'receptive field at a quarter of the cost of 64.')
@@ -155,14 +159,15 @@ def _run(*command: str) -> None:
     print(f'      done in {seconds:.0f} s', flush=True)
 
 
-def blend_generators(model_dir: str, gan_weight: float):
+def blend_generators(model_dir: str, gan_weight: float, average: bool = True):
     """The GAN generator's weights interpolated towards the L1-only one's.
 
     Weight-space ensembling of a model and its fine-tuned version (WiSE-FT,
     Wortsman et al. 2022): the GAN stage starts from the pretrained
     generator, so the two lie in one basin and their interpolation trades
     the GAN's colourfulness against the L1 model's accuracy smoothly.
-    BatchNorm statistics are interpolated alike.
+    BatchNorm statistics are interpolated alike. average: use the stages'
+    moving averages of the weights where they were kept (--ema_decay).
 
     Returns:
       (generator, model_config, description of the sources).
@@ -171,11 +176,11 @@ def blend_generators(model_dir: str, gan_weight: float):
     from chromagen_tf.training import checkpoints
 
     generator, model_config, gan_path = checkpoints.restore_generator(
-        model_dir, 'gan')
+        model_dir, 'gan', average=average)
     if gan_weight >= 1.0:
         return generator, model_config, os.path.basename(gan_path)
     pretrained, _, pretrain_path = checkpoints.restore_generator(
-        model_dir, 'pretrain')
+        model_dir, 'pretrain', average=average)
     for variable, start in zip(generator.weights, pretrained.weights):
         variable.assign(gan_weight * variable + (1.0 - gan_weight) * start)
     return generator, model_config, (
@@ -189,7 +194,10 @@ def _bundle(model_dir: str, output_dir: str, render_size: int,
     from chromagen_tf import bundled
 
     generator, model_config, sources = blend_generators(
-        model_dir, _GAN_WEIGHT.value)
+        model_dir, _GAN_WEIGHT.value, _BUNDLE_AVERAGE.value)
+    if _EMA_DECAY.value > 0:
+        sources += (' (moving averages)' if _BUNDLE_AVERAGE.value else
+                    ' (trained weights, not their averages)')
     info = dict(info, checkpoint=sources)
     return bundled.save(generator, model_config, output_dir,
                         render_size=render_size, info=info)

@@ -54,8 +54,11 @@ def generator_key(checkpoint_path: str) -> str:
     return 'generator'
 
 
-def read_generator(generator: keras.Model, checkpoint_path: str) -> str:
+def read_generator(generator: keras.Model, checkpoint_path: str,
+                   average: bool = True) -> str:
     """Reads a checkpoint's generator (its EMA if kept) into `generator`.
+
+    average=False reads the trained weights even where an average was kept.
 
     Returns:
       The checkpoint key read: 'generator' or 'ema_generator'.
@@ -63,7 +66,7 @@ def read_generator(generator: keras.Model, checkpoint_path: str) -> str:
     Raises:
       AssertionError: the checkpoint's generator has another architecture.
     """
-    key = generator_key(checkpoint_path)
+    key = generator_key(checkpoint_path) if average else 'generator'
     status = tf.train.Checkpoint(**{key: generator}).read(checkpoint_path)
     status.expect_partial().assert_existing_objects_matched()
     return key
@@ -80,6 +83,7 @@ def restore_generator(
     model_dir: str,
     stage: str = 'gan',
     checkpoint_path: Optional[str] = None,
+    average: bool = True,
 ) -> tuple[keras.Model, configs.ModelConfig, str]:
     """Rebuilds a trained generator from a training directory.
 
@@ -93,6 +97,8 @@ def restore_generator(
       stage: Which stage's latest checkpoint to use, if checkpoint_path is
         not given.
       checkpoint_path: An explicit checkpoint prefix.
+      average: Read the moving average of the weights if the checkpoint
+        keeps one; False reads the trained weights themselves.
 
     Returns:
       (generator, model_config, checkpoint_path).
@@ -110,7 +116,7 @@ def restore_generator(
                 f'Train the {stage} stage first.'
             )
     generator = build_generator_for(model_config)
-    read_generator(generator, checkpoint_path)
+    read_generator(generator, checkpoint_path, average)
     return generator, model_config, checkpoint_path
 
 
