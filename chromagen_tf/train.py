@@ -54,7 +54,8 @@ _ENCODER_WEIGHTS = flags.DEFINE_string(
     'from chromagen_tf.tools.import_torchvision_resnet.')
 _INIT_FROM = flags.DEFINE_string(
     'init_from', _DEFAULT.init_from,
-    'GAN stage only: checkpoint (or folder) to copy the generator from. '
+    'GAN stage only: checkpoint (or folder) to copy the generator from '
+    '(its moving average, if it kept one: --ema_decay). '
     "Empty: the latest MODEL_DIR/pretrain checkpoint. 'none': from scratch.")
 _IMAGE_SIZE = flags.DEFINE_integer(
     'image_size', _DEFAULT.image_size,
