@@ -12,10 +12,12 @@ randomly initialised deep network amplifies that. In float64 the same
 comparison agrees to ~1e-13, which isolates the reduction logic under test.
 """
 
+import dataclasses
 import os
 
 from absl.testing import parameterized
 import keras
+import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import configs
@@ -114,6 +116,49 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         self.assertNotAllClose(metrics_1['l1'], metrics_2['l1'], rtol=1e-9)
         with self.assertRaises(AssertionError):
             self._assert_gradients_close(grads_1, grads_2)
+
+    def test_two_replicas_update_both_copies_of_the_average(self):
+        # The moving average (--ema_decay) is assigned in cross-replica
+        # context after the step; both replicas' copies must hold it. Here,
+        # in the shared strategy: a second MirroredStrategy in this process
+        # would reuse its collectives' instance keys.
+        keras.mixed_precision.set_global_policy('float32')
+        config = dataclasses.replace(_config('pretrain', False),
+                                     ema_decay=0.9)
+        with self.two.scope():
+            keras.utils.set_random_seed(1)
+            networks = train_steps.build_networks(config, 'float32')
+            step = tf.Variable(0, dtype=tf.int64)
+        steps = train_steps.StepFunctions(config, self.two, networks, step)
+        # Trainable weights: the same on both replicas after a step (plain
+        # BatchNorm's statistics are not).
+        trainable = networks.generator.trainable_variables
+        position = {id(w): i for i, w in enumerate(networks.generator.weights)}
+        averages = [networks.ema_generator.weights[position[id(v)]]
+                    for v in trainable]
+        initial = [w.numpy() for w in trainable]
+
+        def dataset_fn(input_context):
+            return input_pipeline.make_dataset(
+                self.pattern, training=False, image_size=32,
+                global_batch_size=_GLOBAL_BATCH,
+                input_context=input_context).repeat()
+
+        iterator = iter(self.two.distribute_datasets_from_function(
+            dataset_fn))
+        steps.train_loop(iterator, tf.constant(1, tf.int32))
+        decay = min(0.9, (1 + 1) / (10 + 1))
+        changed = 0
+        for average, weight, start in zip(averages, trainable, initial,
+                                          strict=True):
+            expected = decay * start + (1 - decay) * weight.numpy()
+            copies = self.two.experimental_local_results(average.value)
+            self.assertLen(copies, 2)
+            for copy in copies:
+                self.assertAllClose(copy.numpy(), expected, rtol=1e-5,
+                                    atol=1e-6, msg=average.path)
+            changed += not np.allclose(expected, start)
+        self.assertGreater(changed, 20)
 
 
 if __name__ == '__main__':
