@@ -20,13 +20,13 @@ def _decay(step):
     return min(_DECAY, (1 + step) / (10 + step))
 
 
-def _weights(model_dir, step, key):
-    """The weights under `key` of a pretrain checkpoint, in model order."""
+def _weights(model_dir, step, average):
+    """A pretrain checkpoint's averaged or trained weights, in model order."""
     generator = checkpoints.build_generator_for(
         configs.read_model_config(model_dir))
-    path = checkpoints.checkpoint_prefix(model_dir, 'pretrain', step)
-    tf.train.Checkpoint(**{key: generator}).read(
-        path).expect_partial().assert_existing_objects_matched()
+    checkpoints.read_generator(
+        generator, checkpoints.checkpoint_prefix(model_dir, 'pretrain', step),
+        average)
     return [weight.numpy() for weight in generator.weights]
 
 
@@ -47,9 +47,9 @@ class EmaTest(tf.test.TestCase):
     def test_average_follows_its_update_rule_and_is_what_restores(self):
         model_dir = os.path.join(self.get_temp_dir(), 'ema')
         self._train(model_dir, ema_decay=_DECAY)
-        raw = {step: _weights(model_dir, step, 'generator')
+        raw = {step: _weights(model_dir, step, average=False)
                for step in (2, 3)}
-        average = {step: _weights(model_dir, step, checkpoints.EMA_GENERATOR)
+        average = {step: _weights(model_dir, step, average=True)
                    for step in (1, 2, 3)}
         self.assertGreater(len(raw[3]), 20)
         moved = 0
