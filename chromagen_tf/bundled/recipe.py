@@ -99,6 +99,10 @@ _GAN_WEIGHT = flags.DEFINE_float(
     'generator plus the rest of the L1-only one (weight-space ensembling, '
     'WiSE-FT); 1 ships the GAN generator as it is.', lower_bound=0.0,
     upper_bound=1.0)
+_LAMBDA_L1 = flags.DEFINE_float(
+    'lambda_l1', 100.0, 'chromagen_tf.train --lambda_l1 for the GAN stage: '
+    'the weight of L1 beside the adversarial loss (pix2pix: 100; 300 and '
+    '1000 measured in BENCHMARKS.md).', lower_bound=0.0)
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the split and training.')
 _CURVE_SIZES = flags.DEFINE_list(
     'curve_sizes', ['128', '160', '192', '224', '256', '320'],
@@ -313,6 +317,7 @@ def run_recipe() -> str:
     if 'gan' in stages:
         _run('chromagen_tf.train', '--stage=gan', *train_flags,
              f'--train_steps={_GAN_STEPS.value}',
+             f'--lambda_l1={_LAMBDA_L1.value}',
              f'--min_crop_scale={_MIN_CROP_SCALE.value}')
     output = _OUTPUT_DIR.value
     if 'bundle' in stages:
