@@ -59,6 +59,7 @@ def main(argv):
         batch_size=model_flags.BATCH_SIZE.value,
         render_size=model_flags.RENDER_SIZE.value,
         stage=model_flags.STAGE.value,
+        temperature=model_flags.TEMPERATURE.value,
     )
     try:
         report = evaluate_lib.run_evaluation(config)

@@ -55,6 +55,11 @@ _RENDER_SIZE = flags.DEFINE_integer(
     'Longer side of the working size the network runs at. Default: the '
     'bundled model\'s recorded size, or the stage\'s training crop size.',
     lower_bound=32)
+_TEMPERATURE = flags.DEFINE_float(
+    'temperature', None,
+    'For a colour-bins model: the annealed-mean temperature the export '
+    'decodes at (1: the mean, palest; towards 0: the mode, most vivid). '
+    'Default: the one recorded with the model.', lower_bound=0.01)
 _MAX_PIXELS = flags.DEFINE_integer(
     'max_pixels', imaging.COLORIZE_MAX_PIXELS,
     'Images with more pixels (read from the header) are refused.',
@@ -71,13 +76,15 @@ def main(argv):
     model_dir = _MODEL_DIR.value or bundled.BUNDLED_DIR
     try:
         if bundled.is_bundled_model(model_dir):
-            generator, model_config, info = bundled.load_generator(model_dir)
+            generator, model_config, info = bundled.load_generator(
+                model_dir, _TEMPERATURE.value)
             checkpoint = os.path.join(model_dir, bundled.WEIGHTS_FILE)
             render_size = info['render_size']
         else:
             generator, model_config, checkpoint = (
                 checkpoints.restore_generator(
-                    model_dir, _STAGE.value, _CHECKPOINT.value))
+                    model_dir, _STAGE.value, _CHECKPOINT.value,
+                    temperature=_TEMPERATURE.value))
             render_size = configs.trained_image_size(model_dir, _STAGE.value)
     except errors.ChromaGenError as error:
         errors.fail('export', error)

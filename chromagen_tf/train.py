@@ -71,6 +71,17 @@ _DISCRIMINATOR_WIDTH = flags.DEFINE_integer(
 _SPECTRAL_NORM = flags.DEFINE_bool(
     'spectral_norm', _MODEL_DEFAULT.spectral_norm,
     'Spectral normalisation in the discriminator.')
+_COLOR_HEAD = flags.DEFINE_enum(
+    'color_head', _MODEL_DEFAULT.color_head, ('regression', 'bins'),
+    'regression: the generator predicts a*b* and trains on L1. bins '
+    '(*_unet_lite generators): it predicts a distribution over 529 a*b* '
+    'bins, trains on their cross-entropy and outputs the annealed mean '
+    '(Zhang et al. 2016).')
+_TEMPERATURE = flags.DEFINE_float(
+    'temperature', _MODEL_DEFAULT.temperature,
+    'Annealed-mean temperature of --color_head=bins: 1 is the mean (most '
+    'accurate, palest), towards 0 the mode (most vivid); Zhang et al.: '
+    '0.38.', lower_bound=0.01)
 _GLOBAL_BATCH_SIZE = flags.DEFINE_integer(
     'global_batch_size', _DEFAULT.global_batch_size,
     'Batch size summed over all replicas.')
@@ -112,6 +123,11 @@ _EMA_DECAY = flags.DEFINE_float(
 _LAMBDA_L1 = flags.DEFINE_float(
     'lambda_l1', _DEFAULT.lambda_l1,
     'Weight of L1 in the generator loss (pix2pix: 100).')
+_LAMBDA_CE = flags.DEFINE_float(
+    'lambda_ce', _DEFAULT.lambda_ce,
+    'With --color_head=bins, weight of the colour-bin cross-entropy in the '
+    "GAN stage's generator loss, in place of --lambda_l1 * L1.",
+    lower_bound=0.0)
 _GAN_LOSS = flags.DEFINE_enum(
     'gan_loss', _DEFAULT.gan_loss, ('vanilla', 'lsgan'),
     'vanilla: BCE on logits (pix2pix). lsgan: least squares.')

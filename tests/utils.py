@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from chromagen_tf import configs
-from chromagen_tf.models import build_generator
+from chromagen_tf.training import checkpoints
 
 
 def free_ports(count: int) -> list[int]:
@@ -76,12 +76,14 @@ def tiny_config(data_dir, model_dir, stage='pretrain', **overrides):
                         **overrides)
 
 
-def make_model_dir(model_dir: str, seed: int = 0, step: int = 7):
+def make_model_dir(model_dir: str, seed: int = 0, step: int = 7,
+                   model_config: configs.ModelConfig | None = None):
     """A training directory with one GAN checkpoint of a width-8 model."""
-    configs.check_and_write_model_config(
-        model_dir, configs.ModelConfig(generator='resnet18_unet', width=8))
+    model_config = model_config or configs.ModelConfig(
+        generator='resnet18_unet', width=8)
+    configs.check_and_write_model_config(model_dir, model_config)
     keras.utils.set_random_seed(seed)
-    generator = build_generator('resnet18_unet', width=8)
+    generator = checkpoints.build_generator_for(model_config)
     checkpoint = tf.train.Checkpoint(
         generator=generator, step=tf.Variable(step, dtype=tf.int64))
     tf.train.CheckpointManager(

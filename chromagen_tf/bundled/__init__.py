@@ -88,8 +88,12 @@ def save(generator, model_config: configs.ModelConfig, path: str, *,
     return path
 
 
-def load_generator(path: str = BUNDLED_DIR):
+def load_generator(path: str = BUNDLED_DIR,
+                   temperature: Optional[float] = None):
     """Rebuilds a bundled generator in float32.
+
+    temperature: decode a colour-bins model at this annealed-mean
+    temperature instead of the recorded one.
 
     Returns:
       (generator, model_config, info).
@@ -104,7 +108,8 @@ def load_generator(path: str = BUNDLED_DIR):
     weights_path = os.path.join(path, WEIGHTS_FILE)
     if not os.path.isfile(weights_path):
         raise BundledModelError(f'{path} has no {WEIGHTS_FILE}.')
-    model_config = configs.model_config_from_dict(info['model'])
+    model_config = configs.with_temperature(
+        configs.model_config_from_dict(info['model']), temperature)
     generator = checkpoints.build_generator_for(model_config)
     with np.load(weights_path) as arrays:
         expected = {variable.path for variable in generator.weights}

@@ -37,6 +37,7 @@ from absl import flags
 import numpy as np
 from PIL import Image
 
+from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf.data import image_folders
@@ -103,6 +104,27 @@ _LAMBDA_L1 = flags.DEFINE_float(
     'lambda_l1', 100.0, 'chromagen_tf.train --lambda_l1 for the GAN stage: '
     'the weight of L1 beside the adversarial loss (pix2pix: 100; 300 and '
     '1000 measured in BENCHMARKS.md).', lower_bound=0.0)
+_COLOR_HEAD = flags.DEFINE_enum(
+    'color_head', 'regression', ('regression', 'bins'),
+    'chromagen_tf.train --color_head: regression (L1, as shipped) or bins '
+    '(a distribution over a*b* bins trained on cross-entropy, Zhang et al. '
+    '2016).')
+_TEMPERATURE = flags.DEFINE_float(
+    'temperature', 0.38, 'chromagen_tf.train --temperature: the annealed '
+    'mean of --color_head=bins that training evaluates and the bundle '
+    'records.', lower_bound=0.01)
+_BUNDLE_TEMPERATURE = flags.DEFINE_float(
+    'bundle_temperature', None, 'The annealed-mean temperature the bundled '
+    'model of --color_head=bins decodes at, chosen from the temperature '
+    'curve the evaluate stage measures (MODEL_CARD.md). Default: '
+    '--temperature.', lower_bound=0.01)
+_TEMPERATURE_CURVE = flags.DEFINE_list(
+    'temperature_curve', ['0.2', '0.3', '0.38', '0.5', '0.7', '1.0'],
+    'Temperatures at which the evaluate stage measures the val photos, for '
+    '--color_head=bins.')
+_LAMBDA_CE = flags.DEFINE_float(
+    'lambda_ce', 5.0, 'chromagen_tf.train --lambda_ce for the GAN stage of '
+    '--color_head=bins.', lower_bound=0.0)
 _SEED = flags.DEFINE_integer('seed', 0, 'Seed of the split and training.')
 _CURVE_SIZES = flags.DEFINE_list(
     'curve_sizes', ['128', '160', '192', '224', '256', '320'],
@@ -199,6 +221,9 @@ def _bundle(model_dir: str, output_dir: str, render_size: int,
 
     generator, model_config, sources = blend_generators(
         model_dir, _GAN_WEIGHT.value, _BUNDLE_AVERAGE.value)
+    if model_config.color_head == 'bins':
+        model_config = configs.with_temperature(
+            model_config, _BUNDLE_TEMPERATURE.value or _TEMPERATURE.value)
     if _EMA_DECAY.value > 0:
         sources += (' (moving averages)' if _BUNDLE_AVERAGE.value else
                     ' (trained weights, not their averages)')
@@ -269,6 +294,15 @@ def _evaluate_stage(work: str, output: str, data_dir: str,
                            val_photos, f'--model={output}',
                            f'--render_size={size}')
         metrics['render_size_curve'][size] = report['model']
+    if info['model'].get('color_head') == 'bins':
+        metrics['temperature_curve'] = {}
+        for temperature in _TEMPERATURE_CURVE.value:
+            report = _evaluate(
+                os.path.join(reports, f'val_{info["render_size"]}_t'
+                             f'{temperature}.json'),
+                val_photos, f'--model={output}', render,
+                f'--temperature={temperature}')
+            metrics['temperature_curve'][temperature] = report['model']
     info['metrics'] = metrics
     info['check'] = {'photos_dir': 'sample_photos',
                      'render_size': info['render_size'],
@@ -296,7 +330,9 @@ def run_recipe() -> str:
         '--checkpoint_every=500', '--max_checkpoints=20',
         '--num_eval_images=8',
         f'--lr_decay_fraction={_LR_DECAY_FRACTION.value}',
-        f'--ema_decay={_EMA_DECAY.value}']
+        f'--ema_decay={_EMA_DECAY.value}',
+        f'--color_head={_COLOR_HEAD.value}',
+        f'--temperature={_TEMPERATURE.value}']
     render_size = _RENDER_SIZE.value
     stages = _STAGES.value
     started = time.monotonic()
@@ -318,6 +354,7 @@ def run_recipe() -> str:
         _run('chromagen_tf.train', '--stage=gan', *train_flags,
              f'--train_steps={_GAN_STEPS.value}',
              f'--lambda_l1={_LAMBDA_L1.value}',
+             f'--lambda_ce={_LAMBDA_CE.value}',
              f'--min_crop_scale={_MIN_CROP_SCALE.value}')
     output = _OUTPUT_DIR.value
     if 'bundle' in stages:
@@ -332,6 +369,8 @@ def run_recipe() -> str:
                 lr_pretrain=_LR_PRETRAIN.value,
                 lr_decay_fraction=_LR_DECAY_FRACTION.value,
                 ema_decay=_EMA_DECAY.value,
+                lambda_l1=_LAMBDA_L1.value,
+                lambda_ce=_LAMBDA_CE.value,
                 min_crop_scale=_MIN_CROP_SCALE.value,
                 discriminator_width=_DISCRIMINATOR_WIDTH.value,
                 gan_weight=_GAN_WEIGHT.value,

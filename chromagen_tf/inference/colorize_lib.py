@@ -206,7 +206,7 @@ def _keras_predict_fn(generator):
 
 def load_colorizer(
     model: Optional[str] = None, stage: str = 'gan',
-    render_size: Optional[int] = None
+    render_size: Optional[int] = None, temperature: Optional[float] = None
 ) -> Colorizer:
     """Loads a Colorizer from the bundled model, an export or a training dir.
 
@@ -215,6 +215,8 @@ def load_colorizer(
       stage: For a training directory: which stage's checkpoint to use.
       render_size: Working size; default: the one recorded with the model
         (see the module docstring).
+      temperature: For a colour-bins model (bundled or a training dir):
+        the annealed-mean temperature; default: the model's own.
 
     Raises:
       ModelNotFoundError: the path holds no model.
@@ -223,7 +225,8 @@ def load_colorizer(
     if not tf.io.gfile.isdir(model):
         raise ModelNotFoundError(f'--model={model} is not a directory.')
     if bundled.is_bundled_model(model):
-        generator, model_config, info = bundled.load_generator(model)
+        generator, model_config, info = bundled.load_generator(
+            model, temperature)
         return Colorizer(
             _keras_predict_fn(generator),
             render_size or info['render_size'],
@@ -240,6 +243,11 @@ def load_colorizer(
     elif not tf.io.gfile.exists(configs.model_config_path(model)):
         version_dir = export_lib.latest_version_dir(model)
     if version_dir is not None:
+        if temperature is not None:
+            raise errors.UsageError(
+                f'{version_dir} is an export, which decodes at the '
+                'temperature it was exported with; --temperature applies to '
+                'bundled models and training directories.')
         loaded = tf.saved_model.load(version_dir)
         metadata = export_lib.read_metadata(version_dir)
         signature = loaded.signatures['predict_ab']
@@ -259,7 +267,7 @@ def load_colorizer(
         )
     if tf.io.gfile.exists(configs.model_config_path(model)):
         generator, model_config, path = checkpoints.restore_generator(
-            model, stage=stage)
+            model, stage=stage, temperature=temperature)
         return Colorizer(
             _keras_predict_fn(generator),
             render_size or configs.trained_image_size(model, stage),

@@ -66,6 +66,7 @@ class EvaluateConfig:
     batch_size: int = colorize_lib.DEFAULT_BATCH_SIZE
     render_size: Optional[int] = None
     stage: str = 'gan'
+    temperature: Optional[float] = None  # None: the model's own.
 
 
 Example = tuple[str, tf.Tensor, tf.Tensor]  # key, L [1,H,W,1], ab [1,H,W,2]
@@ -177,7 +178,7 @@ def run_evaluation(config: EvaluateConfig) -> dict:
     if bool(config.data_dir) == bool(config.image_dir):
         raise errors.UsageError('Give exactly one of data_dir and image_dir.')
     colorizer = colorize_lib.load_colorizer(
-        config.model, config.stage, config.render_size)
+        config.model, config.stage, config.render_size, config.temperature)
     if config.data_dir:
         examples = examples_from_records(config.data_dir, config.split)
     else:

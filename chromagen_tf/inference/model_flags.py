@@ -25,6 +25,12 @@ RENDER_SIZE = flags.DEFINE_integer(
     'Longer side of the working size the network runs at; larger gives '
     'finer colour and costs more. Default: the size the model was trained '
     'or exported for (recorded with the model).', lower_bound=32)
+TEMPERATURE = flags.DEFINE_float(
+    'temperature', None,
+    'For a colour-bins model (--color_head=bins; bundled or a training '
+    'model_dir): the annealed-mean temperature to decode at, from 1 (the '
+    'mean: most accurate, palest) towards 0 (the mode: most vivid). '
+    'Default: the one recorded with the model.', lower_bound=0.01)
 BATCH_SIZE = flags.DEFINE_integer(
     'batch_size', colorize_lib.DEFAULT_BATCH_SIZE,
     'Images per network call (and held in memory at once).', lower_bound=1)
@@ -33,4 +39,4 @@ BATCH_SIZE = flags.DEFINE_integer(
 def load_colorizer() -> colorize_lib.Colorizer:
     """The Colorizer these flags describe."""
     return colorize_lib.load_colorizer(MODEL.value, STAGE.value,
-                                       RENDER_SIZE.value)
+                                       RENDER_SIZE.value, TEMPERATURE.value)

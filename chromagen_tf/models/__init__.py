@@ -16,6 +16,9 @@ Generators (`GENERATOR_NAMES`):
                  The same encoder with a decoder that stops at 1/4
                  resolution and up-samples ab bilinearly (`unet_lite.py`),
                  built for CPU training and inference; the bundled model.
+                 With color_head='bins' it predicts a distribution over
+                 a*b* bins and decodes its annealed mean (`color_bins.py`,
+                 Zhang et al. 2016).
   resnet34_unet_lite
                  The same with a ResNet-34 encoder.
   pix2pix_unet   The pix2pix U-Net-256 baseline (`pix2pix.py`); 54.4M,
@@ -30,12 +33,13 @@ unknown spatial sizes, are safe under the 'mixed_float16' and
 are always float32) and save to `.keras` files. Import this package before
 `keras.models.load_model`: importing it registers the custom layers
 (`PixelShuffle`, `ICNR`, `SpatialMultipleCheck`,
-`BilinearUpsampling`).
+`BilinearUpsampling`, `AnnealedMean`).
 """
 
 from absl import logging
 import keras
 
+from chromagen_tf.models import color_bins
 from chromagen_tf.models import layers as layers_lib
 from chromagen_tf.models import patchgan
 from chromagen_tf.models import pix2pix
@@ -54,6 +58,8 @@ _RESNET_GENERATORS = {
     'resnet18_unet_lite': ('resnet18', unet_lite.build_resnet_unet_lite),
     'resnet34_unet_lite': ('resnet34', unet_lite.build_resnet_unet_lite),
 }
+# The generators that can predict ab as colour bins (color_head='bins').
+_BINS_GENERATORS = ('resnet18_unet_lite', 'resnet34_unet_lite')
 # The multiple every input height and width of a generator must have.
 _SIZE_MULTIPLES = {
     'pix2pix_unet': pix2pix.SIZE_MULTIPLE,
@@ -150,7 +156,10 @@ def build_generator(name: str = 'resnet18_unet',
                     image_size: int | None = None,
                     width: int = 64,
                     encoder_weights: str | None = None,
-                    synchronized_batch_norm: bool = False) -> keras.Model:
+                    synchronized_batch_norm: bool = False,
+                    color_head: str = 'regression',
+                    temperature: float = color_bins.ZHANG_TEMPERATURE
+                    ) -> keras.Model:
     """Builds a generator that maps normalised L to normalised ab.
 
     Args:
@@ -164,15 +173,24 @@ def build_generator(name: str = 'resnet18_unet',
         synchronized_batch_norm: Use
             `keras.layers.BatchNormalization(synchronized=True)` for
             cross-replica batch statistics.
+        color_head: 'regression' (every generator) or 'bins' (the
+            *_unet_lite generators): ab as the annealed mean of colour-bin
+            probabilities (`color_bins.py`).
+        temperature: The annealed mean's temperature, for 'bins'.
 
     Returns:
         A keras.Model: [B, H, W, 1] -> [B, H, W, 2], float32 output.
 
     Raises:
-        ValueError: On an unknown name, a bad size or width, or encoder
-            weights for pix2pix_unet.
+        ValueError: On an unknown name, a bad size or width, encoder
+            weights for pix2pix_unet, or a colour-bins head on a generator
+            without one.
     """
     _check_name(name)
+    if color_head != 'regression' and name not in _BINS_GENERATORS:
+        raise ValueError(
+            f'color_head={color_head!r} needs one of '
+            f'{", ".join(_BINS_GENERATORS)}; {name} predicts ab directly.')
     if width <= 0:
         raise ValueError(f'width must be positive, got {width}.')
     if name == 'pix2pix_unet':
@@ -184,11 +202,15 @@ def build_generator(name: str = 'resnet18_unet',
             width=width,
             synchronized_batch_norm=synchronized_batch_norm)
     arch, build = _RESNET_GENERATORS[name]
+    kwargs = {}
+    if name in _BINS_GENERATORS:
+        kwargs = dict(color_head=color_head, temperature=temperature)
     generator = build(
         arch,
         image_size=image_size,
         width=width,
-        synchronized_batch_norm=synchronized_batch_norm)
+        synchronized_batch_norm=synchronized_batch_norm,
+        **kwargs)
     load_encoder_weights(generator, encoder_weights, arch=arch)
     return generator
 
@@ -198,3 +220,4 @@ PixelShuffle = layers_lib.PixelShuffle
 ICNR = layers_lib.ICNR
 SpatialMultipleCheck = layers_lib.SpatialMultipleCheck
 BilinearUpsampling = layers_lib.BilinearUpsampling
+AnnealedMean = color_bins.AnnealedMean

@@ -16,6 +16,9 @@ carries the detail. This generator therefore keeps the ResNet-18 encoder of
   * a head at 1/4 resolution that also sees the input L average-pooled to
     1/4 (a cheap cue for edges), a 3x3 conv block and a linear 1x1 conv to
     ab in float32;
+  * or, with color_head='bins', a linear 1x1 conv to the logits of
+    `color_bins.NUM_BINS` colour bins, decoded to ab by their annealed
+    mean (Zhang et al. 2016; `color_bins.py`);
   * bilinear up-sampling x4 back to the input size, in float32, so the
     network's output has the input's size like every other generator and
     trains with the same full-resolution L1 loss.
@@ -27,12 +30,17 @@ cost. FLOPs per 256x256 image (width=64, counted as in `unet.py` by
 
 import keras
 
+from chromagen_tf.models import color_bins
 from chromagen_tf.models import layers as layers_lib
 from chromagen_tf.models import unet
 
 SIZE_MULTIPLE = unet.SIZE_MULTIPLE
 # a*b* are predicted at 1/OUTPUT_STRIDE of the input and up-sampled.
 OUTPUT_STRIDE = 4
+COLOR_HEADS = ('regression', 'bins')
+# The layer whose output is the colour-bin logits (color_head='bins'); the
+# training loss reads it through `logits_and_ab_model`.
+LOGITS_LAYER = 'ab_logits'
 
 
 def _up_block(x, skip, name: str, synchronized: bool):
@@ -50,13 +58,20 @@ def build_resnet_unet_lite(arch: str = 'resnet18',
                            image_size: int | None = None,
                            width: int = 64,
                            synchronized_batch_norm: bool = False,
+                           color_head: str = 'regression',
+                           temperature: float = color_bins.ZHANG_TEMPERATURE,
                            name: str | None = None) -> keras.Model:
     """Builds the low-cost ResNet-encoder U-Net generator.
 
     Takes the arguments of `unet.build_resnet_unet` and returns the same
     kind of model (normalised L -> normalised ab, float32); the name
-    defaults to f'{arch}_unet_lite'.
+    defaults to f'{arch}_unet_lite'. color_head: 'regression' (ab
+    directly) or 'bins' (colour-bin logits decoded by their annealed mean
+    at `temperature`).
     """
+    if color_head not in COLOR_HEADS:
+        raise ValueError(f'color_head must be one of {COLOR_HEADS}, got '
+                         f'{color_head!r}')
     name = name or f'{arch}_unet_lite'
     sync = synchronized_batch_norm
     inputs, checked, _, layer1, layer2, layer3, x = unet.encode(
@@ -71,7 +86,28 @@ def build_resnet_unet_lite(arch: str = 'resnet18',
     x = keras.layers.Concatenate(name='head_concat')([x, small_l])
     x = unet.conv_block(x, layer1.shape[-1], 'head', sync)
     # float32 output layers keep mixed-precision training numerically safe.
-    ab = keras.layers.Conv2D(2, 1, dtype='float32', name='ab_small')(x)
+    if color_head == 'bins':
+        logits = keras.layers.Conv2D(color_bins.NUM_BINS, 1, dtype='float32',
+                                     name=LOGITS_LAYER)(x)
+        ab = color_bins.AnnealedMean(temperature, dtype='float32',
+                                     name='ab_small')(logits)
+    else:
+        ab = keras.layers.Conv2D(2, 1, dtype='float32', name='ab_small')(x)
     outputs = layers_lib.BilinearUpsampling(OUTPUT_STRIDE, dtype='float32',
                                             name='ab')(ab)
     return keras.Model(inputs, outputs, name=name)
+
+
+def logits_and_ab_model(generator: keras.Model) -> keras.Model | None:
+    """A model sharing `generator`'s layers: L -> (bin logits, ab).
+
+    None for a generator without a colour-bins head. Training uses it so
+    that one forward pass gives both the logits the cross-entropy needs and
+    the ab the discriminator sees.
+    """
+    try:
+        logits = generator.get_layer(LOGITS_LAYER).output
+    except ValueError:
+        return None
+    return keras.Model(generator.inputs, [logits, generator.output],
+                       name=f'{generator.name}_logits_and_ab')

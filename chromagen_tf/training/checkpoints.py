@@ -76,7 +76,9 @@ def build_generator_for(model: configs.ModelConfig, **kwargs) -> keras.Model:
     """Builds the generator a ModelConfig describes (random weights)."""
     from chromagen_tf import models  # pylint: disable=g-import-not-at-top
 
-    return models.build_generator(model.generator, width=model.width, **kwargs)
+    return models.build_generator(model.generator, width=model.width,
+                                  color_head=model.color_head,
+                                  temperature=model.temperature, **kwargs)
 
 
 def restore_generator(
@@ -84,6 +86,7 @@ def restore_generator(
     stage: str = 'gan',
     checkpoint_path: Optional[str] = None,
     average: bool = True,
+    temperature: Optional[float] = None,
 ) -> tuple[keras.Model, configs.ModelConfig, str]:
     """Rebuilds a trained generator from a training directory.
 
@@ -99,6 +102,8 @@ def restore_generator(
       checkpoint_path: An explicit checkpoint prefix.
       average: Read the moving average of the weights if the checkpoint
         keeps one; False reads the trained weights themselves.
+      temperature: Decode a colour-bins model at this annealed-mean
+        temperature instead of its configured one.
 
     Returns:
       (generator, model_config, checkpoint_path).
@@ -106,7 +111,8 @@ def restore_generator(
     Raises:
       errors.NotFoundError: there is no config.json or no checkpoint.
     """
-    model_config = configs.read_model_config(model_dir)
+    model_config = configs.with_temperature(
+        configs.read_model_config(model_dir), temperature)
     if checkpoint_path is None:
         checkpoint_path = latest_checkpoint(model_dir, stage)
         if checkpoint_path is None:

@@ -13,9 +13,15 @@ pix2pix (Isola et al. 2017, Sec. 3.1 and 3.3):
 The LSGAN variant (Mao et al. 2017) replaces BCE on logits by the squared
 error to the same targets. L1 is measured on normalised ab (ab / 110), as
 in the tutorial this project follows.
+
+With a colour-bins head (Zhang et al. 2016, Sec. 2.1) the reconstruction
+term is instead the cross-entropy between the predicted bin distribution
+and the soft-encoded true colours, at the logits' resolution.
 """
 
 import tensorflow as tf
+
+from chromagen_tf.models import color_bins
 
 GAN_LOSSES = ('vanilla', 'lsgan')
 
@@ -24,6 +30,22 @@ def l1(ab_true: tf.Tensor, ab_pred: tf.Tensor) -> tf.Tensor:
     """Mean absolute error per example over pixels and both channels."""
     error = tf.abs(tf.cast(ab_true, tf.float32) - tf.cast(ab_pred, tf.float32))
     return tf.reduce_mean(error, axis=[1, 2, 3])
+
+
+def color_bins_cross_entropy(ab_true: tf.Tensor,
+                             logits: tf.Tensor) -> tf.Tensor:
+    """Cross-entropy per example between soft-encoded ab and bin logits.
+
+    ab_true [B, H, W, 2] is area-averaged to the logits' [B, h, w] first
+    (the lite generators predict at 1/4 resolution), then soft-encoded.
+    """
+    logits = tf.cast(logits, tf.float32)
+    ab_small = tf.image.resize(tf.cast(ab_true, tf.float32),
+                               tf.shape(logits)[1:3], method='area')
+    targets = color_bins.soft_encode(ab_small)
+    per_pixel = tf.nn.softmax_cross_entropy_with_logits(labels=targets,
+                                                        logits=logits)
+    return tf.reduce_mean(per_pixel, axis=[1, 2])
 
 
 def _per_patch(logits: tf.Tensor, target: float, gan_loss: str) -> tf.Tensor:

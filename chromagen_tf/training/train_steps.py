@@ -19,13 +19,25 @@ import keras
 import tensorflow as tf
 
 from chromagen_tf import configs
+from chromagen_tf.models import unet_lite
 from chromagen_tf.training import losses
 
 # Metrics every loop reports, per stage; all are averages over the batch.
 PRETRAIN_METRICS = ('l1',)
 GAN_METRICS = ('d_loss', 'g_loss', 'g_adversarial', 'l1', 'd_real', 'd_fake')
+# A colour-bins generator also reports its cross-entropy, the loss it
+# trains on (L1 of its decoded ab is then a measurement only).
+BINS_METRICS = ('ce',)
 # The terms whose non-finiteness stops training.
-LOSS_TERMS = ('l1', 'd_loss', 'g_loss', 'g_adversarial')
+LOSS_TERMS = ('l1', 'ce', 'd_loss', 'g_loss', 'g_adversarial')
+
+
+def metric_names(config: configs.TrainConfig) -> tuple[str, ...]:
+    """The metrics a stage's training loop reports, in order."""
+    names = GAN_METRICS if config.stage == 'gan' else PRETRAIN_METRICS
+    if config.model.color_head == 'bins':
+        names += BINS_METRICS
+    return names
 
 
 @dataclasses.dataclass
@@ -152,6 +164,8 @@ def build_networks(config: configs.TrainConfig, policy: str,
         width=config.model.width,
         encoder_weights=encoder_weights,
         synchronized_batch_norm=config.sync_batch_norm,
+        color_head=config.model.color_head,
+        temperature=config.model.temperature,
     )
     generator_optimizer = _make_optimizer(
         learning_rate(config.lr_g, config, total_steps), config, policy,
@@ -166,6 +180,8 @@ def build_networks(config: configs.TrainConfig, policy: str,
             config.model.generator,
             width=config.model.width,
             synchronized_batch_norm=config.sync_batch_norm,
+            color_head=config.model.color_head,
+            temperature=config.model.temperature,
         )
         copy_weights(generator, networks.ema_generator)
     if config.stage == 'gan':
@@ -220,9 +236,10 @@ class StepFunctions:
         self.strategy = strategy
         self.networks = networks
         self.global_step = global_step
-        self.metric_names = (
-            GAN_METRICS if config.stage == 'gan' else PRETRAIN_METRICS
-        )
+        self.metric_names = metric_names(config)
+        # L -> (bin logits, ab) for a colour-bins generator, else None.
+        self._logits_and_ab = unet_lite.logits_and_ab_model(
+            networks.generator)
         self._global_batch_size = config.global_batch_size
         self.train_loop = tf.function(self._train_loop)
 
@@ -238,15 +255,30 @@ class StepFunctions:
         generator = self.networks.generator
         optimizer = self.networks.generator_optimizer
         with tf.GradientTape() as tape:
-            prediction = generator(l_channel, training=True)
-            l1 = self._average(losses.l1(ab, prediction))
-            scaled = optimizer.scale_loss(l1)
+            _, reconstruction, metrics = self._reconstruction(
+                l_channel, ab)
+            scaled = optimizer.scale_loss(reconstruction)
         gradients = tape.gradient(scaled, generator.trainable_variables)
-        metrics = {'l1': l1}
         if return_gradients:
             return metrics, {'generator': gradients}
         apply_gradients(optimizer, gradients, generator.trainable_variables)
         return metrics
+
+    def _reconstruction(self, l_channel, ab):
+        """The generator's forward pass and its reconstruction loss.
+
+        Returns:
+          (predicted ab, the loss term: L1 or, for a colour-bins head, the
+          cross-entropy, {'l1': ..., ['ce': ...]}).
+        """
+        if self._logits_and_ab is None:
+            prediction = self.networks.generator(l_channel, training=True)
+            l1 = self._average(losses.l1(ab, prediction))
+            return prediction, l1, {'l1': l1}
+        logits, prediction = self._logits_and_ab(l_channel, training=True)
+        ce = self._average(losses.color_bins_cross_entropy(ab, logits))
+        l1 = self._average(losses.l1(ab, tf.stop_gradient(prediction)))
+        return prediction, ce, {'l1': l1, 'ce': ce}
 
     def gan_step(self, batch, return_gradients=False):
         """One D update on the detached fake, then one G update on fresh D.
@@ -261,7 +293,8 @@ class StepFunctions:
         g_optimizer = self.networks.generator_optimizer
         d_optimizer = self.networks.discriminator_optimizer
         with tf.GradientTape() as g_tape:
-            fake_ab = generator(l_channel, training=True)
+            fake_ab, reconstruction, reconstruction_metrics = (
+                self._reconstruction(l_channel, ab))
             with g_tape.stop_recording():
                 with tf.GradientTape() as d_tape:
                     real_input = tf.concat(
@@ -294,15 +327,16 @@ class StepFunctions:
                 losses.generator_adversarial_loss(fresh_logits,
                                                   config.gan_loss)
             )
-            l1 = self._average(losses.l1(ab, fake_ab))
-            g_loss = g_adversarial + config.lambda_l1 * l1
+            weight = (config.lambda_ce if self._logits_and_ab is not None
+                      else config.lambda_l1)
+            g_loss = g_adversarial + weight * reconstruction
             g_scaled = g_optimizer.scale_loss(g_loss)
         g_gradients = g_tape.gradient(g_scaled, generator.trainable_variables)
         metrics = {
             'd_loss': d_loss,
             'g_loss': g_loss,
             'g_adversarial': g_adversarial,
-            'l1': l1,
+            **reconstruction_metrics,
             'd_real': self._average(
                 losses.discriminator_score(real_logits, config.gan_loss)),
             'd_fake': self._average(

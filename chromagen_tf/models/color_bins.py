@@ -1,0 +1,98 @@
+"""a*b* as a distribution over colour bins (Zhang et al. 2016).
+
+Regression with L1 predicts the median colour, which on an uncertain photo
+is a muddy compromise; Zhang, Isola and Efros ("Colorful Image
+Colorization", ECCV 2016) instead classify each position into one of Q
+quantised a*b* bins and decode the distribution with an *annealed mean*:
+
+    ab = sum_q softmax(logits / T)_q * centre_q
+
+T = 1 is the distribution's mean (the best guess for squared error, and
+gray where the model is unsure); T -> 0 is its mode (vivid, but it
+flickers between bins); Zhang et al. chose T = 0.38. The gray bin (0, 0) is
+a bin centre, so "this is a neutral object" is a class of its own.
+
+This module holds the one definition of the bins and their soft-encoded
+targets; `unet_lite` builds the head, `training.losses` the cross-entropy.
+
+  * Bins: a square grid of spacing 10 (Zhang's grid size) over
+    [-110, 110]^2, 23 x 23 = 529 centres in normalised units (ab / 110).
+    Zhang keep only the 313 in the sRGB gamut; the out-of-gamut bins here
+    never receive target mass, so the network learns to give them none, at
+    the price of a wider 1x1 convolution (measured in BENCHMARKS.md).
+  * Soft encoding: each true colour spreads over nearby centres with a
+    Gaussian of sigma 5 (Zhang Sec. 2.1; they truncate to 5 neighbours,
+    here weights beyond ~2 bins are below 1e-3 of the nearest).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from chromagen_tf import color
+
+_PACKAGE = 'chromagen'
+
+# Zhang et al. 2016, Sec. 2.1: grid size 10, soft-encoding sigma 5 (Lab
+# units); T = 0.38 in Sec. 2.3.
+BIN_SPACING = 10.0
+SOFT_ENCODING_SIGMA = 5.0
+ZHANG_TEMPERATURE = 0.38
+_BINS_PER_AXIS = 2 * int(color.AB_SCALE // BIN_SPACING) + 1  # 23
+
+
+def bin_centres() -> np.ndarray:
+    """[Q, 2] bin centres (a, b) in normalised units, row-major in a."""
+    axis = (np.arange(_BINS_PER_AXIS) - _BINS_PER_AXIS // 2) * BIN_SPACING
+    a, b = np.meshgrid(axis, axis, indexing='ij')
+    return (np.stack([a.ravel(), b.ravel()], -1) / color.AB_SCALE).astype(
+        np.float32)
+
+
+NUM_BINS = _BINS_PER_AXIS**2
+
+
+def soft_encode(ab: tf.Tensor) -> tf.Tensor:
+    """Soft one-hot targets [..., Q] for normalised ab [..., 2]."""
+    ab = tf.cast(ab, tf.float32)
+    centres = tf.constant(bin_centres())
+    squared = tf.reduce_sum(tf.square(ab[..., tf.newaxis, :] - centres),
+                            axis=-1)
+    sigma = SOFT_ENCODING_SIGMA / color.AB_SCALE
+    # Subtracting the minimum keeps exp() away from underflow everywhere.
+    squared -= tf.reduce_min(squared, axis=-1, keepdims=True)
+    weights = tf.exp(-squared / (2.0 * sigma * sigma))
+    return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
+
+
+def annealed_mean(logits: tf.Tensor, temperature: float) -> tf.Tensor:
+    """sum_q softmax(logits / T)_q * centre_q: [..., Q] -> [..., 2]."""
+    logits = tf.cast(logits, tf.float32)
+    probabilities = tf.nn.softmax(logits / temperature, axis=-1)
+    return tf.einsum('...q,qc->...c', probabilities, tf.constant(bin_centres()))
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class AnnealedMean(keras.layers.Layer):
+    """Decodes colour-bin logits [B, h, w, Q] to normalised ab [B, h, w, 2].
+
+    The temperature is a setting, not a weight (`ModelConfig.temperature`):
+    the same trained weights can be decoded at any T.
+    """
+
+    def __init__(self, temperature: float = ZHANG_TEMPERATURE, **kwargs):
+        super().__init__(**kwargs)
+        if temperature <= 0:
+            raise ValueError(f'temperature must be positive, got {temperature}')
+        self.temperature = float(temperature)
+
+    def call(self, inputs):
+        return annealed_mean(inputs, self.temperature)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], 2)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(temperature=self.temperature)
+        return config

@@ -1,0 +1,263 @@
+"""Tests of the colour-bins head: the bins, its loss, training and saving."""
+
+import dataclasses
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from chromagen_tf import bundled
+from chromagen_tf import color
+from chromagen_tf import configs
+from chromagen_tf import errors
+from chromagen_tf.inference import colorize_lib
+from chromagen_tf import models
+from chromagen_tf.models import color_bins
+from chromagen_tf.models import unet_lite
+from chromagen_tf.training import checkpoints
+from chromagen_tf.training import losses
+from chromagen_tf.serving import export_lib
+from chromagen_tf.training import trainer
+from tests import shards
+from tests import utils
+
+_BINS_MODEL = configs.ModelConfig(generator='resnet18_unet_lite',
+                                  width=8,
+                                  discriminator_width=8,
+                                  color_head='bins',
+                                  temperature=0.5)
+
+
+def _ab(a: float, b: float) -> np.ndarray:
+    return np.array([a, b], np.float32) / color.AB_SCALE
+
+
+class ColorBinsTest(tf.test.TestCase):
+
+    def test_the_grid_holds_gray_and_spans_the_gamut(self):
+        centres = color_bins.bin_centres() * color.AB_SCALE
+        self.assertEqual(centres.shape, (color_bins.NUM_BINS, 2))
+        self.assertEqual(np.sum(np.all(centres == 0, axis=1)), 1)
+        self.assertAllClose(centres.min(0), [-110, -110])
+        self.assertAllClose(centres.max(0), [110, 110])
+        self.assertAllClose(np.diff(np.unique(centres[:, 0])), [10] * 22)
+
+    def test_soft_encoding_peaks_at_the_nearest_bin_and_decodes_back(self):
+        colours = np.stack([_ab(0, 0), _ab(33, -48), _ab(-71.5, 86)])
+        targets = color_bins.soft_encode(colours).numpy()
+        self.assertAllClose(targets.sum(-1), [1, 1, 1])
+        centres = color_bins.bin_centres() * color.AB_SCALE
+        self.assertAllClose(centres[targets.argmax(-1)],
+                            [[0, 0], [30, -50], [-70, 90]])
+        # Gaussian weights, sigma 5: a neighbour 10 away has e^-2 of the
+        # weight of an exact match.
+        gray = targets[0]
+        self.assertAllClose(gray[np.all(centres == [10, 0], axis=1)][0] /
+                            gray.max(),
+                            np.exp(-2.0),
+                            rtol=1e-4)
+        # The mean of the soft targets sits within a unit of the colour.
+        decoded = color_bins.annealed_mean(np.log(targets), 1.0).numpy()
+        self.assertAllClose(decoded * color.AB_SCALE,
+                            colours * color.AB_SCALE,
+                            atol=1.0)
+
+    def test_lower_temperatures_move_from_the_mean_to_the_mode(self):
+        # 60% gray, 40% a saturated green: the mean is pale, the mode gray,
+        # and the annealed mean in between moves towards the mode.
+        probabilities = np.full(color_bins.NUM_BINS, 1e-9, np.float32)
+        centres = color_bins.bin_centres() * color.AB_SCALE
+        gray = np.all(centres == [0, 0], axis=1)
+        green = np.all(centres == [-60, 50], axis=1)
+        probabilities[gray], probabilities[green] = 0.6, 0.4
+        logits = np.log(probabilities)
+        mean = color_bins.annealed_mean(logits, 1.0).numpy()
+        self.assertAllClose(mean * color.AB_SCALE, [-24, 20], atol=1e-3)
+        chromas = [
+            np.linalg.norm(
+                color_bins.annealed_mean(logits, t).numpy() * color.AB_SCALE)
+            for t in (1.0, 0.38, 0.05)
+        ]
+        self.assertGreater(chromas[0], chromas[1])
+        self.assertGreater(chromas[1], chromas[2])
+        # At T = 0.05 green keeps (0.4 / 0.6)^20 = 3e-4 of gray's weight.
+        self.assertLess(chromas[2], 0.1)
+
+    def test_cross_entropy_matches_numpy_and_is_least_at_the_targets(self):
+        rng = np.random.default_rng(0)
+        ab = rng.uniform(-0.6, 0.6, (2, 8, 8, 2)).astype(np.float32)
+        logits = rng.normal(size=(2, 2, 2,
+                                  color_bins.NUM_BINS)).astype(np.float32)
+        # Each logit covers a 4x4 block: the target is the block's mean ab.
+        blocks = ab.reshape(2, 2, 4, 2, 4, 2).mean(axis=(2, 4))
+        targets = color_bins.soft_encode(blocks).numpy()
+        log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        expected = -(targets * log_p).sum(-1).mean(axis=(1, 2))
+        self.assertAllClose(losses.color_bins_cross_entropy(ab, logits),
+                            expected,
+                            rtol=1e-5)
+        at_targets = losses.color_bins_cross_entropy(
+            ab, np.log(np.maximum(targets, 1e-30)))
+        self.assertAllLess(at_targets - expected, 0.0)
+
+    def test_the_generator_outputs_the_annealed_mean_of_its_logits(self):
+        generator = models.build_generator('resnet18_unet_lite',
+                                           width=8,
+                                           color_head='bins',
+                                           temperature=0.5)
+        l_channel = tf.random.stateless_uniform([2, 64, 64, 1], (1, 2), -1, 1)
+        logits, ab = unet_lite.logits_and_ab_model(generator)(l_channel)
+        self.assertEqual(logits.shape, (2, 16, 16, color_bins.NUM_BINS))
+        small = color_bins.annealed_mean(logits, 0.5)
+        self.assertAllClose(ab, tf.image.resize(small, [64, 64]), atol=1e-5)
+        self.assertAllClose(generator(l_channel), ab)
+        path = os.path.join(self.get_temp_dir(), 'bins.keras')
+        generator.save(path)
+        reloaded = keras.models.load_model(path)
+        self.assertAllClose(reloaded(l_channel), ab, atol=1e-5)
+        self.assertIsNone(
+            unet_lite.logits_and_ab_model(
+                models.build_generator('resnet18_unet_lite', width=8)))
+
+    def test_bins_need_a_lite_generator(self):
+        with self.assertRaisesRegex(ValueError, 'unet_lite'):
+            models.build_generator('resnet18_unet', width=8, color_head='bins')
+
+
+class ColorBinsTrainingTest(tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.data_dir = shards.write_shards(os.path.join(
+            tf.compat.v1.test.get_temp_dir(), 'bins_data'),
+                                           image_size=48,
+                                           num_train=8,
+                                           num_val=4)
+
+    def test_both_stages_train_on_cross_entropy_and_bundle(self):
+        model_dir = os.path.join(self.get_temp_dir(), 'bins_run')
+        result = trainer.train(
+            utils.tiny_config(self.data_dir, model_dir, model=_BINS_MODEL))
+        self.assertEqual(result['step'], 2)
+        self.assertEqual(set(result['losses']), {'l1', 'ce'})
+        # Random logits: about log(529) nats.
+        self.assertAllInRange(result['losses']['ce'], 3.0, 9.0)
+        result = trainer.train(
+            utils.tiny_config(self.data_dir,
+                              model_dir,
+                              stage='gan',
+                              model=_BINS_MODEL,
+                              mixed_precision='bfloat16'))
+        self.assertEqual(result['step'], 2)
+        self.assertIn('ce', result['losses'])
+        for value in result['losses'].values():
+            self.assertTrue(np.isfinite(value))
+        train_tags = utils.event_tags(os.path.join(model_dir, 'gan', 'train'))
+        self.assertEqual(train_tags.get('losses/ce'), 'scalars')
+
+        generator, model_config, _ = checkpoints.restore_generator(model_dir)
+        self.assertEqual(model_config, _BINS_MODEL)
+        path = bundled.save(generator,
+                            model_config,
+                            os.path.join(self.get_temp_dir(), 'bundle'),
+                            render_size=64)
+        reloaded, reloaded_config, _ = bundled.load_generator(path)
+        self.assertEqual(reloaded_config.temperature, 0.5)
+        l_channel = tf.random.stateless_uniform([1, 64, 64, 1], (3, 4), -1, 1)
+        self.assertAllClose(reloaded(l_channel),
+                            generator(l_channel),
+                            atol=2e-3)
+
+    def test_pretraining_on_cross_entropy_overfits_four_images(self):
+        four = shards.write_shards(os.path.join(self.get_temp_dir(), 'four'),
+                                   image_size=32,
+                                   num_train=4,
+                                   num_val=1,
+                                   train_shards=1)
+        config = utils.tiny_config(four,
+                                   os.path.join(self.get_temp_dir(), 'overfit'),
+                                   model=_BINS_MODEL,
+                                   train_steps=1,
+                                   lr_g=3e-3,
+                                   augment=False,
+                                   eval_every=1000,
+                                   summary_every=1000,
+                                   checkpoint_every=1000)
+        first = trainer.train(config)['losses']
+        config = dataclasses.replace(config, train_steps=200, steps_per_loop=50)
+        last = trainer.train(config)['losses']
+        # The soft targets' own entropy (1.3-1.6 nats) bounds the
+        # cross-entropy from below, so it cannot fall as far as L1 can.
+        self.assertLess(last['ce'], 0.5 * first['ce'], (first, last))
+        self.assertLess(last['l1'], 0.6 * first['l1'], (first, last))
+
+
+def _mean_chroma(ab_list) -> float:
+    return float(
+        np.mean([np.hypot(ab[..., 0], ab[..., 1]).mean() for ab in ab_list]))
+
+
+class ColorBinsInferenceTest(tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        root = tf.compat.v1.test.get_temp_dir()
+        cls.model_dir = os.path.join(root, 'bins_model')
+        cls.generator = utils.make_model_dir(cls.model_dir,
+                                             model_config=_BINS_MODEL)
+        cls.l_channel = tf.random.stateless_uniform([1, 64, 48, 1], (5, 6), 0,
+                                                    100)
+
+    def test_temperature_overrides_the_recorded_one(self):
+        chromas = {}
+        for temperature in (None, 0.1, 1.0):
+            colorizer = colorize_lib.load_colorizer(self.model_dir,
+                                                    render_size=64,
+                                                    temperature=temperature)
+            chromas[temperature] = _mean_chroma(
+                colorizer.predict_ab([self.l_channel]))
+        # The recorded temperature is _BINS_MODEL's 0.5; a random network's
+        # bin probabilities are near uniform, so their mean is near gray
+        # and sharper decoding is more colourful.
+        self.assertGreater(chromas[0.1], chromas[None])
+        self.assertGreater(chromas[None], chromas[1.0])
+        bundle = bundled.save(self.generator,
+                              _BINS_MODEL,
+                              os.path.join(self.get_temp_dir(), 'bundle'),
+                              render_size=64)
+        for temperature in (None, 0.1):
+            colorizer = colorize_lib.load_colorizer(bundle,
+                                                    temperature=temperature)
+            self.assertAllClose(_mean_chroma(
+                colorizer.predict_ab([self.l_channel])),
+                                chromas[temperature],
+                                rtol=0.02)
+
+    def test_temperature_needs_a_colour_bins_model_and_no_export(self):
+        regression = os.path.join(self.get_temp_dir(), 'regression')
+        utils.make_model_dir(regression)
+        with self.assertRaisesRegex(errors.UsageError, 'colour-bins'):
+            colorize_lib.load_colorizer(regression, temperature=0.5)
+        export_base = os.path.join(self.get_temp_dir(), 'export')
+        module = export_lib.ColorizationModule(self.generator, render_size=64)
+        export_lib.export_saved_model(module, export_base, 1)
+        with self.assertRaisesRegex(errors.UsageError, 'exported with'):
+            colorize_lib.load_colorizer(export_base, temperature=0.5)
+
+    def test_export_serves_what_the_generator_computes(self):
+        export_base = os.path.join(self.get_temp_dir(), 'served')
+        module = export_lib.ColorizationModule(self.generator, render_size=64)
+        version_dir = export_lib.export_saved_model(module, export_base, 1)
+        loaded = tf.saved_model.load(version_dir)
+        l_normalized = self.l_channel[:, :, :32] / 50.0 - 1.0
+        served = loaded.signatures['predict_ab'](**{
+            export_lib.L_CHANNEL: l_normalized
+        })[export_lib.AB]
+        self.assertAllClose(served, self.generator(l_normalized), atol=1e-5)
+
+
+if __name__ == '__main__':
+    tf.test.main()
