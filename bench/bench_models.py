@@ -14,6 +14,9 @@ layer shapes.
 Usage:
     python -m bench.bench_models                 # width 64, 256x256
     python -m bench.bench_models --image_size=512 --width=64
+
+r18_unet_lite_bins is resnet18_unet_lite with color_head='bins' (the
+annealed mean's softmax and sum add no count: only convolutions do).
 """
 
 import os
@@ -88,6 +91,10 @@ def main(argv):
     built = [(name, models.build_generator(name, image_size=size,
                                            width=width), 1)
              for name in models.GENERATOR_NAMES]
+    built.append(('r18_unet_lite_bins',
+                  models.build_generator('resnet18_unet_lite',
+                                         image_size=size, width=width,
+                                         color_head='bins'), 1))
     for name, spectral_norm in (('patchgan', False), ('patchgan_sn', True)):
         built.append(
             (name,

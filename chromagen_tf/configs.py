@@ -64,6 +64,10 @@ class ModelConfig:
     # another one.
     color_head: str = 'regression'
     temperature: float = 0.38
+    # How much of the training set's log prior over the bins the decoder
+    # subtracts from the logits (0: none, 1: Zhang's rebalancing, applied
+    # after training; training/bin_prior.py). Changes no weight either.
+    prior_strength: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -264,24 +268,32 @@ def trained_image_size(model_dir: str, stage: str) -> int:
     return int((values or {}).get('image_size', TrainConfig.image_size))
 
 
-def with_temperature(model: ModelConfig,
-                     temperature: Optional[float]) -> ModelConfig:
-    """The model decoded at another annealed-mean temperature, if given.
+def with_decoding(model: ModelConfig,
+                  temperature: Optional[float] = None,
+                  prior_strength: Optional[float] = None) -> ModelConfig:
+    """A colour-bins model decoded with other settings, where given.
 
     Raises:
-      errors.UsageError: a temperature for a model without colour bins, or
-        one that is not positive.
+      errors.UsageError: a setting for a model without colour bins, a
+        temperature that is not positive or a negative prior_strength.
     """
-    if temperature is None:
+    settings = {name: float(value) for name, value in (
+        ('temperature', temperature), ('prior_strength', prior_strength))
+                if value is not None}
+    if not settings:
         return model
     if model.color_head != 'bins':
         raise errors.UsageError(
-            f'--temperature needs a colour-bins model; this {model.generator}'
-            ' predicts a*b* directly (color_head=regression).')
-    if temperature <= 0:
+            f'--{next(iter(settings))} needs a colour-bins model; this '
+            f'{model.generator} predicts a*b* directly '
+            '(color_head=regression).')
+    if settings.get('temperature', 1.0) <= 0:
         raise errors.UsageError(
             f'--temperature must be positive, got {temperature}.')
-    return dataclasses.replace(model, temperature=float(temperature))
+    if settings.get('prior_strength', 0.0) < 0:
+        raise errors.UsageError(
+            f'--prior_strength must be >= 0, got {prior_strength}.')
+    return dataclasses.replace(model, **settings)
 
 
 def check_and_write_model_config(model_dir: str, model: ModelConfig) -> None:

@@ -60,6 +60,7 @@ def main(argv):
         render_size=model_flags.RENDER_SIZE.value,
         stage=model_flags.STAGE.value,
         temperature=model_flags.TEMPERATURE.value,
+        prior_strength=model_flags.PRIOR_STRENGTH.value,
     )
     try:
         report = evaluate_lib.run_evaluation(config)

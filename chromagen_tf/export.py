@@ -60,6 +60,12 @@ _TEMPERATURE = flags.DEFINE_float(
     'For a colour-bins model: the annealed-mean temperature the export '
     'decodes at (1: the mean, palest; towards 0: the mode, most vivid). '
     'Default: the one recorded with the model.', lower_bound=0.01)
+_PRIOR_STRENGTH = flags.DEFINE_float(
+    'prior_strength', None,
+    'For a colour-bins model: how much of its training set\'s prior over '
+    'the bins the export divides out before decoding (0: none, 1: Zhang '
+    'et al.\'s rebalancing). Default: the one recorded with the model.',
+    lower_bound=0.0)
 _MAX_PIXELS = flags.DEFINE_integer(
     'max_pixels', imaging.COLORIZE_MAX_PIXELS,
     'Images with more pixels (read from the header) are refused.',
@@ -77,14 +83,15 @@ def main(argv):
     try:
         if bundled.is_bundled_model(model_dir):
             generator, model_config, info = bundled.load_generator(
-                model_dir, _TEMPERATURE.value)
+                model_dir, _TEMPERATURE.value, _PRIOR_STRENGTH.value)
             checkpoint = os.path.join(model_dir, bundled.WEIGHTS_FILE)
             render_size = info['render_size']
         else:
             generator, model_config, checkpoint = (
                 checkpoints.restore_generator(
                     model_dir, _STAGE.value, _CHECKPOINT.value,
-                    temperature=_TEMPERATURE.value))
+                    temperature=_TEMPERATURE.value,
+                    prior_strength=_PRIOR_STRENGTH.value))
             render_size = configs.trained_image_size(model_dir, _STAGE.value)
     except errors.ChromaGenError as error:
         errors.fail('export', error)

@@ -82,6 +82,13 @@ _TEMPERATURE = flags.DEFINE_float(
     'Annealed-mean temperature of --color_head=bins: 1 is the mean (most '
     'accurate, palest), towards 0 the mode (most vivid); Zhang et al.: '
     '0.38.', lower_bound=0.01)
+_PRIOR_STRENGTH = flags.DEFINE_float(
+    'prior_strength', _MODEL_DEFAULT.prior_strength,
+    'With --color_head=bins: how much of the training set\'s prior over '
+    'the bins (MODEL_DIR/bin_prior.json, written at the start of training) '
+    'the decoder divides out, 0 (none) to 1 (Zhang et al.\'s rebalancing); '
+    'a decoding setting that colorize and evaluate can also change.',
+    lower_bound=0.0)
 _GLOBAL_BATCH_SIZE = flags.DEFINE_integer(
     'global_batch_size', _DEFAULT.global_batch_size,
     'Batch size summed over all replicas.')

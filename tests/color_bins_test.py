@@ -11,6 +11,7 @@ from chromagen_tf import bundled
 from chromagen_tf import color
 from chromagen_tf import configs
 from chromagen_tf import errors
+from chromagen_tf import files
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf import models
 from chromagen_tf.models import color_bins
@@ -18,6 +19,7 @@ from chromagen_tf.models import unet_lite
 from chromagen_tf.training import checkpoints
 from chromagen_tf.training import losses
 from chromagen_tf.serving import export_lib
+from chromagen_tf.training import bin_prior
 from chromagen_tf.training import trainer
 from tests import shards
 from tests import utils
@@ -157,18 +159,47 @@ class ColorBinsTrainingTest(tf.test.TestCase):
         train_tags = utils.event_tags(os.path.join(model_dir, 'gan', 'train'))
         self.assertEqual(train_tags.get('losses/ce'), 'scalars')
 
-        generator, model_config, _ = checkpoints.restore_generator(model_dir)
-        self.assertEqual(model_config, _BINS_MODEL)
+        # The trainer kept the training set's prior beside the checkpoints.
+        log_prior = bin_prior.read(model_dir)
+        self.assertLen(log_prior, color_bins.NUM_BINS)
+        generator, model_config, _ = checkpoints.restore_generator(
+            model_dir, prior_strength=0.7)
+        self.assertEqual(model_config.prior_strength, 0.7)
         path = bundled.save(generator,
                             model_config,
                             os.path.join(self.get_temp_dir(), 'bundle'),
-                            render_size=64)
+                            render_size=64,
+                            info={bundled.BIN_PRIOR_KEY: log_prior})
         reloaded, reloaded_config, _ = bundled.load_generator(path)
         self.assertEqual(reloaded_config.temperature, 0.5)
+        self.assertEqual(reloaded_config.prior_strength, 0.7)
         l_channel = tf.random.stateless_uniform([1, 64, 64, 1], (3, 4), -1, 1)
         self.assertAllClose(reloaded(l_channel),
                             generator(l_channel),
                             atol=2e-3)
+        unadjusted, _, _ = bundled.load_generator(path, prior_strength=0.0)
+        self.assertNotAllClose(unadjusted(l_channel),
+                               generator(l_channel),
+                               atol=1e-3)
+
+    def test_the_prior_is_the_mean_soft_target_mixed_with_uniform(self):
+        log_prior = bin_prior.estimate_log_prior(self.data_dir)
+        totals, pixels = 0.0, 0
+        for path in shards.sample_photo_paths()[:8]:  # The train split.
+            ab = shards.lab_from_photo(path, 48)[..., 1:] / color.AB_SCALE
+            blocks = ab.reshape(6, 8, 6, 8, 2).mean(axis=(1, 3))
+            totals += color_bins.soft_encode(blocks).numpy().sum(axis=(0, 1))
+            pixels += 36
+        expected = 0.5 * totals / pixels + 0.5 / color_bins.NUM_BINS
+        # Records store ab to within 0.5 units, hence the tolerance.
+        self.assertAllClose(np.exp(log_prior), expected, atol=1e-3)
+        self.assertAllClose(np.exp(log_prior).sum(), 1.0, atol=1e-5)
+        # The 13 bins within 20 of gray hold ~half of these photos' pixels.
+        centres = color_bins.bin_centres() * color.AB_SCALE
+        near_gray = np.hypot(centres[:, 0], centres[:, 1]) <= 20
+        share = 2.0 * (np.exp(log_prior) - 0.5 / color_bins.NUM_BINS)
+        self.assertEqual(near_gray.sum(), 13)
+        self.assertGreater(share[near_gray].sum(), 0.4)
 
     def test_pretraining_on_cross_entropy_overfits_four_images(self):
         four = shards.write_shards(os.path.join(self.get_temp_dir(), 'four'),
@@ -236,15 +267,39 @@ class ColorBinsInferenceTest(tf.test.TestCase):
                                 chromas[temperature],
                                 rtol=0.02)
 
-    def test_temperature_needs_a_colour_bins_model_and_no_export(self):
+    def test_prior_strength_weights_rare_colours_up(self):
+        # A prior that calls the gray bin common and everything else rare:
+        # dividing it out moves probability off gray, so colour rises.
+        centres = color_bins.bin_centres()
+        log_prior = np.where(np.all(centres == 0, axis=1), np.log(0.5),
+                             np.log(0.5 / (color_bins.NUM_BINS - 1)))
+        model_dir = os.path.join(self.get_temp_dir(), 'with_prior')
+        utils.make_model_dir(model_dir, model_config=_BINS_MODEL)
+        files.write_json_atomically(bin_prior.prior_path(model_dir),
+                                    {'log_prior': log_prior.tolist()})
+        chromas = [
+            _mean_chroma(
+                colorize_lib.load_colorizer(model_dir,
+                                            render_size=64,
+                                            prior_strength=tau).predict_ab(
+                                                [self.l_channel]))
+            for tau in (0.0, 1.0)
+        ]
+        self.assertGreater(chromas[1], chromas[0])
+        with self.assertRaisesRegex(ValueError, 'prior'):
+            colorize_lib.load_colorizer(self.model_dir, prior_strength=1.0)
+
+    def test_decoding_settings_need_a_colour_bins_model_and_no_export(self):
         regression = os.path.join(self.get_temp_dir(), 'regression')
         utils.make_model_dir(regression)
         with self.assertRaisesRegex(errors.UsageError, 'colour-bins'):
             colorize_lib.load_colorizer(regression, temperature=0.5)
+        with self.assertRaisesRegex(errors.UsageError, 'prior_strength'):
+            colorize_lib.load_colorizer(regression, prior_strength=0.5)
         export_base = os.path.join(self.get_temp_dir(), 'export')
         module = export_lib.ColorizationModule(self.generator, render_size=64)
         export_lib.export_saved_model(module, export_base, 1)
-        with self.assertRaisesRegex(errors.UsageError, 'exported with'):
+        with self.assertRaisesRegex(errors.UsageError, 'as it was exported'):
             colorize_lib.load_colorizer(export_base, temperature=0.5)
 
     def test_export_serves_what_the_generator_computes(self):

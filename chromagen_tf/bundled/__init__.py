@@ -3,7 +3,8 @@
 A bundled model is a folder with two files:
 
   model.json      the `ModelConfig`, the render size to colorize at, how it
-                  was trained and its measured metrics;
+                  was trained and its measured metrics (and, for a
+                  colour-bins model, its prior over the bins);
   generator.npz   the generator's variables in float16, keyed by variable
                   path (half the size of float32; loading restores float32).
 
@@ -28,6 +29,8 @@ BUNDLED_DIR = os.path.dirname(os.path.abspath(__file__))
 INFO_FILE = 'model.json'
 WEIGHTS_FILE = 'generator.npz'
 FORMAT_VERSION = 1
+# model.json's copy of a colour-bins model's prior (training/bin_prior.py).
+BIN_PRIOR_KEY = 'bin_log_prior'
 
 
 class BundledModelError(errors.UsageError, ValueError):
@@ -89,11 +92,12 @@ def save(generator, model_config: configs.ModelConfig, path: str, *,
 
 
 def load_generator(path: str = BUNDLED_DIR,
-                   temperature: Optional[float] = None):
+                   temperature: Optional[float] = None,
+                   prior_strength: Optional[float] = None):
     """Rebuilds a bundled generator in float32.
 
-    temperature: decode a colour-bins model at this annealed-mean
-    temperature instead of the recorded one.
+    temperature, prior_strength: decode a colour-bins model with these
+    settings instead of the recorded ones (`configs.with_decoding`).
 
     Returns:
       (generator, model_config, info).
@@ -108,9 +112,11 @@ def load_generator(path: str = BUNDLED_DIR,
     weights_path = os.path.join(path, WEIGHTS_FILE)
     if not os.path.isfile(weights_path):
         raise BundledModelError(f'{path} has no {WEIGHTS_FILE}.')
-    model_config = configs.with_temperature(
-        configs.model_config_from_dict(info['model']), temperature)
-    generator = checkpoints.build_generator_for(model_config)
+    model_config = configs.with_decoding(
+        configs.model_config_from_dict(info['model']), temperature,
+        prior_strength)
+    generator = checkpoints.build_generator_for(model_config,
+                                                info.get(BIN_PRIOR_KEY))
     with np.load(weights_path) as arrays:
         expected = {variable.path for variable in generator.weights}
         if expected != set(arrays.files):

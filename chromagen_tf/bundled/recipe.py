@@ -118,10 +118,16 @@ _BUNDLE_TEMPERATURE = flags.DEFINE_float(
     'model of --color_head=bins decodes at, chosen from the temperature '
     'curve the evaluate stage measures (MODEL_CARD.md). Default: '
     '--temperature.', lower_bound=0.01)
-_TEMPERATURE_CURVE = flags.DEFINE_list(
-    'temperature_curve', ['0.2', '0.3', '0.38', '0.5', '0.7', '1.0'],
-    'Temperatures at which the evaluate stage measures the val photos, for '
-    '--color_head=bins.')
+_BUNDLE_PRIOR_STRENGTH = flags.DEFINE_float(
+    'bundle_prior_strength', 0.0, 'How much of the training set\'s prior '
+    'over the bins the bundled model of --color_head=bins divides out '
+    'before decoding (logit adjustment; 0: none), chosen from the decoding '
+    'curve.', lower_bound=0.0)
+_DECODING_CURVE = flags.DEFINE_list(
+    'decoding_curve', ['0.38:0', '1:0', '0.38:0.25', '0.38:0.5', '0.6:0.5',
+                       '0.38:0.75'],
+    'TEMPERATURE:PRIOR_STRENGTH pairs at which the evaluate stage measures '
+    'the val photos, for --color_head=bins.')
 _LAMBDA_CE = flags.DEFINE_float(
     'lambda_ce', 5.0, 'chromagen_tf.train --lambda_ce for the GAN stage of '
     '--color_head=bins.', lower_bound=0.0)
@@ -222,8 +228,13 @@ def _bundle(model_dir: str, output_dir: str, render_size: int,
     generator, model_config, sources = blend_generators(
         model_dir, _GAN_WEIGHT.value, _BUNDLE_AVERAGE.value)
     if model_config.color_head == 'bins':
-        model_config = configs.with_temperature(
-            model_config, _BUNDLE_TEMPERATURE.value or _TEMPERATURE.value)
+        # pylint: disable-next=g-import-not-at-top
+        from chromagen_tf.training import bin_prior
+
+        model_config = configs.with_decoding(
+            model_config, _BUNDLE_TEMPERATURE.value or _TEMPERATURE.value,
+            _BUNDLE_PRIOR_STRENGTH.value)
+        info[bundled.BIN_PRIOR_KEY] = bin_prior.read(model_dir)
     if _EMA_DECAY.value > 0:
         sources += (' (moving averages)' if _BUNDLE_AVERAGE.value else
                     ' (trained weights, not their averages)')
@@ -277,6 +288,12 @@ def _evaluate_stage(work: str, output: str, data_dir: str,
     reports = os.path.join(work, 'reports', weights_digest)
     size = info['render_size']
     render = f'--render_size={size}'
+    # The pretrained generator of a colour-bins model is decoded as the
+    # bundle is, so that the two compare like for like.
+    decoding = []
+    if info['model'].get('color_head') == 'bins':
+        decoding = [f'--temperature={info["model"]["temperature"]}',
+                    f'--prior_strength={info["model"]["prior_strength"]}']
     metrics = {
         'val': _summary(_evaluate(os.path.join(reports, f'val_{size}.json'),
                                   val_photos, f'--model={output}')),
@@ -286,7 +303,7 @@ def _evaluate_stage(work: str, output: str, data_dir: str,
         'val_l1_only': _summary(_evaluate(
             os.path.join(reports, f'val_pretrain_{size}.json'), val_photos,
             f'--model={os.path.join(work, "model")}', '--stage=pretrain',
-            render)),
+            render, *decoding)),
         'render_size_curve': {},
     }
     for size in _CURVE_SIZES.value:
@@ -295,14 +312,16 @@ def _evaluate_stage(work: str, output: str, data_dir: str,
                            f'--render_size={size}')
         metrics['render_size_curve'][size] = report['model']
     if info['model'].get('color_head') == 'bins':
-        metrics['temperature_curve'] = {}
-        for temperature in _TEMPERATURE_CURVE.value:
+        metrics['decoding_curve'] = {}
+        for setting in _DECODING_CURVE.value:
+            temperature, prior_strength = setting.split(':')
             report = _evaluate(
                 os.path.join(reports, f'val_{info["render_size"]}_t'
-                             f'{temperature}.json'),
+                             f'{temperature}_p{prior_strength}.json'),
                 val_photos, f'--model={output}', render,
-                f'--temperature={temperature}')
-            metrics['temperature_curve'][temperature] = report['model']
+                f'--temperature={temperature}',
+                f'--prior_strength={prior_strength}')
+            metrics['decoding_curve'][setting] = report['model']
     info['metrics'] = metrics
     info['check'] = {'photos_dir': 'sample_photos',
                      'render_size': info['render_size'],

@@ -206,7 +206,8 @@ def _keras_predict_fn(generator):
 
 def load_colorizer(
     model: Optional[str] = None, stage: str = 'gan',
-    render_size: Optional[int] = None, temperature: Optional[float] = None
+    render_size: Optional[int] = None, temperature: Optional[float] = None,
+    prior_strength: Optional[float] = None
 ) -> Colorizer:
     """Loads a Colorizer from the bundled model, an export or a training dir.
 
@@ -215,8 +216,8 @@ def load_colorizer(
       stage: For a training directory: which stage's checkpoint to use.
       render_size: Working size; default: the one recorded with the model
         (see the module docstring).
-      temperature: For a colour-bins model (bundled or a training dir):
-        the annealed-mean temperature; default: the model's own.
+      temperature, prior_strength: For a colour-bins model (bundled or a
+        training dir): the decoder's settings; default: the model's own.
 
     Raises:
       ModelNotFoundError: the path holds no model.
@@ -226,7 +227,7 @@ def load_colorizer(
         raise ModelNotFoundError(f'--model={model} is not a directory.')
     if bundled.is_bundled_model(model):
         generator, model_config, info = bundled.load_generator(
-            model, temperature)
+            model, temperature, prior_strength)
         return Colorizer(
             _keras_predict_fn(generator),
             render_size or info['render_size'],
@@ -243,10 +244,10 @@ def load_colorizer(
     elif not tf.io.gfile.exists(configs.model_config_path(model)):
         version_dir = export_lib.latest_version_dir(model)
     if version_dir is not None:
-        if temperature is not None:
+        if temperature is not None or prior_strength is not None:
             raise errors.UsageError(
-                f'{version_dir} is an export, which decodes at the '
-                'temperature it was exported with; --temperature applies to '
+                f'{version_dir} is an export, which decodes as it was '
+                'exported; --temperature and --prior_strength apply to '
                 'bundled models and training directories.')
         loaded = tf.saved_model.load(version_dir)
         metadata = export_lib.read_metadata(version_dir)
@@ -267,7 +268,8 @@ def load_colorizer(
         )
     if tf.io.gfile.exists(configs.model_config_path(model)):
         generator, model_config, path = checkpoints.restore_generator(
-            model, stage=stage, temperature=temperature)
+            model, stage=stage, temperature=temperature,
+            prior_strength=prior_strength)
         return Colorizer(
             _keras_predict_fn(generator),
             render_size or configs.trained_image_size(model, stage),

@@ -67,6 +67,7 @@ class EvaluateConfig:
     render_size: Optional[int] = None
     stage: str = 'gan'
     temperature: Optional[float] = None  # None: the model's own.
+    prior_strength: Optional[float] = None  # None: the model's own.
 
 
 Example = tuple[str, tf.Tensor, tf.Tensor]  # key, L [1,H,W,1], ab [1,H,W,2]
@@ -178,7 +179,8 @@ def run_evaluation(config: EvaluateConfig) -> dict:
     if bool(config.data_dir) == bool(config.image_dir):
         raise errors.UsageError('Give exactly one of data_dir and image_dir.')
     colorizer = colorize_lib.load_colorizer(
-        config.model, config.stage, config.render_size, config.temperature)
+        config.model, config.stage, config.render_size, config.temperature,
+        config.prior_strength)
     if config.data_dir:
         examples = examples_from_records(config.data_dir, config.split)
     else:

@@ -31,6 +31,13 @@ TEMPERATURE = flags.DEFINE_float(
     'model_dir): the annealed-mean temperature to decode at, from 1 (the '
     'mean: most accurate, palest) towards 0 (the mode: most vivid). '
     'Default: the one recorded with the model.', lower_bound=0.01)
+PRIOR_STRENGTH = flags.DEFINE_float(
+    'prior_strength', None,
+    'For a colour-bins model: how much of its training set\'s prior over '
+    'the bins to divide out before decoding, from 0 (none: calibrated, '
+    'pale) to 1 (rare, saturated colours weighted up as in Zhang et al.\'s '
+    'rebalancing). Default: the one recorded with the model.',
+    lower_bound=0.0)
 BATCH_SIZE = flags.DEFINE_integer(
     'batch_size', colorize_lib.DEFAULT_BATCH_SIZE,
     'Images per network call (and held in memory at once).', lower_bound=1)
@@ -39,4 +46,5 @@ BATCH_SIZE = flags.DEFINE_integer(
 def load_colorizer() -> colorize_lib.Colorizer:
     """The Colorizer these flags describe."""
     return colorize_lib.load_colorizer(MODEL.value, STAGE.value,
-                                       RENDER_SIZE.value, TEMPERATURE.value)
+                                       RENDER_SIZE.value, TEMPERATURE.value,
+                                       PRIOR_STRENGTH.value)

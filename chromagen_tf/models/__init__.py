@@ -158,8 +158,9 @@ def build_generator(name: str = 'resnet18_unet',
                     encoder_weights: str | None = None,
                     synchronized_batch_norm: bool = False,
                     color_head: str = 'regression',
-                    temperature: float = color_bins.ZHANG_TEMPERATURE
-                    ) -> keras.Model:
+                    temperature: float = color_bins.ZHANG_TEMPERATURE,
+                    log_prior=None,
+                    prior_strength: float = 0.0) -> keras.Model:
     """Builds a generator that maps normalised L to normalised ab.
 
     Args:
@@ -177,6 +178,10 @@ def build_generator(name: str = 'resnet18_unet',
             *_unet_lite generators): ab as the annealed mean of colour-bin
             probabilities (`color_bins.py`).
         temperature: The annealed mean's temperature, for 'bins'.
+        log_prior: The training set's log prior over the bins
+            (`training/bin_prior.py`), for 'bins'.
+        prior_strength: How much of log_prior to subtract from the logits
+            before decoding (0: none), for 'bins'.
 
     Returns:
         A keras.Model: [B, H, W, 1] -> [B, H, W, 2], float32 output.
@@ -204,7 +209,8 @@ def build_generator(name: str = 'resnet18_unet',
     arch, build = _RESNET_GENERATORS[name]
     kwargs = {}
     if name in _BINS_GENERATORS:
-        kwargs = dict(color_head=color_head, temperature=temperature)
+        kwargs = dict(color_head=color_head, temperature=temperature,
+                      log_prior=log_prior, prior_strength=prior_strength)
     generator = build(
         arch,
         image_size=image_size,

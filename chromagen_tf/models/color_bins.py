@@ -65,9 +65,18 @@ def soft_encode(ab: tf.Tensor) -> tf.Tensor:
     return weights / tf.reduce_sum(weights, axis=-1, keepdims=True)
 
 
-def annealed_mean(logits: tf.Tensor, temperature: float) -> tf.Tensor:
-    """sum_q softmax(logits / T)_q * centre_q: [..., Q] -> [..., 2]."""
+def annealed_mean(logits: tf.Tensor,
+                  temperature: float,
+                  log_prior=None,
+                  prior_strength: float = 0.0) -> tf.Tensor:
+    """sum_q softmax(logits / T)_q * centre_q: [..., Q] -> [..., 2].
+
+    With a log prior [Q] and prior_strength tau > 0, the logits are first
+    adjusted to logits - tau * log_prior (`training/bin_prior.py`).
+    """
     logits = tf.cast(logits, tf.float32)
+    if prior_strength:
+        logits -= prior_strength * tf.constant(log_prior, tf.float32)
     probabilities = tf.nn.softmax(logits / temperature, axis=-1)
     return tf.einsum('...q,qc->...c', probabilities, tf.constant(bin_centres()))
 
@@ -76,23 +85,43 @@ def annealed_mean(logits: tf.Tensor, temperature: float) -> tf.Tensor:
 class AnnealedMean(keras.layers.Layer):
     """Decodes colour-bin logits [B, h, w, Q] to normalised ab [B, h, w, 2].
 
-    The temperature is a setting, not a weight (`ModelConfig.temperature`):
-    the same trained weights can be decoded at any T.
+    The temperature and the prior adjustment are settings, not weights
+    (`ModelConfig.temperature`, `ModelConfig.prior_strength`): the same
+    trained weights can be decoded at any of them.
     """
 
-    def __init__(self, temperature: float = ZHANG_TEMPERATURE, **kwargs):
+    def __init__(self,
+                 temperature: float = ZHANG_TEMPERATURE,
+                 log_prior=None,
+                 prior_strength: float = 0.0,
+                 **kwargs):
         super().__init__(**kwargs)
         if temperature <= 0:
             raise ValueError(f'temperature must be positive, got {temperature}')
+        if prior_strength and log_prior is None:
+            raise ValueError(
+                f'prior_strength={prior_strength} needs the training set\'s '
+                'colour-bin prior (bin_prior.json of the training directory '
+                'or bin_log_prior of a bundled model).')
+        if log_prior is not None and len(log_prior) != NUM_BINS:
+            raise ValueError(f'log_prior has {len(log_prior)} values, not '
+                             f'{NUM_BINS}.')
         self.temperature = float(temperature)
+        self.log_prior = None if log_prior is None else [
+            float(value) for value in log_prior
+        ]
+        self.prior_strength = float(prior_strength)
 
     def call(self, inputs):
-        return annealed_mean(inputs, self.temperature)
+        return annealed_mean(inputs, self.temperature, self.log_prior,
+                             self.prior_strength)
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], 2)
 
     def get_config(self):
         config = super().get_config()
-        config.update(temperature=self.temperature)
+        config.update(temperature=self.temperature,
+                      log_prior=self.log_prior,
+                      prior_strength=self.prior_strength)
         return config

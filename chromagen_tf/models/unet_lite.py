@@ -60,6 +60,8 @@ def build_resnet_unet_lite(arch: str = 'resnet18',
                            synchronized_batch_norm: bool = False,
                            color_head: str = 'regression',
                            temperature: float = color_bins.ZHANG_TEMPERATURE,
+                           log_prior=None,
+                           prior_strength: float = 0.0,
                            name: str | None = None) -> keras.Model:
     """Builds the low-cost ResNet-encoder U-Net generator.
 
@@ -67,7 +69,8 @@ def build_resnet_unet_lite(arch: str = 'resnet18',
     kind of model (normalised L -> normalised ab, float32); the name
     defaults to f'{arch}_unet_lite'. color_head: 'regression' (ab
     directly) or 'bins' (colour-bin logits decoded by their annealed mean
-    at `temperature`).
+    at `temperature`, after subtracting prior_strength * log_prior from
+    them; see `color_bins.AnnealedMean`).
     """
     if color_head not in COLOR_HEADS:
         raise ValueError(f'color_head must be one of {COLOR_HEADS}, got '
@@ -89,8 +92,8 @@ def build_resnet_unet_lite(arch: str = 'resnet18',
     if color_head == 'bins':
         logits = keras.layers.Conv2D(color_bins.NUM_BINS, 1, dtype='float32',
                                      name=LOGITS_LAYER)(x)
-        ab = color_bins.AnnealedMean(temperature, dtype='float32',
-                                     name='ab_small')(logits)
+        ab = color_bins.AnnealedMean(temperature, log_prior, prior_strength,
+                                     dtype='float32', name='ab_small')(logits)
     else:
         ab = keras.layers.Conv2D(2, 1, dtype='float32', name='ab_small')(x)
     outputs = layers_lib.BilinearUpsampling(OUTPUT_STRIDE, dtype='float32',

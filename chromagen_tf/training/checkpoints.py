@@ -72,13 +72,22 @@ def read_generator(generator: keras.Model, checkpoint_path: str,
     return key
 
 
-def build_generator_for(model: configs.ModelConfig, **kwargs) -> keras.Model:
-    """Builds the generator a ModelConfig describes (random weights)."""
+def build_generator_for(model: configs.ModelConfig,
+                        log_prior=None,
+                        **kwargs) -> keras.Model:
+    """Builds the generator a ModelConfig describes (random weights).
+
+    log_prior: a colour-bins model's prior over the bins
+    (`bin_prior.py`), which its decoder needs when prior_strength > 0.
+    """
     from chromagen_tf import models  # pylint: disable=g-import-not-at-top
 
+    if model.color_head == 'bins':
+        kwargs.update(color_head='bins', temperature=model.temperature,
+                      log_prior=log_prior,
+                      prior_strength=model.prior_strength)
     return models.build_generator(model.generator, width=model.width,
-                                  color_head=model.color_head,
-                                  temperature=model.temperature, **kwargs)
+                                  **kwargs)
 
 
 def restore_generator(
@@ -87,6 +96,7 @@ def restore_generator(
     checkpoint_path: Optional[str] = None,
     average: bool = True,
     temperature: Optional[float] = None,
+    prior_strength: Optional[float] = None,
 ) -> tuple[keras.Model, configs.ModelConfig, str]:
     """Rebuilds a trained generator from a training directory.
 
@@ -102,8 +112,9 @@ def restore_generator(
       checkpoint_path: An explicit checkpoint prefix.
       average: Read the moving average of the weights if the checkpoint
         keeps one; False reads the trained weights themselves.
-      temperature: Decode a colour-bins model at this annealed-mean
-        temperature instead of its configured one.
+      temperature, prior_strength: Decode a colour-bins model with these
+        settings instead of its configured ones (`configs.with_decoding`);
+        the prior comes from MODEL_DIR/bin_prior.json.
 
     Returns:
       (generator, model_config, checkpoint_path).
@@ -111,8 +122,11 @@ def restore_generator(
     Raises:
       errors.NotFoundError: there is no config.json or no checkpoint.
     """
-    model_config = configs.with_temperature(
-        configs.read_model_config(model_dir), temperature)
+    # pylint: disable-next=g-import-not-at-top
+    from chromagen_tf.training import bin_prior
+
+    model_config = configs.with_decoding(
+        configs.read_model_config(model_dir), temperature, prior_strength)
     if checkpoint_path is None:
         checkpoint_path = latest_checkpoint(model_dir, stage)
         if checkpoint_path is None:
@@ -121,7 +135,7 @@ def restore_generator(
                 f'{configs.stage_dir(model_dir, stage)}. '
                 f'Train the {stage} stage first.'
             )
-    generator = build_generator_for(model_config)
+    generator = build_generator_for(model_config, bin_prior.read(model_dir))
     read_generator(generator, checkpoint_path, average)
     return generator, model_config, checkpoint_path
 

@@ -20,6 +20,8 @@ import tensorflow as tf
 
 from chromagen_tf import configs
 from chromagen_tf.models import unet_lite
+from chromagen_tf.training import bin_prior
+from chromagen_tf.training import checkpoints
 from chromagen_tf.training import losses
 
 # Metrics every loop reports, per stage; all are averages over the batch.
@@ -159,13 +161,12 @@ def build_networks(config: configs.TrainConfig, policy: str,
     if config.stage == 'gan' or encoder_weights.lower() == 'none':
         # The GAN stage copies its generator from pretraining instead.
         encoder_weights = None
-    generator = models.build_generator(
-        config.model.generator,
-        width=config.model.width,
+    log_prior = bin_prior.read(config.model_dir)
+    generator = checkpoints.build_generator_for(
+        config.model,
+        log_prior,
         encoder_weights=encoder_weights,
         synchronized_batch_norm=config.sync_batch_norm,
-        color_head=config.model.color_head,
-        temperature=config.model.temperature,
     )
     generator_optimizer = _make_optimizer(
         learning_rate(config.lr_g, config, total_steps), config, policy,
@@ -176,12 +177,10 @@ def build_networks(config: configs.TrainConfig, policy: str,
     generator_optimizer.build(generator.trainable_variables)
     networks = Networks(generator, generator_optimizer)
     if config.ema_decay > 0:
-        networks.ema_generator = models.build_generator(
-            config.model.generator,
-            width=config.model.width,
+        networks.ema_generator = checkpoints.build_generator_for(
+            config.model,
+            log_prior,
             synchronized_batch_norm=config.sync_batch_norm,
-            color_head=config.model.color_head,
-            temperature=config.model.temperature,
         )
         copy_weights(generator, networks.ema_generator)
     if config.stage == 'gan':

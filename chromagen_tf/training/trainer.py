@@ -29,6 +29,7 @@ from chromagen_tf import errors
 from chromagen_tf import progress
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
+from chromagen_tf.training import bin_prior
 from chromagen_tf.training import corrupt_records
 from chromagen_tf.training import distribute
 from chromagen_tf.training import preemption
@@ -111,6 +112,8 @@ def train(
     if chief:
         configs.check_and_write_model_config(config.model_dir, config.model)
         configs.check_and_write_stage_config(config)
+        if config.model.color_head == 'bins' and dataset_fn is None:
+            bin_prior.write_if_missing(config.model_dir, config.data_dir)
     steps_to_run = total_steps(config) if dataset_fn is None else (
         config.train_steps
     )
