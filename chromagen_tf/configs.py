@@ -34,6 +34,7 @@ from chromagen_tf import errors
 from chromagen_tf import files
 
 STAGES = ('pretrain', 'gan')
+COLOR_HEADS = ('regression', 'bins')
 MODEL_CONFIG_FILE = 'config.json'
 STAGE_CONFIG_FILE = 'config.json'
 
@@ -65,9 +66,22 @@ class ModelConfig:
     color_head: str = 'regression'
     temperature: float = 0.38
     # How much of the training set's log prior over the bins the decoder
-    # subtracts from the logits (0: none, 1: Zhang's rebalancing, applied
-    # after training; training/bin_prior.py). Changes no weight either.
+    # subtracts from the logits (0: none; 1: roughly Zhang's rebalancing,
+    # applied after training; training/bin_prior.py). Changes no weight
+    # either.
     prior_strength: float = 0.0
+
+    def __post_init__(self):
+        if self.color_head not in COLOR_HEADS:
+            raise errors.UsageError(
+                f'color_head must be one of {COLOR_HEADS}, got '
+                f'{self.color_head!r}')
+        if (self.color_head == 'bins'
+                and not self.generator.endswith('_unet_lite')):
+            raise errors.UsageError(
+                'color_head=bins needs a *_unet_lite generator (it predicts '
+                f'at 1/4 resolution); {self.generator} predicts a*b* '
+                'directly. Pass --generator=resnet18_unet_lite.')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -63,8 +63,8 @@ _TEMPERATURE = flags.DEFINE_float(
 _PRIOR_STRENGTH = flags.DEFINE_float(
     'prior_strength', None,
     'For a colour-bins model: how much of its training set\'s prior over '
-    'the bins the export divides out before decoding (0: none, 1: Zhang '
-    'et al.\'s rebalancing). Default: the one recorded with the model.',
+    'the bins the export divides out before decoding (0: none, 1: roughly '
+    'Zhang et al.\'s rebalancing). Default: the one recorded with the model.',
     lower_bound=0.0)
 _MAX_PIXELS = flags.DEFINE_integer(
     'max_pixels', imaging.COLORIZE_MAX_PIXELS,

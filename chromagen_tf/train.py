@@ -86,8 +86,9 @@ _PRIOR_STRENGTH = flags.DEFINE_float(
     'prior_strength', _MODEL_DEFAULT.prior_strength,
     'With --color_head=bins: how much of the training set\'s prior over '
     'the bins (MODEL_DIR/bin_prior.json, written at the start of training) '
-    'the decoder divides out, 0 (none) to 1 (Zhang et al.\'s rebalancing); '
-    'a decoding setting that colorize and evaluate can also change.',
+    'the decoder divides out, 0 (none) to 1 (roughly Zhang et al.\'s '
+    'rebalancing); a decoding setting that colorize and evaluate can also '
+    'change.',
     lower_bound=0.0)
 _GLOBAL_BATCH_SIZE = flags.DEFINE_integer(
     'global_batch_size', _DEFAULT.global_batch_size,
@@ -240,8 +241,8 @@ def main(argv):
     # pylint: disable=g-import-not-at-top
     from chromagen_tf.training import trainer
 
-    config = config_from_flags()
     try:
+        config = config_from_flags()
         result = trainer.train(config)
     except errors.ChromaGenError as error:
         logging.error('%s', error)

@@ -35,6 +35,17 @@ def _ab(a: float, b: float) -> np.ndarray:
     return np.array([a, b], np.float32) / color.AB_SCALE
 
 
+def _soft_encode_numpy(ab: np.ndarray) -> np.ndarray:
+    """Zhang's soft encoding from scratch: a Gaussian (sigma 5 Lab units)
+    of the distance to each centre of the 10-unit grid over [-110, 110]."""
+    axis = np.arange(-110, 111, 10, dtype=np.float64)
+    centres = np.stack(np.meshgrid(axis, axis, indexing='ij'),
+                       -1).reshape(-1, 2)
+    distance = np.linalg.norm(ab[..., None, :] * 110.0 - centres, axis=-1)
+    weights = np.exp(-distance**2 / (2 * 5.0**2))
+    return weights / weights.sum(-1, keepdims=True)
+
+
 class ColorBinsTest(tf.test.TestCase):
 
     def test_the_grid_holds_gray_and_spans_the_gamut(self):
@@ -48,7 +59,7 @@ class ColorBinsTest(tf.test.TestCase):
     def test_soft_encoding_peaks_at_the_nearest_bin_and_decodes_back(self):
         colours = np.stack([_ab(0, 0), _ab(33, -48), _ab(-71.5, 86)])
         targets = color_bins.soft_encode(colours).numpy()
-        self.assertAllClose(targets.sum(-1), [1, 1, 1])
+        self.assertAllClose(targets, _soft_encode_numpy(colours), atol=1e-6)
         centres = color_bins.bin_centres() * color.AB_SCALE
         self.assertAllClose(centres[targets.argmax(-1)],
                             [[0, 0], [30, -50], [-70, 90]])
@@ -86,22 +97,34 @@ class ColorBinsTest(tf.test.TestCase):
         # At T = 0.05 green keeps (0.4 / 0.6)^20 = 3e-4 of gray's weight.
         self.assertLess(chromas[2], 0.1)
 
-    def test_cross_entropy_matches_numpy_and_is_least_at_the_targets(self):
+    def test_cross_entropy_matches_numpy(self):
         rng = np.random.default_rng(0)
         ab = rng.uniform(-0.6, 0.6, (2, 8, 8, 2)).astype(np.float32)
         logits = rng.normal(size=(2, 2, 2,
                                   color_bins.NUM_BINS)).astype(np.float32)
         # Each logit covers a 4x4 block: the target is the block's mean ab.
         blocks = ab.reshape(2, 2, 4, 2, 4, 2).mean(axis=(2, 4))
-        targets = color_bins.soft_encode(blocks).numpy()
+        targets = _soft_encode_numpy(blocks)
         log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
         expected = -(targets * log_p).sum(-1).mean(axis=(1, 2))
         self.assertAllClose(losses.color_bins_cross_entropy(ab, logits),
                             expected,
                             rtol=1e-5)
-        at_targets = losses.color_bins_cross_entropy(
-            ab, np.log(np.maximum(targets, 1e-30)))
-        self.assertAllLess(at_targets - expected, 0.0)
+
+    def test_prior_adjusted_annealed_mean_matches_numpy(self):
+        rng = np.random.default_rng(1)
+        logits = rng.normal(size=(3, color_bins.NUM_BINS))
+        log_prior = np.log(rng.dirichlet(np.ones(color_bins.NUM_BINS)))
+        for temperature, tau in ((1.0, 0.0), (0.38, 0.5), (0.6, 1.0)):
+            adjusted = (logits - tau * log_prior) / temperature
+            p = np.exp(adjusted - adjusted.max(-1, keepdims=True))
+            p /= p.sum(-1, keepdims=True)
+            expected = p @ color_bins.bin_centres()
+            layer = color_bins.AnnealedMean(temperature, log_prior.tolist(),
+                                            tau)
+            self.assertAllClose(layer(logits.astype(np.float32)),
+                                expected,
+                                atol=1e-5)
 
     def test_the_generator_outputs_the_annealed_mean_of_its_logits(self):
         generator = models.build_generator('resnet18_unet_lite',
@@ -125,6 +148,40 @@ class ColorBinsTest(tf.test.TestCase):
     def test_bins_need_a_lite_generator(self):
         with self.assertRaisesRegex(ValueError, 'unet_lite'):
             models.build_generator('resnet18_unet', width=8, color_head='bins')
+        with self.assertRaisesRegex(errors.UsageError, 'unet_lite'):
+            configs.ModelConfig(generator='pix2pix_unet', color_head='bins')
+
+
+class OlderConfigsTest(tf.test.TestCase):
+
+    def test_directories_from_before_the_colour_head_still_match(self):
+        # What config.json and a stage's config.json held before
+        # color_head, temperature and prior_strength existed.
+        model_dir = self.get_temp_dir()
+        old_model = {
+            'generator': 'resnet18_unet_lite',
+            'width': 8,
+            'discriminator_width': 8,
+            'spectral_norm': False
+        }
+        files.write_json_atomically(configs.model_config_path(model_dir),
+                                    old_model)
+        config = utils.tiny_config('data',
+                                   model_dir,
+                                   model=configs.ModelConfig(**old_model))
+        stage = configs.to_dict(config)
+        stage['model'] = old_model
+        del stage['lambda_ce']
+        os.makedirs(config.stage_dir)
+        files.write_json_atomically(
+            files.join(config.stage_dir, configs.STAGE_CONFIG_FILE), stage)
+        configs.check_and_write_model_config(model_dir, config.model)
+        configs.check_and_write_stage_config(config)
+        self.assertEqual(
+            configs.read_model_config(model_dir).color_head, 'regression')
+        with self.assertRaisesRegex(configs.ConfigMismatchError,
+                                    "color_head='regression'.*'bins'"):
+            configs.check_and_write_model_config(model_dir, _BINS_MODEL)
 
 
 class ColorBinsTrainingTest(tf.test.TestCase):
@@ -193,7 +250,6 @@ class ColorBinsTrainingTest(tf.test.TestCase):
         expected = 0.5 * totals / pixels + 0.5 / color_bins.NUM_BINS
         # Records store ab to within 0.5 units, hence the tolerance.
         self.assertAllClose(np.exp(log_prior), expected, atol=1e-3)
-        self.assertAllClose(np.exp(log_prior).sum(), 1.0, atol=1e-5)
         # The 13 bins within 20 of gray hold ~half of these photos' pixels.
         centres = color_bins.bin_centres() * color.AB_SCALE
         near_gray = np.hypot(centres[:, 0], centres[:, 1]) <= 20
@@ -286,7 +342,7 @@ class ColorBinsInferenceTest(tf.test.TestCase):
             for tau in (0.0, 1.0)
         ]
         self.assertGreater(chromas[1], chromas[0])
-        with self.assertRaisesRegex(ValueError, 'prior'):
+        with self.assertRaisesRegex(errors.UsageError, 'prior'):
             colorize_lib.load_colorizer(self.model_dir, prior_strength=1.0)
 
     def test_decoding_settings_need_a_colour_bins_model_and_no_export(self):

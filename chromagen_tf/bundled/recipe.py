@@ -29,6 +29,7 @@ MODEL_CARD.md.
 """
 
 import hashlib
+import json
 import os
 import time
 
@@ -235,6 +236,10 @@ def _bundle(model_dir: str, output_dir: str, render_size: int,
             model_config, _BUNDLE_TEMPERATURE.value or _TEMPERATURE.value,
             _BUNDLE_PRIOR_STRENGTH.value)
         info[bundled.BIN_PRIOR_KEY] = bin_prior.read(model_dir)
+        if model_config.prior_strength and not info[bundled.BIN_PRIOR_KEY]:
+            raise errors.UsageError(
+                f'{model_dir} keeps no bin_prior.json, so the bundle cannot '
+                'decode with --bundle_prior_strength > 0.')
     if _EMA_DECAY.value > 0:
         sources += (' (moving averages)' if _BUNDLE_AVERAGE.value else
                     ' (trained weights, not their averages)')
@@ -257,7 +262,6 @@ def _link_val_photos(data_dir: str, photos: str, output_dir: str) -> str:
 
 
 def _evaluate(report: str, image_dir: str, *extra: str) -> dict:
-    import json  # pylint: disable=g-import-not-at-top
     if not os.path.exists(report):
         _run('chromagen_tf.evaluate', f'--image_dir={image_dir}',
              f'--report={report}', *extra)
@@ -283,8 +287,14 @@ def _evaluate_stage(work: str, output: str, data_dir: str,
     # the weights they measured (a re-run with another --gan_weight or
     # longer training measures afresh) and their names carry the render
     # size.
+    # The decoding settings and the prior live in model.json, beside the
+    # weights: both name what was measured.
+    digest = hashlib.sha256(json.dumps(
+        [info['model'], info.get(bundled.BIN_PRIOR_KEY)],
+        sort_keys=True).encode())
     with open(os.path.join(output, bundled.WEIGHTS_FILE), 'rb') as f:
-        weights_digest = hashlib.sha256(f.read()).hexdigest()[:12]
+        digest.update(f.read())
+    weights_digest = digest.hexdigest()[:12]
     reports = os.path.join(work, 'reports', weights_digest)
     size = info['render_size']
     render = f'--render_size={size}'

@@ -35,8 +35,8 @@ PRIOR_STRENGTH = flags.DEFINE_float(
     'prior_strength', None,
     'For a colour-bins model: how much of its training set\'s prior over '
     'the bins to divide out before decoding, from 0 (none: calibrated, '
-    'pale) to 1 (rare, saturated colours weighted up as in Zhang et al.\'s '
-    'rebalancing). Default: the one recorded with the model.',
+    'pale) to 1 (rare, saturated colours weighted up, roughly as in Zhang '
+    'et al.\'s rebalancing). Default: the one recorded with the model.',
     lower_bound=0.0)
 BATCH_SIZE = flags.DEFINE_integer(
     'batch_size', colorize_lib.DEFAULT_BATCH_SIZE,

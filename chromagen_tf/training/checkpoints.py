@@ -83,6 +83,12 @@ def build_generator_for(model: configs.ModelConfig,
     from chromagen_tf import models  # pylint: disable=g-import-not-at-top
 
     if model.color_head == 'bins':
+        if model.prior_strength and log_prior is None:
+            raise errors.UsageError(
+                f'prior_strength={model.prior_strength} needs the training '
+                "set's colour-bin prior, which this model does not keep "
+                '(bin_prior.json of a training directory, bin_log_prior of a '
+                'bundled model.json); use --prior_strength=0.')
         kwargs.update(color_head='bins', temperature=model.temperature,
                       log_prior=log_prior,
                       prior_strength=model.prior_strength)
