@@ -2,8 +2,8 @@
 
 Usage:
 
-  python -m bench.bench_inference [--generator=resnet18_unet] [--width=64]
-      [--repeats=10]
+  python -m bench.bench_inference [--generator=resnet18_unet|bundled]
+      [--width=64] [--repeats=10]
 
 Exports a generator (resnet18_unet unless --generator says otherwise) (random weights: speed does not depend on
 them) and runs each group of measurements in its own Python process, so
@@ -47,8 +47,9 @@ from absl import flags
 
 from bench import common
 
-_GENERATOR = flags.DEFINE_string('generator', 'resnet18_unet',
-                                 'Generator to export (random weights).')
+_GENERATOR = flags.DEFINE_string(
+    'generator', 'resnet18_unet', 'Generator to export (random weights), '
+    'or "bundled": the bundled model itself, as it ships.')
 _WIDTH = flags.DEFINE_integer('width',
                               64, 'Base channel width of the '
                               'generator.',
@@ -182,8 +183,12 @@ def _prepare(work_dir: str, width: int, generator: str) -> None:
     from chromagen_tf.serving import export_lib  # pylint: disable=g-import-not-at-top
 
     keras.utils.set_random_seed(0)
-    module = export_lib.ColorizationModule(
-        build_generator(generator, width=width))
+    if generator == 'bundled':
+        from chromagen_tf import bundled  # pylint: disable=g-import-not-at-top
+        network = bundled.load_generator()[0]
+    else:
+        network = build_generator(generator, width=width)
+    module = export_lib.ColorizationModule(network)
     export_lib.export_saved_model(module, os.path.join(work_dir, 'export'), 1)
     with Image.open(os.path.join(common.SAMPLE_PHOTOS, 'chelsea.jpg')) as photo:
         photo.convert('RGB').resize(

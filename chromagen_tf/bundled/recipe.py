@@ -12,15 +12,27 @@ Every stage runs through the project's own tools, with fixed seeds:
   1. the photos are listed, and any near-duplicate of a `sample_photos/`
      photo is left out, so the display photos stay held out;
   2. data_prep.make_tfrecords   Lab shards at --stored_size, 10% val (seeded)
-  3. chromagen_tf.train         --stage=pretrain (L1 only)
-  4. chromagen_tf.train         --stage=gan (adversarial + lambda * L1)
-  5. the GAN generator is written in the bundled format to --output_dir;
-  6. chromagen_tf.evaluate      the bundled model, the L1-only model and the
-                                gray baseline on the val photos and on
-                                sample_photos/, and the bundled model across
-                                render sizes; the results go into model.json
-                                (`metrics`), with a few per-photo figures the
-                                tests check the shipped weights against.
+  3. chromagen_tf.train         --stage=pretrain: the colour-bins head
+                                (--color_head=bins) on cross-entropy alone,
+                                which also writes the training set's prior
+                                over the bins;
+  4. chromagen_tf.train         --stage=gan (adversarial + lambda_ce *
+                                cross-entropy), from the pretrained weights;
+  5. --gan_weight of the GAN generator plus the rest of the pretrained one
+     (0, as shipped: the pretrained one) is written in the bundled format
+     to --output_dir, decoded at --bundle_temperature with
+     --bundle_prior_strength of the prior divided out;
+  6. chromagen_tf.evaluate      the bundled model, the pretrained and the
+                                GAN generators and the gray baseline on the
+                                val photos and on sample_photos/, and the
+                                bundled model across render sizes and
+                                decoding settings; the results go into
+                                model.json (`metrics`), with a few
+                                per-photo figures the tests check the
+                                shipped weights against.
+
+--color_head=regression --gan_weight=0.5 --ema_decay=0 trains the L1 model
+shipped before (MODEL_CARD.md has both).
 
 Each stage whose output exists is reused, so re-running the same command
 after an interruption goes on where it stopped (training resumes from its
@@ -82,9 +94,9 @@ _LR_DECAY_FRACTION = flags.DEFINE_float(
     'at 0.5 was less accurate here, BENCHMARKS.md).',
     lower_bound=0.0, upper_bound=1.0)
 _EMA_DECAY = flags.DEFINE_float(
-    'ema_decay', 0.0, 'chromagen_tf.train --ema_decay for both stages: the '
+    'ema_decay', 0.999, 'chromagen_tf.train --ema_decay for both stages: the '
     'bundled weights are then blended from the two stages\' moving '
-    'averages of the generator weights.', lower_bound=0.0,
+    'averages of the generator weights (0 keeps none).', lower_bound=0.0,
     upper_bound=0.9999)
 _BUNDLE_AVERAGE = flags.DEFINE_bool(
     'bundle_average', True, 'Bundle the moving averages of a run trained '
@@ -97,19 +109,21 @@ _RENDER_SIZE = flags.DEFINE_integer(
     'render_size', 256, 'Render size recorded in model.json, chosen from '
     'the render-size curve the evaluate stage measures (MODEL_CARD.md).')
 _GAN_WEIGHT = flags.DEFINE_float(
-    'gan_weight', 0.5, 'The bundled weights: this fraction of the GAN '
-    'generator plus the rest of the L1-only one (weight-space ensembling, '
-    'WiSE-FT); 1 ships the GAN generator as it is.', lower_bound=0.0,
+    'gan_weight', 0.0, 'The bundled weights: this fraction of the GAN '
+    'generator plus the rest of the pretrained one (weight-space '
+    'ensembling, WiSE-FT); 1 ships the GAN generator as it is. 0, as '
+    'shipped: on the val split no blend of the colour-bins stages beat the '
+    'pretrained generator decoded with its prior (MODEL_CARD.md).', lower_bound=0.0,
     upper_bound=1.0)
 _LAMBDA_L1 = flags.DEFINE_float(
     'lambda_l1', 100.0, 'chromagen_tf.train --lambda_l1 for the GAN stage: '
     'the weight of L1 beside the adversarial loss (pix2pix: 100; 300 and '
     '1000 measured in BENCHMARKS.md).', lower_bound=0.0)
 _COLOR_HEAD = flags.DEFINE_enum(
-    'color_head', 'regression', ('regression', 'bins'),
-    'chromagen_tf.train --color_head: regression (L1, as shipped) or bins '
-    '(a distribution over a*b* bins trained on cross-entropy, Zhang et al. '
-    '2016).')
+    'color_head', 'bins', ('regression', 'bins'),
+    'chromagen_tf.train --color_head: bins (as shipped: a distribution over '
+    'a*b* bins trained on cross-entropy, Zhang et al. 2016) or regression '
+    '(L1, the model shipped before).')
 _TEMPERATURE = flags.DEFINE_float(
     'temperature', 0.38, 'chromagen_tf.train --temperature: the annealed '
     'mean of --color_head=bins that training evaluates and the bundle '
@@ -120,13 +134,13 @@ _BUNDLE_TEMPERATURE = flags.DEFINE_float(
     'curve the evaluate stage measures (MODEL_CARD.md). Default: '
     '--temperature.', lower_bound=0.01)
 _BUNDLE_PRIOR_STRENGTH = flags.DEFINE_float(
-    'bundle_prior_strength', 0.0, 'How much of the training set\'s prior '
+    'bundle_prior_strength', 0.25, 'How much of the training set\'s prior '
     'over the bins the bundled model of --color_head=bins divides out '
     'before decoding (logit adjustment; 0: none), chosen from the decoding '
     'curve.', lower_bound=0.0)
 _DECODING_CURVE = flags.DEFINE_list(
-    'decoding_curve', ['0.38:0', '1:0', '0.38:0.25', '0.38:0.5', '0.6:0.5',
-                       '0.38:0.75'],
+    'decoding_curve', ['0.38:0', '1:0', '0.38:0.1', '0.38:0.2', '0.38:0.25',
+                       '1:0.25', '0.38:0.5'],
     'TEMPERATURE:PRIOR_STRENGTH pairs at which the evaluate stage measures '
     'the val photos, for --color_head=bins.')
 _LAMBDA_CE = flags.DEFINE_float(
@@ -313,6 +327,10 @@ def _evaluate_stage(work: str, output: str, data_dir: str,
         'val_l1_only': _summary(_evaluate(
             os.path.join(reports, f'val_pretrain_{size}.json'), val_photos,
             f'--model={os.path.join(work, "model")}', '--stage=pretrain',
+            render, *decoding)),
+        'val_gan': _summary(_evaluate(
+            os.path.join(reports, f'val_gan_{size}.json'), val_photos,
+            f'--model={os.path.join(work, "model")}', '--stage=gan',
             render, *decoding)),
         'render_size_curve': {},
     }
