@@ -48,18 +48,23 @@ class BundledModelTest(tf.test.TestCase):
                                 atol=0.05, msg=name)
 
     def test_recorded_metrics_against_gray(self):
-        # What MODEL_CARD.md states: above gray on AuC and ab MAE on the
-        # val split (PSNR there is 0.07 dB below gray), and on PSNR and AuC
-        # on the held-out sample photos.
-        val = self.info['metrics']['val']
-        self.assertGreater(val['model']['auc'], val['gray_baseline']['auc'])
-        self.assertLess(val['model']['ab_mae'],
-                        val['gray_baseline']['ab_mae'])
-        held_out = self.info['metrics']['sample_photos']
+        # What MODEL_CARD.md states. On the val split the colourfulness is
+        # within 12 of the truth's, the GAN generator is more colourful than
+        # the pretrained one; its PSNR and AuC are below gray's there.
+        # On the held-out sample photos it beats gray on ab MAE, PSNR and
+        # AuC.
+        metrics = self.info['metrics']
+        val = metrics['val']
+        self.assertLessEqual(val['model']['delta_colorfulness'], 12.0)
+        self.assertGreater(metrics['val_gan']['model']['colorfulness'],
+                           metrics['val_l1_only']['model']['colorfulness'])
+        held_out = metrics['sample_photos']
         self.assertEqual(held_out['num_images'], 14)
         for metric in ('psnr', 'auc'):
             self.assertGreater(held_out['model'][metric],
                                held_out['gray_baseline'][metric], metric)
+        self.assertLess(held_out['model']['ab_mae'],
+                        held_out['gray_baseline']['ab_mae'])
 
     def test_colorize_with_no_model_uses_it(self):
         output_dir = os.path.join(self.get_temp_dir(), 'out')
