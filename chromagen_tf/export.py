@@ -58,7 +58,8 @@ _RENDER_SIZE = flags.DEFINE_integer(
 _TEMPERATURE = flags.DEFINE_float(
     'temperature', None,
     'For a colour-bins model: the annealed-mean temperature the export '
-    'decodes at (1: the mean, palest; towards 0: the mode, most vivid). '
+    'decodes at (1: the mean of the bin distribution; towards 0: its most '
+    'likely bin). '
     'Default: the one recorded with the model.', lower_bound=0.01)
 _PRIOR_STRENGTH = flags.DEFINE_float(
     'prior_strength', None,

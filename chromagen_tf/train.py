@@ -79,8 +79,9 @@ _COLOR_HEAD = flags.DEFINE_enum(
     '(Zhang et al. 2016).')
 _TEMPERATURE = flags.DEFINE_float(
     'temperature', _MODEL_DEFAULT.temperature,
-    'Annealed-mean temperature of --color_head=bins: 1 is the mean (most '
-    'accurate, palest), towards 0 the mode (most vivid); Zhang et al.: '
+    'Annealed-mean temperature of --color_head=bins: 1 decodes the mean of '
+    'the predicted bin distribution, towards 0 its most likely bin (vivid '
+    'where that bin is a colour, gray where it is gray); Zhang et al.: '
     '0.38.', lower_bound=0.01)
 _PRIOR_STRENGTH = flags.DEFINE_float(
     'prior_strength', _MODEL_DEFAULT.prior_strength,

@@ -29,8 +29,8 @@ TEMPERATURE = flags.DEFINE_float(
     'temperature', None,
     'For a colour-bins model (--color_head=bins; bundled or a training '
     'model_dir): the annealed-mean temperature to decode at, from 1 (the '
-    'mean: most accurate, palest) towards 0 (the mode: most vivid). '
-    'Default: the one recorded with the model.', lower_bound=0.01)
+    'mean of the predicted bin distribution) towards 0 (its most likely '
+    'bin). Default: the one recorded with the model.', lower_bound=0.01)
 PRIOR_STRENGTH = flags.DEFINE_float(
     'prior_strength', None,
     'For a colour-bins model: how much of its training set\'s prior over '

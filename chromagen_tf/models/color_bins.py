@@ -8,9 +8,13 @@ quantised a*b* bins and decode the distribution with an *annealed mean*:
     ab = sum_q softmax(logits / T)_q * centre_q
 
 T = 1 is the distribution's mean (the best guess for squared error, and
-gray where the model is unsure); T -> 0 is its mode (vivid, but it
-flickers between bins); Zhang et al. chose T = 0.38. The gray bin (0, 0) is
-a bin centre, so "this is a neutral object" is a class of its own.
+gray where the model is unsure); T -> 0 is its mode; Zhang et al. chose
+T = 0.38 for a model trained with class rebalancing, whose modes are
+vivid. Trained without rebalancing, as here, the mode is gray on most
+pixels, so lowering T alone makes the output paler (BENCHMARKS.md); the
+rebalancing is applied at decoding instead (`prior_strength`,
+`training/bin_prior.py`). The gray bin (0, 0) is a bin centre, so "this is
+a neutral object" is a class of its own.
 
 This module holds the one definition of the bins and their soft-encoded
 targets; `unet_lite` builds the head, `training.losses` the cross-entropy.
