@@ -2,9 +2,10 @@ r"""Accuracy against colourfulness across annealed-mean temperatures.
 
 A colour-bins model (`--color_head=bins`, Zhang et al. 2016) predicts a
 distribution over a*b* bins; its annealed mean at temperature T runs from
-the mean (T = 1: the least squared error, pale where unsure) towards the
-mode (T -> 0: vivid). This decodes one model at several temperatures and
-measures each with the evaluate tool's own per-image metrics
+the mean (T = 1: the least squared error) towards the most likely bin
+(T -> 0; gray wherever gray is the likeliest), and the prior strength
+divides out the training set's prior over the bins to bring rarer colours
+forward. This decodes one model at each setting and measures each with the evaluate tool's own per-image metrics
 (`evaluate_lib`), so its rows compare with the chroma-gain and blend
 tables in BENCHMARKS.md. Gray is the first row.
 

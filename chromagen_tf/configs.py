@@ -35,6 +35,9 @@ from chromagen_tf import files
 
 STAGES = ('pretrain', 'gan')
 COLOR_HEADS = ('regression', 'bins')
+# The generators that can predict ab as colour bins: those whose head works
+# at 1/4 resolution (models/unet_lite.py).
+BINS_GENERATORS = ('resnet18_unet_lite', 'resnet34_unet_lite')
 MODEL_CONFIG_FILE = 'config.json'
 STAGE_CONFIG_FILE = 'config.json'
 
@@ -77,7 +80,7 @@ class ModelConfig:
                 f'color_head must be one of {COLOR_HEADS}, got '
                 f'{self.color_head!r}')
         if (self.color_head == 'bins'
-                and not self.generator.endswith('_unet_lite')):
+                and self.generator not in BINS_GENERATORS):
             raise errors.UsageError(
                 'color_head=bins needs a *_unet_lite generator (it predicts '
                 f'at 1/4 resolution); {self.generator} predicts a*b* '

@@ -72,7 +72,7 @@ _SPECTRAL_NORM = flags.DEFINE_bool(
     'spectral_norm', _MODEL_DEFAULT.spectral_norm,
     'Spectral normalisation in the discriminator.')
 _COLOR_HEAD = flags.DEFINE_enum(
-    'color_head', _MODEL_DEFAULT.color_head, ('regression', 'bins'),
+    'color_head', _MODEL_DEFAULT.color_head, configs.COLOR_HEADS,
     'regression: the generator predicts a*b* and trains on L1. bins '
     '(*_unet_lite generators): it predicts a distribution over 529 a*b* '
     'bins, trains on their cross-entropy and outputs the annealed mean '

@@ -113,14 +113,14 @@ _GAN_WEIGHT = flags.DEFINE_float(
     'generator plus the rest of the pretrained one (weight-space '
     'ensembling, WiSE-FT); 1 ships the GAN generator as it is. 0, as '
     'shipped: on the val split no blend of the colour-bins stages beat the '
-    'pretrained generator decoded with its prior (MODEL_CARD.md).', lower_bound=0.0,
-    upper_bound=1.0)
+    'pretrained generator decoded with its prior (MODEL_CARD.md).',
+    lower_bound=0.0, upper_bound=1.0)
 _LAMBDA_L1 = flags.DEFINE_float(
     'lambda_l1', 100.0, 'chromagen_tf.train --lambda_l1 for the GAN stage: '
     'the weight of L1 beside the adversarial loss (pix2pix: 100; 300 and '
     '1000 measured in BENCHMARKS.md).', lower_bound=0.0)
 _COLOR_HEAD = flags.DEFINE_enum(
-    'color_head', 'bins', ('regression', 'bins'),
+    'color_head', 'bins', configs.COLOR_HEADS,
     'chromagen_tf.train --color_head: bins (as shipped: a distribution over '
     'a*b* bins trained on cross-entropy, Zhang et al. 2016) or regression '
     '(L1, the model shipped before).')

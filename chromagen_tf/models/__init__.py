@@ -39,6 +39,7 @@ are always float32) and save to `.keras` files. Import this package before
 from absl import logging
 import keras
 
+from chromagen_tf import configs
 from chromagen_tf.models import color_bins
 from chromagen_tf.models import layers as layers_lib
 from chromagen_tf.models import patchgan
@@ -58,8 +59,6 @@ _RESNET_GENERATORS = {
     'resnet18_unet_lite': ('resnet18', unet_lite.build_resnet_unet_lite),
     'resnet34_unet_lite': ('resnet34', unet_lite.build_resnet_unet_lite),
 }
-# The generators that can predict ab as colour bins (color_head='bins').
-_BINS_GENERATORS = ('resnet18_unet_lite', 'resnet34_unet_lite')
 # The multiple every input height and width of a generator must have.
 _SIZE_MULTIPLES = {
     'pix2pix_unet': pix2pix.SIZE_MULTIPLE,
@@ -192,10 +191,11 @@ def build_generator(name: str = 'resnet18_unet',
             without one.
     """
     _check_name(name)
-    if color_head != 'regression' and name not in _BINS_GENERATORS:
+    if color_head != 'regression' and name not in configs.BINS_GENERATORS:
         raise ValueError(
             f'color_head={color_head!r} needs one of '
-            f'{", ".join(_BINS_GENERATORS)}; {name} predicts ab directly.')
+            f'{", ".join(configs.BINS_GENERATORS)}; {name} predicts ab '
+            'directly.')
     if width <= 0:
         raise ValueError(f'width must be positive, got {width}.')
     if name == 'pix2pix_unet':
@@ -208,7 +208,7 @@ def build_generator(name: str = 'resnet18_unet',
             synchronized_batch_norm=synchronized_batch_norm)
     arch, build = _RESNET_GENERATORS[name]
     kwargs = {}
-    if name in _BINS_GENERATORS:
+    if name in configs.BINS_GENERATORS:
         kwargs = dict(color_head=color_head, temperature=temperature,
                       log_prior=log_prior, prior_strength=prior_strength)
     generator = build(

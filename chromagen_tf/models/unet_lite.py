@@ -30,6 +30,7 @@ cost. FLOPs per 256x256 image (width=64, counted as in `unet.py` by
 
 import keras
 
+from chromagen_tf import configs
 from chromagen_tf.models import color_bins
 from chromagen_tf.models import layers as layers_lib
 from chromagen_tf.models import unet
@@ -37,7 +38,6 @@ from chromagen_tf.models import unet
 SIZE_MULTIPLE = unet.SIZE_MULTIPLE
 # a*b* are predicted at 1/OUTPUT_STRIDE of the input and up-sampled.
 OUTPUT_STRIDE = 4
-COLOR_HEADS = ('regression', 'bins')
 # The layer whose output is the colour-bin logits (color_head='bins'); the
 # training loss reads it through `logits_and_ab_model`.
 LOGITS_LAYER = 'ab_logits'
@@ -72,9 +72,9 @@ def build_resnet_unet_lite(arch: str = 'resnet18',
     at `temperature`, after subtracting prior_strength * log_prior from
     them; see `color_bins.AnnealedMean`).
     """
-    if color_head not in COLOR_HEADS:
-        raise ValueError(f'color_head must be one of {COLOR_HEADS}, got '
-                         f'{color_head!r}')
+    if color_head not in configs.COLOR_HEADS:
+        raise ValueError(f'color_head must be one of {configs.COLOR_HEADS}, '
+                         f'got {color_head!r}')
     name = name or f'{arch}_unet_lite'
     sync = synchronized_batch_norm
     inputs, checked, _, layer1, layer2, layer3, x = unet.encode(
