@@ -30,7 +30,7 @@ from absl import flags
 from bench import common
 
 _LOOP_NAMES = ('custom', 'fit', 'custom_run_once', 'custom_no_strategy',
-               'custom_ema')
+               'custom_ema', 'custom_bins')
 
 _STEPS = flags.DEFINE_integer('steps',
                               4, 'Steps per timed loop '
@@ -46,7 +46,8 @@ _STAGES = flags.DEFINE_list('stages', ['pretrain', 'gan'],
                             'Training stages to measure.')
 _LOOPS = flags.DEFINE_list(
     'loops', ['custom', 'fit'], 'Any of custom (chromagen_tf.train), fit, '
-    'custom_run_once, custom_no_strategy, custom_ema (see _run_custom).')
+    'custom_run_once, custom_no_strategy, custom_ema, custom_bins (see '
+    '_run_custom).')
 flags.register_validator(
     'loops',
     lambda loops: set(loops) <= set(_LOOP_NAMES),
@@ -130,7 +131,8 @@ def _run_custom(stage,
     per call with no in-graph loop; 'custom_no_strategy' the per-replica
     step in a plain `tf.function` under the default strategy; 'custom_ema'
     the trainer's `train_loop` keeping a moving average of the generator
-    (--ema_decay=0.999).
+    (--ema_decay=0.999); 'custom_bins' the trainer's `train_loop` with the
+    colour-bins head (--color_head=bins, a *_unet_lite generator).
     """
     # pylint: disable=g-import-not-at-top
     import tensorflow as tf
@@ -150,7 +152,10 @@ def _run_custom(stage,
                   steps_per_loop=steps,
                   mixed_precision=precision,
                   strategy='one_device',
-                  model=configs.ModelConfig(generator=generator),
+                  model=configs.ModelConfig(
+                      generator=generator,
+                      color_head='bins' if variant == 'custom_bins' else
+                      'regression'),
                   ema_decay=0.999 if variant == 'custom_ema' else 0.0)
     config = configs.TrainConfig(**values)
     strategy, policy = distribute.setup('one_device', precision)
@@ -159,7 +164,7 @@ def _run_custom(stage,
     train = state.Trainer(config, strategy, policy)
     iterator = iter(trainer._make_datasets(config, strategy, 0, None))  # pylint: disable=protected-access
     step_functions = train.steps
-    if variant in ('custom', 'custom_ema'):
+    if variant in ('custom', 'custom_ema', 'custom_bins'):
         run = lambda: step_functions.train_loop(iterator, tf.constant(steps))
     else:
 
