@@ -2,7 +2,7 @@ r"""Training throughput, memory and FLOP efficiency on this machine.
 
 Measures, for the real resnet18_unet (width 64) at 256x256 and global batch
 16 on one device:
-  * images/s of each stage (custom tf.function steps, steps_per_loop=5),
+  * images/s of each stage (custom tf.function steps, steps_per_loop = --steps, 4),
     median over timed loops after a warm-up, under float32 and bfloat16;
   * the same next to a plain Keras `model.fit` of the same networks
     (`compile(loss='mae')` for pretraining; a `train_step` override in the

@@ -4,7 +4,7 @@ Usage (the command that made the shipped model; the time it took is in
 MODEL_CARD.md):
 
   python -m chromagen_tf.bundled.recipe \
-      --photos_dir=PATH/TO/open_photos/photos --work_dir=runs/bundled \
+      --photos_dir=open_photos --work_dir=runs/bundled \
       --output_dir=chromagen_tf/bundled
 
 Every stage runs through the project's own tools, with fixed seeds:
