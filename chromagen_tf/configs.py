@@ -55,7 +55,13 @@ class ConfigMismatchError(errors.UsageError, ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """The networks' architecture: what a checkpoint's shapes depend on."""
+    """The networks' architecture and a colour-bins model's decoding.
+
+    The decoding settings (temperature, prior_strength) change no weight's
+    shape: any checkpoint may be decoded at other ones. The GAN stage trains
+    through them, though (the discriminator sees the decoded a*b*), so a
+    GAN-stage generator is best decoded at the settings it was trained at.
+    """
 
     generator: str = 'resnet18_unet'
     width: int = 64
@@ -63,15 +69,12 @@ class ModelConfig:
     spectral_norm: bool = False
     # 'regression' predicts ab; 'bins' (the *_unet_lite generators) a
     # distribution over ab bins, decoded by its annealed mean at
-    # `temperature` (Zhang et al. 2016, who chose T = 0.38). The
-    # temperature changes no weight, so a trained model may be decoded at
-    # another one.
+    # `temperature` (Zhang et al. 2016, who chose T = 0.38).
     color_head: str = 'regression'
     temperature: float = 0.38
     # How much of the training set's log prior over the bins the decoder
     # subtracts from the logits (0: none; 1: roughly Zhang's rebalancing,
-    # applied after training; training/bin_prior.py). Changes no weight
-    # either.
+    # applied after training; training/bin_prior.py).
     prior_strength: float = 0.0
 
     def __post_init__(self):
@@ -85,6 +88,12 @@ class ModelConfig:
                 'color_head=bins needs a *_unet_lite generator (it predicts '
                 f'at 1/4 resolution); {self.generator} predicts a*b* '
                 'directly. Pass --generator=resnet18_unet_lite.')
+        if self.temperature <= 0:
+            raise errors.UsageError(
+                f'temperature must be positive, got {self.temperature}.')
+        if self.prior_strength < 0:
+            raise errors.UsageError(
+                f'prior_strength must be >= 0, got {self.prior_strength}.')
 
 
 @dataclasses.dataclass(frozen=True)

@@ -8,7 +8,9 @@ import tensorflow as tf
 
 from chromagen_tf import bundled
 from chromagen_tf import configs
+from chromagen_tf import errors
 from chromagen_tf.inference import colorize_lib
+from chromagen_tf.models import color_bins
 from chromagen_tf.training import checkpoints
 
 _TINY = configs.ModelConfig(generator='resnet18_unet_lite', width=8)
@@ -64,6 +66,34 @@ class BundledFormatTest(tf.test.TestCase):
         with self.assertRaisesRegex(bundled.BundledModelError,
                                     'width 16.*shape'):
             bundled.load_generator(path)
+
+    def test_bad_colour_bins_fields_are_one_clear_error(self):
+        bins = configs.ModelConfig(generator='resnet18_unet_lite', width=8,
+                                   color_head='bins', prior_strength=0.25)
+        prior = [-6.0] * color_bins.NUM_BINS
+        path = bundled.save(
+            checkpoints.build_generator_for(bins, prior), bins,
+            os.path.join(self.get_temp_dir(), 'bins'), render_size=64,
+            info={bundled.BIN_PRIOR_KEY: prior})
+        info_path = os.path.join(path, bundled.INFO_FILE)
+        with open(info_path) as f:
+            good = json.load(f)
+        bundled.load_generator(path)  # Loads as written.
+        for change, error, message in (
+                (lambda info: info.update(
+                    {bundled.BIN_PRIOR_KEY: prior[:300]}),
+                 bundled.BundledModelError, '300 values, not one per colour '
+                 'bin'),
+                (lambda info: info['model'].update(temperature=0.0),
+                 errors.UsageError, 'temperature must be positive'),
+                (lambda info: info['model'].update(prior_strength=-1.0),
+                 errors.UsageError, r'prior_strength must be >= 0')):
+            info = json.loads(json.dumps(good))
+            change(info)
+            with open(info_path, 'w') as f:
+                json.dump(info, f)
+            with self.assertRaisesRegex(error, message):
+                bundled.load_generator(path)
 
     def test_not_a_bundled_model(self):
         empty = self.get_temp_dir()

@@ -12,6 +12,7 @@ from chromagen_tf import color
 from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import files
+from chromagen_tf.data import input_pipeline
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf import models
 from chromagen_tf.models import color_bins
@@ -136,7 +137,6 @@ class ColorBinsTest(tf.test.TestCase):
         self.assertEqual(logits.shape, (2, 16, 16, color_bins.NUM_BINS))
         small = color_bins.annealed_mean(logits, 0.5)
         self.assertAllClose(ab, tf.image.resize(small, [64, 64]), atol=1e-5)
-        self.assertAllClose(generator(l_channel), ab)
         path = os.path.join(self.get_temp_dir(), 'bins.keras')
         generator.save(path)
         reloaded = keras.models.load_model(path)
@@ -256,6 +256,47 @@ class ColorBinsTrainingTest(tf.test.TestCase):
         share = 2.0 * (np.exp(log_prior) - 0.5 / color_bins.NUM_BINS)
         self.assertEqual(near_gray.sum(), 13)
         self.assertGreater(share[near_gray].sum(), 0.4)
+
+    def test_every_worker_gets_the_prior_and_only_the_chief_writes_it(self):
+        model_dir = os.path.join(self.get_temp_dir(), 'prior_workers')
+        other = bin_prior.read_or_estimate(model_dir, self.data_dir,
+                                           write=False)
+        self.assertFalse(os.path.exists(bin_prior.prior_path(model_dir)))
+        chief = bin_prior.read_or_estimate(model_dir, self.data_dir)
+        self.assertEqual(other, chief)
+        self.assertEqual(bin_prior.read(model_dir), chief)
+        # A file that holds no prior is named, not a KeyError.
+        files.write_json_atomically(bin_prior.prior_path(model_dir),
+                                    {'log_prior': chief[:10]})
+        with self.assertRaisesRegex(errors.ChromaGenError,
+                                    'no log_prior of 529 values'):
+            bin_prior.read(model_dir)
+
+    def test_a_corrupt_record_is_named_or_skipped_by_the_prior(self):
+        directory = shards.write_shards(os.path.join(self.get_temp_dir(),
+                                                     'corrupt'),
+                                        image_size=32,
+                                        num_train=4,
+                                        num_val=1,
+                                        train_shards=1)
+        path = os.path.join(directory, 'train-00000-of-00001.tfrecord')
+        with open(path, 'r+b') as f:
+            f.seek(os.path.getsize(path) // 2)
+            f.write(bytes(32))
+        model_dir = os.path.join(self.get_temp_dir(), 'corrupt_run')
+        # The prior is the first thing a colour-bins run reads.
+        with self.assertRaisesRegex(input_pipeline.CorruptRecordError, path):
+            trainer.train(
+                utils.tiny_config(directory, model_dir, model=_BINS_MODEL))
+        self.assertIsNone(bin_prior.read(model_dir))
+        with self.assertRaises(tf.errors.DataLossError):
+            bin_prior.estimate_log_prior(directory)
+        log_prior = bin_prior.read_or_estimate(model_dir,
+                                               directory,
+                                               skip_corrupt_records=True)
+        self.assertLen(log_prior, color_bins.NUM_BINS)
+        self.assertAllInRange(np.exp(log_prior), 0.49 / color_bins.NUM_BINS,
+                              1.0)
 
     def test_pretraining_on_cross_entropy_overfits_four_images(self):
         four = shards.write_shards(os.path.join(self.get_temp_dir(), 'four'),

@@ -106,7 +106,9 @@ def load_generator(path: str = BUNDLED_DIR,
       BundledModelError: the folder is not a bundled model, or its weights
         do not fit its architecture.
     """
-    from chromagen_tf.training import checkpoints  # pylint: disable=g-import-not-at-top
+    # pylint: disable=g-import-not-at-top
+    from chromagen_tf.models import color_bins
+    from chromagen_tf.training import checkpoints
 
     info = read_info(path)
     weights_path = os.path.join(path, WEIGHTS_FILE)
@@ -115,8 +117,12 @@ def load_generator(path: str = BUNDLED_DIR,
     model_config = configs.with_decoding(
         configs.model_config_from_dict(info['model']), temperature,
         prior_strength)
-    generator = checkpoints.build_generator_for(model_config,
-                                                info.get(BIN_PRIOR_KEY))
+    log_prior = info.get(BIN_PRIOR_KEY)
+    if log_prior is not None and len(log_prior) != color_bins.NUM_BINS:
+        raise BundledModelError(
+            f'{path}: {BIN_PRIOR_KEY} in model.json has {len(log_prior)} '
+            f'values, not one per colour bin ({color_bins.NUM_BINS}).')
+    generator = checkpoints.build_generator_for(model_config, log_prior)
     with np.load(weights_path) as arrays:
         expected = {variable.path for variable in generator.weights}
         if expected != set(arrays.files):

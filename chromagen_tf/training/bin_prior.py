@@ -28,6 +28,7 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import color
+from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
@@ -42,11 +43,17 @@ _DOWNSAMPLE = 8
 
 def estimate_log_prior(data_dir: str,
                        split: str = 'train',
-                       max_images: int = MAX_IMAGES) -> np.ndarray:
+                       max_images: int = MAX_IMAGES,
+                       skip_corrupt_records: bool = False) -> np.ndarray:
     """log((1 - UNIFORM_MIX) * p + UNIFORM_MIX / Q), [Q] float32.
+
+    skip_corrupt_records: leave out records tf.data cannot read or decode,
+    as the training input pipeline does under --skip_corrupt_records.
 
     Raises:
       errors.NotFoundError: the split has no records.
+      tf.errors.DataLossError, tf.errors.InvalidArgumentError: a corrupt
+        record, unless skip_corrupt_records.
     """
 
     def _soft_targets(serialized):
@@ -61,8 +68,12 @@ def estimate_log_prior(data_dir: str,
 
     pattern = records.shard_pattern(data_dir, split)
     dataset = tf.data.TFRecordDataset(input_pipeline.list_files(pattern))
+    if skip_corrupt_records:
+        dataset = dataset.ignore_errors(log_warning=True)
     dataset = dataset.take(max_images).map(_soft_targets,
                                            num_parallel_calls=tf.data.AUTOTUNE)
+    if skip_corrupt_records:
+        dataset = dataset.ignore_errors(log_warning=True)
     totals = np.zeros(color_bins.NUM_BINS, np.float64)
     pixels = 0.0
     for sums, count in dataset.as_numpy_iterator():
@@ -79,19 +90,42 @@ def prior_path(model_dir: str) -> str:
 
 
 def read(model_dir: str) -> Optional[list[float]]:
-    """The log prior a model_dir keeps, or None."""
-    values = files.read_json(prior_path(model_dir))
-    return None if values is None else list(values['log_prior'])
+    """The log prior a model_dir keeps, or None.
+
+    Raises:
+      errors.ChromaGenError: the file holds no prior of Q values.
+    """
+    path = prior_path(model_dir)
+    values = files.read_json(path)
+    if values is None:
+        return None
+    log_prior = values.get('log_prior') if isinstance(values, dict) else None
+    if not isinstance(log_prior, list) or len(log_prior) != color_bins.NUM_BINS:
+        raise errors.ChromaGenError(
+            f'{path} holds no log_prior of {color_bins.NUM_BINS} values; '
+            'delete it, and training estimates it again.')
+    return [float(value) for value in log_prior]
 
 
-def write_if_missing(model_dir: str, data_dir: str) -> list[float]:
-    """Estimates and writes MODEL_DIR/bin_prior.json unless it exists."""
+def read_or_estimate(model_dir: str,
+                     data_dir: str,
+                     write: bool = True,
+                     skip_corrupt_records: bool = False) -> list[float]:
+    """MODEL_DIR/bin_prior.json, estimated (and written if `write`) if missing.
+
+    Under multi-worker training every worker estimates the prior from the
+    same records and gets the same values, so that no worker has to wait
+    for the chief's file; only the chief passes write=True.
+    """
     existing = read(model_dir)
     if existing is not None:
         return existing
     log_prior = [
-        round(float(value), 5) for value in estimate_log_prior(data_dir)
+        round(float(value), 5) for value in estimate_log_prior(
+            data_dir, skip_corrupt_records=skip_corrupt_records)
     ]
+    if not write:
+        return log_prior
     files.write_json_atomically(
         prior_path(model_dir), {
             'log_prior': log_prior,

@@ -64,7 +64,14 @@ class Trainer:
         strategy: tf.distribute.Strategy,
         policy: str,
         total_steps: Optional[int] = None,
+        log_prior: Optional[list[float]] = None,
     ):
+        """Builds the networks and the checkpoint in the strategy's scope.
+
+        Args:
+          log_prior: A colour-bins model's prior over the bins; None: the
+            one MODEL_DIR/bin_prior.json holds, if any.
+        """
         self.config = config
         self.strategy = strategy
         self.policy = policy
@@ -74,7 +81,7 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
             self.networks = train_steps.build_networks(
-                config, policy, total_steps)
+                config, policy, total_steps, log_prior)
             self.global_step = tf.Variable(
                 0, dtype=tf.int64, trainable=False, name='global_step',
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,

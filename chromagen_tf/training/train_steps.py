@@ -147,11 +147,13 @@ def _make_optimizer(learning_rate, config, policy, name):
 
 
 def build_networks(config: configs.TrainConfig, policy: str,
-                   total_steps: Optional[int] = None) -> Networks:
+                   total_steps: Optional[int] = None,
+                   log_prior: Optional[list[float]] = None) -> Networks:
     """Builds models and optimizers; call inside `strategy.scope()`.
 
     total_steps, the stage's length (default: config.train_steps), places
-    the learning-rate decay of config.lr_decay_fraction.
+    the learning-rate decay of config.lr_decay_fraction. log_prior: a
+    colour-bins model's prior over the bins; None: MODEL_DIR/bin_prior.json's.
     """
     from chromagen_tf import models  # pylint: disable=g-import-not-at-top
 
@@ -161,7 +163,8 @@ def build_networks(config: configs.TrainConfig, policy: str,
     if config.stage == 'gan' or encoder_weights.lower() == 'none':
         # The GAN stage copies its generator from pretraining instead.
         encoder_weights = None
-    log_prior = bin_prior.read(config.model_dir)
+    if log_prior is None:
+        log_prior = bin_prior.read(config.model_dir)
     generator = checkpoints.build_generator_for(
         config.model,
         log_prior,

@@ -112,14 +112,25 @@ def train(
     if chief:
         configs.check_and_write_model_config(config.model_dir, config.model)
         configs.check_and_write_stage_config(config)
-        if config.model.color_head == 'bins' and dataset_fn is None:
-            bin_prior.write_if_missing(config.model_dir, config.data_dir)
+    log_prior = None
+    if config.model.color_head == 'bins' and dataset_fn is None:
+        # Every worker estimates it (the same records give the same values),
+        # so none waits for the chief's file; only the chief writes it.
+        try:
+            log_prior = bin_prior.read_or_estimate(
+                config.model_dir, config.data_dir, write=chief,
+                skip_corrupt_records=config.skip_corrupt_records)
+        except (tf.errors.DataLossError,
+                tf.errors.InvalidArgumentError) as error:
+            corrupt_records.raise_if_corrupt(config, error)
+            raise
     steps_to_run = total_steps(config) if dataset_fn is None else (
         config.train_steps
     )
     if config.skip_corrupt_records and dataset_fn is None:
         corrupt_records.report_skipped(config)
-    trainer = state.Trainer(config, strategy, policy, steps_to_run)
+    trainer = state.Trainer(config, strategy, policy, steps_to_run,
+                            log_prior)
     try:
         return _train_loop(config, trainer, steps_to_run, dataset_fn)
     finally:
