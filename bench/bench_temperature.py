@@ -12,8 +12,8 @@ every setting, then brought to full resolution with the colorize tool's
 own post-processing and measured with the evaluate tool's per-image
 metrics (`evaluate_lib`), so the rows compare with the chroma-gain and
 blend tables in BENCHMARKS.md. Gray is the first row. The first photo is
-also colorized through `colorize_lib.load_colorizer` at the first setting,
-and the two must agree: the cached decoding is the model's own.
+also colorized through `colorize_lib.load_colorizer` at every uniform
+setting, and the two must agree: the cached decoding is the model's own.
 
 `--prior_rules` also tries priors that vary per pixel. With p_gray the
 probability (at T = 1, no prior) of the bins within chroma 10 of gray:
@@ -24,7 +24,8 @@ probability (at T = 1, no prior) of the bins within chroma 10 of gray:
   * far_from_gray: tau * (1 - p_gray), the opposite.
 
 `--worst=N` lists, per setting, the N photos that lose the most PSNR
-against gray, with their true colourfulness and mean p_gray.
+against gray, with their true colourfulness and mean p_gray (over the
+photo, without the working size's padding).
 
 Usage (the figures in BENCHMARKS.md):
 
@@ -47,6 +48,7 @@ from chromagen_tf.inference import colorize_lib
 from chromagen_tf.inference import evaluate_lib
 from chromagen_tf.models import color_bins
 from chromagen_tf.models import unet_lite
+from chromagen_tf.serving import full_resolution
 from chromagen_tf.training import checkpoints
 
 _IMAGE_DIR = flags.DEFINE_string('image_dir', None,
@@ -108,6 +110,7 @@ class _CachedDecoder:
             input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
         self._upsample = generator.get_layer('ab')
         log_prior = generator.get_layer('ab_small').log_prior
+        self.has_prior = log_prior is not None
         self._log_prior = tf.constant(
             np.zeros(color_bins.NUM_BINS) if log_prior is None else log_prior,
             tf.float32)
@@ -166,6 +169,9 @@ def main(argv: list[str]) -> None:
         decoder, _RENDER_SIZE.value or render_size,
         models.size_multiple(model_config.generator))
     settings = _settings()
+    if not decoder.has_prior and any(tau for _, tau, _ in settings):
+        raise app.UsageError(f'{model} keeps no prior over the bins; only '
+                             '--prior_strengths=0 can be decoded.')
     names = ['gray'] + [_name(setting) for setting in settings]
     per_image = {
         name: {
@@ -181,10 +187,10 @@ def main(argv: list[str]) -> None:
         for setting in settings:
             decoder.setting = setting
             predictions.append(colorizer.predict_ab([l_channel])[0])
-        p_gray.append(float(tf.reduce_mean(decoder.p_gray)))
+        p_gray.append(_photo_mean(decoder.p_gray, l_channel, colorizer))
         if index == 0:
-            _check_against_colorizer(model, settings[0], colorizer.render_size,
-                                     l_channel, predictions[1])
+            _check_against_colorizer(model, settings, colorizer.render_size,
+                                     l_channel, predictions[1:])
         for name, ab_pred in zip(names, predictions):
             values = evaluate_lib.image_metrics(l_channel, ab_pred, ab_true)
             for metric, value in values.items():
@@ -216,19 +222,34 @@ def main(argv: list[str]) -> None:
         }, _OUTPUT.value)
 
 
-def _check_against_colorizer(model, setting, render_size, l_channel, ab_cached):
-    """The cached decoding must equal the model's own at that setting."""
-    temperature, prior_strength, rule = setting
-    if rule != 'uniform':
-        return
-    reference = colorize_lib.load_colorizer(model, _STAGE.value, render_size,
-                                            temperature, prior_strength)
-    difference = float(
-        tf.reduce_max(tf.abs(reference.predict_ab([l_channel])[0] - ab_cached)))
-    if difference > 1e-2:
-        raise AssertionError(
-            f'The cached decoding differs from the colorizer by {difference} '
-            f'(ab units) at {_name(setting)}.')
+def _check_against_colorizer(model, settings, render_size, l_channel,
+                             predictions):
+    """The cached decodings must equal the model's own at every uniform
+    setting (the other rules have no counterpart in the model)."""
+    for setting, ab_cached in zip(settings, predictions):
+        temperature, prior_strength, rule = setting
+        if rule != 'uniform':
+            continue
+        reference = colorize_lib.load_colorizer(model, _STAGE.value,
+                                                render_size, temperature,
+                                                prior_strength)
+        difference = float(
+            tf.reduce_max(
+                tf.abs(reference.predict_ab([l_channel])[0] - ab_cached)))
+        if difference > 1e-2:
+            raise AssertionError(
+                f'The cached decoding differs from the colorizer by '
+                f'{difference} (ab units) at {_name(setting)}.')
+
+
+def _photo_mean(p_gray, l_channel, colorizer) -> float:
+    """Mean of p_gray over the photo, without the working size's padding."""
+    height, width = (int(size) for size in full_resolution.working_shape(
+        l_channel.shape[1], l_channel.shape[2], colorizer.render_size,
+        colorizer.size_multiple)[:2])
+    stride = unet_lite.OUTPUT_STRIDE
+    return float(
+        tf.reduce_mean(p_gray[:, :-(-height // stride), :-(-width // stride)]))
 
 
 def _print_worst(per_image, photos, p_gray, count):

@@ -21,9 +21,11 @@ targets; `unet_lite` builds the head, `training.losses` the cross-entropy.
 
   * Bins: a square grid of spacing 10 (Zhang's grid size) over
     [-110, 110]^2, 23 x 23 = 529 centres in normalised units (ab / 110).
-    Zhang keep only the 313 in the sRGB gamut; the out-of-gamut bins here
-    never receive target mass, so the network learns to give them none, at
-    the price of a wider 1x1 convolution (measured in BENCHMARKS.md).
+    Zhang keep only the 313 in the sRGB gamut; here the bins more than
+    about two grid steps outside it receive next to no target mass (the
+    soft encoding reaches the bins just outside the gamut's edge), so the
+    network learns to give them none, at the price of a wider 1x1
+    convolution (measured in BENCHMARKS.md).
   * Soft encoding: each true colour spreads over nearby centres with a
     Gaussian of sigma 5 (Zhang Sec. 2.1; they truncate to 5 neighbours,
     here weights beyond ~2 bins are below 1e-3 of the nearest).
