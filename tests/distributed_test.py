@@ -29,10 +29,14 @@ from tests import shards
 _GLOBAL_BATCH = 4
 
 
-def _config(stage, sync_batch_norm):
+_BINS_MODEL = configs.ModelConfig(generator='resnet18_unet_lite', width=8,
+                                  discriminator_width=8, color_head='bins')
+
+
+def _config(stage, sync_batch_norm, model=None):
     values = dict(
         stage=stage,
-        model=configs.ModelConfig(width=8, discriminator_width=8),
+        model=model or configs.ModelConfig(width=8, discriminator_width=8),
         image_size=32,
         global_batch_size=_GLOBAL_BATCH,
         sync_batch_norm=sync_batch_norm,
@@ -78,8 +82,8 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         keras.mixed_precision.set_global_policy('float32')
         super().tearDown()
 
-    def _losses_and_gradients(self, stage, sync_batch_norm):
-        config = _config(stage, sync_batch_norm)
+    def _losses_and_gradients(self, stage, sync_batch_norm, model=None):
+        config = _config(stage, sync_batch_norm, model)
         results = []
         for strategy in (self.one, self.two):
             steps = _build(strategy, config)
@@ -106,6 +110,19 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
                                 msg=name)
         self.assertEqual(set(grads_1), {'generator'} if stage == 'pretrain'
                          else {'generator', 'discriminator'})
+        self._assert_gradients_close(grads_1, grads_2)
+
+    def test_two_replicas_match_one_on_the_colour_bins_cross_entropy(self):
+        # The cross-entropy is averaged over the global batch as the L1 is;
+        # its head (logits and annealed mean) runs in float32 whatever the
+        # policy, which the tolerance allows.
+        (metrics_1, grads_1), (metrics_2, grads_2) = (
+            self._losses_and_gradients('pretrain', sync_batch_norm=True,
+                                       model=_BINS_MODEL))
+        self.assertEqual(set(metrics_1), {'l1', 'ce'})
+        for name in metrics_1:
+            self.assertAllClose(metrics_1[name], metrics_2[name], rtol=1e-5,
+                                msg=name)
         self._assert_gradients_close(grads_1, grads_2)
 
     def test_plain_batch_norm_differs_per_replica(self):

@@ -11,6 +11,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from chromagen_tf import models
+from chromagen_tf.models import unet_lite
 from tests import conftest
 
 _TINY = 8
@@ -170,7 +171,7 @@ class PrecisionTest(tf.test.TestCase, parameterized.TestCase):
     @parameterized.product(
         policy=('mixed_float16', 'mixed_bfloat16'),
         name=('resnet18_unet', 'pix2pix_unet', 'discriminator',
-              'discriminator_sn'),
+              'discriminator_sn', 'resnet18_unet_lite_bins'),
     )
     def test_builds_runs_and_outputs_float32(self, policy, name):
         keras.mixed_precision.set_global_policy(policy)
@@ -179,6 +180,14 @@ class PrecisionTest(tf.test.TestCase, parameterized.TestCase):
                 width=_TINY, spectral_norm=name.endswith('_sn'))
             inputs = np.concatenate(
                 [_random_l(64, 64, seed=seed) for seed in range(3)], -1)
+        elif name.endswith('_bins'):
+            model = models.build_generator(name[:-len('_bins')], width=_TINY,
+                                           color_head='bins')
+            # The logits, their softmax and the annealed mean in float32.
+            for layer in (unet_lite.LOGITS_LAYER, 'ab_small', 'ab'):
+                self.assertEqual(model.get_layer(layer).compute_dtype,
+                                 'float32', layer)
+            inputs = _random_l(64, 64)
         else:
             model = models.build_generator(name, width=_TINY)
             size = 256 if name == 'pix2pix_unet' else 64
