@@ -399,7 +399,7 @@ class ColorBinsInferenceTest(tf.test.TestCase):
         with self.assertRaisesRegex(errors.UsageError, 'as it was exported'):
             colorize_lib.load_colorizer(export_base, temperature=0.5)
 
-    def test_export_serves_what_the_generator_computes(self):
+    def test_saved_model_and_tflite_serve_what_the_generator_computes(self):
         export_base = os.path.join(self.get_temp_dir(), 'served')
         module = export_lib.ColorizationModule(self.generator, render_size=64)
         version_dir = export_lib.export_saved_model(module, export_base, 1)
@@ -409,6 +409,20 @@ class ColorBinsInferenceTest(tf.test.TestCase):
             export_lib.L_CHANNEL: l_normalized
         })[export_lib.AB]
         self.assertAllClose(served, self.generator(l_normalized), atol=1e-5)
+        # TFLite, at its fixed square working size: the softmax over the
+        # bins and the annealed mean convert too.
+        path = export_lib.export_tflite(
+            module, os.path.join(self.get_temp_dir(), 'tflite'), 1)
+        interpreter = tf.lite.Interpreter(model_path=path)
+        interpreter.allocate_tensors()
+        square = self.l_channel[:, :48, :48] / 50.0 - 1.0
+        square = tf.image.resize(square, [64, 64])
+        interpreter.set_tensor(interpreter.get_input_details()[0]['index'],
+                               square.numpy())
+        interpreter.invoke()
+        ab = interpreter.get_tensor(
+            interpreter.get_output_details()[0]['index'])
+        self.assertAllClose(ab, self.generator(square), atol=1e-4)
 
 
 if __name__ == '__main__':
