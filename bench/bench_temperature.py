@@ -41,7 +41,6 @@ import tensorflow as tf
 from bench import common
 from chromagen_tf import bundled
 from chromagen_tf import color
-from chromagen_tf import configs
 from chromagen_tf import metrics
 from chromagen_tf import models
 from chromagen_tf.inference import colorize_lib
@@ -49,7 +48,6 @@ from chromagen_tf.inference import evaluate_lib
 from chromagen_tf.models import color_bins
 from chromagen_tf.models import unet_lite
 from chromagen_tf.serving import full_resolution
-from chromagen_tf.training import checkpoints
 
 _IMAGE_DIR = flags.DEFINE_string('image_dir', None,
                                  'Folder of colour photos (the val photos).')
@@ -86,12 +84,8 @@ _NEAR_GRAY_CHROMA = 10.0
 
 def _load_generator(model: str, stage: str):
     """(generator, model config, render size) of a colour-bins model."""
-    if bundled.is_bundled_model(model):
-        generator, model_config, info = bundled.load_generator(model)
-        render_size = info['render_size']
-    else:
-        generator, model_config, _ = checkpoints.restore_generator(model, stage)
-        render_size = configs.trained_image_size(model, stage)
+    generator, model_config, render_size, _ = colorize_lib.load_generator(
+        model, stage)
     if model_config.color_head != 'bins':
         raise app.UsageError(f'{model} is not a colour-bins model.')
     return generator, model_config, render_size
@@ -137,10 +131,9 @@ class _CachedDecoder:
             'near_gray': prior_strength * self.p_gray,
             'far_from_gray': prior_strength * (1.0 - self.p_gray),
         }[rule]
-        adjusted = self._logits - strength * self._log_prior
-        probabilities = tf.nn.softmax(adjusted / temperature, axis=-1)
-        ab_small = tf.einsum('...q,qc->...c', probabilities,
-                             tf.constant(color_bins.bin_centres()))
+        # The prior applied here, as the strength may vary per pixel.
+        ab_small = color_bins.annealed_mean(
+            self._logits - strength * self._log_prior, temperature)
         return self._upsample(ab_small)
 
 

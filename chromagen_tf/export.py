@@ -21,8 +21,6 @@ chromagen_tf/serving/export_lib.py.
 fixed square working size, for mobile apps.
 """
 
-import os
-
 from absl import app
 from absl import flags
 from absl import logging
@@ -32,8 +30,8 @@ from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import models
 from chromagen_tf.data import imaging
+from chromagen_tf.inference import colorize_lib
 from chromagen_tf.serving import export_lib
-from chromagen_tf.training import checkpoints
 
 _MODEL_DIR = flags.DEFINE_string(
     'model_dir', None, 'Training directory holding config.json and '
@@ -82,18 +80,10 @@ def main(argv):
         raise app.UsageError('--export_dir is required.')
     model_dir = _MODEL_DIR.value or bundled.BUNDLED_DIR
     try:
-        if bundled.is_bundled_model(model_dir):
-            generator, model_config, info = bundled.load_generator(
-                model_dir, _TEMPERATURE.value, _PRIOR_STRENGTH.value)
-            checkpoint = os.path.join(model_dir, bundled.WEIGHTS_FILE)
-            render_size = info['render_size']
-        else:
-            generator, model_config, checkpoint = (
-                checkpoints.restore_generator(
-                    model_dir, _STAGE.value, _CHECKPOINT.value,
-                    temperature=_TEMPERATURE.value,
-                    prior_strength=_PRIOR_STRENGTH.value))
-            render_size = configs.trained_image_size(model_dir, _STAGE.value)
+        generator, model_config, render_size, checkpoint = (
+            colorize_lib.load_generator(model_dir, _STAGE.value,
+                                        _CHECKPOINT.value, _TEMPERATURE.value,
+                                        _PRIOR_STRENGTH.value))
     except errors.ChromaGenError as error:
         errors.fail('export', error)
     module = export_lib.ColorizationModule(

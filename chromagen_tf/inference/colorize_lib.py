@@ -20,6 +20,7 @@ The colorize tool walks folders and writes outputs with `colorize_folders`;
 the evaluation tool uses a `Colorizer` directly.
 """
 
+import os
 from typing import Optional, Sequence
 
 import numpy as np
@@ -204,6 +205,40 @@ def _keras_predict_fn(generator):
     return predict
 
 
+def load_generator(
+    model: str, stage: str = 'gan', checkpoint_path: Optional[str] = None,
+    temperature: Optional[float] = None,
+    prior_strength: Optional[float] = None
+) -> tuple[object, configs.ModelConfig, int, str]:
+    """The Keras generator of a bundled model or, if not, a training dir.
+
+    Args:
+      model: A bundled-model folder or a training directory.
+      stage, checkpoint_path: For a training directory: which stage's latest
+        checkpoint, or which checkpoint, to read.
+      temperature, prior_strength: A colour-bins model's decoding settings;
+        default: the model's own.
+
+    Returns:
+      (generator, model_config, render_size, weights): render_size is the
+      working size recorded with the bundle or trained at, weights the file
+      or checkpoint read.
+
+    Raises:
+      bundled.BundledModelError, errors.NotFoundError: nothing to load.
+    """
+    if bundled.is_bundled_model(model):
+        generator, model_config, info = bundled.load_generator(
+            model, temperature, prior_strength)
+        return (generator, model_config, info['render_size'],
+                os.path.join(model, bundled.WEIGHTS_FILE))
+    generator, model_config, path = checkpoints.restore_generator(
+        model, stage, checkpoint_path, temperature=temperature,
+        prior_strength=prior_strength)
+    return (generator, model_config,
+            configs.trained_image_size(model, stage), path)
+
+
 def load_colorizer(
     model: Optional[str] = None, stage: str = 'gan',
     render_size: Optional[int] = None, temperature: Optional[float] = None,
@@ -226,11 +261,11 @@ def load_colorizer(
     if not tf.io.gfile.isdir(model):
         raise ModelNotFoundError(f'--model={model} is not a directory.')
     if bundled.is_bundled_model(model):
-        generator, model_config, info = bundled.load_generator(
-            model, temperature, prior_strength)
+        generator, model_config, trained_size, _ = load_generator(
+            model, temperature=temperature, prior_strength=prior_strength)
         return Colorizer(
             _keras_predict_fn(generator),
-            render_size or info['render_size'],
+            render_size or trained_size,
             models.size_multiple(model_config.generator),
             description=f'bundled model {model}',
         )
@@ -267,12 +302,12 @@ def load_colorizer(
             keep_alive=loaded,
         )
     if tf.io.gfile.exists(configs.model_config_path(model)):
-        generator, model_config, path = checkpoints.restore_generator(
-            model, stage=stage, temperature=temperature,
+        generator, model_config, trained_size, path = load_generator(
+            model, stage, temperature=temperature,
             prior_strength=prior_strength)
         return Colorizer(
             _keras_predict_fn(generator),
-            render_size or configs.trained_image_size(model, stage),
+            render_size or trained_size,
             models.size_multiple(model_config.generator),
             description=f'checkpoint {path}',
         )
