@@ -1,5 +1,6 @@
 """The bundled-model format: float16 weights that restore a float32 model."""
 
+import copy
 import json
 import os
 
@@ -88,7 +89,7 @@ class BundledFormatTest(tf.test.TestCase):
                  errors.UsageError, 'temperature must be positive'),
                 (lambda info: info['model'].update(prior_strength=-1.0),
                  errors.UsageError, r'prior_strength must be >= 0')):
-            info = json.loads(json.dumps(good))
+            info = copy.deepcopy(good)
             change(info)
             with open(info_path, 'w') as f:
                 json.dump(info, f)
