@@ -5,6 +5,8 @@ Usage:
   python -m chromagen_tf.colorize_video old_film.mp4 --output=colour.mp4
   python -m chromagen_tf.colorize_video clip.mkv --output=clip_colour.mkv \
       --model=models/chromagen --temporal=none --batch_size=4
+  python -m chromagen_tf.colorize_video reel.mp4 --output=reel_colour.mp4 \
+      --temporal_strength=0.9
 
 Each frame's lightness goes through the same model path as a photo (the
 bundled model unless --model is given): the network sees a --render_size
@@ -40,6 +42,13 @@ _TEMPORAL = flags.DEFINE_enum(
     'flow: smooth a*b* over time along the optical flow, with a per-pixel '
     'confidence and a reset at scene cuts; none: colorize every frame on '
     'its own.')
+_TEMPORAL_STRENGTH = flags.DEFINE_float(
+    'temporal_strength', video.DEFAULT_TEMPORAL_STRENGTH,
+    'With --temporal=flow: how much of the previous frame\'s colour, '
+    'carried along the flow, each pixel keeps where the flow is trusted '
+    '(0 to below 1). Higher is steadier but follows a real colour change '
+    'more slowly: the colour is averaged over about 1 / (1 - S) frames, '
+    '20 at the default.', lower_bound=0.0, upper_bound=0.99)
 _OVERWRITE = flags.DEFINE_boolean(
     'overwrite', False, 'Replace --output if it exists.')
 _MAX_PIXELS = flags.DEFINE_integer(
@@ -74,6 +83,7 @@ def main(argv):
         raise app.UsageError('--output is required.')
     try:
         from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
+        from chromagen_tf.video import temporal  # pylint: disable=g-import-not-at-top
     except ImportError as error:
         errors.fail(_TOOL, errors.UsageError(
             f'the video extra is not installed ({error}); run: '
@@ -87,6 +97,8 @@ def main(argv):
         overwrite=_OVERWRITE.value,
         crf=_CRF.value,
         pixel_format=_PIXEL_FORMAT.value,
+        temporal_config=temporal.TemporalConfig(
+            strength=_TEMPORAL_STRENGTH.value),
     )
     try:
         pipeline.check_input(config)  # Fails before the model loads.

@@ -1,6 +1,7 @@
 """Tests for colorize_video: round trips, temporal smoothing, bad inputs."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -235,6 +236,50 @@ def test_smoothing_lowers_flicker_on_a_pan():
     assert error(smoothed) < error(predicted)
 
 
+def test_strength_sets_how_much_is_smoothed():
+    frames, flows = _pan(128, 96, 12)
+    lab = [color.rgb_to_lab_numpy(f / 255.0).astype(np.float32) for f in frames]
+    l_channels = [x[..., 0] for x in lab]
+    predicted = _noisy_predictions([x[..., 1:] for x in lab], seed=2)
+    flicker = {}
+    for strength in (0.0, 0.9, 0.95):
+        smoothed, infos = temporal.smooth_sequence(
+            l_channels, predicted, temporal.TemporalConfig(strength=strength))
+        assert max(info.mean_weight for info in infos) <= strength
+        flicker[strength] = synthetic.warped_flicker(smoothed, flows)
+        if strength == 0.0:
+            for output, prediction in zip(smoothed, predicted):
+                np.testing.assert_array_equal(output, prediction)
+    assert flicker[0.95] < flicker[0.9] < flicker[0.0], flicker
+    assert temporal.TemporalConfig().strength == 0.95
+
+
+def test_smoother_works_at_the_size_of_the_given_ab():
+    # colorize_video smooths the model's working-size a*b* of a larger frame.
+    frames, flows = _pan(128, 96, 12)
+    lab = [color.rgb_to_lab_numpy(f / 255.0).astype(np.float32) for f in frames]
+    l_channels = [x[..., 0] for x in lab]
+    small = [cv2.resize(ab, (64, 48), interpolation=cv2.INTER_AREA)
+             for ab in _noisy_predictions([x[..., 1:] for x in lab])]
+    smoothed, _ = temporal.smooth_sequence(l_channels, small)
+    assert {ab.shape for ab in smoothed} == {(48, 64, 2)}
+    full_size = lambda abs_: [cv2.resize(ab, (128, 96)) for ab in abs_]
+    flicker_none = synthetic.warped_flicker(full_size(small), flows)
+    flicker_flow = synthetic.warped_flicker(full_size(smoothed), flows)
+    assert flicker_flow < 0.5 * flicker_none, (flicker_flow, flicker_none)
+
+
+def test_working_size_prediction_resized_is_predict_ab(colorizer):
+    for height, width in ((96, 128), (40, 30)):
+        image = cv2.resize(_photo(), (width, height))
+        l_channel = colorizer.lightness(image)
+        working = colorizer.predict_working_ab([l_channel])[0]
+        assert max(working.shape[1:3]) == _RENDER_SIZE
+        np.testing.assert_allclose(
+            colorizer.ab_to_full_resolution(working, l_channel),
+            colorizer.predict_ab([l_channel])[0], atol=1e-4)
+
+
 def test_a_cut_resets_the_smoothing():
     first, _ = _pan(128, 96, 6, name='stream.jpg')
     second, _ = _pan(128, 96, 6, name='chelsea.jpg')
@@ -357,9 +402,15 @@ def test_command_line_colorizes_and_fails_in_one_line(tmp_path):
     source = _gray_video(str(tmp_path / 'in.mp4'), frames, audio_seconds=0.5)
     output = str(tmp_path / 'out.mp4')
     result = _command(source, f'--output={output}', '--batch_size=4',
-                      f'--render_size={_RENDER_SIZE}')
+                      f'--render_size={_RENDER_SIZE}',
+                      '--temporal_strength=0.3')
     assert result.returncode == 0, result.stderr[-2000:]
     assert 'colorize_video' in result.stderr  # The progress bar.
+    # The strength reaches the smoother: over 5 smoothed frames of 6, the
+    # mean weight is at most 5/6 * 0.3 (0.72 at the default, measured).
+    weight = float(re.search(r'mean weight of the previous colours '
+                             r'([0-9.]+)', result.stdout).group(1))
+    assert 0.0 < weight <= 0.25, result.stdout
     assert len(synthetic.read_video(output)) == 6
     text_file = tmp_path / 'notes.mp4'
     text_file.write_text('not a video')
@@ -376,6 +427,6 @@ def test_help_documents_every_flag():
     result = _command('--help')
     text = result.stdout + result.stderr
     assert 'Traceback' not in text
-    for name in ('output', 'temporal', 'overwrite', 'max_pixels', 'crf',
+    for name in ('output', 'temporal', 'temporal_strength', 'overwrite', 'max_pixels', 'crf',
                  'model', 'stage', 'render_size', 'batch_size'):
         assert f'--{name}' in text or f'--[no]{name}' in text, name

@@ -84,6 +84,10 @@ class Colorizer:
             full_resolution.from_working_ab,
             input_signature=[spec([1, None, None, 2], tf.float32),
                              spec([2], tf.int32), spec([2], tf.int32)])
+        self._resize_ab = tf.function(
+            lambda ab, size: tf.image.resize(ab, size, method='bilinear'),
+            input_signature=[spec([1, None, None, 2], tf.float32),
+                             spec([2], tf.int32)])
         # Not compiled: the gamut mapping works on a data-dependent number
         # of pixels, which XLA recompiles (and runs slowly) for every size.
         self._to_uint8 = tf.function(
@@ -135,6 +139,30 @@ class Colorizer:
             for working, l_channel in zip(
                 self._predict_working(l_channels), l_channels)
         ]
+
+    def predict_working_ab(
+            self, l_channels: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+        """ab at the working size, for work that is cheaper there.
+
+        `predict_ab` is this followed by `ab_to_full_resolution` (to float32
+        rounding: the resize is bilinear, so it commutes with the ab scale).
+
+        Args:
+          l_channels: [1, H, W, 1] float32 tensors, L in [0, 100].
+
+        Returns:
+          One [1, h, w, 2] float32 tensor of ab (real Lab units) per input,
+          at its working size (longer side about render_size), unpadded.
+        """
+        return [self._finish(ab_working, working_size, working_size)
+                for ab_working, working_size in
+                self._predict_working(l_channels)]
+
+    def ab_to_full_resolution(self, ab, l_channel: tf.Tensor) -> tf.Tensor:
+        """Working-size ab [1, h, w, 2] (a tensor or an array) -> ab
+        [1, H, W, 2] at the size of l_channel [1, H, W, 1]."""
+        return self._resize_ab(tf.convert_to_tensor(ab, tf.float32),
+                               tf.shape(l_channel)[1:3])
 
     def lightness(self, image: np.ndarray) -> tf.Tensor:
         """uint8 [H, W, 1 or 3] -> L [1, H, W, 1] in [0, 100]."""

@@ -21,6 +21,11 @@ MAX_PIXELS = 4096 * 2160
 # x264's constant-quality factor; 18 is about visually lossless (x264 docs).
 DEFAULT_CRF = 18
 TEMPORAL_MODES = ('flow', 'none')
+# Weight of the warped previous output where the flow is trusted
+# (temporal.TemporalConfig.strength). 0.95 cuts the flicker of a*b* before
+# coding 3.5-4.5x on the benchmark clips, where 0.9 gave 2.7-3.6x, and
+# loses no PSNR on them (BENCHMARKS.md, "Video").
+DEFAULT_TEMPORAL_STRENGTH = 0.95
 # auto: yuv420p (what every player takes) for even sizes, yuv444p for odd
 # ones; yuv444p keeps full-resolution chroma at any size; the 10-bit
 # formats (H.264 High 10 and High 4:4:4) keep a*b* finer than 8-bit YCbCr.

@@ -2,7 +2,10 @@
 
 The model side is the photo tool's: `colorize_lib.Colorizer` takes each
 frame's L (`lightness`) and predicts full-resolution a*b* (`predict_ab`) at
-its working size, frames of a batch sharing one network call; the output
+its working size, frames of a batch sharing one network call; with
+`--temporal=flow` the a*b* is smoothed at the working size
+(`predict_working_ab`) and resized afterwards (`ab_to_full_resolution`),
+so the smoother's cost does not grow with the frame size. The output
 joins the frame's own full-resolution L with that a*b* through the same
 gamut mapping (`Colorizer.to_uint8`). Between the two,
 `temporal.TemporalSmoother` makes a*b* consistent over time
@@ -65,7 +68,8 @@ class Summary:
     audio_streams: int = 0
     cuts: list = dataclasses.field(default_factory=list)
     seconds: float = 0.0
-    network_seconds: float = 0.0  # Colorizer.predict_ab.
+    # Colorizer.predict_ab, or predict_working_ab and ab_to_full_resolution.
+    network_seconds: float = 0.0
     temporal_seconds: float = 0.0  # TemporalSmoother.step.
     mean_weight: float = 0.0  # Mean blending weight of the warped output.
 
@@ -82,7 +86,9 @@ class Summary:
             text += (f'; {len(self.cuts)} shot(s), temporal smoothing '
                      f'{1000 * self.temporal_seconds / self.frames:.1f} ms '
                      f'per frame against the network\'s '
-                     f'{1000 * self.network_seconds / self.frames:.1f} ms')
+                     f'{1000 * self.network_seconds / self.frames:.1f} ms, '
+                     f'mean weight of the previous colours '
+                     f'{self.mean_weight:.2f}')
         return text
 
 
@@ -101,19 +107,27 @@ class _Run:
     def colorize(self, batch: list) -> None:
         l_channels = [self._colorizer.lightness(frame.rgb) for frame in batch]
         start = time.perf_counter()
-        abs_ = self._colorizer.predict_ab(l_channels)
-        abs_ = [ab[0].numpy() for ab in abs_]
+        if self._smoother is None:
+            abs_ = self._colorizer.predict_ab(l_channels)
+        else:
+            # Smoothed at the working size, then resized as predict_ab would.
+            abs_ = self._colorizer.predict_working_ab(l_channels)
         self._summary.network_seconds += time.perf_counter() - start
         for frame, l_channel, ab in zip(batch, l_channels, abs_):
             if self._smoother is not None:
                 start = time.perf_counter()
-                ab, info = self._smoother.step(l_channel[0, ..., 0].numpy(), ab)
+                ab, info = self._smoother.step(l_channel.numpy()[0, ..., 0],
+                                               ab.numpy()[0])
                 self._summary.temporal_seconds += time.perf_counter() - start
                 self._weights += info.mean_weight
                 if info.cut:
                     self._summary.cuts.append(frame.index)
+                start = time.perf_counter()
+                ab = self._colorizer.ab_to_full_resolution(
+                    ab[np.newaxis], l_channel)
+                self._summary.network_seconds += time.perf_counter() - start
             self._output.write_frame(
-                self._colorizer.to_uint8(l_channel, ab[np.newaxis]), frame.pts)
+                self._colorizer.to_uint8(l_channel, ab), frame.pts)
             self._summary.frames += 1
         self._summary.mean_weight = self._weights / self._summary.frames
 

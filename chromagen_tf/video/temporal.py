@@ -18,7 +18,8 @@ motion (docs/video.md):
      Flow", ECCV 2010), and the source must lie inside frame t-1.
   4. The output is the current prediction blended towards the warped
      previous output by `strength * confidence` (at the flow resolution;
-     the change is upsampled to the frame's size): an exponential moving
+     the change is resized to the prediction's own size, which
+     colorize_video keeps at the model's working size): an exponential moving
      average along motion trajectories, which falls back to the
      prediction at occlusions, at new content and at scene cuts.
   5. A scene cut (most pixels unreliable, or a large change of the L
@@ -35,6 +36,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
+from chromagen_tf import video
+
 # L in [0, 100] to the uint8 images DIS reads.
 _L_TO_UINT8 = 255.0 / 100.0
 _HISTOGRAM_BINS = 32
@@ -46,13 +49,13 @@ class TemporalConfig:
 
     Attributes:
       strength: Weight of the warped previous output where the warp is fully
-        trusted. The filter remembers about 1 / (1 - strength) frames; for
-        independent per-frame noise it keeps sqrt((1 - s) / (1 + s)) of its
-        amplitude (0.23 at 0.9).
+        trusted. The filter remembers about 1 / (1 - strength) frames (20
+        at the default 0.95); for independent per-frame noise it keeps
+        sqrt((1 - s) / (1 + s)) of its amplitude (0.16 at 0.95).
       flow_size: Longer side of the frames the flow, the confidence and the
         filter run at; smaller frames are used at their own size. The
-        filter's change to a*b* is upsampled and added to the
-        full-resolution prediction.
+        filter's change to a*b* is resized to the prediction's size and
+        added to it.
       error_low, error_high: Photometric test, in L units: a warped L within
         error_low of the current L is fully trusted, beyond error_high not
         at all, linearly in between. Video coding noise is about 1-2 L.
@@ -70,7 +73,7 @@ class TemporalConfig:
       preset: DIS operating point, `cv2.DISOPTICAL_FLOW_PRESET_*`.
     """
 
-    strength: float = 0.9
+    strength: float = video.DEFAULT_TEMPORAL_STRENGTH
     flow_size: int = 256
     error_low: float = 3.0
     error_high: float = 10.0
@@ -208,18 +211,23 @@ class TemporalSmoother:
 
         Args:
           l_channel: [H, W] float32 L in [0, 100] of frame t.
-          ab: [H, W, 2] float32 predicted a*b* of frame t.
+          ab: [h, w, 2] float32 predicted a*b* of frame t, at the frame's
+            size or any other (colorize_video passes the model's working
+            size, where the filter's work costs the same for any frame
+            size).
 
         Returns:
-          (ab_out [H, W, 2] float32, StepInfo).
+          (ab_out [h, w, 2] float32, the size of `ab`; StepInfo).
         """
         l_channel = np.asarray(l_channel, np.float32)
         ab = np.asarray(ab, np.float32)
         current = _Frame(l_channel, self.config.flow_size)
+        small_shape = current.small.shape
         ab_small = ab
-        if current.small_size is not None:
-            ab_small = cv2.resize(ab, current.small_size,
-                                  interpolation=cv2.INTER_AREA)
+        if ab.shape[:2] != small_shape:
+            ab_small = cv2.resize(
+                ab, small_shape[::-1], interpolation=cv2.INTER_AREA
+                if ab.shape[0] > small_shape[0] else cv2.INTER_LINEAR)
         previous, previous_ab = self._previous, self._previous_ab
         self._previous = current
         self._previous_ab = ab_small
@@ -238,12 +246,11 @@ class TemporalSmoother:
         change -= ab_small
         change *= weight[..., np.newaxis]
         self._previous_ab = ab_small + change
-        if current.small_size is not None:
+        if ab.shape[:2] != small_shape:
             # a*b* has no detail finer than the working size; the change is
             # as smooth, and upsampling it is 4-5x cheaper at 720p than
             # warping and blending at full resolution.
-            height, width = current.full_shape
-            change = cv2.resize(change, (width, height),
+            change = cv2.resize(change, ab.shape[1::-1],
                                 interpolation=cv2.INTER_LINEAR)
         return ab + change, StepInfo(False, float(weight.mean()), unreliable,
                                      histogram_distance)
