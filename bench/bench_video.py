@@ -7,13 +7,18 @@ Usage:
   python -m bench.bench_video --strip=docs/video_strip.jpg  # README strip
   python -m bench.bench_video --speed_size=1280x720  # speed at one size
   python -m bench.bench_video --skip_memory --output_crf=8  # coding floor
+  python -m bench.bench_video --skip_memory --strengths=0.9,0.95,0.97
 
 Test videos with known ground truth (chromagen_tf/video/synthetic.py):
 each clip is a Ken Burns pan and then a zoom over one sample photo, a hard
 cut, and a pan and zoom over another; the colour clip is encoded (x264,
 CRF 18) as the ground-truth video, its gray version is encoded the same
-way and colorized by the bundled model with --temporal=none, flow, and flow
-without the cut reset (an ablation).
+way and colorized by the bundled model with --temporal=none, flow (at each
+--strengths), and flow without the cut reset (an ablation). A last row,
+"stable colours", is the floor that the coding sets: the model colorizes
+each gray photo once, those a*b* are carried over the frames by the exact
+camera motion (zero flicker before coding, as from a perfect smoother),
+and the frames go through the same writer.
 
 Measures, per clip and mode, averaged over the clips:
   flicker     mean |a*b*(t) - a*b*(t-1) warped by the exact camera flow|
@@ -23,8 +28,9 @@ Measures, per clip and mode, averaged over the clips:
               smoother's a*b* before uint8 rounding and H.264 coding
               (against the ground-truth frames), and after only rounding
               that to uint8 RGB; the excess over the
-              truth's own value is shown, and none / flow ratios of the
-              raw values per clip;
+              truth's own value is shown, and per clip the none / flow
+              ratios of the raw values and of the excess over the stable
+              colours' value;
   ab MAE, PSNR against the ground-truth frames (PSNR on RGB);
   settle      frames after the cut until the output's a*b* is within 1 ab
               unit of its steady distance from the per-frame (none)
@@ -70,6 +76,10 @@ _OUTPUT_PIXEL_FORMAT = flags.DEFINE_enum(
     'colorize_video --pixel_format of the colorized videos, to measure how '
     'much of the decoded-video flicker comes from chroma sampling and bit '
     'depth.')
+_STRENGTHS = flags.DEFINE_list(
+    'strengths', [str(video.DEFAULT_TEMPORAL_STRENGTH)],
+    'Smoother strengths (colorize_video --temporal_strength) to measure, '
+    'one flow row each.')
 _MEMORY_CHILD = flags.DEFINE_list(
     'memory_child', None, 'Internal: INPUT,OUTPUT of one memory run.')
 
@@ -77,9 +87,38 @@ _MEMORY_CHILD = flags.DEFINE_list(
 # (first shot, second shot) photo pairs, landscapes and close-ups mixed.
 CLIPS = (('stream.jpg', 'chelsea.jpg'), ('picos_de_europa.jpg', 'coffee.jpg'),
          ('aitzgorri.jpg', 'fig_bowl.jpg'))
-MODES = (('none', {}), ('flow', {}), ('flow, no cut reset',
-                                      {'detect_cuts': False}))
+_STABLE = 'stable colours'
 _RATE = 12
+
+
+def _modes() -> list:
+    """(name, temporal mode, TemporalConfig overrides) of the rows."""
+    modes = [('none', 'none', {})]
+    for strength in (float(value) for value in _STRENGTHS.value):
+        name = 'flow'
+        if strength != video.DEFAULT_TEMPORAL_STRENGTH:
+            name = f'flow, strength {strength:g}'
+        modes.append((name, 'flow', {'strength': strength}))
+    modes.append(('flow, no cut reset', 'flow', {'detect_cuts': False}))
+    return modes
+
+
+class _GivenColours:
+    """A Colorizer whose predict_ab returns given a*b*, frame by frame."""
+
+    def __init__(self, colorizer, abs_):
+        self._colorizer = colorizer
+        self._abs = iter(abs_)
+
+    def lightness(self, image):
+        return self._colorizer.lightness(image)
+
+    def to_uint8(self, l_channel, ab):
+        return self._colorizer.to_uint8(l_channel, ab)
+
+    def predict_ab(self, l_channels):
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        return [tf.constant(next(self._abs)[np.newaxis]) for _ in l_channels]
 
 
 def _photo(name: str, height: int) -> np.ndarray:
@@ -137,7 +176,9 @@ def run_quality(size, render_size, work_dir) -> dict:
     from chromagen_tf.video import temporal  # pylint: disable=g-import-not-at-top
     width, height = size
     colorizer = colorize_lib.load_colorizer(render_size=render_size)
-    results = {mode: [] for mode, _ in MODES}
+    modes = _modes()
+    results = {mode: [] for mode, _, _ in modes}
+    results[_STABLE] = []
     results['ground truth'] = []
     for first, second in CLIPS:
         photos = [_photo(name, round(height * 1.5)) for name in (first, second)]
@@ -162,23 +203,41 @@ def run_quality(size, render_size, work_dir) -> dict:
         gray_frames = synthetic.read_video(stem + '_gray.mp4')
         l_channels = [colorizer.lightness(f) for f in gray_frames]
         predicted = [ab[0].numpy() for ab in colorizer.predict_ab(l_channels)]
+        # What colorize_video smooths: the working-size a*b*.
+        working = [ab[0].numpy()
+                   for ab in colorizer.predict_working_ab(l_channels)]
         l_arrays = [l[0, ..., 0].numpy() for l in l_channels]
+        # The model's colours of each whole photo, moved with the camera.
+        stable = []
+        for photo, path in zip(photos, cameras):
+            photo_ab = colorizer.predict_ab(
+                [colorizer.lightness(synthetic.gray(photo))])[0][0].numpy()
+            stable.extend(synthetic.ken_burns(photo_ab, path, width, height))
         outputs = {}
-        for mode, overrides in MODES:
+        for index, (mode, temporal_mode, overrides) in enumerate(
+                modes + [(_STABLE, 'none', {})]):
             config = pipeline.VideoConfig(
-                stem + '_gray.mp4', f'{stem}_{mode.split(",")[0]}.mp4',
-                temporal_mode=mode.split(',')[0], overwrite=True,
+                stem + '_gray.mp4', f'{stem}_{index}.mp4',
+                temporal_mode=temporal_mode, overwrite=True,
                 show_progress=False, crf=_OUTPUT_CRF.value,
                 pixel_format=_OUTPUT_PIXEL_FORMAT.value,
                 temporal_config=temporal.TemporalConfig(**overrides))
-            summary = pipeline.colorize_video(colorizer, config)
+            ab_arrays = predicted
+            if mode == _STABLE:
+                ab_arrays = stable
+                summary = pipeline.colorize_video(
+                    _GivenColours(colorizer, stable), config)
+            else:
+                summary = pipeline.colorize_video(colorizer, config)
             frames = synthetic.read_video(config.output_path)
             ab = _ab(frames)
             outputs[mode] = ab
-            ab_arrays = predicted
-            if config.temporal_mode == 'flow':
-                ab_arrays = temporal.smooth_sequence(
-                    l_arrays, predicted, config.temporal_config)[0]
+            if temporal_mode == 'flow':
+                smoothed = temporal.smooth_sequence(
+                    l_arrays, working, config.temporal_config)[0]
+                ab_arrays = [
+                    colorizer.ab_to_full_resolution(ab[np.newaxis], l)[0]
+                    .numpy() for ab, l in zip(smoothed, l_channels)]
             mae = [float(np.abs(a - t).mean()) for a, t in zip(ab, truth_ab)]
             mse = [float(np.mean(np.square(f / 255.0 - t / 255.0)))
                    for f, t in zip(frames, truth)]
@@ -200,7 +259,7 @@ def run_quality(size, render_size, work_dir) -> dict:
                 'network_ms': 1000 * summary.network_seconds / summary.frames,
                 'temporal_ms': 1000 * summary.temporal_seconds / summary.frames,
             })
-        for mode, _ in MODES[1:]:
+        for mode, _, _ in modes[1:]:
             results[mode][-1]['settle'] = _settle(
                 outputs[mode], outputs['none'], cut, len(truth))
     return results
@@ -226,14 +285,24 @@ def _table(results) -> str:
             f'{mean("ab_mae"):.2f} | {mean("psnr"):.2f} | {settle or "-"} | '
             f'{mean("fps"):.1f} | {mean("network_ms"):.1f} | '
             f'{mean("temporal_ms"):.1f} |')
+    def per_clip(values, form='{:.3f}'):
+        return ', '.join(form.format(v) for v in values)
+
+    none, stable = results['none'], results[_STABLE]
     for key in ('flicker_video', 'flicker_ycbcr', 'flicker_uint8',
                 'flicker_ab'):
-        ratios = [n[key] / f[key] for n, f in zip(results['none'],
-                                                   results['flow'])]
-        rows.append(f'\n{key}: none ' + ', '.join(
-            f'{c[key]:.3f}' for c in results['none']) + '; flow ' + ', '.join(
-                f'{c[key]:.3f}' for c in results['flow']) + '; none / flow ' +
-                    ', '.join(f'{r:.2f}x' for r in ratios) + ' per clip')
+        rows.append(f'\n{key} per clip: none {per_clip(c[key] for c in none)}'
+                    f'; {_STABLE} {per_clip(c[key] for c in stable)}')
+        for mode, clips in results.items():
+            if not mode.startswith('flow'):
+                continue
+            raw = [n[key] / f[key] for n, f in zip(none, clips)]
+            above_stable = [(n[key] - s[key]) / (f[key] - s[key])
+                            for n, f, s in zip(none, clips, stable)]
+            rows.append(
+                f'  {mode}: {per_clip(c[key] for c in clips)}; none / flow '
+                f'{per_clip(raw, "{:.2f}x")}; above {_STABLE}: '
+                f'{per_clip(above_stable, "{:.2f}x")}')
     return '\n'.join(rows)
 
 

@@ -49,7 +49,10 @@ def camera_path(start: Camera, end: Camera, frames: int) -> list[Camera]:
 
 def ken_burns(photo: np.ndarray, cameras: Sequence[Camera], width: int,
               height: int) -> Iterator[np.ndarray]:
-    """uint8 RGB frames [height, width, 3] of the photo seen by the cameras.
+    """Frames [height, width, C] of the photo seen by the cameras.
+
+    The photo is usually uint8 RGB; any array OpenCV warps works (float32
+    a*b*, for one), and the frames have its type and channels.
 
     The photo should be no more than about 1.5 cameras' scale larger than
     the frame (resize it first) so that bilinear sampling does not alias.
