@@ -3,7 +3,9 @@
 The generator's LossScaleOptimizer is given a loss scale of 2**60, so the
 float16 backward pass overflows to Inf. Such a step must be skipped (no
 weight moves), halve the scale and still count as a step; from a scale that
-is too large, the scale falls by itself and the updates resume.
+is too large, the scale falls by itself and the updates resume. The same
+holds for the colour-bins head, whose cross-entropy is computed in float32
+from float32 logits while the rest of the generator runs in float16.
 """
 
 import os
@@ -12,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from chromagen_tf import configs
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
 from chromagen_tf.training import distribute
@@ -24,6 +27,9 @@ _HUGE_SCALE = 2.0**60
 
 class LossScaleTest(tf.test.TestCase):
 
+    model = configs.TINY['model']
+    loss_names = {'l1'}
+
     def setUp(self):
         super().setUp()
         data_dir = shards.write_shards(
@@ -31,7 +37,7 @@ class LossScaleTest(tf.test.TestCase):
             num_train=4, num_val=1, train_shards=1)
         config = utils.tiny_config(
             data_dir, os.path.join(self.get_temp_dir(), 'run'),
-            mixed_precision='float16')
+            mixed_precision='float16', model=self.model)
         strategy, policy = distribute.setup('one_device', 'float16')
         self.assertEqual(policy, 'mixed_float16')
         self.trainer = state.Trainer(config, strategy, policy)
@@ -57,7 +63,9 @@ class LossScaleTest(tf.test.TestCase):
             self.iterator, tf.constant(num_steps, tf.int32))
         # The loss itself is unscaled and finite: the loop must not stop.
         self.assertEqual(int(first_bad_step), -1)
-        self.assertTrue(np.isfinite(float(means['l1'])))
+        self.assertEqual(set(means), self.loss_names)
+        for value in means.values():
+            self.assertTrue(np.isfinite(float(value)))
 
     def _scale(self) -> float:
         return float(self.optimizer.dynamic_scale.numpy())
@@ -106,6 +114,13 @@ class LossScaleTest(tf.test.TestCase):
         self.assertTrue(all(changed))
         for weight in self._weights():
             self.assertTrue(np.all(np.isfinite(weight)))
+
+
+class ColorBinsLossScaleTest(LossScaleTest):
+
+    model = configs.ModelConfig(generator='resnet18_unet_lite', width=8,
+                                discriminator_width=8, color_head='bins')
+    loss_names = {'l1', 'ce'}
 
 
 if __name__ == '__main__':
