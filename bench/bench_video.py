@@ -8,6 +8,8 @@ Usage:
   python -m bench.bench_video --speed_size=1280x720  # speed at one size
   python -m bench.bench_video --skip_memory --output_crf=8  # coding floor
   python -m bench.bench_video --skip_memory --strengths=0.9,0.95,0.97
+  python -m bench.bench_video --skip_memory \
+      --clips=sunset.jpg:astronaut.jpg,rocket.jpg:brushes.jpg  # other clips
 
 Test videos with known ground truth (chromagen_tf/video/synthetic.py):
 each clip is a Ken Burns pan and then a zoom over one sample photo, a hard
@@ -76,6 +78,16 @@ _OUTPUT_PIXEL_FORMAT = flags.DEFINE_enum(
     'colorize_video --pixel_format of the colorized videos, to measure how '
     'much of the decoded-video flicker comes from chroma sampling and bit '
     'depth.')
+# (first shot, second shot) photo pairs, landscapes and close-ups mixed.
+CLIPS = (('stream.jpg', 'chelsea.jpg'), ('picos_de_europa.jpg', 'coffee.jpg'),
+         ('aitzgorri.jpg', 'fig_bowl.jpg'))
+_CLIPS = flags.DEFINE_list(
+    'clips', [f'{first}:{second}' for first, second in CLIPS],
+    'FIRST:SECOND sample photos of each clip (a pan and zoom over each, a '
+    'cut between them).')
+flags.register_validator(
+    'clips', lambda clips: all(len(clip.split(':')) == 2 for clip in clips),
+    'Each --clips entry is FIRST:SECOND, two file names in sample_photos/.')
 _STRENGTHS = flags.DEFINE_list(
     'strengths', [str(video.DEFAULT_TEMPORAL_STRENGTH)],
     'Smoother strengths (colorize_video --temporal_strength) to measure, '
@@ -84,9 +96,6 @@ _MEMORY_CHILD = flags.DEFINE_list(
     'memory_child', None, 'Internal: INPUT,OUTPUT of one memory run.')
 
 
-# (first shot, second shot) photo pairs, landscapes and close-ups mixed.
-CLIPS = (('stream.jpg', 'chelsea.jpg'), ('picos_de_europa.jpg', 'coffee.jpg'),
-         ('aitzgorri.jpg', 'fig_bowl.jpg'))
 _STABLE = 'stable colours'
 _RATE = 12
 
@@ -94,7 +103,8 @@ _RATE = 12
 def _modes() -> list:
     """(name, temporal mode, TemporalConfig overrides) of the rows."""
     modes = [('none', 'none', {})]
-    for strength in (float(value) for value in _STRENGTHS.value):
+    # dict.fromkeys: each strength once, in the order given.
+    for strength in dict.fromkeys(float(v) for v in _STRENGTHS.value):
         name = 'flow'
         if strength != video.DEFAULT_TEMPORAL_STRENGTH:
             name = f'flow, strength {strength:g}'
@@ -180,7 +190,7 @@ def run_quality(size, render_size, work_dir) -> dict:
     results = {mode: [] for mode, _, _ in modes}
     results[_STABLE] = []
     results['ground truth'] = []
-    for first, second in CLIPS:
+    for first, second in (clip.split(':') for clip in _CLIPS.value):
         photos = [_photo(name, round(height * 1.5)) for name in (first, second)]
         cameras = [shot_cameras(photos[0], width, height, 20, 12),
                    shot_cameras(photos[1], width, height, 16, 10)]
@@ -297,7 +307,9 @@ def _table(results) -> str:
             if not mode.startswith('flow'):
                 continue
             raw = [n[key] / f[key] for n, f in zip(none, clips)]
+            # Only meaningful while flow stays above the floor.
             above_stable = [(n[key] - s[key]) / (f[key] - s[key])
+                            if f[key] > s[key] else float('inf')
                             for n, f, s in zip(none, clips, stable)]
             rows.append(
                 f'  {mode}: {per_clip(c[key] for c in clips)}; none / flow '

@@ -11,8 +11,9 @@ Usage:
 Each frame's lightness goes through the same model path as a photo (the
 bundled model unless --model is given): the network sees a --render_size
 working copy, and its a*b* is laid over the frame's own full-resolution L.
---temporal=flow (the default) then makes the colours stable over time
-along the optical flow, resetting at scene cuts (docs/video.md).
+With --temporal=flow (the default) the a*b* is first made stable over time
+at the working size, along the optical flow, resetting at scene cuts
+(docs/video.md).
 
 The output keeps the input's frame size (upright, if the input carries a
 rotation), frame timestamps (so also variable frame rates) and audio
@@ -46,7 +47,7 @@ _TEMPORAL_STRENGTH = flags.DEFINE_float(
     'temporal_strength', video.DEFAULT_TEMPORAL_STRENGTH,
     'With --temporal=flow: how much of the previous frame\'s colour, '
     'carried along the flow, each pixel keeps where the flow is trusted '
-    '(0 to below 1). Higher is steadier but follows a real colour change '
+    '(0 to 0.99). Higher is steadier but follows a real colour change '
     'more slowly: the colour is averaged over about 1 / (1 - S) frames, '
     '20 at the default.', lower_bound=0.0, upper_bound=0.99)
 _OVERWRITE = flags.DEFINE_boolean(
@@ -81,6 +82,8 @@ def main(argv):
         raise app.UsageError('Give exactly one INPUT_VIDEO.')
     if not _OUTPUT.value:
         raise app.UsageError('--output is required.')
+    if _TEMPORAL.value == 'none' and flags.FLAGS['temporal_strength'].present:
+        raise app.UsageError('--temporal_strength needs --temporal=flow.')
     try:
         from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
         from chromagen_tf.video import temporal  # pylint: disable=g-import-not-at-top

@@ -254,19 +254,59 @@ def test_strength_sets_how_much_is_smoothed():
     assert temporal.TemporalConfig().strength == 0.95
 
 
-def test_smoother_works_at_the_size_of_the_given_ab():
-    # colorize_video smooths the model's working-size a*b* of a larger frame.
+@pytest.mark.parametrize('ab_size, flow_size', [
+    ((64, 48), 256),  # colorize_video: the working size, below the frame's.
+    ((128, 96), 32),  # a*b* larger than the flow image.
+])
+def test_smoother_works_at_the_size_of_the_given_ab(ab_size, flow_size):
     frames, flows = _pan(128, 96, 12)
     lab = [color.rgb_to_lab_numpy(f / 255.0).astype(np.float32) for f in frames]
     l_channels = [x[..., 0] for x in lab]
-    small = [cv2.resize(ab, (64, 48), interpolation=cv2.INTER_AREA)
-             for ab in _noisy_predictions([x[..., 1:] for x in lab])]
-    smoothed, _ = temporal.smooth_sequence(l_channels, small)
-    assert {ab.shape for ab in smoothed} == {(48, 64, 2)}
+    predicted = [cv2.resize(ab, ab_size, interpolation=cv2.INTER_AREA)
+                 for ab in _noisy_predictions([x[..., 1:] for x in lab])]
+    smoothed, infos = temporal.smooth_sequence(
+        l_channels, predicted, temporal.TemporalConfig(flow_size=flow_size))
+    assert [info.cut for info in infos] == [True] + [False] * 11
+    assert {ab.shape for ab in smoothed} == {ab_size[::-1] + (2,)}
     full_size = lambda abs_: [cv2.resize(ab, (128, 96)) for ab in abs_]
-    flicker_none = synthetic.warped_flicker(full_size(small), flows)
+    flicker_none = synthetic.warped_flicker(full_size(predicted), flows)
     flicker_flow = synthetic.warped_flicker(full_size(smoothed), flows)
     assert flicker_flow < 0.5 * flicker_none, (flicker_flow, flicker_none)
+
+
+@pytest.mark.parametrize('height, width', [(8, 8), (10, 10), (16, 128),
+                                           (31, 256), (50, 1000), (1, 300)])
+def test_smoother_takes_tiny_and_wide_frames(height, width):
+    # OpenCV's DIS fails on these sizes, or kills the process, unless its
+    # input is padded (temporal._DIS_MIN_SIDE).
+    rng = np.random.default_rng(0)
+    texture = cv2.resize(rng.uniform(0, 100, (height // 4 + 2, width // 4 + 2)),
+                         (width + 8, height)).astype(np.float32)
+    smoother = temporal.TemporalSmoother()
+    for shift in range(3):
+        l_channel = np.ascontiguousarray(texture[:, shift:shift + width])
+        ab = rng.normal(0, 5, (height, width, 2)).astype(np.float32)
+        output, _ = smoother.step(l_channel, ab)
+        assert output.shape == ab.shape and np.all(np.isfinite(output))
+
+
+def test_colorize_video_smooths_at_the_working_size(colorizer, tmp_path,
+                                                     monkeypatch):
+    shapes = []
+    step = temporal.TemporalSmoother.step
+
+    def recording_step(self, l_channel, ab):
+        shapes.append((l_channel.shape, ab.shape))
+        return step(self, l_channel, ab)
+
+    monkeypatch.setattr(temporal.TemporalSmoother, 'step', recording_step)
+    frames, _ = _pan(128, 96, 4)
+    source = _gray_video(str(tmp_path / 'pan.mp4'), frames)
+    _run(colorizer, source, str(tmp_path / 'out.mp4'))
+    # L at the frame's size, a*b* at the working size (render size 64).
+    assert shapes == [((96, 128), (48, 64, 2))] * 4
+    assert [f.shape for f in synthetic.read_video(
+        str(tmp_path / 'out.mp4'))] == [(96, 128, 3)] * 4
 
 
 def test_working_size_prediction_resized_is_predict_ab(colorizer):
@@ -421,6 +461,13 @@ def test_command_line_colorizes_and_fails_in_one_line(tmp_path):
              if line.startswith('colorize_video: error:')]
     assert len(lines) == 1 and 'is not a video' in lines[0], failed.stderr
     assert not os.path.exists(tmp_path / 'x.mp4')
+    # A strength for no smoothing is a mistake, not silently ignored.
+    refused = _command(source, f'--output={tmp_path / "y.mp4"}',
+                       '--temporal=none', '--temporal_strength=0.5')
+    assert refused.returncode != 0
+    assert '--temporal_strength needs --temporal=flow' in refused.stderr
+    assert 'Traceback' not in refused.stderr
+    assert not os.path.exists(tmp_path / 'y.mp4')
 
 
 def test_help_documents_every_flag():

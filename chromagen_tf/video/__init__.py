@@ -23,8 +23,8 @@ DEFAULT_CRF = 18
 TEMPORAL_MODES = ('flow', 'none')
 # Weight of the warped previous output where the flow is trusted
 # (temporal.TemporalConfig.strength). 0.95 cuts the flicker of a*b* before
-# coding 3.5-4.5x on the benchmark clips, where 0.9 gave 2.7-3.6x, and
-# loses no PSNR on them (BENCHMARKS.md, "Video").
+# coding 3.6-4.7x on the benchmark clips, where 0.9 gave 2.7-3.6x, and
+# loses at most 0.04 dB PSNR on one of them (BENCHMARKS.md, "Video").
 DEFAULT_TEMPORAL_STRENGTH = 0.95
 # auto: yuv420p (what every player takes) for even sizes, yuv444p for odd
 # ones; yuv444p keeps full-resolution chroma at any size; the 10-bit

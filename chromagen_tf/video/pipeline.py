@@ -5,7 +5,8 @@ frame's L (`lightness`) and predicts full-resolution a*b* (`predict_ab`) at
 its working size, frames of a batch sharing one network call; with
 `--temporal=flow` the a*b* is smoothed at the working size
 (`predict_working_ab`) and resized afterwards (`ab_to_full_resolution`),
-so the smoother's cost does not grow with the frame size. The output
+so of the smoother's work only the downscaling of L grows with the frame
+size. The output
 joins the frame's own full-resolution L with that a*b* through the same
 gamut mapping (`Colorizer.to_uint8`). Between the two,
 `temporal.TemporalSmoother` makes a*b* consistent over time

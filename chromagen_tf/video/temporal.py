@@ -40,6 +40,11 @@ from chromagen_tf import video
 
 # L in [0, 100] to the uint8 images DIS reads.
 _L_TO_UINT8 = 255.0 / 100.0
+# OpenCV 5's DIS fails, or crashes the process, on images that are small
+# or wide for its pyramid (10x10, 16x128 and 31x256 do; 32x256 does not).
+# Its input is padded to at least this size, and to 1/8 of its longer
+# side, which 228 sizes from 1x1 to 256x512 passed.
+_DIS_MIN_SIDE = 32
 _HISTOGRAM_BINS = 32
 
 
@@ -129,6 +134,13 @@ class _Frame:
                                     interpolation=cv2.INTER_AREA)
         self.small_uint8 = np.clip(
             np.rint(self.small * _L_TO_UINT8), 0, 255).astype(np.uint8)
+        small_height, small_width = self.small.shape
+        least = max(_DIS_MIN_SIDE, -(-max(small_height, small_width) // 8))
+        # Padded at the bottom and right, so the flow of the frame's own
+        # pixels is the top-left crop of the padded image's.
+        self.flow_input = cv2.copyMakeBorder(
+            self.small_uint8, 0, max(0, least - small_height), 0,
+            max(0, least - small_width), cv2.BORDER_REPLICATE)
         histogram = np.bincount(
             (self.small_uint8 >> 3).ravel(), minlength=_HISTOGRAM_BINS)
         self.histogram = histogram / max(histogram.sum(), 1)
@@ -138,6 +150,13 @@ def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     columns, rows = np.meshgrid(
         np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     return columns, rows
+
+
+def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resizes to shape (height, width): area-averaged when shrinking."""
+    shrinking = shape[0] <= image.shape[0] and shape[1] <= image.shape[1]
+    return cv2.resize(image, (shape[1], shape[0]), interpolation=(
+        cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR))
 
 
 def _remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray):
@@ -150,7 +169,7 @@ class TemporalSmoother:
 
     Usage:
       smoother = TemporalSmoother()
-      for l_channel, ab in frames:          # [H, W] and [H, W, 2] float32
+      for l_channel, ab in frames:          # [H, W] and [h, w, 2] float32
           ab_out, info = smoother.step(l_channel, ab)
     """
 
@@ -180,9 +199,9 @@ class TemporalSmoother:
           confidence in [0, 1] says how far that can be trusted.
         """
         config = self.config
+        height, width = current.small.shape
         backward = self._backward.calc(
-            current.small_uint8, previous.small_uint8, None)
-        height, width = backward.shape[:2]
+            current.flow_input, previous.flow_input, None)[:height, :width]
         columns, rows = self._cached_grid(height, width)
         map_x = columns + backward[..., 0]
         map_y = rows + backward[..., 1]
@@ -196,8 +215,10 @@ class TemporalSmoother:
         confidence *= inside
         if config.forward_backward_check:
             forward = self._forward.calc(
-                previous.small_uint8, current.small_uint8, None)
-            forward_there = _remap(forward, map_x, map_y)
+                previous.flow_input, current.flow_input,
+                None)[:height, :width]
+            forward_there = _remap(np.ascontiguousarray(forward), map_x,
+                                   map_y)
             mismatch = np.sum(np.square(backward + forward_there), axis=-1)
             bound = config.consistency_alpha * (
                 np.sum(np.square(backward), axis=-1) +
@@ -225,9 +246,7 @@ class TemporalSmoother:
         small_shape = current.small.shape
         ab_small = ab
         if ab.shape[:2] != small_shape:
-            ab_small = cv2.resize(
-                ab, small_shape[::-1], interpolation=cv2.INTER_AREA
-                if ab.shape[0] > small_shape[0] else cv2.INTER_LINEAR)
+            ab_small = _resize(ab, small_shape)
         previous, previous_ab = self._previous, self._previous_ab
         self._previous = current
         self._previous_ab = ab_small
@@ -247,11 +266,10 @@ class TemporalSmoother:
         change *= weight[..., np.newaxis]
         self._previous_ab = ab_small + change
         if ab.shape[:2] != small_shape:
-            # a*b* has no detail finer than the working size; the change is
-            # as smooth, and upsampling it is 4-5x cheaper at 720p than
-            # warping and blending at full resolution.
-            change = cv2.resize(change, ab.shape[1::-1],
-                                interpolation=cv2.INTER_LINEAR)
+            # Only when the prediction is not at the flow size (a render
+            # size other than the flow size, or a caller's full-resolution
+            # a*b*): a*b* is smooth, and so is the change.
+            change = _resize(change, ab.shape[:2])
         return ab + change, StepInfo(False, float(weight.mean()), unreliable,
                                      histogram_distance)
 
