@@ -17,19 +17,22 @@ cut, and a pan and zoom over another; the colour clip is encoded (x264,
 CRF 18) as the ground-truth video, its gray version is encoded the same
 way and colorized by the bundled model with --temporal=none, flow (at each
 --strengths), and flow without the cut reset (an ablation). A last row,
-"stable colours", is the floor that the coding sets: the model colorizes
-each gray photo once, those a*b* are carried over the frames by the exact
-camera motion (zero flicker before coding, as from a perfect smoother),
-and the frames go through the same writer.
+"stable colours", shows the flicker that the coding alone adds: the model
+colorizes each gray photo once, those a*b* are carried over the frames by
+the exact camera motion (no flicker before coding), and the frames go
+through the same writer. (Its colours are not any smoother's output, so
+it indicates the floor rather than bounding it.)
 
 Measures, per clip and mode, averaged over the clips:
   flicker     mean |a*b*(t) - a*b*(t-1) warped by the exact camera flow|
               over consecutive frames of a shot (the same ground-truth
               flow for every mode), measured twice: on the decoded output
               video (against the encoded ground-truth video), and on the
-              smoother's a*b* before uint8 rounding and H.264 coding
+              smoother's a*b* before rounding and H.264 coding
               (against the ground-truth frames), and after only rounding
-              that to uint8 RGB; the excess over the
+              that to the writer's integer RGB (uint8; uint16 for a
+              10-bit --output_pixel_format, whose video is also read
+              back in 16 bits); the excess over the
               truth's own value is shown, and per clip the none / flow
               ratios of the raw values and of the excess over the stable
               colours' value;
@@ -126,6 +129,9 @@ class _GivenColours:
     def to_uint8(self, l_channel, ab):
         return self._colorizer.to_uint8(l_channel, ab)
 
+    def to_uint16(self, l_channel, ab):
+        return self._colorizer.to_uint16(l_channel, ab)
+
     def predict_ab(self, l_channels):
         import tensorflow as tf  # pylint: disable=g-import-not-at-top
         return [tf.constant(next(self._abs)[np.newaxis]) for _ in l_channels]
@@ -155,17 +161,22 @@ def shot_cameras(photo: np.ndarray, width: int, height: int, pan: int,
             synthetic.camera_path(right, close, zoom + 1)[1:])
 
 
+def _unit(frame: np.ndarray) -> np.ndarray:
+    """uint8 or uint16 RGB -> float32 in [0, 1]."""
+    return frame.astype(np.float32) / np.iinfo(frame.dtype).max
+
+
 def _ab(frames) -> list:
     from chromagen_tf import color  # pylint: disable=g-import-not-at-top
-    return [color.rgb_to_lab_numpy(f.astype(np.float32) / 255.0)[..., 1:]
-            for f in frames]
+    return [color.rgb_to_lab_numpy(_unit(f))[..., 1:] for f in frames]
 
 
 def _through_ycbcr(rgb: np.ndarray, pixel_format: str) -> np.ndarray:
-    """uint8 RGB through the writer's YCbCr (`writer.to_ycbcr`) and back."""
+    """RGB through the writer's YCbCr (`writer.to_ycbcr`) and back."""
     from chromagen_tf.video import writer  # pylint: disable=g-import-not-at-top
     return writer.to_ycbcr(rgb, pixel_format).reformat(
-        format='rgb24', src_colorspace='ITU709').to_ndarray()
+        format='rgb48le' if rgb.dtype == np.uint16 else 'rgb24',
+        src_colorspace='ITU709').to_ndarray()
 
 
 def _settle(flow_ab, none_ab, cut: int, end: int) -> int:
@@ -239,7 +250,10 @@ def run_quality(size, render_size, work_dir) -> dict:
                     _GivenColours(colorizer, stable), config)
             else:
                 summary = pipeline.colorize_video(colorizer, config)
-            frames = synthetic.read_video(config.output_path)
+            ten_bit = summary.pixel_format.endswith('10le')
+            # A 10-bit output is written from, and read back as, 16-bit RGB.
+            frames = synthetic.read_video(config.output_path,
+                                          bits=16 if ten_bit else 8)
             ab = _ab(frames)
             outputs[mode] = ab
             if temporal_mode == 'flow':
@@ -249,9 +263,11 @@ def run_quality(size, render_size, work_dir) -> dict:
                     colorizer.ab_to_full_resolution(ab[np.newaxis], l)[0]
                     .numpy() for ab, l in zip(smoothed, l_channels)]
             mae = [float(np.abs(a - t).mean()) for a, t in zip(ab, truth_ab)]
-            mse = [float(np.mean(np.square(f / 255.0 - t / 255.0)))
+            mse = [float(np.mean(np.square(_unit(f) - _unit(t))))
                    for f, t in zip(frames, truth)]
-            rounded = [full_resolution.lab_to_uint8(l, a[np.newaxis])[0].numpy()
+            to_rgb = (full_resolution.lab_to_uint16 if ten_bit
+                      else full_resolution.lab_to_uint8)
+            rounded = [to_rgb(l, a[np.newaxis])[0].numpy()
                        for l, a in zip(l_channels, ab_arrays)]
             results[mode].append({
                 'flicker_video': synthetic.warped_flicker(ab, flows),

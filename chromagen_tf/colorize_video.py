@@ -60,7 +60,7 @@ _MAX_PIXELS = flags.DEFINE_integer(
 _CRF = flags.DEFINE_integer(
     'crf', video.DEFAULT_CRF,
     'x264 constant-rate factor of the output: lower is better quality and '
-    'larger files (18 is about visually lossless).',
+    'larger files (18 is about visually lossless, 0 lossless).',
     lower_bound=0, upper_bound=51)
 
 _PIXEL_FORMAT = flags.DEFINE_enum(

@@ -176,6 +176,34 @@ def test_ten_bit_keeps_a_b_finer_than_eight_bit(tmp_path):
             0.5 * errors_by_format['yuv444p']), errors_by_format
 
 
+def test_ten_bit_output_is_written_from_sixteen_bit_rgb(colorizer, tmp_path):
+    # Lossless 10-bit 4:4:4: the decoded planes are what the writer made of
+    # the colorizer's 16-bit RGB, not of its 8-bit RGB.
+    frames, _ = _pan(64, 48, 3)
+    source = _gray_video(str(tmp_path / 'pan.mp4'), frames)
+    output = str(tmp_path / 'out.mkv')
+    _run(colorizer, source, output, temporal_mode='none', crf=0,
+         pixel_format='yuv444p10le')
+    def planes(frame):  # PyAV has no to_ndarray for yuv444p10le.
+        return np.stack([np.frombuffer(plane, np.uint16).reshape(
+            plane.height, plane.line_size // 2)[:, :plane.width]
+                         for plane in frame.planes])
+
+    with av.open(output) as container:
+        decoded = [planes(frame) for frame in container.decode(video=0)]
+    same = {8: [], 16: []}
+    for gray, decoded_planes in zip(synthetic.read_video(source), decoded):
+        l_channel = colorizer.lightness(gray)
+        ab = colorizer.predict_ab([l_channel])[0]
+        for bits, to_rgb in ((8, colorizer.to_uint8),
+                             (16, colorizer.to_uint16)):
+            expected = planes(writer.to_ycbcr(to_rgb(l_channel, ab),
+                                              'yuv444p10le'))
+            same[bits].append(float(np.mean(expected == decoded_planes)))
+    assert min(same[16]) > 0.99, same
+    assert max(same[8]) < 0.9, same
+
+
 def test_yuv420p_at_an_odd_size_fails_before_the_model(tmp_path):
     frames, _ = _pan(63, 47, 2)
     source = _gray_video(str(tmp_path / 'odd.mp4'), frames,

@@ -94,6 +94,10 @@ class Colorizer:
             full_resolution.lab_to_uint8,
             input_signature=[spec([1, None, None, 1], tf.float32),
                              spec([1, None, None, 2], tf.float32)])
+        self._to_uint16 = tf.function(
+            full_resolution.lab_to_uint16,
+            input_signature=[spec([1, None, None, 1], tf.float32),
+                             spec([1, None, None, 2], tf.float32)])
 
     def with_render_size(self, render_size: int) -> 'Colorizer':
         """The same loaded model at another working size (no reload)."""
@@ -189,6 +193,11 @@ class Colorizer:
         an array) -> uint8 RGB [H, W, 3], gamut-mapped."""
         ab = tf.convert_to_tensor(ab, tf.float32)
         return self._to_uint8(l_channel, ab)[0].numpy()
+
+    def to_uint16(self, l_channel: tf.Tensor, ab) -> np.ndarray:
+        """As `to_uint8`, in 16-bit RGB (what 10-bit video can hold)."""
+        ab = tf.convert_to_tensor(ab, tf.float32)
+        return self._to_uint16(l_channel, ab)[0].numpy()
 
     def gray(self, image: np.ndarray) -> np.ndarray:
         """The lightness of an image as a uint8 RGB gray picture."""

@@ -141,8 +141,17 @@ def lab_to_uint8(l_channel: tf.Tensor, ab: tf.Tensor) -> tf.Tensor:
     Out-of-gamut predictions lose chroma, never lightness
     (`color.lab_to_rgb_in_gamut`), so the output keeps the photo's L.
     """
+    return _lab_to_integer_rgb(l_channel, ab, tf.uint8)
+
+
+def lab_to_uint16(l_channel: tf.Tensor, ab: tf.Tensor) -> tf.Tensor:
+    """As `lab_to_uint8`, in 16-bit sRGB (for 10-bit video)."""
+    return _lab_to_integer_rgb(l_channel, ab, tf.uint16)
+
+
+def _lab_to_integer_rgb(l_channel, ab, dtype: tf.DType) -> tf.Tensor:
     rgb = color.lab_to_rgb_in_gamut(tf.concat([l_channel, ab], axis=-1))
-    return tf.cast(tf.round(rgb * 255.0), tf.uint8)
+    return tf.cast(tf.round(rgb * float(dtype.max)), dtype)
 
 
 def predict_full_resolution_ab(

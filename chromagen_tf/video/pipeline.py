@@ -127,8 +127,10 @@ class _Run:
                 ab = self._colorizer.ab_to_full_resolution(
                     ab[np.newaxis], l_channel)
                 self._summary.network_seconds += time.perf_counter() - start
-            self._output.write_frame(
-                self._colorizer.to_uint8(l_channel, ab), frame.pts)
+            # 16-bit RGB keeps a*b* finer than 8 bits where the output can.
+            to_rgb = (self._colorizer.to_uint16 if self._output.ten_bit
+                      else self._colorizer.to_uint8)
+            self._output.write_frame(to_rgb(l_channel, ab), frame.pts)
             self._summary.frames += 1
         self._summary.mean_weight = self._weights / self._summary.frames
 

@@ -183,8 +183,10 @@ def write_video(path: str, frames: Iterable[np.ndarray], rate: int = 12,
             container.mux(audio.encode(None))
 
 
-def read_video(path: str) -> list[np.ndarray]:
-    """Every frame of a video as uint8 RGB (for tests and benchmarks)."""
+def read_video(path: str, bits: int = 8) -> list[np.ndarray]:
+    """Every frame of a video as RGB (for tests and benchmarks): uint8, or
+    uint16 with bits=16 (to read a 10-bit video without rounding to 8)."""
+    rgb_format = {8: 'rgb24', 16: 'rgb48le'}[bits]
     with av.open(path) as container:
-        return [frame.to_ndarray(format='rgb24')
+        return [frame.to_ndarray(format=rgb_format)
                 for frame in container.decode(video=0)]

@@ -116,7 +116,10 @@ class VideoWriter:
             stream.time_base = self._info.time_base
             context = stream.codec_context
             context.time_base = self._info.time_base
-            context.options = {'crf': str(self._crf), 'preset': _PRESET}
+            # x264's CRF 0 is lossless in 8 bits only; QP 0 is in any.
+            rate_control = ({'qp': '0'} if self._crf == 0 else
+                            {'crf': str(self._crf)})
+            context.options = {**rate_control, 'preset': _PRESET}
             context.colorspace = 1  # AVCOL_SPC_BT709
             context.color_primaries = 1  # AVCOL_PRI_BT709
             context.color_trc = 1  # AVCOL_TRC_BT709
@@ -149,8 +152,16 @@ class VideoWriter:
         packet.stream = self._audio[packet.stream.index]
         self._mux(packet)
 
+    @property
+    def ten_bit(self) -> bool:
+        """The output holds 10 bits: write_frame should get uint16 RGB."""
+        return bool(self.pixel_format) and self.pixel_format.endswith('10le')
+
     def write_frame(self, rgb: np.ndarray, pts: int) -> None:
-        """Encodes one uint8 RGB frame [H, W, 3] at its input timestamp."""
+        """Encodes one RGB frame [H, W, 3] at its input timestamp.
+
+        uint8, or uint16 to keep more than 8 bits in a 10-bit output.
+        """
         if self._container is None:
             self.start(rgb.shape[1], rgb.shape[0])
         if (rgb.shape[1], rgb.shape[0]) != (self.width, self.height):
@@ -215,6 +226,9 @@ def output_pixel_format(width: int, height: int,
 
 
 def to_ycbcr(rgb: np.ndarray, pixel_format: str) -> av.VideoFrame:
-    """A uint8 RGB frame [H, W, 3] as the writer codes it: BT.709 YCbCr."""
-    return av.VideoFrame.from_ndarray(rgb, format='rgb24').reformat(
-        format=pixel_format, dst_colorspace='ITU709')
+    """A uint8 or uint16 RGB frame [H, W, 3] as the writer codes it: BT.709
+    YCbCr."""
+    rgb_format = 'rgb48le' if rgb.dtype == np.uint16 else 'rgb24'
+    return av.VideoFrame.from_ndarray(
+        np.ascontiguousarray(rgb), format=rgb_format).reformat(
+            format=pixel_format, dst_colorspace='ITU709')
