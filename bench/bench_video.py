@@ -89,7 +89,8 @@ _CLIPS = flags.DEFINE_list(
     'FIRST:SECOND sample photos of each clip (a pan and zoom over each, a '
     'cut between them).')
 flags.register_validator(
-    'clips', lambda clips: all(len(clip.split(':')) == 2 for clip in clips),
+    'clips', lambda clips: bool(clips) and all(
+        len(clip.split(':')) == 2 for clip in clips),
     'Each --clips entry is FIRST:SECOND, two file names in sample_photos/.')
 _STRENGTHS = flags.DEFINE_list(
     'strengths', [str(video.DEFAULT_TEMPORAL_STRENGTH)],
@@ -278,6 +279,7 @@ def run_quality(size, render_size, work_dir) -> dict:
                     _through_ycbcr(f, summary.pixel_format)
                     for f in rounded]), flows),
                 'ab_mae': float(np.mean(mae)),
+                'bytes': os.path.getsize(config.output_path),
                 'psnr': float(np.mean([10 * np.log10(1 / m) for m in mse])),
                 'mae_around_cut': [round(m, 2) for m in mae[cut - 2:cut + 5]],
                 'cuts_detected': summary.cuts,
@@ -312,7 +314,8 @@ def _table(results) -> str:
             f'{mean("fps"):.1f} | {mean("network_ms"):.1f} | '
             f'{mean("temporal_ms"):.1f} |')
     def per_clip(values, form='{:.3f}'):
-        return ', '.join(form.format(v) for v in values)
+        return ', '.join('n/a' if np.isnan(v) else form.format(v)
+                         for v in values)
 
     none, stable = results['none'], results[_STABLE]
     for key in ('flicker_video', 'flicker_ycbcr', 'flicker_uint8',
@@ -325,7 +328,7 @@ def _table(results) -> str:
             raw = [n[key] / f[key] for n, f in zip(none, clips)]
             # Only meaningful while flow stays above the floor.
             above_stable = [(n[key] - s[key]) / (f[key] - s[key])
-                            if f[key] > s[key] else float('inf')
+                            if f[key] > s[key] else float('nan')
                             for n, f, s in zip(none, clips, stable)]
             rows.append(
                 f'  {mode}: {per_clip(c[key] for c in clips)}; none / flow '

@@ -83,7 +83,8 @@ def main(argv):
     if not _OUTPUT.value:
         raise app.UsageError('--output is required.')
     if _TEMPORAL.value == 'none' and flags.FLAGS['temporal_strength'].present:
-        raise app.UsageError('--temporal_strength needs --temporal=flow.')
+        errors.fail(_TOOL, errors.UsageError(
+            '--temporal_strength needs --temporal=flow.'))
     try:
         from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
         from chromagen_tf.video import temporal  # pylint: disable=g-import-not-at-top

@@ -314,8 +314,10 @@ def test_smoother_takes_tiny_and_wide_frames(height, width):
     for shift in range(3):
         l_channel = np.ascontiguousarray(texture[:, shift:shift + width])
         ab = rng.normal(0, 5, (height, width, 2)).astype(np.float32)
-        output, _ = smoother.step(l_channel, ab)
+        output, info = smoother.step(l_channel, ab)
         assert output.shape == ab.shape and np.all(np.isfinite(output))
+        if shift:  # The flow explains the shift: smoothed, not a cut.
+            assert not info.cut and info.mean_weight > 0.4, info
 
 
 def test_colorize_video_smooths_at_the_working_size(colorizer, tmp_path,
@@ -492,10 +494,17 @@ def test_command_line_colorizes_and_fails_in_one_line(tmp_path):
     # A strength for no smoothing is a mistake, not silently ignored.
     refused = _command(source, f'--output={tmp_path / "y.mp4"}',
                        '--temporal=none', '--temporal_strength=0.5')
-    assert refused.returncode != 0
-    assert '--temporal_strength needs --temporal=flow' in refused.stderr
+    assert refused.returncode == errors.USAGE_EXIT_CODE
+    assert refused.stderr.strip().splitlines()[-1] == (
+        'colorize_video: error: --temporal_strength needs --temporal=flow.'
+    ), refused.stderr
     assert 'Traceback' not in refused.stderr
     assert not os.path.exists(tmp_path / 'y.mp4')
+    # --temporal=none alone is fine.
+    plain = _command(source, f'--output={tmp_path / "z.mp4"}',
+                     '--temporal=none', f'--render_size={_RENDER_SIZE}')
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert len(synthetic.read_video(str(tmp_path / 'z.mp4'))) == 6
 
 
 def test_help_documents_every_flag():

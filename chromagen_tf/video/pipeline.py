@@ -2,15 +2,13 @@
 
 The model side is the photo tool's: `colorize_lib.Colorizer` takes each
 frame's L (`lightness`) and predicts full-resolution a*b* (`predict_ab`) at
-its working size, frames of a batch sharing one network call; with
-`--temporal=flow` the a*b* is smoothed at the working size
-(`predict_working_ab`) and resized afterwards (`ab_to_full_resolution`),
-so of the smoother's work only the downscaling of L grows with the frame
-size. The output
+its working size, frames of a batch sharing one network call. The output
 joins the frame's own full-resolution L with that a*b* through the same
-gamut mapping (`Colorizer.to_uint8`). Between the two,
-`temporal.TemporalSmoother` makes a*b* consistent over time
-(`--temporal=flow`).
+gamut mapping (`Colorizer.to_uint8`, or `to_uint16` for a 10-bit output).
+With `--temporal=flow`, `temporal.TemporalSmoother` makes a*b* consistent
+over time in between: at the working size (`predict_working_ab`), before
+the resize to the frame (`ab_to_full_resolution`), so that of the
+smoother's work only the downscaling of L grows with the frame size.
 
 Only one batch of frames (and the smoother's previous frame) is in memory
 at any time, whatever the length of the video.
