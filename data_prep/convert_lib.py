@@ -29,10 +29,10 @@ from typing import Callable, Iterable, Iterator, Sequence
 from absl import logging
 import numpy as np
 import tensorflow as tf
+import tqdm
 
 from chromagen_tf import color
 from chromagen_tf import errors
-from chromagen_tf import progress
 from chromagen_tf.data import imaging
 from chromagen_tf.data import records
 from data_prep import allocator
@@ -257,8 +257,8 @@ def _convert_shards(shards: Sequence[shard_files.Shard],
     options = config.image_options
     jobs = ((shard, source) for shard in shards for source in shard.sources)
     total = sum(len(shard.sources) for shard in shards)
-    bar = progress.ProgressBar(total, unit='images', description='convert',
-                               enabled=show_progress)
+    bar = tqdm.tqdm(total=total, unit='images', desc='convert',
+                    disable=not show_progress)
     # Before the fork, so the workers inherit it.
     allocator.retain_freed_memory()
     pool = None

@@ -13,8 +13,9 @@ import shutil
 import subprocess
 import tempfile
 
+import tqdm
+
 from chromagen_tf import errors
-from chromagen_tf import progress
 
 SOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                        'open_photos_sources.json')
@@ -108,8 +109,8 @@ def fetch(photos: list[dict], output_dir: str,
             by_package.setdefault((photo['package'], photo['version']),
                                   []).append(photo)
     written = 0
-    bar = progress.ProgressBar(len(by_package), unit='package',
-                               description='open photos')
+    bar = tqdm.tqdm(total=len(by_package), unit='package',
+                    desc='open photos')
     with tempfile.TemporaryDirectory(prefix='open-photos-') as work:
         for (package, version), wanted in sorted(by_package.items()):
             deb = debs_dir and _find_deb(debs_dir, package, version)

@@ -121,6 +121,22 @@ def test_round_trip_matches_direct_conversion(tmp_path):
         os.path.getsize(name) for name in files)
 
 
+@pytest.mark.parametrize('show_progress', [True, False])
+def test_progress_goes_to_stderr_only_when_asked(tmp_path, capsys,
+                                                  show_progress):
+    config = _config(tmp_path, conftest.SAMPLE_PHOTOS)
+    sources = shard_files.list_image_dir(config.image_dir)
+    convert_lib.run(config, sources, show_progress=show_progress)
+    captured = capsys.readouterr()
+    if show_progress:
+        last = captured.err.rstrip().split('\r')[-1]
+        assert last.startswith('convert: 100%'), last
+        assert f' {len(_PHOTOS)}/{len(_PHOTOS)} [' in last, last
+        assert 'images/s]' in last, last
+    else:
+        assert not captured.err
+
+
 def test_bad_inputs_are_skipped_and_counted(tmp_path, mixed_dir):
     manifest = _run(_config(tmp_path, mixed_dir))
     assert manifest['skipped_counts'] == {

@@ -16,9 +16,9 @@ from absl import logging
 import numpy as np
 from PIL import Image
 import tensorflow as tf
+import tqdm
 
 from chromagen_tf import errors
-from chromagen_tf import progress
 from chromagen_tf.data import image_folders
 from chromagen_tf.data import imaging
 from chromagen_tf.inference import colorize_lib
@@ -173,9 +173,8 @@ def colorize_files(
             summary.skipped_existing += 1
             continue
         pending.append(job)
-    bar = progress.ProgressBar(
-        len(pending), unit='img', description='colorize',
-        stream=progress_stream)
+    bar = tqdm.tqdm(total=len(pending), unit='img', desc='colorize',
+                    file=progress_stream)
     for batch in _batches(pending, config.batch_size):
         loaded = []
         for job in batch:

@@ -23,10 +23,10 @@ from typing import Any, Callable, Optional
 
 from absl import logging
 import tensorflow as tf
+import tqdm
 
 from chromagen_tf import configs
 from chromagen_tf import errors
-from chromagen_tf import progress
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
 from chromagen_tf.training import bin_prior
@@ -69,6 +69,7 @@ def _make_datasets(config, strategy, start_step, dataset_fn):
             augment=config.augment,
             min_crop_scale=config.min_crop_scale,
             deterministic=config.deterministic_input,
+            hints=config.hints,
         )
 
     return strategy.distribute_datasets_from_function(dataset_fn or _train_fn)
@@ -153,10 +154,8 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
         return result
     iterator = iter(_make_datasets(config, strategy, step, dataset_fn))
     agree_to_stop = preemption.stop_agreement(strategy)
-    bar = progress.ProgressBar(
-        steps_to_run, initial=step, unit='step',
-        description=f'{config.stage}',
-    )
+    bar = tqdm.tqdm(total=steps_to_run, initial=step, unit='step',
+                    desc=config.stage)
     losses = {}
     stopped = 'complete'
     with preemption.StopRequest() as stop_request:
@@ -194,7 +193,8 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
             images_per_second = (
                 num_steps * config.global_batch_size / max(elapsed, 1e-9)
             )
-            bar.update(num_steps, **losses)
+            bar.set_postfix(losses, refresh=False)
+            bar.update(num_steps)
             if step % config.summary_every == 0 or step == steps_to_run:
                 evaluator.write_train_summaries(
                     step, losses, images_per_second

@@ -20,8 +20,8 @@ from typing import Optional
 
 from absl import logging
 import numpy as np
+import tqdm
 
-from chromagen_tf import progress
 from chromagen_tf import video
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.video import reader
@@ -176,9 +176,9 @@ def colorize_video(colorizer: colorize_lib.Colorizer,
                                 crf=config.crf,
                                 pixel_format=config.pixel_format) as output:
             run = _Run(colorizer, config, output, summary)
-            bar = progress.ProgressBar(
-                _expected_frames(info), unit='frames',
-                description='colorize_video', enabled=config.show_progress)
+            bar = tqdm.tqdm(total=_expected_frames(info), unit='frames',
+                            desc='colorize_video',
+                            disable=not config.show_progress)
             batch = []
             for item in source.items():
                 if not isinstance(item, reader.Frame):
