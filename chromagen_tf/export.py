@@ -8,14 +8,14 @@ Usage:
 
 writes models/chromagen/<version>/, the layout TF Serving reads with
 --model_base_path=models/chromagen. The version is the next integer unless
---version is given; the export is written into a temporary folder and
-renamed when complete, so a server watching the folder never loads half an
-export; the temporary folders of killed exports are removed by the next
-export. Only the generator is exported, from the latest GAN checkpoint (or
-the pretraining one with --stage=pretrain); without --model_dir, the
-bundled model is exported. The working size defaults to the one the model
-was trained for. The signatures are described in
-chromagen_tf/serving/export_lib.py.
+--version is given. The export is written in a staging folder outside
+the base path and published when complete (a rename; on gs:// and other
+remote paths, a copy with saved_model.pb last), so a server watching the
+base path never loads half an export. Only the generator is exported,
+from the latest GAN checkpoint (or the pretraining one with
+--stage=pretrain); without --model_dir, the bundled model is exported.
+The working size defaults to the one the model was trained for. The
+signatures are described in chromagen_tf/serving/export_lib.py.
 
 --format=tflite writes <version>/model.tflite instead: the raw network at a
 fixed square working size, for mobile apps.

@@ -5,29 +5,40 @@ seconds); the reload runs in a separate Python process that imports only
 TensorFlow, as a serving process would.
 """
 
+import errno
 import io
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from unittest import mock
 
 import keras
 import numpy as np
 from PIL import Image
+import pytest
 import tensorflow as tf
 
 from chromagen_tf import color
+from chromagen_tf import models
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.serving import export_lib
 from chromagen_tf.serving import full_resolution
 from chromagen_tf.serving import image_decoding
-from chromagen_tf.serving import temporaries
-from chromagen_tf.training import checkpoints
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
 from tests.utils import make_model_dir
 
 _RENDER_SIZE = 64
+
+
+def _files_under(directory: str) -> set[str]:
+    """Every file below `directory`, as '/'-separated relative paths."""
+    return {
+        os.path.relpath(os.path.join(parent, name), directory).replace(
+            os.sep, '/')
+        for parent, _, names in os.walk(directory) for name in names}
 
 
 def encode(image: np.ndarray, image_format: str, **options) -> bytes:
@@ -76,13 +87,6 @@ class ExportTest(tf.test.TestCase):
         cls.model_dir = os.path.join(cls.root, 'run')
         make_model_dir(cls.model_dir)
         cls.export_base = os.path.join(cls.root, 'models', 'chromagen')
-        # What an export killed mid-write leaves; the export below must
-        # remove it.
-        cls.stale = os.path.join(
-            cls.export_base, temporaries.temporary_name(1))
-        os.makedirs(os.path.join(cls.stale, 'variables'))
-        with open(os.path.join(cls.stale, 'saved_model.pb'), 'wb') as f:
-            f.write(b'half a SavedModel')
         # The command line, as a user runs it.
         result = subprocess.run(
             [sys.executable, '-m', 'chromagen_tf.export',
@@ -92,7 +96,7 @@ class ExportTest(tf.test.TestCase):
             check=False)
         assert result.returncode == 0, result.stderr[-3000:]
         cls.version_dir = result.stdout.strip().splitlines()[-1]
-        cls.generator, cls.model_config, _ = checkpoints.restore_generator(
+        cls.generator, cls.model_config, _ = models.restore_generator(
             cls.model_dir)
         cls.module = export_lib.ColorizationModule(
             cls.generator, render_size=_RENDER_SIZE)
@@ -103,9 +107,12 @@ class ExportTest(tf.test.TestCase):
         return signature(image_bytes=tf.constant(images, tf.string))[
             'colorized_png_bytes']
 
-    def test_versioned_atomic_layout(self):
+    def test_versioned_layout_and_nothing_left_beside_it(self):
         self.assertEqual(self.version_dir, os.path.join(self.export_base, '1'))
         self.assertEqual(sorted(os.listdir(self.export_base)), ['1'])
+        # The staging folder beside the base is gone.
+        self.assertEqual(os.listdir(os.path.dirname(self.export_base)),
+                         ['chromagen'])
         self.assertEqual(export_lib.next_version(self.export_base), 2)
         self.assertEqual(export_lib.latest_version_dir(self.export_base),
                          self.version_dir)
@@ -114,22 +121,74 @@ class ExportTest(tf.test.TestCase):
         self.assertEqual(metadata['model']['width'], 8)
         self.assertTrue(metadata['checkpoint'].endswith('ckpt-7'))
         with self.assertRaises(FileExistsError):
-            export_lib._write_atomically(self.export_base, 1, os.makedirs)  # pylint: disable=protected-access
-
-    def test_export_removed_the_folder_a_killed_export_left(self):
-        self.assertFalse(os.path.exists(self.stale))
+            export_lib._write_version(self.export_base, 1, os.makedirs)  # pylint: disable=protected-access
 
     def test_failed_export_leaves_nothing(self):
-        base = os.path.join(self.get_temp_dir(), 'failing')
+        parent = os.path.join(self.get_temp_dir(), 'failing')
+        base = os.path.join(parent, 'models')
 
         def write(path):
             os.makedirs(path)
+            # Written where TF Serving never looks.
+            self.assertEqual(os.listdir(base), [])
             raise RuntimeError('disk full')
 
         with self.assertRaisesRegex(RuntimeError, 'disk full'):
-            export_lib._write_atomically(base, None, write)  # pylint: disable=protected-access
+            export_lib._write_version(base, None, write)  # pylint: disable=protected-access
         self.assertEqual(os.listdir(base), [])
+        self.assertEqual(os.listdir(parent), ['models'])
 
+    def test_remote_export_copies_saved_model_pb_last(self):
+        # A real export through the code path of gs:// and other remote
+        # paths, on a local folder: every file is copied, and when
+        # saved_model.pb arrives all the others are there already.
+        base = os.path.join(self.get_temp_dir(), 'bucket')
+        final = os.path.join(base, '1')
+        copied = []
+        copy = tf.io.gfile.copy
+
+        def recording_copy(source, destination, overwrite=False):
+            relative = os.path.relpath(destination, final)
+            if relative == 'saved_model.pb':
+                staged = os.path.dirname(source)
+                self.assertEqual(_files_under(final),
+                                 _files_under(staged) - {relative})
+            copied.append(relative)
+            copy(source, destination, overwrite)
+
+        with mock.patch.object(export_lib.files, 'is_remote',
+                               return_value=True), \
+                mock.patch.object(tf.io.gfile, 'copy', recording_copy):
+            self.assertEqual(export_lib.export_saved_model(self.module, base),
+                             final)
+        self.assertEqual(copied[-1], 'saved_model.pb')
+        self.assertEqual(set(copied), _files_under(final))
+        self.assertIn(f'assets.extra/{export_lib.METADATA_FILE}', copied)
+        self.assertIn('variables/variables.index', copied)
+        self.assertEqual(os.listdir(base), ['1'])
+        loaded = tf.saved_model.load(final)
+        self.assertEqual(sorted(loaded.signatures), sorted(
+            export_lib.SIGNATURES))
+
+    def test_rename_across_file_systems_falls_back_to_copying(self):
+        base = os.path.join(self.get_temp_dir(), 'other_device')
+
+        def write(path):
+            shutil.copytree(self.version_dir, path)
+
+        def cross_device(source, destination):
+            raise OSError(errno.EXDEV, 'Invalid cross-device link')
+
+        with mock.patch.object(os, 'rename', cross_device):
+            final = export_lib._write_version(  # pylint: disable=protected-access
+                base, 3, write)
+        self.assertEqual(_files_under(final), _files_under(self.version_dir))
+        self.assertTrue(tf.saved_model.contains_saved_model(final))
+        self.assertEqual(
+            [name for name in os.listdir(self.get_temp_dir())
+             if name.startswith('.other_device-staging-')], [])
+
+    @pytest.mark.slow  # Subprocesses that import TensorFlow.
     def test_reload_in_a_process_without_chromagen(self):
         rng = np.random.default_rng(0)
         inputs = {
@@ -163,6 +222,7 @@ class ExportTest(tf.test.TestCase):
             self.assertEqual(outputs['png'].shape[:2],
                              (original.height, original.width))
 
+    @pytest.mark.slow  # Subprocesses that import TensorFlow.
     def test_saved_model_cli(self):
         cli = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
         shown = subprocess.run(

@@ -16,12 +16,19 @@ images are decoded in the graph after a check of their header size (see
 `image_decoding`). An empty batch gives an empty result.
 
 `export_saved_model` and `export_tflite` write <export_base>/<version>/, the
-layout TF Serving watches, through a hidden temporary folder that is renamed
-only when complete; the next export removes the temporary folders of killed
-ones (`export_temporaries`).
+layout TF Serving watches. An export is first written outside the base
+path, where TF Serving never looks, and published only when complete (see
+`_publish`).
 """
 
+import errno
+import json
+import os
+import shutil
+import tempfile
 from typing import Callable, Optional
+
+from absl import logging
 
 import keras
 import tensorflow as tf
@@ -31,7 +38,6 @@ from chromagen_tf import files
 from chromagen_tf.data import imaging
 from chromagen_tf.serving import full_resolution
 from chromagen_tf.serving import image_decoding
-from chromagen_tf.serving import temporaries
 
 IMAGE_BYTES = 'image_bytes'
 # TF Serving's REST API base64-wraps a string output only when its name
@@ -45,9 +51,9 @@ AB = 'ab'
 SIGNATURES = ('serving_default', 'colorize_image', 'predict_ab')
 
 
-
 class VersionExistsError(errors.UsageError, FileExistsError):
     """The export version asked for exists already."""
+
 
 class ColorizationModule(tf.Module):
     """A generator plus the serving pre- and post-processing.
@@ -152,7 +158,7 @@ class ColorizationModule(tf.Module):
         }
 
 
-# --- Versioned, atomic export -----------------------------------------------
+# --- Versioned export, complete before TF Serving sees it --------------------
 
 METADATA_FILE = 'chromagen.json'  # In <version>/assets.extra/.
 
@@ -184,8 +190,6 @@ def latest_version_dir(export_base: str) -> Optional[str]:
 
 def read_metadata(version_dir: str) -> dict:
     """The export's settings (render_size, ...) or {} if there are none."""
-    import json  # pylint: disable=g-import-not-at-top
-
     path = files.join(version_dir, 'assets.extra', METADATA_FILE)
     if not tf.io.gfile.exists(path):
         return {}
@@ -193,37 +197,116 @@ def read_metadata(version_dir: str) -> dict:
         return json.load(f)
 
 
-def _write_atomically(
+# The file TF Serving's loader needs before it reads anything else: a
+# version folder without it fails to load with NotFound and is retried
+# (LoadSessionBundleOrSavedModelBundle in tensorflow_serving's
+# session_bundle_util.cc; --max_num_load_retries=5 at
+# --load_retry_interval_micros=60 s by default).
+_SAVED_MODEL_FILES = ('saved_model.pb', 'saved_model.pbtxt')
+
+
+def _staging_directory(export_base: str) -> str:
+    """A fresh folder to write a version in, outside the base path.
+
+    Local exports are staged beside the base, on the same file system, so
+    that publishing is one rename; remote ones in the local temporary
+    folder, since they are copied anyway. TF Serving reads only the base
+    path, so a folder that a killed export leaves here never affects
+    serving; it may be deleted whenever no export is running.
+    """
+    if not files.is_remote(export_base):
+        parent, name = os.path.split(os.path.abspath(export_base))
+        try:
+            return tempfile.mkdtemp(prefix=f'.{name}-staging-', dir=parent)
+        except OSError as error:  # E.g. a base mounted into a read-only /.
+            logging.info('Cannot stage beside %s (%s); staging in %s.',
+                         export_base, error, tempfile.gettempdir())
+    return tempfile.mkdtemp(prefix='chromagen-export-')
+
+
+def _copy_saved_model_file_last(source: str, destination: str) -> None:
+    """Copies a folder tree, with saved_model.pb after every other file.
+
+    A rename on a bucket (gs://, s3://) is a copy file by file, so TF
+    Serving polling it can see a version folder half written. Without
+    saved_model.pb that folder only fails to load, and is retried; once
+    saved_model.pb is there, every other file is complete. An export killed
+    while copying leaves a version folder without saved_model.pb: TF
+    Serving keeps serving the version it has, and `latest_version_dir`
+    skips it; delete it by hand.
+    """
+    last = []
+    for directory, _, names in tf.io.gfile.walk(source):
+        relative = os.path.relpath(directory, source)
+        target = (destination if relative == '.' else
+                  files.join(destination, *relative.split(os.sep)))
+        tf.io.gfile.makedirs(target)
+        for name in sorted(names):
+            pair = (os.path.join(directory, name), files.join(target, name))
+            if relative == '.' and name in _SAVED_MODEL_FILES:
+                last.append(pair)
+            else:
+                tf.io.gfile.copy(*pair)
+    for pair in last:
+        tf.io.gfile.copy(*pair)
+
+
+def _publish(staged: str, final: str) -> None:
+    """Makes a complete staged version visible as `final`.
+
+    A local rename is atomic. Across file systems, and on remote paths,
+    the files are copied with saved_model.pb last.
+    """
+    if not files.is_remote(final):
+        try:
+            os.rename(staged, final)
+            return
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+    try:
+        _copy_saved_model_file_last(staged, final)
+    except BaseException:
+        if tf.io.gfile.exists(final):
+            tf.io.gfile.rmtree(final)
+        raise
+
+
+def _write_version(
     export_base: str, version: Optional[int], write: Callable[[str], None]
 ) -> str:
-    """Writes a version into a hidden temporary folder, then renames it.
+    """Writes a version outside the base path, then publishes it.
 
-    TF Serving only loads integer-named children of the base path, so the
-    temporary folder (not a number) is never seen half-written. Temporary
-    folders that killed exports left are removed first
-    (`export_temporaries`).
+    Args:
+      export_base: TF Serving's --model_base_path; created if missing.
+      version: The version number; default: the next integer.
+      write: Writes the version's files into the folder it is given (which
+        does not exist yet).
+
+    Returns:
+      The version directory.
+
+    Raises:
+      VersionExistsError: the version already exists.
     """
     tf.io.gfile.makedirs(export_base)
-    with temporaries.writing(export_base):
-        if version is None:
-            version = next_version(export_base)
-        if version < 0:
-            raise ValueError(f'version must be >= 0, got {version}')
-        final = files.join(export_base, str(version))
-        if tf.io.gfile.exists(final):
-            raise VersionExistsError(
-                f'{final} already exists; pick another --version or leave '
-                'it out to use the next one.'
-            )
-        temporary = files.join(export_base,
-                          temporaries.temporary_name(version))
-        try:
-            write(temporary)
-            tf.io.gfile.rename(temporary, final)
-        except BaseException:
-            if tf.io.gfile.exists(temporary):
-                tf.io.gfile.rmtree(temporary)
-            raise
+    if version is None:
+        version = next_version(export_base)
+    if version < 0:
+        raise ValueError(f'version must be >= 0, got {version}')
+    final = files.join(export_base, str(version))
+    if tf.io.gfile.exists(final):
+        raise VersionExistsError(
+            f'{final} already exists; pick another --version or leave '
+            'it out to use the next one.'
+        )
+    staging = _staging_directory(export_base)
+    try:
+        staged = os.path.join(staging, str(version))
+        write(staged)
+        _publish(staged, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return final
 
 
@@ -248,8 +331,6 @@ def export_saved_model(
     Raises:
       VersionExistsError: the version already exists.
     """
-    import json  # pylint: disable=g-import-not-at-top
-
     settings = dict(metadata or {})
     settings.update(
         render_size=module.render_size,
@@ -271,7 +352,7 @@ def export_saved_model(
         with tf.io.gfile.GFile(files.join(extra, METADATA_FILE), 'w') as f:
             json.dump(settings, f, indent=2, sort_keys=True)
 
-    return _write_atomically(export_base, version, write)
+    return _write_version(export_base, version, write)
 
 
 def export_tflite(
@@ -303,5 +384,5 @@ def export_tflite(
         with tf.io.gfile.GFile(files.join(path, 'model.tflite'), 'wb') as f:
             f.write(flatbuffer)
 
-    return files.join(_write_atomically(export_base, version, write),
-                 'model.tflite')
+    return files.join(_write_version(export_base, version, write),
+                      'model.tflite')
