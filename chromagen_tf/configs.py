@@ -34,6 +34,9 @@ from chromagen_tf import errors
 from chromagen_tf import files
 
 STAGES = ('pretrain', 'gan')
+# How training gives a hint model its hints: 'local' simulates them from
+# each example's ground truth (chromagen_tf/hints.py), 'none' gives none.
+HINT_SAMPLING = ('none', 'local')
 COLOR_HEADS = ('regression', 'bins')
 # The generators that can predict ab as colour bins: those whose head works
 # at 1/4 resolution (models/unet_lite.py).
@@ -76,6 +79,9 @@ class ModelConfig:
     # subtracts from the logits (0: none; 1: roughly Zhang's rebalancing,
     # applied after training; training/bin_prior.py).
     prior_strength: float = 0.0
+    # Whether the generator takes colour hints beside L: a hint a*b* map
+    # and its mask (Zhang et al. 2017; chromagen_tf/hints.py).
+    hints: bool = False
 
     def __post_init__(self):
         if self.color_head not in COLOR_HEADS:
@@ -144,11 +150,19 @@ class TrainConfig:
     augment: bool = True
     min_crop_scale: float = 1.0
     deterministic_input: bool = False
+    hints: str = 'none'
 
     def __post_init__(self):
         if self.stage not in STAGES:
             raise errors.UsageError(
                 f'stage must be one of {STAGES}, got {self.stage!r}')
+        if self.hints not in HINT_SAMPLING:
+            raise errors.UsageError(
+                f'hints must be one of {HINT_SAMPLING}, got {self.hints!r}')
+        if self.hints != 'none' and not self.model.hints:
+            raise errors.UsageError(
+                f'hints={self.hints} trains a hint model: set the model '
+                "config's hints=True.")
         if not 0.0 <= self.lr_decay_fraction <= 1.0:
             raise errors.UsageError(
                 'lr_decay_fraction must be in [0, 1], got '

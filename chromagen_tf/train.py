@@ -54,9 +54,19 @@ _ENCODER_WEIGHTS = flags.DEFINE_string(
     'from chromagen_tf.tools.import_torchvision_resnet.')
 _INIT_FROM = flags.DEFINE_string(
     'init_from', _DEFAULT.init_from,
-    'GAN stage only: checkpoint (or folder) to copy the generator from '
-    '(its moving average, if it kept one: --ema_decay). '
-    "Empty: the latest MODEL_DIR/pretrain checkpoint. 'none': from scratch.")
+    'Where a new stage copies its generator from: a checkpoint, a folder of '
+    'checkpoints or a bundled model folder (e.g. chromagen_tf/bundled); the '
+    'moving average, if the checkpoint kept one (--ema_decay). A model '
+    'without hints can start a hint model (--hints=local): its hint '
+    "weights start at zero. Empty: the GAN stage's latest MODEL_DIR/pretrain "
+    "checkpoint, the pretrain stage's --encoder_weights. 'none': the GAN "
+    'stage from scratch.')
+_HINTS = flags.DEFINE_enum(
+    'hints', _DEFAULT.hints, configs.HINT_SAMPLING,
+    'local: train a model that takes colour hints, with hints simulated '
+    'from each training photo (chromagen_tf/hints.py: none for 30% of the '
+    'examples, else a geometric count, p=1/8, of 1-9 px patches of the '
+    "true a*b*). none: an automatic model.")
 _IMAGE_SIZE = flags.DEFINE_integer(
     'image_size', _DEFAULT.image_size,
     'Training crop size, a multiple of 32 (256 for '
@@ -210,7 +220,8 @@ _TRAIN_FIELDS = tuple(field.name
                       for field in dataclasses.fields(configs.TrainConfig)
                       if field.name not in ('stage', 'model'))
 _MODEL_FIELDS = tuple(
-    field.name for field in dataclasses.fields(configs.ModelConfig))
+    field.name for field in dataclasses.fields(configs.ModelConfig)
+    if field.name != 'hints')
 
 
 def config_from_flags() -> configs.TrainConfig:
@@ -226,6 +237,7 @@ def config_from_flags() -> configs.TrainConfig:
         passed['generator'] = models.BASELINE_GENERATOR
     passed.setdefault('discriminator_width',
                       passed.get('width', _MODEL_DEFAULT.width))
+    passed['hints'] = _HINTS.value != 'none'
     overrides = {
         name: flags.FLAGS[name].value
         for name in _TRAIN_FIELDS

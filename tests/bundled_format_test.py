@@ -10,9 +10,9 @@ import tensorflow as tf
 from chromagen_tf import bundled
 from chromagen_tf import configs
 from chromagen_tf import errors
+from chromagen_tf import models
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.models import color_bins
-from chromagen_tf.training import checkpoints
 
 _TINY = configs.ModelConfig(generator='resnet18_unet_lite', width=8)
 
@@ -20,7 +20,7 @@ _TINY = configs.ModelConfig(generator='resnet18_unet_lite', width=8)
 class BundledFormatTest(tf.test.TestCase):
 
     def _saved(self, name='tiny'):
-        generator = checkpoints.build_generator_for(_TINY)
+        generator = models.build_from_config(_TINY)
         # Non-trivial BatchNorm statistics, as a trained model has.
         for variable in generator.weights:
             if 'moving_variance' in variable.path:
@@ -73,7 +73,7 @@ class BundledFormatTest(tf.test.TestCase):
                                    color_head='bins', prior_strength=0.25)
         prior = [-6.0] * color_bins.NUM_BINS
         path = bundled.save(
-            checkpoints.build_generator_for(bins, prior), bins,
+            models.build_from_config(bins, prior), bins,
             os.path.join(self.get_temp_dir(), 'bins'), render_size=64,
             info={bundled.BIN_PRIOR_KEY: prior})
         info_path = os.path.join(path, bundled.INFO_FILE)

@@ -17,7 +17,6 @@ from chromagen_tf.inference import colorize_lib
 from chromagen_tf import models
 from chromagen_tf.models import color_bins
 from chromagen_tf.models import unet_lite
-from chromagen_tf.training import checkpoints
 from chromagen_tf.training import losses
 from chromagen_tf.serving import export_lib
 from chromagen_tf.training import bin_prior
@@ -217,9 +216,9 @@ class ColorBinsTrainingTest(tf.test.TestCase):
         self.assertEqual(train_tags.get('losses/ce'), 'scalars')
 
         # The trainer kept the training set's prior beside the checkpoints.
-        log_prior = bin_prior.read(model_dir)
+        log_prior = models.loading.read_log_prior(model_dir)
         self.assertLen(log_prior, color_bins.NUM_BINS)
-        generator, model_config, _ = checkpoints.restore_generator(
+        generator, model_config, _ = models.restore_generator(
             model_dir, prior_strength=0.7)
         self.assertEqual(model_config.prior_strength, 0.7)
         path = bundled.save(generator,
@@ -261,16 +260,16 @@ class ColorBinsTrainingTest(tf.test.TestCase):
         model_dir = os.path.join(self.get_temp_dir(), 'prior_workers')
         other = bin_prior.read_or_estimate(model_dir, self.data_dir,
                                            write=False)
-        self.assertFalse(os.path.exists(bin_prior.prior_path(model_dir)))
+        self.assertFalse(os.path.exists(models.loading.prior_path(model_dir)))
         chief = bin_prior.read_or_estimate(model_dir, self.data_dir)
         self.assertEqual(other, chief)
-        self.assertEqual(bin_prior.read(model_dir), chief)
+        self.assertEqual(models.loading.read_log_prior(model_dir), chief)
         # A file that holds no prior is named, not a KeyError.
-        files.write_json_atomically(bin_prior.prior_path(model_dir),
+        files.write_json_atomically(models.loading.prior_path(model_dir),
                                     {'log_prior': chief[:10]})
         with self.assertRaisesRegex(errors.ChromaGenError,
                                     'no log_prior of 529 values'):
-            bin_prior.read(model_dir)
+            models.loading.read_log_prior(model_dir)
 
     def test_a_corrupt_record_is_named_or_skipped_by_the_prior(self):
         directory = shards.write_shards(os.path.join(self.get_temp_dir(),
@@ -288,7 +287,7 @@ class ColorBinsTrainingTest(tf.test.TestCase):
         with self.assertRaisesRegex(input_pipeline.CorruptRecordError, path):
             trainer.train(
                 utils.tiny_config(directory, model_dir, model=_BINS_MODEL))
-        self.assertIsNone(bin_prior.read(model_dir))
+        self.assertIsNone(models.loading.read_log_prior(model_dir))
         with self.assertRaises(tf.errors.DataLossError):
             bin_prior.estimate_log_prior(directory)
         log_prior = bin_prior.read_or_estimate(model_dir,
@@ -372,7 +371,7 @@ class ColorBinsInferenceTest(tf.test.TestCase):
                              np.log(0.5 / (color_bins.NUM_BINS - 1)))
         model_dir = os.path.join(self.get_temp_dir(), 'with_prior')
         utils.make_model_dir(model_dir, model_config=_BINS_MODEL)
-        files.write_json_atomically(bin_prior.prior_path(model_dir),
+        files.write_json_atomically(models.loading.prior_path(model_dir),
                                     {'log_prior': log_prior.tolist()})
         chromas = [
             _mean_chroma(

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from chromagen_tf import configs
 from chromagen_tf import errors
+from chromagen_tf import models
 from chromagen_tf.training import checkpoints
 from chromagen_tf.training import state
 from chromagen_tf.training import trainer
@@ -22,9 +23,9 @@ def _decay(step):
 
 def _weights(model_dir, step, average):
     """A pretrain checkpoint's averaged or trained weights, in model order."""
-    generator = checkpoints.build_generator_for(
+    generator = models.build_from_config(
         configs.read_model_config(model_dir))
-    checkpoints.read_generator(
+    models.loading.read_generator(
         generator, checkpoints.checkpoint_prefix(model_dir, 'pretrain', step),
         average)
     return [weight.numpy() for weight in generator.weights]
@@ -63,16 +64,16 @@ class EmaTest(tf.test.TestCase):
         # The average lags the weights: most of them differ from it.
         self.assertGreater(moved, len(raw[3]) // 2)
 
-        generator, _, path = checkpoints.restore_generator(model_dir,
+        generator, _, path = models.restore_generator(model_dir,
                                                            'pretrain')
         self.assertEqual(path, checkpoints.checkpoint_prefix(
             model_dir, 'pretrain', 3))
-        self.assertEqual(checkpoints.generator_key(path),
+        self.assertEqual(models.loading.generator_key(path),
                          checkpoints.EMA_GENERATOR)
         for mine, theirs in zip(generator.weights, average[3], strict=True):
             self.assertAllEqual(mine.numpy(), theirs, msg=mine.path)
 
-        trained, _, _ = checkpoints.restore_generator(
+        trained, _, _ = models.restore_generator(
             model_dir, 'pretrain', average=False)
         for mine, theirs in zip(trained.weights, raw[3], strict=True):
             self.assertAllEqual(mine.numpy(), theirs, msg=mine.path)
@@ -105,9 +106,9 @@ class EmaTest(tf.test.TestCase):
     def test_a_checkpoint_without_an_average_restores_its_generator(self):
         model_dir = os.path.join(self.get_temp_dir(), 'plain')
         saved = utils.make_model_dir(model_dir)
-        path = checkpoints.latest_checkpoint(model_dir, 'gan')
-        self.assertEqual(checkpoints.generator_key(path), 'generator')
-        generator, _, restored_path = checkpoints.restore_generator(model_dir)
+        path = models.loading.latest_checkpoint(model_dir, 'gan')
+        self.assertEqual(models.loading.generator_key(path), 'generator')
+        generator, _, restored_path = models.restore_generator(model_dir)
         self.assertEqual(restored_path, path)
         for mine, theirs in zip(generator.weights, saved.weights,
                                 strict=True):

@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from chromagen_tf import configs
-from chromagen_tf.training import checkpoints
+from chromagen_tf import models
 
 
 def free_ports(count: int) -> list[int]:
@@ -83,7 +83,7 @@ def make_model_dir(model_dir: str, seed: int = 0, step: int = 7,
         generator='resnet18_unet', width=8)
     configs.check_and_write_model_config(model_dir, model_config)
     keras.utils.set_random_seed(seed)
-    generator = checkpoints.build_generator_for(model_config)
+    generator = models.build_from_config(model_config)
     checkpoint = tf.train.Checkpoint(
         generator=generator, step=tf.Variable(step, dtype=tf.int64))
     tf.train.CheckpointManager(

@@ -24,6 +24,8 @@ import numpy as np
 from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import files
+from chromagen_tf import models
+from chromagen_tf.models import color_bins
 
 BUNDLED_DIR = os.path.dirname(os.path.abspath(__file__))
 INFO_FILE = 'model.json'
@@ -106,10 +108,6 @@ def load_generator(path: str = BUNDLED_DIR,
       BundledModelError: the folder is not a bundled model, or its weights
         do not fit its architecture.
     """
-    # pylint: disable=g-import-not-at-top
-    from chromagen_tf.models import color_bins
-    from chromagen_tf.training import checkpoints
-
     info = read_info(path)
     weights_path = os.path.join(path, WEIGHTS_FILE)
     if not os.path.isfile(weights_path):
@@ -122,7 +120,7 @@ def load_generator(path: str = BUNDLED_DIR,
         raise BundledModelError(
             f'{path}: {BIN_PRIOR_KEY} in model.json has {len(log_prior)} '
             f'values, not one per colour bin ({color_bins.NUM_BINS}).')
-    generator = checkpoints.build_generator_for(model_config, log_prior)
+    generator = models.build_from_config(model_config, log_prior)
     with np.load(weights_path) as arrays:
         expected = {variable.path for variable in generator.weights}
         if expected != set(arrays.files):

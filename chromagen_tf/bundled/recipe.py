@@ -53,6 +53,7 @@ from PIL import Image
 from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import files
+from chromagen_tf import models
 from chromagen_tf.data import image_folders
 from chromagen_tf.inference import run_tools
 
@@ -219,14 +220,11 @@ def blend_generators(model_dir: str, gan_weight: float, average: bool = True):
     Returns:
       (generator, model_config, description of the sources).
     """
-    # pylint: disable-next=g-import-not-at-top
-    from chromagen_tf.training import checkpoints
-
-    generator, model_config, gan_path = checkpoints.restore_generator(
+    generator, model_config, gan_path = models.restore_generator(
         model_dir, 'gan', average=average)
     if gan_weight >= 1.0:
         return generator, model_config, os.path.basename(gan_path)
-    pretrained, _, pretrain_path = checkpoints.restore_generator(
+    pretrained, _, pretrain_path = models.restore_generator(
         model_dir, 'pretrain', average=average)
     for variable, start in zip(generator.weights, pretrained.weights):
         variable.assign(gan_weight * variable + (1.0 - gan_weight) * start)
@@ -243,13 +241,10 @@ def _bundle(model_dir: str, output_dir: str, render_size: int,
     generator, model_config, sources = blend_generators(
         model_dir, _GAN_WEIGHT.value, _BUNDLE_AVERAGE.value)
     if model_config.color_head == 'bins':
-        # pylint: disable-next=g-import-not-at-top
-        from chromagen_tf.training import bin_prior
-
         model_config = configs.with_decoding(
             model_config, _BUNDLE_TEMPERATURE.value or _TEMPERATURE.value,
             _BUNDLE_PRIOR_STRENGTH.value)
-        info[bundled.BIN_PRIOR_KEY] = bin_prior.read(model_dir)
+        info[bundled.BIN_PRIOR_KEY] = models.loading.read_log_prior(model_dir)
         if model_config.prior_strength and not info[bundled.BIN_PRIOR_KEY]:
             raise errors.UsageError(
                 f'{model_dir} keeps no bin_prior.json, so the bundle cannot '

@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from chromagen_tf import color
 from chromagen_tf import errors
+from chromagen_tf import hints as hints_lib
 from chromagen_tf.data import records
 
 
@@ -194,6 +195,7 @@ def make_dataset(
     drop_remainder: Optional[bool] = None,
     augment: bool = True,
     min_crop_scale: float = 1.0,
+    hints: str = 'none',
 ) -> tf.data.Dataset:
     """Builds the training or evaluation pipeline over Lab TFRecords.
 
@@ -218,11 +220,22 @@ def make_dataset(
         random fraction in [min_crop_scale, 1] of the stored image's shorter
         side, resized to image_size (scale augmentation); 1 keeps crops of
         image_size pixels.
+      hints: 'local' (training only) adds hints simulated from each
+        example's ground truth (`hints.sample`); 'none' adds none.
 
     Returns:
       A dataset of (l_normalized [b, S, S, 1], ab_normalized [b, S, S, 2]),
-      float32, where b is the per-replica batch size.
+      float32, where b is the per-replica batch size; with hints='local'
+      also (hint_ab [b, S, S, 2], hint_mask [b, S, S, 1]).
+
+    Every example draws its crop, flip and hints from its own stateless
+    seed: the seed sequence of `seed` with the input pipeline's id folded
+    in, so that workers differ from each other and a rerun repeats itself.
+    Replicas fed by one pipeline take different examples, hence different
+    seeds.
     """
+    if hints not in ('none', 'local'):
+        raise ValueError(f"hints must be 'none' or 'local', got {hints!r}")
     if input_context is not None:
         batch_size = input_context.get_per_replica_batch_size(
             global_batch_size
@@ -240,19 +253,6 @@ def make_dataset(
         drop_remainder = training
 
     files = list_files(file_pattern)
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    # Shard whole files when there are enough of them, so that each worker
-    # reads disjoint files; otherwise shard records after reading.
-    shard_files = num_pipelines > 1 and len(files) >= num_pipelines
-    files_read = files[pipeline_id::num_pipelines] if shard_files else files
-    if shard_files:
-        dataset = dataset.shard(num_pipelines, pipeline_id)
-        logging.info('Input pipeline %d of %d reads files %s', pipeline_id,
-                     num_pipelines, files_read)
-    if training:
-        # Same seed on every worker: a consistent order of disjoint shards.
-        dataset = dataset.shuffle(len(files), seed=seed)
-        dataset = dataset.repeat()
 
     def _read(filename):
         file_records = tf.data.TFRecordDataset(filename)
@@ -260,24 +260,48 @@ def make_dataset(
             file_records = file_records.ignore_errors(log_warning=True)
         return file_records
 
-    dataset = dataset.interleave(
-        _read,
-        # More open files than this pipeline has would read the same file
-        # twice at once and put one photo twice in a batch.
-        cycle_length=min(len(files_read), 16),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=deterministic,
-    )
-    if num_pipelines > 1 and not shard_files:
-        dataset = dataset.shard(num_pipelines, pipeline_id)
+    if num_pipelines > 1 and len(files) < num_pipelines:
+        # Fewer files than workers: every worker reads all of them in file
+        # order and keeps every num_pipelines-th record, before anything
+        # non-deterministic, so each record goes to exactly one worker.
+        dataset = _read(files).shard(num_pipelines, pipeline_id)
+        if training:
+            dataset = dataset.repeat()
+    else:
+        # Whole files per worker: each reads a disjoint set of them.
+        files_read = files[pipeline_id::num_pipelines]
+        dataset = tf.data.Dataset.from_tensor_slices(files).shard(
+            num_pipelines, pipeline_id)
+        if num_pipelines > 1:
+            logging.info('Input pipeline %d of %d reads files %s',
+                         pipeline_id, num_pipelines, files_read)
+        if training:
+            dataset = dataset.shuffle(len(files), seed=seed).repeat()
+        dataset = dataset.interleave(
+            _read,
+            # More open files than this pipeline has would read the same
+            # file twice at once and put one photo twice in a batch.
+            cycle_length=min(len(files_read), 16),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=deterministic,
+        )
     if training:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
         # One stateless seed pair per example keeps augmentation reproducible
         # for a given seed, whatever the parallelism.
-        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        seeds = tf.data.Dataset.random(seed=seed).batch(2).map(
+            lambda pair: hints_lib.fold_seed(pair, pipeline_id))
         dataset = tf.data.Dataset.zip((dataset, seeds))
 
         def _decode_train(serialized, example_seed):
+            l_channel, ab = _augment(serialized, example_seed)
+            if hints == 'none':
+                return l_channel, ab
+            hint_ab, hint_mask = hints_lib.sample(
+                ab, example_seed + tf.constant([0, 3], tf.int64))
+            return l_channel, ab, hint_ab, hint_mask
+
+        def _augment(serialized, example_seed):
             l_channel, ab = records.decode_record(serialized)
             if not augment:
                 return _normalize(

@@ -8,7 +8,7 @@ point at:
   * an export base directory (`models/chromagen`): its newest version;
   * one SavedModel version directory (`models/chromagen/3`);
   * a training directory (`--model_dir` of the trainer): its latest
-    checkpoint, restored with `checkpoints.restore_generator`.
+    checkpoint, restored with `models.restore_generator`.
 
 It colorizes at full resolution with the same pre- and post-processing
 functions as the exported serving graph (`full_resolution`), so a photo
@@ -32,7 +32,6 @@ from chromagen_tf import errors
 from chromagen_tf import models
 from chromagen_tf.serving import export_lib
 from chromagen_tf.serving import full_resolution
-from chromagen_tf.training import checkpoints
 
 # Images per network call, and held in memory at once, unless a tool's
 # --batch_size says otherwise.
@@ -269,7 +268,7 @@ def load_generator(
             model, temperature, prior_strength)
         return (generator, model_config, info['render_size'],
                 os.path.join(model, bundled.WEIGHTS_FILE))
-    generator, model_config, path = checkpoints.restore_generator(
+    generator, model_config, path = models.restore_generator(
         model, stage, checkpoint_path, temperature=temperature,
         prior_strength=prior_strength)
     return (generator, model_config,

@@ -191,6 +191,21 @@ class BilinearUpsampling(keras.layers.Layer):
         return config
 
 
+def hint_inputs(l_input, image_size: int | None):
+    """The inputs of a hint generator, and the hints as one tensor.
+
+    Zhang et al. 2017 give the network the hints beside L: an a*b* map
+    normalised like the targets and a mask, 1 where a hint is (`hints.py`).
+
+    Returns:
+      ([l_input, hint_ab, hint_mask], concat(hint_ab, hint_mask)).
+    """
+    hint_ab = keras.Input((image_size, image_size, 2), name='hint_ab')
+    hint_mask = keras.Input((image_size, image_size, 1), name='hint_mask')
+    hints = keras.layers.Concatenate(name='hint_concat')([hint_ab, hint_mask])
+    return [l_input, hint_ab, hint_mask], hints
+
+
 def check_image_size(image_size: int | None, multiple: int,
                      model_name: str) -> None:
     """Raises ValueError unless image_size is None or a positive multiple."""

@@ -65,6 +65,7 @@ def build_pix2pix_unet(*,
                        image_size: int | None = None,
                        width: int = 64,
                        synchronized_batch_norm: bool = False,
+                       hints: bool = False,
                        name: str = 'pix2pix_unet') -> keras.Model:
     """Builds the pix2pix U-Net-256 generator.
 
@@ -73,6 +74,7 @@ def build_pix2pix_unet(*,
             any multiple of 256.
         width: Channels of the first encoder block (ngf, 64 in the paper).
         synchronized_batch_norm: Use cross-replica batch statistics.
+        hints: Also take a hint a*b* map and mask (`hints.py`).
         name: Model name.
 
     Returns:
@@ -90,6 +92,9 @@ def build_pix2pix_unet(*,
     x = layers_lib.SpatialMultipleCheck(SIZE_MULTIPLE,
                                         model_name=name,
                                         name='size_check')(inputs)
+    hint_channels = None
+    if hints:
+        inputs, hint_channels = layers_lib.hint_inputs(inputs, image_size)
     skips = []
     last = len(_ENCODER_MULTIPLIERS)
     for index, multiplier in enumerate(_ENCODER_MULTIPLIERS, start=1):
@@ -97,6 +102,13 @@ def build_pix2pix_unet(*,
             x = keras.layers.LeakyReLU(0.2, name=f'down{index}_lrelu')(x)
         x = keras.layers.Conv2D(**_strided(
             width * multiplier, f'down{index}_conv', use_bias=False))(x)
+        if index == 1 and hint_channels is not None:
+            # The hints' own weights of a first convolution over
+            # concat(L, hints), starting at zero (resnet.hint_stem).
+            settings = _strided(width, 'hint_conv', use_bias=False)
+            settings['kernel_initializer'] = 'zeros'
+            x = keras.layers.Add(name='down1_add_hints')(
+                [x, keras.layers.Conv2D(**settings)(hint_channels)])
         if 1 < index < last:
             x = _batch_norm(f'down{index}_bn', sync)(x)
         skips.append(x)

@@ -40,7 +40,8 @@ ENCODER_NAME = 'encoder'
 class EncoderWeightsError(errors.UsageError, ValueError):
     """An --encoder_weights file does not fit the encoder."""
 
-def _conv(filters: int, kernel_size: int, stride: int, name: str):
+def _conv(filters: int, kernel_size: int, stride: int, name: str,
+          kernel_initializer=None):
     # torchvision initialises convolutions with kaiming_normal_(fan_out).
     return keras.layers.Conv2D(
         filters,
@@ -48,16 +49,31 @@ def _conv(filters: int, kernel_size: int, stride: int, name: str):
         strides=stride,
         padding='valid',
         use_bias=False,
-        kernel_initializer=keras.initializers.VarianceScaling(
-            2.0, 'fan_out', 'untruncated_normal'),
+        kernel_initializer=kernel_initializer or
+        keras.initializers.VarianceScaling(2.0, 'fan_out',
+                                           'untruncated_normal'),
         name=name)
 
 
-def _padded_conv(x, filters: int, kernel_size: int, stride: int, name: str):
+def _padded_conv(x, filters: int, kernel_size: int, stride: int, name: str,
+                 kernel_initializer=None):
     padding = kernel_size // 2
     if padding:
         x = keras.layers.ZeroPadding2D(padding, name=f'{name}_pad')(x)
-    return _conv(filters, kernel_size, stride, name)(x)
+    return _conv(filters, kernel_size, stride, name, kernel_initializer)(x)
+
+
+def hint_stem(hints, width: int):
+    """conv1's counterpart over the hint channels, starting at zero.
+
+    Zhang et al. 2017 concatenate the hints to L at the input. A convolution
+    over concat(L, hints) is conv1(L) plus a convolution over the hints, so
+    this is that second term, with conv1's kernel, stride and padding. Its
+    kernel starts at zero: a hint generator built on trained weights
+    computes exactly what they computed until training moves it.
+    """
+    return _padded_conv(hints, width, 7, 2, 'hint_conv',
+                        kernel_initializer='zeros')
 
 
 def _basic_block(x, filters: int, stride: int, prefix: str,
@@ -82,6 +98,7 @@ def build_resnet_encoder(arch: str = 'resnet18',
                          input_channels: int = 1,
                          image_size: int | None = None,
                          synchronized_batch_norm: bool = False,
+                         stem_offset: bool = False,
                          name: str = ENCODER_NAME) -> keras.Model:
     """Builds a torchvision-compatible ResNet body.
 
@@ -91,11 +108,18 @@ def build_resnet_encoder(arch: str = 'resnet18',
         input_channels: Channels of the input image (1 for L).
         image_size: Fixed square input size, or None for any size.
         synchronized_batch_norm: Use cross-replica batch statistics.
+        stem_offset: Take a second input, [B, H/2, W/2, width], added to
+            conv1's output before bn1. A hint generator feeds its hint
+            convolution through it, which is a convolution over
+            concat(L, hints) whose hint channels are separate weights; the
+            encoder itself keeps torchvision's layers, so its weight files
+            load into either form.
         name: Model name.
 
     Returns:
-        A keras.Model mapping [B, H, W, input_channels] to the five feature
-        maps listed in the module docstring.
+        A keras.Model mapping [B, H, W, input_channels] (and, with
+        stem_offset, the offset) to the five feature maps listed in the
+        module docstring.
 
     Raises:
         ValueError: On an unknown arch or a non-positive width.
@@ -108,6 +132,10 @@ def build_resnet_encoder(arch: str = 'resnet18',
     inputs = keras.Input((image_size, image_size, input_channels),
                          name='l_channel')
     x = _padded_conv(inputs, width, 7, 2, 'conv1')
+    if stem_offset:
+        offset = keras.Input((None, None, width), name='stem_offset')
+        x = keras.layers.Add(name='conv1_add_offset')([x, offset])
+        inputs = [inputs, offset]
     x = layers_lib.batch_norm('bn1', synchronized_batch_norm)(x)
     stem = keras.layers.ReLU(name='relu')(x)
     # Zero padding equals torch's -inf padding here: inputs are >= 0 (ReLU).

@@ -99,8 +99,11 @@ def _unet_block(x, skip, final_div: bool, name: str, synchronized: bool):
 
 
 def encode(arch: str, *, image_size: int | None, width: int,
-           synchronized: bool, name: str):
-    """The input, size check and encoder that the ResNet U-Nets share.
+           synchronized: bool, name: str, hints: bool = False):
+    """The inputs, size check and encoder that the ResNet U-Nets share.
+
+    With hints, the inputs are [L, hint_ab, hint_mask] (`hints.py`), and the
+    hints enter through `resnet.hint_stem` beside conv1.
 
     Returns:
       (inputs, checked L, stem, layer1, layer2, layer3, and layer4 through
@@ -110,12 +113,18 @@ def encode(arch: str, *, image_size: int | None, width: int,
     encoder = resnet.build_resnet_encoder(arch,
                                           width=width,
                                           image_size=image_size,
-                                          synchronized_batch_norm=synchronized)
+                                          synchronized_batch_norm=synchronized,
+                                          stem_offset=hints)
     inputs = keras.Input((image_size, image_size, 1), name='l_channel')
     checked = layers_lib.SpatialMultipleCheck(SIZE_MULTIPLE,
                                               model_name=name,
                                               name='size_check')(inputs)
-    stem, layer1, layer2, layer3, layer4 = encoder(checked)
+    if hints:
+        inputs, hint_channels = layers_lib.hint_inputs(inputs, image_size)
+        encoded = encoder([checked, resnet.hint_stem(hint_channels, width)])
+    else:
+        encoded = encoder(checked)
+    stem, layer1, layer2, layer3, layer4 = encoded
     x = layers_lib.batch_norm('encoder_bn', synchronized)(layer4)
     x = keras.layers.ReLU(name='encoder_relu')(x)
     return inputs, checked, stem, layer1, layer2, layer3, x
@@ -126,6 +135,7 @@ def build_resnet_unet(arch: str = 'resnet18',
                       image_size: int | None = None,
                       width: int = 64,
                       synchronized_batch_norm: bool = False,
+                      hints: bool = False,
                       name: str | None = None) -> keras.Model:
     """Builds the ResNet-encoder U-Net generator.
 
@@ -135,6 +145,7 @@ def build_resnet_unet(arch: str = 'resnet18',
             any multiple of 32.
         width: Base channel width; 64 is the real ResNet.
         synchronized_batch_norm: Use cross-replica batch statistics.
+        hints: Also take a hint a*b* map and mask (`hints.py`).
         name: Model name; defaults to f'{arch}_unet'.
 
     Returns:
@@ -148,7 +159,7 @@ def build_resnet_unet(arch: str = 'resnet18',
     sync = synchronized_batch_norm
     inputs, checked, stem, layer1, layer2, layer3, x = encode(
         arch, image_size=image_size, width=width, synchronized=sync,
-        name=name)
+        name=name, hints=hints)
     channels = x.shape[-1]
     x = conv_block(x, channels * 2, 'middle_1', sync)
     x = conv_block(x, channels, 'middle_2', sync)

@@ -62,6 +62,7 @@ def build_resnet_unet_lite(arch: str = 'resnet18',
                            temperature: float = color_bins.ZHANG_TEMPERATURE,
                            log_prior=None,
                            prior_strength: float = 0.0,
+                           hints: bool = False,
                            name: str | None = None) -> keras.Model:
     """Builds the low-cost ResNet-encoder U-Net generator.
 
@@ -79,7 +80,7 @@ def build_resnet_unet_lite(arch: str = 'resnet18',
     sync = synchronized_batch_norm
     inputs, checked, _, layer1, layer2, layer3, x = unet.encode(
         arch, image_size=image_size, width=width, synchronized=sync,
-        name=name)
+        name=name, hints=hints)
     x = unet.conv_block(x, x.shape[-1], 'middle', sync)
     for index, skip in enumerate((layer3, layer2, layer1)):
         x = _up_block(x, skip, f'up{index + 1}', sync)

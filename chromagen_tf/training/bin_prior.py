@@ -33,8 +33,8 @@ from chromagen_tf import files
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
 from chromagen_tf.models import color_bins
+from chromagen_tf.models import loading
 
-PRIOR_FILE = 'bin_prior.json'
 # Zhang et al. 2016, Sec. 2.2: lambda = 1/2 of the uniform distribution.
 UNIFORM_MIX = 0.5
 MAX_IMAGES = 2000
@@ -85,28 +85,6 @@ def estimate_log_prior(data_dir: str,
     return np.log(mixed).astype(np.float32)
 
 
-def prior_path(model_dir: str) -> str:
-    return files.join(model_dir, PRIOR_FILE)
-
-
-def read(model_dir: str) -> Optional[list[float]]:
-    """The log prior a model_dir keeps, or None.
-
-    Raises:
-      errors.ChromaGenError: the file holds no prior of Q values.
-    """
-    path = prior_path(model_dir)
-    values = files.read_json(path)
-    if values is None:
-        return None
-    log_prior = values.get('log_prior') if isinstance(values, dict) else None
-    if not isinstance(log_prior, list) or len(log_prior) != color_bins.NUM_BINS:
-        raise errors.ChromaGenError(
-            f'{path} holds no log_prior of {color_bins.NUM_BINS} values; '
-            'delete it, and training estimates it again.')
-    return [float(value) for value in log_prior]
-
-
 def read_or_estimate(model_dir: str,
                      data_dir: str,
                      write: bool = True,
@@ -117,7 +95,7 @@ def read_or_estimate(model_dir: str,
     same records and gets the same values, so that no worker has to wait
     for the chief's file; only the chief passes write=True.
     """
-    existing = read(model_dir)
+    existing = loading.read_log_prior(model_dir)
     if existing is not None:
         return existing
     log_prior = [
@@ -127,11 +105,11 @@ def read_or_estimate(model_dir: str,
     if not write:
         return log_prior
     files.write_json_atomically(
-        prior_path(model_dir), {
+        loading.prior_path(model_dir), {
             'log_prior': log_prior,
             'uniform_mix': UNIFORM_MIX,
             'data_dir': data_dir,
             'max_images': MAX_IMAGES
         })
-    logging.info('Wrote the colour-bin prior to %s', prior_path(model_dir))
+    logging.info('Wrote the colour-bin prior to %s', loading.prior_path(model_dir))
     return log_prior

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from chromagen_tf import color
 from chromagen_tf import metrics
+from chromagen_tf import models
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
 from chromagen_tf.training import losses
@@ -97,9 +98,11 @@ class Evaluator:
 
     def _replica_sums(self, batch):
         def _fn(l_normalized, ab_true, weight):
-            ab_pred = self.trainer.networks.inference_generator(
-                l_normalized, training=False
-            )
+            # A hint model is evaluated as an automatic colorizer: no hints.
+            generator = self.trainer.networks.inference_generator
+            ab_pred = generator(
+                models.generator_inputs(generator, l_normalized),
+                training=False)
             ab_pred = tf.cast(ab_pred, tf.float32)
             rgb_pred = color.normalized_to_rgb(l_normalized, ab_pred)
             rgb_true = color.normalized_to_rgb(l_normalized, ab_true)
@@ -170,7 +173,8 @@ class Evaluator:
         # Every replica colours the same batch; the first one's output is
         # kept. This runs on TPUs too, where variables live on the device.
         per_replica = self.strategy.run(
-            lambda l: tf.cast(generator(l, training=False), tf.float32),
+            lambda l: tf.cast(generator(models.generator_inputs(generator, l),
+                                        training=False), tf.float32),
             args=(l_normalized,),
         )
         ab_pred = self.strategy.experimental_local_results(per_replica)[0]

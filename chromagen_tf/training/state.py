@@ -6,52 +6,105 @@ generator), and owns the stage's `tf.train.CheckpointManager`.
 """
 
 
+import dataclasses
 from typing import Optional
 
 from absl import logging
 import keras
 import tensorflow as tf
 
+from chromagen_tf import bundled
 from chromagen_tf import configs
 from chromagen_tf import errors
+from chromagen_tf import models
 from chromagen_tf.training import checkpoints
 from chromagen_tf.training import distribute
 from chromagen_tf.training import train_steps
 
 
-def initialise_gan_generator(config, generator) -> str:
-    """Copies the pretrained generator into a fresh GAN stage."""
+def _source_checkpoint(config) -> str:
+    """The checkpoint, checkpoint folder or bundled model to start from."""
     source = config.init_from
+    if source or config.stage != 'gan':
+        return source
+    pretrain_dir = configs.stage_dir(config.model_dir, 'pretrain')
+    source = tf.train.latest_checkpoint(pretrain_dir)
+    if source is None:
+        raise errors.TrainingError(
+            f'The GAN stage starts from the pretrained generator, but '
+            f'{pretrain_dir} has no checkpoint. Run pretraining first:\n'
+            f'  python -m chromagen_tf.train --stage=pretrain '
+            f'--data_dir={config.data_dir} --model_dir={config.model_dir}'
+            '\nor pass --init_from=CHECKPOINT, or --init_from=none to '
+            'train the pix2pix baseline from scratch.'
+        )
+    return source
+
+
+def _read_without_hints(config, generator, source: str) -> str:
+    """Reads a checkpoint of the same model without hints, by weight path."""
+    twin = models.build_from_config(
+        dataclasses.replace(config.model, hints=False))
+    key = models.loading.read_generator(twin, source)
+    models.loading.copy_weights_by_path(twin, generator)
+    return key + ', without hints'
+
+
+def initialise_generator(config, generator) -> str:
+    """Copies --init_from (or, for the GAN stage, the pretrained generator)
+    into a new stage's generator.
+
+    A source without hints starts a hint generator: every weight but the
+    hint convolution's, which keeps its zero start.
+
+    Returns:
+      What the generator was initialised from, or '' if nothing.
+    """
+    source = _source_checkpoint(config)
+    if not source:
+        return ''
     if source.lower() == 'none':
         logging.info('GAN stage from scratch (--init_from=none).')
         return 'scratch'
-    if not source:
-        pretrain_dir = configs.stage_dir(config.model_dir, 'pretrain')
-        source = tf.train.latest_checkpoint(pretrain_dir)
-        if source is None:
+    if bundled.is_bundled_model(source):
+        bundled_generator, bundled_config, _ = bundled.load_generator(source)
+        if dataclasses.replace(bundled_config, hints=config.model.hints,
+                               temperature=config.model.temperature,
+                               prior_strength=config.model.prior_strength,
+                               discriminator_width=(
+                                   config.model.discriminator_width),
+                               spectral_norm=config.model.spectral_norm,
+                               ) != config.model:
             raise errors.TrainingError(
-                f'The GAN stage starts from the pretrained generator, but '
-                f'{pretrain_dir} has no checkpoint. Run pretraining first:\n'
-                f'  python -m chromagen_tf.train --stage=pretrain '
-                f'--data_dir={config.data_dir} --model_dir={config.model_dir}'
-                '\nor pass --init_from=CHECKPOINT, or --init_from=none to '
-                'train the pix2pix baseline from scratch.'
-            )
-    elif tf.io.gfile.isdir(source):
+                f'--init_from={source} holds a {bundled_config.generator} '
+                f'(width {bundled_config.width}, {bundled_config.color_head} '
+                f'head); this run trains a {config.model.generator} (width '
+                f'{config.model.width}, {config.model.color_head} head).')
+        models.loading.copy_weights_by_path(bundled_generator, generator)
+        logging.info('Generator initialised from the bundled model %s',
+                     source)
+        return source
+    if tf.io.gfile.isdir(source):
         directory = source
         source = tf.train.latest_checkpoint(directory)
         if source is None:
-            raise errors.TrainingError(f'--init_from={directory} has no checkpoint.')
+            raise errors.TrainingError(
+                f'--init_from={directory} has no checkpoint.')
     try:
-        key = checkpoints.read_generator(generator, source)
-    except AssertionError as error:
+        try:
+            key = models.loading.read_generator(generator, source)
+        except AssertionError:
+            if not config.model.hints:
+                raise
+            key = _read_without_hints(config, generator, source)
+    except (AssertionError, ValueError) as error:
         raise errors.TrainingError(
             f'--init_from={source} does not hold a generator of this '
             f'architecture ({config.model.generator}, width '
             f'{config.model.width}): {error}'
         ) from error
-    logging.info('GAN stage: generator initialised from %s (%s)', source,
-                 key)
+    logging.info('%s stage: generator initialised from %s (%s)',
+                 config.stage, source, key)
     return source
 
 
@@ -128,16 +181,15 @@ class Trainer:
                 'Resumed %s at step %d.', latest, int(self.global_step.numpy())
             )
             return f'resumed from {latest}'
-        if self.gan:
-            source = initialise_gan_generator(self.config,
-                                              self.networks.generator)
-            if self.networks.ema_generator is not None:
-                # The average starts where the stage's generator starts.
-                with self.strategy.scope():
-                    train_steps.copy_weights(self.networks.generator,
-                                             self.networks.ema_generator)
-            return 'initialised from ' + source
-        return 'initialised'
+        source = initialise_generator(self.config, self.networks.generator)
+        if not source:
+            return 'initialised'
+        if self.networks.ema_generator is not None:
+            # The average starts where the stage's generator starts.
+            with self.strategy.scope():
+                train_steps.copy_weights(self.networks.generator,
+                                         self.networks.ema_generator)
+        return 'initialised from ' + source
 
     def close(self):
         distribute.remove_temporary(self._temporary)

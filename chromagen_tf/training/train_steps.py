@@ -19,9 +19,8 @@ import keras
 import tensorflow as tf
 
 from chromagen_tf import configs
+from chromagen_tf import models
 from chromagen_tf.models import unet_lite
-from chromagen_tf.training import bin_prior
-from chromagen_tf.training import checkpoints
 from chromagen_tf.training import losses
 
 # Metrics every loop reports, per stage; all are averages over the batch.
@@ -155,8 +154,6 @@ def build_networks(config: configs.TrainConfig, policy: str,
     the learning-rate decay of config.lr_decay_fraction. log_prior: a
     colour-bins model's prior over the bins; None: MODEL_DIR/bin_prior.json's.
     """
-    from chromagen_tf import models  # pylint: disable=g-import-not-at-top
-
     if total_steps is None:
         total_steps = config.train_steps
     encoder_weights = config.encoder_weights
@@ -164,8 +161,8 @@ def build_networks(config: configs.TrainConfig, policy: str,
         # The GAN stage copies its generator from pretraining instead.
         encoder_weights = None
     if log_prior is None:
-        log_prior = bin_prior.read(config.model_dir)
-    generator = checkpoints.build_generator_for(
+        log_prior = models.loading.read_log_prior(config.model_dir)
+    generator = models.build_from_config(
         config.model,
         log_prior,
         encoder_weights=encoder_weights,
@@ -180,7 +177,7 @@ def build_networks(config: configs.TrainConfig, policy: str,
     generator_optimizer.build(generator.trainable_variables)
     networks = Networks(generator, generator_optimizer)
     if config.ema_decay > 0:
-        networks.ema_generator = checkpoints.build_generator_for(
+        networks.ema_generator = models.build_from_config(
             config.model,
             log_prior,
             synchronized_batch_norm=config.sync_batch_norm,
@@ -253,12 +250,12 @@ class StepFunctions:
     # --- Per-replica steps -------------------------------------------------
 
     def pretrain_step(self, batch, return_gradients=False):
-        l_channel, ab = batch
+        l_channel, ab, *hints = batch
         generator = self.networks.generator
         optimizer = self.networks.generator_optimizer
         with tf.GradientTape() as tape:
             _, reconstruction, metrics = self._reconstruction(
-                l_channel, ab)
+                l_channel, ab, hints)
             scaled = optimizer.scale_loss(reconstruction)
         gradients = tape.gradient(scaled, generator.trainable_variables)
         if return_gradients:
@@ -266,18 +263,22 @@ class StepFunctions:
         apply_gradients(optimizer, gradients, generator.trainable_variables)
         return metrics
 
-    def _reconstruction(self, l_channel, ab):
+    def _reconstruction(self, l_channel, ab, hints):
         """The generator's forward pass and its reconstruction loss.
+
+        hints: [hint_ab, hint_mask] for a hint generator, or [] (none).
 
         Returns:
           (predicted ab, the loss term: L1 or, for a colour-bins head, the
           cross-entropy, {'l1': ..., ['ce': ...]}).
         """
+        inputs = models.generator_inputs(self.networks.generator, l_channel,
+                                         *hints)
         if self._logits_and_ab is None:
-            prediction = self.networks.generator(l_channel, training=True)
+            prediction = self.networks.generator(inputs, training=True)
             l1 = self._average(losses.l1(ab, prediction))
             return prediction, l1, {'l1': l1}
-        logits, prediction = self._logits_and_ab(l_channel, training=True)
+        logits, prediction = self._logits_and_ab(inputs, training=True)
         ce = self._average(losses.color_bins_cross_entropy(ab, logits))
         l1 = self._average(losses.l1(ab, tf.stop_gradient(prediction)))
         return prediction, ce, {'l1': l1, 'ce': ce}
@@ -288,7 +289,7 @@ class StepFunctions:
         The order is the tutorial's and pix2pix's: the generator loss uses
         D(fake) recomputed after the discriminator's update.
         """
-        l_channel, ab = batch
+        l_channel, ab, *hints = batch
         config = self.config
         generator = self.networks.generator
         discriminator = self.networks.discriminator
@@ -296,7 +297,7 @@ class StepFunctions:
         d_optimizer = self.networks.discriminator_optimizer
         with tf.GradientTape() as g_tape:
             fake_ab, reconstruction, reconstruction_metrics = (
-                self._reconstruction(l_channel, ab))
+                self._reconstruction(l_channel, ab, hints))
             with g_tape.stop_recording():
                 with tf.GradientTape() as d_tape:
                     real_input = tf.concat(
