@@ -1,9 +1,13 @@
-"""Tests for the REST client against a real HTTP server on 127.0.0.1.
+"""Tests for the REST client against TF Serving's documented REST protocol.
 
-The server speaks TF Serving's REST predict protocol: it decodes the b64
-JSON body, runs the exported SavedModel's serving_default signature and
-answers {"predictions": [{"b64": ...}]}, or {"error": ...} with status 400
-for an InvalidArgument, as TF Serving does.
+The expected requests and the answers are literals in the form of TF
+Serving's REST API documentation (tensorflow_serving/g3doc/api_rest.md):
+the row format `{"instances": [{<input name>: <value>}, ...]}`; binary
+values as `{"b64": <base64>}`, for inputs and outputs whose names end in
+`_bytes`; `{"predictions": [<value>, ...]}` when the model has one output,
+a list of objects when it has several; `{"error": <message>}` on failure.
+The server on 127.0.0.1 only records what it is sent and answers what a
+test tells it to: nothing here re-implements TF Serving.
 """
 
 import base64
@@ -14,60 +18,47 @@ import subprocess
 import sys
 import threading
 
-import keras
-import numpy as np
-from PIL import Image
+import pytest
 import tensorflow as tf
 
 from chromagen_tf import serving_client
-from chromagen_tf.models import build_generator
 from chromagen_tf.serving import export_lib
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
 
+# The documentation's own binary values ("Encoding binary values").
+_IMAGE = b'image bytes'
+_IMAGE_B64 = 'aW1hZ2UgYnl0ZXM='
+_OTHER = b'awesome image bytes'
+_OTHER_B64 = 'YXdlc29tZSBpbWFnZSBieXRlcw=='
 
-def _make_handler(signature, model_name):
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+class _RecordingServer(http.server.ThreadingHTTPServer):
+    """Records each request and answers with `answer` (status, JSON)."""
 
-        def log_message(self, *args):  # Keep test output quiet.
-            del args
+    def __init__(self):
+        super().__init__(('127.0.0.1', 0), _Handler)
+        self.received = []
+        self.answer = (200, {})
 
-        def _answer(self, status, body):
-            data = json.dumps(body).encode('utf-8')
-            self.send_response(status)
-            self.send_header('Content-Type', 'application/json')
-            self.send_header('Content-Length', str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
 
-        def do_POST(self):  # pylint: disable=invalid-name
-            if self.path != f'/v1/models/{model_name}:predict':
-                self._answer(404, {'error': f'no model at {self.path}'})
-                return
-            length = int(self.headers['Content-Length'])
-            body = json.loads(self.rfile.read(length))
-            images = [base64.b64decode(instance['image_bytes']['b64'])
-                      for instance in body['instances']]
-            try:
-                outputs = signature(
-                    image_bytes=tf.constant(images, tf.string))
-            except tf.errors.InvalidArgumentError as error:
-                self._answer(400, {'error': error.message})
-                return
-            # TF Serving's rule (json_tensor.cc, IsNamedTensorBytes): only a
-            # string output whose name ends in '_bytes' is base64-wrapped;
-            # any other would be written raw, which is not JSON.
-            (name, values), = outputs.items()
-            if not name.endswith('_bytes'):
-                self._answer(500, {'error': f'{name} would be raw bytes'})
-                return
-            self._answer(200, {'predictions': [
-                {'b64': base64.b64encode(png).decode('ascii')}
-                for png in values.numpy()
-            ]})
+class _Handler(http.server.BaseHTTPRequestHandler):
 
-    return Handler
+    def log_message(self, *args):  # Keep test output quiet.
+        del args
+
+    def do_POST(self):  # pylint: disable=invalid-name
+        length = int(self.headers['Content-Length'])
+        self.server.received.append(
+            (self.path, self.headers['Content-Type'],
+             self.rfile.read(length)))
+        status, body = self.server.answer
+        data = json.dumps(body).encode('utf-8')
+        self.send_response(status)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 class ServingClientTest(tf.test.TestCase):
@@ -75,17 +66,7 @@ class ServingClientTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        keras.utils.set_random_seed(0)
-        module = export_lib.ColorizationModule(
-            build_generator('resnet18_unet', width=8), render_size=64)
-        root = tf.test.TestCase().get_temp_dir()
-        version_dir = export_lib.export_saved_model(
-            module, os.path.join(root, 'chromagen'))
-        cls.loaded = tf.saved_model.load(version_dir)
-        handler = _make_handler(cls.loaded.signatures['serving_default'],
-                                'chromagen')
-        cls.server = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
-                                                     handler)
+        cls.server = _RecordingServer()
         cls.thread = threading.Thread(target=cls.server.serve_forever,
                                       daemon=True)
         cls.thread.start()
@@ -98,56 +79,94 @@ class ServingClientTest(tf.test.TestCase):
         cls.thread.join(timeout=10)
         super().tearDownClass()
 
-    def test_request_body_is_tf_serving_row_format(self):
-        body = json.loads(serving_client.request_body([b'\x00\xffab']))
-        self.assertEqual(
-            body, {'instances': [{'image_bytes': {'b64': 'AP9hYg=='}}]})
-        self.assertEqual(
-            serving_client.predict_url('http://h:8501/', 'chromagen'),
-            'http://h:8501/v1/models/chromagen:predict')
+    def setUp(self):
+        super().setUp()
+        self.server.received.clear()
 
-    def test_colorizes_real_photos(self):
-        names = ['chelsea.jpg', 'stream.jpg']
-        images = [(SAMPLE_PHOTOS / name).read_bytes() for name in names]
-        pngs = serving_client.colorize(images, self.address, 'chromagen')
-        self.assertLen(pngs, 2)
-        for name, png in zip(names, pngs):
-            with Image.open(SAMPLE_PHOTOS / name) as original:
-                decoded = tf.io.decode_png(png)
-                self.assertEqual(decoded.shape,
-                                 (original.height, original.width, 3))
-        # The same bytes as calling the signature directly.
-        direct = self.loaded.signatures['serving_default'](
-            image_bytes=tf.constant(images[:1]))['colorized_png_bytes'][0]
-        self.assertEqual(pngs[0], direct.numpy())
+    def test_sends_the_documented_row_format(self):
+        self.server.answer = (200, {'predictions': [{'b64': _IMAGE_B64},
+                                                    {'b64': _OTHER_B64}]})
+        serving_client.colorize([_IMAGE, _OTHER], self.address, 'chromagen')
+        (path, content_type, body), = self.server.received
+        self.assertEqual(path, '/v1/models/chromagen:predict')
+        self.assertEqual(content_type, 'application/json')
+        self.assertEqual(json.loads(body), {'instances': [
+            {'image_bytes': {'b64': _IMAGE_B64}},
+            {'image_bytes': {'b64': _OTHER_B64}},
+        ]})
+
+    def test_decodes_one_output_and_several_outputs_answers(self):
+        answers = {
+            # One output tensor: its name is left out.
+            'one output': {'predictions': [{'b64': _IMAGE_B64},
+                                           {'b64': _OTHER_B64}]},
+            # Several: one object per instance, by output name.
+            'several outputs': {'predictions': [
+                {'colorized_png_bytes': {'b64': _IMAGE_B64}, 'extra': 1},
+                {'colorized_png_bytes': {'b64': _OTHER_B64}, 'extra': 2},
+            ]},
+        }
+        for case, answer in answers.items():
+            with self.subTest(case):
+                self.server.answer = (200, answer)
+                self.assertEqual(
+                    serving_client.colorize([b'a', b'b'], self.address),
+                    [_IMAGE, _OTHER])
+
+    def test_names_follow_the_bytes_rule_of_the_export(self):
+        # TF Serving base64-wraps only tensors named '..._bytes'; the
+        # client's names are the exported signature's.
+        self.assertEqual(serving_client.INPUT_KEY, export_lib.IMAGE_BYTES)
+        self.assertEqual(serving_client.OUTPUT_KEY, export_lib.COLORIZED_PNG)
+        for name in (serving_client.INPUT_KEY, serving_client.OUTPUT_KEY):
+            self.assertTrue(name.endswith('_bytes'), name)
 
     def test_server_errors_are_reported(self):
+        self.server.answer = (400, {
+            'error': 'image_bytes is not a JPEG, PNG, GIF or BMP image'})
         with self.assertRaisesRegex(
                 serving_client.ServingError,
-                '(?s)HTTP 400.*not a JPEG, PNG, GIF or BMP'):
-            serving_client.colorize([b'garbage'], self.address, 'chromagen')
-        with self.assertRaisesRegex(serving_client.ServingError, 'HTTP 404'):
-            serving_client.colorize([b'x'], self.address, 'other_model')
+                'HTTP 400: image_bytes is not a JPEG, PNG, GIF or BMP'):
+            serving_client.colorize([b'garbage'], self.address)
+        self.server.answer = (404, {
+            'error': 'Servable not found for request: Latest(other)'})
+        with self.assertRaisesRegex(serving_client.ServingError,
+                                    'HTTP 404: Servable not found'):
+            serving_client.colorize([b'x'], self.address, 'other')
+
+    def test_unexpected_answers_are_reported(self):
+        for answer in ({'predictions': [{'b64': _IMAGE_B64}]},  # One short.
+                       {'outputs': [{'b64': _IMAGE_B64}] * 2},
+                       {'predictions': ['raw bytes', 'raw bytes']}):
+            with self.subTest(answer=answer):
+                self.server.answer = (200, answer)
+                with self.assertRaises(serving_client.ServingError):
+                    serving_client.colorize([b'a', b'b'], self.address)
 
     def test_unreachable_server(self):
         with self.assertRaisesRegex(serving_client.ServingError,
                                     'Cannot reach'):
             serving_client.colorize([b'x'], 'http://127.0.0.1:9', timeout=5)
 
+    @pytest.mark.slow  # A subprocess.
     def test_command_line(self):
+        photo = SAMPLE_PHOTOS / 'coffee.jpg'
+        self.server.answer = (200, {'predictions': [{'b64': _IMAGE_B64}]})
         output_dir = self.get_temp_dir()
         result = subprocess.run(
             [sys.executable, '-m', 'chromagen_tf.serving_client',
              f'--server={self.address}', f'--output_dir={output_dir}',
-             str(SAMPLE_PHOTOS / 'coffee.jpg')],
+             str(photo)],
             cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
             check=False)
         self.assertEqual(result.returncode, 0, result.stderr)
-        with Image.open(os.path.join(output_dir, 'coffee.png')) as output:
-            with Image.open(SAMPLE_PHOTOS / 'coffee.jpg') as original:
-                self.assertEqual(output.size, original.size)
-                self.assertEqual(output.mode, 'RGB')
-                self.assertGreater(np.asarray(output).std(), 1.0)
+        (_, _, body), = self.server.received
+        self.assertEqual(json.loads(body), {'instances': [{'image_bytes': {
+            'b64': base64.b64encode(photo.read_bytes()).decode('ascii')}}]})
+        output = os.path.join(output_dir, 'coffee.png')
+        self.assertEqual(result.stdout.strip(), output)
+        with open(output, 'rb') as f:
+            self.assertEqual(f.read(), _IMAGE)
 
 
 if __name__ == '__main__':
