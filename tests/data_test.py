@@ -1,14 +1,44 @@
 """Tests for the Lab record schema (chromagen_tf/data/records.py)."""
 
+import hashlib
+import io
 from unittest import mock
 import zlib
 
 import numpy as np
+from PIL import Image
 import tensorflow as tf
 from zlib_ng import zlib_ng
 
 from chromagen_tf.data import records
 from tests import shards
+
+# Regression pin: the sha256 of `encode_example(*_pinned_record_inputs())`,
+# copied from the output of the record schema at commit 1177248. Shards
+# written before a change that moves it no longer match those written
+# after: bump SCHEMA_VERSION, or find what changed the bytes.
+_PINNED_RECORD_SHA256 = (
+    '90f002ca46abd4b6cd38807cef15734cffb844f87bc8a9525b562eff4663b819')
+
+
+def _known_planes() -> np.ndarray:
+    """uint8 planes [6, 5, 3] from a fixed generator, with the extremes."""
+    planes = np.random.default_rng(31).integers(0, 256, (6, 5, 3), np.uint8)
+    planes[0, 0] = [0, 0, 0]
+    planes[0, 1] = [255, 255, 255]
+    return planes
+
+
+def _pinned_record_inputs():
+    """Lab whose quantisation is `_known_planes()`, found independently of
+    records.quantize_lab: each value is a plane value mapped back to Lab
+    units and moved by less than half a quantisation step."""
+    planes = _known_planes().astype(np.float64)
+    nudge = np.random.default_rng(32).uniform(-0.4, 0.4, planes.shape)
+    lab = np.stack([(planes[..., 0] + nudge[..., 0]) * 100 / 255,
+                    planes[..., 1] + nudge[..., 1] - 128,
+                    planes[..., 2] + nudge[..., 2] - 128], axis=-1)
+    return lab.astype(np.float32), 'pin/photo.jpg', 480, 640
 
 
 class RecordSchemaTest(tf.test.TestCase):
@@ -52,6 +82,24 @@ class RecordSchemaTest(tf.test.TestCase):
                 with_zlib = records.encode_planes_png(planes)
             self.assertEqual(with_zlib_ng, with_zlib, path)
             self.assertAllEqual(tf.io.decode_png(with_zlib_ng), planes)
+
+    def test_regression_pin_of_the_record_bytes(self):
+        serialized = records.encode_example(*_pinned_record_inputs())
+        self.assertEqual(hashlib.sha256(serialized).hexdigest(),
+                         _PINNED_RECORD_SHA256)
+
+    def test_stored_png_decodes_with_pillow_to_the_quantised_planes(self):
+        serialized = records.encode_example(*_pinned_record_inputs())
+        # Read with protobuf and Pillow, not with the schema's own reader.
+        feature = tf.train.Example.FromString(serialized).features.feature
+        png = feature[records.LAB_ENCODED].bytes_list.value[0]
+        with Image.open(io.BytesIO(png), formats=['PNG']) as image:
+            self.assertEqual((image.mode, image.size), ('RGB', (5, 6)))
+            self.assertAllEqual(np.asarray(image), _known_planes())
+        self.assertEqual(feature[records.KEY].bytes_list.value,
+                         [b'pin/photo.jpg'])
+        self.assertEqual(feature[records.HEIGHT].int64_list.value, [480])
+        self.assertEqual(feature[records.WIDTH].int64_list.value, [640])
 
     def test_extreme_lab_values_are_clipped_not_wrapped(self):
         lab = np.array([[[100.0, 130.0, -140.0]]], np.float32)
