@@ -11,7 +11,7 @@ Usage:
   python -m bench.bench_video --skip_memory \
       --clips=sunset.jpg:astronaut.jpg,rocket.jpg:brushes.jpg  # other clips
 
-Test videos with known ground truth (chromagen_tf/video/synthetic.py):
+Test videos with known ground truth (tests/video_fixtures.py):
 each clip is a Ken Burns pan and then a zoom over one sample photo, a hard
 cut, and a pan and zoom over another; the colour clip is encoded (x264,
 CRF 18) as the ground-truth video, its gray version is encoded the same
@@ -151,7 +151,8 @@ def _photo(name: str, height: int) -> np.ndarray:
 def shot_cameras(photo: np.ndarray, width: int, height: int, pan: int,
                  zoom: int) -> list:
     """A left-to-right pan at 1.4 photo pixels per pixel, then a zoom in."""
-    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from tests import video_fixtures as synthetic
     photo_height, photo_width = photo.shape[:2]
     scale = min(1.4, (photo_height - 2) / height)
     half = width * scale / 2 + 2
@@ -194,7 +195,8 @@ def run_quality(size, render_size, work_dir) -> dict:
     from chromagen_tf.inference import colorize_lib  # pylint: disable=g-import-not-at-top
     from chromagen_tf.serving import full_resolution  # pylint: disable=g-import-not-at-top
     from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
-    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from tests import video_fixtures as synthetic
     from chromagen_tf.video import temporal  # pylint: disable=g-import-not-at-top
     width, height = size
     colorizer = colorize_lib.load_colorizer(render_size=render_size)
@@ -349,7 +351,8 @@ def _memory_child(path: str, output: str) -> None:
 
 
 def run_memory(lengths, work_dir) -> list:
-    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from tests import video_fixtures as synthetic
     photo = _photo('sunset.jpg', 180)
     width, height = 160, 120
     rows = []
@@ -372,7 +375,8 @@ def make_strip(path: str, photo_name: str, work_dir: str) -> None:
 
     from chromagen_tf.inference import colorize_lib  # pylint: disable=g-import-not-at-top
     from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
-    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from tests import video_fixtures as synthetic
     width, height, columns, gap = 320, 240, 5, 4
     photo = _photo(photo_name, round(height * 1.5))
     cameras = shot_cameras(photo, width, height, 24, 0)
@@ -401,7 +405,8 @@ def run_speed(size, work_dir) -> None:
     without the forward-backward test."""
     from chromagen_tf.inference import colorize_lib  # pylint: disable=g-import-not-at-top
     from chromagen_tf.video import pipeline  # pylint: disable=g-import-not-at-top
-    from chromagen_tf.video import synthetic  # pylint: disable=g-import-not-at-top
+    # pylint: disable-next=g-import-not-at-top
+    from tests import video_fixtures as synthetic
     from chromagen_tf.video import temporal  # pylint: disable=g-import-not-at-top
     width, height = size
     photo = _photo('stream.jpg', round(height * 1.5))

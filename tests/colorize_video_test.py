@@ -16,7 +16,7 @@ from chromagen_tf import errors
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.video import pipeline
 from chromagen_tf.video import reader
-from chromagen_tf.video import synthetic
+from tests import video_fixtures as synthetic
 from chromagen_tf.video import temporal
 from chromagen_tf.video import writer
 from tests.conftest import REPO_ROOT
