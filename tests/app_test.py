@@ -1,19 +1,24 @@
-"""Tests for the web app's HTTP API, against a real server process.
+"""Tests for the web app's HTTP API.
 
-One server with the bundled model serves the whole file, started with
-small limits (1 running job, 1 waiting, 1 MB uploads, 4 MP photos) so that
-every limit can be reached with small files, deterministically.
+The slow tests run a real server process with the bundled model, one for
+the whole file, started with small limits (1 running job, 1 waiting, 1 MB
+uploads, 4 MP photos) so that every limit can be reached with small files,
+deterministically. The fast ones serve the app in this process with a
+stand-in for the model, for what happens before a photo reaches it.
 """
 
 import concurrent.futures
+import contextlib
 import http.client
 import io
 import os
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from typing import Iterator, Optional
 import zlib
 
 import numpy as np
@@ -25,6 +30,7 @@ import uvicorn
 from chromagen_tf import color
 from chromagen_tf.data import imaging
 from chromagen_tf.inference import colorize_lib
+from chromagen_tf.webapp import jobs
 from chromagen_tf.webapp import server as server_lib
 from tests import conftest
 from tests import utils
@@ -78,6 +84,7 @@ def _assert_json_error(response, status: int, reason: str):
     assert len(body['error']) > 10, body
 
 
+@pytest.mark.slow  # The server process.
 def test_healthz_reports_the_model_and_limits(server):
     health = server.health()
     assert health['status'] == 'ok'
@@ -89,6 +96,7 @@ def test_healthz_reports_the_model_and_limits(server):
     assert 'ChromaGen app: http://127.0.0.1:' in server.log()
 
 
+@pytest.mark.slow  # The server process.
 def test_round_trip_keeps_size_and_lightness(server, colorizer):
     for name in ('chelsea.jpg', 'picos_de_europa.jpg'):
         original = np.asarray(imaging.load_rgb(
@@ -108,6 +116,7 @@ def test_round_trip_keeps_size_and_lightness(server, colorizer):
         assert np.abs(colorized.astype(int) - expected).max() <= 1, name
 
 
+@pytest.mark.slow  # The server process.
 def test_odd_sizes_gray_inputs_and_render_size(server, colorizer):
     photo = Image.open(conftest.SAMPLE_PHOTOS / 'coffee.jpg')
     gray = photo.convert('L').crop((3, 5, 304, 222))  # 301x217.
@@ -132,6 +141,7 @@ def _png_header_only(width: int, height: int) -> bytes:
             chunk(b'IDAT', zlib.compress(b'\0' * 1024)) + chunk(b'IEND', b''))
 
 
+@pytest.mark.slow  # The server process.
 @pytest.mark.parametrize('case, status, reason', [
     ('text', 415, 'not_an_image'),
     ('html_named_jpg', 415, 'not_an_image'),
@@ -177,15 +187,9 @@ def test_bad_uploads_get_a_json_error(server, case, status, reason):
                        status, reason)
 
 
-def test_malformed_requests_get_a_json_error(server):
+@pytest.mark.slow  # The server process.
+def test_http_errors_get_a_json_error(server):
     url = server.url + '/api/colorize'
-    _assert_json_error(requests.post(url, data=b'raw', timeout=_TIMEOUT),
-                       400, 'bad_request')
-    _assert_json_error(requests.post(url, files={'photo': ('a.jpg', b'x')},
-                                     timeout=_TIMEOUT), 400, 'bad_request')
-    twice = [('image', ('a.jpg', b'1')), ('image', ('b.jpg', b'2'))]
-    _assert_json_error(requests.post(url, files=twice, timeout=_TIMEOUT),
-                       400, 'bad_request')
     _assert_json_error(requests.get(url, timeout=_TIMEOUT), 405, 'http_error')
     _assert_json_error(requests.get(server.url + '/static/../app.py',
                                     timeout=_TIMEOUT), 404, 'http_error')
@@ -228,6 +232,7 @@ def _wait_for(server, predicate, what: str):
     raise AssertionError(f'Never {what}: {server.health()}')
 
 
+@pytest.mark.slow  # The server process.
 def test_a_burst_beyond_the_job_limits_gets_503(server):
     photo = _photo_bytes('rocket.jpg')
     # Fill the one running slot and the one waiting place with two uploads
@@ -266,6 +271,7 @@ def test_a_burst_beyond_the_job_limits_gets_503(server):
     assert health['running'] == 0
 
 
+@pytest.mark.slow  # The server process.
 def test_page_and_assets_are_served(server):
     page = requests.get(server.url + '/', timeout=_TIMEOUT)
     assert page.status_code == 200
@@ -276,24 +282,31 @@ def test_page_and_assets_are_served(server):
         assert asset.status_code == 200 and len(asset.content) > 1000, name
 
 
-def test_zz_nothing_written_and_clean_stop(server):
-    # Runs last in this file: it stops the server.
-    assert os.listdir(server.work_dir) == []
-    entries = os.listdir(server.temp_dir)
-    # Only the app's own private directory, holding only what TensorFlow's
-    # autograph writes; never an upload.
-    assert len(entries) == 1 and entries[0].startswith('chromagen-app-')
-    private = os.path.join(server.temp_dir, entries[0])
-    assert os.stat(private).st_mode & 0o077 == 0
-    for _, _, files in os.walk(private):
-        for name in files:
-            assert name.startswith('__autograph_generated_file'), name
-    assert 'Traceback' not in server.log()
-    assert server.stop() == 0, server.log()[-3000:]
-    assert os.listdir(server.temp_dir) == []
-    assert os.listdir(server.work_dir) == []
+@pytest.mark.slow  # The server process.
+@pytest.mark.slow  # A server process of its own, which it stops.
+def test_nothing_written_and_clean_stop(tmp_path):
+    app = utils.AppServer(str(tmp_path), *_FLAGS)
+    try:
+        app.wait_until_ready()
+        _decoded(_post(app, _photo_bytes('chelsea.jpg')))
+        assert os.listdir(app.work_dir) == []
+        entries = os.listdir(app.temp_dir)
+        # Only the app's own private directory, holding only what
+        # TensorFlow's autograph writes; never an upload.
+        assert len(entries) == 1 and entries[0].startswith('chromagen-app-')
+        private = os.path.join(app.temp_dir, entries[0])
+        assert os.stat(private).st_mode & 0o077 == 0
+        for _, _, files in os.walk(private):
+            for name in files:
+                assert name.startswith('__autograph_generated_file'), name
+        assert 'Traceback' not in app.log()
+    finally:
+        assert app.stop() == 0, app.log()[-3000:]
+    assert os.listdir(app.temp_dir) == []
+    assert os.listdir(app.work_dir) == []
 
 
+@pytest.mark.slow  # Two processes that import TensorFlow.
 def test_help_and_bad_flags(tmp_path):
     command = [sys.executable, '-m', 'chromagen_tf.app']
     # Both at once: each spends its time importing TensorFlow.
@@ -313,10 +326,33 @@ def test_help_and_bad_flags(tmp_path):
     assert 'Traceback' not in stderr
 
 
-def test_a_stalled_upload_loses_its_place(monkeypatch):
-    # In this process, with a 1 s timeout: the upload never needs a model.
-    monkeypatch.setattr(server_lib, 'UPLOAD_TIMEOUT_SECONDS', 1)
-    app = server_lib.create_app(None, server_lib.AppConfig(max_queue=0))
+class _EchoService:
+    """Stands in for the model: answers with the photo's own bytes."""
+
+    render_size = 256
+    parse_render_size = jobs.ColorizeService.parse_render_size
+
+    def __init__(self):
+        self.render_sizes = []
+
+    def colorize_png(self, data: bytes, render_size: int) -> bytes:
+        self.render_sizes.append(render_size)
+        return data
+
+
+class _InProcessServer:
+    """The app served by uvicorn in a thread of this process."""
+
+    def __init__(self, app, port: int):
+        self.app = app
+        self.url = f'http://127.0.0.1:{port}'
+        self.port = port
+
+
+@contextlib.contextmanager
+def _in_process(service, config: server_lib.AppConfig
+                ) -> Iterator[_InProcessServer]:
+    app = server_lib.create_app(service, config)
     sock = server_lib._listen('127.0.0.1', 0)  # pylint: disable=protected-access
     runner = uvicorn.Server(uvicorn.Config(app, lifespan='off',
                                            log_level='warning'))
@@ -325,8 +361,138 @@ def test_a_stalled_upload_loses_its_place(monkeypatch):
     try:
         while not runner.started:
             time.sleep(0.05)
+        yield _InProcessServer(app, sock.getsockname()[1])
+    finally:
+        runner.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+
+
+_SMALL_LIMIT = 100_000  # Bytes: the in-process app's upload limit.
+
+
+@pytest.fixture(scope='module')
+def echo_server():
+    service = _EchoService()
+    config = server_lib.AppConfig(max_upload_bytes=_SMALL_LIMIT)
+    with _in_process(service, config) as app:
+        app.service = service
+        yield app
+
+
+def _multipart(parts: list[tuple[str, Optional[str], bytes]]) -> bytes:
+    boundary = 'chromagen-test-boundary'
+    body = b''
+    for name, filename, value in parts:
+        disposition = f'form-data; name="{name}"'
+        if filename is not None:
+            disposition += f'; filename="{filename}"'
+        body += (f'--{boundary}\r\nContent-Disposition: {disposition}\r\n'
+                 '\r\n').encode() + value + b'\r\n'
+    return body + f'--{boundary}--\r\n'.encode()
+
+
+def _post_multipart(server, parts) -> requests.Response:
+    return requests.post(
+        server.url + '/api/colorize', data=_multipart(parts), headers={
+            'Content-Type':
+                'multipart/form-data; boundary=chromagen-test-boundary'},
+        timeout=_TIMEOUT)
+
+
+def test_upload_reaches_the_model_whole_and_in_memory(echo_server,
+                                                      monkeypatch):
+    # Larger than the 1 MiB that Starlette's parser keeps in memory by
+    # default; rolling over to a file would call TemporaryFile.
+    photo = np.random.default_rng(1).bytes(1_500_000)
+
+    def no_file(*args, **kwargs):
+        raise AssertionError('an upload was spooled to disk')
+
+    monkeypatch.setattr(tempfile, 'TemporaryFile', no_file)
+    config = server_lib.AppConfig(max_upload_bytes=2_000_000)
+    service = _EchoService()
+    with _in_process(service, config) as app:
+        response = _post(app, photo, render_size='128')
+    assert response.status_code == 200, response.text[:500]
+    assert response.content == photo
+    assert service.render_sizes == [128]
+
+
+@pytest.mark.parametrize('case', [
+    'not_multipart', 'no_image', 'two_images', 'image_not_a_file',
+    'too_many_fields', 'long_field', 'two_render_sizes', 'truncated_form',
+    'empty', 'over_byte_limit', 'just_over_byte_limit'])
+def test_bad_forms_get_a_json_error(echo_server, case):
+    photo = b'not checked before the model' * 10
+    status, reason = 400, 'bad_request'
+    echo_server.service.render_sizes.clear()
+    if case == 'not_multipart':
+        response = requests.post(echo_server.url + '/api/colorize',
+                                 data=photo, timeout=_TIMEOUT)
+    elif case == 'truncated_form':
+        body = _multipart([('image', 'a.jpg', photo)])
+        response = requests.post(
+            echo_server.url + '/api/colorize', data=body[:-30], headers={
+                'Content-Type':
+                    'multipart/form-data; boundary=chromagen-test-boundary'},
+            timeout=_TIMEOUT)
+    else:
+        parts = {
+            'no_image': [('photo', 'a.jpg', photo)],
+            'two_images': [('image', 'a.jpg', photo),
+                           ('image', 'b.jpg', photo)],
+            'image_not_a_file': [('image', None, photo)],
+            'too_many_fields': [('image', 'a.jpg', photo)] + [
+                (f'note{i}', None, b'1') for i in range(5)],
+            'long_field': [('image', 'a.jpg', photo),
+                           ('render_size', None, b'1' * 2000)],
+            'two_render_sizes': [('image', 'a.jpg', photo),
+                                 ('render_size', None, b'128'),
+                                 ('render_size', None, b'256')],
+            'empty': [('image', 'a.jpg', b'')],
+            'over_byte_limit': [('image', 'a.jpg', b'x' * 1_000_000)],
+            # Within the body's allowance for framing, over the photo's.
+            'just_over_byte_limit': [('image', 'a.jpg',
+                                      b'x' * (_SMALL_LIMIT + 1))],
+        }[case]
+        if case == 'empty':
+            status, reason = 400, 'empty_file'
+        elif case.endswith('over_byte_limit'):
+            status, reason = 413, 'upload_too_large'
+        response = _post_multipart(echo_server, parts)
+    _assert_json_error(response, status, reason)
+    assert echo_server.service.render_sizes == []
+
+
+@pytest.mark.parametrize('name, data', [
+    ('text', b'just some text, not a photo\n' * 10),
+    ('eps', b'%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n'),
+])
+def test_other_formats_never_reach_a_pillow_plugin(monkeypatch, name, data):
+    # EPS runs Ghostscript; no plugin outside ACCEPTED_FORMATS may even
+    # parse an upload's header.
+    from PIL import EpsImagePlugin  # pylint: disable=g-import-not-at-top
+    opened = []
+    original = EpsImagePlugin.EpsImageFile._open  # pylint: disable=protected-access
+
+    def recording_open(image):
+        opened.append(name)
+        return original(image)
+
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, '_open', recording_open)
+    with pytest.raises(imaging.BadImageError) as raised:
+        jobs._check_format(data)  # pylint: disable=protected-access
+    assert raised.value.reason == imaging.NOT_AN_IMAGE
+    assert opened == []
+
+
+def test_a_stalled_upload_loses_its_place(monkeypatch):
+    # In this process, with a 1 s timeout: the upload never needs a model.
+    monkeypatch.setattr(server_lib, 'UPLOAD_TIMEOUT_SECONDS', 1)
+    with _in_process(None, server_lib.AppConfig(max_queue=0)) as app:
         connection = http.client.HTTPConnection(
-            '127.0.0.1', sock.getsockname()[1], timeout=_TIMEOUT)
+            '127.0.0.1', app.port, timeout=_TIMEOUT)
         connection.putrequest('POST', '/api/colorize')
         connection.putheader('Content-Type',
                              'multipart/form-data; boundary=b')
@@ -336,8 +502,4 @@ def test_a_stalled_upload_loses_its_place(monkeypatch):
         response = connection.getresponse()
         assert response.status == 408
         assert b'upload_timeout' in response.read()
-        assert app.state.limiter.admitted == 0
-    finally:
-        runner.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+        assert app.app.state.limiter.admitted == 0

@@ -33,6 +33,8 @@ from chromagen_tf.webapp import uploads
 # external programs (EPS through Ghostscript) or are rarely photos; they
 # are refused as not images.
 ACCEPTED_FORMATS = ('JPEG', 'MPO', 'PNG', 'WEBP', 'GIF', 'BMP', 'TIFF')
+# The plugins that open them: Pillow opens MPO files with its JPEG plugin.
+_OPENING_FORMATS = tuple(name for name in ACCEPTED_FORMATS if name != 'MPO')
 # The largest working size a request may ask for: the network's cost grows
 # with its square, and 1024 is 16 times the bundled model's 256.
 MAX_RENDER_SIZE = 1024
@@ -204,13 +206,16 @@ class ColorizeService:
 
 
 def _check_format(data: bytes) -> None:
-    """Refuses, from the header alone, formats outside ACCEPTED_FORMATS."""
+    """Refuses, from the header alone, formats outside ACCEPTED_FORMATS.
+
+    Only the accepted formats' plugins are tried, so a file of any other
+    format is never parsed by Pillow.
+    """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                image_format = image.format
+            Image.open(io.BytesIO(data), formats=_OPENING_FORMATS).close()
+    except Image.UnidentifiedImageError:
+        raise imaging.BadImageError(imaging.NOT_AN_IMAGE, '') from None
     except Exception:  # pylint: disable=broad-except
-        return  # load_rgb tells why it cannot be opened.
-    if image_format not in ACCEPTED_FORMATS:
-        raise imaging.BadImageError(imaging.NOT_AN_IMAGE, image_format)
+        return  # An accepted format with a bad header: load_rgb tells why.

@@ -111,20 +111,17 @@ def create_app(service: jobs.ColorizeService,
         }, headers={'Cache-Control': 'no-store'})
 
     async def colorize(request: requests.Request) -> responses.Response:
-        chunks = request.stream()
+        reader = uploads.UploadReader(request, config.max_upload_bytes)
         try:
             async with limiter.admit():
                 with anyio.fail_after(UPLOAD_TIMEOUT_SECONDS):
-                    upload = await uploads.read_upload(
-                        request.headers.get('content-type', ''),
-                        request.headers.get('content-length'), chunks,
-                        config.max_upload_bytes)
+                    upload = await reader.read()
                 render_size = service.parse_render_size(upload.render_size)
                 async with limiter.run():
                     png = await anyio.to_thread.run_sync(
                         service.colorize_png, upload.image, render_size)
         except jobs.Busy:
-            await uploads.drain(chunks)
+            await reader.drain()
             return _error(
                 503, 'busy',
                 f'The server is busy: {config.max_concurrent} photo(s) '
@@ -132,7 +129,7 @@ def create_app(service: jobs.ColorizeService,
                 f'takes. Try again in a few seconds.',
                 headers={'Retry-After': str(_RETRY_AFTER_SECONDS)})
         except uploads.UploadError as error:
-            await uploads.drain(chunks)
+            await reader.drain()
             return _error(error.status, error.reason, str(error))
         except TimeoutError:
             return _error(408, 'upload_timeout',
