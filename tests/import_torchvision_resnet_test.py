@@ -8,13 +8,13 @@ that a wrongly transposed kernel or swapped mean and variance cannot pass.
 
 import contextlib
 import functools
-import http.server
+import hashlib
 import os
 import pathlib
 import socket
 import subprocess
 import sys
-import threading
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -130,29 +130,30 @@ class ImportTest(tf.test.TestCase, parameterized.TestCase):
     @parameterized.parameters(('resnet18', 64, True), ('resnet34', 8, False))
     def test_every_stage_matches_pytorch(self, arch, width, as_imagenet):
         state = _random_state_dict(arch, width)
-        checkpoint = os.path.join(self.get_temp_dir(), f'{arch}.pth')
-        torch.save(state, checkpoint)
         keras_home = os.path.join(self.get_temp_dir(), 'keras_home')
         if as_imagenet:
-            # Stored where encoder_weights='imagenet' caches its conversion,
-            # which must then work offline (the mirror URL is unreachable).
-            output = os.path.join(keras_home, 'models',
-                                  'resnet18-f37072fd_gray.weights.h5')
+            # Through the download path: torch.hub fetches the file from a
+            # file:// URL, checks its hash prefix, and it is converted.
+            served = os.path.join(self.get_temp_dir(), 'served')
+            name = _save_with_hash_prefix(state, served, arch)
+            environment = {
+                'KERAS_HOME': keras_home,
+                torchvision_weights.BASE_URL_ENV:
+                    pathlib.Path(served).as_uri(),
+            }
+            with _patched_environment(environment), mock.patch.dict(
+                    torchvision_weights.TORCHVISION_FILES, {arch: name}):
+                generator = models.build_generator(
+                    f'{arch}_unet', width=width, encoder_weights='imagenet')
+            self.assertTrue(
+                os.path.exists(os.path.join(keras_home, 'models', name)))
         else:
+            checkpoint = os.path.join(self.get_temp_dir(), f'{arch}.pth')
+            torch.save(state, checkpoint)
             output = os.path.join(self.get_temp_dir(), f'{arch}.weights.h5')
-        torchvision_weights.convert_checkpoint(checkpoint, output)
-
-        # The converted file initialises a generator's encoder.
-        environment = {
-            'KERAS_HOME': keras_home,
-            torchvision_weights.BASE_URL_ENV:
-                f'http://127.0.0.1:{_closed_port()}/',
-        }
-        with _patched_environment(environment):
+            torchvision_weights.convert_checkpoint(checkpoint, output)
             generator = models.build_generator(
-                f'{arch}_unet',
-                width=width,
-                encoder_weights='imagenet' if as_imagenet else output)
+                f'{arch}_unet', width=width, encoder_weights=output)
         encoder = models.get_encoder(generator)
         l_channel = _gray_photos()
         keras_features = encoder(l_channel, training=False)
@@ -265,6 +266,22 @@ def _patched_environment(values):
                 os.environ[key] = value
 
 
+def _save_with_hash_prefix(state, folder, arch) -> str:
+    """Saves a state_dict as torchvision names its files: ARCH-<sha256[:8]>.
+
+    Returns:
+        The file name.
+    """
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, 'unnamed.pth')
+    torch.save(state, path)
+    with open(path, 'rb') as file:
+        digest = hashlib.sha256(file.read()).hexdigest()
+    name = f'{arch}-{digest[:8]}.pth'
+    os.replace(path, os.path.join(folder, name))
+    return name
+
+
 def _closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(('127.0.0.1', 0))
@@ -278,7 +295,7 @@ class ImagenetDownloadTest(tf.test.TestCase):
         with self.assertRaisesRegex(RuntimeError,
                                     'Could not download ImageNet weights.*'
                                     'import_torchvision_resnet'):
-            torchvision_weights.download_checkpoint(
+            torchvision_weights.download_state_dict(
                 'resnet18', base_url=base_url, cache_dir=self.get_temp_dir())
 
     def test_generator_imagenet_option_fails_clearly_offline(self):
@@ -293,30 +310,30 @@ class ImagenetDownloadTest(tf.test.TestCase):
                 models.build_generator('resnet18_unet',
                                        encoder_weights='imagenet')
 
-    def test_download_from_a_server_checks_sha256(self):
+    def test_a_file_that_fails_its_hash_prefix_is_rejected(self):
         served = pathlib.Path(self.get_temp_dir()) / 'served'
-        served.mkdir()
-        # Right name, wrong content: the sha256 cannot start with f37072fd.
-        torch.save(_random_state_dict('resnet18', 8), served /
-                   torchvision_weights.TORCHVISION_FILES['resnet18'])
-        handler = functools.partial(http.server.SimpleHTTPRequestHandler,
-                                    directory=str(served))
-        server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
+        state = _random_state_dict('resnet18', 8)
+        name = _save_with_hash_prefix(state, served, 'resnet18')
         cache = pathlib.Path(self.get_temp_dir()) / 'cache'
-        try:
-            with self.assertRaisesRegex(RuntimeError,
-                                        'does not start with f37072fd'):
+        with mock.patch.dict(torchvision_weights.TORCHVISION_FILES,
+                             {'resnet18': name}):
+            loaded = torchvision_weights.download_state_dict(
+                'resnet18', base_url=served.as_uri(), cache_dir=str(cache))
+            self.assertAllEqual(loaded['conv1.weight'],
+                                state['conv1.weight'].numpy())
+            # One byte changed after the name was given: a corrupt download.
+            data = bytearray((served / name).read_bytes())
+            data[len(data) // 2] ^= 0xFF
+            (served / name).write_bytes(bytes(data))
+            other_cache = pathlib.Path(self.get_temp_dir()) / 'other_cache'
+            with self.assertRaisesRegex(
+                    torchvision_weights.WeightsUnavailableError,
+                    f'invalid hash value .*{name[len("resnet18-"):-4]}'):
                 torchvision_weights.imagenet_encoder_weights(
-                    'resnet18',
-                    base_url=f'http://127.0.0.1:{server.server_port}/',
-                    cache_dir=str(cache))
-        finally:
-            server.shutdown()
-            server.server_close()
-        # The bad file was downloaded, rejected and removed.
-        self.assertEqual(list(cache.iterdir()), [])
+                    'resnet18', base_url=served.as_uri(),
+                    cache_dir=str(other_cache))
+        # Rejected before it reached the cache, and nothing was converted.
+        self.assertEqual(list(other_cache.iterdir()), [])
 
 
 if __name__ == '__main__':

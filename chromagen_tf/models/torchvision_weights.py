@@ -18,18 +18,17 @@ The command-line tool is `chromagen_tf.tools.import_torchvision_resnet`.
 
 `--encoder_weights=imagenet` does the same automatically: it downloads
 torchvision's file into the Keras cache (`~/.keras/models`, or under
-`$KERAS_HOME`), checks its sha256 against the prefix in the file name (as
-`torch.hub` does) and converts it. Set `CHROMAGEN_TORCHVISION_BASE_URL` to
-fetch from a mirror instead of download.pytorch.org.
+`$KERAS_HOME`) with `torch.hub.load_state_dict_from_url`, which checks its
+sha256 against the prefix in the file name, and converts it. Set
+`CHROMAGEN_TORCHVISION_BASE_URL` to fetch from a mirror (or a `file://`
+folder) instead of download.pytorch.org.
 
 PyTorch is imported only when a checkpoint is read, never by training.
 """
 
-import hashlib
 import os
 import re
 import urllib.error
-import urllib.request
 
 import keras
 import numpy as np
@@ -46,8 +45,6 @@ TORCHVISION_FILES = {
 }
 DEFAULT_BASE_URL = 'https://download.pytorch.org/models/'
 BASE_URL_ENV = 'CHROMAGEN_TORCHVISION_BASE_URL'
-# Seconds before a stalled download gives up.
-_DOWNLOAD_TIMEOUT = 60
 _IGNORED_SUFFIXES = ('num_batches_tracked',)
 _IGNORED_PREFIXES = ('fc.',)
 
@@ -72,6 +69,21 @@ def _import_torch():
     return torch
 
 
+def _to_numpy(state, source: str) -> dict[str, np.ndarray]:
+    """A loaded state_dict (or a dict holding one) as NumPy arrays."""
+    torch = _import_torch()
+    if isinstance(state, dict) and 'state_dict' in state:
+        state = state['state_dict']
+    if not isinstance(state, dict):
+        raise WeightsError(f'{source} does not hold a state_dict.')
+    not_tensors = sorted(
+        key for key, value in state.items() if not torch.is_tensor(value))
+    if not_tensors:
+        raise WeightsError(f'{source} holds non-tensor entries '
+                           f'{not_tensors}; expected a state_dict.')
+    return {key: value.detach().numpy() for key, value in state.items()}
+
+
 def load_state_dict(checkpoint: str) -> dict[str, np.ndarray]:
     """Reads a torchvision `.pth` state_dict into NumPy arrays."""
     torch = _import_torch()
@@ -80,17 +92,8 @@ def load_state_dict(checkpoint: str) -> dict[str, np.ndarray]:
     except Exception as error:  # pylint: disable=broad-except
         # torch.load raises pickle, zip and runtime errors alike.
         raise WeightsError(f'Could not read {checkpoint} as a PyTorch '
-                              f'state_dict: {error}') from error
-    if isinstance(state, dict) and 'state_dict' in state:
-        state = state['state_dict']
-    if not isinstance(state, dict):
-        raise WeightsError(f'{checkpoint} does not hold a state_dict.')
-    not_tensors = sorted(
-        key for key, value in state.items() if not torch.is_tensor(value))
-    if not_tensors:
-        raise WeightsError(f'{checkpoint} holds non-tensor entries '
-                              f'{not_tensors}; expected a state_dict.')
-    return {key: value.detach().numpy() for key, value in state.items()}
+                           f'state_dict: {error}') from error
+    return _to_numpy(state, checkpoint)
 
 
 def infer_arch(state_dict: dict[str, np.ndarray]) -> str:
@@ -204,69 +207,53 @@ def _keras_cache_dir() -> str:
     return os.path.join(keras_home, 'models')
 
 
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, 'rb') as file:
-        for chunk in iter(lambda: file.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download_checkpoint(arch: str,
+def download_state_dict(arch: str,
                         *,
                         base_url: str | None = None,
-                        cache_dir: str | None = None) -> str:
-    """Downloads torchvision's ImageNet checkpoint and verifies its sha256.
+                        cache_dir: str | None = None) -> dict[str, np.ndarray]:
+    """Downloads torchvision's ImageNet checkpoint, checked by torch.hub.
+
+    `torch.hub.load_state_dict_from_url(..., check_hash=True)` writes to a
+    partial file, compares its sha256 with the hex digits after the last
+    '-' of the file name, and only then moves it into the cache; a file
+    already in the cache is not checked again. It sets no network timeout.
 
     Args:
         arch: 'resnet18' or 'resnet34'.
-        base_url: Where the files are; default $CHROMAGEN_TORCHVISION_BASE_URL
-            or download.pytorch.org.
+        base_url: Where the files are (http(s):// or file://); default
+            $CHROMAGEN_TORCHVISION_BASE_URL or download.pytorch.org.
         cache_dir: Directory for the file; default the Keras model cache.
 
     Returns:
-        The local path of the verified checkpoint.
+        The checkpoint's tensors by name, as NumPy arrays.
 
     Raises:
-        RuntimeError: If the download fails (e.g. offline) or the file's
-            sha256 does not start with the prefix in its name.
+        WeightsUnavailableError: If PyTorch is missing, the download fails
+            (e.g. offline) or the file's sha256 does not start with the
+            prefix in its name.
     """
     if arch not in TORCHVISION_FILES:
         raise ValueError(f'No ImageNet checkpoint for {arch!r}.')
-    filename = TORCHVISION_FILES[arch]
+    torch = _import_torch()
     base_url = base_url or os.environ.get(BASE_URL_ENV) or DEFAULT_BASE_URL
-    url = base_url.rstrip('/') + '/' + filename
+    url = base_url.rstrip('/') + '/' + TORCHVISION_FILES[arch]
     cache_dir = cache_dir or _keras_cache_dir()
-    os.makedirs(cache_dir, exist_ok=True)
-    path = os.path.join(cache_dir, filename)
-    if not os.path.exists(path):
-        logging.info('Downloading %s to %s', url, path)
-        partial = path + '.partial'
-        try:
-            with urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT) as r:
-                with open(partial, 'wb') as file:
-                    for chunk in iter(lambda: r.read(1 << 20), b''):
-                        file.write(chunk)
-        except (urllib.error.URLError, OSError) as error:
-            if os.path.exists(partial):
-                os.remove(partial)
-            raise WeightsUnavailableError(
-                f'Could not download ImageNet weights from {url} ({error}). '
-                'Without network access, download the file elsewhere, '
-                'convert it with python -m '
-                'chromagen_tf.tools.import_torchvision_resnet and pass '
-                '--encoder_weights=PATH.') from error
-        os.replace(partial, path)
-    # torchvision publishes only these 8 hex digits of the digest, in the
-    # file name; torch.hub checks the same prefix.
-    expected = filename.rsplit('-', 1)[1].split('.')[0]
-    actual = _sha256(path)
-    if not actual.startswith(expected):
-        os.remove(path)
-        raise WeightsUnavailableError(f'{url} has sha256 {actual}, which does not start '
-                           f'with {expected}; the download is corrupt or not '
-                           'torchvision\'s file (removed it).')
-    return path
+    try:
+        state = torch.hub.load_state_dict_from_url(
+            url, model_dir=cache_dir, map_location='cpu', progress=False,
+            check_hash=True, weights_only=True)
+    except (urllib.error.URLError, OSError) as error:
+        raise WeightsUnavailableError(
+            f'Could not download ImageNet weights from {url} ({error}). '
+            'Without network access, download the file elsewhere, '
+            'convert it with python -m '
+            'chromagen_tf.tools.import_torchvision_resnet and pass '
+            '--encoder_weights=PATH.') from error
+    except RuntimeError as error:  # torch.hub's hash check; torch.load.
+        raise WeightsUnavailableError(
+            f'{url} is corrupt or not torchvision\'s file: {error}'
+        ) from error
+    return _to_numpy(state, url)
 
 
 def imagenet_encoder_weights(arch: str = 'resnet18',
@@ -280,8 +267,8 @@ def imagenet_encoder_weights(arch: str = 'resnet18',
 
     Args:
         arch: 'resnet18' or 'resnet34'.
-        base_url: See `download_checkpoint`.
-        cache_dir: See `download_checkpoint`.
+        base_url: See `download_state_dict`.
+        cache_dir: See `download_state_dict`.
 
     Returns:
         The path of the converted weights.
@@ -297,11 +284,10 @@ def imagenet_encoder_weights(arch: str = 'resnet18',
         cache_dir, TORCHVISION_FILES[arch][:-len('.pth')] + '_gray.weights.h5')
     if os.path.exists(output):
         return output
-    _import_torch()  # Fail before a long download, not after it.
-    checkpoint = download_checkpoint(arch,
-                                     base_url=base_url,
+    state_dict = download_state_dict(arch, base_url=base_url,
                                      cache_dir=cache_dir)
-    convert_checkpoint(checkpoint, output, arch)
+    convert_state_dict(state_dict, arch).save_weights(output)
+    logging.info('Wrote %s ImageNet encoder weights to %s', arch, output)
     return output
 
 
