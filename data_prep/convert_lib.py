@@ -167,12 +167,12 @@ def run(config: convert_config.ConvertConfig,
                                   state)
 
 
-def convert(config: convert_config.ConvertConfig) -> dict:
-    """Lists the inputs of a validated config and converts them: in this
-    process's pool, or with Apache Beam when config.runner is set.
+def list_inputs(config: convert_config.ConvertConfig
+                ) -> tuple[list[shard_files.Source], list[dict]]:
+    """The inputs of a validated config, and those rejected while listing.
 
-    Returns:
-      The manifest, also written to OUTPUT/manifest.json.
+    Raises:
+      errors.UsageError: if there is no photo to convert.
     """
     if config.image_dir is not None:
         sources, skipped = shard_files.list_image_dir(config.image_dir), []
@@ -181,19 +181,7 @@ def convert(config: convert_config.ConvertConfig) -> dict:
     if not sources:
         raise errors.UsageError(f'no photos found in {config.input_root}')
     logging.info('Found %d photos in %s.', len(sources), config.input_root)
-    if not config.runner:
-        tf.io.gfile.makedirs(config.output_dir)
-        return run(config, sources, skipped)
-    try:
-        # Imported only when asked for: Beam is an optional extra.
-        # pylint: disable-next=import-outside-toplevel
-        from data_prep import beam_pipeline
-    except ImportError as error:
-        raise errors.UsageError(
-            f'--runner needs Apache Beam ({error}); install it with '
-            'pip install .[beam]') from None
-    return beam_pipeline.run(config, sources, skipped, config.runner,
-                             config.beam_argv)
+    return sources, skipped
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ import os
 
 from absl import app
 from absl import flags
+import tensorflow as tf
 
 from chromagen_tf import errors
 from chromagen_tf import files
@@ -117,6 +118,25 @@ def _absolute(path: str | None) -> str:
     return os.path.abspath(path)
 
 
+def _convert(config: convert_config.ConvertConfig) -> dict:
+    """Lists the inputs and converts them: in a pool of this machine's
+    processes, or with Apache Beam when config.runner is set."""
+    sources, skipped = convert_lib.list_inputs(config)
+    if not config.runner:
+        tf.io.gfile.makedirs(config.output_dir)
+        return convert_lib.run(config, sources, skipped)
+    try:
+        # Imported only when asked for: Beam is an optional extra.
+        # pylint: disable-next=import-outside-toplevel
+        from data_prep import beam_pipeline
+    except ImportError as error:
+        raise errors.UsageError(
+            f'--runner needs Apache Beam ({error}); install it with '
+            'pip install .[beam]') from None
+    return beam_pipeline.run(config, sources, skipped, config.runner,
+                             config.beam_argv)
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         errors.fail('make_tfrecords',
@@ -127,7 +147,7 @@ def main(argv: list[str]) -> None:
         if _DOWNLOAD.value:
             coco_download.download_split(config.coco_dir, config.split,
                                          _COCO_BASE_URL.value)
-        manifest = convert_lib.convert(config)
+        manifest = _convert(config)
     except errors.ChromaGenError as error:
         errors.fail('make_tfrecords', error)
     except OSError as error:  # The output folder cannot be written.
