@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 from PIL import Image
@@ -167,15 +168,32 @@ class ColorizeTest(tf.test.TestCase):
             self.assertAllClose(batched.astype(int),
                                 self.colorizer.colorize([photo])[0], atol=1)
 
-    def test_large_photos_take_the_compiled_path_with_the_same_result(self):
+    def test_large_photos_are_lightness_converted_by_xla_alike(self):
         photo = np.asarray(Image.open(SAMPLE_PHOTOS / 'coffee.jpg').convert(
             'RGB').resize((1280, 960)))  # Above the XLA threshold.
-        colorized = self.colorizer.colorize([photo])[0]
-        l_channel = full_resolution.l_channel_from_uint8(photo[None])
-        ab = self.colorizer.predict_ab([l_channel])[0]
-        expected = full_resolution.lab_to_uint8(l_channel, ab)[0]
-        self.assertAllClose(colorized.astype(int), tf.cast(expected, tf.int32),
-                            atol=1)
+        small = photo[:480, :640]  # Below it.
+        lightness = self.colorizer._lightness  # pylint: disable=protected-access
+        for image, expected_twin in ((photo, '_xla'), (small, '_plain')):
+            with mock.patch.object(lightness, '_xla', wraps=lightness._xla
+                                   ) as xla, mock.patch.object(
+                                       lightness, '_plain',
+                                       wraps=lightness._plain) as plain:
+                colorized = self.colorizer.colorize([image])[0]
+            calls = {'_xla': xla.call_count, '_plain': plain.call_count}
+            self.assertEqual(calls[expected_twin], 1, calls)
+            self.assertEqual(sum(calls.values()), 1, calls)
+            # The same result as the eager full-resolution functions.
+            l_channel = full_resolution.l_channel_from_uint8(image[None])
+            ab = self.colorizer.predict_ab([l_channel])[0]
+            expected = full_resolution.lab_to_uint8(l_channel, ab)[0]
+            self.assertAllClose(colorized.astype(int),
+                                tf.cast(expected, tf.int32), atol=1)
+        # XLA compiled what ran for the large photo: only a jit_compile
+        # function has compiler IR (others raise ValueError), and XLA fused
+        # the element-wise sRGB -> Lab chain into fusion computations.
+        hlo = lightness._xla.experimental_get_compiler_ir(photo)(
+            stage='optimized_hlo')
+        self.assertIn('fusion', hlo)
 
     def test_duplicate_outputs_are_failures(self):
         output_dir = os.path.join(self.get_temp_dir(), 'dup')
