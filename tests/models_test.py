@@ -131,33 +131,96 @@ class SizeErrorTest(tf.test.TestCase, parameterized.TestCase):
                                    encoder_weights='imagenet')
 
 
+def _conv(size: int, channels_in: int, channels_out: int,
+          bias: bool = False) -> int:
+    """Weights of a size x size convolution (or transposed convolution)."""
+    return size * size * channels_in * channels_out + (channels_out
+                                                       if bias else 0)
+
+
 class ParameterCountTest(tf.test.TestCase, parameterized.TestCase):
-    """The counts stated in the module docstrings (width=64)."""
+    """Counts at width=64, derived from the architectures' descriptions.
+
+    A BatchNorm layer holds 4 values per channel: a trainable scale and
+    shift, and the moving mean and variance, which Keras counts but does
+    not train.
+    """
+
+    def _assert_counts(self, model, weights, norm_channels):
+        self.assertEqual(_trainable_count(model), weights + 2 * norm_channels)
+        self.assertEqual(model.count_params(), weights + 4 * norm_channels)
+
+    def test_pix2pix_unet(self):
+        # U-Net-256 (Isola et al. 2017, App. 6.1.1), L in and ab out: 4x4
+        # kernels without bias except the output's; each decoder block but
+        # the innermost also reads the mirrored encoder activation.
+        encoder = [64, 128, 256, 512, 512, 512, 512, 512]
+        decoder = encoder[-2::-1]  # Innermost first: 512 x4, 256, 128, 64.
+        weights = sum(_conv(4, channels_in, channels_out)
+                      for channels_in, channels_out in zip(
+                          [1] + encoder[:-1], encoder))
+        weights += sum(_conv(4, channels_in, channels_out)
+                       for channels_in, channels_out in zip(
+                           [encoder[-1]] + [2 * c for c in decoder[:-1]],
+                           decoder))
+        weights += _conv(4, 2 * decoder[-1], 2, bias=True)
+        # BatchNorm on every decoder block and on the encoder's, except the
+        # outermost (pix2pix) and the 1x1 innermost (the authors' code).
+        norm_channels = sum(encoder[1:-1]) + sum(decoder)
+        self._assert_counts(models.build_generator('pix2pix_unet'), weights,
+                            norm_channels)
+
+    @parameterized.parameters(False, True)
+    def test_discriminator(self, spectral_norm):
+        # 70x70 PatchGAN C64-C128-C256-C512 then 1 channel (Isola et al.
+        # 2017, App. 6.1.2) over concat(L, ab): 4x4 kernels; biases on the
+        # first and last convolutions (the others feed BatchNorm).
+        channels = [3, 64, 128, 256, 512, 1]
+        pairs = list(zip(channels[:-1], channels[1:]))
+        weights = sum(_conv(4, *pair) for pair in pairs)
+        discriminator = models.build_discriminator(
+            spectral_norm=spectral_norm)
+        if not spectral_norm:
+            self._assert_counts(discriminator, weights + 64 + 1,
+                                norm_channels=128 + 256 + 512)
+        else:
+            # No BatchNorm, a bias on every convolution, and per
+            # convolution one power-iteration vector u, as long as its
+            # output channels, which is not trained (Miyato et al. 2018).
+            outputs = sum(channels[1:])
+            self.assertEqual(_trainable_count(discriminator),
+                             weights + outputs)
+            self.assertEqual(discriminator.count_params(),
+                             weights + 2 * outputs)
+
+    @parameterized.parameters(('resnet18_unet', 11_689_512),
+                              ('resnet34_unet', 21_797_672))
+    def test_resnet_encoder_is_torchvisions_without_fc(self, name, torchvision):
+        # torchvision's resnet18 and resnet34 (num_params of their
+        # IMAGENET1K_V1 weights) minus fc (512 * 1000 + 1000) and conv1's
+        # kernels for two of its three input channels (2 * 64 * 7 * 7).
+        encoder = models.get_encoder(models.build_generator(name))
+        self.assertEqual(_trainable_count(encoder),
+                         torchvision - _conv(1, 512, 1000, bias=True)
+                         - 2 * _conv(7, 1, 64))
+
+    def test_resnet18_unet_is_the_size_of_the_tutorials_dynamic_unet(self):
+        # fastai's DynamicUnet over resnet18 has about 31.1M.
+        total = models.build_generator('resnet18_unet').count_params()
+        self.assertAllClose(total / 1e6, 31.1, atol=0.2)
 
     @parameterized.parameters(
         ('resnet18_unet', 31_123_998, 31_102_042),
         ('resnet34_unet', 41_239_582, 41_210_202),
-        ('pix2pix_unet', 54_419_714, 54_409_858),
         ('resnet18_unet_lite', 16_598_786, 16_583_426),
     )
-    def test_generator(self, name, total, trainable):
+    def test_regression_pin_of_resnet_generator_sizes(self, name, total,
+                                                      trainable):
+        # Regression pins: copied from the code's output (and stated in the
+        # module docstrings); they catch unintended changes to a decoder.
         generator = models.build_generator(name)
         self.assertEqual(generator.count_params(), total)
         self.assertEqual(_trainable_count(generator), trainable)
-        if name == 'resnet18_unet':
-            # The tutorial's resnet18 DynamicUnet has about 31.1M.
-            self.assertAllClose(total / 1e6, 31.1, atol=0.2)
-            # torchvision resnet18: 11,689,512 - fc (513,000) - conv1's two
-            # extra input channels (2 * 64 * 7 * 7).
-            self.assertEqual(_trainable_count(models.get_encoder(generator)),
-                             11_689_512 - 513_000 - 6_272)
-
-    @parameterized.parameters((False, 2_767_425, 2_765_633),
-                              (True, 2_765_698, 2_764_737))
-    def test_discriminator(self, spectral_norm, total, trainable):
-        discriminator = models.build_discriminator(spectral_norm=spectral_norm)
-        self.assertEqual(discriminator.count_params(), total)
-        self.assertEqual(_trainable_count(discriminator), trainable)
 
 
 class PrecisionTest(tf.test.TestCase, parameterized.TestCase):
