@@ -12,6 +12,7 @@ Usage:
 """
 
 import contextlib
+import multiprocessing
 import os
 import shutil
 import tempfile
@@ -42,8 +43,8 @@ _RUNS = flags.DEFINE_integer('runs',
                              'reported.',
                              lower_bound=1)
 _COMPARE_MALLOC = flags.DEFINE_bool(
-    'compare_malloc', True, "Also measure with glibc's default malloc "
-    'settings, before make_tfrecords tunes them.')
+    'compare_malloc', True, "Also measure workers with glibc's default "
+    'malloc settings, not only with those make_tfrecords gives them.')
 _PROCESSES = flags.DEFINE_list('processes', ['0', '1', '2'],
                                'Process counts to measure (0: in-process).')
 
@@ -79,8 +80,22 @@ def _stages(paths, size):
     return {name: 1000 * value / len(paths) for name, value in totals.items()}
 
 
-def _measure_converter(workdir, image_dir, sources, size, label):
+@contextlib.contextmanager
+def _worker_malloc(tuned: bool):
+    """Worker processes started inside get make_tfrecords' malloc settings
+    (tuned) or glibc's defaults; this process keeps its own either way."""
+    with mock.patch.dict(os.environ):
+        for name in allocator.WORKER_ENVIRONMENT:
+            os.environ.pop(name, None)
+        if tuned:
+            os.environ.update(allocator.WORKER_ENVIRONMENT)
+        yield
+
+
+def _measure_converter(workdir, image_dir, sources, size, label, tuned):
     for processes in (int(value) for value in _PROCESSES.value):
+        if tuned and not processes:
+            continue  # In-process conversion keeps glibc's defaults.
 
         def convert(processes=processes):
             output = os.path.join(workdir, 'out')
@@ -123,22 +138,21 @@ def main(argv):
                                                 len(paths), _RUNS.value)
         print(f'plain PIL open+convert+resize (1 process): {rate:7.1f} '
               f'images/s, {cpu_rate:7.1f} per CPU-second')
-        # First with glibc's default malloc settings, then with those
-        # make_tfrecords sets. Settings cannot be undone in a process, so the
-        # default runs come first (forked workers inherit the parent's).
-        for label in ('default malloc', 'retain_freed_memory'):
-            tuned = label == 'retain_freed_memory'
-            if tuned:
-                allocator.retain_freed_memory()
-            elif not _COMPARE_MALLOC.value:
+        for label, tuned in (('default malloc', False),
+                             ('worker malloc settings', True)):
+            if not tuned and not _COMPARE_MALLOC.value:
                 continue
-            stages = _stages(paths, size)
-            print(f'[{label}] convert_image stages, ms/image: ' + ', '.join(
-                f'{name} {value:.2f}' for name, value in stages.items()) +
-                  f', total {sum(stages.values()):.2f}')
-            with (contextlib.nullcontext() if tuned else mock.patch.object(
-                    allocator, 'retain_freed_memory', lambda: False)):
-                _measure_converter(workdir, image_dir, sources, size, label)
+            with _worker_malloc(tuned):
+                # In one worker process, as the converter's workers run.
+                with multiprocessing.get_context('spawn').Pool(1) as pool:
+                    stages = pool.apply(_stages, (paths, size))
+                print(f'[{label}] convert_image stages in a worker, '
+                      'ms/image: ' + ', '.join(
+                          f'{name} {value:.2f}'
+                          for name, value in stages.items()) +
+                      f', total {sum(stages.values()):.2f}')
+                _measure_converter(workdir, image_dir, sources, size, label,
+                                   tuned)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

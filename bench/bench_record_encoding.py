@@ -16,6 +16,7 @@ Usage:
 import io
 import os
 import shutil
+import sys
 import tempfile
 import time
 from unittest import mock
@@ -154,7 +155,11 @@ def _labs(size: int) -> list[np.ndarray]:
 
 def main(argv):
     common.check_no_arguments(argv)
-    allocator.retain_freed_memory()  # As make_tfrecords does.
+    if not allocator.WORKER_ENVIRONMENT.items() <= os.environ.items():
+        # Encode as make_tfrecords' workers do. glibc reads these settings
+        # only when a process starts, so start again with them.
+        os.execve(sys.executable, sys.orig_argv,
+                  {**os.environ, **allocator.WORKER_ENVIRONMENT})
     size = _IMAGE_SIZE.value
     labs = _labs(size)
     count = len(labs) * _COPIES.value

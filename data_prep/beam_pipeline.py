@@ -41,7 +41,6 @@ import tensorflow as tf
 from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf.data import imaging
-from data_prep import allocator
 from data_prep import convert_config
 from data_prep import convert_lib
 from data_prep import manifest_lib
@@ -181,9 +180,6 @@ class _WriteShardFn(beam.DoFn):
     def __init__(self, config: convert_config.ConvertConfig):
         super().__init__()
         self._config = config
-
-    def setup(self) -> None:
-        allocator.retain_freed_memory()
 
     def process(self, name: str) -> Iterator[dict]:
         shard = read_shard(shard_files.ShardState(self._config.output_dir),

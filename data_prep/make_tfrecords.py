@@ -32,6 +32,7 @@ import tensorflow as tf
 from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf.data import imaging
+from data_prep import allocator
 from data_prep import coco_download
 from data_prep import convert_config
 from data_prep import convert_lib
@@ -147,6 +148,9 @@ def main(argv: list[str]) -> None:
         if _DOWNLOAD.value:
             coco_download.download_split(config.coco_dir, config.split,
                                          _COCO_BASE_URL.value)
+        # For the worker processes started from here on; this process
+        # runs TensorFlow and keeps glibc's defaults (see allocator.py).
+        os.environ.update(allocator.WORKER_ENVIRONMENT)
         manifest = _convert(config)
     except errors.ChromaGenError as error:
         errors.fail('make_tfrecords', error)
