@@ -151,6 +151,7 @@ def _cli(*args) -> subprocess.CompletedProcess:
         check=False)
 
 
+@pytest.mark.slow  # A converter process running Beam.
 def test_command_line(tmp_path, photo_dir):
     output = tmp_path / 'cli'
     settings = [f'--{name}={value}' for name, value in _SETTINGS.items()]
@@ -172,6 +173,7 @@ def test_command_line(tmp_path, photo_dir):
     assert config['runner'] == 'DirectRunner'
 
 
+@pytest.mark.slow  # A converter process, over 10 s.
 def test_without_runner_beam_is_not_imported(tmp_path, photo_dir):
     # One subprocess checks both a plain conversion and a bad flag.
     script = f'''

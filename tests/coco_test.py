@@ -114,6 +114,7 @@ def _server():
     httpd.server_close()
 
 
+@pytest.mark.slow  # A converter process and a file server.
 def test_command_line_download_and_convert(tmp_path, server):
     # test2017 has no published checksums, so the real table applies and
     # the server's Content-Length is the reference.

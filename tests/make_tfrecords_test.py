@@ -177,6 +177,7 @@ def test_strict_stops_at_the_first_broken_input(tmp_path, mixed_dir):
     assert manifest['skipped_counts'] == {'grayscale': 1, 'too_small': 1}
 
 
+@pytest.mark.slow  # Worker processes, each importing TensorFlow.
 def test_output_is_identical_for_any_process_count(tmp_path, mixed_dir):
     manifests = {}
     for processes in (0, 2):
@@ -242,6 +243,7 @@ def _cli(*args, **kwargs) -> subprocess.Popen:
         text=True, start_new_session=True, **kwargs)
 
 
+@pytest.mark.slow  # Kill and resume a converter and its worker.
 def test_sigkill_then_rerun_equals_an_uninterrupted_run(tmp_path):
     photos = tmp_path / 'photos'
     for copy in range(12):
