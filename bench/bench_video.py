@@ -91,7 +91,8 @@ _CLIPS = flags.DEFINE_list(
 flags.register_validator(
     'clips', lambda clips: bool(clips) and all(
         len(clip.split(':')) == 2 for clip in clips),
-    'Each --clips entry is FIRST:SECOND, two file names in sample_photos/.')
+    'Each --clips entry is FIRST:SECOND, two file names in '
+    'chromagen_tf/sample_photos/.')
 _STRENGTHS = flags.DEFINE_list(
     'strengths', [str(video.DEFAULT_TEMPORAL_STRENGTH)],
     'Smoother strengths (colorize_video --temporal_strength) to measure, '

@@ -24,8 +24,10 @@ from typing import Any, Callable, Optional, Sequence
 from absl import app
 from absl import flags
 
+from chromagen_tf import sample_photos
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SAMPLE_PHOTOS = os.path.join(REPO_ROOT, 'sample_photos')
+SAMPLE_PHOTOS = sample_photos.folder()
 
 _RESULT = 'RESULT '
 

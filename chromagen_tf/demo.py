@@ -4,15 +4,15 @@ Usage:
 
   python -m chromagen_tf.demo --output_dir=demo_out
 
-First the bundled model (MODEL_CARD.md) colorizes sample_photos/, which it
-never saw in training, and is measured against the gray baseline. Then the
+First the bundled model (MODEL_CARD.md) colorizes the sample photos, which
+it never saw in training, and is measured against the gray baseline. Then the
 whole training pipeline runs on a few of the same photos, through the
 project's own command-line tools exactly as a user would run them on COCO,
 only smaller (a narrow generator, 64x64 crops, a few hundred steps):
 
-  1. chromagen_tf.colorize      sample_photos/ with the bundled model
+  1. chromagen_tf.colorize      the sample photos with the bundled model
      chromagen_tf.evaluate      the bundled model vs the gray baseline
-  2. data_prep.make_tfrecords   sample_photos/ -> Lab shards, train/val
+  2. data_prep.make_tfrecords   the sample photos -> Lab shards, train/val
   3. chromagen_tf.train         --stage=pretrain (L1 only)
   4. chromagen_tf.train         --stage=gan (adversarial + lambda * L1)
   5. chromagen_tf.export        -> a TF Serving SavedModel
@@ -24,6 +24,10 @@ colorizer: it trains for minutes on about ten photos, renders at the size
 it was trained at, and its metrics are printed beside gray's. A stage whose
 output exists is reused, so a second run is quick; pass --overwrite to
 start clean. It takes about 4-5 minutes on a 2-core CPU.
+
+The sample photos ship inside the package (chromagen_tf/sample_photos), so
+the demo runs from an installed wheel as it does from a checkout; --photos
+points it at another folder.
 """
 
 import json
@@ -35,15 +39,18 @@ from absl import app
 from absl import flags
 
 from chromagen_tf import errors
+from chromagen_tf import sample_photos
+from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
 from chromagen_tf.inference import contact_sheet
+from chromagen_tf.inference import evaluate_lib
 from chromagen_tf.inference import run_tools
 from chromagen_tf.training import checkpoints
 
 _OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', 'demo_out', 'Where every artefact of the demo goes.')
 _PHOTOS = flags.DEFINE_string(
-    'photos', os.path.join(run_tools.REPO_ROOT, 'sample_photos'),
+    'photos', sample_photos.folder(),
     'Folder of colour photos: the bundled model colorizes all of them, the '
     'tiny pipeline trains and evaluates on them.')
 _NUM_VAL = flags.DEFINE_integer(
@@ -92,9 +99,6 @@ def _stage(number, title, done_marker, *commands):
 
 def _held_out_photos(data_dir, photos_dir):
     """The photos of the val split: their record keys are relative paths."""
-    # pylint: disable-next=g-import-not-at-top
-    from chromagen_tf.data import input_pipeline
-
     return [os.path.join(photos_dir, key)
             for key in input_pipeline.record_keys(data_dir, 'val')]
 
@@ -180,9 +184,6 @@ def main(argv):
         errors.fail('demo', error)
     except OSError as error:  # Writing the output folder.
         errors.fail('demo', error, errors.RUNTIME_EXIT_CODE)
-    # pylint: disable-next=g-import-not-at-top
-    from chromagen_tf.inference import evaluate_lib
-
     with open(paths['bundled_report']) as f:
         bundled_table = evaluate_lib.format_table(json.load(f))
     with open(paths['report']) as f:

@@ -13,7 +13,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
-SAMPLE_PHOTOS = REPO_ROOT / 'sample_photos'
+SAMPLE_PHOTOS = REPO_ROOT / 'chromagen_tf' / 'sample_photos'
 
 
 def _configure_two_logical_cpus():

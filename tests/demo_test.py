@@ -1,34 +1,101 @@
-"""End to end: the demo: the bundled model on the sample photos, then the
-pipeline on four of them, two steps per stage."""
+"""End to end: the demo, from an installed wheel: the bundled model on the
+sample photos, then the pipeline on four of them, two steps per stage."""
 
+import fnmatch
 import glob
 import json
 import os
+import shutil
 import subprocess
 import sys
+import zipfile
 
+import pytest
 import tensorflow as tf
 from PIL import Image
 
+import chromagen_tf
+from chromagen_tf import sample_photos
 from tests import conftest
 from tests import utils
 
+_PHOTOS_PACKAGE = 'chromagen_tf.sample_photos'
 
-def _run_demo(output_dir):
+
+def _install_wheel(work_dir):
+    """Builds the wheel from a copy of the tree and installs it in a folder.
+
+    Returns:
+      (the wheel, the folder to put on PYTHONPATH).
+    """
+    source = os.path.join(work_dir, 'source')
+    for name in ('chromagen_tf', 'data_prep'):
+        shutil.copytree(conftest.REPO_ROOT / name, os.path.join(source, name),
+                        ignore=shutil.ignore_patterns('__pycache__'))
+    for name in ('pyproject.toml', 'README.md'):
+        shutil.copy(conftest.REPO_ROOT / name, source)
+    wheels, site = os.path.join(work_dir, 'wheels'), os.path.join(
+        work_dir, 'site')
+    # No build isolation: the build uses this environment's setuptools
+    # instead of downloading one.
+    subprocess.run([sys.executable, '-m', 'pip', 'wheel', '-q', '--no-deps',
+                    '--no-build-isolation', '-w', wheels, source],
+                   check=True, timeout=300)
+    (wheel,) = glob.glob(os.path.join(wheels, '*.whl'))
+    subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', '--no-deps',
+                    '--target', site, wheel], check=True, timeout=300)
+    return wheel, site
+
+
+def _run_demo(output_dir, site):
     return subprocess.run(
         [sys.executable, '-m', 'chromagen_tf.demo',
          f'--output_dir={output_dir}', '--max_images=4', '--num_val=1',
          '--pretrain_steps=2', '--gan_steps=2', '--batch_size=2',
          '--width=8', '--image_size=32', '--stored_size=48'],
-        capture_output=True, text=True, timeout=600, cwd=conftest.REPO_ROOT)
+        capture_output=True, text=True, timeout=600,
+        cwd=os.path.dirname(output_dir), env=dict(os.environ, PYTHONPATH=site))
 
 
+def test_sample_photos_are_package_data():
+    tomllib = pytest.importorskip('tomllib')  # Python >= 3.11.
+    folder = sample_photos.folder()
+    assert os.path.dirname(folder) == os.path.dirname(chromagen_tf.__file__)
+    with open(conftest.REPO_ROOT / 'pyproject.toml', 'rb') as f:
+        patterns = tomllib.load(f)['tool']['setuptools']['package-data'][
+            _PHOTOS_PACKAGE]
+    shipped = [name for name in os.listdir(folder)
+               if any(fnmatch.fnmatch(name, p) for p in patterns)]
+    assert 'ATTRIBUTION.md' in shipped
+    assert len([name for name in shipped if name.endswith('.jpg')]) == 14
+    # Every photo has its licence recorded.
+    with open(os.path.join(folder, 'ATTRIBUTION.md'), encoding='utf-8') as f:
+        attribution = f.read()
+    for name in shipped:
+        if name.endswith('.jpg'):
+            assert f'| {name} |' in attribution, name
+
+
+@pytest.mark.slow  # Builds a wheel; the demo starts a dozen processes.
 class DemoTest(tf.test.TestCase):
 
-    def test_demo_produces_every_artefact_and_reuses_stages(self):
-        out = os.path.join(self.get_temp_dir(), 'demo')
-        completed = _run_demo(out)
+    def test_demo_from_the_wheel_produces_every_artefact_and_reuses_stages(
+            self):
+        pytest.importorskip('setuptools')  # To build the wheel.
+        wheel, site = _install_wheel(self.get_temp_dir())
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
+        self.assertIn('chromagen_tf/sample_photos/chelsea.jpg', names)
+        self.assertIn('chromagen_tf/bundled/generator.npz', names)
+        self.assertNotIn('chromagen_tf/video/synthetic.py', names)
+        self.assertFalse([name for name in names
+                          if name.startswith(('tests/', 'bench/'))])
+        out = os.path.join(self.get_temp_dir(), 'run', 'demo')
+        os.makedirs(os.path.dirname(out))
+        completed = _run_demo(out, site)
         self.assertEqual(completed.returncode, 0, completed.stderr[-5000:])
+        # Every stage ran from the wheel, not from this checkout.
+        self.assertNotIn(str(conftest.REPO_ROOT), completed.stdout)
 
         # 1. Shards and manifest.
         manifest = json.load(open(os.path.join(out, 'data', 'manifest.json')))
@@ -78,7 +145,7 @@ class DemoTest(tf.test.TestCase):
         self.assertLess(completed.stdout.index('bundled model on the sample'),
                         completed.stdout.index('tiny model'))
 
-        again = _run_demo(out)
+        again = _run_demo(out, site)
         self.assertEqual(again.returncode, 0, again.stderr[-5000:])
         self.assertEqual(again.stdout.count('reusing'), 7, again.stdout)
 

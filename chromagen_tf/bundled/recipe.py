@@ -9,8 +9,8 @@ MODEL_CARD.md):
 
 Every stage runs through the project's own tools, with fixed seeds:
 
-  1. the photos are listed, and any near-duplicate of a `sample_photos/`
-     photo is left out, so the display photos stay held out;
+  1. the photos are listed, and any near-duplicate of a sample photo
+     (chromagen_tf/sample_photos) is left out, so they stay held out;
   2. data_prep.make_tfrecords   Lab shards at --stored_size, 10% val (seeded)
   3. chromagen_tf.train         --stage=pretrain: the colour-bins head
                                 (--color_head=bins) on cross-entropy alone,
@@ -54,19 +54,20 @@ from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf import models
+from chromagen_tf import sample_photos
 from chromagen_tf.data import image_folders
 from chromagen_tf.inference import run_tools
 
 _PHOTOS_DIR = flags.DEFINE_string(
     'photos_dir', None, 'Folder of training photos (the open photos set).')
 _HELD_OUT_DIR = flags.DEFINE_string(
-    'held_out_dir', os.path.join(run_tools.REPO_ROOT, 'sample_photos'),
+    'held_out_dir', sample_photos.folder(),
     'Photos that must stay out of training: near-duplicates of them in '
     '--photos_dir are dropped.')
 _WORK_DIR = flags.DEFINE_string(
     'work_dir', 'runs/bundled', 'Shards, checkpoints and TensorBoard logs.')
 _OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', os.path.join(run_tools.REPO_ROOT, 'chromagen_tf', 'bundled'),
+    'output_dir', os.path.dirname(os.path.abspath(__file__)),
     'Where the bundled model (model.json, generator.npz) is written.')
 _GENERATOR = flags.DEFINE_string(
     'generator', 'resnet18_unet_lite', 'Generator architecture.')

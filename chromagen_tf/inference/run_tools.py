@@ -3,7 +3,9 @@
 The demo and the bundled model's recipe run every stage through the same
 `python -m ...` commands a user types, so that what they show is what the
 tools do. `run` starts one in a child process, streams its output and turns
-a failure into one error naming the step.
+a failure into one error naming the step. The child inherits the working
+directory and environment, so it imports the same ChromaGen as its parent
+(a checkout or an installed wheel) and reads relative paths alike.
 """
 
 import os
@@ -13,17 +15,13 @@ import time
 
 from chromagen_tf import errors
 
-# chromagen_tf/inference/run_tools.py -> the checkout holding chromagen_tf/.
-REPO_ROOT = os.path.dirname(
-    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
 
 class StepError(errors.ChromaGenError, RuntimeError):
     """A tool run as a step of a longer job failed."""
 
 
 def run(*command: str, step: str = '') -> float:
-    """Runs `python -m COMMAND...` from the repository root.
+    """Runs `python -m COMMAND...` with this Python.
 
     Args:
       *command: The module and its arguments.
@@ -39,7 +37,7 @@ def run(*command: str, step: str = '') -> float:
     start = time.monotonic()
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
     completed = subprocess.run([sys.executable, '-m', *command],
-                               cwd=REPO_ROOT, env=environment, check=False)
+                               env=environment, check=False)
     if completed.returncode != 0:
         raise StepError(f'{step or command[0]} failed with exit status '
                         f'{completed.returncode}; see the output above.')
