@@ -10,9 +10,11 @@ A bundled model is a folder with two files:
 
 `load_generator()` rebuilds the generator offline from this package's own
 folder (`BUNDLED_DIR`), so `colorize`, `evaluate`, `export` and the demo work
-on a fresh clone with no download. `save()` writes the format; the recipe
-that trains the shipped model is `chromagen_tf.bundled.recipe`, and
-MODEL_CARD.md describes it.
+on a fresh clone or an installed wheel with no download. `save()` writes
+the format. This module reads and writes the format only, and needs
+nothing beyond `configs` and `models`; the recipe that trains and measures
+the shipped model is `chromagen_tf.bundled.recipe`, and MODEL_CARD.md
+describes it.
 """
 
 import json
@@ -141,25 +143,3 @@ def load_generator(path: str = BUNDLED_DIR,
             variable.assign(value.astype(np.float32))
     return generator, model_config, info
 
-
-# The sample photos whose per-photo metrics model.json records, for the tests.
-CHECK_PHOTOS = ('astronaut.jpg', 'chelsea.jpg', 'seeding.jpg')
-
-
-def check_metrics(model: str, photos_dir: str) -> dict:
-    """Per-photo ab MAE and PSNR of a model on CHECK_PHOTOS."""
-    # pylint: disable=g-import-not-at-top
-    from chromagen_tf.inference import colorize_lib
-    from chromagen_tf.inference import evaluate_lib
-
-    colorizer = colorize_lib.load_colorizer(model)
-    results = {}
-    for example in evaluate_lib.examples_from_images(photos_dir):
-        name, l_channel, ab_true = example
-        if name not in CHECK_PHOTOS:
-            continue
-        (ab_pred,) = colorizer.predict_ab([l_channel])
-        values = evaluate_lib.image_metrics(l_channel, ab_pred, ab_true)
-        results[name] = {metric: round(float(values[metric]), 4)
-                         for metric in ('ab_mae', 'psnr')}
-    return results
