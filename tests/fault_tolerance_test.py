@@ -19,6 +19,7 @@ import sys
 import time
 
 from absl import logging
+import pytest
 import tensorflow as tf
 
 from chromagen_tf import configs
@@ -76,6 +77,8 @@ class _Process:
             return stdout.read(), err.read()
 
 
+# Each test starts and kills real training or export processes.
+@pytest.mark.slow
 class FaultToleranceTest(tf.test.TestCase):
 
     @classmethod
@@ -169,6 +172,9 @@ class FaultToleranceTest(tf.test.TestCase):
                                       *flags)
         delays = random.Random(7)
         restored = 0
+        # Rounds whose kill left this round's ckpt-N_temp/ behind, i.e. landed
+        # inside a checkpoint write (the next start deletes it).
+        kills_inside_a_write = 0
         for round_number in range(rounds):
             process = _Process(command, f'{model_dir}.{round_number}')
             before = restored
@@ -189,12 +195,18 @@ class FaultToleranceTest(tf.test.TestCase):
             process.kill()
             logging.info('Round %d killed with %s on disk.', round_number,
                          sorted(os.listdir(stage_dir)))
+            if _checkpoint_numbers(stage_dir, '_temp')[-1:] > [seen]:
+                kills_inside_a_write += 1
             stderr = process.output()[1]
             if round_number:
                 self.assertIn(f'Resumed {stage_dir}/ckpt-{restored} at step '
                               f'{restored}.', stderr)
             restored = self._assert_latest_is_valid(stage_dir)
             self.assertGreater(restored, before)
+        logging.info('%d of %d kills landed inside a checkpoint write.',
+                     kills_inside_a_write, rounds)
+        # Otherwise this test would only have tested kills between writes.
+        self.assertGreaterEqual(kills_inside_a_write, 1)
 
         # The rounds aimed at 100000 steps; --train_steps may change on
         # resume, so the last run finishes two steps after the checkpoint.
@@ -284,15 +296,15 @@ class FaultToleranceTest(tf.test.TestCase):
                          list(range(saved + 1, train_steps + 1)))
 
     def _assert_only_complete_versions_visible(self, export_base):
+        # TF Serving loads every numbered folder of its base path; exports
+        # are staged outside it, so nothing else may appear there.
         for name in os.listdir(export_base):
             path = os.path.join(export_base, name)
-            if name.isdigit():
-                for part in ('saved_model.pb', 'variables/variables.index',
-                             f'assets.extra/{export_lib.METADATA_FILE}'):
-                    self.assertTrue(os.path.exists(os.path.join(path, part)),
-                                    f'{path} has no {part}')
-            else:
-                self.assertTrue(name.startswith('.'), path)
+            self.assertTrue(name.isdigit(), path)
+            for part in ('saved_model.pb', 'variables/variables.index',
+                         f'assets.extra/{export_lib.METADATA_FILE}'):
+                self.assertTrue(os.path.exists(os.path.join(path, part)),
+                                f'{path} has no {part}')
 
     def test_sigkill_during_export_leaves_no_partial_version(self):
         model_dir = os.path.join(self.get_temp_dir(), 'to_export')
@@ -303,30 +315,40 @@ class FaultToleranceTest(tf.test.TestCase):
         configs.check_and_write_model_config(model_dir, config.model)
         state.Trainer(config, strategy, policy).manager.save(
             checkpoint_number=0)
-        export_base = os.path.join(self.get_temp_dir(), 'exports')
+        parent = os.path.join(self.get_temp_dir(), 'export_parent')
+        os.makedirs(parent)
+        export_base = os.path.join(parent, 'exports')
         command = [sys.executable, '-m', 'chromagen_tf.export',
                    f'--model_dir={model_dir}', f'--export_dir={export_base}',
                    '--stage=pretrain', '--render_size=32']
 
-        def _writing():
-            if not os.path.isdir(export_base):
-                return False
-            # Checked at every poll, not only after the kill.
-            self._assert_only_complete_versions_visible(export_base)
-            return any(name.startswith('.')
-                       for name in os.listdir(export_base))
+        def _staging_folders():
+            """Folders beside the base: where a version is written first."""
+            return sorted(name for name in os.listdir(parent)
+                          if name != 'exports'
+                          and os.path.isdir(os.path.join(parent, name)))
 
-        process = _Process(command, export_base + '.killed')
-        self._wait_until(_writing, process, 'a temporary export folder',
+        def _writing():
+            if os.path.isdir(export_base):
+                # Checked at every poll, not only after the kill.
+                self._assert_only_complete_versions_visible(export_base)
+            return bool(_staging_folders())
+
+        process = _Process(command, self.get_temp_dir() + '/export.killed')
+        self._wait_until(_writing, process, 'a staging folder',
                          poll_seconds=0.005)
         time.sleep(random.Random(11).uniform(0.0, 0.2))
         process.kill()
-        logging.info('Export killed with %s on disk.',
+        logging.info('Export killed with %s beside %s, which holds %s.',
+                     _staging_folders(), export_base,
                      sorted(os.listdir(export_base)))
         self._assert_only_complete_versions_visible(export_base)
+        # The kill landed inside the write: its staging folder is left.
+        killed_staging = _staging_folders()
+        self.assertLen(killed_staging, 1)
 
         # The same command again, uninterrupted and watched the same way.
-        process = _Process(command, export_base + '.complete')
+        process = _Process(command, self.get_temp_dir() + '/export.complete')
         deadline = time.monotonic() + _TIMEOUT
         while process.running():
             self.assertLess(time.monotonic(), deadline, 'the export hangs')
@@ -338,10 +360,9 @@ class FaultToleranceTest(tf.test.TestCase):
         self.assertEqual(export_lib.latest_version_dir(export_base),
                          version_dir)
         self._assert_only_complete_versions_visible(export_base)
-        # The killed export's temporary folder is gone too.
-        self.assertEqual(
-            [name for name in os.listdir(export_base) if name.startswith('.')],
-            [])
+        # The complete export removed its own staging folder; the killed
+        # one's stays where TF Serving never looks.
+        self.assertEqual(_staging_folders(), killed_staging)
         loaded = tf.saved_model.load(version_dir)
         photo = tf.io.read_file(shards.sample_photo_paths()[0])
         outputs = loaded.signatures['serving_default'](
