@@ -53,7 +53,7 @@ def _run_demo(output_dir, site):
          f'--output_dir={output_dir}', '--max_images=4', '--num_val=1',
          '--pretrain_steps=2', '--gan_steps=2', '--batch_size=2',
          '--width=8', '--image_size=32', '--stored_size=48'],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=900,
         cwd=os.path.dirname(output_dir), env=dict(os.environ, PYTHONPATH=site))
 
 

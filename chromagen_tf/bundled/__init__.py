@@ -142,4 +142,3 @@ def load_generator(path: str = BUNDLED_DIR,
                     f'{tuple(variable.shape)}.')
             variable.assign(value.astype(np.float32))
     return generator, model_config, info
-
