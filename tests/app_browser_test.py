@@ -29,6 +29,9 @@ from chromagen_tf.data import imaging
 from tests import conftest
 from tests import utils
 
+# A browser, a chromedriver and the app's server process.
+pytestmark = pytest.mark.slow
+
 _PHOTOS = ('chelsea.jpg', 'picos_de_europa.jpg')
 _CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 _CHROMEDRIVER = shutil.which('chromedriver') or '/usr/bin/chromedriver'

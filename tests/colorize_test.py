@@ -8,6 +8,7 @@ from unittest import mock
 
 import numpy as np
 from PIL import Image
+import pytest
 import tensorflow as tf
 
 from chromagen_tf.inference import colorize_folders
@@ -54,6 +55,7 @@ class ColorizeTest(tf.test.TestCase):
         values.update(overrides)
         return colorize_folders.ColorizeConfig(**values)
 
+    @pytest.mark.slow  # A colorize process.
     def test_command_line_mirrors_tree_and_skips_bad_files(self):
         output_dir = os.path.join(self.get_temp_dir(), 'out')
         single = SAMPLE_PHOTOS / 'sunset.jpg'

@@ -492,6 +492,7 @@ def _command(*args):
         check=False)
 
 
+@pytest.mark.slow  # Four colorize_video processes.
 def test_command_line_colorizes_and_fails_in_one_line(tmp_path):
     frames, _ = _pan(64, 48, 6)
     source = _gray_video(str(tmp_path / 'in.mp4'), frames, audio_seconds=0.5)
@@ -532,6 +533,7 @@ def test_command_line_colorizes_and_fails_in_one_line(tmp_path):
     assert len(synthetic.read_video(str(tmp_path / 'z.mp4'))) == 6
 
 
+@pytest.mark.slow  # A colorize_video process.
 def test_help_documents_every_flag():
     result = _command('--help')
     text = result.stdout + result.stderr

@@ -86,6 +86,7 @@ def flag_help():
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # A process that imports every tool.
 @pytest.mark.parametrize('module', ENTRY_POINTS)
 def test_every_flag_has_help(flag_help, module):
     names = _defined_flags(module)
@@ -97,6 +98,7 @@ def test_every_flag_has_help(flag_help, module):
         assert _is_documented(text), f'{module}: --{name} is undocumented'
 
 
+@pytest.mark.slow  # A tool's process.
 def test_help_prints_every_flag():
     module = 'chromagen_tf.tools.import_torchvision_resnet'
     completed = subprocess.run(

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from absl.testing import parameterized
 from PIL import Image
+import pytest
 
 from chromagen_tf import color
 from chromagen_tf import models
@@ -215,6 +216,7 @@ class ImportTest(tf.test.TestCase, parameterized.TestCase):
                                        self.get_temp_dir(),
                                        'missing.weights.h5'))
 
+    @pytest.mark.slow  # Two processes that load TensorFlow and PyTorch.
     def test_command_line(self):
         state = _random_state_dict('resnet18', 8)
         checkpoint = os.path.join(self.get_temp_dir(), 'cli.pth')

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import tensorflow as tf
 
 from tests import conftest
@@ -29,6 +30,8 @@ def _run(*flags, timeout=300):
         cwd=conftest.REPO_ROOT)
 
 
+# Each test runs the training command in its own process.
+@pytest.mark.slow
 class TrainCommandTest(tf.test.TestCase):
 
     @classmethod
