@@ -23,6 +23,7 @@ import tensorflow as tf
 from chromagen_tf import configs
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
+from chromagen_tf.training import networks as networks_lib
 from chromagen_tf.training import train_steps
 from tests import shards
 
@@ -47,7 +48,7 @@ def _config(stage, sync_batch_norm, model=None):
 def _build(strategy, config):
     with strategy.scope():
         keras.utils.set_random_seed(1)
-        networks = train_steps.build_networks(config, 'float64')
+        networks = networks_lib.build_networks(config, 'float64')
         step = tf.Variable(0, dtype=tf.int64)
     return train_steps.StepFunctions(config, strategy, networks, step)
 
@@ -144,7 +145,7 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
                                      ema_decay=0.9)
         with self.two.scope():
             keras.utils.set_random_seed(1)
-            networks = train_steps.build_networks(config, 'float32')
+            networks = networks_lib.build_networks(config, 'float32')
             step = tf.Variable(0, dtype=tf.int64)
         steps = train_steps.StepFunctions(config, self.two, networks, step)
         # Trainable weights: the same on both replicas after a step (plain

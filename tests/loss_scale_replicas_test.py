@@ -25,7 +25,7 @@ cpus = tf.config.list_physical_devices('CPU')
 tf.config.set_logical_device_configuration(
     cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from chromagen_tf.training import train_steps
+from chromagen_tf.training import optimizers
 
 bad_replica, plain = int(sys.argv[1]), sys.argv[2] == 'plain'
 keras.mixed_precision.set_global_policy('mixed_float16')
@@ -50,7 +50,7 @@ def step(bad):
         if plain:
             optimizer.apply(gradients, variables)
         else:
-            train_steps.apply_gradients(optimizer, gradients, variables)
+            optimizers.apply_gradients(optimizer, gradients, variables)
     tf.function(lambda: strategy.run(replica_fn))()
 
 

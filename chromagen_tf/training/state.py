@@ -19,6 +19,8 @@ from chromagen_tf import errors
 from chromagen_tf import models
 from chromagen_tf.training import checkpoints
 from chromagen_tf.training import distribute
+from chromagen_tf.training import ema
+from chromagen_tf.training import networks
 from chromagen_tf.training import train_steps
 
 
@@ -133,7 +135,7 @@ class Trainer:
         # worker of a multi-worker job starts from identical variables.
         keras.utils.set_random_seed(config.seed)
         with strategy.scope():
-            self.networks = train_steps.build_networks(
+            self.networks = networks.build_networks(
                 config, policy, total_steps, log_prior)
             self.global_step = tf.Variable(
                 0, dtype=tf.int64, trainable=False, name='global_step',
@@ -187,8 +189,8 @@ class Trainer:
         if self.networks.ema_generator is not None:
             # The average starts where the stage's generator starts.
             with self.strategy.scope():
-                train_steps.copy_weights(self.networks.generator,
-                                         self.networks.ema_generator)
+                ema.copy_weights(self.networks.generator,
+                                 self.networks.ema_generator)
         return 'initialised from ' + source
 
     def close(self):
