@@ -202,7 +202,10 @@ def _run_fit(stage, precision, data_dir, steps, repeats):
 
     # pylint: enable=g-import-not-at-top
 
-    distribute.setup('one_device', precision)
+    # keras.fit builds its models under the global policy; this process is
+    # the benchmark's own, so it may set it.
+    _, policy = distribute.setup('one_device', precision)
+    keras.config.set_dtype_policy(policy)
     dataset = input_pipeline.make_dataset(records.shard_pattern(
         data_dir, 'train'),
                                           training=True,

@@ -50,10 +50,6 @@ class LossScaleTest(tf.test.TestCase):
         self.assertIsInstance(self.optimizer,
                               keras.optimizers.LossScaleOptimizer)
 
-    def tearDown(self):
-        keras.mixed_precision.set_global_policy('float32')
-        super().tearDown()
-
     def _weights(self):
         return [variable.numpy() for variable in
                 self.trainer.networks.generator.trainable_variables]

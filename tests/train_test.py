@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import random
 
 import keras
 import numpy as np
@@ -11,12 +12,58 @@ import tensorflow as tf
 from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf.data import input_pipeline
+from chromagen_tf.training import distribute
 from chromagen_tf.training import state
 from chromagen_tf.training import trainer
 from tests import shards
 from tests import utils
 
 tiny_config = utils.tiny_config
+
+
+class TrainerGlobalStateTest(tf.test.TestCase):
+    """Building a Trainer leaves the process's Keras and random state alone."""
+
+    def _trainer(self, name, seed, precision='float32'):
+        config = tiny_config('', os.path.join(self.get_temp_dir(), name),
+                             seed=seed, mixed_precision=precision)
+        strategy, policy = distribute.setup('one_device', precision)
+        built = state.Trainer(config, strategy, policy)
+        self.addCleanup(built.close)
+        return built
+
+    def test_leaves_the_policy_and_the_random_state_as_they_were(self):
+        policy = keras.config.dtype_policy().name
+        python_state = random.getstate()
+        numpy_state = np.random.get_state()
+        tf_global_seed = tf.compat.v1.get_seed(None)[0]
+
+        built = self._trainer('bfloat16', seed=3, precision='bfloat16')
+
+        # The networks were built under the stage's policy...
+        self.assertIn('mixed_bfloat16', {
+            layer.dtype_policy.name
+            for layer in built.networks.generator.layers})
+        # ...which did not outlive the build, nor did the seed.
+        self.assertEqual(keras.config.dtype_policy().name, policy)
+        self.assertEqual(random.getstate(), python_state)
+        numpy_after = np.random.get_state()
+        self.assertEqual(numpy_after[0], numpy_state[0])
+        self.assertAllEqual(numpy_after[1], numpy_state[1])
+        self.assertEqual(numpy_after[2:], numpy_state[2:])
+        self.assertEqual(tf.compat.v1.get_seed(None)[0], tf_global_seed)
+
+    def test_the_same_seed_gives_the_same_initial_weights(self):
+        # What multi-worker training relies on: every worker builds its own
+        # networks, and they must start from identical variables.
+        first, again, other = (
+            [w.numpy() for w in self._trainer(name, seed).networks
+             .generator.weights]
+            for name, seed in (('first', 5), ('again', 5), ('other', 6)))
+        for a, b in zip(first, again, strict=True):
+            self.assertAllEqual(a, b)
+        self.assertFalse(all(np.array_equal(a, b)
+                             for a, b in zip(first, other, strict=True)))
 
 
 class TrainStagesTest(tf.test.TestCase):
@@ -27,10 +74,6 @@ class TrainStagesTest(tf.test.TestCase):
         cls.data_dir = shards.write_shards(
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'train_data'),
             image_size=48, num_train=8, num_val=4)
-
-    def tearDown(self):
-        keras.mixed_precision.set_global_policy('float32')
-        super().tearDown()
 
     def _check_stage_outputs(self, model_dir, stage, scalars):
         stage_dir = os.path.join(model_dir, stage)

@@ -9,8 +9,8 @@
     1.5x faster than float32 on an AVX-512 BF16 CPU, but was measured at
     about 0.65x on a CPU without it, where it is emulated (BENCHMARKS.md).
 
-The policy must be set before the strategy and the models are built, so
-`setup` does both in that order.
+`setup` resolves the policy and builds the strategy; the policy is not set
+globally: `networks.build_networks` builds the models under it, in a scope.
 """
 
 import os
@@ -19,7 +19,6 @@ import tempfile
 from typing import Optional
 
 from absl import logging
-import keras
 import tensorflow as tf
 
 STRATEGIES = ('auto', 'one_device', 'mirrored', 'multi_worker', 'tpu')
@@ -103,13 +102,15 @@ def make_strategy(name: str, tpu: str = '') -> tf.distribute.Strategy:
 def setup(
     strategy_name: str, precision: str, tpu: str = ''
 ) -> tuple[tf.distribute.Strategy, str]:
-    """Sets the global Keras precision policy, then builds the strategy.
+    """Resolves the precision policy, then builds the strategy.
+
+    The policy is returned, not set: the global Keras policy stays as it
+    was, and the networks are built under the policy in a scope.
 
     Returns:
       (strategy, policy name).
     """
     policy = resolve_precision(precision, strategy_name, tpu)
-    keras.mixed_precision.set_global_policy(policy)
     strategy = make_strategy(strategy_name, tpu)
     logging.info(
         'Strategy %s with %d replica(s), precision policy %s.',

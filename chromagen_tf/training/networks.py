@@ -1,13 +1,21 @@
 """The networks a training stage builds, with their optimizers.
 
 `build_networks` builds the generator (and its moving average, and for the
-GAN stage the discriminator) and both optimizers.
+GAN stage the discriminator) under the stage's precision policy and seed,
+and restores both afterwards: building a stage in a library or a test
+leaves neither the global Keras dtype policy nor the global random state
+changed. Layers keep the policy they were built under, and Keras 3 draws
+each initializer's seed from Python's `random` when the layer is made, so
+the built networks need neither global to stay set.
 """
 
+import contextlib
 import dataclasses
+import random
 from typing import Optional
 
 import keras
+import numpy as np
 
 from chromagen_tf import configs
 from chromagen_tf import models
@@ -30,16 +38,57 @@ class Networks:
         return self.ema_generator or self.generator
 
 
+@contextlib.contextmanager
+def dtype_policy(policy: str):
+    """The global Keras dtype policy set to `policy` inside the block only.
+
+    Keras 3 has no policy scope of its own (keras.config.set_dtype_policy
+    is global).
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(policy)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+@contextlib.contextmanager
+def seeded(seed: int):
+    """Python's and NumPy's global random state seeded inside the block.
+
+    Same seed, same initial weights: runs are reproducible, and every worker
+    of a multi-worker job starts from identical variables. The state from
+    before is restored on exit, where keras.utils.set_random_seed would
+    leave its seed behind for the whole process.
+    """
+    python_state = random.getstate()
+    numpy_state = np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
 def build_networks(config: configs.TrainConfig, policy: str,
                    total_steps: Optional[int] = None,
                    log_prior: Optional[list[float]] = None) -> Networks:
     """Builds models and optimizers; call inside `strategy.scope()`.
 
-    total_steps, the stage's length (default:
+    The models are built under `policy` and config.seed (see the module
+    docstring). total_steps, the stage's length (default:
     config.train_steps), places the learning-rate decay of
     config.lr_decay_fraction. log_prior: a colour-bins model's prior over
     the bins; None: MODEL_DIR/bin_prior.json's.
     """
+    with dtype_policy(policy), seeded(config.seed):
+        return _build_networks(config, policy, total_steps, log_prior)
+
+
+def _build_networks(config, policy, total_steps, log_prior):
     if total_steps is None:
         total_steps = config.train_steps
     encoder_weights = config.encoder_weights

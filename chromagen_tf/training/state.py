@@ -10,7 +10,6 @@ import dataclasses
 from typing import Optional
 
 from absl import logging
-import keras
 import tensorflow as tf
 
 from chromagen_tf import bundled
@@ -131,10 +130,8 @@ class Trainer:
         self.strategy = strategy
         self.policy = policy
         self.gan = config.stage == 'gan'
-        # Same seed, same initial weights: runs are reproducible, and every
-        # worker of a multi-worker job starts from identical variables.
-        keras.utils.set_random_seed(config.seed)
         with strategy.scope():
+            # Built under config.seed and policy, which stay local to it.
             self.networks = networks.build_networks(
                 config, policy, total_steps, log_prior)
             self.global_step = tf.Variable(

@@ -3,9 +3,11 @@
 `train(config)` is the library entry point behind `python -m
 chromagen_tf.train`. It follows the TF Model Garden pattern:
 
-  1. set the precision policy, then build the strategy (distribute.setup);
-  2. build the networks, the optimizers, the step counter and the
-     checkpoint inside `strategy.scope()`, building the optimizers' slots
+  1. resolve the precision policy, then build the strategy
+     (distribute.setup);
+  2. build the networks (under that policy and config.seed, both scoped to
+     the build), the optimizers, the step counter and the checkpoint inside
+     `strategy.scope()`, building the optimizers' slots
      up front (Keras 3 creates them lazily, and a first `apply` inside
      `strategy.run` fails under MirroredStrategy, keras-team/keras#19246);
   3. resume from MODEL_DIR/<stage> if it has a checkpoint, else initialise
