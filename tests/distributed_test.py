@@ -12,11 +12,13 @@ randomly initialised deep network amplifies that. In float64 the same
 comparison agrees to ~1e-13, which isolates the reduction logic under test.
 """
 
+import contextlib
 import dataclasses
 import os
+import threading
+from unittest import mock
 
 from absl.testing import parameterized
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -45,10 +47,10 @@ def _config(stage, sync_batch_norm, model=None):
     return configs.TrainConfig(**values)
 
 
-def _build(strategy, config):
+def _build(strategy, config, policy='float64'):
+    # The same config.seed on both strategies: the same initial weights.
     with strategy.scope():
-        keras.utils.set_random_seed(1)
-        networks = networks_lib.build_networks(config, 'float64')
+        networks = networks_lib.build_networks(config, policy)
         step = tf.Variable(0, dtype=tf.int64)
     return train_steps.StepFunctions(config, strategy, networks, step)
 
@@ -63,6 +65,65 @@ def _first_batch(strategy, pattern):
     return next(iter(dataset))
 
 
+def _run_one_step(steps, batch):
+    """Runs the training step, as training runs it, once.
+
+    The step is not changed for the test: each optimizer's `apply` is
+    wrapped to record the gradients the step hands it (per replica, before
+    the optimizer's all-reduce). MirroredStrategy traces each replica in a
+    thread of its own, so the records are kept per thread.
+
+    Returns:
+      (metrics, {network: gradients}), each summed over the replicas.
+    """
+    handed = {}
+    optimizers = {'generator': steps.networks.generator_optimizer}
+    if steps.networks.discriminator_optimizer is not None:
+        optimizers['discriminator'] = steps.networks.discriminator_optimizer
+
+    def recording(name, apply):
+        def recording_apply(gradients, variables):
+            handed.setdefault(threading.get_ident(), {})[name] = list(
+                gradients)
+            return apply(gradients, variables)
+        return recording_apply
+
+    def replica_fn(batch):
+        metrics = steps.replica_step(batch)
+        return metrics, handed.pop(threading.get_ident())
+
+    @tf.function
+    def run(batch):
+        return tf.nest.map_structure(
+            lambda value: steps.strategy.reduce(
+                tf.distribute.ReduceOp.SUM, value, axis=None),
+            steps.strategy.run(replica_fn, args=(batch,)))
+
+    with contextlib.ExitStack() as stack:
+        for name, optimizer in optimizers.items():
+            stack.enter_context(mock.patch.object(
+                optimizer, 'apply', recording(name, optimizer.apply)))
+        return run(batch)
+
+
+def _trainable_weights(steps):
+    networks = steps.networks
+    return {name: [w.numpy() for w in model.trainable_variables]
+            for name, model in (('generator', networks.generator),
+                                ('discriminator', networks.discriminator))
+            if model is not None}
+
+
+def _per_replica_average(self, per_example):
+    """The bug the replica tests exist for: a mean over the replica's batch.
+
+    Summed over N replicas, every loss and gradient comes out N times too
+    large.
+    """
+    del self  # Unused.
+    return tf.reduce_mean(per_example)
+
+
 class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
 
     @classmethod
@@ -73,64 +134,84 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
             image_size=32, num_train=1, num_val=_GLOBAL_BATCH)
         cls.pattern = records.shard_pattern(directory, 'val')
         cls.one = tf.distribute.OneDeviceStrategy('/cpu:0')
-        cls.two = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
+        # The steps run in float64, but every generator's output layer in
+        # float32; the default CollectiveAllReduce concatenates a step's
+        # gradients into one all-reduce, which needs a single dtype. This
+        # sums each on its own (the same sum, by another implementation).
+        cls.two = tf.distribute.MirroredStrategy(
+            ['/cpu:0', '/cpu:1'],
+            cross_device_ops=tf.distribute.ReductionToOneDevice())
 
-    def setUp(self):
-        super().setUp()
-        keras.mixed_precision.set_global_policy('float64')
+    def _one_step_each(self, stage, sync_batch_norm, model=None):
+        """One step on one device and on two replicas, from the same start.
 
-    def tearDown(self):
-        keras.mixed_precision.set_global_policy('float32')
-        super().tearDown()
-
-    def _losses_and_gradients(self, stage, sync_batch_norm, model=None):
+        Returns:
+          Per strategy: (metrics, gradients handed to each optimizer, the
+          trainable weights after the step).
+        """
         config = _config(stage, sync_batch_norm, model)
         results = []
         for strategy in (self.one, self.two):
             steps = _build(strategy, config)
-            batch = _first_batch(strategy, self.pattern)
-            metrics, gradients = tf.function(steps.distributed_gradients)(
-                batch)
-            results.append((metrics, gradients))
+            metrics, gradients = _run_one_step(
+                steps, _first_batch(strategy, self.pattern))
+            results.append((metrics, gradients, _trainable_weights(steps)))
         self.assertEqual(self.two.num_replicas_in_sync, 2)
         return results
 
     def _assert_gradients_close(self, first, second):
+        self.assertEqual(set(first), set(second))
         for name in first:
-            for a, b in zip(first[name], second[name]):
+            for a, b in zip(first[name], second[name], strict=True):
                 scale = float(tf.reduce_max(tf.abs(a))) + 1e-12
                 self.assertAllClose(a, b, rtol=1e-5, atol=1e-5 * scale)
 
-    @parameterized.parameters('pretrain', 'gan')
-    def test_two_replicas_match_one_with_sync_batch_norm(self, stage):
-        (metrics_1, grads_1), (metrics_2, grads_2) = (
-            self._losses_and_gradients(stage, sync_batch_norm=True))
+    def _assert_steps_agree(self, one, two):
+        (metrics_1, grads_1, weights_1), (metrics_2, grads_2, weights_2) = (
+            one, two)
         self.assertEqual(set(metrics_1), set(metrics_2))
         for name in metrics_1:
             self.assertAllClose(metrics_1[name], metrics_2[name], rtol=1e-5,
                                 msg=name)
-        self.assertEqual(set(grads_1), {'generator'} if stage == 'pretrain'
-                         else {'generator', 'discriminator'})
         self._assert_gradients_close(grads_1, grads_2)
+        for name in weights_1:
+            for a, b in zip(weights_1[name], weights_2[name], strict=True):
+                self.assertAllClose(a, b, rtol=1e-6, atol=1e-7, msg=name)
+
+    @parameterized.parameters('pretrain', 'gan')
+    def test_two_replicas_match_one_with_sync_batch_norm(self, stage):
+        # The GAN step updates the discriminator, then computes the
+        # generator's loss against the updated discriminator: the
+        # generator's gradients agree only if both updates did.
+        one, two = self._one_step_each(stage, sync_batch_norm=True)
+        self.assertEqual(set(one[1]), {'generator'} if stage == 'pretrain'
+                         else {'generator', 'discriminator'})
+        self._assert_steps_agree(one, two)
+
+    def test_averaging_per_replica_is_caught(self):
+        # The negative control of the GAN case above.
+        with mock.patch.object(train_steps.StepFunctions, '_average',
+                               _per_replica_average):
+            one, two = self._one_step_each('gan', sync_batch_norm=True)
+        self.assertAllClose(two[0]['d_loss'], 2 * one[0]['d_loss'],
+                            rtol=1e-5)
+        with self.assertRaises(AssertionError):
+            self._assert_steps_agree(one, two)
 
     def test_two_replicas_match_one_on_the_colour_bins_cross_entropy(self):
         # The cross-entropy is averaged over the global batch as the L1 is;
         # its head (logits and annealed mean) runs in float32 whatever the
         # policy, which the tolerance allows.
-        (metrics_1, grads_1), (metrics_2, grads_2) = (
-            self._losses_and_gradients('pretrain', sync_batch_norm=True,
-                                       model=_BINS_MODEL))
-        self.assertEqual(set(metrics_1), {'l1', 'ce'})
-        for name in metrics_1:
-            self.assertAllClose(metrics_1[name], metrics_2[name], rtol=1e-5,
-                                msg=name)
-        self._assert_gradients_close(grads_1, grads_2)
+        one, two = self._one_step_each('pretrain', sync_batch_norm=True,
+                                       model=_BINS_MODEL)
+        self.assertEqual(set(one[0]), {'l1', 'ce'})
+        self._assert_steps_agree(one, two)
 
     def test_plain_batch_norm_differs_per_replica(self):
         # Each replica normalises by its own half of the batch: a real,
         # documented difference, and proof that the check above can fail.
-        (metrics_1, grads_1), (metrics_2, grads_2) = (
-            self._losses_and_gradients('pretrain', sync_batch_norm=False))
+        (metrics_1, grads_1, _), (metrics_2, grads_2, _) = (
+            self._one_step_each('pretrain', sync_batch_norm=False))
         self.assertNotAllClose(metrics_1['l1'], metrics_2['l1'], rtol=1e-9)
         with self.assertRaises(AssertionError):
             self._assert_gradients_close(grads_1, grads_2)
@@ -140,14 +221,10 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         # context after the step; both replicas' copies must hold it. Here,
         # in the shared strategy: a second MirroredStrategy in this process
         # would reuse its collectives' instance keys.
-        keras.mixed_precision.set_global_policy('float32')
         config = dataclasses.replace(_config('pretrain', False),
                                      ema_decay=0.9)
-        with self.two.scope():
-            keras.utils.set_random_seed(1)
-            networks = networks_lib.build_networks(config, 'float32')
-            step = tf.Variable(0, dtype=tf.int64)
-        steps = train_steps.StepFunctions(config, self.two, networks, step)
+        steps = _build(self.two, config, 'float32')
+        networks = steps.networks
         # Trainable weights: the same on both replicas after a step (plain
         # BatchNorm's statistics are not).
         trainable = networks.generator.trainable_variables

@@ -60,7 +60,8 @@ class StepFunctions:
 
     # --- Per-replica steps -------------------------------------------------
 
-    def pretrain_step(self, batch, return_gradients=False):
+    def pretrain_step(self, batch):
+        """One generator update on the reconstruction loss."""
         l_channel, ab, *hints = batch
         generator = self.networks.generator
         optimizer = self.networks.generator_optimizer
@@ -69,9 +70,8 @@ class StepFunctions:
                 l_channel, ab, hints)
             scaled = optimizer.scale_loss(reconstruction)
         gradients = tape.gradient(scaled, generator.trainable_variables)
-        if return_gradients:
-            return metrics, {'generator': gradients}
-        optimizers.apply_gradients(optimizer, gradients, generator.trainable_variables)
+        optimizers.apply_gradients(optimizer, gradients,
+                                   generator.trainable_variables)
         return metrics
 
     def _reconstruction(self, l_channel, ab, hints):
@@ -94,7 +94,7 @@ class StepFunctions:
         l1 = self._average(losses.l1(ab, tf.stop_gradient(prediction)))
         return prediction, ce, {'l1': l1, 'ce': ce}
 
-    def gan_step(self, batch, return_gradients=False):
+    def gan_step(self, batch):
         """One D update on the detached fake, then one G update on fresh D.
 
         The order is the tutorial's and pix2pix's: the generator loss uses
@@ -130,9 +130,9 @@ class StepFunctions:
                 d_gradients = d_tape.gradient(
                     d_scaled, discriminator.trainable_variables
                 )
-                if not return_gradients:
-                    optimizers.apply_gradients(d_optimizer, d_gradients,
-                                    discriminator.trainable_variables)
+                optimizers.apply_gradients(
+                    d_optimizer, d_gradients,
+                    discriminator.trainable_variables)
             fresh_logits = discriminator(
                 tf.concat([l_channel, tf.cast(fake_ab, l_channel.dtype)], -1),
                 training=True,
@@ -156,18 +156,15 @@ class StepFunctions:
             'd_fake': self._average(
                 losses.discriminator_score(fake_logits, config.gan_loss)),
         }
-        if return_gradients:
-            return metrics, {
-                'generator': g_gradients, 'discriminator': d_gradients
-            }
         optimizers.apply_gradients(g_optimizer, g_gradients,
-                        generator.trainable_variables)
+                                   generator.trainable_variables)
         return metrics
 
-    def replica_step(self, batch, return_gradients=False):
+    def replica_step(self, batch):
+        """The stage's step on one replica's batch; returns its metrics."""
         if self.config.stage == 'gan':
-            return self.gan_step(batch, return_gradients)
-        return self.pretrain_step(batch, return_gradients)
+            return self.gan_step(batch)
+        return self.pretrain_step(batch)
 
     # --- Distributed -------------------------------------------------------
 
@@ -178,16 +175,6 @@ class StepFunctions:
             ),
             per_replica,
         )
-
-    def distributed_gradients(self, batch):
-        """Losses and all-replica gradients of one step, without applying.
-
-        Used by the tests that check that N replicas match one.
-        """
-        metrics, gradients = self.strategy.run(
-            self.replica_step, args=(batch, True)
-        )
-        return self._sum(metrics), self._sum(gradients)
 
     def _train_loop(self, iterator, num_steps):
         """Runs up to num_steps steps; stops at the first non-finite loss.
