@@ -99,8 +99,10 @@ class _CachedDecoder:
     """
 
     def __init__(self, generator):
+        logits_and_ab = unet_lite.logits_and_ab_model(generator)
+        # Automatic colorization: a hint model gets no hints.
         self._logits_of = tf.function(
-            unet_lite.logits_and_ab_model(generator),
+            lambda l: logits_and_ab(models.generator_inputs(generator, l)),
             input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
         self._upsample = generator.get_layer('ab')
         log_prior = generator.get_layer('ab_small').log_prior
@@ -117,7 +119,7 @@ class _CachedDecoder:
     def new_photo(self):
         self._logits = None
 
-    def __call__(self, working_l):
+    def __call__(self, working_l, *unused_hint_maps):
         if self._logits is None:
             self._logits = tf.cast(self._logits_of(working_l)[0], tf.float32)
             probabilities = tf.nn.softmax(self._logits, axis=-1)

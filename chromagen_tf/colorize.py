@@ -15,6 +15,11 @@ input tree under --output_dir and keep each input's format unless
 network sees a --render_size working copy and its colours are laid over the
 original lightness. Colour photos are treated as black and white.
 
+A hint model (the bundled model is one) follows colour hints:
+--hints=FILE.json for one photo, or --hints=sidecar to read
+<photo file name>.hints.json beside each photo that has one, in the format
+of docs/hints.md: {"hints": [{"x": 120, "y": 45, "color": "#d04020"}]}.
+
 Existing outputs are skipped unless --overwrite. A file that cannot be read
 is reported and skipped; the exit status is 1 if any file failed.
 """
@@ -43,6 +48,12 @@ _OUTPUT_EXTENSION = flags.DEFINE_string(
     'output_extension', '',
     'Write every output with this extension and its format (e.g. png, '
     'jpg). Default: the input\'s own.')
+_HINTS = flags.DEFINE_string(
+    'hints', '',
+    'Colour hints for a hint model: a JSON file of hints for the one input '
+    'photo, or "sidecar" to read <photo file name>.hints.json beside each '
+    'input that has one (the others are colorized automatically). x and y '
+    'are pixels of the photo as displayed, colours sRGB hex.')
 _MAX_PIXELS = flags.DEFINE_integer(
     'max_pixels', imaging.COLORIZE_MAX_PIXELS,
     'Larger images are skipped, judged from their header.', lower_bound=1)
@@ -67,13 +78,14 @@ def main(argv):
         compare=_COMPARE.value,
         output_extension=_OUTPUT_EXTENSION.value,
         max_pixels=_MAX_PIXELS.value,
+        hints=_HINTS.value,
     )
     try:
         colorize_folders.find_jobs(config)  # Fails early on a missing input.
         colorizer = model_flags.load_colorizer()
+        summary = colorize_folders.colorize_files(colorizer, config)
     except errors.ChromaGenError as error:
         errors.fail('colorize', error)
-    summary = colorize_folders.colorize_files(colorizer, config)
     for path, reason in summary.failures:
         print(f'failed: {path}: {reason}', file=sys.stderr)
     print(f'{summary} ({colorizer.description})')

@@ -226,14 +226,47 @@ def _paint(values, top, left, sizes, active, height, width):
              & active[:, tf.newaxis, tf.newaxis])
     # Each pixel takes the last box over it: argmax of (index + 1) * inside.
     order = tf.range(1, tf.shape(boxes)[0] + 1)[:, tf.newaxis, tf.newaxis]
-    ranks = tf.where(boxes, order, 0)
-    covered = tf.reduce_max(ranks, axis=0) > 0
-    # An empty [0, 2] set of values has nothing to gather: pad one row.
+    # The maximum of no boxes is the smallest integer: no hint, rank 0.
+    owner = tf.maximum(tf.reduce_max(tf.where(boxes, order, 0), axis=0), 0)
+    # Rank 0 gathers a row of zeros put before the values.
     padded = tf.concat([tf.zeros([1, 2]), values], axis=0)
-    owner = tf.reduce_max(ranks, axis=0)
     hint_ab = tf.gather(padded, owner)
-    mask = tf.cast(covered, tf.float32)[..., tf.newaxis]
+    mask = tf.cast(owner > 0, tf.float32)[..., tf.newaxis]
     return hint_ab * mask, mask
+
+
+def draw(seed, height, width, num_hints=None,
+         no_hint_probability: float = NO_HINT_PROBABILITY,
+         max_hints: int = MAX_HINTS):
+    """The random part of `sample`: which hints, where and how large.
+
+    Returns:
+      (active [K] bool, sizes [K], top [K], left [K]) int32, K = max_hints
+      for a drawn count, num_hints for a given one; hint i exists if
+      active[i], and the active ones come first.
+    """
+    seed = tf.cast(seed, tf.int64)
+    count_seed, none_seed, size_seed, row_seed, column_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 5))
+    if num_hints is None:
+        slots = max_hints
+        uniform = tf.random.stateless_uniform(
+            [], count_seed, minval=np.finfo(np.float32).tiny, maxval=1.0)
+        # Inverse transform: P(count > n) = (1 - p)**n for n >= 1.
+        count = tf.floor(tf.math.log(uniform) / np.log1p(-GEOMETRIC_P)) + 1
+        count = tf.cast(tf.minimum(count, float(max_hints)), tf.int32)
+        hintless = tf.random.stateless_uniform([], none_seed) < (
+            no_hint_probability)
+        count = tf.where(hintless, 0, count)
+    else:
+        slots = int(num_hints)
+        count = tf.constant(slots, tf.int32)
+    sizes = tf.random.stateless_uniform([slots], size_seed, 1,
+                                        MAX_PATCH_SIZE + 1, tf.int32)
+    sizes = tf.minimum(sizes, tf.minimum(height, width))
+    top = _uniform_start(row_seed, slots, height - sizes + 1)
+    left = _uniform_start(column_seed, slots, width - sizes + 1)
+    return tf.range(slots) < count, sizes, top, left
 
 
 def sample(ab, seed, num_hints=None,
@@ -253,28 +286,9 @@ def sample(ab, seed, num_hints=None,
       (hint_ab [H, W, 2], hint_mask [H, W, 1]), float32.
     """
     ab = tf.convert_to_tensor(ab, tf.float32)
-    seed = tf.cast(seed, tf.int64)
-    count_seed, none_seed, size_seed, row_seed, column_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 5))
-    if num_hints is None:
-        slots = max_hints
-        uniform = tf.random.stateless_uniform(
-            [], count_seed, minval=np.finfo(np.float32).tiny, maxval=1.0)
-        count = tf.floor(tf.math.log(uniform) / np.log1p(-GEOMETRIC_P)) + 1
-        count = tf.cast(tf.minimum(count, float(max_hints)), tf.int32)
-        hintless = tf.random.stateless_uniform([], none_seed) < (
-            no_hint_probability)
-        count = tf.where(hintless, 0, count)
-    else:
-        slots = int(num_hints)
-        count = tf.constant(slots, tf.int32)
     height, width = tf.shape(ab)[0], tf.shape(ab)[1]
-    sizes = tf.random.stateless_uniform([slots], size_seed, 1,
-                                        MAX_PATCH_SIZE + 1, tf.int32)
-    sizes = tf.minimum(sizes, tf.minimum(height, width))
-    top = _uniform_start(row_seed, slots, height - sizes + 1)
-    left = _uniform_start(column_seed, slots, width - sizes + 1)
-    active = tf.range(slots) < count
+    active, sizes, top, left = draw(seed, height, width, num_hints,
+                                    no_hint_probability, max_hints)
     rows = tf.range(height)[tf.newaxis, :]
     columns = tf.range(width)[tf.newaxis, :]
     in_rows = tf.cast((rows >= top[:, tf.newaxis])

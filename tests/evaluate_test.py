@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 from PIL import Image
+import pytest
 import tensorflow as tf
 
 from chromagen_tf import color
@@ -30,7 +31,7 @@ def _lab(name: str, size=(64, 48)) -> np.ndarray:
 def _gray_model():
     """A Colorizer whose network always answers ab = 0."""
     return colorize_lib.Colorizer(
-        lambda l_normalized: tf.zeros(
+        lambda l_normalized, *hint_maps: tf.zeros(
             tf.concat([tf.shape(l_normalized)[:3], [2]], 0)),
         render_size=64, size_multiple=32)
 
@@ -112,6 +113,7 @@ class EvaluateTest(tf.test.TestCase):
                              for row in report['per_image']]),
                     report[name][metric], msg=f'{name} {metric}')
 
+    @pytest.mark.slow  # An evaluate process.
     def test_command_line_writes_the_report(self):
         model_dir = os.path.join(self.get_temp_dir(), 'run')
         make_model_dir(model_dir)

@@ -19,6 +19,7 @@ import tensorflow as tf
 import tqdm
 
 from chromagen_tf import errors
+from chromagen_tf import hints as hints_lib
 from chromagen_tf.data import image_folders
 from chromagen_tf.data import imaging
 from chromagen_tf.inference import colorize_lib
@@ -43,6 +44,13 @@ class ColorizeConfig:
     compare: bool = False
     output_extension: str = ''  # '' keeps each input's extension.
     max_pixels: int = imaging.COLORIZE_MAX_PIXELS
+    # '' colorizes automatically; SIDECAR reads <input>.hints.json next to
+    # each input that has one; anything else is a hint file for the one
+    # input (chromagen_tf/hints.py has the format).
+    hints: str = ''
+
+
+SIDECAR = 'sidecar'
 
 
 @dataclasses.dataclass
@@ -86,6 +94,11 @@ def find_jobs(config: ColorizeConfig) -> list[Job]:
                 image_folders.find_images(root, recursive=config.recursive))
         else:
             raise errors.NotFoundError(f'Input {root} does not exist.')
+    if config.hints not in ('', SIDECAR) and len(jobs) != 1:
+        raise errors.UsageError(
+            f'--hints={config.hints} is for one photo, and the inputs hold '
+            f'{len(jobs)}; use --hints=sidecar for several '
+            f'(<photo>{hints_lib.SIDECAR_SUFFIX} beside each).')
     result = []
     for job in jobs:
         relative = job.output
@@ -138,6 +151,27 @@ def _load(path: str, max_pixels: int) -> np.ndarray:
     return np.asarray(loaded.image)
 
 
+def hint_file(config: ColorizeConfig, source: str) -> Optional[str]:
+    """The hint file that applies to an input, or None."""
+    if config.hints == SIDECAR:
+        sidecar = hints_lib.sidecar_path(source)
+        return sidecar if os.path.isfile(sidecar) else None
+    return config.hints or None
+
+
+def load_hints(path: Optional[str], image: np.ndarray):
+    """A photo's hints from `path` (None: none), checked against it.
+
+    Raises:
+      hints.HintFormatError, errors.NotFoundError: naming the file.
+    """
+    if path is None:
+        return None
+    hint_list = hints_lib.read_file(path)
+    hints_lib.check_inside(hint_list, image.shape[1], image.shape[0], path)
+    return hint_list
+
+
 def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
     for start in range(0, len(jobs), size):
         yield jobs[start:start + size]
@@ -160,6 +194,10 @@ def colorize_files(
     """
     summary = Summary()
     jobs = find_jobs(config)
+    if config.hints and not colorizer.takes_hints:
+        raise errors.UsageError(
+            f'--hints needs a model that takes colour hints; '
+            f'{colorizer.description} does not.')
     seen = set()
     pending = []
     for job in jobs:
@@ -180,15 +218,19 @@ def colorize_files(
         for job in batch:
             try:
                 _format_for(job.output)
-                loaded.append((job, _load(job.source, config.max_pixels)))
-            except (imaging.BadImageError, ValueError, OSError) as error:
+                image = _load(job.source, config.max_pixels)
+                hint_list = load_hints(hint_file(config, job.source), image)
+                loaded.append((job, image, hint_list))
+            except (imaging.BadImageError, errors.ChromaGenError, ValueError,
+                    OSError) as error:
                 _record_failure(summary, job, error)
                 bar.update(1)
         if not loaded:
             continue
         outputs = _colorize_isolating_failures(
-            colorizer, [image for _, image in loaded])
-        for (job, image), colorized in zip(loaded, outputs):
+            colorizer, [image for _, image, _ in loaded],
+            [hint_list for _, _, hint_list in loaded])
+        for (job, image, _), colorized in zip(loaded, outputs):
             try:
                 if isinstance(colorized, Exception):
                     raise colorized
@@ -205,19 +247,20 @@ def colorize_files(
 
 
 def _colorize_isolating_failures(
-    colorizer: colorize_lib.Colorizer, images: list[np.ndarray]
+    colorizer: colorize_lib.Colorizer, images: list[np.ndarray],
+    hint_lists: list
 ) -> list:
     """Colorizes a batch; if it fails, each image alone, so that one odd
     image costs only itself. Failed entries hold their exception."""
     try:
-        return colorizer.colorize(images)
+        return colorizer.colorize(images, hint_lists)
     except (tf.errors.OpError, ValueError) as error:
         if len(images) == 1:
             return [error]
     outputs = []
-    for image in images:
+    for image, hint_list in zip(images, hint_lists):
         try:
-            outputs.extend(colorizer.colorize([image]))
+            outputs.extend(colorizer.colorize([image], [hint_list]))
         except (tf.errors.OpError, ValueError) as error:
             outputs.append(error)
     return outputs

@@ -27,9 +27,13 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import bundled
+from chromagen_tf import color
 from chromagen_tf import configs
 from chromagen_tf import errors
+from chromagen_tf import hints as hints_lib
 from chromagen_tf import models
+from chromagen_tf.models import color_bins
+from chromagen_tf.models import unet_lite
 from chromagen_tf.serving import export_lib
 from chromagen_tf.serving import full_resolution
 
@@ -52,21 +56,30 @@ class Colorizer:
         size_multiple: int,
         description: str = '',
         keep_alive: object = None,
+        takes_hints: bool = False,
+        logits_fn=None,
     ):
         """Wraps a prediction function.
 
         Args:
-          predict_fn: normalised L [B, H, W, 1] -> normalised ab [B, H, W, 2],
-            for H and W multiples of size_multiple.
+          predict_fn: normalised L [B, H, W, 1], hint_ab [B, H, W, 2] and
+            hint_mask [B, H, W, 1] -> normalised ab [B, H, W, 2], for H and
+            W multiples of size_multiple; a model without hints ignores
+            the hint maps.
           render_size: Longer side of the working size.
           size_multiple: See `full_resolution.working_shape`.
           description: What was loaded, for logs.
           keep_alive: An object predict_fn needs alive (a loaded SavedModel).
+          takes_hints: Whether the model follows colour hints.
+          logits_fn: For a colour-bins model, the same inputs -> bin logits
+            [B, H/4, W/4, Q], for colour suggestions; else None.
         """
         self.render_size = render_size
         self.size_multiple = size_multiple
         self.description = description
+        self.takes_hints = takes_hints
         self._predict_fn = predict_fn
+        self._logits_fn = logits_fn
         self._keep_alive = keep_alive
         spec = tf.TensorSpec
         self._lightness = _Compiled(
@@ -78,6 +91,11 @@ class Colorizer:
                 l_channel, render_size, size_multiple),
             input_signature=[spec([1, None, None, 1], tf.float32)],
         )
+        self._hint_maps = tf.function(
+            full_resolution.working_hints,
+            input_signature=[spec([None, 2], tf.float32),
+                             spec([None, 3], tf.uint8), spec([2], tf.int32),
+                             spec([2], tf.int32), spec([2], tf.int32)])
         # Not compiled: XLA needs the crop and resize sizes as constants.
         self._finish = tf.function(
             full_resolution.from_working_ab,
@@ -103,36 +121,109 @@ class Colorizer:
         if render_size == self.render_size:
             return self
         return Colorizer(self._predict_fn, render_size, self.size_multiple,
-                         self.description, self._keep_alive)
+                         self.description, self._keep_alive,
+                         self.takes_hints, self._logits_fn)
 
-    def _predict_working(self, l_channels: Sequence[tf.Tensor]) -> list:
+    def working_size(self, l_channel: tf.Tensor) -> tuple[int, int]:
+        """The unpadded (height, width) the network sees an image at."""
+        return tuple(int(v) for v in self._prepare(l_channel)[1])
+
+    def _inputs(self, l_channel: tf.Tensor, hint_list):
+        """(working L, hint_ab, hint_mask, working size) of one image.
+
+        hint_list: None, a list of `hints.Hint`, or hint maps (hint_ab
+        [h, w, 2], hint_mask [h, w, 1]) already at the working size.
+        """
+        working_l, working_size = self._prepare(l_channel)
+        if hint_list is not None and len(hint_list) and not self.takes_hints:
+            raise errors.UsageError(
+                f'{self.description} does not take colour hints; use a hint '
+                'model (the bundled model is one).')
+        padded_size = tf.shape(working_l)[1:3]
+        if isinstance(hint_list, tuple):
+            paddings = [[0, padded_size[0] - working_size[0]],
+                        [0, padded_size[1] - working_size[1]], [0, 0]]
+            return (working_l, tf.pad(hint_list[0], paddings)[tf.newaxis],
+                    tf.pad(hint_list[1], paddings)[tf.newaxis], working_size)
+        points, colors = hints_lib.as_arrays(hint_list or [])
+        hint_ab, hint_mask = self._hint_maps(
+            points, colors, tf.shape(l_channel)[1:3], working_size,
+            padded_size)
+        return working_l, hint_ab, hint_mask, working_size
+
+    def _predict_working(self, l_channels: Sequence[tf.Tensor],
+                         hint_lists=None) -> list:
         """Working-size predictions: (ab [1, h, w, 2], working size) each.
 
+        hint_lists: one list of `hints.Hint` (or None) per image.
         Images whose padded working sizes match share one network call.
         """
-        prepared = [self._prepare(l_channel) for l_channel in l_channels]
+        hint_lists = hint_lists or [None] * len(l_channels)
+        prepared = [self._inputs(l_channel, hint_list)
+                    for l_channel, hint_list in zip(l_channels, hint_lists,
+                                                    strict=True)]
         groups = {}
-        for index, (working_l, _) in enumerate(prepared):
-            groups.setdefault(tuple(working_l.shape[1:3]), []).append(index)
+        for index, inputs in enumerate(prepared):
+            groups.setdefault(tuple(inputs[0].shape[1:3]), []).append(index)
         results = [None] * len(l_channels)
         for indices in groups.values():
-            batch = tf.concat([prepared[i][0] for i in indices], axis=0)
-            ab_batch = tf.cast(self._predict_fn(batch), tf.float32)
+            batch = [tf.concat([prepared[i][part] for i in indices], axis=0)
+                     for part in range(3)]
+            ab_batch = tf.cast(self._predict_fn(*batch), tf.float32)
             for position, index in enumerate(indices):
                 results[index] = (ab_batch[position:position + 1],
-                                  prepared[index][1])
+                                  prepared[index][3])
         return results
+
+    def suggest_colors(self, image: np.ndarray, x: float, y: float,
+                       hint_list=None, k: int = 6) -> list[tuple[str, float]]:
+        """The model's k most likely colours at a point of a photo.
+
+        The colour-bins distribution at (x, y) given the hints so far
+        (`color_bins.suggest`), each shown at the photo's own lightness.
+
+        Returns:
+          [(hex sRGB, probability)], most likely first.
+
+        Raises:
+          errors.UsageError: the model has no colour-bins head, or the point
+            is outside the photo.
+        """
+        if self._logits_fn is None:
+            raise errors.UsageError(
+                f'{self.description} has no colour-bins head, so it has no '
+                'colour distribution to suggest from.')
+        l_channel = self.lightness(image)
+        height, width = int(l_channel.shape[1]), int(l_channel.shape[2])
+        hints_lib.check_inside([hints_lib.Hint(x, y, (0, 0, 0))], width,
+                               height, 'point')
+        working_l, hint_ab, hint_mask, working_size = self._inputs(
+            l_channel, hint_list)
+        logits = self._logits_fn(working_l, hint_ab, hint_mask)
+        ab, probabilities = suggest_at(logits, working_size, x / width,
+                                       y / height, k)
+        lightness = float(l_channel[0, int(y), int(x), 0])
+        lab = np.concatenate(
+            [np.full([k, 1], lightness, np.float32),
+             color.denormalize_ab(ab).numpy()], axis=-1)
+        rgb = np.asarray(full_resolution.lab_to_uint8(
+            lab[:, tf.newaxis, :1], lab[:, tf.newaxis, 1:]))[:, 0]
+        return [(hints_lib.Hint(0, 0, tuple(int(v) for v in colour)).hex,
+                 float(probability))
+                for colour, probability in zip(rgb, probabilities.numpy())]
 
     def _full_resolution(self, working, l_channel: tf.Tensor) -> tf.Tensor:
         ab_working, working_size = working
         return self._finish(ab_working, working_size,
                             tf.shape(l_channel)[1:3])
 
-    def predict_ab(self, l_channels: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+    def predict_ab(self, l_channels: Sequence[tf.Tensor],
+                   hint_lists=None) -> list[tf.Tensor]:
         """Full-resolution ab for a batch of L channels of any sizes.
 
         Args:
           l_channels: [1, H, W, 1] float32 tensors, L in [0, 100].
+          hint_lists: Per image, what `_inputs` takes, or None.
 
         Returns:
           One [1, H, W, 2] float32 tensor of ab (real Lab units) per input.
@@ -140,11 +231,12 @@ class Colorizer:
         return [
             self._full_resolution(working, l_channel)
             for working, l_channel in zip(
-                self._predict_working(l_channels), l_channels)
+                self._predict_working(l_channels, hint_lists), l_channels)
         ]
 
     def predict_working_ab(
-            self, l_channels: Sequence[tf.Tensor]) -> list[tf.Tensor]:
+            self, l_channels: Sequence[tf.Tensor],
+            hint_lists=None) -> list[tf.Tensor]:
         """ab at the working size, for work that is cheaper there.
 
         `predict_ab` is this followed by `ab_to_full_resolution` (to float32
@@ -159,7 +251,7 @@ class Colorizer:
         """
         return [self._finish(ab_working, working_size, working_size)
                 for ab_working, working_size in
-                self._predict_working(l_channels)]
+                self._predict_working(l_channels, hint_lists)]
 
     def ab_to_full_resolution(self, ab, l_channel: tf.Tensor) -> tf.Tensor:
         """Working-size ab [1, h, w, 2] (a tensor or an array) -> ab
@@ -172,17 +264,19 @@ class Colorizer:
         image = tf.convert_to_tensor(image, tf.uint8)
         return self._lightness(_pixels(image[tf.newaxis]), image)
 
-    def colorize(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def colorize(self, images: Sequence[np.ndarray],
+                 hint_lists=None) -> list[np.ndarray]:
         """uint8 gray or RGB images [H, W, 1 or 3] -> uint8 RGB, same sizes.
 
-        Colour inputs are reduced to their lightness first.
+        Colour inputs are reduced to their lightness first. hint_lists: one
+        list of `hints.Hint` (or None) per image, for a hint model.
         """
         l_channels = [self.lightness(image) for image in images]
         outputs = []
         # Full-resolution ab exists for one image at a time: a batch of
         # 12 MP photos would otherwise hold 100 MB of it per photo.
-        for working, l_channel in zip(self._predict_working(l_channels),
-                                      l_channels):
+        for working, l_channel in zip(
+                self._predict_working(l_channels, hint_lists), l_channels):
             ab = self._full_resolution(working, l_channel)
             outputs.append(self.to_uint8(l_channel, ab))
         return outputs
@@ -231,14 +325,49 @@ class _Compiled:
         return self._plain(*args)
 
 
-def _keras_predict_fn(generator):
-    @tf.function(
-        input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)]
-    )
-    def predict(l_normalized):
-        return tf.cast(generator(l_normalized, training=False), tf.float32)
+def suggest_at(logits: tf.Tensor, working_size, x_fraction: float,
+               y_fraction: float, k: int):
+    """`color_bins.suggest` at a point given as fractions of the photo.
 
-    return predict
+    logits: [1, h, w, Q] at 1/unet_lite.OUTPUT_STRIDE of the padded
+    working size; working_size: the unpadded working (height, width).
+    """
+    stride = unet_lite.OUTPUT_STRIDE
+    row = min(int(y_fraction * int(working_size[0]) / stride),
+              int(logits.shape[1]) - 1)
+    column = min(int(x_fraction * int(working_size[1]) / stride),
+                 int(logits.shape[2]) - 1)
+    return color_bins.suggest(logits[0, row, column], k)
+
+
+_INPUT_SIGNATURE = [tf.TensorSpec([None, None, None, 1], tf.float32),
+                    tf.TensorSpec([None, None, None, 2], tf.float32),
+                    tf.TensorSpec([None, None, None, 1], tf.float32)]
+
+
+def _keras_colorizer(generator, render_size: int, size_multiple: int,
+                     description: str) -> Colorizer:
+    """A Colorizer over a Keras generator, with its hints and logits."""
+
+    @tf.function(input_signature=_INPUT_SIGNATURE)
+    def predict(l_normalized, hint_ab, hint_mask):
+        inputs = models.generator_inputs(generator, l_normalized, hint_ab,
+                                         hint_mask)
+        return tf.cast(generator(inputs, training=False), tf.float32)
+
+    logits_fn = None
+    logits_model = unet_lite.logits_and_ab_model(generator)
+    if logits_model is not None:
+
+        @tf.function(input_signature=_INPUT_SIGNATURE)
+        def logits_fn(l_normalized, hint_ab, hint_mask):
+            inputs = models.generator_inputs(generator, l_normalized,
+                                             hint_ab, hint_mask)
+            return logits_model(inputs, training=False)[0]
+
+    return Colorizer(predict, render_size, size_multiple, description,
+                     takes_hints=models.takes_hints(generator),
+                     logits_fn=logits_fn)
 
 
 def load_generator(
@@ -299,12 +428,10 @@ def load_colorizer(
     if bundled.is_bundled_model(model):
         generator, model_config, trained_size, _ = load_generator(
             model, temperature=temperature, prior_strength=prior_strength)
-        return Colorizer(
-            _keras_predict_fn(generator),
-            render_size or trained_size,
+        return _keras_colorizer(
+            generator, render_size or trained_size,
             models.size_multiple(model_config.generator),
-            description=f'bundled model {model}',
-        )
+            f'bundled model {model}')
     if model == bundled.BUNDLED_DIR:
         raise ModelNotFoundError(
             f'The bundled model is missing from {model}; reinstall '
@@ -324,7 +451,8 @@ def load_colorizer(
         metadata = export_lib.read_metadata(version_dir)
         signature = loaded.signatures['predict_ab']
 
-        def predict(l_normalized):
+        def predict(l_normalized, hint_ab, hint_mask):
+            del hint_ab, hint_mask  # An export's predict_ab takes L only.
             return signature(**{export_lib.L_CHANNEL: l_normalized})[
                 export_lib.AB]
 
@@ -341,12 +469,10 @@ def load_colorizer(
         generator, model_config, trained_size, path = load_generator(
             model, stage, temperature=temperature,
             prior_strength=prior_strength)
-        return Colorizer(
-            _keras_predict_fn(generator),
-            render_size or trained_size,
+        return _keras_colorizer(
+            generator, render_size or trained_size,
             models.size_multiple(model_config.generator),
-            description=f'checkpoint {path}',
-        )
+            f'checkpoint {path}')
     raise ModelNotFoundError(
         f'--model={model} holds neither a SavedModel, nor numbered versions '
         'of one, nor a training config.json.'

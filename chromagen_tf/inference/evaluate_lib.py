@@ -49,6 +49,7 @@ from chromagen_tf.data import imaging
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
 from chromagen_tf.inference import colorize_lib
+from chromagen_tf.inference import hint_evaluation
 
 # The report's metrics: the per-image ones, then delta_colorfulness.
 METRIC_NAMES = (*metrics.IMAGE_METRICS, 'delta_colorfulness')
@@ -68,6 +69,8 @@ class EvaluateConfig:
     stage: str = 'gan'
     temperature: Optional[float] = None  # None: the model's own.
     prior_strength: Optional[float] = None  # None: the model's own.
+    hints: int = 0  # Hints simulated per photo (hint_evaluation.py).
+    hint_seed: int = 0
 
 
 Example = tuple[str, tf.Tensor, tf.Tensor]  # key, L [1,H,W,1], ab [1,H,W,2]
@@ -120,32 +123,66 @@ def summarize(per_image: dict[str, list[float]]) -> dict[str, float]:
     return {name: means[name] for name in METRIC_NAMES}
 
 
+def _with_hints(colorizer, l_channel, ab_true, num_hints, seed, errors_out):
+    """(model ab, spread-baseline ab) at full size, with simulated hints."""
+    simulated = hint_evaluation.simulate(
+        ab_true, colorizer.working_size(l_channel), num_hints, seed)
+    guided, automatic = (
+        colorizer.predict_working_ab([l_channel], [hint_list])[0]
+        for hint_list in (simulated.maps, None))
+    errors_out.extend(hint_evaluation.hint_errors(guided[0].numpy(),
+                                                  simulated))
+    spread = hint_evaluation.spread_baseline(automatic[0].numpy(), simulated)
+    return tuple(colorizer.ab_to_full_resolution(ab, l_channel)
+                 for ab in (guided, spread[np.newaxis]))
+
+
 def evaluate(
     colorizer: colorize_lib.Colorizer,
     examples: Iterator[Example],
     batch_size: int = colorize_lib.DEFAULT_BATCH_SIZE,
     max_images: int = 0,
+    num_hints: int = 0,
+    hint_seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Runs the model and the gray baseline over the examples.
 
+    With num_hints > 0, the model gets that many hints per photo, simulated
+    from the truth (`hint_evaluation.py`; photo i draws with seed
+    hint_seed + i), and the report adds the edge-blind spread of the same
+    hints over the automatic result ('hint_spread_baseline') and the
+    median |delta a*b*| at the hints ('hint_ab_error_median').
+
     Returns:
-      {'model': {...}, 'gray_baseline': {...}, 'num_images': N}.
+      {'model': {...}, 'gray_baseline': {...}, 'num_images': N, ...}.
 
     Raises:
       ValueError: there were no examples.
     """
-    results = {'model': {n: [] for n in metrics.IMAGE_METRICS},
-               'gray_baseline': {n: [] for n in metrics.IMAGE_METRICS}}
+    names = ['model', 'gray_baseline']
+    if num_hints:
+        names.append('hint_spread_baseline')
+    results = {name: {n: [] for n in metrics.IMAGE_METRICS}
+               for name in names}
     per_image = []
+    errors_at_hints = []
     count = 0
 
     def run(batch):
-        predictions = colorizer.predict_ab([l for _, l, _ in batch])
-        for (key, l_channel, ab_true), ab_pred in zip(batch, predictions):
+        if num_hints:
+            outputs = [
+                _with_hints(colorizer, l_channel, ab_true, num_hints,
+                            hint_seed + count - len(batch) + index,
+                            errors_at_hints)
+                for index, (_, l_channel, ab_true) in enumerate(batch)]
+        else:
+            outputs = [(ab,) for ab in
+                       colorizer.predict_ab([l for _, l, _ in batch])]
+        for (key, l_channel, ab_true), predictions in zip(batch, outputs):
             entry = {'key': key}
-            for name, prediction in (('model', ab_pred),
-                                     ('gray_baseline',
-                                      tf.zeros_like(ab_true))):
+            for name, prediction in zip(
+                    names, (predictions[0], tf.zeros_like(ab_true),
+                            *predictions[1:])):
                 values = image_metrics(l_channel, prediction, ab_true)
                 entry[name] = {metric: float(value)
                                for metric, value in values.items()}
@@ -166,12 +203,12 @@ def evaluate(
         run(batch)
     if not count:
         raise errors.UsageError('No images to evaluate.')
-    return {
-        'model': summarize(results['model']),
-        'gray_baseline': summarize(results['gray_baseline']),
-        'num_images': count,
-        'per_image': per_image,
-    }
+    report = {name: summarize(results[name]) for name in names}
+    report.update(num_images=count, per_image=per_image)
+    if num_hints:
+        report.update(num_hints=num_hints,
+                      hint_ab_error_median=float(np.median(errors_at_hints)))
+    return report
 
 
 def run_evaluation(config: EvaluateConfig) -> dict:
@@ -188,7 +225,7 @@ def run_evaluation(config: EvaluateConfig) -> dict:
             raise errors.NotFoundError(f'{config.image_dir} is not a folder.')
         examples = examples_from_images(config.image_dir)
     report = evaluate(colorizer, examples, config.batch_size,
-                      config.max_images)
+                      config.max_images, config.hints, config.hint_seed)
     settings = dataclasses.asdict(config)
     settings.update(render_size=colorizer.render_size,
                     model_description=colorizer.description)
@@ -198,9 +235,15 @@ def run_evaluation(config: EvaluateConfig) -> dict:
 
 def format_table(report: dict) -> str:
     """A report as an aligned text table: one row per metric."""
-    rows = [f'{"metric":20s}{"model":>12s}{"gray_baseline":>15s}']
+    columns = [name for name in ('model', 'gray_baseline',
+                                 'hint_spread_baseline') if name in report]
+    rows = [f'{"metric":20s}' + ''.join(f'{name:>22s}' for name in columns)]
     for metric in METRIC_NAMES:
-        rows.append(f'{metric:20s}{report["model"][metric]:12.4f}'
-                    f'{report["gray_baseline"][metric]:15.4f}')
+        rows.append(f'{metric:20s}' + ''.join(
+            f'{report[name][metric]:22.4f}' for name in columns))
     rows.append(f'{report["num_images"]} images')
+    if 'num_hints' in report:
+        rows.append(f'{report["num_hints"]} simulated hints per image; '
+                    'median |delta a*b*| at the hints: '
+                    f'{report["hint_ab_error_median"]:.2f}')
     return '\n'.join(rows)

@@ -44,6 +44,8 @@ _PACKAGE = 'chromagen'
 BIN_SPACING = 10.0
 SOFT_ENCODING_SIGMA = 5.0
 ZHANG_TEMPERATURE = 0.38
+# Suggested colours lie at least this many bins (of 10 a*b* units) apart.
+SUGGESTION_SPACING = 2.0
 _BINS_PER_AXIS = 2 * int(color.AB_SCALE // BIN_SPACING) + 1  # 23
 
 
@@ -139,3 +141,40 @@ class AnnealedMean(keras.layers.Layer):
                       log_prior=self.log_prior,
                       prior_strength=self.prior_strength)
         return config
+
+
+def suggest(logits: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+    """The k most likely distinct colours of colour-bin logits [Q].
+
+    The colour suggestions of Zhang et al. 2017 (Sec. 3.4): the network's
+    own distribution at a point. Neighbouring bins are nearly the same
+    colour, so suggestions are picked greedily: the bin whose 3x3
+    neighbourhood on the a*b* grid holds the most probability, which that
+    suggestion then claims; then the best bin among the rest, at least
+    `SUGGESTION_SPACING` grid steps from those already picked; and so on.
+
+    Returns:
+      (ab [k, 2] normalised bin centres, probabilities [k]: the mass each
+      one claimed, so they sum to at most 1), most likely first.
+    """
+    probabilities = tf.nn.softmax(tf.cast(logits, tf.float32))
+    centres = tf.constant(bin_centres())
+    steps = centres * (color.AB_SCALE / BIN_SPACING)  # In grid steps.
+    kernel = tf.ones([3, 3, 1, 1])
+    picked, claimed = [], []
+    available = tf.ones([NUM_BINS], tf.bool)
+    for _ in range(k):
+        grid = tf.reshape(probabilities,
+                          [1, _BINS_PER_AXIS, _BINS_PER_AXIS, 1])
+        mass = tf.reshape(tf.nn.depthwise_conv2d(grid, kernel, [1, 1, 1, 1],
+                                                 'SAME'), [NUM_BINS])
+        # Bins whose neighbourhoods hold the same mode tie: the likelier
+        # bin itself wins.
+        score = mass + 1e-3 * probabilities
+        index = tf.argmax(tf.where(available, score, -1.0))
+        picked.append(index)
+        claimed.append(mass[index])
+        distance = tf.norm(steps - steps[index], axis=-1)
+        probabilities = tf.where(distance < 1.5, 0.0, probabilities)
+        available &= distance >= SUGGESTION_SPACING
+    return tf.gather(centres, tf.stack(picked)), tf.stack(claimed)

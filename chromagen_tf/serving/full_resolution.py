@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from chromagen_tf import color
 from chromagen_tf import configs
+from chromagen_tf import hints
 from chromagen_tf import models
 
 DEFAULT_RENDER_SIZE = 256
@@ -178,3 +179,29 @@ def predict_full_resolution_ab(
     return from_working_ab(
         ab_normalized, working_size, tf.shape(l_channel)[1:3]
     )
+
+
+def working_hints(points: tf.Tensor, colors: tf.Tensor, image_size,
+                  working_size: tf.Tensor, padded_size
+                  ) -> tuple[tf.Tensor, tf.Tensor]:
+    """A photo's hint points as the model's hint maps at its working size.
+
+    Args:
+      points: [N, 2] x, y in pixels of the photo (N may be 0); points
+        outside it are ignored.
+      colors: [N, 3] uint8 sRGB.
+      image_size: (height, width) of the photo.
+      working_size: [2] unpadded working (height, width), from
+        `to_working_l`.
+      padded_size: (height, width) of the padded working L.
+
+    Returns:
+      (hint_ab [1, h, w, 2], hint_mask [1, h, w, 1]) at the padded size,
+      with no hints in the padding.
+    """
+    hint_ab, hint_mask = hints.rasterize(points, colors, image_size,
+                                         working_size)
+    paddings = [[0, padded_size[0] - working_size[0]],
+                [0, padded_size[1] - working_size[1]], [0, 0]]
+    return (tf.pad(hint_ab, paddings)[tf.newaxis],
+            tf.pad(hint_mask, paddings)[tf.newaxis])

@@ -7,6 +7,7 @@ generator), and owns the stage's `tf.train.CheckpointManager`.
 
 
 import dataclasses
+import os
 from typing import Optional
 
 from absl import logging
@@ -51,6 +52,15 @@ def _read_without_hints(config, generator, source: str) -> str:
     return key + ', without hints'
 
 
+def _model_config_of(checkpoint_path: str):
+    """The ModelConfig of MODEL_DIR/<stage>/ckpt-N's MODEL_DIR, or None."""
+    model_dir = os.path.dirname(os.path.dirname(checkpoint_path))
+    try:
+        return configs.read_model_config(model_dir)
+    except errors.NotFoundError:
+        return None
+
+
 def initialise_generator(config, generator) -> str:
     """Copies --init_from (or, for the GAN stage, the pretrained generator)
     into a new stage's generator.
@@ -91,13 +101,16 @@ def initialise_generator(config, generator) -> str:
         if source is None:
             raise errors.TrainingError(
                 f'--init_from={directory} has no checkpoint.')
+    # A checkpoint's model_dir (two levels up) says whether it has hints;
+    # checkpoints match variables by position, so a model without hints is
+    # read into its own architecture and copied by weight path.
+    source_config = _model_config_of(source)
     try:
-        try:
-            key = models.loading.read_generator(generator, source)
-        except AssertionError:
-            if not config.model.hints:
-                raise
+        if (config.model.hints and source_config is not None
+                and not source_config.hints):
             key = _read_without_hints(config, generator, source)
+        else:
+            key = models.loading.read_generator(generator, source)
     except (AssertionError, ValueError) as error:
         raise errors.TrainingError(
             f'--init_from={source} does not hold a generator of this '
