@@ -20,6 +20,7 @@ from unittest import mock
 
 from absl.testing import parameterized
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from chromagen_tf import configs
@@ -179,6 +180,7 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
                 self.assertAllClose(a, b, rtol=1e-6, atol=1e-7, msg=name)
 
     @parameterized.parameters('pretrain', 'gan')
+    @pytest.mark.slow  # Builds and traces a step on 1 and 2 replicas.
     def test_two_replicas_match_one_with_sync_batch_norm(self, stage):
         # The GAN step updates the discriminator, then computes the
         # generator's loss against the updated discriminator: the
@@ -188,6 +190,7 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
                          else {'generator', 'discriminator'})
         self._assert_steps_agree(one, two)
 
+    @pytest.mark.slow  # A GAN step on 1 and 2 replicas.
     def test_averaging_per_replica_is_caught(self):
         # The negative control of the GAN case above.
         with mock.patch.object(train_steps.StepFunctions, '_average',
@@ -198,6 +201,7 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         with self.assertRaises(AssertionError):
             self._assert_steps_agree(one, two)
 
+    @pytest.mark.slow  # A step on 1 and 2 replicas.
     def test_two_replicas_match_one_on_the_colour_bins_cross_entropy(self):
         # The cross-entropy is averaged over the global batch as the L1 is;
         # its head (logits and annealed mean) runs in float32 whatever the
@@ -207,6 +211,7 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(set(one[0]), {'l1', 'ce'})
         self._assert_steps_agree(one, two)
 
+    @pytest.mark.slow  # A step on 1 and 2 replicas.
     def test_plain_batch_norm_differs_per_replica(self):
         # Each replica normalises by its own half of the batch: a real,
         # documented difference, and proof that the check above can fail.

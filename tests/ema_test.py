@@ -3,6 +3,7 @@
 import os
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from chromagen_tf import configs
@@ -45,6 +46,7 @@ class EmaTest(tf.test.TestCase):
             self.data_dir, model_dir, stage=stage, train_steps=3,
             eval_every=1000, **overrides))
 
+    @pytest.mark.slow  # A training run, then two trainers that restore it.
     def test_average_follows_its_update_rule_and_is_what_restores(self):
         model_dir = os.path.join(self.get_temp_dir(), 'ema')
         self._train(model_dir, ema_decay=_DECAY)

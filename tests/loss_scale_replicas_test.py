@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 from absl.testing import parameterized
+import pytest
 import tensorflow as tf
 
 from tests import conftest
@@ -91,6 +92,7 @@ def _run(bad_replica: int, mode: str) -> dict:
     raise AssertionError(completed.stderr[-3000:])
 
 
+@pytest.mark.slow  # A Python process per case.
 class ReplicaOverflowTest(tf.test.TestCase, parameterized.TestCase):
 
     @parameterized.parameters(0, 1)

@@ -25,6 +25,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tests import conftest
@@ -58,6 +59,7 @@ def _losses(stdout):
     return json.loads(match.group(1))
 
 
+@pytest.mark.slow  # Worker processes.
 class MultiWorkerTest(tf.test.TestCase):
 
     @classmethod

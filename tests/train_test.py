@@ -7,6 +7,7 @@ import random
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from chromagen_tf import configs
@@ -113,10 +114,12 @@ class TrainStagesTest(tf.test.TestCase):
         for value in result['losses'].values():
             self.assertTrue(np.isfinite(value))
 
+    @pytest.mark.slow  # Both stages, with evaluation.
     def test_float32_pretrain_then_float16_gan(self):
         self._run_both_stages(
             os.path.join(self.get_temp_dir(), 'run_a'), 'float32', 'float16')
 
+    @pytest.mark.slow  # Both stages, with evaluation.
     def test_bfloat16_pretrain_then_float32_gan(self):
         self._run_both_stages(
             os.path.join(self.get_temp_dir(), 'run_b'), 'bfloat16', 'float32')
@@ -133,6 +136,7 @@ class TrainStagesTest(tf.test.TestCase):
                  for path in state.all_model_checkpoint_paths]
         self.assertEqual(steps, [3, 6, 9, 10])
 
+    @pytest.mark.slow  # Three training runs.
     def test_resuming_a_run_from_before_a_field_existed(self):
         # A stage config written before min_crop_scale existed resumes with
         # its default, and refuses another value naming the field.
@@ -156,6 +160,7 @@ class TrainStagesTest(tf.test.TestCase):
             trainer.train(tiny_config(self.data_dir, model_dir,
                                       train_steps=3, min_crop_scale=0.5))
 
+    @pytest.mark.slow  # 150 steps.
     def test_pretraining_overfits_four_images(self):
         model_dir = os.path.join(self.get_temp_dir(), 'overfit')
         four = shards.write_shards(
@@ -170,6 +175,7 @@ class TrainStagesTest(tf.test.TestCase):
         last = trainer.train(config)['losses']['l1']
         self.assertLess(last, 0.2 * first, (first, last))
 
+    @pytest.mark.slow  # Three training runs.
     def test_resume_continues_and_matches_an_uninterrupted_run(self):
         four = shards.write_shards(
             os.path.join(self.get_temp_dir(), 'resume_data'), image_size=32,
@@ -218,6 +224,7 @@ class TrainStagesTest(tf.test.TestCase):
                 compared += 1
         self.assertGreater(compared, 20)
 
+    @pytest.mark.slow  # Two training runs.
     def test_lr_decay_falls_linearly_to_zero_and_is_restored(self):
         model_dir = os.path.join(self.get_temp_dir(), 'decay')
         config = tiny_config(self.data_dir, model_dir, train_steps=4,
@@ -266,6 +273,7 @@ class TrainStagesTest(tf.test.TestCase):
         configs.check_and_write_stage_config(
             dataclasses.replace(stage, train_steps=99))
 
+    @pytest.mark.slow  # Two training runs.
     def test_nan_input_stops_and_keeps_the_last_good_checkpoint(self):
         model_dir = os.path.join(self.get_temp_dir(), 'nan')
         config = tiny_config(self.data_dir, model_dir, eval_every=1000)
