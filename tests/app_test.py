@@ -11,7 +11,9 @@ import concurrent.futures
 import contextlib
 import http.client
 import io
+import json
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -25,13 +27,19 @@ import numpy as np
 from PIL import Image
 import pytest
 import requests
+import tensorflow as tf
 import uvicorn
 
+from chromagen_tf import bundled
 from chromagen_tf import color
+from chromagen_tf import configs
+from chromagen_tf import hints
+from chromagen_tf import models
 from chromagen_tf.data import imaging
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.webapp import jobs
 from chromagen_tf.webapp import server as server_lib
+from chromagen_tf.webapp import uploads
 from tests import conftest
 from tests import utils
 
@@ -335,9 +343,14 @@ class _EchoService:
     def __init__(self):
         self.render_sizes = []
 
-    def colorize_png(self, data: bytes, render_size: int) -> bytes:
+    def parse_hints(self, text):
+        return [] if text is None else [text]
+
+    def colorize(self, data: bytes, render_size: int, hint_list=(),
+                 preview=False) -> jobs.Result:
+        del hint_list, preview  # Unused.
         self.render_sizes.append(render_size)
-        return data
+        return jobs.Result(data, 'image/png', 1, 1)
 
 
 class _InProcessServer:
@@ -503,3 +516,172 @@ def test_a_stalled_upload_loses_its_place(monkeypatch):
         assert response.status == 408
         assert b'upload_timeout' in response.read()
         assert app.app.state.limiter.admitted == 0
+
+
+# The API with hints, on a tiny colour-bins hint model in this process.
+_TINY_HINT_MODEL = configs.ModelConfig(
+    generator='resnet18_unet_lite', width=8, color_head='bins', hints=True)
+_RED, _BLUE = '#d02020', '#2040e0'
+
+
+@pytest.fixture(scope='module')
+def hint_server(tmp_path_factory):
+    """A width-8 bins hint model whose hint weights are random, not zero,
+    so that hints change its output."""
+    tf.keras.utils.set_random_seed(1)
+    generator = models.build_from_config(_TINY_HINT_MODEL)
+    kernel = generator.get_layer('hint_conv').kernel
+    kernel.assign(tf.random.stateless_normal(kernel.shape, [0, 1],
+                                             stddev=0.5))
+    bundle = bundled.save(generator, _TINY_HINT_MODEL,
+                          str(tmp_path_factory.mktemp('bundle')),
+                          render_size=64)
+    service = jobs.ColorizeService(colorize_lib.load_colorizer(bundle),
+                                   _MAX_PIXELS)
+    service.warm_up()
+    with _in_process(service, server_lib.AppConfig()) as app:
+        app.service = service
+        yield app
+
+
+def _gray_photo(width=160, height=120) -> bytes:
+    with Image.open(conftest.SAMPLE_PHOTOS / 'chelsea.jpg') as photo:
+        return _png(photo.convert('L').resize((width, height)))
+
+
+def _hints_json(*points) -> str:
+    return json.dumps({'hints': [{'x': x, 'y': y, 'color': colour}
+                                 for x, y, colour in points]})
+
+
+def test_hints_change_the_result_near_them(hint_server):
+    photo = _gray_photo()
+    plain = _decoded(_post(hint_server, photo))
+    response = _post(hint_server, photo,
+                     hints=_hints_json((40, 60, _RED), (120, 60, _BLUE)))
+    hinted = _decoded(response)
+    assert hinted.shape == plain.shape == (120, 160, 3)
+    assert (response.headers['x-photo-width'],
+            response.headers['x-photo-height']) == ('160', '120')
+    difference = np.abs(hinted.astype(int) - plain).sum(-1)
+    assert difference[50:70, 30:50].mean() > 3
+    # An empty list is no hint at all: the automatic result.
+    empty = _decoded(_post(hint_server, photo, hints='{"hints": []}'))
+    np.testing.assert_array_equal(empty, plain)
+
+
+def test_preview_is_a_small_jpeg_with_the_hints_in_place(hint_server):
+    large = _gray_photo(1600, 1200)
+    hints = _hints_json((400, 600, _RED), (1200, 600, _BLUE))
+    response = _post(hint_server, large, hints=hints, preview='1')
+    assert response.status_code == 200, response.text[:500]
+    assert response.headers['content-type'] == 'image/jpeg'
+    assert (response.headers['x-photo-width'],
+            response.headers['x-photo-height']) == ('1600', '1200')
+    preview = np.asarray(Image.open(io.BytesIO(response.content)))
+    assert preview.shape == (768, 1024, 3)
+    # The same colours as the full result, at the same places.
+    full = _decoded(_post(hint_server, large, hints=hints))
+    shrunk = np.asarray(Image.fromarray(full).resize((1024, 768)))
+    lab_preview = color.rgb_to_lab_numpy(preview)
+    lab_full = color.rgb_to_lab_numpy(shrunk)
+    for x, y in ((256, 384), (768, 384)):
+        window = np.s_[y - 8:y + 8, x - 8:x + 8, 1:]
+        assert np.abs(lab_preview[window].mean((0, 1)) -
+                      lab_full[window].mean((0, 1))).max() < 3, (x, y)
+
+
+@pytest.mark.parametrize('hints, reason', [
+    ('not json', 'bad_hints'),
+    ('{"points": []}', 'bad_hints'),
+    ('{"hints": [{"x": 1, "y": 2, "color": "red"}]}', 'bad_hints'),
+    ('{"hints": [{"x": "1", "y": 2, "color": "#ff0000"}]}', 'bad_hints'),
+    (_hints_json((160, 10, _RED)), 'hint_outside'),
+    (_hints_json((10, -1, _RED)), 'hint_outside'),
+])
+def test_bad_hints_get_a_400(hint_server, hints, reason):
+    response = _post(hint_server, _gray_photo(), hints=hints)
+    _assert_json_error(response, 400, reason)
+    assert 'hint' in response.json()['error']
+
+
+def test_a_long_hints_field_gets_a_400(hint_server):
+    hints = json.dumps({'hints': [{'x': 1, 'y': 1, 'color': _RED}] * 200},
+                       indent=40)
+    assert len(hints) > uploads.MAX_HINTS_BYTES
+    _assert_json_error(_post(hint_server, _gray_photo(), hints=hints), 400,
+                       'bad_request')
+
+
+def test_suggest_lists_likely_colours(hint_server):
+    photo = _gray_photo()
+    response = requests.post(
+        hint_server.url + '/api/suggest', files={'image': ('a.png', photo)},
+        data={'x': '50', 'y': '40', 'hints': _hints_json((120, 60, _BLUE))},
+        timeout=_TIMEOUT)
+    assert response.status_code == 200, response.text[:500]
+    suggestions = response.json()['suggestions']
+    assert len(suggestions) == jobs.SUGGESTIONS
+    probabilities = [entry['probability'] for entry in suggestions]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert 0 < sum(probabilities) <= 1.0001
+    for entry in suggestions:
+        assert re.fullmatch('#[0-9a-f]{6}', entry['color']), entry
+    # The same as the Colorizer's own, for the same (unshrunk) photo.
+    expected = hint_server.service.colorizer.suggest_colors(
+        np.asarray(Image.open(io.BytesIO(photo)).convert('RGB')), 50, 40,
+        [hints.Hint(120, 60, (0x20, 0x40, 0xe0))], k=jobs.SUGGESTIONS)
+    assert [entry['color'] for entry in suggestions] == [
+        colour for colour, _ in expected]
+
+
+@pytest.mark.parametrize('fields, reason', [
+    ({'x': '500', 'y': '40'}, 'hint_outside'),
+    ({'x': '50'}, 'bad_point'),
+    ({'x': 'left', 'y': '40'}, 'bad_point'),
+    ({'x': 'nan', 'y': '40'}, 'bad_point'),
+    ({'x': '50', 'y': '40', 'hints': '{"hints": 3}'}, 'bad_hints'),
+])
+def test_bad_suggest_requests_get_a_400(hint_server, fields, reason):
+    response = requests.post(
+        hint_server.url + '/api/suggest',
+        files={'image': ('a.png', _gray_photo())}, data=fields,
+        timeout=_TIMEOUT)
+    _assert_json_error(response, 400, reason)
+
+
+def test_healthz_says_the_model_takes_hints(hint_server):
+    health = requests.get(hint_server.url + '/healthz',
+                          timeout=_TIMEOUT).json()
+    assert health['takes_hints'] is True
+    assert health['suggests_colors'] is True
+
+
+@pytest.fixture(scope='module')
+def plain_server(tmp_path_factory):
+    """A tiny regression-head model without hints."""
+    config = configs.ModelConfig(generator='resnet18_unet_lite', width=8)
+    bundle = bundled.save(models.build_from_config(config), config,
+                          str(tmp_path_factory.mktemp('plain')),
+                          render_size=64)
+    service = jobs.ColorizeService(colorize_lib.load_colorizer(bundle),
+                                   _MAX_PIXELS)
+    with _in_process(service, server_lib.AppConfig()) as app:
+        yield app
+
+
+def test_a_model_without_hints_refuses_them_clearly(plain_server):
+    photo = _gray_photo()
+    response = _post(plain_server, photo, hints=_hints_json((10, 10, _RED)))
+    _assert_json_error(response, 422, 'hints_not_supported')
+    assert 'does not take colour hints' in response.json()['error']
+    # No hints is fine, and so is an empty list.
+    assert _post(plain_server, photo, hints='{"hints": []}').ok
+    response = requests.post(
+        plain_server.url + '/api/suggest', files={'image': ('a.png', photo)},
+        data={'x': '5', 'y': '5'}, timeout=_TIMEOUT)
+    _assert_json_error(response, 422, 'suggestions_not_supported')
+    health = requests.get(plain_server.url + '/healthz',
+                          timeout=_TIMEOUT).json()
+    assert (health['takes_hints'], health['suggests_colors']) == (False,
+                                                                  False)

@@ -8,16 +8,22 @@ memory. A request beyond both is refused at once with 503, so a burst of
 uploads costs at most (max_running + max_waiting) uploads of bytes and
 max_running photos of decoded pixels.
 
-`ColorizeService` turns a photo's bytes into a colorized PNG with a
-`colorize_lib.Colorizer` (the same code as the colorize tool, so the
-photo's own L is kept), and maps every bad input to an `UploadError`.
+`ColorizeService` turns a photo's bytes (and its colour hints) into a
+colorized PNG with a `colorize_lib.Colorizer` (the same code as the
+colorize tool, so the photo's own L is kept), suggests colours at a point,
+and maps every bad input to an `UploadError`. A preview, the page's answer
+to each hint change, is the photo shrunk to at most `PREVIEW_MAX_SIDE`
+before it is colorized, sent as JPEG: the network sees the same working
+size, and the full-resolution steps and the encoding, which dominate for a
+large photo, shrink with it.
 """
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import threading
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Optional, Sequence
 import warnings
 
 from absl import logging
@@ -25,6 +31,8 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from chromagen_tf import errors
+from chromagen_tf import hints as hints_lib
 from chromagen_tf.data import imaging
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.webapp import uploads
@@ -44,6 +52,11 @@ _CACHED_RENDER_SIZES = 4
 # Deflate level of the result PNGs: level 1 writes a 12 MP result several
 # times faster than the default 6, for files about 15% larger.
 _PNG_COMPRESS_LEVEL = 1
+# The longer side of a preview: about what a page shows a photo at.
+PREVIEW_MAX_SIDE = 1024
+_PREVIEW_JPEG_QUALITY = 90
+# Colours a suggestion lists.
+SUGGESTIONS = 6
 
 _STATUS_FOR_REASON = {
     imaging.NOT_AN_IMAGE: 415,
@@ -113,6 +126,16 @@ class JobLimiter:
                 self.running -= 1
 
 
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """A colorized photo, encoded, and the size of the photo it came from
+    (a preview is smaller)."""
+    data: bytes
+    media_type: str
+    width: int
+    height: int
+
+
 class ColorizeService:
     """One loaded model behind the app, at any working size."""
 
@@ -121,6 +144,7 @@ class ColorizeService:
         self.max_pixels = max_pixels
         self._by_render_size = {colorizer.render_size: colorizer}
         self._lock = threading.Lock()
+        self._suggests = None
 
     @property
     def render_size(self) -> int:
@@ -180,15 +204,77 @@ class ColorizeService:
                 message + '.') from None
         return np.asarray(loaded.image)
 
-    def colorize_png(self, data: bytes, render_size: int) -> bytes:
-        """A photo's bytes -> the colorized photo as PNG, at its own size.
+    def parse_hints(self, text: Optional[str]) -> list[hints_lib.Hint]:
+        """A hints field's hint list; absent or empty means none.
 
         Raises:
-          UploadError: for a bad photo (4xx) or a failed colorization (500).
+          UploadError: 400 for text that is not the hint format, 422 for
+            hints to a model that takes none.
         """
-        rgb = self.decode(data)
+        if text is None or not text.strip():
+            return []
         try:
-            colorized = self._colorizer_for(render_size).colorize([rgb])[0]
+            hint_list = hints_lib.parse(text, 'hints')
+        except hints_lib.HintFormatError as error:
+            raise uploads.UploadError(400, 'bad_hints',
+                                      f'{error}.') from None
+        if hint_list and not self.colorizer.takes_hints:
+            raise uploads.UploadError(
+                422, 'hints_not_supported',
+                f'This model ({self.colorizer.description}) does not take '
+                'colour hints; serve a hint model (--model).')
+        return hint_list
+
+    @staticmethod
+    def parse_point(x: Optional[str], y: Optional[str]) -> tuple[float, float]:
+        """The x and y fields of a suggestion request, in pixels.
+
+        Raises:
+          UploadError: 400 unless both are finite numbers.
+        """
+        try:
+            point = float(x), float(y)
+        except (TypeError, ValueError):
+            point = (float('nan'),) * 2
+        if not all(np.isfinite(point)):
+            raise uploads.UploadError(
+                400, 'bad_point', 'Send the point as numbers in the "x" and '
+                '"y" fields (pixels of the photo as displayed).')
+        return point
+
+    @property
+    def suggests_colors(self) -> bool:
+        """Whether the model has a colour distribution to suggest from."""
+        if self._suggests is None:
+            try:
+                self.colorizer.suggest_colors(
+                    np.full((32, 32, 3), 128, np.uint8), 16, 16, k=1)
+                self._suggests = True
+            except errors.UsageError:
+                self._suggests = False
+        return self._suggests
+
+    def colorize(self, data: bytes, render_size: int,
+                 hint_list: Sequence[hints_lib.Hint] = (),
+                 preview: bool = False) -> Result:
+        """A photo's bytes -> the colorized photo.
+
+        Args:
+          data: The uploaded file.
+          render_size: The working size.
+          hint_list: Points in pixels of the photo as displayed.
+          preview: Shrink the photo to at most PREVIEW_MAX_SIDE first and
+            answer with a JPEG; else a PNG at the photo's own size.
+
+        Raises:
+          UploadError: for a bad photo or a hint outside it (4xx) or a
+            failed colorization (500).
+        """
+        rgb, hint_list, (height, width) = self._decode_with_hints(
+            data, hint_list, preview)
+        try:
+            colorized = self._colorizer_for(render_size).colorize(
+                [rgb], [list(hint_list)])[0]
         except (tf.errors.OpError, ValueError) as error:
             logging.exception('Colorizing a %s photo failed', rgb.shape)
             raise uploads.UploadError(
@@ -196,13 +282,84 @@ class ColorizeService:
                 f'Colorizing failed: {type(error).__name__}.') from None
         del rgb
         buffer = io.BytesIO()
+        if preview:
+            Image.fromarray(colorized).save(
+                buffer, format='JPEG', quality=_PREVIEW_JPEG_QUALITY)
+            return Result(buffer.getvalue(), 'image/jpeg', width, height)
         Image.fromarray(colorized).save(buffer, format='PNG',
                                         compress_level=_PNG_COMPRESS_LEVEL)
-        return buffer.getvalue()
+        return Result(buffer.getvalue(), 'image/png', width, height)
+
+    def colorize_png(self, data: bytes, render_size: int) -> bytes:
+        """A photo's bytes -> the colorized photo as PNG, at its own size."""
+        return self.colorize(data, render_size).data
+
+    def suggest(self, data: bytes, render_size: int, x: float, y: float,
+                hint_list: Sequence[hints_lib.Hint] = ()
+                ) -> list[tuple[str, float]]:
+        """The model's likeliest colours at (x, y), given the hints so far.
+
+        The photo is shrunk as for a preview: the network sees the same
+        working size, and the colours come at the lightness there.
+
+        Returns:
+          [(hex sRGB, probability)], SUGGESTIONS of them, likeliest first.
+
+        Raises:
+          UploadError: 422 for a model without a colour distribution, 400
+            for a point or hint outside the photo, 4xx for a bad photo.
+        """
+        if not self.suggests_colors:
+            raise uploads.UploadError(
+                422, 'suggestions_not_supported',
+                f'This model ({self.colorizer.description}) has no colour '
+                'distribution to suggest colours from (it needs the '
+                'colour-bins head).')
+        point = hints_lib.Hint(x, y, (0, 0, 0))
+        rgb, scaled, _ = self._decode_with_hints(
+            data, [point, *hint_list], preview=True)
+        point, hint_list = scaled[0], scaled[1:]
+        return self._colorizer_for(render_size).suggest_colors(
+            rgb, point.x, point.y, hint_list, k=SUGGESTIONS)
+
+    def _decode_with_hints(self, data: bytes,
+                           hint_list: Sequence[hints_lib.Hint],
+                           preview: bool):
+        """(uint8 RGB, hints in its pixels, the photo's (height, width)),
+        shrunk for a preview.
+
+        Raises:
+          UploadError: for a bad photo, or a hint outside it (400).
+        """
+        rgb = self.decode(data)
+        height, width = rgb.shape[:2]
+        try:
+            hints_lib.check_inside(hint_list, width, height, 'hints')
+        except hints_lib.HintFormatError as error:
+            raise uploads.UploadError(400, 'hint_outside',
+                                      f'{error}.') from None
+        scale = PREVIEW_MAX_SIDE / max(height, width)
+        if not preview or scale >= 1:
+            return rgb, list(hint_list), (height, width)
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        small = np.asarray(Image.fromarray(rgb).resize(
+            size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+        x_scale, y_scale = size[0] / width, size[1] / height
+        return small, [hints_lib.Hint(min(hint.x * x_scale, size[0] - 0.5),
+                                      min(hint.y * y_scale, size[1] - 0.5),
+                                      hint.rgb) for hint in hint_list
+                      ], (height, width)
 
     def warm_up(self) -> None:
-        """Traces the default working size's graphs before the first user."""
-        self.colorizer.colorize([np.full((48, 64, 3), 128, np.uint8)])
+        """Traces the default working size's graphs before the first user:
+        with and without hints, and the suggestions."""
+        gray = np.full((48, 64, 3), 128, np.uint8)
+        self.colorizer.colorize([gray])
+        if self.colorizer.takes_hints:
+            self.colorizer.colorize(
+                [gray], [[hints_lib.Hint(10, 10, (200, 40, 30))]])
+        if self.suggests_colors:
+            self.colorizer.suggest_colors(gray, 20, 20, k=SUGGESTIONS)
 
 
 def _check_format(data: bytes) -> None:

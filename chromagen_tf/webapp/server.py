@@ -4,10 +4,19 @@ Routes:
   GET  /               the page (static/index.html, app.js, app.css)
   GET  /healthz        200 and JSON (model, limits, jobs) once the model is
                        loaded; the server listens only after that
-  POST /api/colorize   multipart `image` (+ optional `render_size`) ->
-                       image/png at the photo's own size; errors are JSON
-                       {"error": message, "reason": code} with a 4xx status,
-                       503 when too many jobs are running and waiting
+  POST /api/colorize   multipart `image` (+ optional `render_size`, `hints`
+                       in the JSON hint format of chromagen_tf/hints.py,
+                       `preview=1`) -> image/png at the photo's own size, or
+                       for a preview image/jpeg of at most
+                       jobs.PREVIEW_MAX_SIDE; X-Photo-Width and
+                       X-Photo-Height give the photo's size
+  POST /api/suggest    multipart `image`, `x`, `y` (+ `hints`,
+                       `render_size`) -> {"suggestions": [{"color":
+                       "#rrggbb", "probability": p}, ...]}, likeliest first,
+                       for a model with the colour-bins head
+
+Errors are JSON {"error": message, "reason": code} with a 4xx status, 503
+when too many jobs are running and waiting, never a traceback.
 
 `serve` binds the socket itself, so that a bad --host or a port in use is
 one clear error before anything runs, and the URL it prints is live.
@@ -99,6 +108,8 @@ def create_app(service: jobs.ColorizeService,
             'status': 'ok',
             'model': service.colorizer.description,
             'render_size': service.render_size,
+            'takes_hints': service.colorizer.takes_hints,
+            'suggests_colors': service.suggests_colors,
             'min_render_size': jobs.MIN_RENDER_SIZE,
             'max_render_size': jobs.MAX_RENDER_SIZE,
             'max_upload_bytes': config.max_upload_bytes,
@@ -110,16 +121,18 @@ def create_app(service: jobs.ColorizeService,
             'refused': limiter.refused,
         }, headers={'Cache-Control': 'no-store'})
 
-    async def colorize(request: requests.Request) -> responses.Response:
+    async def answer(request: requests.Request,
+                     work: Callable[[uploads.Upload], responses.Response]
+                     ) -> responses.Response:
+        """Reads a request's form within the limits, and runs `work` on it
+        in a worker thread when a job slot is free."""
         reader = uploads.UploadReader(request, config.max_upload_bytes)
         try:
             async with limiter.admit():
                 with anyio.fail_after(UPLOAD_TIMEOUT_SECONDS):
                     upload = await reader.read()
-                render_size = service.parse_render_size(upload.render_size)
                 async with limiter.run():
-                    png = await anyio.to_thread.run_sync(
-                        service.colorize_png, upload.image, render_size)
+                    return await anyio.to_thread.run_sync(work, upload)
         except jobs.Busy:
             await reader.drain()
             return _error(
@@ -141,8 +154,35 @@ def create_app(service: jobs.ColorizeService,
             return _error(503, 'out_of_memory',
                           'The server ran out of memory for this photo; try '
                           'a smaller one or try again later.')
-        return responses.Response(png, media_type='image/png',
-                                  headers={'Cache-Control': 'no-store'})
+
+    def colorize_work(upload: uploads.Upload) -> responses.Response:
+        render_size = service.parse_render_size(upload.render_size)
+        hint_list = service.parse_hints(upload.hints)
+        result = service.colorize(upload.image, render_size, hint_list,
+                                  preview=upload.preview)
+        return responses.Response(result.data, media_type=result.media_type,
+                                  headers={
+                                      'Cache-Control': 'no-store',
+                                      'X-Photo-Width': str(result.width),
+                                      'X-Photo-Height': str(result.height)})
+
+    def suggest_work(upload: uploads.Upload) -> responses.Response:
+        render_size = service.parse_render_size(upload.render_size)
+        hint_list = service.parse_hints(upload.hints)
+        x, y = service.parse_point(upload.fields.get(uploads.X_FIELD),
+                                   upload.fields.get(uploads.Y_FIELD))
+        suggestions = service.suggest(upload.image, render_size, x, y,
+                                      hint_list)
+        return responses.JSONResponse({'suggestions': [
+            {'color': hex_color, 'probability': round(probability, 4)}
+            for hex_color, probability in suggestions]},
+                                      headers={'Cache-Control': 'no-store'})
+
+    async def colorize(request: requests.Request) -> responses.Response:
+        return await answer(request, colorize_work)
+
+    async def suggest(request: requests.Request) -> responses.Response:
+        return await answer(request, suggest_work)
 
     async def http_error(request: requests.Request,
                          error: exceptions.HTTPException):
@@ -158,6 +198,7 @@ def create_app(service: jobs.ColorizeService,
             routing.Route('/static/{name}', asset, methods=['GET']),
             routing.Route('/healthz', healthz, methods=['GET']),
             routing.Route('/api/colorize', colorize, methods=['POST']),
+            routing.Route('/api/suggest', suggest, methods=['POST']),
         ],
         exception_handlers={exceptions.HTTPException: http_error},
     )

@@ -1,7 +1,10 @@
 """Reading one photo upload (multipart/form-data) into memory, with limits.
 
 Starlette's multipart parser reads the form, limited to one file, a few
-small fields and a body of the photo limit plus room for the framing. The
+known fields (`FIELDS`) and a body of the photo limit plus room for the
+framing and the fields. Each field has its own size limit: a hint list
+(`HINTS_FIELD`, the JSON of `chromagen_tf/hints.py`) may take
+`MAX_HINTS_BYTES`, the others are a few characters. The
 parser is built directly rather than through `Request.form()` so that its
 spool size can be raised to the body limit: the photo then stays in
 memory, never in a temporary file. A client's file name is read by nobody:
@@ -12,7 +15,7 @@ machine-readable reason and a message for the person who sent it.
 """
 
 import dataclasses
-from typing import Optional
+from typing import Mapping, Optional
 
 from starlette import datastructures
 from starlette import formparsers
@@ -23,12 +26,21 @@ from chromagen_tf import errors
 
 IMAGE_FIELD = 'image'
 RENDER_SIZE_FIELD = 'render_size'
+HINTS_FIELD = 'hints'
+PREVIEW_FIELD = 'preview'
+X_FIELD = 'x'
+Y_FIELD = 'y'
+# The text fields a form may carry beside the photo; others are refused.
+FIELDS = (RENDER_SIZE_FIELD, HINTS_FIELD, PREVIEW_FIELD, X_FIELD, Y_FIELD)
 
-# Room for the multipart framing and the small fields around the photo.
-_FRAMING_BYTES = 64 * 1024
-# Small fields (render_size) and their count: a form never needs more.
+# The hint list's limit: hints.MAX_FILE_HINTS (256) hints of about 50
+# bytes of JSON each fit in 13 kB; 64 kB leaves room for indentation.
+MAX_HINTS_BYTES = 64 * 1024
+# Every other field (a number or a flag) and the count of fields.
 _MAX_FIELD_BYTES = 1024
-_MAX_FIELDS = 4
+_MAX_FIELDS = len(FIELDS) + 1
+# Room for the multipart framing and the fields around the photo.
+_FRAMING_BYTES = 64 * 1024 + MAX_HINTS_BYTES
 # A refused body is read on (and dropped) up to this many more bytes (see
 # `UploadReader.drain`); beyond it the app stops reading.
 _DRAIN_BYTES = 32 * 1024 * 1024
@@ -45,9 +57,21 @@ class UploadError(errors.ChromaGenError):
 
 @dataclasses.dataclass(frozen=True)
 class Upload:
-    """What a colorize request carried."""
+    """What a request carried: the photo and its text fields by name."""
     image: bytes
-    render_size: Optional[str]
+    fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    @property
+    def render_size(self) -> Optional[str]:
+        return self.fields.get(RENDER_SIZE_FIELD)
+
+    @property
+    def hints(self) -> Optional[str]:
+        return self.fields.get(HINTS_FIELD)
+
+    @property
+    def preview(self) -> bool:
+        return self.fields.get(PREVIEW_FIELD, '').strip() not in ('', '0')
 
 
 def too_large(max_bytes: int) -> UploadError:
@@ -95,12 +119,10 @@ class UploadReader:
         return message
 
     async def read(self) -> Upload:
-        """Reads a multipart body with an `image` and an optional
-        `render_size`.
+        """Reads a multipart body with an `image` and optional `FIELDS`.
 
         Returns:
-          The photo's bytes and the render_size field's text (None if
-          absent).
+          The photo's bytes and the text of the fields that were sent.
 
         Raises:
           UploadError: for a body that is not such a form, or is too large.
@@ -119,7 +141,7 @@ class UploadReader:
                                   self._receive_within_limit).stream()
         parser = formparsers.MultiPartParser(
             headers, stream, max_files=1, max_fields=_MAX_FIELDS,
-            max_part_size=_MAX_FIELD_BYTES)
+            max_part_size=MAX_HINTS_BYTES)
         parser.spool_max_size = self._max_body  # In memory, never on disk.
         try:
             form = await parser.parse()
@@ -157,9 +179,22 @@ async def _upload_from(form: datastructures.FormData,
         raise too_large(max_image_bytes)
     if not data:
         raise UploadError(400, 'empty_file', 'The uploaded file is empty.')
-    render_sizes = form.getlist(RENDER_SIZE_FIELD)
-    if len(render_sizes) > 1:
-        raise _bad_request(f'Send one "{RENDER_SIZE_FIELD}" field per request.')
-    if render_sizes and not isinstance(render_sizes[0], str):
-        raise _bad_request(f'"{RENDER_SIZE_FIELD}" is a number, not a file.')
-    return Upload(data, render_sizes[0] if render_sizes else None)
+    fields = {}
+    for name in form.keys():
+        if name == IMAGE_FIELD:
+            continue
+        if name not in FIELDS:
+            raise _bad_request(
+                f'Unknown field "{name}"; the form takes "{IMAGE_FIELD}" '
+                f'and {", ".join(f"{field!r}" for field in FIELDS)}.')
+        values = form.getlist(name)
+        if len(values) > 1:
+            raise _bad_request(f'Send one "{name}" field per request.')
+        if not isinstance(values[0], str):
+            raise _bad_request(f'"{name}" is text, not a file.')
+        limit = MAX_HINTS_BYTES if name == HINTS_FIELD else _MAX_FIELD_BYTES
+        if len(values[0].encode()) > limit:
+            raise _bad_request(
+                f'The "{name}" field is longer than {limit} bytes.')
+        fields[name] = values[0]
+    return Upload(data, fields)
