@@ -282,8 +282,10 @@ def test_smoothing_lowers_flicker_on_a_pan():
     assert flicker_flow < 0.5 * flicker_none, (flicker_flow, flicker_none)
     # Colour is not smeared away from the truth on the way.
     truth = [x[..., 1:] for x in lab]
-    error = lambda abs_: np.mean([np.abs(a - t).mean()
-                                  for a, t in zip(abs_, truth)])
+
+    def error(abs_):
+        return np.mean([np.abs(a - t).mean() for a, t in zip(abs_, truth)])
+
     assert error(smoothed) < error(predicted)
 
 
@@ -321,7 +323,10 @@ def test_smoother_works_at_the_size_of_the_given_ab(ab_size, flow_size):
         l_channels, predicted, temporal.TemporalConfig(flow_size=flow_size))
     assert [info.cut for info in infos] == [True] + [False] * 11
     assert {ab.shape for ab in smoothed} == {ab_size[::-1] + (2,)}
-    full_size = lambda abs_: [cv2.resize(ab, (128, 96)) for ab in abs_]
+
+    def full_size(abs_):
+        return [cv2.resize(ab, (128, 96)) for ab in abs_]
+
     flicker_none = synthetic.warped_flicker(full_size(predicted), flows)
     flicker_flow = synthetic.warped_flicker(full_size(smoothed), flows)
     assert flicker_flow < 0.5 * flicker_none, (flicker_flow, flicker_none)

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from chromagen_tf import configs
 from chromagen_tf.serving import export_lib
+from chromagen_tf.serving import signatures
 from chromagen_tf.training import distribute
 from chromagen_tf.training import state
 from tests import conftest
@@ -182,14 +183,16 @@ class FaultToleranceTest(tf.test.TestCase):
             seen = max(_checkpoint_numbers(stage_dir)
                        + _checkpoint_numbers(stage_dir, '_temp'), default=0)
             self._wait_until(
-                lambda: _checkpoint_numbers(stage_dir)[-1:] > [before],
+                lambda before=before: (
+                    _checkpoint_numbers(stage_dir)[-1:] > [before]),
                 process, 'a new checkpoint')
             # A write takes ~10 ms of a ~200 ms step: wait for the next one
             # to start (TF writes ckpt-N_temp/ first, then merges it into
             # ckpt-N.index, records the `checkpoint` file and deletes the
             # oldest checkpoint), then kill somewhere in it.
             self._wait_until(
-                lambda: _checkpoint_numbers(stage_dir, '_temp')[-1:] > [seen],
+                lambda seen=seen: (
+                    _checkpoint_numbers(stage_dir, '_temp')[-1:] > [seen]),
                 process, 'a checkpoint write', poll_seconds=0.0005)
             time.sleep(delays.uniform(0.0, 0.015))
             process.kill()
@@ -366,8 +369,8 @@ class FaultToleranceTest(tf.test.TestCase):
         loaded = tf.saved_model.load(version_dir)
         photo = tf.io.read_file(shards.sample_photo_paths()[0])
         outputs = loaded.signatures['serving_default'](
-            **{export_lib.IMAGE_BYTES: photo[tf.newaxis]})
-        colorized = tf.io.decode_png(outputs[export_lib.COLORIZED_PNG][0])
+            **{signatures.IMAGE_BYTES: photo[tf.newaxis]})
+        colorized = tf.io.decode_png(outputs[signatures.COLORIZED_PNG][0])
         self.assertEqual(colorized.shape,
                          tf.io.decode_jpeg(photo, channels=3).shape)
 

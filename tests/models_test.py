@@ -7,6 +7,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from absl.testing import parameterized
 
@@ -349,6 +350,7 @@ class SynchronizedBatchNormTest(tf.test.TestCase):
 
 class TrainingPathTest(tf.test.TestCase):
 
+    @pytest.mark.slow  # A process that starts TensorFlow.
     def test_building_models_does_not_import_torch(self):
         code = ('import sys; from chromagen_tf import models; '
                 'models.build_generator(width=8); '
