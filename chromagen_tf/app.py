@@ -18,6 +18,7 @@ have the photo's full size and its own lightness. Only --host opens the app
 to other machines: it listens on 127.0.0.1 by default.
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 from absl import app
 from absl import flags
 

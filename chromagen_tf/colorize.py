@@ -24,6 +24,7 @@ Existing outputs are skipped unless --overwrite. A file that cannot be read
 is reported and skipped; the exit status is 1 if any file failed.
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 import sys
 
 from absl import app

@@ -25,6 +25,7 @@ run leaves no file at --output.
 Needs the video extra: pip install '.[video]' (PyAV and OpenCV).
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 from absl import app
 from absl import flags
 

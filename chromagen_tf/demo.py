@@ -30,6 +30,7 @@ the demo runs from an installed wheel as it does from a checkout; --photos
 points it at another folder.
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 import json
 import os
 import shutil

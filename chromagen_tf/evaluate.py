@@ -16,6 +16,7 @@ folder of photos (walked recursively). Prints a table and writes the JSON
 report described in chromagen_tf/inference/evaluate_lib.py.
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 import json
 import os
 

@@ -21,6 +21,7 @@ signatures are described in chromagen_tf/serving/export_lib.py.
 fixed square working size, for mobile apps.
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 from absl import app
 from absl import flags
 from absl import logging

@@ -27,6 +27,7 @@ Usage:
       --model_name=chromagen old.jpg --output_dir=colorized
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 import base64
 import json
 import os

@@ -14,6 +14,7 @@ baseline from scratch. Re-running the same command resumes. The full
 configuration is saved in MODEL_DIR/<stage>/config.json.
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 import dataclasses
 import json
 

@@ -23,6 +23,7 @@ Usage:
       --extra_package=dist/chromagen-0.1.0-py3-none-any.whl"
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 import os
 
 from absl import app

@@ -17,6 +17,7 @@ already downloaded can be given with --debs_dir instead. Photos already in
 --output_dir are kept, so an interrupted run finishes when run again.
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 from absl import app
 from absl import flags
 

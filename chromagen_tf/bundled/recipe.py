@@ -33,6 +33,7 @@ last checkpoint). How to rebuild the open photos from Debian is in
 MODEL_CARD.md.
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 from absl import app
 from absl import flags
 

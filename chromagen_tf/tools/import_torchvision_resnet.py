@@ -13,6 +13,7 @@ Usage:
     # then train with --encoder_weights=resnet18_imagenet.weights.h5
 """
 
+from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
 import os
 
 from absl import app
