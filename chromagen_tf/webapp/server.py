@@ -44,6 +44,7 @@ from chromagen_tf.webapp import uploads
 
 _STATIC_FILES = {
     'app.js': 'text/javascript; charset=utf-8',
+    'hints.js': 'text/javascript; charset=utf-8',
     'app.css': 'text/css; charset=utf-8',
 }
 # The page needs nothing from elsewhere; results are shown from blob: URLs.

@@ -1,15 +1,20 @@
 // ChromaGen web app: uploads photos to /api/colorize, shows gray | colour
 // with a before/after slider, and downloads one PNG or all of them as a zip.
+// With a hint model, each photo takes colour hints (hints.js); the result
+// then updates after each change as a preview, and downloads are computed
+// at full resolution with the hints, their sidecar beside them.
 'use strict';
 
 const PREVIEW_MAX_SIDE = 1400;  // Display only; downloads are full size.
 const MAX_BUSY_RETRIES = 60;
+const UPDATE_DELAY_MS = 150;  // Hint changes within this are sent as one.
 
 const state = {
   limits: null,
   cards: [],
   queue: [],
   active: 0,
+  activeCard: null,  // The card Ctrl+Z and Delete act on.
 };
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -61,6 +66,34 @@ function downloadName(fileName) {
   return `${base}-colorized.png`;
 }
 
+// What `colorize --hints=sidecar` reads beside the photo.
+function sidecarName(fileName) {
+  return `${fileName.replace(/[\\/]/g, '_')}.hints.json`;
+}
+
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    if (body.error) return body.error;
+  } catch (error) { /* Not JSON: fall through. */ }
+  return `The server answered ${response.status} ${response.statusText}.`;
+}
+
+// POSTs the card's photo and fields; retries while the server is busy.
+async function send(card, path, fields) {
+  const form = new FormData();
+  form.append('image', card.file);
+  const renderSize = $('#render-size').value.trim();
+  if (renderSize) form.append('render_size', renderSize);
+  for (const [name, value] of Object.entries(fields)) form.append(name, value);
+  for (let attempt = 0; ; attempt++) {
+    const response = await fetch(path, {method: 'POST', body: form});
+    if (response.status !== 503 || attempt >= MAX_BUSY_RETRIES) return response;
+    const wait = Number(response.headers.get('Retry-After')) || 2;
+    await new Promise((resolve) => setTimeout(resolve, wait * 1000));
+  }
+}
+
 class Card {
   constructor(file) {
     this.file = file;
@@ -72,11 +105,45 @@ class Card {
     this.bar = $('.bar', this.root);
     this.stateText = $('.state', this.root);
     this.grayFromInput = false;
+    this.photoSize = null;  // {width, height} as displayed, EXIF applied.
+    this.full = null;  // {key, blob, url}: the full-resolution result of a hint list.
+    this.previewUrl = null;
+    this.generation = 0;  // Counts hint changes; older answers are dropped.
+    this.updating = false;
+    this.again = false;
+    this.timer = null;
+    this.link = $('.download', this.root);
+    this.sidecarLink = $('.sidecar', this.root);
+    this.editor = new HintEditor(this.root, {
+      size: () => this.photoSize,
+      suggest: (x, y, hints) => this.suggest(x, y, hints),
+      onChange: () => this.hintsChanged(),
+      onActive: () => { state.activeCard = this; },
+    });
+    this.link.addEventListener('click', (event) => this.download(event));
     $('.name', this.root).textContent = file.name;
     $('.name', this.root).title = file.name;
     $('.size', this.root).textContent = megabytes(file.size);
-    $('.slider', this.root).addEventListener('input', (event) => {
+    const slider = $('.slider', this.root);
+    slider.addEventListener('input', (event) => {
       this.compare.style.setProperty('--position', `${event.target.value}%`);
+    });
+    // With hints a click on the photo adds one, so only the handle slides.
+    const handle = $('.handle', this.root);
+    handle.addEventListener('pointerdown', (event) => {
+      event.preventDefault();
+      handle.setPointerCapture(event.pointerId);
+      const move = (moveEvent) => {
+        const box = this.compare.getBoundingClientRect();
+        slider.value = 100 * (moveEvent.clientX - box.left) / box.width;
+        slider.dispatchEvent(new Event('input'));
+      };
+      const up = () => {
+        handle.removeEventListener('pointermove', move);
+        handle.removeEventListener('pointerup', up);
+      };
+      handle.addEventListener('pointermove', move);
+      handle.addEventListener('pointerup', up);
     });
     $('#results').append(this.root);
     this.preview();
@@ -87,6 +154,7 @@ class Card {
       const bitmap = await createImageBitmap(this.file,
                                              {imageOrientation: 'from-image'});
       this.setAspect(bitmap.width, bitmap.height);
+      this.photoSize = {width: bitmap.width, height: bitmap.height};
       drawGray(this.before, bitmap, bitmap.width, bitmap.height);
       bitmap.close();
       this.grayFromInput = true;
@@ -115,29 +183,162 @@ class Card {
     error.hidden = false;
   }
 
-  async succeed(blob, seconds) {
-    this.result = blob;
-    const url = URL.createObjectURL(blob);
-    await new Promise((resolve, reject) => {
+  showUrl(url) {
+    return new Promise((resolve, reject) => {
       this.after.onload = resolve;
       this.after.onerror = reject;
       this.after.src = url;
     });
+  }
+
+  async showPreview(blob) {
+    const url = URL.createObjectURL(blob);
+    await this.showUrl(url);
+    if (this.previewUrl) URL.revokeObjectURL(this.previewUrl);
+    this.previewUrl = url;
+  }
+
+  // The full-resolution result of a hint list: what the link downloads.
+  setFull(key, blob) {
+    if (this.full) URL.revokeObjectURL(this.full.url);
+    this.full = {key, blob, url: URL.createObjectURL(blob)};
+    this.link.href = this.full.url;
+    if (key === this.hintKey()) this.result = blob;
+  }
+
+  async succeed(blob, seconds) {
+    this.setFull(hintsJson([]), blob);
+    await this.showUrl(this.full.url);
+    this.root.dataset.hintsShown = '0';
     const {naturalWidth: width, naturalHeight: height} = this.after;
     this.setAspect(width, height);
+    this.photoSize = {width, height};
     if (!this.grayFromInput) drawGray(this.before, this.after, width, height);
     $('.size', this.root).textContent =
         `${width} \u00d7 ${height} \u00b7 ${seconds.toFixed(1)} s`;
-    const link = $('.download', this.root);
-    link.href = url;
-    link.download = downloadName(this.file.name);
-    link.hidden = false;
+    this.link.download = downloadName(this.file.name);
+    this.link.hidden = false;
     this.root.classList.remove('working');
     this.root.classList.add('done');
+    if (state.limits && state.limits.takes_hints) this.editor.enable();
+  }
+
+  hintKey() {
+    return hintsJson(this.editor.hints);
+  }
+
+  // The sidecar link and the full result's link follow the hint list.
+  hintsChanged() {
+    const hints = this.editor.hints;
+    if (this.sidecarLink.href) URL.revokeObjectURL(this.sidecarLink.href);
+    this.sidecarLink.hidden = !hints.length;
+    if (hints.length) {
+      this.sidecarLink.href = URL.createObjectURL(
+          new Blob([hintsJson(hints)], {type: 'application/json'}));
+      this.sidecarLink.download = sidecarName(this.file.name);
+    } else {
+      this.sidecarLink.removeAttribute('href');
+    }
+    this.generation++;
+    clearTimeout(this.timer);
+    if (this.full && this.full.key === this.hintKey()) {  // Undone to a known result.
+      this.again = false;
+      this.result = this.full.blob;
+      this.showUrl(this.full.url).then(() => {
+        this.root.dataset.hintsShown = String(this.editor.hints.length);
+      });
+      return;
+    }
+    this.result = null;
+    this.timer = setTimeout(() => this.update(), UPDATE_DELAY_MS);
+  }
+
+  // One preview request at a time; a change during it sends another after.
+  async update() {
+    if (this.updating) {
+      this.again = true;
+      return;
+    }
+    this.updating = true;
+    this.root.classList.add('updating');
+    const generation = this.generation;
+    const started = performance.now();
+    const key = this.hintKey();
+    try {
+      const response = await send(this, '/api/colorize', {hints: key, preview: '1'});
+      if (generation !== this.generation) return;  // Stale: dropped.
+      if (!response.ok) {
+        this.note(await errorText(response));
+        return;
+      }
+      await this.showPreview(await response.blob());
+      this.root.dataset.hintsShown = String(JSON.parse(key).hints.length);
+      this.note('');
+      $('.size', this.root).textContent =
+          `${this.photoSize.width} \u00d7 ${this.photoSize.height} \u00b7 ` +
+          `preview in ${((performance.now() - started) / 1000).toFixed(2)} s`;
+    } catch (error) {
+      this.note('Could not reach the server.');
+    } finally {
+      this.updating = false;
+      if (this.again) {
+        this.again = false;
+        this.update();
+      } else {
+        this.root.classList.remove('updating');
+      }
+    }
+  }
+
+  async suggest(x, y, hints) {
+    if (!state.limits || !state.limits.suggests_colors) return null;
+    try {
+      const response = await send(this, '/api/suggest',
+                                  {x: String(x), y: String(y), hints: hintsJson(hints)});
+      if (!response.ok) {
+        this.note(await errorText(response));
+        return null;
+      }
+      return (await response.json()).suggestions;
+    } catch (error) {
+      return null;
+    }
+  }
+
+  note(message) {
+    const error = $('.error', this.root);
+    error.textContent = message;
+    error.hidden = !message;
+  }
+
+  // The full-resolution result of the current hints, computed if needed.
+  async fullResult() {
+    const key = this.hintKey();
+    if (this.full && this.full.key === key) return this.full.blob;
+    this.root.classList.add('updating');
+    try {
+      const response = await send(this, '/api/colorize', {hints: key});
+      if (!response.ok) throw new Error(await errorText(response));
+      this.setFull(key, await response.blob());
+    } finally {
+      if (!this.updating) this.root.classList.remove('updating');
+    }
+    return this.full.blob;
+  }
+
+  async download(event) {
+    if (this.full && this.full.key === this.hintKey()) return;  // As it is.
+    event.preventDefault();
+    try {
+      await this.fullResult();
+      this.link.click();
+    } catch (error) {
+      this.note(`The download failed: ${error.message}`);
+    }
   }
 }
 
-function post(card, renderSize) {
+function post(card, renderSize) {  // XMLHttpRequest: upload progress.
   return new Promise((resolve) => {
     const form = new FormData();
     form.append('image', card.file);
@@ -201,7 +402,7 @@ async function colorize(card) {
 }
 
 function refreshButtons() {
-  const done = state.cards.filter((card) => card.result).length;
+  const done = state.cards.filter((card) => card.full).length;
   $('#download-all').disabled = done === 0;
   $('#clear').disabled = state.cards.length === 0 || state.active > 0;
   const failed = state.cards.filter((card) => card.root.classList.contains('failed')).length;
@@ -350,18 +551,36 @@ async function makeZip(entries) {
   return new Blob([...parts, ...central, end], {type: 'application/zip'});
 }
 
+// Each photo's full-resolution PNG and, if it has hints, their sidecar
+// named after the photo, so that `colorize --hints=sidecar` redoes it.
 async function downloadAll() {
   const used = new Set();
   const entries = [];
+  const button = $('#download-all');
+  button.disabled = true;
   for (const card of state.cards) {
-    if (!card.result) continue;
+    if (!card.full) continue;
+    let blob;
+    try {
+      blob = await card.fullResult();
+    } catch (error) {
+      card.note(`Left out of the zip: ${error.message}`);
+      continue;
+    }
     let name = downloadName(card.file.name);
     for (let n = 2; used.has(name); n++) {
       name = downloadName(card.file.name).replace(/\.png$/, `-${n}.png`);
     }
     used.add(name);
-    entries.push({name, blob: card.result});
+    entries.push({name, blob});
+    if (card.editor.hints.length) {
+      let sidecar = sidecarName(card.file.name);
+      for (let n = 2; used.has(sidecar); n++) sidecar = `${n}/${sidecarName(card.file.name)}`;
+      used.add(sidecar);
+      entries.push({name: sidecar, blob: new Blob([hintsJson(card.editor.hints)])});
+    }
   }
+  refreshButtons();
   const link = document.createElement('a');
   link.href = URL.createObjectURL(await makeZip(entries));
   link.download = 'chromagen-colorized.zip';
@@ -377,6 +596,7 @@ function clearAll() {
     card.root.remove();
   }
   state.cards = [];
+  state.activeCard = null;
   state.queue = [];
   refreshButtons();
 }
@@ -429,6 +649,18 @@ function setUp() {
   window.addEventListener('dragover', (event) => event.preventDefault());
   window.addEventListener('drop', (event) => event.preventDefault());
   $('#download-all').addEventListener('click', downloadAll);
+  document.addEventListener('keydown', (event) => {
+    const card = state.activeCard;
+    if (!card || event.target.closest('input, textarea, select')) return;
+    if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === 'z') {
+      event.preventDefault();
+      card.editor.undo();
+    } else if (event.key === 'Delete' || event.key === 'Backspace') {
+      if (card.editor.removeSelected()) event.preventDefault();
+    } else if (event.key === 'Escape') {
+      card.editor.closePalette();
+    }
+  });
   $('#clear').addEventListener('click', clearAll);
   loadLimits();
 }
