@@ -181,6 +181,7 @@ def _prepare(work_dir: str, width: int, generator: str) -> None:
 
     from chromagen_tf.models import build_generator  # pylint: disable=g-import-not-at-top
     from chromagen_tf.serving import export_lib  # pylint: disable=g-import-not-at-top
+    from chromagen_tf.serving import signatures  # pylint: disable=g-import-not-at-top
 
     keras.utils.set_random_seed(0)
     if generator == 'bundled':
@@ -188,7 +189,7 @@ def _prepare(work_dir: str, width: int, generator: str) -> None:
         network = bundled.load_generator()[0]
     else:
         network = build_generator(generator, width=width)
-    module = export_lib.ColorizationModule(network)
+    module = signatures.ColorizationModule(network)
     export_lib.export_saved_model(module, os.path.join(work_dir, 'export'), 1)
     with Image.open(os.path.join(common.SAMPLE_PHOTOS, 'chelsea.jpg')) as photo:
         photo.convert('RGB').resize(

@@ -33,6 +33,7 @@ from chromagen_tf import models
 from chromagen_tf.data import imaging
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.serving import export_lib
+from chromagen_tf.serving import signatures
 
 _MODEL_DIR = flags.DEFINE_string(
     'model_dir', None, 'Training directory holding config.json and '
@@ -87,7 +88,7 @@ def main(argv):
                                         _PRIOR_STRENGTH.value))
     except errors.ChromaGenError as error:
         errors.fail('export', error)
-    module = export_lib.ColorizationModule(
+    module = signatures.ColorizationModule(
         generator,
         render_size=_RENDER_SIZE.value or render_size,
         size_multiple=models.size_multiple(model_config.generator),

@@ -19,6 +19,7 @@ from chromagen_tf.models import color_bins
 from chromagen_tf.models import unet_lite
 from chromagen_tf.training import losses
 from chromagen_tf.serving import export_lib
+from chromagen_tf.serving import signatures
 from chromagen_tf.training import bin_prior
 from chromagen_tf.training import trainer
 from tests import shards
@@ -393,20 +394,20 @@ class ColorBinsInferenceTest(tf.test.TestCase):
         with self.assertRaisesRegex(errors.UsageError, 'prior_strength'):
             colorize_lib.load_colorizer(regression, prior_strength=0.5)
         export_base = os.path.join(self.get_temp_dir(), 'export')
-        module = export_lib.ColorizationModule(self.generator, render_size=64)
+        module = signatures.ColorizationModule(self.generator, render_size=64)
         export_lib.export_saved_model(module, export_base, 1)
         with self.assertRaisesRegex(errors.UsageError, 'as it was exported'):
             colorize_lib.load_colorizer(export_base, temperature=0.5)
 
     def test_saved_model_and_tflite_serve_what_the_generator_computes(self):
         export_base = os.path.join(self.get_temp_dir(), 'served')
-        module = export_lib.ColorizationModule(self.generator, render_size=64)
+        module = signatures.ColorizationModule(self.generator, render_size=64)
         version_dir = export_lib.export_saved_model(module, export_base, 1)
         loaded = tf.saved_model.load(version_dir)
         l_normalized = self.l_channel[:, :, :32] / 50.0 - 1.0
         served = loaded.signatures['predict_ab'](**{
-            export_lib.L_CHANNEL: l_normalized
-        })[export_lib.AB]
+            signatures.L_CHANNEL: l_normalized
+        })[signatures.AB]
         self.assertAllClose(served, self.generator(l_normalized), atol=1e-5)
         # TFLite, at its fixed square working size: the softmax over the
         # bins and the annealed mean convert too.

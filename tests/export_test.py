@@ -24,6 +24,7 @@ from chromagen_tf import color
 from chromagen_tf import models
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.serving import export_lib
+from chromagen_tf.serving import signatures
 from chromagen_tf.serving import full_resolution
 from chromagen_tf.serving import image_decoding
 from tests.conftest import REPO_ROOT
@@ -98,7 +99,7 @@ class ExportTest(tf.test.TestCase):
         cls.version_dir = result.stdout.strip().splitlines()[-1]
         cls.generator, cls.model_config, _ = models.restore_generator(
             cls.model_dir)
-        cls.module = export_lib.ColorizationModule(
+        cls.module = signatures.ColorizationModule(
             cls.generator, render_size=_RENDER_SIZE)
         cls.loaded = tf.saved_model.load(cls.version_dir)
 
@@ -168,7 +169,7 @@ class ExportTest(tf.test.TestCase):
         self.assertEqual(os.listdir(base), ['1'])
         loaded = tf.saved_model.load(final)
         self.assertEqual(sorted(loaded.signatures), sorted(
-            export_lib.SIGNATURES))
+            signatures.SIGNATURES))
 
     def test_rename_across_file_systems_falls_back_to_copying(self):
         base = os.path.join(self.get_temp_dir(), 'other_device')
@@ -228,7 +229,7 @@ class ExportTest(tf.test.TestCase):
         shown = subprocess.run(
             [cli, 'show', '--dir', self.version_dir, '--all'],
             capture_output=True, text=True, timeout=120, check=True).stdout
-        for name in export_lib.SIGNATURES:
+        for name in signatures.SIGNATURES:
             self.assertIn(f"signature_def['{name}']", shown)
         self.assertEqual(
             shown.count('Method name is: tensorflow/serving/predict'), 3)
@@ -312,7 +313,7 @@ class ExportTest(tf.test.TestCase):
         # L with ab and converting back is exact up to uint8 rounding.
         inputs = keras.Input([None, None, 1])
         gentle = keras.Model(inputs, self.generator(inputs) * 0.1)
-        module = export_lib.ColorizationModule(gentle,
+        module = signatures.ColorizationModule(gentle,
                                                render_size=_RENDER_SIZE)
         rgb = photo('picos_de_europa.jpg')  # 640x427: ten times the render.
         gray = np.asarray(Image.fromarray(rgb).convert('L'))[None, ..., None]

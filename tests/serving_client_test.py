@@ -22,7 +22,7 @@ import pytest
 import tensorflow as tf
 
 from chromagen_tf import serving_client
-from chromagen_tf.serving import export_lib
+from chromagen_tf.serving import signatures
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
 
@@ -116,8 +116,8 @@ class ServingClientTest(tf.test.TestCase):
     def test_names_follow_the_bytes_rule_of_the_export(self):
         # TF Serving base64-wraps only tensors named '..._bytes'; the
         # client's names are the exported signature's.
-        self.assertEqual(serving_client.INPUT_KEY, export_lib.IMAGE_BYTES)
-        self.assertEqual(serving_client.OUTPUT_KEY, export_lib.COLORIZED_PNG)
+        self.assertEqual(serving_client.INPUT_KEY, signatures.IMAGE_BYTES)
+        self.assertEqual(serving_client.OUTPUT_KEY, signatures.COLORIZED_PNG)
         for name in (serving_client.INPUT_KEY, serving_client.OUTPUT_KEY):
             self.assertTrue(name.endswith('_bytes'), name)
 

@@ -36,6 +36,7 @@ from chromagen_tf.models import color_bins
 from chromagen_tf.models import unet_lite
 from chromagen_tf.serving import export_lib
 from chromagen_tf.serving import full_resolution
+from chromagen_tf.serving import signatures
 
 # Images per network call, and held in memory at once, unless a tool's
 # --batch_size says otherwise.
@@ -91,6 +92,8 @@ class Colorizer:
                 l_channel, render_size, size_multiple),
             input_signature=[spec([1, None, None, 1], tf.float32)],
         )
+        self._suggest = tf.function(full_resolution.suggest_at,
+                                    reduce_retracing=True)
         self._hint_maps = tf.function(
             full_resolution.working_hints,
             input_signature=[spec([None, 2], tf.float32),
@@ -199,18 +202,14 @@ class Colorizer:
                                height, 'point')
         working_l, hint_ab, hint_mask, working_size = self._inputs(
             l_channel, hint_list)
-        logits = self._logits_fn(working_l, hint_ab, hint_mask)
-        ab, probabilities = suggest_at(logits, working_size, x / width,
-                                       y / height, k)
-        lightness = float(l_channel[0, int(y), int(x), 0])
-        lab = np.concatenate(
-            [np.full([k, 1], lightness, np.float32),
-             color.denormalize_ab(ab).numpy()], axis=-1)
-        rgb = np.asarray(full_resolution.lab_to_uint8(
-            lab[:, tf.newaxis, :1], lab[:, tf.newaxis, 1:]))[:, 0]
+        colours, probabilities = self._suggest(
+            self._logits_fn(working_l, hint_ab, hint_mask)[0],
+            l_channel[0], working_size,
+            tf.constant([x, y], tf.float32), k)
         return [(hints_lib.Hint(0, 0, tuple(int(v) for v in colour)).hex,
                  float(probability))
-                for colour, probability in zip(rgb, probabilities.numpy())]
+                for colour, probability in zip(colours.numpy(),
+                                               probabilities.numpy())]
 
     def _full_resolution(self, working, l_channel: tf.Tensor) -> tf.Tensor:
         ab_working, working_size = working
@@ -325,21 +324,6 @@ class _Compiled:
         return self._plain(*args)
 
 
-def suggest_at(logits: tf.Tensor, working_size, x_fraction: float,
-               y_fraction: float, k: int):
-    """`color_bins.suggest` at a point given as fractions of the photo.
-
-    logits: [1, h, w, Q] at 1/unet_lite.OUTPUT_STRIDE of the padded
-    working size; working_size: the unpadded working (height, width).
-    """
-    stride = unet_lite.OUTPUT_STRIDE
-    row = min(int(y_fraction * int(working_size[0]) / stride),
-              int(logits.shape[1]) - 1)
-    column = min(int(x_fraction * int(working_size[1]) / stride),
-                 int(logits.shape[2]) - 1)
-    return color_bins.suggest(logits[0, row, column], k)
-
-
 _INPUT_SIGNATURE = [tf.TensorSpec([None, None, None, 1], tf.float32),
                     tf.TensorSpec([None, None, None, 2], tf.float32),
                     tf.TensorSpec([None, None, None, 1], tf.float32)]
@@ -449,12 +433,17 @@ def load_colorizer(
                 'bundled models and training directories.')
         loaded = tf.saved_model.load(version_dir)
         metadata = export_lib.read_metadata(version_dir)
+        with_hints = loaded.signatures.get('predict_ab_with_hints')
         signature = loaded.signatures['predict_ab']
 
         def predict(l_normalized, hint_ab, hint_mask):
-            del hint_ab, hint_mask  # An export's predict_ab takes L only.
-            return signature(**{export_lib.L_CHANNEL: l_normalized})[
-                export_lib.AB]
+            if with_hints is not None:
+                return with_hints(**{
+                    signatures.L_CHANNEL: l_normalized,
+                    signatures.HINT_AB: hint_ab,
+                    signatures.HINT_MASK: hint_mask})[signatures.AB]
+            return signature(**{signatures.L_CHANNEL: l_normalized})[
+                signatures.AB]
 
         return Colorizer(
             predict,
@@ -464,6 +453,7 @@ def load_colorizer(
                          full_resolution.DEFAULT_SIZE_MULTIPLE),
             description=f'SavedModel {version_dir}',
             keep_alive=loaded,
+            takes_hints=with_hints is not None,
         )
     if tf.io.gfile.exists(configs.model_config_path(model)):
         generator, model_config, trained_size, path = load_generator(

@@ -1,20 +1,6 @@
-"""The serving graph and its versioned, atomic SavedModel export.
+"""The versioned, atomic SavedModel and TFLite export of a serving module.
 
-`ColorizationModule` wraps a trained generator in a `tf.Module` whose
-`tf.function` signatures hold all pre- and post-processing, so that a TF
-Serving client needs nothing from this project:
-
-  serving_default  image_bytes [B] string (JPEG, PNG, GIF, BMP; colour or
-                   gray)                -> colorized_png_bytes [B] string
-  colorize_image   image [B, H, W, 1 or 3] uint8
-                                        -> colorized [B, H, W, 3] uint8
-  predict_ab       l_channel [B, H, W, 1] float32, normalised L
-                                        -> ab [B, H, W, 2], normalised ab
-
-Images are colorized at full resolution (see `full_resolution`); encoded
-images are decoded in the graph after a check of their header size (see
-`image_decoding`). An empty batch gives an empty result.
-
+The serving graph itself, and its signatures, are `signatures.py`'s.
 `export_saved_model` and `export_tflite` write <export_base>/<version>/, the
 layout TF Serving watches. An export is first written outside the base
 path, where TF Serving never looks, and published only when complete (see
@@ -35,127 +21,10 @@ import tensorflow as tf
 
 from chromagen_tf import errors
 from chromagen_tf import files
-from chromagen_tf.data import imaging
-from chromagen_tf.serving import full_resolution
-from chromagen_tf.serving import image_decoding
-
-IMAGE_BYTES = 'image_bytes'
-# TF Serving's REST API base64-wraps a string output only when its name
-# ends in '_bytes' (IsNamedTensorBytes in tensorflow_serving's json_tensor.cc);
-# any other name would put raw PNG bytes into the JSON answer.
-COLORIZED_PNG = 'colorized_png_bytes'
-IMAGE = 'image'
-COLORIZED = 'colorized'
-L_CHANNEL = 'l_channel'
-AB = 'ab'
-SIGNATURES = ('serving_default', 'colorize_image', 'predict_ab')
-
+from chromagen_tf.serving import signatures
 
 class VersionExistsError(errors.UsageError, FileExistsError):
     """The export version asked for exists already."""
-
-
-class ColorizationModule(tf.Module):
-    """A generator plus the serving pre- and post-processing.
-
-    Attributes:
-      generator: The Keras generator (normalised L -> normalised ab).
-      render_size, size_multiple: See `full_resolution`.
-      max_pixels: See `image_decoding`.
-    """
-
-    def __init__(
-        self,
-        generator: tf.Module,
-        render_size: int = full_resolution.DEFAULT_RENDER_SIZE,
-        size_multiple: int = full_resolution.DEFAULT_SIZE_MULTIPLE,
-        max_pixels: int = imaging.COLORIZE_MAX_PIXELS,
-    ):
-        super().__init__(name='chromagen')
-        if render_size < 1 or size_multiple < 1 or max_pixels < 1:
-            raise ValueError(
-                'render_size, size_multiple and max_pixels must be positive.'
-            )
-        self.generator = generator
-        self.render_size = render_size
-        self.size_multiple = size_multiple
-        self.max_pixels = max_pixels
-        # One traced network, called by all three signatures: tracing the
-        # Keras model once instead of three times halves the export time.
-        self._generate = tf.function(
-            self._generate_once,
-            input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)],
-        )
-        self.predict_ab = tf.function(
-            self._predict_ab,
-            input_signature=[
-                tf.TensorSpec([None, None, None, 1], tf.float32, L_CHANNEL)
-            ],
-        )
-        self.colorize_image = tf.function(
-            self._colorize_image,
-            input_signature=[
-                tf.TensorSpec([None, None, None, None], tf.uint8, IMAGE)
-            ],
-        )
-        self.serving_default = tf.function(
-            self._serving_default,
-            input_signature=[tf.TensorSpec([None], tf.string, IMAGE_BYTES)],
-        )
-
-    def _generate_once(self, l_normalized: tf.Tensor) -> tf.Tensor:
-        ab = self.generator(l_normalized, training=False)
-        return tf.cast(ab, tf.float32)
-
-    def _predict_ab(self, l_channel: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {AB: self._generate(l_channel)}
-
-    def _colorize_rgb(self, images: tf.Tensor) -> tf.Tensor:
-        """uint8 [B, H, W, 1 or 3] -> uint8 RGB, full resolution."""
-        l_channel = full_resolution.l_channel_from_uint8(images)
-        ab = full_resolution.predict_full_resolution_ab(
-            self._generate, l_channel, self.render_size, self.size_multiple
-        )
-        return full_resolution.lab_to_uint8(l_channel, ab)
-
-    def _colorize_image(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
-        channels = tf.shape(image)[-1]
-        check = tf.debugging.Assert(
-            (channels == 1) | (channels == 3),
-            ['colorize_image takes 1 (gray) or 3 (RGB) channels, got',
-             channels],
-        )
-        with tf.control_dependencies([check]):
-            shape = tf.shape(image)
-        empty = tf.equal(tf.reduce_prod(shape[:3]), 0)
-        colorized = tf.cond(
-            empty,
-            lambda: tf.zeros(tf.concat([shape[:3], [3]], 0), tf.uint8),
-            lambda: self._colorize_rgb(image),
-        )
-        return {COLORIZED: tf.ensure_shape(colorized, [None, None, None, 3])}
-
-    def _colorize_encoded(self, image_bytes: tf.Tensor) -> tf.Tensor:
-        image = image_decoding.decode_image(image_bytes, self.max_pixels)
-        colorized = self._colorize_rgb(image[tf.newaxis])
-        return tf.io.encode_png(colorized[0])
-
-    def _serving_default(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
-        # Images in a batch have different sizes: one at a time.
-        pngs = tf.map_fn(
-            self._colorize_encoded,
-            image_bytes,
-            fn_output_signature=tf.TensorSpec([], tf.string),
-        )
-        return {COLORIZED_PNG: pngs}
-
-    def endpoints(self) -> dict[str, tf.types.experimental.PolymorphicFunction]:
-        """The exported signatures by name (each a tf.function)."""
-        return {
-            'serving_default': self.serving_default,
-            'colorize_image': self.colorize_image,
-            'predict_ab': self.predict_ab,
-        }
 
 
 # --- Versioned export, complete before TF Serving sees it --------------------
@@ -311,7 +180,7 @@ def _write_version(
 
 
 def export_saved_model(
-    module: ColorizationModule,
+    module: signatures.ColorizationModule,
     export_base: str,
     version: Optional[int] = None,
     metadata: Optional[dict] = None,
@@ -356,7 +225,7 @@ def export_saved_model(
 
 
 def export_tflite(
-    module: ColorizationModule,
+    module: signatures.ColorizationModule,
     export_base: str,
     version: Optional[int] = None,
 ) -> str:
@@ -364,7 +233,9 @@ def export_tflite(
 
     The interpreter has static shapes: the file takes normalised L
     [1, S, S, 1], S = render_size rounded up to the size multiple, and
-    returns normalised ab [1, S, S, 2]. Pre- and post-processing (resize,
+    returns normalised ab [1, S, S, 2]; a hint model's also takes
+    hint_ab [1, S, S, 2] and hint_mask [1, S, S, 1], as predict_ab_with_hints
+    does. Pre- and post-processing (resize,
     padding, joining with full-resolution L) are left to the app, as
     described for `predict_ab`.
 
@@ -372,8 +243,15 @@ def export_tflite(
       The path of <export_base>/<version>/model.tflite.
     """
     side = -(-module.render_size // module.size_multiple) * module.size_multiple
-    l_channel = keras.Input([side, side, 1], batch_size=1, name=L_CHANNEL)
-    fixed = keras.Model(l_channel, module.generator(l_channel))
+    inputs = keras.Input([side, side, 1], batch_size=1,
+                         name=signatures.L_CHANNEL)
+    if module.takes_hints:
+        inputs = [inputs,
+                  keras.Input([side, side, 2], batch_size=1,
+                              name=signatures.HINT_AB),
+                  keras.Input([side, side, 1], batch_size=1,
+                              name=signatures.HINT_MASK)]
+    fixed = keras.Model(inputs, module.generator(inputs))
     # from_keras_model freezes the weights into the flatbuffer; converting a
     # concrete function instead keeps them as resource variables that the
     # interpreter never initialises (all-NaN outputs with TF 2.21).

@@ -11,12 +11,10 @@ So the output's L equals the input's L up to uint8 rounding: predictions
 outside the sRGB gamut lose chroma at fixed L and hue.
 
 These graph functions are the one home of those steps: the serving graph
-(`export_lib.ColorizationModule`) and the colorize and evaluation tools
+(`signatures.ColorizationModule`) and the colorize and evaluation tools
 (`colorize_lib.Colorizer`) all call them, so every path colorizes an image
 identically.
 """
-
-from typing import Callable
 
 import tensorflow as tf
 
@@ -24,12 +22,13 @@ from chromagen_tf import color
 from chromagen_tf import configs
 from chromagen_tf import hints
 from chromagen_tf import models
+from chromagen_tf.models import color_bins
+from chromagen_tf.models import unet_lite
 
 DEFAULT_RENDER_SIZE = 256
 # For exports that do not record theirs (older SavedModels).
 DEFAULT_SIZE_MULTIPLE = models.size_multiple(configs.ModelConfig.generator)
 
-PredictFn = Callable[[tf.Tensor], tf.Tensor]
 
 
 def working_shape(
@@ -155,32 +154,6 @@ def _lab_to_integer_rgb(l_channel, ab, dtype: tf.DType) -> tf.Tensor:
     return tf.cast(tf.round(rgb * float(dtype.max)), dtype)
 
 
-def predict_full_resolution_ab(
-    predict_fn: PredictFn,
-    l_channel: tf.Tensor,
-    render_size: int,
-    size_multiple: int,
-) -> tf.Tensor:
-    """Runs the model at the working size; returns ab at L's own size.
-
-    Args:
-      predict_fn: normalised L [B, h, w, 1] -> normalised ab [B, h, w, 2].
-      l_channel: [B, H, W, 1] L in [0, 100], one size for the whole batch.
-      render_size: Longer side of the working size.
-      size_multiple: Multiple the generator's input sizes must have.
-
-    Returns:
-      ab [B, H, W, 2] in real Lab units.
-    """
-    working_l, working_size = to_working_l(
-        l_channel, render_size, size_multiple
-    )
-    ab_normalized = predict_fn(working_l)
-    return from_working_ab(
-        ab_normalized, working_size, tf.shape(l_channel)[1:3]
-    )
-
-
 def working_hints(points: tf.Tensor, colors: tf.Tensor, image_size,
                   working_size: tf.Tensor, padded_size
                   ) -> tuple[tf.Tensor, tf.Tensor]:
@@ -205,3 +178,33 @@ def working_hints(points: tf.Tensor, colors: tf.Tensor, image_size,
                 [0, padded_size[1] - working_size[1]], [0, 0]]
     return (tf.pad(hint_ab, paddings)[tf.newaxis],
             tf.pad(hint_mask, paddings)[tf.newaxis])
+
+
+def suggest_at(logits: tf.Tensor, l_channel: tf.Tensor,
+               working_size: tf.Tensor, point: tf.Tensor, k: int
+               ) -> tuple[tf.Tensor, tf.Tensor]:
+    """A colour-bins model's k likeliest colours at a point of a photo.
+
+    Args:
+      logits: [h', w', Q] bin logits of the padded working image, at
+        1/stride of its size (stride = padded size / h').
+      l_channel: [H, W, 1] the photo's L in [0, 100].
+      working_size: [2] the unpadded working (height, width).
+      point: [2] x, y in pixels of the photo, inside it.
+      k: How many colours.
+
+    Returns:
+      (colours [k, 3] uint8 sRGB at the photo's lightness there,
+      probabilities [k]), most likely first (`color_bins.suggest`).
+    """
+    image_size = tf.cast(tf.shape(l_channel)[:2], tf.float32)
+    fraction = tf.stack([point[1], point[0]]) / image_size
+    stride = tf.cast(unet_lite.OUTPUT_STRIDE, tf.float32)
+    cell = tf.cast(tf.floor(fraction * tf.cast(working_size, tf.float32)
+                            / stride), tf.int32)
+    cell = tf.minimum(cell, tf.shape(logits)[:2] - 1)
+    ab, probabilities = color_bins.suggest(logits[cell[0], cell[1]], k)
+    pixel = tf.cast(tf.floor(point), tf.int32)
+    lightness = tf.fill([k, 1, 1], l_channel[pixel[1], pixel[0], 0])
+    colours = lab_to_uint8(lightness, color.denormalize_ab(ab)[:, None, :])
+    return colours[:, 0], probabilities

@@ -1,0 +1,98 @@
+r"""The colour-hints curve: PSNR against the number of hints, and a baseline.
+
+For each photo set and each hint count N, every photo gets N hints
+simulated from its ground truth with the training sampler
+(`inference/hint_evaluation.py`, seed --hint_seed + photo index), and three
+results are measured against the truth: the model given the hints, the
+model without hints (N = 0), and the baseline that learns nothing (the
+automatic result plus each hint's a*b* difference spread by a Gaussian of
+sigma 0.15 x the diagonal, blind to edges). It also reports the median
+|delta a*b*| between the model's output and the hints, at the hints.
+
+Usage (the BENCHMARKS.md "Colour hints" table):
+
+  python -m bench.bench_hints --photo_sets=val:runs/bundled/hints/val_photos \
+      --photo_sets=sample_photos --report=runs/bench_hints.json
+
+`--model` takes what colorize takes (default: the bundled model).
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+
+from bench import common
+
+_MODEL = flags.DEFINE_string('model', '', 'Model; default: the bundled one.')
+_STAGE = flags.DEFINE_string('stage', 'pretrain',
+                             'Stage of a training directory --model.')
+_PHOTO_SETS = flags.DEFINE_multi_string(
+    'photo_sets', ['sample_photos'],
+    'NAME:FOLDER of photos to measure; "sample_photos" alone is the '
+    'packaged held-out photos.')
+_COUNTS = flags.DEFINE_list('counts', ['0', '1', '3', '10', '30'],
+                            'Hint counts N to measure.')
+_HINT_SEED = flags.DEFINE_integer('hint_seed', 0, 'Seed of the hints.')
+_PRIOR_STRENGTH = flags.DEFINE_float(
+    'prior_strength', None, "Decoding prior strength; default: the model's.")
+_RENDER_SIZE = flags.DEFINE_integer(
+    'render_size', None, "Working size; default: the model's.")
+_REPORT = flags.DEFINE_string('report', None, 'JSON report to write.')
+
+
+def _folder(photo_set: str) -> tuple[str, str]:
+    name, _, folder = photo_set.partition(':')
+    return name, folder or common.SAMPLE_PHOTOS
+
+
+def main(argv):
+    common.check_no_arguments(argv)
+    # pylint: disable=g-import-not-at-top
+    from chromagen_tf.inference import colorize_lib
+    from chromagen_tf.inference import evaluate_lib
+
+    colorizer = colorize_lib.load_colorizer(
+        _MODEL.value or None, _STAGE.value, _RENDER_SIZE.value,
+        prior_strength=_PRIOR_STRENGTH.value)
+    report = {'model': colorizer.description,
+              'render_size': colorizer.render_size, 'sets': {}}
+    for photo_set in _PHOTO_SETS.value:
+        name, folder = _folder(photo_set)
+        rows = {}
+        for count in (int(value) for value in _COUNTS.value):
+            result = evaluate_lib.evaluate(
+                colorizer, evaluate_lib.examples_from_images(folder),
+                num_hints=count, hint_seed=_HINT_SEED.value)
+            row = {'model': result['model'],
+                   'gray_baseline': result['gray_baseline'],
+                   'num_images': result['num_images']}
+            if count:
+                row['hint_spread_baseline'] = result['hint_spread_baseline']
+                row['hint_ab_error_median'] = result['hint_ab_error_median']
+            rows[count] = row
+        report['sets'][name] = rows
+        automatic = rows[min(rows)]['model']
+        print(f'\n{name}: {rows[min(rows)]["num_images"]} photos '
+              f'({folder}), {colorizer.description}')
+        print(f'{"N":>3} {"model PSNR":>10} {"gain":>6} {"spread PSNR":>11} '
+              f'{"gain":>6} {"model AuC":>9} {"spread AuC":>10} '
+              f'{"|dab| at hints":>14}')
+        for count, row in rows.items():
+            spread = row.get('hint_spread_baseline', row['model'])
+            print(f'{count:3d} {row["model"]["psnr"]:10.2f} '
+                  f'{row["model"]["psnr"] - automatic["psnr"]:+6.2f} '
+                  f'{spread["psnr"]:11.2f} '
+                  f'{spread["psnr"] - automatic["psnr"]:+6.2f} '
+                  f'{row["model"]["auc"]:9.4f} {spread["auc"]:10.4f} '
+                  f'{row.get("hint_ab_error_median", float("nan")):14.2f}')
+    if _REPORT.value:
+        os.makedirs(os.path.dirname(os.path.abspath(_REPORT.value)),
+                    exist_ok=True)
+        with open(_REPORT.value, 'w') as f:
+            json.dump(report, f, indent=1, sort_keys=True)
+
+
+if __name__ == '__main__':
+    app.run(main)
