@@ -8,13 +8,20 @@ Usage:
 
   curl -fsS -F image=@old_photo.jpg -F render_size=384 \
       http://127.0.0.1:8080/api/colorize -o colorized.png
+  curl -fsS -F image=@old_photo.jpg -F "hints=<old_photo.jpg.hints.json" \
+      http://127.0.0.1:8080/api/colorize -o colorized.png
+  curl -fsS -F image=@old_photo.jpg -F x=120 -F y=45 \
+      http://127.0.0.1:8080/api/suggest
   curl -fsS http://127.0.0.1:8080/healthz
 
 Without --model the bundled model is served; --model takes what the
 colorize tool takes. The model is loaded once, before the server listens;
 the URL is printed when it does. The page colorizes one or many photos with
 a before/after slider and downloads results as PNG or as one zip. Results
-have the photo's full size and its own lightness. Only --host opens the app
+have the photo's full size and its own lightness. With a hint model, a
+click on a photo adds a colour hint (the model's suggested colours first);
+the result updates after each change, and downloads carry the hints as a
+sidecar for `colorize --hints=sidecar`. Only --host opens the app
 to other machines: it listens on 127.0.0.1 by default.
 """
 
