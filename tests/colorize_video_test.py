@@ -193,11 +193,6 @@ def _bt709_limited_range(rgb: np.ndarray, bits: int) -> np.ndarray:
                      (224 * (red - luma) / 1.5748 + 128) * scale])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    'writer.to_ycbcr hands uint16 RGB to swscale as rgb48le, which codes '
-    '65280 (255 * 256), not 65535, as white: every level comes out about '
-    '0.4% high, white as Y=943 instead of 940. Scaling the uint16 RGB by '
-    '256/257 first makes it exact to rounding (max error 0.52 codes).'))
 def test_ten_bit_output_is_written_from_sixteen_bit_rgb(colorizer, tmp_path):
     # Lossless 10-bit 4:4:4: the decoded planes are the BT.709 coding of
     # the colorizer's 16-bit RGB to within rounding, which the coding of
