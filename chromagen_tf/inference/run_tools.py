@@ -8,7 +8,6 @@ directory and environment, so it imports the same ChromaGen as its parent
 (a checkout or an installed wheel) and reads relative paths alike.
 """
 
-import os
 import subprocess
 import sys
 import time
@@ -35,9 +34,9 @@ def run(*command: str, step: str = '') -> float:
     """
     print('      $ python -m ' + ' '.join(command), flush=True)
     start = time.monotonic()
-    environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2')
-    completed = subprocess.run([sys.executable, '-m', *command],
-                               env=environment, check=False)
+    # The child's own cli_logging quiets TensorFlow's C++ lines unless the
+    # user set TF_CPP_MIN_LOG_LEVEL, which it inherits.
+    completed = subprocess.run([sys.executable, '-m', *command], check=False)
     if completed.returncode != 0:
         raise StepError(f'{step or command[0]} failed with exit status '
                         f'{completed.returncode}; see the output above.')
