@@ -189,11 +189,12 @@ def main(argv):
         bundled_table = evaluate_lib.format_table(json.load(f))
     with open(paths['report']) as f:
         table = evaluate_lib.format_table(json.load(f))
+    sheet_columns = '(gray | colorized | original)'
     print(f"""
 Done. Everything is in {paths['output_dir']}.
 
 The bundled model on the sample photos (held out from its training):
-  Comparison sheet:  {paths['bundled_comparison']}  (gray | colorized | original)
+  Comparison sheet:  {paths['bundled_comparison']}  {sheet_columns}
   Metrics report:    {paths['bundled_report']}
 
 {bundled_table}
