@@ -28,16 +28,16 @@ photo keeps its own lightness. `rasterize` turns points into the model's
 maps at its working size, as a `POINT_PATCH_SIZE` square each.
 """
 
-import dataclasses
-import json
-import re
-from typing import Any, Optional, Sequence
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf import errors
+# The format's names, for the callers that use both.
+from chromagen_tf.hint_format import (  # noqa: F401
+    Hint, HintFormatError, check_inside, parse, read_file, sidecar_path,
+    SIDECAR_SUFFIX, to_json)
 
 # Zhang et al. 2017, Sec. 3.3: hint counts ~ Geometric(p = 1/8), patches of
 # 1x1 to 9x9 pixels.
@@ -52,116 +52,6 @@ MAX_HINTS = 48
 # The side of the square a clicked point covers at the model's working size:
 # the middle of the training range.
 POINT_PATCH_SIZE = 5
-# The largest number of hints a hint file may hold.
-MAX_FILE_HINTS = 256
-SIDECAR_SUFFIX = '.hints.json'
-
-_HEX = re.compile(r'^#?([0-9a-fA-F]{6})$')
-
-
-class HintFormatError(errors.UsageError, ValueError):
-    """A hint file or field that does not follow the hint format."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Hint:
-    """A point of the photo as displayed, and its sRGB colour."""
-
-    x: float
-    y: float
-    rgb: tuple[int, int, int]
-
-    @property
-    def hex(self) -> str:
-        return '#{:02x}{:02x}{:02x}'.format(*self.rgb)
-
-
-def parse_color(value: Any) -> tuple[int, int, int]:
-    """'#d04020' (or 'd04020') -> (208, 64, 32)."""
-    match = _HEX.match(value) if isinstance(value, str) else None
-    if not match:
-        raise HintFormatError(
-            f'colour {value!r} is not an sRGB hex colour like "#d04020"')
-    digits = match.group(1)
-    return tuple(int(digits[i:i + 2], 16) for i in (0, 2, 4))
-
-
-def parse(document: Any, source: str = 'hints') -> list[Hint]:
-    """Reads the hint format from JSON text or its parsed object.
-
-    Raises:
-      HintFormatError: naming `source` and the first problem.
-    """
-    try:
-        if isinstance(document, (str, bytes)):
-            document = json.loads(document)
-        if not isinstance(document, dict) or not isinstance(
-                document.get('hints'), list):
-            raise HintFormatError('expected {"hints": [{"x": ..., "y": ..., '
-                                  '"color": "#rrggbb"}, ...]}')
-        entries = document['hints']
-        if len(entries) > MAX_FILE_HINTS:
-            raise HintFormatError(f'{len(entries)} hints; at most '
-                                  f'{MAX_FILE_HINTS} are read')
-        hints = []
-        for index, entry in enumerate(entries):
-            if not isinstance(entry, dict):
-                raise HintFormatError(f'hint {index} is not an object')
-            for key in ('x', 'y'):
-                value = entry.get(key)
-                if (isinstance(value, bool)
-                        or not isinstance(value, (int, float))
-                        or not np.isfinite(value)):
-                    raise HintFormatError(
-                        f'hint {index} has no numeric "{key}"')
-            try:
-                rgb = parse_color(entry.get('color'))
-            except HintFormatError as error:
-                raise HintFormatError(f'hint {index}: {error}') from None
-            hints.append(Hint(float(entry['x']), float(entry['y']), rgb))
-        return hints
-    except json.JSONDecodeError as error:
-        raise HintFormatError(f'{source}: not JSON ({error})') from None
-    except HintFormatError as error:
-        raise HintFormatError(f'{source}: {error}') from None
-
-
-def read_file(path: str) -> list[Hint]:
-    """Reads a hint file. Raises HintFormatError naming the file."""
-    try:
-        with tf.io.gfile.GFile(path, 'rb') as f:
-            text = f.read()
-    except tf.errors.NotFoundError:
-        raise errors.NotFoundError(f'{path}: no such hint file') from None
-    return parse(text, path)
-
-
-def sidecar_path(image_path: str) -> str:
-    """photo.jpg -> photo.jpg.hints.json."""
-    return image_path + SIDECAR_SUFFIX
-
-
-def to_json(hints: Sequence[Hint]) -> str:
-    """The hint format, for a sidecar or an API field."""
-    return json.dumps({'hints': [
-        {'x': _plain_number(hint.x), 'y': _plain_number(hint.y),
-         'color': hint.hex} for hint in hints]}, indent=1) + '\n'
-
-
-def _plain_number(value: float):
-    return int(value) if float(value).is_integer() else round(value, 2)
-
-
-def check_inside(hints: Sequence[Hint], width: int, height: int,
-                 source: str = 'hints') -> None:
-    """Raises HintFormatError for a point outside a width x height photo."""
-    for index, hint in enumerate(hints):
-        if not (0 <= hint.x < width and 0 <= hint.y < height):
-            raise HintFormatError(
-                f'{source}: hint {index} at ({hint.x:g}, {hint.y:g}) is '
-                f'outside the {width}x{height} photo')
-
-
 def as_arrays(hints: Sequence[Hint]) -> tuple[np.ndarray, np.ndarray]:
     """(points [N, 2] float32 x, y; colours [N, 3] uint8 sRGB)."""
     points = np.array([(hint.x, hint.y) for hint in hints],

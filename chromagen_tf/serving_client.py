@@ -21,10 +21,19 @@ raw PNG bytes into the JSON text. The same request with curl:
       "$(base64 -w0 old.jpg)" > request.json
   curl -s -d @request.json http://localhost:8501/v1/models/chromagen:predict
 
+With --hints, a hint model's `colorize_with_hints` signature is called
+instead; each instance also carries its hints, padded to the batch's
+largest count with points at (-1, -1), which the signature ignores:
+
+  {"signature_name": "colorize_with_hints",
+   "instances": [{"image_bytes": {"b64": "..."},
+                  "hint_points": [[120, 45]], "hint_colors": [[208, 64, 32]]}]}
+
 Usage:
 
   python -m chromagen_tf.serving_client --server=http://localhost:8501 \
       --model_name=chromagen old.jpg --output_dir=colorized
+  python -m chromagen_tf.serving_client old.jpg --hints=old.jpg.hints.json
 """
 
 from chromagen_tf import cli_logging  # noqa: F401, I001 (before TensorFlow)
@@ -39,9 +48,15 @@ from absl import app
 from absl import flags
 
 from chromagen_tf import errors
+from chromagen_tf import hint_format
 
 OUTPUT_KEY = 'colorized_png_bytes'
 INPUT_KEY = 'image_bytes'
+HINT_SIGNATURE = 'colorize_with_hints'
+HINT_POINTS_KEY = 'hint_points'
+HINT_COLORS_KEY = 'hint_colors'
+# A padding point: outside every image, so the signature ignores it.
+_PADDING = ([-1.0, -1.0], [0, 0, 0])
 
 
 class ServingError(errors.ChromaGenError, RuntimeError):
@@ -53,13 +68,27 @@ def predict_url(server: str, model_name: str) -> str:
     return f'{server.rstrip("/")}/v1/models/{model_name}:predict'
 
 
-def request_body(images: Sequence[bytes]) -> bytes:
-    """The JSON body TF Serving expects for a batch of encoded images."""
+def request_body(images: Sequence[bytes], hint_lists=None) -> bytes:
+    """The JSON body TF Serving expects for a batch of encoded images.
+
+    hint_lists: one list of `hint_format.Hint` per image, for the
+    colorize_with_hints signature; None calls the default signature.
+    """
     instances = [
         {INPUT_KEY: {'b64': base64.b64encode(image).decode('ascii')}}
         for image in images
     ]
-    return json.dumps({'instances': instances}).encode('utf-8')
+    if hint_lists is None:
+        return json.dumps({'instances': instances}).encode('utf-8')
+    # Row format batches the instances: every one needs the same count.
+    count = max(len(hint_list) for hint_list in hint_lists)
+    for instance, hint_list in zip(instances, hint_lists, strict=True):
+        padding = [_PADDING] * (count - len(hint_list))
+        pairs = [([h.x, h.y], list(h.rgb)) for h in hint_list] + padding
+        instance[HINT_POINTS_KEY] = [point for point, _ in pairs]
+        instance[HINT_COLORS_KEY] = [rgb for _, rgb in pairs]
+    return json.dumps({'signature_name': HINT_SIGNATURE,
+                       'instances': instances}).encode('utf-8')
 
 
 def _decode_prediction(prediction: Any) -> bytes:
@@ -75,8 +104,11 @@ def colorize(
     server: str = 'http://localhost:8501',
     model_name: str = 'chromagen',
     timeout: float = 60.0,
+    hint_lists=None,
 ) -> list[bytes]:
     """Sends encoded images to the server and returns colorized PNG bytes.
+
+    hint_lists: see `request_body`.
 
     Raises:
       ServingError: the server answered with an error (e.g. an undecodable
@@ -84,7 +116,7 @@ def colorize(
     """
     request = urllib.request.Request(
         predict_url(server, model_name),
-        data=request_body(images),
+        data=request_body(images, hint_lists),
         headers={'Content-Type': 'application/json'},
         method='POST',
     )
@@ -112,8 +144,28 @@ _MODEL_NAME = flags.DEFINE_string(
     'model_name', 'chromagen', 'Model name the server was started with.')
 _OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', '.', 'Where <input name>.png files are written.')
+_HINTS = flags.DEFINE_string(
+    'hints', '',
+    'Colour hints for a hint model: a JSON hint file for the one input, or '
+    '"sidecar" to read <input file name>.hints.json beside each input (none '
+    'where missing). Calls the colorize_with_hints signature.')
 _TIMEOUT = flags.DEFINE_float(
     'timeout', 60.0, 'Seconds to wait for the answer.', lower_bound=0.1)
+
+
+def _hint_lists(paths: Sequence[str]):
+    """Each input's hints as --hints says, or None without --hints."""
+    if not _HINTS.value:
+        return None
+    if _HINTS.value != 'sidecar':
+        if len(paths) != 1:
+            raise errors.UsageError(
+                f'--hints={_HINTS.value} is for one image; use '
+                '--hints=sidecar for several.')
+        return [hint_format.read_file(_HINTS.value)]
+    return [hint_format.read_file(hint_format.sidecar_path(path))
+            if os.path.isfile(hint_format.sidecar_path(path)) else []
+            for path in paths]
 
 
 def main(argv):
@@ -126,8 +178,8 @@ def main(argv):
             with open(path, 'rb') as f:
                 images.append(f.read())
         pngs = colorize(images, _SERVER.value, _MODEL_NAME.value,
-                        _TIMEOUT.value)
-    except ServingError as error:
+                        _TIMEOUT.value, _hint_lists(paths))
+    except errors.ChromaGenError as error:
         errors.fail('serving_client', error)
     except OSError as error:  # An input file cannot be read.
         errors.fail('serving_client', error, errors.USAGE_EXIT_CODE)

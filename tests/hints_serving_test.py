@@ -18,6 +18,7 @@ from chromagen_tf import bundled
 from chromagen_tf import configs
 from chromagen_tf import hints
 from chromagen_tf import models
+from chromagen_tf import serving_client
 from chromagen_tf.inference import colorize_folders
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.serving import export_lib
@@ -202,3 +203,21 @@ class BadHintsTest(tf.test.TestCase):
         self.assertRegex(reasons[os.path.join(photos, 'outside.png')],
                          r'outside.png.hints.json: hint 0 at \(50, 3\) is '
                          r'outside the 50x40 photo')
+
+
+class ClientTest(tf.test.TestCase):
+
+    def test_hint_requests_are_padded_to_one_count_per_batch(self):
+        body = json.loads(serving_client.request_body(
+            [b'a', b'b'], [_HINTS, []]))
+        self.assertEqual(body['signature_name'], 'colorize_with_hints')
+        self.assertEqual(body['instances'][0], {
+            'image_bytes': {'b64': 'YQ=='},
+            'hint_points': [[20, 30], [90, 60]],
+            'hint_colors': [[200, 40, 30], [20, 60, 220]]})
+        self.assertEqual(body['instances'][1]['hint_points'],
+                         [[-1, -1], [-1, -1]])
+        self.assertEqual(serving_client.HINT_POINTS_KEY,
+                         signatures.HINT_POINTS)
+        self.assertEqual(serving_client.HINT_COLORS_KEY,
+                         signatures.HINT_COLORS)
