@@ -381,6 +381,20 @@ def test_hints_click_pick_see_delete(hint_server, browser, tmp_path):
         By.CSS_SELECTOR, '.marker')) == 2)
     _hints_shown(browser, card, 2)
 
+    # Dragging a marker moves its hint: the result follows it there.
+    red = card.find_element(By.CSS_SELECTOR, '.marker')
+    scale = width / card.find_element(By.CSS_SELECTOR, '.hint-layer').rect[
+        'width']
+    ActionChains(browser).drag_and_drop_by_offset(
+        red, round(300 / scale), 0).perform()
+    _wait(browser, lambda d: card.get_attribute('data-hints-shown') == '2'
+          and 'updating' not in card.get_attribute('class')
+          and '(3' in card.find_element(By.CSS_SELECTOR, '.marker')
+          .get_attribute('title'))
+    moved_to = (_RED[1][0] + 300, _RED[1][1])
+    ab = _result_ab_near(browser, card, *moved_to, width, height)
+    assert _angle(ab, _hue_of(_RED[0])) < 35, ab
+
 
 # The screenshot's hints: what the automatic result misses on this photo.
 _SCREENSHOT_HINTS = (('#e0561c', (520, 300)), ('#e0561c', (200, 230)),

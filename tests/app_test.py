@@ -285,7 +285,7 @@ def test_page_and_assets_are_served(server):
     assert page.status_code == 200
     assert 'type="file"' in page.text and 'multiple' in page.text
     assert "default-src 'self'" in page.headers['content-security-policy']
-    for name in ('app.js', 'app.css'):
+    for name in ('app.js', 'hints.js', 'app.css'):
         asset = requests.get(f'{server.url}/static/{name}', timeout=_TIMEOUT)
         assert asset.status_code == 200 and len(asset.content) > 1000, name
 

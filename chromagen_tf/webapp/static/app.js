@@ -230,6 +230,7 @@ class Card {
   // The sidecar link and the full result's link follow the hint list.
   hintsChanged() {
     const hints = this.editor.hints;
+    delete this.root.dataset.hintsShown;  // Until the result shows them.
     if (this.sidecarLink.href) URL.revokeObjectURL(this.sidecarLink.href);
     this.sidecarLink.hidden = !hints.length;
     if (hints.length) {
