@@ -12,6 +12,10 @@ only smaller (a narrow generator, 64x64 crops, a few hundred steps):
 
   1. chromagen_tf.colorize      the sample photos with the bundled model
      chromagen_tf.evaluate      the bundled model vs the gray baseline
+     chromagen_tf.colorize      --hints=sidecar: the photos that have a
+                                <photo>.hints.json (a few clicked colours
+                                where the automatic result is wrong),
+                                guided by their hints
   2. data_prep.make_tfrecords   the sample photos -> Lab shards, train/val
   3. chromagen_tf.train         --stage=pretrain (L1 only)
   4. chromagen_tf.train         --stage=gan (adversarial + lambda * L1)
@@ -38,8 +42,10 @@ import time
 
 from absl import app
 from absl import flags
+from PIL import Image
 
 from chromagen_tf import errors
+from chromagen_tf import hint_format
 from chromagen_tf import sample_photos
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
@@ -104,6 +110,42 @@ def _held_out_photos(data_dir, photos_dir):
             for key in input_pipeline.record_keys(data_dir, 'val')]
 
 
+def _hints_sheet(photos: str, compare_dir: str, output_dir: str):
+    """Colorizes the photos that have hint sidecars with their hints.
+
+    Returns:
+      The sheet gray | automatic | with hints | original, or None when no
+      photo has a sidecar.
+    """
+    guided = sorted(
+        os.path.join(photos, name) for name in os.listdir(photos)
+        if os.path.isfile(hint_format.sidecar_path(os.path.join(photos,
+                                                                name))))
+    if not guided:
+        return None
+    sheet = os.path.join(output_dir, 'hints.jpg')
+    print(f'\n[1/{_STAGES}] Guiding the colours of '
+          f'{", ".join(map(os.path.basename, guided))} with their hints',
+          flush=True)
+    if not os.path.exists(sheet):
+        run_tools.run('chromagen_tf.colorize', *guided, '--hints=sidecar',
+                      f'--output_dir={output_dir}', '--output_extension=png',
+                      step='stage 1 (hints)')
+    rows = []
+    for path in guided:
+        name = os.path.splitext(os.path.basename(path))[0]
+        with Image.open(os.path.join(compare_dir, name + '.jpg')) as image:
+            gray, automatic, original = contact_sheet.panels_of(
+                image.convert('RGB'))
+        with Image.open(os.path.join(output_dir, name + '.png')) as image:
+            hinted = contact_sheet.with_hints(
+                image, hint_format.read_file(hint_format.sidecar_path(path)))
+        rows.append([gray, automatic, hinted, original])
+    return contact_sheet.rows(
+        rows, ('gray input', 'automatic', 'with the hints (dots)',
+               'original'), sheet)
+
+
 def run_demo() -> dict:
     """Runs the stages; returns the paths of what they made."""
     out = os.path.abspath(_OUTPUT_DIR.value)
@@ -133,6 +175,8 @@ def run_demo() -> dict:
     bundled_sheet = contact_sheet.grid(
         contact_sheet.compare_images(bundled_compare),
         os.path.join(bundled_dir, 'comparison.jpg'))
+    hints_sheet = _hints_sheet(photos, bundled_compare,
+                               os.path.join(bundled_dir, 'hints'))
     _stage(2, 'Converting the photos to Lab TFRecords',
            records.manifest_path(data_dir),
            ['data_prep.make_tfrecords', f'--image_dir={photos}',
@@ -172,7 +216,7 @@ def run_demo() -> dict:
     return dict(output_dir=out, data_dir=data_dir, model_dir=model_dir,
                 export=os.path.join(export_base, '1'), colorized=colorized,
                 comparison=sheet, report=report,
-                bundled_comparison=bundled_sheet,
+                bundled_comparison=bundled_sheet, hints_sheet=hints_sheet,
                 bundled_report=bundled_report)
 
 
@@ -196,6 +240,7 @@ Done. Everything is in {paths['output_dir']}.
 The bundled model on the sample photos (held out from its training):
   Comparison sheet:  {paths['bundled_comparison']}  {sheet_columns}
   Metrics report:    {paths['bundled_report']}
+  Colour hints:      {paths['hints_sheet']}  (gray | automatic | hints)
 
 {bundled_table}
 

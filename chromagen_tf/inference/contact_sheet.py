@@ -88,3 +88,50 @@ def compare_images(compare_dir: str) -> list[str]:
             for name in sorted(os.listdir(compare_dir))
             if not name.startswith('.')]
 
+
+
+def with_hints(image: Image.Image, hint_list, radius: int = 0) -> Image.Image:
+    """A copy of `image` with each hint drawn as a dot of its colour.
+
+    hint_list: `hint_format.Hint`s in pixels of `image`.
+    """
+    image = image.convert('RGB').copy()
+    radius = radius or max(4, round(max(image.size) / 80))
+    draw = ImageDraw.Draw(image)
+    for hint in hint_list:
+        box = (hint.x - radius, hint.y - radius, hint.x + radius,
+               hint.y + radius)
+        draw.ellipse(box, fill=hint.rgb, outline=_WHITE,
+                     width=max(1, radius // 3))
+    return image
+
+
+def rows(images: Sequence[Sequence[Image.Image]], titles: Sequence[str],
+         output_path: str, panel_height: int = 200) -> str:
+    """Writes a sheet with one row of panels per photo, titled above.
+
+    Every panel keeps its aspect ratio at panel_height; a row's panels are
+    one photo's, so they share a shape.
+    """
+    scaled = [[panel.convert('RGB').resize(
+        (round(panel.width * panel_height / panel.height), panel_height),
+        Image.Resampling.LANCZOS) for panel in row] for row in images]
+    width = max(sum(panel.width for panel in row) + _GAP * (len(row) - 1)
+                for row in scaled)
+    height = _HEADER + len(scaled) * (panel_height + _GAP) - _GAP
+    sheet = Image.new('RGB', (width, height), _WHITE)
+    draw = ImageDraw.Draw(sheet)
+    font = ImageFont.load_default()
+    first = scaled[0]
+    left = 0
+    for title, panel in zip(titles, first):
+        draw.text((left + 4, 6), title, fill=(60, 60, 60), font=font)
+        left += panel.width + _GAP
+    for number, row in enumerate(scaled):
+        left, top = 0, _HEADER + number * (panel_height + _GAP)
+        for panel in row:
+            sheet.paste(panel, (left, top))
+            left += panel.width + _GAP
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    sheet.save(output_path, quality=90)
+    return output_path
