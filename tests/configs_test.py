@@ -49,30 +49,38 @@ class StageRecipeTest(tf.test.TestCase):
 
 class FlagsTest(tf.test.TestCase):
 
-    def _config_from(self, *argv):
+    def _configs_from(self, *argvs):
+        # One process parses every command line: importing train.py costs
+        # a TensorFlow start-up, and its flags live in absl's global FLAGS.
         script = (
             'import json, sys\n'
             'from absl import flags\n'
             'from chromagen_tf import configs, train\n'
-            'flags.FLAGS(sys.argv)\n'
-            'print(json.dumps(configs.to_dict(train.config_from_flags())))\n')
+            'for argv in json.loads(sys.argv[1]):\n'
+            '    flags.FLAGS.unparse_flags()\n'
+            '    flags.FLAGS([sys.argv[0], *argv])\n'
+            '    print(json.dumps(configs.to_dict('
+            'train.config_from_flags())))\n')
+        common = ['--data_dir=d', '--model_dir=m']
         result = subprocess.run(
-            [sys.executable, '-c', script, '--data_dir=d', '--model_dir=m',
-             *argv], cwd=conftest.REPO_ROOT, capture_output=True, text=True,
+            [sys.executable, '-c', script,
+             json.dumps([common + list(argv) for argv in argvs])],
+            cwd=conftest.REPO_ROOT, capture_output=True, text=True,
             timeout=120, check=True)
-        return configs.train_config_from_dict(
-            json.loads(result.stdout.strip().splitlines()[-1]))
+        lines = result.stdout.strip().splitlines()[-len(argvs):]
+        return [configs.train_config_from_dict(json.loads(line))
+                for line in lines]
 
     def test_flags_override_only_what_was_passed(self):
-        default = self._config_from('--stage=gan')
+        default, passed, baseline = self._configs_from(
+            ['--stage=gan'],
+            ['--stage=pretrain', '--width=16', '--epochs=3', '--lr_g=5e-4'],
+            ['--stage=gan', '--init_from=none'])
         self.assertEqual(
             default, configs.gan(data_dir='d', model_dir='m'))
-        passed = self._config_from('--stage=pretrain', '--width=16',
-                                   '--epochs=3', '--lr_g=5e-4')
         self.assertEqual(passed, configs.pretrain(
             data_dir='d', model_dir='m', epochs=3, lr_g=5e-4,
             model=configs.ModelConfig(width=16, discriminator_width=16)))
-        baseline = self._config_from('--stage=gan', '--init_from=none')
         self.assertEqual(baseline.model.generator, 'pix2pix_unet')
 
 
