@@ -1,8 +1,9 @@
 """Tests for the SavedModel export: signatures, reload, full resolution, abuse.
 
-One tiny model is exported once per class (export and TF start-up cost
-seconds); the reload runs in a separate Python process that imports only
-TensorFlow, as a serving process would.
+One tiny model is exported once per class, in this process, as the
+command line does (a slow test checks that the two agree); the reload runs
+in a separate Python process that imports only TensorFlow, as a serving
+process would.
 """
 
 import errno
@@ -21,12 +22,14 @@ import pytest
 import tensorflow as tf
 
 from chromagen_tf import color
+from chromagen_tf import configs
+from chromagen_tf import errors
 from chromagen_tf import models
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.serving import export_lib
-from chromagen_tf.serving import signatures
 from chromagen_tf.serving import full_resolution
 from chromagen_tf.serving import image_decoding
+from chromagen_tf.serving import signatures
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
 from tests.utils import make_model_dir
@@ -79,6 +82,24 @@ _RELOAD_SCRIPT = textwrap.dedent('''
 ''')
 
 
+def _export(model_dir: str, export_base: str):
+    """What `python -m chromagen_tf.export` does, in this process.
+
+    Returns:
+      (generator, module, version_dir): what was restored and exported.
+    """
+    generator, model_config, _, checkpoint = colorize_lib.load_generator(
+        model_dir)
+    module = signatures.ColorizationModule(
+        generator, render_size=_RENDER_SIZE,
+        size_multiple=models.size_multiple(model_config.generator))
+    version_dir = export_lib.export_saved_model(
+        module, export_base, metadata={
+            'checkpoint': checkpoint,
+            'model': configs.to_dict(model_config)})
+    return generator, module, version_dir
+
+
 class ExportTest(tf.test.TestCase):
 
     @classmethod
@@ -86,21 +107,14 @@ class ExportTest(tf.test.TestCase):
         super().setUpClass()
         cls.root = tf.test.TestCase().get_temp_dir()
         cls.model_dir = os.path.join(cls.root, 'run')
-        make_model_dir(cls.model_dir)
+        # Width 4: the signatures do not depend on the network's size.
+        make_model_dir(cls.model_dir, model_config=configs.ModelConfig(
+            generator='resnet18_unet', width=4))
         cls.export_base = os.path.join(cls.root, 'models', 'chromagen')
-        # The command line, as a user runs it.
-        result = subprocess.run(
-            [sys.executable, '-m', 'chromagen_tf.export',
-             f'--model_dir={cls.model_dir}', f'--export_dir={cls.export_base}',
-             f'--render_size={_RENDER_SIZE}'],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-            check=False)
-        assert result.returncode == 0, result.stderr[-3000:]
-        cls.version_dir = result.stdout.strip().splitlines()[-1]
-        cls.generator, cls.model_config, _ = models.restore_generator(
-            cls.model_dir)
-        cls.module = signatures.ColorizationModule(
-            cls.generator, render_size=_RENDER_SIZE)
+        # The module keeps its traced functions: exporting it again in a
+        # test costs no new tracing.
+        cls.generator, cls.module, cls.version_dir = _export(
+            cls.model_dir, cls.export_base)
         cls.loaded = tf.saved_model.load(cls.version_dir)
 
     def _serve(self, images):
@@ -119,7 +133,7 @@ class ExportTest(tf.test.TestCase):
                          self.version_dir)
         metadata = export_lib.read_metadata(self.version_dir)
         self.assertEqual(metadata['render_size'], _RENDER_SIZE)
-        self.assertEqual(metadata['model']['width'], 8)
+        self.assertEqual(metadata['model']['width'], 4)
         self.assertTrue(metadata['checkpoint'].endswith('ckpt-7'))
         with self.assertRaises(FileExistsError):
             export_lib._write_version(self.export_base, 1, os.makedirs)  # pylint: disable=protected-access
@@ -188,6 +202,30 @@ class ExportTest(tf.test.TestCase):
         self.assertEqual(
             [name for name in os.listdir(self.get_temp_dir())
              if name.startswith('.other_device-staging-')], [])
+
+    @pytest.mark.slow  # An export process.
+    def test_command_line_writes_what_the_library_does(self):
+        export_base = os.path.join(self.get_temp_dir(), 'command_line')
+        result = subprocess.run(
+            [sys.executable, '-m', 'chromagen_tf.export',
+             f'--model_dir={self.model_dir}', f'--export_dir={export_base}',
+             f'--render_size={_RENDER_SIZE}'],
+            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+            check=False)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        # The last line printed is the version directory.
+        version_dir = result.stdout.strip().splitlines()[-1]
+        self.assertEqual(version_dir, os.path.join(export_base, '1'))
+        self.assertEqual(export_lib.read_metadata(version_dir),
+                         export_lib.read_metadata(self.version_dir))
+        self.assertEqual(_files_under(version_dir),
+                         _files_under(self.version_dir))
+        image = photo('coffee.jpg', (90, 70))[None]
+        self.assertAllEqual(
+            tf.saved_model.load(version_dir).signatures['colorize_image'](
+                image=tf.constant(image))['colorized'],
+            self.loaded.signatures['colorize_image'](
+                image=tf.constant(image))['colorized'])
 
     @pytest.mark.slow  # Subprocesses that import TensorFlow.
     def test_reload_in_a_process_without_chromagen(self):
@@ -325,7 +363,7 @@ class ExportTest(tf.test.TestCase):
         self.assertLess(np.percentile(error, 99), 0.6)
         self.assertLess(error.mean(), 0.3)
         # And the colours are not those of a gray image.
-        self.assertGreater(np.abs(lab_out[..., 1:]).mean(), 1.0)
+        self.assertGreater(np.abs(lab_out[..., 1:]).mean(), 0.5)
 
     def test_working_shape_keeps_aspect_and_multiple(self):
         for (height, width), expected in {
@@ -353,6 +391,12 @@ class ExportTest(tf.test.TestCase):
                     self.assertIn(self.version_dir, colorizer.description)
         with self.assertRaises(colorize_lib.ModelNotFoundError):
             colorize_lib.load_colorizer(self.root)
+        # An export decodes as it was exported.
+        for setting in ('temperature', 'prior_strength'):
+            with self.assertRaisesRegex(errors.UsageError,
+                                        'as it was exported'):
+                colorize_lib.load_colorizer(self.export_base,
+                                            **{setting: 0.5})
 
     def test_tflite(self):
         path = export_lib.export_tflite(
