@@ -5,6 +5,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from chromagen_tf import bundled
@@ -195,6 +196,7 @@ class ColorBinsTrainingTest(tf.test.TestCase):
                                            num_train=8,
                                            num_val=4)
 
+    @pytest.mark.slow  # Both stages; loss_scale_test steps on the bins.
     def test_both_stages_train_on_cross_entropy_and_bundle(self):
         model_dir = os.path.join(self.get_temp_dir(), 'bins_run')
         result = trainer.train(
@@ -298,6 +300,7 @@ class ColorBinsTrainingTest(tf.test.TestCase):
         self.assertAllInRange(np.exp(log_prior), 0.49 / color_bins.NUM_BINS,
                               1.0)
 
+    @pytest.mark.slow  # 200 steps; unet_test overfits in the fast tier.
     def test_pretraining_on_cross_entropy_overfits_four_images(self):
         four = shards.write_shards(os.path.join(self.get_temp_dir(), 'four'),
                                    image_size=32,
@@ -386,19 +389,16 @@ class ColorBinsInferenceTest(tf.test.TestCase):
         with self.assertRaisesRegex(errors.UsageError, 'prior'):
             colorize_lib.load_colorizer(self.model_dir, prior_strength=1.0)
 
-    def test_decoding_settings_need_a_colour_bins_model_and_no_export(self):
+    def test_decoding_settings_need_a_colour_bins_model(self):
+        # And no export: export_test checks that on the export it makes.
         regression = os.path.join(self.get_temp_dir(), 'regression')
         utils.make_model_dir(regression)
         with self.assertRaisesRegex(errors.UsageError, 'colour-bins'):
             colorize_lib.load_colorizer(regression, temperature=0.5)
         with self.assertRaisesRegex(errors.UsageError, 'prior_strength'):
             colorize_lib.load_colorizer(regression, prior_strength=0.5)
-        export_base = os.path.join(self.get_temp_dir(), 'export')
-        module = signatures.ColorizationModule(self.generator, render_size=64)
-        export_lib.export_saved_model(module, export_base, 1)
-        with self.assertRaisesRegex(errors.UsageError, 'as it was exported'):
-            colorize_lib.load_colorizer(export_base, temperature=0.5)
 
+    @pytest.mark.slow  # Export and TFLite conversion; export_test has both.
     def test_saved_model_and_tflite_serve_what_the_generator_computes(self):
         export_base = os.path.join(self.get_temp_dir(), 'served')
         module = signatures.ColorizationModule(self.generator, render_size=64)

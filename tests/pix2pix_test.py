@@ -2,6 +2,7 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from chromagen_tf import models
@@ -10,6 +11,7 @@ from tests import overfit
 
 class Pix2PixUnetTest(tf.test.TestCase):
 
+    @pytest.mark.slow  # 250 steps at 256x256; unet_test's is the fast one.
     def test_overfits_one_batch_of_photos(self):
         # 256 is the smallest size this network accepts.
         keras.utils.set_random_seed(0)
