@@ -40,6 +40,56 @@ _PRIOR_STRENGTH = flags.DEFINE_float(
 _RENDER_SIZE = flags.DEFINE_integer(
     'render_size', None, "Working size; default: the model's.")
 _REPORT = flags.DEFINE_string('report', None, 'JSON report to write.')
+_FIGURE = flags.DEFINE_string(
+    'figure', None, 'Also write a picture of --figure_photo at each of '
+    '--figure_counts hints (the hints drawn as dots) to this path.')
+_FIGURE_PHOTO = flags.DEFINE_string(
+    'figure_photo', 'brushes.jpg', 'A photo of the sample photos.')
+_FIGURE_COUNTS = flags.DEFINE_list('figure_counts', ['0', '3', '10'],
+                                   'Hint counts of the picture.')
+
+
+def _figure(colorizer, path: str) -> None:
+    """The photo at several hint counts, hints drawn where they were."""
+    # pylint: disable=g-import-not-at-top
+    import numpy as np
+    from PIL import Image
+    from chromagen_tf import color
+    from chromagen_tf import hint_format
+    from chromagen_tf.inference import contact_sheet
+    from chromagen_tf.inference import evaluate_lib
+    from chromagen_tf.inference import hint_evaluation
+
+    photo = os.path.join(common.SAMPLE_PHOTOS, _FIGURE_PHOTO.value)
+    (_, l_channel, ab_true), = [
+        example for example in evaluate_lib.examples_from_images(
+            common.SAMPLE_PHOTOS) if example[0] == _FIGURE_PHOTO.value]
+    height, width = l_channel.shape[1:3]
+    working = colorizer.working_size(l_channel)
+    panels, titles = [], []
+    with Image.open(photo) as image:
+        original = image.convert('RGB')
+    gray = Image.fromarray(colorizer.gray(np.asarray(original)))
+    for count in (int(value) for value in _FIGURE_COUNTS.value):
+        simulated = hint_evaluation.simulate(ab_true, working, count,
+                                             _HINT_SEED.value)
+        (ab,) = colorizer.predict_ab([l_channel], [simulated.maps])
+        rgb = colorizer.to_uint8(l_channel, ab)
+        dots = []
+        for (row, column), value in zip(simulated.centres, simulated.values):
+            y = min(int((row + 0.5) * height / working[0]), height - 1)
+            x = min(int((column + 0.5) * width / working[1]), width - 1)
+            # The hint's own colour, at the photo's lightness there.
+            colour = colorizer.to_uint8(
+                l_channel[:, y:y + 1, x:x + 1],
+                np.reshape(value * color.AB_SCALE, [1, 1, 1, 2]))[0, 0]
+            dots.append(hint_format.Hint(x, y, tuple(int(v) for v in colour)))
+        panels.append(contact_sheet.with_hints(Image.fromarray(rgb), dots))
+        titles.append(f'{count} hints' if count else 'no hints')
+    contact_sheet.rows([[gray, *panels, original]],
+                       ['gray input', *titles, 'original'], path,
+                       panel_height=240)
+    print(f'Picture written to {path}')
 
 
 def _folder(photo_set: str) -> tuple[str, str]:
@@ -87,6 +137,8 @@ def main(argv):
                   f'{spread["psnr"] - automatic["psnr"]:+6.2f} '
                   f'{row["model"]["auc"]:9.4f} {spread["auc"]:10.4f} '
                   f'{row.get("hint_ab_error_median", float("nan")):14.2f}')
+    if _FIGURE.value:
+        _figure(colorizer, _FIGURE.value)
     if _REPORT.value:
         os.makedirs(os.path.dirname(os.path.abspath(_REPORT.value)),
                     exist_ok=True)

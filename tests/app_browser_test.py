@@ -7,7 +7,7 @@ a message on the page. The page is also saved
 as a screenshot; with CHROMAGEN_APP_SCREENSHOT=PATH set, there too (that is
 how docs/app_screenshot.png is made).
 
-With a hint model (`_HINT_MODEL`), clicks two points of a photo, picks a
+With the bundled hint model, clicks two points of a photo, picks a
 red and a blue, checks the result takes those colours there, that the
 suggestion palette shows swatches, that a hint can be deleted and that the
 zip carries the hints' sidecar. With CHROMAGEN_APP_HINTS_SCREENSHOT=PATH
@@ -47,9 +47,6 @@ _CHROMIUM = shutil.which('chromium') or '/usr/bin/chromium'
 _CHROMEDRIVER = shutil.which('chromedriver') or '/usr/bin/chromedriver'
 _WAIT_SECONDS = 120  # For a hang to fail; no speed is asserted.
 _WINDOW = (1280, 1100)
-# The hint model the hint test serves, as (--model relative to the
-# repository, --stage); None serves the bundled model.
-_HINT_MODEL = ('runs/hints/model', 'pretrain')
 
 
 @pytest.fixture(scope='module')
@@ -217,16 +214,8 @@ def test_a_chosen_folder_colorizes_its_images(server, browser, tmp_path):
 
 @pytest.fixture(scope='module')
 def hint_server(tmp_path_factory):
-    flags = ()
-    if _HINT_MODEL is not None:
-        model_dir = conftest.REPO_ROOT / _HINT_MODEL[0]
-        if not model_dir.is_dir():
-            pytest.skip(f'No hint model at {_HINT_MODEL[0]}: train one, or '
-                        'set _HINT_MODEL = None once the bundled model takes '
-                        'hints.')
-        flags = (f'--model={model_dir}', f'--stage={_HINT_MODEL[1]}')
-    yield from utils.running_app(str(tmp_path_factory.mktemp('hint_app')),
-                                 *flags)
+    # The bundled model takes hints and suggests colours.
+    yield from utils.running_app(str(tmp_path_factory.mktemp('hint_app')))
 
 
 # Colours no model would guess there: red on the gray concrete, blue on

@@ -37,14 +37,16 @@ def test_shipped_model_was_trained_with_its_config():
         assert values[name] == recorded, name
 
 
-def test_hints_config_fine_tunes_the_shipped_generator():
+def test_hints_config_fine_tunes_the_bins_model():
     config = recipe_configs.get_config('hints')
     assert config.stages == ('convert', 'pretrain', 'bundle', 'evaluate')
     paths = recipe_configs.recipe_paths('hints', 'photos')
     pretrain = _flags(recipe_lib.train_commands(config, paths)['pretrain'])
     expected = {
         'stage': 'pretrain', 'hints': 'local',
-        'init_from': bundled.BUNDLED_DIR, 'train_steps': '4000',
+        'init_from': os.path.join('runs', 'bundled', 'bins',
+                                  'bundled_model'),
+        'train_steps': '3000',
         'lr_g': '0.0001', 'ema_decay': '0.999', 'min_crop_scale': '0.4',
         'image_size': '128', 'global_batch_size': '16',
         'generator': 'resnet18_unet_lite', 'color_head': 'bins',
