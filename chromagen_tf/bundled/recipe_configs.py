@@ -187,7 +187,7 @@ def _hints() -> RecipeConfig:
     # The colour-bins model of --config=bins (run it first) learns to follow
     # hints: its hint weights start at zero, so it starts as the automatic
     # model. No GAN stage. Of the checkpoints of a 4000-step run stopped at
-    # 3350, 3000 was bundled; at 128 px and no prior adjustment its
+    # 3400, 3000 was bundled; at 128 px and no prior adjustment its
     # automatic colours are as accurate on the val split as the bins
     # model's at 256 px and 0.25 (MODEL_CARD.md, "Colour hints").
     return dataclasses.replace(
