@@ -298,6 +298,9 @@ class TrainStagesTest(tf.test.TestCase):
         for key in good.get_variable_to_shape_map():
             self.assertAllEqual(good.get_tensor(key), after.get_tensor(key))
 
+    # The trainer's other read of the records, the colour-bins prior, is
+    # checked in color_bins_test without tracing a step.
+    @pytest.mark.slow  # Builds and traces a training step.
     def test_corrupt_shard_is_named(self):
         directory = shards.write_shards(
             os.path.join(self.get_temp_dir(), 'corrupt'), image_size=32,
