@@ -33,6 +33,8 @@ from tests import shards
 _GLOBAL_BATCH = 4
 
 
+_LITE_MODEL = configs.ModelConfig(generator='resnet18_unet_lite', width=8,
+                                  discriminator_width=8)
 _BINS_MODEL = configs.ModelConfig(generator='resnet18_unet_lite', width=8,
                                   discriminator_width=8, color_head='bins')
 
@@ -226,8 +228,8 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         # context after the step; both replicas' copies must hold it. Here,
         # in the shared strategy: a second MirroredStrategy in this process
         # would reuse its collectives' instance keys.
-        config = dataclasses.replace(_config('pretrain', False),
-                                     ema_decay=0.9)
+        config = dataclasses.replace(
+            _config('pretrain', False, _LITE_MODEL), ema_decay=0.9)
         steps = _build(self.two, config, 'float32')
         networks = steps.networks
         # Trainable weights: the same on both replicas after a step (plain
