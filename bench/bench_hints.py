@@ -26,27 +26,38 @@ from absl import flags
 from bench import common
 
 _MODEL = flags.DEFINE_string('model', '', 'Model; default: the bundled one.')
-_STAGE = flags.DEFINE_string('stage', 'pretrain',
-                             'Stage of a training directory --model.')
+_STAGE = flags.DEFINE_string(
+    'stage', 'pretrain', 'Stage of a training directory --model.'
+)
 _PHOTO_SETS = flags.DEFINE_multi_string(
-    'photo_sets', ['sample_photos'],
+    'photo_sets',
+    ['sample_photos'],
     'NAME:FOLDER of photos to measure; "sample_photos" alone is the '
-    'packaged held-out photos.')
-_COUNTS = flags.DEFINE_list('counts', ['0', '1', '3', '10', '30'],
-                            'Hint counts N to measure.')
+    'packaged held-out photos.',
+)
+_COUNTS = flags.DEFINE_list(
+    'counts', ['0', '1', '3', '10', '30'], 'Hint counts N to measure.'
+)
 _HINT_SEED = flags.DEFINE_integer('hint_seed', 0, 'Seed of the hints.')
 _PRIOR_STRENGTH = flags.DEFINE_float(
-    'prior_strength', None, "Decoding prior strength; default: the model's.")
+    'prior_strength', None, "Decoding prior strength; default: the model's."
+)
 _RENDER_SIZE = flags.DEFINE_integer(
-    'render_size', None, "Working size; default: the model's.")
+    'render_size', None, "Working size; default: the model's."
+)
 _REPORT = flags.DEFINE_string('report', None, 'JSON report to write.')
 _FIGURE = flags.DEFINE_string(
-    'figure', None, 'Also write a picture of --figure_photo at each of '
-    '--figure_counts hints (the hints drawn as dots) to this path.')
+    'figure',
+    None,
+    'Also write a picture of --figure_photo at each of '
+    '--figure_counts hints (the hints drawn as dots) to this path.',
+)
 _FIGURE_PHOTO = flags.DEFINE_string(
-    'figure_photo', 'brushes.jpg', 'A photo of the sample photos.')
-_FIGURE_COUNTS = flags.DEFINE_list('figure_counts', ['0', '3', '10'],
-                                   'Hint counts of the picture.')
+    'figure_photo', 'brushes.jpg', 'A photo of the sample photos.'
+)
+_FIGURE_COUNTS = flags.DEFINE_list(
+    'figure_counts', ['0', '3', '10'], 'Hint counts of the picture.'
+)
 
 
 def _figure(colorizer, path: str) -> None:
@@ -54,6 +65,7 @@ def _figure(colorizer, path: str) -> None:
     # pylint: disable=g-import-not-at-top
     import numpy as np
     from PIL import Image
+
     from chromagen_tf import color
     from chromagen_tf import hint_format
     from chromagen_tf.inference import contact_sheet
@@ -61,9 +73,11 @@ def _figure(colorizer, path: str) -> None:
     from chromagen_tf.inference import hint_evaluation
 
     photo = os.path.join(common.SAMPLE_PHOTOS, _FIGURE_PHOTO.value)
-    (_, l_channel, ab_true), = [
-        example for example in evaluate_lib.examples_from_images(
-            common.SAMPLE_PHOTOS) if example[0] == _FIGURE_PHOTO.value]
+    ((_, l_channel, ab_true),) = [
+        example
+        for example in evaluate_lib.examples_from_images(common.SAMPLE_PHOTOS)
+        if example[0] == _FIGURE_PHOTO.value
+    ]
     height, width = l_channel.shape[1:3]
     working = colorizer.working_size(l_channel)
     panels, titles = [], []
@@ -71,8 +85,9 @@ def _figure(colorizer, path: str) -> None:
         original = image.convert('RGB')
     gray = Image.fromarray(colorizer.gray(np.asarray(original)))
     for count in (int(value) for value in _FIGURE_COUNTS.value):
-        simulated = hint_evaluation.simulate(ab_true, working, count,
-                                             _HINT_SEED.value)
+        simulated = hint_evaluation.simulate(
+            ab_true, working, count, _HINT_SEED.value
+        )
         (ab,) = colorizer.predict_ab([l_channel], [simulated.maps])
         rgb = colorizer.to_uint8(l_channel, ab)
         dots = []
@@ -81,14 +96,18 @@ def _figure(colorizer, path: str) -> None:
             x = min(int((column + 0.5) * width / working[1]), width - 1)
             # The hint's own colour, at the photo's lightness there.
             colour = colorizer.to_uint8(
-                l_channel[:, y:y + 1, x:x + 1],
-                np.reshape(value * color.AB_SCALE, [1, 1, 1, 2]))[0, 0]
+                l_channel[:, y : y + 1, x : x + 1],
+                np.reshape(value * color.AB_SCALE, [1, 1, 1, 2]),
+            )[0, 0]
             dots.append(hint_format.Hint(x, y, tuple(int(v) for v in colour)))
         panels.append(contact_sheet.with_hints(Image.fromarray(rgb), dots))
         titles.append(f'{count} hints' if count else 'no hints')
-    contact_sheet.rows([[gray, *panels, original]],
-                       ['gray input', *titles, 'original'], path,
-                       panel_height=240)
+    contact_sheet.rows(
+        [[gray, *panels, original]],
+        ['gray input', *titles, 'original'],
+        path,
+        panel_height=240,
+    )
     print(f'Picture written to {path}')
 
 
@@ -104,44 +123,62 @@ def main(argv):
     from chromagen_tf.inference import evaluate_lib
 
     colorizer = colorize_lib.load_colorizer(
-        _MODEL.value or None, _STAGE.value, _RENDER_SIZE.value,
-        prior_strength=_PRIOR_STRENGTH.value)
-    report = {'model': colorizer.description,
-              'render_size': colorizer.render_size, 'sets': {}}
+        _MODEL.value or None,
+        _STAGE.value,
+        _RENDER_SIZE.value,
+        prior_strength=_PRIOR_STRENGTH.value,
+    )
+    report = {
+        'model': colorizer.description,
+        'render_size': colorizer.render_size,
+        'sets': {},
+    }
     for photo_set in _PHOTO_SETS.value:
         name, folder = _folder(photo_set)
         rows = {}
         for count in (int(value) for value in _COUNTS.value):
             result = evaluate_lib.evaluate(
-                colorizer, evaluate_lib.examples_from_images(folder),
-                num_hints=count, hint_seed=_HINT_SEED.value)
-            row = {'model': result['model'],
-                   'gray_baseline': result['gray_baseline'],
-                   'num_images': result['num_images']}
+                colorizer,
+                evaluate_lib.examples_from_images(folder),
+                num_hints=count,
+                hint_seed=_HINT_SEED.value,
+            )
+            row = {
+                'model': result['model'],
+                'gray_baseline': result['gray_baseline'],
+                'num_images': result['num_images'],
+            }
             if count:
                 row['hint_spread_baseline'] = result['hint_spread_baseline']
                 row['hint_ab_error_median'] = result['hint_ab_error_median']
             rows[count] = row
         report['sets'][name] = rows
         automatic = rows[min(rows)]['model']
-        print(f'\n{name}: {rows[min(rows)]["num_images"]} photos '
-              f'({folder}), {colorizer.description}')
-        print(f'{"N":>3} {"model PSNR":>10} {"gain":>6} {"spread PSNR":>11} '
-              f'{"gain":>6} {"model AuC":>9} {"spread AuC":>10} '
-              f'{"|dab| at hints":>14}')
+        print(
+            f'\n{name}: {rows[min(rows)]["num_images"]} photos '
+            f'({folder}), {colorizer.description}'
+        )
+        print(
+            f'{"N":>3} {"model PSNR":>10} {"gain":>6} {"spread PSNR":>11} '
+            f'{"gain":>6} {"model AuC":>9} {"spread AuC":>10} '
+            f'{"|dab| at hints":>14}'
+        )
         for count, row in rows.items():
             spread = row.get('hint_spread_baseline', row['model'])
-            print(f'{count:3d} {row["model"]["psnr"]:10.2f} '
-                  f'{row["model"]["psnr"] - automatic["psnr"]:+6.2f} '
-                  f'{spread["psnr"]:11.2f} '
-                  f'{spread["psnr"] - automatic["psnr"]:+6.2f} '
-                  f'{row["model"]["auc"]:9.4f} {spread["auc"]:10.4f} '
-                  f'{row.get("hint_ab_error_median", float("nan")):14.2f}')
+            print(
+                f'{count:3d} {row["model"]["psnr"]:10.2f} '
+                f'{row["model"]["psnr"] - automatic["psnr"]:+6.2f} '
+                f'{spread["psnr"]:11.2f} '
+                f'{spread["psnr"] - automatic["psnr"]:+6.2f} '
+                f'{row["model"]["auc"]:9.4f} {spread["auc"]:10.4f} '
+                f'{row.get("hint_ab_error_median", float("nan")):14.2f}'
+            )
     if _FIGURE.value:
         _figure(colorizer, _FIGURE.value)
     if _REPORT.value:
-        os.makedirs(os.path.dirname(os.path.abspath(_REPORT.value)),
-                    exist_ok=True)
+        os.makedirs(
+            os.path.dirname(os.path.abspath(_REPORT.value)), exist_ok=True
+        )
         with open(_REPORT.value, 'w') as f:
             json.dump(report, f, indent=1, sort_keys=True)
 

@@ -49,31 +49,50 @@ from chromagen_tf.models import color_bins
 from chromagen_tf.models import unet_lite
 from chromagen_tf.serving import full_resolution
 
-_IMAGE_DIR = flags.DEFINE_string('image_dir', None,
-                                 'Folder of colour photos (the val photos).')
+_IMAGE_DIR = flags.DEFINE_string(
+    'image_dir', None, 'Folder of colour photos (the val photos).'
+)
 _MODEL = flags.DEFINE_string(
-    'model', '', 'A colour-bins model: a training model_dir or a bundled '
-    'folder; empty: the bundled one.')
-_STAGE = flags.DEFINE_enum('stage', 'gan', ['pretrain', 'gan'],
-                           'For a training model_dir: which stage.')
-_RENDER_SIZE = flags.DEFINE_integer('render_size', None,
-                                    "Working size; default: the model's own.")
-_TEMPERATURES = flags.DEFINE_list('temperatures',
-                                  ['0.2', '0.3', '0.38', '0.5', '0.7', '1'],
-                                  'Annealed-mean temperatures to decode at.')
+    'model',
+    '',
+    'A colour-bins model: a training model_dir or a bundled '
+    'folder; empty: the bundled one.',
+)
+_STAGE = flags.DEFINE_enum(
+    'stage',
+    'gan',
+    ['pretrain', 'gan'],
+    'For a training model_dir: which stage.',
+)
+_RENDER_SIZE = flags.DEFINE_integer(
+    'render_size', None, "Working size; default: the model's own."
+)
+_TEMPERATURES = flags.DEFINE_list(
+    'temperatures',
+    ['0.2', '0.3', '0.38', '0.5', '0.7', '1'],
+    'Annealed-mean temperatures to decode at.',
+)
 _PRIOR_STRENGTHS = flags.DEFINE_list(
-    'prior_strengths', ['0'],
+    'prior_strengths',
+    ['0'],
     'Prior strengths (logit adjustment, training/bin_prior.py) to decode '
-    'at; every temperature is measured at each.')
+    'at; every temperature is measured at each.',
+)
 _RULES = ('uniform', 'near_gray', 'far_from_gray')
 _PRIOR_RULES = flags.DEFINE_multi_enum(
-    'prior_rules', ['uniform'], _RULES,
+    'prior_rules',
+    ['uniform'],
+    _RULES,
     'How the prior strength is applied per pixel (module docstring); '
     'repeat the flag for several. Rules other than uniform skip tau = 0, '
-    'where they all agree.')
+    'where they all agree.',
+)
 _WORST = flags.DEFINE_integer(
-    'worst', 0, 'Also list this many photos per setting: those that lose '
-    'the most PSNR against gray.')
+    'worst',
+    0,
+    'Also list this many photos per setting: those that lose '
+    'the most PSNR against gray.',
+)
 _OUTPUT = flags.DEFINE_string('output', '', 'Also write JSON here.')
 flags.mark_flags_as_required(['image_dir'])
 
@@ -85,7 +104,8 @@ _NEAR_GRAY_CHROMA = 10.0
 def _load_generator(model: str, stage: str):
     """(generator, model config, render size) of a colour-bins model."""
     generator, model_config, render_size, _ = colorize_lib.load_generator(
-        model, stage)
+        model, stage
+    )
     if model_config.color_head != 'bins':
         raise app.UsageError(f'{model} is not a colour-bins model.')
     return generator, model_config, render_size
@@ -103,13 +123,15 @@ class _CachedDecoder:
         # Automatic colorization: a hint model gets no hints.
         self._logits_of = tf.function(
             lambda l: logits_and_ab(models.generator_inputs(generator, l)),
-            input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)])
+            input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)],
+        )
         self._upsample = generator.get_layer('ab')
         log_prior = generator.get_layer('ab_small').log_prior
         self.has_prior = log_prior is not None
         self._log_prior = tf.constant(
             np.zeros(color_bins.NUM_BINS) if log_prior is None else log_prior,
-            tf.float32)
+            tf.float32,
+        )
         chroma = np.hypot(*color_bins.bin_centres().T) * color.AB_SCALE
         self._near_gray = tf.constant(chroma <= _NEAR_GRAY_CHROMA + 1e-3)
         self._logits = None
@@ -123,10 +145,9 @@ class _CachedDecoder:
         if self._logits is None:
             self._logits = tf.cast(self._logits_of(working_l)[0], tf.float32)
             probabilities = tf.nn.softmax(self._logits, axis=-1)
-            self.p_gray = tf.reduce_sum(tf.where(self._near_gray, probabilities,
-                                                 0.0),
-                                        -1,
-                                        keepdims=True)
+            self.p_gray = tf.reduce_sum(
+                tf.where(self._near_gray, probabilities, 0.0), -1, keepdims=True
+            )
         temperature, prior_strength, rule = self.setting
         strength = {
             'uniform': prior_strength,
@@ -135,7 +156,8 @@ class _CachedDecoder:
         }[rule]
         # The prior applied here, as the strength may vary per pixel.
         ab_small = color_bins.annealed_mean(
-            self._logits - strength * self._log_prior, temperature)
+            self._logits - strength * self._log_prior, temperature
+        )
         return self._upsample(ab_small)
 
 
@@ -161,21 +183,24 @@ def main(argv: list[str]) -> None:
     generator, model_config, render_size = _load_generator(model, _STAGE.value)
     decoder = _CachedDecoder(generator)
     colorizer = colorize_lib.Colorizer(
-        decoder, _RENDER_SIZE.value or render_size,
-        models.size_multiple(model_config.generator))
+        decoder,
+        _RENDER_SIZE.value or render_size,
+        models.size_multiple(model_config.generator),
+    )
     settings = _settings()
     if not decoder.has_prior and any(tau for _, tau, _ in settings):
-        raise app.UsageError(f'{model} keeps no prior over the bins; only '
-                             '--prior_strengths=0 can be decoded.')
+        raise app.UsageError(
+            f'{model} keeps no prior over the bins; only '
+            '--prior_strengths=0 can be decoded.'
+        )
     names = ['gray'] + [_name(setting) for setting in settings]
     per_image = {
-        name: {
-            metric: [] for metric in metrics.IMAGE_METRICS
-        } for name in names
+        name: {metric: [] for metric in metrics.IMAGE_METRICS} for name in names
     }
     photos, p_gray = [], []
     for index, (key, l_channel, ab_true) in enumerate(
-            evaluate_lib.examples_from_images(_IMAGE_DIR.value)):
+        evaluate_lib.examples_from_images(_IMAGE_DIR.value)
+    ):
         photos.append(key)
         decoder.new_photo()
         predictions = [ab_true * 0.0]
@@ -184,8 +209,13 @@ def main(argv: list[str]) -> None:
             predictions.append(colorizer.predict_ab([l_channel])[0])
         p_gray.append(_photo_mean(decoder.p_gray, l_channel, colorizer))
         if index == 0:
-            _check_against_colorizer(model, settings, colorizer.render_size,
-                                     l_channel, predictions[1:])
+            _check_against_colorizer(
+                model,
+                settings,
+                colorizer.render_size,
+                l_channel,
+                predictions[1:],
+            )
         for name, ab_pred in zip(names, predictions):
             values = evaluate_lib.image_metrics(l_channel, ab_pred, ab_true)
             for metric, value in values.items():
@@ -200,51 +230,65 @@ def main(argv: list[str]) -> None:
         _print_worst(per_image, photos, p_gray, _WORST.value)
     common.write_report(
         {
-            'config':
-                common.flag_values(_IMAGE_DIR, _MODEL, _STAGE, _RENDER_SIZE,
-                                   _TEMPERATURES, _PRIOR_STRENGTHS,
-                                   _PRIOR_RULES, _OUTPUT),
-            'machine':
-                common.machine(),
-            'temperatures':
-                rows,
-            'photos':
-                photos,
-            'p_gray':
-                p_gray,
-            'per_image':
-                per_image,
-        }, _OUTPUT.value)
+            'config': common.flag_values(
+                _IMAGE_DIR,
+                _MODEL,
+                _STAGE,
+                _RENDER_SIZE,
+                _TEMPERATURES,
+                _PRIOR_STRENGTHS,
+                _PRIOR_RULES,
+                _OUTPUT,
+            ),
+            'machine': common.machine(),
+            'temperatures': rows,
+            'photos': photos,
+            'p_gray': p_gray,
+            'per_image': per_image,
+        },
+        _OUTPUT.value,
+    )
 
 
-def _check_against_colorizer(model, settings, render_size, l_channel,
-                             predictions):
+def _check_against_colorizer(
+    model, settings, render_size, l_channel, predictions
+):
     """The cached decodings must equal the model's own at every uniform
     setting (the other rules have no counterpart in the model)."""
     for setting, ab_cached in zip(settings, predictions):
         temperature, prior_strength, rule = setting
         if rule != 'uniform':
             continue
-        reference = colorize_lib.load_colorizer(model, _STAGE.value,
-                                                render_size, temperature,
-                                                prior_strength)
+        reference = colorize_lib.load_colorizer(
+            model, _STAGE.value, render_size, temperature, prior_strength
+        )
         difference = float(
             tf.reduce_max(
-                tf.abs(reference.predict_ab([l_channel])[0] - ab_cached)))
+                tf.abs(reference.predict_ab([l_channel])[0] - ab_cached)
+            )
+        )
         if difference > 1e-2:
             raise AssertionError(
                 f'The cached decoding differs from the colorizer by '
-                f'{difference} (ab units) at {_name(setting)}.')
+                f'{difference} (ab units) at {_name(setting)}.'
+            )
 
 
 def _photo_mean(p_gray, l_channel, colorizer) -> float:
     """Mean of p_gray over the photo, without the working size's padding."""
-    height, width = (int(size) for size in full_resolution.working_shape(
-        l_channel.shape[1], l_channel.shape[2], colorizer.render_size,
-        colorizer.size_multiple)[:2])
+    height, width = (
+        int(size)
+        for size in full_resolution.working_shape(
+            l_channel.shape[1],
+            l_channel.shape[2],
+            colorizer.render_size,
+            colorizer.size_multiple,
+        )[:2]
+    )
     stride = unet_lite.OUTPUT_STRIDE
     return float(
-        tf.reduce_mean(p_gray[:, :-(-height // stride), :-(-width // stride)]))
+        tf.reduce_mean(p_gray[:, : -(-height // stride), : -(-width // stride)])
+    )
 
 
 def _print_worst(per_image, photos, p_gray, count):
@@ -255,13 +299,17 @@ def _print_worst(per_image, photos, p_gray, count):
             continue
         loss = gray_psnr - np.array(values['psnr'])
         print(f'\n{name}: the {count} photos furthest below gray')
-        print(f'{"photo":40s} {"dB below gray":>13s} {"truth CF":>8s} '
-              f'{"CF":>6s} {"p_gray":>6s}')
+        print(
+            f'{"photo":40s} {"dB below gray":>13s} {"truth CF":>8s} '
+            f'{"CF":>6s} {"p_gray":>6s}'
+        )
         for index in np.argsort(-loss)[:count]:
-            print(f'{photos[index][-40:]:40s} {loss[index]:13.2f} '
-                  f'{truth_cf[index]:8.1f} '
-                  f'{values["colorfulness"][index]:6.1f} '
-                  f'{p_gray[index]:6.2f}')
+            print(
+                f'{photos[index][-40:]:40s} {loss[index]:13.2f} '
+                f'{truth_cf[index]:8.1f} '
+                f'{values["colorfulness"][index]:6.1f} '
+                f'{p_gray[index]:6.2f}'
+            )
 
 
 if __name__ == '__main__':

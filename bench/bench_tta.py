@@ -34,14 +34,18 @@ from chromagen_tf import metrics
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.inference import evaluate_lib
 
-_IMAGE_DIR = flags.DEFINE_string('image_dir', None,
-                                 'Folder of colour photos (the val photos).')
+_IMAGE_DIR = flags.DEFINE_string(
+    'image_dir', None, 'Folder of colour photos (the val photos).'
+)
 _MODEL = flags.DEFINE_string(
-    'model', '', 'Any model colorize takes; empty: the bundled one.')
-_SIZES = flags.DEFINE_list('sizes', ['192', '256'],
-                           "Working sizes averaged by the 'sizes' ensembles.")
-_GAINS = flags.DEFINE_list('gains', ['1', '1.2', '1.4'],
-                           'Factors each ensemble\'s a*b* are scaled by.')
+    'model', '', 'Any model colorize takes; empty: the bundled one.'
+)
+_SIZES = flags.DEFINE_list(
+    'sizes', ['192', '256'], "Working sizes averaged by the 'sizes' ensembles."
+)
+_GAINS = flags.DEFINE_list(
+    'gains', ['1', '1.2', '1.4'], 'Factors each ensemble\'s a*b* are scaled by.'
+)
 _OUTPUT = flags.DEFINE_string('output', '', 'Also write JSON here.')
 flags.mark_flags_as_required(['image_dir'])
 
@@ -70,13 +74,14 @@ def main(argv: list[str]) -> None:
     colorizers = {size: plain.with_render_size(size) for size in {own, *sizes}}
     keys = sorted({key for key_list in members.values() for key in key_list})
     per_image = {
-        (name, gain): {
-            metric: [] for metric in metrics.IMAGE_METRICS
-        } for name in members for gain in gains
+        (name, gain): {metric: [] for metric in metrics.IMAGE_METRICS}
+        for name in members
+        for gain in gains
     }
     seconds = {key: [] for key in keys}
     for _, l_channel, ab_true in evaluate_lib.examples_from_images(
-            _IMAGE_DIR.value):
+        _IMAGE_DIR.value
+    ):
         predictions = {}
         for size, flip in keys:
             colorizer = colorizers[size]
@@ -91,8 +96,9 @@ def main(argv: list[str]) -> None:
             ensemble = [predictions[key] for key in key_list]
             ab_mean = tf.add_n(ensemble) / len(ensemble)
             for gain in gains:
-                values = evaluate_lib.image_metrics(l_channel, ab_mean * gain,
-                                                    ab_true)
+                values = evaluate_lib.image_metrics(
+                    l_channel, ab_mean * gain, ab_true
+                )
                 for metric, value in values.items():
                     per_image[(name, gain)][metric].append(float(value))
     common.check_found_photos(len(seconds[keys[0]]), _IMAGE_DIR.value)
@@ -106,22 +112,22 @@ def main(argv: list[str]) -> None:
         f"{size}{' flipped' if flip else ''}": float(np.median(values[1:]))
         for (size, flip), values in seconds.items()
     }
-    print('median seconds per prediction:', {
-        name: round(value, 3) for name, value in medians.items()
-    })
+    print(
+        'median seconds per prediction:',
+        {name: round(value, 3) for name, value in medians.items()},
+    )
     common.write_report(
         {
-            'config':
-                common.flag_values(_IMAGE_DIR, _MODEL, _SIZES, _GAINS, _OUTPUT),
-            'machine':
-                common.machine(),
-            'render_size':
-                plain.render_size,
-            'ensembles':
-                rows,
-            'median_seconds_per_prediction':
-                medians,
-        }, _OUTPUT.value)
+            'config': common.flag_values(
+                _IMAGE_DIR, _MODEL, _SIZES, _GAINS, _OUTPUT
+            ),
+            'machine': common.machine(),
+            'render_size': plain.render_size,
+            'ensembles': rows,
+            'median_seconds_per_prediction': medians,
+        },
+        _OUTPUT.value,
+    )
 
 
 if __name__ == '__main__':

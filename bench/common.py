@@ -54,13 +54,17 @@ def check_found_photos(count: int, image_dir: str) -> None:
 
 def print_metrics_table(first_column: str, rows: dict[str, dict]) -> None:
     """Prints evaluate-style summaries as a markdown table, one row each."""
-    print(f'| {first_column} | ab MAE | PSNR dB | AuC | colourfulness | '
-          'delta CF |')
+    print(
+        f'| {first_column} | ab MAE | PSNR dB | AuC | colourfulness | '
+        'delta CF |'
+    )
     print('|---|---|---|---|---|---|')
     for name, row in rows.items():
-        print(f"| {name} | {row['ab_mae']:.2f} | {row['psnr']:.2f} | "
-              f"{row['auc']:.3f} | {row['colorfulness']:.1f} | "
-              f"{row['delta_colorfulness']:.1f} |")
+        print(
+            f"| {name} | {row['ab_mae']:.2f} | {row['psnr']:.2f} | "
+            f"{row['auc']:.3f} | {row['colorfulness']:.1f} | "
+            f"{row['delta_colorfulness']:.1f} |"
+        )
 
 
 def flag_values(*holders: flags.FlagHolder) -> dict[str, Any]:
@@ -94,7 +98,7 @@ def parse_result(stdout: str) -> dict:
     """
     for line in reversed(stdout.splitlines()):
         if line.startswith(_RESULT):
-            return json.loads(line[len(_RESULT):])
+            return json.loads(line[len(_RESULT) :])
     raise ValueError('the child printed no RESULT line')
 
 
@@ -104,16 +108,19 @@ def run_child(module: str, *arguments: str) -> dict:
     Raises:
       RuntimeError: with the end of the child's stderr, if it failed.
     """
-    output = subprocess.run(child_command(module, *arguments),
-                            cwd=REPO_ROOT,
-                            env=quiet_environment(),
-                            capture_output=True,
-                            text=True,
-                            check=False)
+    output = subprocess.run(
+        child_command(module, *arguments),
+        cwd=REPO_ROOT,
+        env=quiet_environment(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if output.returncode:
         raise RuntimeError(
             f'bench.{module} {" ".join(arguments)} failed with code '
-            f'{output.returncode}:\n{output.stderr[-3000:]}')
+            f'{output.returncode}:\n{output.stderr[-3000:]}'
+        )
     return parse_result(output.stdout)
 
 
@@ -132,13 +139,14 @@ def copy_photos(source_dir: str, count: int, target: str) -> str:
         photo = photos[index % len(photos)]
         shutil.copy(
             photo.path,
-            os.path.join(target, f'{index:05d}_' + photo.key.replace('/', '_')))
+            os.path.join(target, f'{index:05d}_' + photo.key.replace('/', '_')),
+        )
     return target
 
 
-def make_shards(directory: str,
-                image_size: int = 256,
-                num_shards: int = 1) -> str:
+def make_shards(
+    directory: str, image_size: int = 256, num_shards: int = 1
+) -> str:
     """Converts the bundled photos with the real converter (2 for val).
 
     Returns:
@@ -150,21 +158,25 @@ def make_shards(directory: str,
     from data_prep import shard_files
 
     # pylint: enable=g-import-not-at-top
-    config = convert_config.ConvertConfig(output_dir=directory,
-                                          image_dir=SAMPLE_PHOTOS,
-                                          image_size=image_size,
-                                          num_val=2,
-                                          num_shards=num_shards,
-                                          num_processes=0)
-    convert_lib.run(config,
-                    shard_files.list_image_dir(config.image_dir),
-                    show_progress=False)
+    config = convert_config.ConvertConfig(
+        output_dir=directory,
+        image_dir=SAMPLE_PHOTOS,
+        image_size=image_size,
+        num_val=2,
+        num_shards=num_shards,
+        num_processes=0,
+    )
+    convert_lib.run(
+        config,
+        shard_files.list_image_dir(config.image_dir),
+        show_progress=False,
+    )
     return directory
 
 
-def median_seconds(function: Callable[[], Any],
-                   repeats: int,
-                   warm_up: bool = True) -> float:
+def median_seconds(
+    function: Callable[[], Any], repeats: int, warm_up: bool = True
+) -> float:
     """Median wall time of `function()` over `repeats` calls.
 
     The warm-up call (tracing, allocation) is not timed. A function that
@@ -181,8 +193,9 @@ def median_seconds(function: Callable[[], Any],
     return statistics.median(times)
 
 
-def median_rates(function: Callable[[], Any], count: int,
-                 runs: int) -> tuple[float, float, list[float]]:
+def median_rates(
+    function: Callable[[], Any], count: int, runs: int
+) -> tuple[float, float, list[float]]:
     """Median rate of `function()`, which handles `count` items a call.
 
     Nothing is warmed up: the caller does that where it matters.
@@ -240,7 +253,7 @@ def machine() -> dict[str, Any]:
     return {
         'cpu': model,
         'cores': os.cpu_count(),
-        'load_average_1min': load_average()
+        'load_average_1min': load_average(),
     }
 
 

@@ -35,30 +35,47 @@ from chromagen_tf.data import imaging
 from chromagen_tf.inference import model_flags
 
 _HOST = flags.DEFINE_string(
-    'host', '127.0.0.1',
+    'host',
+    '127.0.0.1',
     'Address to listen on. The default serves this machine only; 0.0.0.0 '
-    '(or ::) opens the app to the network, without any authentication.')
+    '(or ::) opens the app to the network, without any authentication.',
+)
 _PORT = flags.DEFINE_integer(
-    'port', 8080, 'TCP port to listen on; 0 picks a free one.',
-    lower_bound=0, upper_bound=65535)
+    'port',
+    8080,
+    'TCP port to listen on; 0 picks a free one.',
+    lower_bound=0,
+    upper_bound=65535,
+)
 _MAX_CONCURRENT = flags.DEFINE_integer(
-    'max_concurrent', 1,
+    'max_concurrent',
+    1,
     'Photos decoded and colorized at once. Each needs up to about 100 bytes '
     'per pixel while it runs (a 12-megapixel photo raised the peak memory '
-    'by 1.2 GB), so raise it only with memory to spare.', lower_bound=1)
+    'by 1.2 GB), so raise it only with memory to spare.',
+    lower_bound=1,
+)
 _MAX_QUEUE = flags.DEFINE_integer(
-    'max_queue', 4,
+    'max_queue',
+    4,
     'Uploads that may wait for a free slot, holding only their file bytes; '
     'requests beyond --max_concurrent plus this get 503 at once.',
-    lower_bound=0)
+    lower_bound=0,
+)
 _MAX_UPLOAD_MB = flags.DEFINE_float(
-    'max_upload_mb', 50.0,
+    'max_upload_mb',
+    50.0,
     'Largest upload accepted, in megabytes (10^6 bytes); larger ones get '
-    '413 without being kept.', lower_bound=0.001)
+    '413 without being kept.',
+    lower_bound=0.001,
+)
 _MAX_PIXELS = flags.DEFINE_integer(
-    'max_pixels', imaging.COLORIZE_MAX_PIXELS,
+    'max_pixels',
+    imaging.COLORIZE_MAX_PIXELS,
     'Photos with more pixels get 413, judged from the header before '
-    'decoding (decompression bombs).', lower_bound=1)
+    'decoding (decompression bombs).',
+    lower_bound=1,
+)
 
 # --help lists the model flags the app uses as its own.
 for _name in ('model', 'stage', 'render_size'):
@@ -75,6 +92,7 @@ def main(argv):
     # Imported here so that --help works without the app extra installed.
     from chromagen_tf.webapp import jobs  # pylint: disable=g-import-not-at-top
     from chromagen_tf.webapp import server  # pylint: disable=g-import-not-at-top
+
     config = server.AppConfig(
         host=_HOST.value,
         port=_PORT.value,
@@ -85,11 +103,13 @@ def main(argv):
     )
     try:
         with webapp.private_temporary_directory():
-            service = jobs.ColorizeService(model_flags.load_colorizer(),
-                                           config.max_pixels)
+            service = jobs.ColorizeService(
+                model_flags.load_colorizer(), config.max_pixels
+            )
             service.warm_up()
-            server.serve(service, config,
-                         announce=lambda line: print(line, flush=True))
+            server.serve(
+                service, config, announce=lambda line: print(line, flush=True)
+            )
     except errors.ChromaGenError as error:
         errors.fail('app', error)
 

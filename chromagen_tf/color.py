@@ -180,13 +180,16 @@ _GAMUT_TOLERANCE = 1e-5
 
 
 def _in_gamut(linear: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_all((linear >= -_GAMUT_TOLERANCE)
-                         & (linear <= 1.0 + _GAMUT_TOLERANCE), axis=-1)
+    return tf.reduce_all(
+        (linear >= -_GAMUT_TOLERANCE) & (linear <= 1.0 + _GAMUT_TOLERANCE),
+        axis=-1,
+    )
 
 
 def _clip_lightness(lab: tf.Tensor) -> tf.Tensor:
     return tf.concat(
-        [tf.clip_by_value(lab[..., :1], 0.0, 100.0), lab[..., 1:]], -1)
+        [tf.clip_by_value(lab[..., :1], 0.0, 100.0), lab[..., 1:]], -1
+    )
 
 
 def _fit_colours(colours: tf.Tensor) -> tf.Tensor:
@@ -196,15 +199,17 @@ def _fit_colours(colours: tf.Tensor) -> tf.Tensor:
     high = tf.ones_like(lightness)
     for _ in range(_GAMUT_STEPS):
         middle = (low + high) / 2.0
-        fits = _in_gamut(_lab_to_linear_rgb(
-            tf.concat([lightness, ab * middle], -1)))[:, tf.newaxis]
+        fits = _in_gamut(
+            _lab_to_linear_rgb(tf.concat([lightness, ab * middle], -1))
+        )[:, tf.newaxis]
         low = tf.where(fits, middle, low)
         high = tf.where(fits, high, middle)
     return tf.concat([lightness, ab * tf.stop_gradient(low)], -1)
 
 
-def fit_to_srgb_gamut(lab: TensorLike,
-                      name: str = 'fit_to_srgb_gamut') -> tf.Tensor:
+def fit_to_srgb_gamut(
+    lab: TensorLike, name: str = 'fit_to_srgb_gamut'
+) -> tf.Tensor:
     """Brings Lab colours into the sRGB gamut at fixed L and hue.
 
     Each out-of-gamut colour keeps its L and its hue angle atan2(b, a); its
@@ -229,12 +234,12 @@ def fit_to_srgb_gamut(lab: TensorLike,
         lab = _clip_lightness(lab)
         outside = tf.where(tf.logical_not(_in_gamut(_lab_to_linear_rgb(lab))))
         fitted = _fit_colours(tf.gather_nd(lab, outside))
-        return tf.cast(tf.tensor_scatter_nd_update(lab, outside, fitted),
-                       dtype)
+        return tf.cast(tf.tensor_scatter_nd_update(lab, outside, fitted), dtype)
 
 
-def lab_to_rgb_in_gamut(lab: TensorLike,
-                        name: str = 'lab_to_rgb_in_gamut') -> tf.Tensor:
+def lab_to_rgb_in_gamut(
+    lab: TensorLike, name: str = 'lab_to_rgb_in_gamut'
+) -> tf.Tensor:
     """Lab -> sRGB in [0, 1] that keeps every pixel's L (`fit_to_srgb_gamut`).
 
     This is how every picture ChromaGen shows is made: the serving
@@ -248,8 +253,9 @@ def lab_to_rgb_in_gamut(lab: TensorLike,
         linear = _lab_to_linear_rgb(lab)
         outside = tf.where(tf.logical_not(_in_gamut(linear)))
         fitted = _fit_colours(tf.gather_nd(lab, outside))
-        linear = tf.tensor_scatter_nd_update(linear, outside,
-                                             _lab_to_linear_rgb(fitted))
+        linear = tf.tensor_scatter_nd_update(
+            linear, outside, _lab_to_linear_rgb(fitted)
+        )
         rgb = tf.clip_by_value(_linear_to_srgb(linear), 0.0, 1.0)
         return tf.cast(rgb, dtype)
 
@@ -366,7 +372,9 @@ def lab_to_rgb_numpy(lab: np.ndarray) -> np.ndarray:
     f = np.stack([fx, fy, fz], axis=-1)
     xyz = np.where(f > _DELTA, f**3, (f - _LINEAR_OFFSET) / _LINEAR_SLOPE)
     linear = (xyz * D65_WHITE) @ _XYZ_TO_RGB.T
-    high = 1.055 * np.power(np.maximum(linear, _SRGB_ENCODED_BREAK),
-                            1.0 / 2.4) - 0.055
+    high = (
+        1.055 * np.power(np.maximum(linear, _SRGB_ENCODED_BREAK), 1.0 / 2.4)
+        - 0.055
+    )
     rgb = np.where(linear > _SRGB_ENCODED_BREAK, high, linear * 12.92)
     return np.clip(rgb, 0.0, 1.0).astype(np.float32)

@@ -36,28 +36,40 @@ from chromagen_tf.inference import colorize_folders
 from chromagen_tf.inference import model_flags
 
 _OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', None, 'Where the colorized images are written.')
+    'output_dir', None, 'Where the colorized images are written.'
+)
 _RECURSIVE = flags.DEFINE_boolean(
-    'recursive', False, 'Also colorize images in subfolders of folder inputs.')
+    'recursive', False, 'Also colorize images in subfolders of folder inputs.'
+)
 _OVERWRITE = flags.DEFINE_boolean(
-    'overwrite', False, 'Replace outputs that already exist.')
+    'overwrite', False, 'Replace outputs that already exist.'
+)
 _COMPARE = flags.DEFINE_boolean(
-    'compare', False,
+    'compare',
+    False,
     'Write side-by-side images: the gray input, the colorized result and, '
-    'for colour inputs, the original.')
+    'for colour inputs, the original.',
+)
 _OUTPUT_EXTENSION = flags.DEFINE_string(
-    'output_extension', '',
+    'output_extension',
+    '',
     'Write every output with this extension and its format (e.g. png, '
-    'jpg). Default: the input\'s own.')
+    'jpg). Default: the input\'s own.',
+)
 _HINTS = flags.DEFINE_string(
-    'hints', '',
+    'hints',
+    '',
     'Colour hints for a hint model: a JSON file of hints for the one input '
     'photo, or "sidecar" to read <photo file name>.hints.json beside each '
     'input that has one (the others are colorized automatically). x and y '
-    'are pixels of the photo as displayed, colours sRGB hex.')
+    'are pixels of the photo as displayed, colours sRGB hex.',
+)
 _MAX_PIXELS = flags.DEFINE_integer(
-    'max_pixels', imaging.COLORIZE_MAX_PIXELS,
-    'Larger images are skipped, judged from their header.', lower_bound=1)
+    'max_pixels',
+    imaging.COLORIZE_MAX_PIXELS,
+    'Larger images are skipped, judged from their header.',
+    lower_bound=1,
+)
 
 
 # --help lists the shared model flags as this tool's own.

@@ -29,7 +29,6 @@ import dataclasses
 import json
 from typing import Any, Optional
 
-
 from chromagen_tf import errors
 from chromagen_tf import files
 
@@ -87,19 +86,22 @@ class ModelConfig:
         if self.color_head not in COLOR_HEADS:
             raise errors.UsageError(
                 f'color_head must be one of {COLOR_HEADS}, got '
-                f'{self.color_head!r}')
-        if (self.color_head == 'bins'
-                and self.generator not in BINS_GENERATORS):
+                f'{self.color_head!r}'
+            )
+        if self.color_head == 'bins' and self.generator not in BINS_GENERATORS:
             raise errors.UsageError(
                 'color_head=bins needs a *_unet_lite generator (it predicts '
                 f'at 1/4 resolution); {self.generator} predicts a*b* '
-                'directly. Pass --generator=resnet18_unet_lite.')
+                'directly. Pass --generator=resnet18_unet_lite.'
+            )
         if self.temperature <= 0:
             raise errors.UsageError(
-                f'temperature must be positive, got {self.temperature}.')
+                f'temperature must be positive, got {self.temperature}.'
+            )
         if self.prior_strength < 0:
             raise errors.UsageError(
-                f'prior_strength must be >= 0, got {self.prior_strength}.')
+                f'prior_strength must be >= 0, got {self.prior_strength}.'
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,21 +157,26 @@ class TrainConfig:
     def __post_init__(self):
         if self.stage not in STAGES:
             raise errors.UsageError(
-                f'stage must be one of {STAGES}, got {self.stage!r}')
+                f'stage must be one of {STAGES}, got {self.stage!r}'
+            )
         if self.hints not in HINT_SAMPLING:
             raise errors.UsageError(
-                f'hints must be one of {HINT_SAMPLING}, got {self.hints!r}')
+                f'hints must be one of {HINT_SAMPLING}, got {self.hints!r}'
+            )
         if self.hints != 'none' and not self.model.hints:
             raise errors.UsageError(
                 f'hints={self.hints} trains a hint model: set the model '
-                "config's hints=True.")
+                "config's hints=True."
+            )
         if not 0.0 <= self.lr_decay_fraction <= 1.0:
             raise errors.UsageError(
                 'lr_decay_fraction must be in [0, 1], got '
-                f'{self.lr_decay_fraction}')
+                f'{self.lr_decay_fraction}'
+            )
         if not 0.0 <= self.ema_decay < 1.0:
             raise errors.UsageError(
-                f'ema_decay must be in [0, 1), got {self.ema_decay}')
+                f'ema_decay must be in [0, 1), got {self.ema_decay}'
+            )
         for name, value in STAGE_DEFAULTS[self.stage].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
@@ -182,8 +189,7 @@ class TrainConfig:
 def stage_dir(model_dir: str, stage: str) -> str:
     """MODEL_DIR/<stage>: a stage's config, checkpoints and events."""
     if stage not in STAGES:
-        raise errors.UsageError(
-            f'stage must be one of {STAGES}, got {stage!r}')
+        raise errors.UsageError(f'stage must be one of {STAGES}, got {stage!r}')
     return files.join(model_dir, stage)
 
 
@@ -224,12 +230,25 @@ def tiny(stage: str = 'pretrain', **overrides) -> TrainConfig:
 
 
 # Fields a resumed stage may change without invalidating its checkpoint.
-RESUMABLE_FIELDS = frozenset({
-    'epochs', 'train_steps', 'steps_per_loop', 'checkpoint_every',
-    'max_checkpoints', 'summary_every', 'eval_every', 'num_eval_images',
-    'skip_corrupt_records', 'data_dir', 'model_dir', 'strategy', 'tpu',
-    'init_from', 'encoder_weights',
-})
+RESUMABLE_FIELDS = frozenset(
+    {
+        'epochs',
+        'train_steps',
+        'steps_per_loop',
+        'checkpoint_every',
+        'max_checkpoints',
+        'summary_every',
+        'eval_every',
+        'num_eval_images',
+        'skip_corrupt_records',
+        'data_dir',
+        'model_dir',
+        'strategy',
+        'tpu',
+        'init_from',
+        'encoder_weights',
+    }
+)
 
 
 def to_dict(config: Any) -> dict[str, Any]:
@@ -304,35 +323,46 @@ def trained_image_size(model_dir: str, stage: str) -> int:
     get the TrainConfig default.
     """
     values = files.read_json(
-        files.join(stage_dir(model_dir, stage), STAGE_CONFIG_FILE))
+        files.join(stage_dir(model_dir, stage), STAGE_CONFIG_FILE)
+    )
     return int((values or {}).get('image_size', TrainConfig.image_size))
 
 
-def with_decoding(model: ModelConfig,
-                  temperature: Optional[float] = None,
-                  prior_strength: Optional[float] = None) -> ModelConfig:
+def with_decoding(
+    model: ModelConfig,
+    temperature: Optional[float] = None,
+    prior_strength: Optional[float] = None,
+) -> ModelConfig:
     """A colour-bins model decoded with other settings, where given.
 
     Raises:
       errors.UsageError: a setting for a model without colour bins, a
         temperature that is not positive or a negative prior_strength.
     """
-    settings = {name: float(value) for name, value in (
-        ('temperature', temperature), ('prior_strength', prior_strength))
-                if value is not None}
+    settings = {
+        name: float(value)
+        for name, value in (
+            ('temperature', temperature),
+            ('prior_strength', prior_strength),
+        )
+        if value is not None
+    }
     if not settings:
         return model
     if model.color_head != 'bins':
         raise errors.UsageError(
             f'--{next(iter(settings))} needs a colour-bins model; this '
             f'{model.generator} predicts a*b* directly '
-            '(color_head=regression).')
+            '(color_head=regression).'
+        )
     if settings.get('temperature', 1.0) <= 0:
         raise errors.UsageError(
-            f'--temperature must be positive, got {temperature}.')
+            f'--temperature must be positive, got {temperature}.'
+        )
     if settings.get('prior_strength', 0.0) < 0:
         raise errors.UsageError(
-            f'--prior_strength must be >= 0, got {prior_strength}.')
+            f'--prior_strength must be >= 0, got {prior_strength}.'
+        )
     return dataclasses.replace(model, **settings)
 
 
@@ -370,14 +400,18 @@ def check_and_write_stage_config(config: TrainConfig) -> None:
     wanted = to_dict(config)
     if saved is not None:
         # A field added after the run started reads as its default.
-        saved = dict(saved, model=to_dict(
-            model_config_from_dict(saved.get('model', {}))))
-        added = {field.name for field in dataclasses.fields(TrainConfig)
-                 if field.name not in saved
-                 and wanted[field.name] == field.default}
+        saved = dict(
+            saved, model=to_dict(model_config_from_dict(saved.get('model', {})))
+        )
+        added = {
+            field.name
+            for field in dataclasses.fields(TrainConfig)
+            if field.name not in saved and wanted[field.name] == field.default
+        }
         difference = _first_difference(
-            saved, json.loads(json.dumps(wanted)),
-            ignore=RESUMABLE_FIELDS | added
+            saved,
+            json.loads(json.dumps(wanted)),
+            ignore=RESUMABLE_FIELDS | added,
         )
         if difference:
             name, old, new = difference

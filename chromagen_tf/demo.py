@@ -55,38 +55,56 @@ from chromagen_tf.inference import run_tools
 from chromagen_tf.training import checkpoints
 
 _OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', 'demo_out', 'Where every artefact of the demo goes.')
+    'output_dir', 'demo_out', 'Where every artefact of the demo goes.'
+)
 _PHOTOS = flags.DEFINE_string(
-    'photos', sample_photos.folder(),
+    'photos',
+    sample_photos.folder(),
     'Folder of colour photos: the bundled model colorizes all of them, the '
-    'tiny pipeline trains and evaluates on them.')
+    'tiny pipeline trains and evaluates on them.',
+)
 _NUM_VAL = flags.DEFINE_integer(
-    'num_val', 3, 'Photos held out for colorizing and evaluation.')
+    'num_val', 3, 'Photos held out for colorizing and evaluation.'
+)
 _MAX_IMAGES = flags.DEFINE_integer(
-    'max_images', 0, 'Use only this many photos (0: all).')
+    'max_images', 0, 'Use only this many photos (0: all).'
+)
 _IMAGE_SIZE = flags.DEFINE_integer(
-    'image_size', 64, 'Training crop size (a multiple of 32).')
+    'image_size', 64, 'Training crop size (a multiple of 32).'
+)
 _STORED_SIZE = flags.DEFINE_integer(
-    'stored_size', 96, 'Size the photos are stored at in the shards; '
-    'training takes random crops of --image_size from them.')
+    'stored_size',
+    96,
+    'Size the photos are stored at in the shards; '
+    'training takes random crops of --image_size from them.',
+)
 _WIDTH = flags.DEFINE_integer(
-    'width', 16, 'Generator base width (64 is the full ResNet-18 U-Net).')
+    'width', 16, 'Generator base width (64 is the full ResNet-18 U-Net).'
+)
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 8, 'Global batch size.')
 _PRETRAIN_STEPS = flags.DEFINE_integer(
-    'pretrain_steps', 300, 'Steps of L1 pretraining.')
+    'pretrain_steps', 300, 'Steps of L1 pretraining.'
+)
 _GAN_STEPS = flags.DEFINE_integer('gan_steps', 100, 'Steps of GAN training.')
 _LR_PRETRAIN = flags.DEFINE_float(
-    'lr_pretrain', 2e-3, 'Pretraining learning rate. Higher than the '
-    "tutorial's 1e-4 so that the tiny demo learns within minutes.")
+    'lr_pretrain',
+    2e-3,
+    'Pretraining learning rate. Higher than the '
+    "tutorial's 1e-4 so that the tiny demo learns within minutes.",
+)
 _OVERWRITE = flags.DEFINE_bool(
-    'overwrite', False, 'Delete --output_dir first and run every stage.')
+    'overwrite', False, 'Delete --output_dir first and run every stage.'
+)
 
-flags.register_validator('image_size', lambda value: value % 32 == 0,
-                         message='--image_size must be a multiple of 32.')
-for _name in ('num_val', 'width', 'batch_size', 'pretrain_steps',
-              'gan_steps'):
-    flags.register_validator(_name, lambda value: value > 0,
-                             message=f'--{_name} must be positive.')
+flags.register_validator(
+    'image_size',
+    lambda value: value % 32 == 0,
+    message='--image_size must be a multiple of 32.',
+)
+for _name in ('num_val', 'width', 'batch_size', 'pretrain_steps', 'gan_steps'):
+    flags.register_validator(
+        _name, lambda value: value > 0, message=f'--{_name} must be positive.'
+    )
 
 
 _STAGES = 7
@@ -106,8 +124,10 @@ def _stage(number, title, done_marker, *commands):
 
 def _held_out_photos(data_dir, photos_dir):
     """The photos of the val split: their record keys are relative paths."""
-    return [os.path.join(photos_dir, key)
-            for key in input_pipeline.record_keys(data_dir, 'val')]
+    return [
+        os.path.join(photos_dir, key)
+        for key in input_pipeline.record_keys(data_dir, 'val')
+    ]
 
 
 def _hints_sheet(photos: str, compare_dir: str, output_dir: str):
@@ -118,32 +138,44 @@ def _hints_sheet(photos: str, compare_dir: str, output_dir: str):
       photo has a sidecar.
     """
     guided = sorted(
-        os.path.join(photos, name) for name in os.listdir(photos)
-        if os.path.isfile(hint_format.sidecar_path(os.path.join(photos,
-                                                                name))))
+        os.path.join(photos, name)
+        for name in os.listdir(photos)
+        if os.path.isfile(hint_format.sidecar_path(os.path.join(photos, name)))
+    )
     if not guided:
         return None
     sheet = os.path.join(output_dir, 'hints.jpg')
-    print(f'\n[1/{_STAGES}] Guiding the colours of '
-          f'{", ".join(map(os.path.basename, guided))} with their hints',
-          flush=True)
+    print(
+        f'\n[1/{_STAGES}] Guiding the colours of '
+        f'{", ".join(map(os.path.basename, guided))} with their hints',
+        flush=True,
+    )
     if not os.path.exists(sheet):
-        run_tools.run('chromagen_tf.colorize', *guided, '--hints=sidecar',
-                      f'--output_dir={output_dir}', '--output_extension=png',
-                      step='stage 1 (hints)')
+        run_tools.run(
+            'chromagen_tf.colorize',
+            *guided,
+            '--hints=sidecar',
+            f'--output_dir={output_dir}',
+            '--output_extension=png',
+            step='stage 1 (hints)',
+        )
     rows = []
     for path in guided:
         name = os.path.splitext(os.path.basename(path))[0]
         with Image.open(os.path.join(compare_dir, name + '.jpg')) as image:
             gray, automatic, original = contact_sheet.panels_of(
-                image.convert('RGB'))
+                image.convert('RGB')
+            )
         with Image.open(os.path.join(output_dir, name + '.png')) as image:
             hinted = contact_sheet.with_hints(
-                image, hint_format.read_file(hint_format.sidecar_path(path)))
+                image, hint_format.read_file(hint_format.sidecar_path(path))
+            )
         rows.append([gray, automatic, hinted, original])
     return contact_sheet.rows(
-        rows, ('gray input', 'automatic', 'with the hints (dots)',
-               'original'), sheet)
+        rows,
+        ('gray input', 'automatic', 'with the hints (dots)', 'original'),
+        sheet,
+    )
 
 
 def run_demo() -> dict:
@@ -159,65 +191,146 @@ def run_demo() -> dict:
     report = os.path.join(out, 'metrics.json')
     photos = os.path.abspath(_PHOTOS.value)
     train_flags = [
-        f'--data_dir={data_dir}', f'--model_dir={model_dir}',
-        f'--image_size={_IMAGE_SIZE.value}', f'--width={_WIDTH.value}',
-        f'--global_batch_size={_BATCH_SIZE.value}', '--steps_per_loop=25',
-        '--summary_every=25', '--checkpoint_every=100000']
+        f'--data_dir={data_dir}',
+        f'--model_dir={model_dir}',
+        f'--image_size={_IMAGE_SIZE.value}',
+        f'--width={_WIDTH.value}',
+        f'--global_batch_size={_BATCH_SIZE.value}',
+        '--steps_per_loop=25',
+        '--summary_every=25',
+        '--checkpoint_every=100000',
+    ]
 
     bundled_dir = os.path.join(out, 'bundled_model')
     bundled_compare = os.path.join(bundled_dir, 'compare')
     bundled_report = os.path.join(bundled_dir, 'metrics.json')
-    _stage(1, 'Colorizing the photos with the bundled model', bundled_report,
-           ['chromagen_tf.colorize', photos, f'--output_dir={bundled_compare}',
-            '--output_extension=jpg', '--compare'],
-           ['chromagen_tf.evaluate', f'--image_dir={photos}',
-            f'--report={bundled_report}'])
+    _stage(
+        1,
+        'Colorizing the photos with the bundled model',
+        bundled_report,
+        [
+            'chromagen_tf.colorize',
+            photos,
+            f'--output_dir={bundled_compare}',
+            '--output_extension=jpg',
+            '--compare',
+        ],
+        [
+            'chromagen_tf.evaluate',
+            f'--image_dir={photos}',
+            f'--report={bundled_report}',
+        ],
+    )
     bundled_sheet = contact_sheet.grid(
         contact_sheet.compare_images(bundled_compare),
-        os.path.join(bundled_dir, 'comparison.jpg'))
-    hints_sheet = _hints_sheet(photos, bundled_compare,
-                               os.path.join(bundled_dir, 'hints'))
-    _stage(2, 'Converting the photos to Lab TFRecords',
-           records.manifest_path(data_dir),
-           ['data_prep.make_tfrecords', f'--image_dir={photos}',
-            f'--output_dir={data_dir}', f'--image_size={_STORED_SIZE.value}',
-            f'--num_val={_NUM_VAL.value}', f'--max_images={_MAX_IMAGES.value}',
-            '--num_shards=2', '--min_size=64'])
-    _stage(3, 'Pretraining the generator with L1',
-           checkpoints.checkpoint_index_file(model_dir, 'pretrain',
-                                             _PRETRAIN_STEPS.value),
-           ['chromagen_tf.train', '--stage=pretrain', *train_flags,
+        os.path.join(bundled_dir, 'comparison.jpg'),
+    )
+    hints_sheet = _hints_sheet(
+        photos, bundled_compare, os.path.join(bundled_dir, 'hints')
+    )
+    _stage(
+        2,
+        'Converting the photos to Lab TFRecords',
+        records.manifest_path(data_dir),
+        [
+            'data_prep.make_tfrecords',
+            f'--image_dir={photos}',
+            f'--output_dir={data_dir}',
+            f'--image_size={_STORED_SIZE.value}',
+            f'--num_val={_NUM_VAL.value}',
+            f'--max_images={_MAX_IMAGES.value}',
+            '--num_shards=2',
+            '--min_size=64',
+        ],
+    )
+    _stage(
+        3,
+        'Pretraining the generator with L1',
+        checkpoints.checkpoint_index_file(
+            model_dir, 'pretrain', _PRETRAIN_STEPS.value
+        ),
+        [
+            'chromagen_tf.train',
+            '--stage=pretrain',
+            *train_flags,
             f'--train_steps={_PRETRAIN_STEPS.value}',
             f'--lr_g={_LR_PRETRAIN.value}',
-            f'--eval_every={_PRETRAIN_STEPS.value}'])
-    _stage(4, 'Training the GAN (adversarial + 100 x L1)',
-           checkpoints.checkpoint_index_file(model_dir, 'gan',
-                                             _GAN_STEPS.value),
-           ['chromagen_tf.train', '--stage=gan', *train_flags,
+            f'--eval_every={_PRETRAIN_STEPS.value}',
+        ],
+    )
+    _stage(
+        4,
+        'Training the GAN (adversarial + 100 x L1)',
+        checkpoints.checkpoint_index_file(model_dir, 'gan', _GAN_STEPS.value),
+        [
+            'chromagen_tf.train',
+            '--stage=gan',
+            *train_flags,
             f'--train_steps={_GAN_STEPS.value}',
-            f'--eval_every={_GAN_STEPS.value}'])
-    _stage(5, 'Exporting a TF Serving SavedModel',
-           os.path.join(export_base, '1', 'saved_model.pb'),
-           ['chromagen_tf.export', f'--model_dir={model_dir}',
-            f'--export_dir={export_base}', '--version=1'])
+            f'--eval_every={_GAN_STEPS.value}',
+        ],
+    )
+    _stage(
+        5,
+        'Exporting a TF Serving SavedModel',
+        os.path.join(export_base, '1', 'saved_model.pb'),
+        [
+            'chromagen_tf.export',
+            f'--model_dir={model_dir}',
+            f'--export_dir={export_base}',
+            '--version=1',
+        ],
+    )
     held_out = _held_out_photos(data_dir, photos)
     compare = os.path.join(out, 'compare')
-    _stage(6, 'Colorizing the held-out photos with the SavedModel', compare,
-           ['chromagen_tf.colorize', f'--model={export_base}', *held_out,
-            f'--output_dir={colorized}', '--output_extension=png'],
-           ['chromagen_tf.colorize', f'--model={export_base}', *held_out,
-            f'--output_dir={compare}', '--output_extension=png',
-            '--compare'])
-    _stage(7, 'Evaluating against the gray baseline', report,
-           ['chromagen_tf.evaluate', f'--model={export_base}',
-            f'--data_dir={data_dir}', '--split=val', f'--report={report}'])
-    sheet = contact_sheet.grid(contact_sheet.compare_images(compare),
-                               os.path.join(out, 'comparison.png'))
-    return dict(output_dir=out, data_dir=data_dir, model_dir=model_dir,
-                export=os.path.join(export_base, '1'), colorized=colorized,
-                comparison=sheet, report=report,
-                bundled_comparison=bundled_sheet, hints_sheet=hints_sheet,
-                bundled_report=bundled_report)
+    _stage(
+        6,
+        'Colorizing the held-out photos with the SavedModel',
+        compare,
+        [
+            'chromagen_tf.colorize',
+            f'--model={export_base}',
+            *held_out,
+            f'--output_dir={colorized}',
+            '--output_extension=png',
+        ],
+        [
+            'chromagen_tf.colorize',
+            f'--model={export_base}',
+            *held_out,
+            f'--output_dir={compare}',
+            '--output_extension=png',
+            '--compare',
+        ],
+    )
+    _stage(
+        7,
+        'Evaluating against the gray baseline',
+        report,
+        [
+            'chromagen_tf.evaluate',
+            f'--model={export_base}',
+            f'--data_dir={data_dir}',
+            '--split=val',
+            f'--report={report}',
+        ],
+    )
+    sheet = contact_sheet.grid(
+        contact_sheet.compare_images(compare),
+        os.path.join(out, 'comparison.png'),
+    )
+    return dict(
+        output_dir=out,
+        data_dir=data_dir,
+        model_dir=model_dir,
+        export=os.path.join(export_base, '1'),
+        colorized=colorized,
+        comparison=sheet,
+        report=report,
+        bundled_comparison=bundled_sheet,
+        hints_sheet=hints_sheet,
+        bundled_report=bundled_report,
+    )
 
 
 def main(argv):

@@ -65,8 +65,9 @@ def one_line(message: str) -> str:
     return ' '.join(str(message).split())
 
 
-def fail(tool: str, error: Union[BaseException, str],
-         exit_code: int | None = None) -> NoReturn:
+def fail(
+    tool: str, error: Union[BaseException, str], exit_code: int | None = None
+) -> NoReturn:
     """Prints `TOOL: error: MESSAGE` to stderr and exits by the rule above.
 
     Args:

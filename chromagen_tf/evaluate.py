@@ -28,25 +28,33 @@ from chromagen_tf.inference import evaluate_lib
 from chromagen_tf.inference import model_flags
 
 _DATA_DIR = flags.DEFINE_string(
-    'data_dir', '', 'Folder of Lab TFRecord shards.')
+    'data_dir', '', 'Folder of Lab TFRecord shards.'
+)
 _SPLIT = flags.DEFINE_string(
-    'split', 'val', 'Which shards of --data_dir: <split>-*.tfrecord.')
+    'split', 'val', 'Which shards of --data_dir: <split>-*.tfrecord.'
+)
 _IMAGE_DIR = flags.DEFINE_string(
-    'image_dir', '', 'Folder of photos, instead of --data_dir.')
+    'image_dir', '', 'Folder of photos, instead of --data_dir.'
+)
 _REPORT = flags.DEFINE_string(
-    'report', None, 'Path of the JSON report to write.')
+    'report', None, 'Path of the JSON report to write.'
+)
 _HINTS = flags.DEFINE_integer(
-    'hints', 0,
+    'hints',
+    0,
     'Give a hint model this many hints per photo, simulated from the '
     'ground truth with the training sampler and --hint_seed (1-9 px patches '
     'of the true a*b* at the working size), and also report the edge-blind '
     'spread of the same hints over the automatic result and the median '
-    '|delta a*b*| at the hints.', lower_bound=0)
+    '|delta a*b*| at the hints.',
+    lower_bound=0,
+)
 _HINT_SEED = flags.DEFINE_integer(
-    'hint_seed', 0, 'Seed of the simulated hints; photo i uses seed + i.')
+    'hint_seed', 0, 'Seed of the simulated hints; photo i uses seed + i.'
+)
 _MAX_IMAGES = flags.DEFINE_integer(
-    'max_images', 0, 'Evaluate at most this many images; 0: all.',
-    lower_bound=0)
+    'max_images', 0, 'Evaluate at most this many images; 0: all.', lower_bound=0
+)
 
 
 # --help lists the shared model flags as this tool's own.
@@ -79,8 +87,7 @@ def main(argv):
     except errors.ChromaGenError as error:
         errors.fail('evaluate', error)
     print(evaluate_lib.format_table(report))
-    os.makedirs(os.path.dirname(os.path.abspath(_REPORT.value)),
-                exist_ok=True)
+    os.makedirs(os.path.dirname(os.path.abspath(_REPORT.value)), exist_ok=True)
     with open(_REPORT.value, 'w') as f:
         json.dump(report, f, indent=2, sort_keys=True)
         f.write('\n')

@@ -36,43 +36,65 @@ from chromagen_tf.serving import export_lib
 from chromagen_tf.serving import signatures
 
 _MODEL_DIR = flags.DEFINE_string(
-    'model_dir', None, 'Training directory holding config.json and '
+    'model_dir',
+    None,
+    'Training directory holding config.json and '
     'checkpoints, or a folder in the bundled format. Default: the bundled '
-    'model (MODEL_CARD.md).')
+    'model (MODEL_CARD.md).',
+)
 _EXPORT_DIR = flags.DEFINE_string(
-    'export_dir', None, 'Base directory of the versions (TF Serving\'s '
-    '--model_base_path).')
+    'export_dir',
+    None,
+    'Base directory of the versions (TF Serving\'s --model_base_path).',
+)
 _STAGE = flags.DEFINE_enum(
-    'stage', 'gan', list(configs.STAGES),
-    'Export the latest checkpoint of this stage.')
+    'stage',
+    'gan',
+    list(configs.STAGES),
+    'Export the latest checkpoint of this stage.',
+)
 _CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', None, 'An explicit checkpoint prefix instead of the latest.')
+    'checkpoint', None, 'An explicit checkpoint prefix instead of the latest.'
+)
 _VERSION = flags.DEFINE_integer(
-    'version', None, 'Version number; default: one more than the largest.',
-    lower_bound=0)
+    'version',
+    None,
+    'Version number; default: one more than the largest.',
+    lower_bound=0,
+)
 _RENDER_SIZE = flags.DEFINE_integer(
-    'render_size', None,
+    'render_size',
+    None,
     'Longer side of the working size the network runs at. Default: the '
     'bundled model\'s recorded size, or the stage\'s training crop size.',
-    lower_bound=32)
+    lower_bound=32,
+)
 _TEMPERATURE = flags.DEFINE_float(
-    'temperature', None,
+    'temperature',
+    None,
     'For a colour-bins model: the annealed-mean temperature the export '
     'decodes at (1: the mean of the bin distribution; towards 0: its most '
     'likely bin). '
-    'Default: the one recorded with the model.', lower_bound=0.01)
+    'Default: the one recorded with the model.',
+    lower_bound=0.01,
+)
 _PRIOR_STRENGTH = flags.DEFINE_float(
-    'prior_strength', None,
+    'prior_strength',
+    None,
     'For a colour-bins model: how much of its training set\'s prior over '
     'the bins the export divides out before decoding (0: none, 1: roughly '
     'Zhang et al.\'s rebalancing). Default: the one recorded with the model.',
-    lower_bound=0.0)
+    lower_bound=0.0,
+)
 _MAX_PIXELS = flags.DEFINE_integer(
-    'max_pixels', imaging.COLORIZE_MAX_PIXELS,
+    'max_pixels',
+    imaging.COLORIZE_MAX_PIXELS,
     'Images with more pixels (read from the header) are refused.',
-    lower_bound=1)
+    lower_bound=1,
+)
 _FORMAT = flags.DEFINE_enum(
-    'format', 'saved_model', ['saved_model', 'tflite'], 'What to write.')
+    'format', 'saved_model', ['saved_model', 'tflite'], 'What to write.'
+)
 
 
 def main(argv):
@@ -83,9 +105,14 @@ def main(argv):
     model_dir = _MODEL_DIR.value or bundled.BUNDLED_DIR
     try:
         generator, model_config, render_size, checkpoint = (
-            colorize_lib.load_generator(model_dir, _STAGE.value,
-                                        _CHECKPOINT.value, _TEMPERATURE.value,
-                                        _PRIOR_STRENGTH.value))
+            colorize_lib.load_generator(
+                model_dir,
+                _STAGE.value,
+                _CHECKPOINT.value,
+                _TEMPERATURE.value,
+                _PRIOR_STRENGTH.value,
+            )
+        )
     except errors.ChromaGenError as error:
         errors.fail('export', error)
     module = signatures.ColorizationModule(
@@ -97,13 +124,18 @@ def main(argv):
     try:
         if _FORMAT.value == 'tflite':
             path = export_lib.export_tflite(
-                module, _EXPORT_DIR.value, _VERSION.value)
+                module, _EXPORT_DIR.value, _VERSION.value
+            )
         else:
             path = export_lib.export_saved_model(
-                module, _EXPORT_DIR.value, _VERSION.value, metadata={
+                module,
+                _EXPORT_DIR.value,
+                _VERSION.value,
+                metadata={
                     'checkpoint': checkpoint,
                     'model': configs.to_dict(model_config),
-                })
+                },
+            )
     except errors.ChromaGenError as error:
         errors.fail('export', error)
     logging.info('Exported %s', checkpoint)

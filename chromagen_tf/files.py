@@ -43,8 +43,9 @@ def write_json_atomically(path: str, value: object) -> None:
     slow first attempt is still writing the same file. Local files are
     flushed to disk before the rename; remote stores commit on close.
     """
-    directory, name = posixpath.split(path) if is_remote(path) else (
-        os.path.split(path))
+    directory, name = (
+        posixpath.split(path) if is_remote(path) else (os.path.split(path))
+    )
     if directory:
         tf.io.gfile.makedirs(directory)
     temporary = join(directory, f'.{uuid.uuid4().hex[:12]}-{name}.tmp')

@@ -47,9 +47,10 @@ def parse_color(value: Any) -> tuple[int, int, int]:
     match = _HEX.match(value) if isinstance(value, str) else None
     if not match:
         raise HintFormatError(
-            f'colour {value!r} is not an sRGB hex colour like "#d04020"')
+            f'colour {value!r} is not an sRGB hex colour like "#d04020"'
+        )
     digits = match.group(1)
-    return tuple(int(digits[i:i + 2], 16) for i in (0, 2, 4))
+    return tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))
 
 
 def parse(document: Any, source: str = 'hints') -> list[Hint]:
@@ -62,24 +63,31 @@ def parse(document: Any, source: str = 'hints') -> list[Hint]:
         if isinstance(document, (str, bytes)):
             document = json.loads(document)
         if not isinstance(document, dict) or not isinstance(
-                document.get('hints'), list):
-            raise HintFormatError('expected {"hints": [{"x": ..., "y": ..., '
-                                  '"color": "#rrggbb"}, ...]}')
+            document.get('hints'), list
+        ):
+            raise HintFormatError(
+                'expected {"hints": [{"x": ..., "y": ..., '
+                '"color": "#rrggbb"}, ...]}'
+            )
         entries = document['hints']
         if len(entries) > MAX_FILE_HINTS:
-            raise HintFormatError(f'{len(entries)} hints; at most '
-                                  f'{MAX_FILE_HINTS} are read')
+            raise HintFormatError(
+                f'{len(entries)} hints; at most {MAX_FILE_HINTS} are read'
+            )
         hints = []
         for index, entry in enumerate(entries):
             if not isinstance(entry, dict):
                 raise HintFormatError(f'hint {index} is not an object')
             for key in ('x', 'y'):
                 value = entry.get(key)
-                if (isinstance(value, bool)
-                        or not isinstance(value, (int, float))
-                        or not math.isfinite(value)):
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, (int, float))
+                    or not math.isfinite(value)
+                ):
                     raise HintFormatError(
-                        f'hint {index} has no numeric "{key}"')
+                        f'hint {index} has no numeric "{key}"'
+                    )
             try:
                 rgb = parse_color(entry.get('color'))
             except HintFormatError as error:
@@ -109,20 +117,35 @@ def sidecar_path(image_path: str) -> str:
 
 def to_json(hints: Sequence[Hint]) -> str:
     """The hint format, for a sidecar or an API field."""
-    return json.dumps({'hints': [
-        {'x': _plain_number(hint.x), 'y': _plain_number(hint.y),
-         'color': hint.hex} for hint in hints]}, indent=1) + '\n'
+    return (
+        json.dumps(
+            {
+                'hints': [
+                    {
+                        'x': _plain_number(hint.x),
+                        'y': _plain_number(hint.y),
+                        'color': hint.hex,
+                    }
+                    for hint in hints
+                ]
+            },
+            indent=1,
+        )
+        + '\n'
+    )
 
 
 def _plain_number(value: float):
     return int(value) if float(value).is_integer() else round(value, 2)
 
 
-def check_inside(hints: Sequence[Hint], width: int, height: int,
-                 source: str = 'hints') -> None:
+def check_inside(
+    hints: Sequence[Hint], width: int, height: int, source: str = 'hints'
+) -> None:
     """Raises HintFormatError for a point outside a width x height photo."""
     for index, hint in enumerate(hints):
         if not (0 <= hint.x < width and 0 <= hint.y < height):
             raise HintFormatError(
                 f'{source}: hint {index} at ({hint.x:g}, {hint.y:g}) is '
-                f'outside the {width}x{height} photo')
+                f'outside the {width}x{height} photo'
+            )

@@ -34,10 +34,16 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import color
+
 # The format's names, for the callers that use both.
-from chromagen_tf.hint_format import (  # noqa: F401
-    Hint, HintFormatError, check_inside, parse, read_file, sidecar_path,
-    SIDECAR_SUFFIX, to_json)
+from chromagen_tf.hint_format import check_inside  # noqa: F401
+from chromagen_tf.hint_format import Hint  # noqa: F401
+from chromagen_tf.hint_format import HintFormatError  # noqa: F401
+from chromagen_tf.hint_format import parse  # noqa: F401
+from chromagen_tf.hint_format import read_file  # noqa: F401
+from chromagen_tf.hint_format import sidecar_path  # noqa: F401
+from chromagen_tf.hint_format import SIDECAR_SUFFIX  # noqa: F401
+from chromagen_tf.hint_format import to_json  # noqa: F401
 
 # Zhang et al. 2017, Sec. 3.3: hint counts ~ Geometric(p = 1/8), patches of
 # 1x1 to 9x9 pixels.
@@ -52,10 +58,13 @@ MAX_HINTS = 48
 # The side of the square a clicked point covers at the model's working size:
 # the middle of the training range.
 POINT_PATCH_SIZE = 5
+
+
 def as_arrays(hints: Sequence[Hint]) -> tuple[np.ndarray, np.ndarray]:
     """(points [N, 2] float32 x, y; colours [N, 3] uint8 sRGB)."""
-    points = np.array([(hint.x, hint.y) for hint in hints],
-                      np.float32).reshape(-1, 2)
+    points = np.array([(hint.x, hint.y) for hint in hints], np.float32).reshape(
+        -1, 2
+    )
     colors = np.array([hint.rgb for hint in hints], np.uint8).reshape(-1, 3)
     return points, colors
 
@@ -66,9 +75,9 @@ def colors_to_ab(colors) -> tf.Tensor:
     return color.normalize_ab(color.rgb_to_lab(rgb)[..., 1:])
 
 
-def rasterize(points, colors, image_size, working_size,
-              patch_size: int = POINT_PATCH_SIZE
-              ) -> tuple[tf.Tensor, tf.Tensor]:
+def rasterize(
+    points, colors, image_size, working_size, patch_size: int = POINT_PATCH_SIZE
+) -> tuple[tf.Tensor, tf.Tensor]:
     """The hint maps of a photo's points at the model's working size.
 
     Args:
@@ -90,10 +99,10 @@ def rasterize(points, colors, image_size, working_size,
     x, y = points[:, 0], points[:, 1]
     inside = (x >= 0) & (y >= 0) & (x < image_w) & (y < image_h)
     # The centre of the working pixel that holds the point.
-    column = tf.cast(tf.floor(x * tf.cast(width, tf.float32) / image_w),
-                     tf.int32)
-    row = tf.cast(tf.floor(y * tf.cast(height, tf.float32) / image_h),
-                  tf.int32)
+    column = tf.cast(
+        tf.floor(x * tf.cast(width, tf.float32) / image_w), tf.int32
+    )
+    row = tf.cast(tf.floor(y * tf.cast(height, tf.float32) / image_h), tf.int32)
     top = row - patch_size // 2
     left = column - patch_size // 2
     sizes = tf.fill(tf.shape(top), patch_size)
@@ -109,11 +118,16 @@ def _paint(values, top, left, sizes, active, height, width):
     rows = tf.range(height)[tf.newaxis, :]
     columns = tf.range(width)[tf.newaxis, :]
     in_rows = (rows >= top[:, tf.newaxis]) & (
-        rows < (top + sizes)[:, tf.newaxis])
+        rows < (top + sizes)[:, tf.newaxis]
+    )
     in_columns = (columns >= left[:, tf.newaxis]) & (
-        columns < (left + sizes)[:, tf.newaxis])
-    boxes = (in_rows[:, :, tf.newaxis] & in_columns[:, tf.newaxis, :]
-             & active[:, tf.newaxis, tf.newaxis])
+        columns < (left + sizes)[:, tf.newaxis]
+    )
+    boxes = (
+        in_rows[:, :, tf.newaxis]
+        & in_columns[:, tf.newaxis, :]
+        & active[:, tf.newaxis, tf.newaxis]
+    )
     # Each pixel takes the last box over it: argmax of (index + 1) * inside.
     order = tf.range(1, tf.shape(boxes)[0] + 1)[:, tf.newaxis, tf.newaxis]
     # The maximum of no boxes is the smallest integer: no hint, rank 0.
@@ -125,9 +139,14 @@ def _paint(values, top, left, sizes, active, height, width):
     return hint_ab * mask, mask
 
 
-def draw(seed, height, width, num_hints=None,
-         no_hint_probability: float = NO_HINT_PROBABILITY,
-         max_hints: int = MAX_HINTS):
+def draw(
+    seed,
+    height,
+    width,
+    num_hints=None,
+    no_hint_probability: float = NO_HINT_PROBABILITY,
+    max_hints: int = MAX_HINTS,
+):
     """The random part of `sample`: which hints, where and how large.
 
     Returns:
@@ -137,31 +156,39 @@ def draw(seed, height, width, num_hints=None,
     """
     seed = tf.cast(seed, tf.int64)
     count_seed, none_seed, size_seed, row_seed, column_seed = tf.unstack(
-        tf.random.experimental.stateless_split(seed, 5))
+        tf.random.experimental.stateless_split(seed, 5)
+    )
     if num_hints is None:
         slots = max_hints
         uniform = tf.random.stateless_uniform(
-            [], count_seed, minval=np.finfo(np.float32).tiny, maxval=1.0)
+            [], count_seed, minval=np.finfo(np.float32).tiny, maxval=1.0
+        )
         # Inverse transform: P(count > n) = (1 - p)**n for n >= 1.
         count = tf.floor(tf.math.log(uniform) / np.log1p(-GEOMETRIC_P)) + 1
         count = tf.cast(tf.minimum(count, float(max_hints)), tf.int32)
         hintless = tf.random.stateless_uniform([], none_seed) < (
-            no_hint_probability)
+            no_hint_probability
+        )
         count = tf.where(hintless, 0, count)
     else:
         slots = int(num_hints)
         count = tf.constant(slots, tf.int32)
-    sizes = tf.random.stateless_uniform([slots], size_seed, 1,
-                                        MAX_PATCH_SIZE + 1, tf.int32)
+    sizes = tf.random.stateless_uniform(
+        [slots], size_seed, 1, MAX_PATCH_SIZE + 1, tf.int32
+    )
     sizes = tf.minimum(sizes, tf.minimum(height, width))
     top = _uniform_start(row_seed, slots, height - sizes + 1)
     left = _uniform_start(column_seed, slots, width - sizes + 1)
     return tf.range(slots) < count, sizes, top, left
 
 
-def sample(ab, seed, num_hints=None,
-           no_hint_probability: float = NO_HINT_PROBABILITY,
-           max_hints: int = MAX_HINTS) -> tuple[tf.Tensor, tf.Tensor]:
+def sample(
+    ab,
+    seed,
+    num_hints=None,
+    no_hint_probability: float = NO_HINT_PROBABILITY,
+    max_hints: int = MAX_HINTS,
+) -> tuple[tf.Tensor, tf.Tensor]:
     """Simulated hints of one example, from its ground-truth a*b*.
 
     Args:
@@ -177,15 +204,20 @@ def sample(ab, seed, num_hints=None,
     """
     ab = tf.convert_to_tensor(ab, tf.float32)
     height, width = tf.shape(ab)[0], tf.shape(ab)[1]
-    active, sizes, top, left = draw(seed, height, width, num_hints,
-                                    no_hint_probability, max_hints)
+    active, sizes, top, left = draw(
+        seed, height, width, num_hints, no_hint_probability, max_hints
+    )
     rows = tf.range(height)[tf.newaxis, :]
     columns = tf.range(width)[tf.newaxis, :]
-    in_rows = tf.cast((rows >= top[:, tf.newaxis])
-                      & (rows < (top + sizes)[:, tf.newaxis]), tf.float32)
-    in_columns = tf.cast((columns >= left[:, tf.newaxis])
-                         & (columns < (left + sizes)[:, tf.newaxis]),
-                         tf.float32)
+    in_rows = tf.cast(
+        (rows >= top[:, tf.newaxis]) & (rows < (top + sizes)[:, tf.newaxis]),
+        tf.float32,
+    )
+    in_columns = tf.cast(
+        (columns >= left[:, tf.newaxis])
+        & (columns < (left + sizes)[:, tf.newaxis]),
+        tf.float32,
+    )
     # The mean under each patch, as separable sums over rows and columns.
     sums = tf.einsum('kh,hwc,kw->kc', in_rows, ab, in_columns)
     area = tf.cast(sizes * sizes, tf.float32)[:, tf.newaxis]
@@ -202,4 +234,5 @@ def _uniform_start(seed, slots, limit):
 def fold_seed(seed, value) -> tf.Tensor:
     """A stateless seed made distinct by `value` (an example or worker)."""
     return tf.random.experimental.stateless_fold_in(
-        tf.cast(seed, tf.int64), tf.cast(value, tf.int64))
+        tf.cast(seed, tf.int64), tf.cast(value, tf.int64)
+    )

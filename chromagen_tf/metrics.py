@@ -142,8 +142,14 @@ def ab_error_auc(
 PSNR_CAP_DB = 100.0
 # Every per-image metric, in report order. delta_colorfulness is derived
 # from the means of two of them (`delta_colorfulness`).
-IMAGE_METRICS = ('ab_mae', 'psnr', 'ssim', 'colorfulness', 'colorfulness_gt',
-                 'auc')
+IMAGE_METRICS = (
+    'ab_mae',
+    'psnr',
+    'ssim',
+    'colorfulness',
+    'colorfulness_gt',
+    'auc',
+)
 # The cheaper ones the trainer evaluates on the val split every eval_every
 # steps (SSIM and AuC cost more than the generator on small images).
 TRAINING_EVAL_METRICS = ('ab_mae', 'psnr', 'colorfulness', 'colorfulness_gt')
@@ -173,8 +179,9 @@ def image_metrics(
     }
     unknown = set(names) - set(functions)
     if unknown:
-        raise ValueError(f'Unknown metrics {sorted(unknown)}; '
-                         f'known: {IMAGE_METRICS}')
+        raise ValueError(
+            f'Unknown metrics {sorted(unknown)}; known: {IMAGE_METRICS}'
+        )
     return {name: functions[name]() for name in names}
 
 

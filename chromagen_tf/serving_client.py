@@ -87,8 +87,9 @@ def request_body(images: Sequence[bytes], hint_lists=None) -> bytes:
         pairs = [([h.x, h.y], list(h.rgb)) for h in hint_list] + padding
         instance[HINT_POINTS_KEY] = [point for point, _ in pairs]
         instance[HINT_COLORS_KEY] = [rgb for _, rgb in pairs]
-    return json.dumps({'signature_name': HINT_SIGNATURE,
-                       'instances': instances}).encode('utf-8')
+    return json.dumps(
+        {'signature_name': HINT_SIGNATURE, 'instances': instances}
+    ).encode('utf-8')
 
 
 def _decode_prediction(prediction: Any) -> bytes:
@@ -139,18 +140,24 @@ def colorize(
 
 
 _SERVER = flags.DEFINE_string(
-    'server', 'http://localhost:8501', 'TF Serving REST address.')
+    'server', 'http://localhost:8501', 'TF Serving REST address.'
+)
 _MODEL_NAME = flags.DEFINE_string(
-    'model_name', 'chromagen', 'Model name the server was started with.')
+    'model_name', 'chromagen', 'Model name the server was started with.'
+)
 _OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', '.', 'Where <input name>.png files are written.')
+    'output_dir', '.', 'Where <input name>.png files are written.'
+)
 _HINTS = flags.DEFINE_string(
-    'hints', '',
+    'hints',
+    '',
     'Colour hints for a hint model: a JSON hint file for the one input, or '
     '"sidecar" to read <input file name>.hints.json beside each input (none '
-    'where missing). Calls the colorize_with_hints signature.')
+    'where missing). Calls the colorize_with_hints signature.',
+)
 _TIMEOUT = flags.DEFINE_float(
-    'timeout', 60.0, 'Seconds to wait for the answer.', lower_bound=0.1)
+    'timeout', 60.0, 'Seconds to wait for the answer.', lower_bound=0.1
+)
 
 
 def _hint_lists(paths: Sequence[str]):
@@ -161,11 +168,15 @@ def _hint_lists(paths: Sequence[str]):
         if len(paths) != 1:
             raise errors.UsageError(
                 f'--hints={_HINTS.value} is for one image; use '
-                '--hints=sidecar for several.')
+                '--hints=sidecar for several.'
+            )
         return [hint_format.read_file(_HINTS.value)]
-    return [hint_format.read_file(hint_format.sidecar_path(path))
-            if os.path.isfile(hint_format.sidecar_path(path)) else []
-            for path in paths]
+    return [
+        hint_format.read_file(hint_format.sidecar_path(path))
+        if os.path.isfile(hint_format.sidecar_path(path))
+        else []
+        for path in paths
+    ]
 
 
 def main(argv):
@@ -177,8 +188,13 @@ def main(argv):
         for path in paths:
             with open(path, 'rb') as f:
                 images.append(f.read())
-        pngs = colorize(images, _SERVER.value, _MODEL_NAME.value,
-                        _TIMEOUT.value, _hint_lists(paths))
+        pngs = colorize(
+            images,
+            _SERVER.value,
+            _MODEL_NAME.value,
+            _TIMEOUT.value,
+            _hint_lists(paths),
+        )
     except errors.ChromaGenError as error:
         errors.fail('serving_client', error)
     except OSError as error:  # An input file cannot be read.

@@ -56,11 +56,13 @@ _SOURCES_SUFFIX = '.sources.json'
 _WRITE_THREADS = 16
 
 
-def run(config: convert_config.ConvertConfig,
-        sources: Sequence[shard_files.Source],
-        listing_skips: Sequence[dict] = (),
-        runner: str = 'DirectRunner',
-        beam_args: Sequence[str] = ()) -> dict:
+def run(
+    config: convert_config.ConvertConfig,
+    sources: Sequence[shard_files.Source],
+    listing_skips: Sequence[dict] = (),
+    runner: str = 'DirectRunner',
+    beam_args: Sequence[str] = (),
+) -> dict:
     """Converts `sources` into shards under `config.output_dir` with Beam.
 
     Args:
@@ -84,41 +86,50 @@ def run(config: convert_config.ConvertConfig,
         return _run(config, sources, listing_skips, runner, beam_args)
 
 
-def _run(config: convert_config.ConvertConfig,
-         sources: Sequence[shard_files.Source], listing_skips: Sequence[dict],
-         runner: str, beam_args: Sequence[str]) -> dict:
+def _run(
+    config: convert_config.ConvertConfig,
+    sources: Sequence[shard_files.Source],
+    listing_skips: Sequence[dict],
+    runner: str,
+    beam_args: Sequence[str],
+) -> dict:
     tf.io.gfile.makedirs(config.output_dir)
     state = shard_files.ShardState(config.output_dir)
-    all_shards, pending = convert_lib.start(config, sources, listing_skips,
-                                            state)
+    all_shards, pending = convert_lib.start(
+        config, sources, listing_skips, state
+    )
     if pending:
         write_sources(state, pending)
         logging.info('Converting %d shards with %s.', len(pending), runner)
         options = pipeline_options.PipelineOptions(list(beam_args))
         try:
             with beam.Pipeline(runner=runner, options=options) as pipeline:
-                _ = (pipeline
-                     | 'ShardNames' >> beam.Create(
-                         [shard.name for shard in pending])
-                     | 'Spread' >> beam.Reshuffle()
-                     | 'WriteShards' >> beam.ParDo(_WriteShardFn(config)))
+                _ = (
+                    pipeline
+                    | 'ShardNames'
+                    >> beam.Create([shard.name for shard in pending])
+                    | 'Spread' >> beam.Reshuffle()
+                    | 'WriteShards' >> beam.ParDo(_WriteShardFn(config))
+                )
         except Exception as error:  # pylint: disable=broad-except
             # Runners wrap worker exceptions in their own types; the first
             # line of the original message is what the user needs.
             raise convert_lib.ConversionError(
                 f'the {runner} pipeline failed: {_conversion_message(error)}'
             ) from error
-    missing = [shard.name for shard in all_shards
-               if not state.is_complete(shard)]
+    missing = [
+        shard.name for shard in all_shards if not state.is_complete(shard)
+    ]
     if missing:
         raise convert_lib.ConversionError(
-            f'the pipeline finished without writing {", ".join(missing)}')
-    return manifest_lib.write(config, sources, listing_skips, all_shards,
-                              state)
+            f'the pipeline finished without writing {", ".join(missing)}'
+        )
+    return manifest_lib.write(config, sources, listing_skips, all_shards, state)
 
 
-def write_shard(shard: shard_files.Shard,
-                config: convert_config.ConvertConfig) -> dict:
+def write_shard(
+    shard: shard_files.Shard, config: convert_config.ConvertConfig
+) -> dict:
     """Converts and writes one planned shard; the pipeline's unit of work.
 
     Returns:
@@ -134,28 +145,39 @@ def write_shard(shard: shard_files.Shard,
             result = _convert(source, options)
             if isinstance(result, bytes):
                 writer.write(result)
-                beam.metrics.Metrics.counter(METRICS_NAMESPACE,
-                                             'records').inc()
+                beam.metrics.Metrics.counter(METRICS_NAMESPACE, 'records').inc()
                 continue
             reason, detail = result
             if config.strict and reason not in imaging.FILTER_REASONS:
                 raise convert_lib.ConversionError(
-                    f'{source.path}: {reason} ({detail})')
-            writer.skip(manifest_lib.skip_entry(source, reason, detail,
-                                                config, shard.split))
-            beam.metrics.Metrics.counter(METRICS_NAMESPACE,
-                                         f'skipped_{reason}').inc()
+                    f'{source.path}: {reason} ({detail})'
+                )
+            writer.skip(
+                manifest_lib.skip_entry(
+                    source, reason, detail, config, shard.split
+                )
+            )
+            beam.metrics.Metrics.counter(
+                METRICS_NAMESPACE, f'skipped_{reason}'
+            ).inc()
         return writer.commit()
 
 
-def write_sources(state: shard_files.ShardState,
-                  shards: Sequence[shard_files.Shard]) -> None:
+def write_sources(
+    state: shard_files.ShardState, shards: Sequence[shard_files.Shard]
+) -> None:
     """Stores each shard's plan where `read_shard` finds it."""
 
     def write(shard):
-        files.write_json_atomically(_sources_path(state, shard.name), {
-            'split': shard.split, 'index': shard.index, 'count': shard.count,
-            'sources': [list(source) for source in shard.sources]})
+        files.write_json_atomically(
+            _sources_path(state, shard.name),
+            {
+                'split': shard.split,
+                'index': shard.index,
+                'count': shard.count,
+                'sources': [list(source) for source in shard.sources],
+            },
+        )
 
     with concurrent.futures.ThreadPoolExecutor(_WRITE_THREADS) as pool:
         list(pool.map(write, shards))
@@ -166,8 +188,11 @@ def read_shard(state: shard_files.ShardState, name: str) -> shard_files.Shard:
     with tf.io.gfile.GFile(_sources_path(state, name), 'r') as file:
         plan = json.load(file)
     return shard_files.Shard(
-        plan['split'], plan['index'], plan['count'],
-        tuple(shard_files.Source(*source) for source in plan['sources']))
+        plan['split'],
+        plan['index'],
+        plan['count'],
+        tuple(shard_files.Source(*source) for source in plan['sources']),
+    )
 
 
 def _sources_path(state: shard_files.ShardState, name: str) -> str:
@@ -182,11 +207,16 @@ class _WriteShardFn(beam.DoFn):
         self._config = config
 
     def process(self, name: str) -> Iterator[dict]:
-        shard = read_shard(shard_files.ShardState(self._config.output_dir),
-                           name)
+        shard = read_shard(
+            shard_files.ShardState(self._config.output_dir), name
+        )
         stats = write_shard(shard, self._config)
-        logging.info('Wrote %s: %d records, %d skipped.', name,
-                     stats['records'], len(stats['skipped']))
+        logging.info(
+            'Wrote %s: %d records, %d skipped.',
+            name,
+            stats['records'],
+            len(stats['skipped']),
+        )
         yield {'name': name, **stats}
 
 

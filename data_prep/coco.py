@@ -54,8 +54,9 @@ def iter_annotation_images(path: str) -> Iterator[dict]:
         raise CocoError(f'cannot parse {path}: {error}') from None
 
 
-def list_split(coco_dir: str, split: str
-               ) -> tuple[list[shard_files.Source], list[dict]]:
+def list_split(
+    coco_dir: str, split: str
+) -> tuple[list[shard_files.Source], list[dict]]:
     """Lists the photos of one COCO split.
 
     With an annotation file the photos are those it names, keyed by image id;
@@ -75,11 +76,13 @@ def list_split(coco_dir: str, split: str
     present = set(os.listdir(image_dir))
     annotations = find_annotation_file(coco_dir, split)
     if annotations is None:
-        logging.info('No annotations for %s: using every image in %s.', split,
-                     image_dir)
+        logging.info(
+            'No annotations for %s: using every image in %s.', split, image_dir
+        )
         return [
-            shard_files.Source(_key_from_file_name(name),
-                               os.path.join(image_dir, name))
+            shard_files.Source(
+                _key_from_file_name(name), os.path.join(image_dir, name)
+            )
             for name in sorted(present)
             if image_folders.is_image_name(name)
         ], []
@@ -88,18 +91,30 @@ def list_split(coco_dir: str, split: str
         try:
             key, file_name = str(int(entry['id'])), str(entry['file_name'])
         except (KeyError, TypeError, ValueError):
-            raise CocoError(f'{annotations}: bad image entry {entry!r:.200}'
-                           ) from None
+            raise CocoError(
+                f'{annotations}: bad image entry {entry!r:.200}'
+            ) from None
         if file_name in present:
             sources.append(
-                shard_files.Source(key, os.path.join(image_dir, file_name)))
+                shard_files.Source(key, os.path.join(image_dir, file_name))
+            )
         else:
-            skipped.append({'key': key, 'path': file_name, 'split': None,
-                            'reason': imaging.MISSING_FILE,
-                            'detail': 'named by the annotations, not found'})
+            skipped.append(
+                {
+                    'key': key,
+                    'path': file_name,
+                    'split': None,
+                    'reason': imaging.MISSING_FILE,
+                    'detail': 'named by the annotations, not found',
+                }
+            )
     if skipped:
-        logging.warning('%d photos named by %s are missing from %s.',
-                        len(skipped), annotations, image_dir)
+        logging.warning(
+            '%d photos named by %s are missing from %s.',
+            len(skipped),
+            annotations,
+            image_dir,
+        )
     return sources, skipped
 
 
@@ -163,8 +178,9 @@ class _JsonStream:
         self.peek()
         while True:
             try:
-                value, end = self._decoder.raw_decode(self._buffer,
-                                                      self._position)
+                value, end = self._decoder.raw_decode(
+                    self._buffer, self._position
+                )
                 # A number cut by the buffer's end would decode too early.
                 if end < len(self._buffer) or self._end_of_file:
                     self._position = end
@@ -178,7 +194,7 @@ class _JsonStream:
     def _read_more(self, at_least: int) -> bool:
         if self._end_of_file:
             return False
-        self._buffer = self._buffer[self._position:]
+        self._buffer = self._buffer[self._position :]
         self._position = 0
         chunk = self._file.read(max(_CHUNK_BYTES, at_least))
         if not chunk:

@@ -15,11 +15,11 @@ import shutil
 import socket
 import tempfile
 import time
+from typing import Mapping
 import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from typing import Mapping
 
 from absl import logging
 
@@ -33,19 +33,25 @@ DEFAULT_BASE_URL = 'http://images.cocodataset.org'
 # those published by GluonCV's MS COCO preparation script. None: unknown,
 # so only the server's Content-Length is checked.
 KNOWN_FILES = {
-    'zips/train2017.zip':
-        (19336861798, '10ad623668ab00c62c096f0ed636d6aff41faca5'),
+    'zips/train2017.zip': (
+        19336861798,
+        '10ad623668ab00c62c096f0ed636d6aff41faca5',
+    ),
     'zips/val2017.zip': (815585330, '4950dc9d00dbe1c933ee0170f5797584351d2a41'),
     'zips/test2017.zip': (None, None),
-    'annotations/annotations_trainval2017.zip':
-        (252907541, '8551ee4bb5860311e79dace7e79cb91e432e78b3'),
+    'annotations/annotations_trainval2017.zip': (
+        252907541,
+        '8551ee4bb5860311e79dace7e79cb91e432e78b3',
+    ),
     'annotations/image_info_test2017.zip': (None, None),
 }
 
 # The image archive and the annotation archive of each split.
 SPLIT_ARCHIVES = {
-    'train2017': ('zips/train2017.zip',
-                  'annotations/annotations_trainval2017.zip'),
+    'train2017': (
+        'zips/train2017.zip',
+        'annotations/annotations_trainval2017.zip',
+    ),
     'val2017': ('zips/val2017.zip', 'annotations/annotations_trainval2017.zip'),
     'test2017': ('zips/test2017.zip', 'annotations/image_info_test2017.zip'),
 }
@@ -59,11 +65,13 @@ class DownloadError(errors.ChromaGenError):
     """A download that failed; the message is one line for the user."""
 
 
-def download_split(coco_dir: str,
-                   split: str,
-                   base_url: str = DEFAULT_BASE_URL,
-                   known_files: Mapping[str, tuple] = KNOWN_FILES,
-                   timeout: float = 60.0) -> None:
+def download_split(
+    coco_dir: str,
+    split: str,
+    base_url: str = DEFAULT_BASE_URL,
+    known_files: Mapping[str, tuple] = KNOWN_FILES,
+    timeout: float = 60.0,
+) -> None:
     """Downloads and unpacks what `split` needs into `coco_dir`.
 
     Parts already present (the split folder, the annotation file) are not
@@ -74,8 +82,10 @@ def download_split(coco_dir: str,
         its known size or checksum, or an archive is not a valid zip.
     """
     if split not in SPLIT_ARCHIVES:
-        raise DownloadError(f'cannot download split {split!r}; known splits: '
-                            f'{", ".join(SPLIT_ARCHIVES)}')
+        raise DownloadError(
+            f'cannot download split {split!r}; known splits: '
+            f'{", ".join(SPLIT_ARCHIVES)}'
+        )
     os.makedirs(coco_dir, exist_ok=True)
     images_zip, annotations_zip = SPLIT_ARCHIVES[split]
     wanted = []
@@ -86,17 +96,20 @@ def download_split(coco_dir: str,
     for remote in wanted:
         size, sha1 = known_files.get(remote, (None, None))
         archive = os.path.join(coco_dir, os.path.basename(remote))
-        download_file(f'{base_url.rstrip("/")}/{remote}', archive, size, sha1,
-                      timeout)
+        download_file(
+            f'{base_url.rstrip("/")}/{remote}', archive, size, sha1, timeout
+        )
         unpack_zip_atomically(archive, coco_dir)
         os.remove(archive)
 
 
-def download_file(url: str,
-                  destination: str,
-                  expected_size: int | None = None,
-                  expected_sha1: str | None = None,
-                  timeout: float = 60.0) -> None:
+def download_file(
+    url: str,
+    destination: str,
+    expected_size: int | None = None,
+    expected_sha1: str | None = None,
+    timeout: float = 60.0,
+) -> None:
     """Downloads `url` to `destination`, resuming from `destination`.part.
 
     Args:
@@ -123,15 +136,18 @@ def download_file(url: str,
         total = expected_size
     size = os.path.getsize(partial)
     if total is not None and size != total:
-        raise DownloadError(f'{url}: got {size} of {total} bytes; run again '
-                            'to resume')
+        raise DownloadError(
+            f'{url}: got {size} of {total} bytes; run again to resume'
+        )
     if expected_sha1 is not None:
         actual = _sha1(partial)
         if actual != expected_sha1:
             os.remove(partial)
-            raise DownloadError(f'{url}: SHA-1 {actual} does not match the '
-                                f'expected {expected_sha1}; the file was '
-                                'deleted, run again to download it again')
+            raise DownloadError(
+                f'{url}: SHA-1 {actual} does not match the '
+                f'expected {expected_sha1}; the file was '
+                'deleted, run again to download it again'
+            )
     os.replace(partial, destination)
 
 
@@ -156,23 +172,31 @@ def unpack_zip_atomically(archive: str, destination_dir: str) -> None:
                 zipped.extractall(staging)
         except zipfile.BadZipFile as error:
             os.remove(archive)
-            raise DownloadError(f'{archive} is not a valid zip ({error}); it '
-                                'was deleted, run again') from None
+            raise DownloadError(
+                f'{archive} is not a valid zip ({error}); it '
+                'was deleted, run again'
+            ) from None
         for name in sorted(os.listdir(staging)):
             source = os.path.join(staging, name)
             target = os.path.join(destination_dir, name)
             if os.path.isdir(source) and os.path.isdir(target):
                 for child in sorted(os.listdir(source)):
-                    os.replace(os.path.join(source, child),
-                               os.path.join(target, child))
+                    os.replace(
+                        os.path.join(source, child), os.path.join(target, child)
+                    )
             else:
                 os.replace(source, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _fetch(url: str, partial: str, offset: int, expected_size: int | None,
-           timeout: float) -> int | None:
+def _fetch(
+    url: str,
+    partial: str,
+    offset: int,
+    expected_size: int | None,
+    timeout: float,
+) -> int | None:
     """Appends the rest of `url` to `partial`; returns the full size."""
     headers = {'Range': f'bytes={offset}-'} if offset else {}
     request = urllib.request.Request(url, headers=headers)
@@ -181,32 +205,40 @@ def _fetch(url: str, partial: str, offset: int, expected_size: int | None,
     except urllib.error.HTTPError as error:
         if error.code == 416 and offset:
             return None  # Nothing left to fetch; the checks below decide.
-        raise DownloadError(f'{url}: HTTP {error.code} {error.reason}'
-                           ) from None
+        raise DownloadError(
+            f'{url}: HTTP {error.code} {error.reason}'
+        ) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, 'reason', error)
         host = urllib.parse.urlsplit(url).netloc
-        raise DownloadError(f'cannot reach {host} ({reason}): is this machine '
-                            'online?') from None
+        raise DownloadError(
+            f'cannot reach {host} ({reason}): is this machine online?'
+        ) from None
     with response:
         if offset and response.status == 206:
             total = _total_from_content_range(
-                response.headers.get('Content-Range', ''), offset, url)
+                response.headers.get('Content-Range', ''), offset, url
+            )
             mode = 'ab'
         else:
             offset, mode = 0, 'wb'  # The server ignored the Range request.
             length = response.headers.get('Content-Length')
             total = int(length) if length is not None else None
-        if (expected_size is not None and total is not None and
-                total != expected_size):
-            raise DownloadError(f'{url}: the server has {total} bytes, '
-                                f'expected {expected_size}')
+        if (
+            expected_size is not None
+            and total is not None
+            and total != expected_size
+        ):
+            raise DownloadError(
+                f'{url}: the server has {total} bytes, expected {expected_size}'
+            )
         _copy(response, partial, mode, offset, total, url)
     return total if total is not None else expected_size
 
 
-def _copy(response, partial: str, mode: str, offset: int, total: int | None,
-          url: str) -> None:
+def _copy(
+    response, partial: str, mode: str, offset: int, total: int | None, url: str
+) -> None:
     received = offset
     last_log = time.monotonic()
     try:
@@ -216,11 +248,17 @@ def _copy(response, partial: str, mode: str, offset: int, total: int | None,
                 received += len(chunk)
                 if time.monotonic() - last_log > _LOG_INTERVAL_SECONDS:
                     last_log = time.monotonic()
-                    logging.info('%s: %d of %s MB', url, received >> 20,
-                                 total >> 20 if total else '?')
+                    logging.info(
+                        '%s: %d of %s MB',
+                        url,
+                        received >> 20,
+                        total >> 20 if total else '?',
+                    )
     except (OSError, socket.timeout) as error:
-        raise DownloadError(f'{url}: interrupted after {received} bytes '
-                            f'({error}); run again to resume') from None
+        raise DownloadError(
+            f'{url}: interrupted after {received} bytes '
+            f'({error}); run again to resume'
+        ) from None
 
 
 def _total_from_content_range(header: str, offset: int, url: str) -> int | None:

@@ -19,6 +19,7 @@ RUNNERS = ('DirectRunner', 'DataflowRunner', 'FlinkRunner', 'SparkRunner')
 @dataclasses.dataclass(frozen=True)
 class ImageOptions:
     """What `convert_image` needs to know, and nothing else."""
+
     image_size: int = 256
     resize: str = 'crop'
     min_size: int = 128
@@ -32,6 +33,7 @@ class ConvertConfig:
     Exactly one of `image_dir` and `coco_dir` is set. `num_val` overrides
     `val_fraction` and `num_shards` overrides `images_per_shard` when set.
     """
+
     output_dir: str
     image_dir: str | None = None
     coco_dir: str | None = None
@@ -55,8 +57,9 @@ class ConvertConfig:
 
     @property
     def image_options(self) -> ImageOptions:
-        return ImageOptions(self.image_size, self.resize, self.min_size,
-                            self.max_pixels)
+        return ImageOptions(
+            self.image_size, self.resize, self.min_size, self.max_pixels
+        )
 
     @property
     def input_root(self) -> str:
@@ -72,8 +75,9 @@ class ConvertConfig:
 # Fields that cannot change what is written, so a resumed run may differ
 # (the output folder may also have been moved between runs).
 # How a conversion runs (runner, options) does not change its shards.
-RESUMABLE_FIELDS = frozenset({'num_processes', 'strict', 'output_dir',
-                              'runner', 'beam_options'})
+RESUMABLE_FIELDS = frozenset(
+    {'num_processes', 'strict', 'output_dir', 'runner', 'beam_options'}
+)
 
 
 def validate(config: ConvertConfig, download: bool = False) -> None:
@@ -90,31 +94,43 @@ def validate(config: ConvertConfig, download: bool = False) -> None:
     """
     if (config.image_dir is None) == (config.coco_dir is None):
         raise errors.UsageError(
-            'give exactly one of --image_dir and --coco_dir')
+            'give exactly one of --image_dir and --coco_dir'
+        )
     if not config.output_dir:
         raise errors.UsageError('--output_dir is required')
     if download and config.coco_dir is None:
         raise errors.UsageError('--download needs --coco_dir')
     _validate_runner(config)
-    if (config.image_dir is not None and
-            not files.is_remote(config.image_dir) and
-            not os.path.isdir(config.image_dir)):
+    if (
+        config.image_dir is not None
+        and not files.is_remote(config.image_dir)
+        and not os.path.isdir(config.image_dir)
+    ):
         raise errors.NotFoundError(
-            f'--image_dir: no such folder: {config.image_dir}')
-    if (config.coco_dir is not None and not download and
-            not os.path.isdir(config.coco_dir)):
+            f'--image_dir: no such folder: {config.image_dir}'
+        )
+    if (
+        config.coco_dir is not None
+        and not download
+        and not os.path.isdir(config.coco_dir)
+    ):
         raise errors.NotFoundError(
-            f'--coco_dir: no such folder: {config.coco_dir}')
+            f'--coco_dir: no such folder: {config.coco_dir}'
+        )
     checks = [
         (config.image_size >= 8, '--image_size must be at least 8'),
         (config.min_size >= 0, '--min_size must be >= 0'),
         (config.max_pixels > 0, '--max_pixels must be positive'),
         (config.max_images >= 0, '--max_images must be >= 0'),
         (0.0 <= config.val_fraction < 1.0, '--val_fraction must be in [0, 1)'),
-        (config.num_val is None or config.num_val >= 0,
-         '--num_val must be >= 0'),
-        (config.num_shards is None or config.num_shards >= 1,
-         '--num_shards must be >= 1'),
+        (
+            config.num_val is None or config.num_val >= 0,
+            '--num_val must be >= 0',
+        ),
+        (
+            config.num_shards is None or config.num_shards >= 1,
+            '--num_shards must be >= 1',
+        ),
         (config.images_per_shard >= 1, '--images_per_shard must be >= 1'),
         (config.num_processes >= 0, '--num_processes must be >= 0'),
     ]
@@ -127,8 +143,8 @@ def _validate_runner(config: ConvertConfig) -> None:
     """Remote folders need Beam; Beam options need a runner."""
     if config.runner and config.runner not in RUNNERS:
         raise errors.UsageError(
-            f'--runner must be one of {", ".join(RUNNERS)}, '
-            f'not {config.runner}')
+            f'--runner must be one of {", ".join(RUNNERS)}, not {config.runner}'
+        )
     if config.beam_options and not config.runner:
         raise errors.UsageError('--beam_options needs --runner')
     try:
@@ -138,7 +154,8 @@ def _validate_runner(config: ConvertConfig) -> None:
     if config.coco_dir and files.is_remote(config.coco_dir):
         raise errors.UsageError(
             '--coco_dir must be a local folder; give a remote split '
-            'folder as --image_dir')
+            'folder as --image_dir'
+        )
     for name in ('output_dir', 'image_dir'):
         value = getattr(config, name)
         if value and files.is_remote(value) and not config.runner:
@@ -147,5 +164,8 @@ def _validate_runner(config: ConvertConfig) -> None:
 
 def comparable_config(config: ConvertConfig) -> dict:
     """The fields of `config` that a resumed run must not change."""
-    return {name: value for name, value in dataclasses.asdict(config).items()
-            if name not in RESUMABLE_FIELDS}
+    return {
+        name: value
+        for name, value in dataclasses.asdict(config).items()
+        if name not in RESUMABLE_FIELDS
+    }

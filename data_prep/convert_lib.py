@@ -62,8 +62,9 @@ class OutputFolderError(ConversionError):
     exit_code = errors.USAGE_EXIT_CODE
 
 
-def convert_image(path: imaging.Source, key: str,
-                  options: convert_config.ImageOptions) -> bytes:
+def convert_image(
+    path: imaging.Source, key: str, options: convert_config.ImageOptions
+) -> bytes:
     """Converts one photo into a serialised Lab record.
 
     Args:
@@ -81,16 +82,22 @@ def convert_image(path: imaging.Source, key: str,
       imaging.BadImageError: if the photo is broken, too small, too large or
         grayscale.
     """
-    loaded = imaging.load_for_storage(path, options.image_size, options.resize,
-                                      options.max_pixels, options.min_size)
+    loaded = imaging.load_for_storage(
+        path,
+        options.image_size,
+        options.resize,
+        options.max_pixels,
+        options.min_size,
+    )
     lab = color.rgb_to_lab_numpy(np.asarray(loaded.image, dtype=np.uint8))
     if imaging.is_grayscale_lab(lab):
         raise imaging.BadImageError(imaging.GRAYSCALE, 'no colour')
     # encode_example serialises deterministically, so shards are
     # byte-identical across processes and a resumed conversion equals an
     # uninterrupted one.
-    return records.encode_example(lab, key, loaded.original_height,
-                               loaded.original_width)
+    return records.encode_example(
+        lab, key, loaded.original_height, loaded.original_width
+    )
 
 
 def plan_shards(
@@ -137,10 +144,12 @@ def plan_shards(
     return plan
 
 
-def run(config: convert_config.ConvertConfig,
-        sources: Sequence[shard_files.Source],
-        listing_skips: Sequence[dict] = (),
-        show_progress: bool = True) -> dict:
+def run(
+    config: convert_config.ConvertConfig,
+    sources: Sequence[shard_files.Source],
+    listing_skips: Sequence[dict] = (),
+    show_progress: bool = True,
+) -> dict:
     """Converts `sources` into shards under `config.output_dir`.
 
     Args:
@@ -162,12 +171,14 @@ def run(config: convert_config.ConvertConfig,
         state = shard_files.ShardState(config.output_dir)
         all_shards, pending = start(config, sources, listing_skips, state)
         _convert_shards(pending, config, state, show_progress)
-        return manifest_lib.write(config, sources, listing_skips, all_shards,
-                                  state)
+        return manifest_lib.write(
+            config, sources, listing_skips, all_shards, state
+        )
 
 
-def list_inputs(config: convert_config.ConvertConfig
-                ) -> tuple[list[shard_files.Source], list[dict]]:
+def list_inputs(
+    config: convert_config.ConvertConfig,
+) -> tuple[list[shard_files.Source], list[dict]]:
     """The inputs of a validated config, and those rejected while listing.
 
     Raises:
@@ -191,13 +202,16 @@ def output_errors(output_dir: str) -> Iterator[None]:
         yield
     except tf.errors.OpError as error:
         raise OutputFolderError(
-            f'{output_dir}: {errors.one_line(error.message)}') from None
+            f'{output_dir}: {errors.one_line(error.message)}'
+        ) from None
 
 
-def start(config: convert_config.ConvertConfig,
-          sources: Sequence[shard_files.Source],
-          listing_skips: Sequence[dict], state: shard_files.ShardState
-          ) -> tuple[list[shard_files.Shard], list[shard_files.Shard]]:
+def start(
+    config: convert_config.ConvertConfig,
+    sources: Sequence[shard_files.Source],
+    listing_skips: Sequence[dict],
+    state: shard_files.ShardState,
+) -> tuple[list[shard_files.Shard], list[shard_files.Shard]]:
     """Plans the shards and claims the output folder for them.
 
     Args:
@@ -215,37 +229,44 @@ def start(config: convert_config.ConvertConfig,
         configuration.
     """
     plan = plan_shards(sources, config)
-    all_shards = [shard for split in records.SPLITS
-                  for shard in plan[split]]
+    all_shards = [shard for split in records.SPLITS for shard in plan[split]]
     mismatch = state.claim(convert_config.comparable_config(config))
     if mismatch:
         raise OutputFolderError(
             f'{config.output_dir} holds a conversion with a different '
-            f'{mismatch}; use a new --output_dir or the same settings.')
+            f'{mismatch}; use a new --output_dir or the same settings.'
+        )
     if config.strict:
         for skip in listing_skips:
             if skip['reason'] not in imaging.FILTER_REASONS:
                 raise ConversionError(
-                    f'{skip["path"]}: {skip["reason"]} ({skip["detail"]})')
+                    f'{skip["path"]}: {skip["reason"]} ({skip["detail"]})'
+                )
     pending = [shard for shard in all_shards if not state.is_complete(shard)]
     done = len(all_shards) - len(pending)
     if done:
-        logging.info('Resuming: %d of %d shards are already complete.', done,
-                     len(all_shards))
+        logging.info(
+            'Resuming: %d of %d shards are already complete.',
+            done,
+            len(all_shards),
+        )
     return all_shards, pending
 
 
-def _convert_shards(shards: Sequence[shard_files.Shard],
-                    config: convert_config.ConvertConfig,
-                    state: shard_files.ShardState,
-                    show_progress: bool) -> None:
+def _convert_shards(
+    shards: Sequence[shard_files.Shard],
+    config: convert_config.ConvertConfig,
+    state: shard_files.ShardState,
+    show_progress: bool,
+) -> None:
     if not shards:
         return
     options = config.image_options
     jobs = ((shard, source) for shard in shards for source in shard.sources)
     total = sum(len(shard.sources) for shard in shards)
-    bar = tqdm.tqdm(total=total, unit='images', desc='convert',
-                    disable=not show_progress)
+    bar = tqdm.tqdm(
+        total=total, unit='images', desc='convert', disable=not show_progress
+    )
     pool = None
     if config.num_processes > 0:
         # Not fork: this process has TensorFlow's threads running, and a
@@ -257,8 +278,11 @@ def _convert_shards(shards: Sequence[shard_files.Shard],
     writer = None
     try:
         for (shard, source), result in _ordered_map(
-                functools.partial(_convert_chunk, options), jobs, pool,
-                config.num_processes):
+            functools.partial(_convert_chunk, options),
+            jobs,
+            pool,
+            config.num_processes,
+        ):
             if writer is None or writer.shard is not shard:
                 if writer is not None:
                     writer.commit()
@@ -269,8 +293,11 @@ def _convert_shards(shards: Sequence[shard_files.Shard],
                 reason, detail = result
                 if config.strict and reason not in imaging.FILTER_REASONS:
                     raise ConversionError(f'{source.path}: {reason} ({detail})')
-                writer.skip(manifest_lib.skip_entry(source, reason, detail,
-                                                    config, shard.split))
+                writer.skip(
+                    manifest_lib.skip_entry(
+                        source, reason, detail, config, shard.split
+                    )
+                )
             bar.update(1)
         if writer is not None:
             writer.commit()
@@ -283,8 +310,9 @@ def _convert_shards(shards: Sequence[shard_files.Shard],
             pool.join()
 
 
-def _ordered_map(function: Callable, jobs: Iterable, pool, num_processes: int
-                 ) -> Iterator[tuple[object, object]]:
+def _ordered_map(
+    function: Callable, jobs: Iterable, pool, num_processes: int
+) -> Iterator[tuple[object, object]]:
     """Yields (job, function result) in job order, bounded in memory."""
     chunks = _chunked(jobs, _CHUNK_SIZE)
     if pool is None:
@@ -294,9 +322,9 @@ def _ordered_map(function: Callable, jobs: Iterable, pool, num_processes: int
     window = collections.deque()
     limit = num_processes * _CHUNKS_IN_FLIGHT_PER_PROCESS
     for chunk in chunks:
-        window.append((chunk,
-                       pool.apply_async(function,
-                                        ([job[1] for job in chunk],))))
+        window.append(
+            (chunk, pool.apply_async(function, ([job[1] for job in chunk],)))
+        )
         if len(window) >= limit:
             done_chunk, result = window.popleft()
             yield from zip(done_chunk, result.get())
@@ -305,11 +333,11 @@ def _ordered_map(function: Callable, jobs: Iterable, pool, num_processes: int
         yield from zip(done_chunk, result.get())
 
 
-def _convert_chunk(options: convert_config.ImageOptions,
-                   sources: Sequence[shard_files.Source]) -> list:
+def _convert_chunk(
+    options: convert_config.ImageOptions, sources: Sequence[shard_files.Source]
+) -> list:
     """Worker: converts a few photos; a failure becomes (reason, detail)."""
-    return [try_convert(source.path, source.key, options)
-            for source in sources]
+    return [try_convert(source.path, source.key, options) for source in sources]
 
 
 def try_convert(

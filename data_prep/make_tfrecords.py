@@ -40,60 +40,100 @@ from data_prep import convert_lib
 from data_prep import manifest_lib
 
 _IMAGE_DIR = flags.DEFINE_string(
-    'image_dir', None, 'Folder of photos, read recursively (JPEG, PNG, WebP, '
-    'BMP, TIFF, GIF). Keys are paths relative to it.')
+    'image_dir',
+    None,
+    'Folder of photos, read recursively (JPEG, PNG, WebP, '
+    'BMP, TIFF, GIF). Keys are paths relative to it.',
+)
 _COCO_DIR = flags.DEFINE_string(
-    'coco_dir', None, 'COCO folder holding SPLIT/*.jpg and, optionally, '
-    'annotations/instances_SPLIT.json. Keys are COCO image ids.')
+    'coco_dir',
+    None,
+    'COCO folder holding SPLIT/*.jpg and, optionally, '
+    'annotations/instances_SPLIT.json. Keys are COCO image ids.',
+)
 _SPLIT = flags.DEFINE_string('split', 'train2017', 'COCO split to convert.')
 _DOWNLOAD = flags.DEFINE_bool(
-    'download', False, 'Download the official COCO archives of --split into '
-    '--coco_dir first (resumable).')
+    'download',
+    False,
+    'Download the official COCO archives of --split into '
+    '--coco_dir first (resumable).',
+)
 _COCO_BASE_URL = flags.DEFINE_string(
-    'coco_base_url', coco_download.DEFAULT_BASE_URL,
-    'Where --download fetches from.')
-_OUTPUT_DIR = flags.DEFINE_string('output_dir', None,
-                                  'Folder for the shards and manifest.json.')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', 256,
-                                   'Stored height and width, in pixels.')
+    'coco_base_url',
+    coco_download.DEFAULT_BASE_URL,
+    'Where --download fetches from.',
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+    'output_dir', None, 'Folder for the shards and manifest.json.'
+)
+_IMAGE_SIZE = flags.DEFINE_integer(
+    'image_size', 256, 'Stored height and width, in pixels.'
+)
 _RESIZE = flags.DEFINE_enum(
-    'resize', 'crop', imaging.RESIZE_POLICIES,
+    'resize',
+    'crop',
+    imaging.RESIZE_POLICIES,
     'crop: shorter side to --image_size, then the centre square (no '
-    'distortion); stretch: both sides to --image_size, as the tutorial does.')
+    'distortion); stretch: both sides to --image_size, as the tutorial does.',
+)
 _MIN_SIZE = flags.DEFINE_integer(
-    'min_size', 128, 'Skip photos whose shorter side is smaller: upscaling '
-    'them more than 2x gives blurry training targets.')
+    'min_size',
+    128,
+    'Skip photos whose shorter side is smaller: upscaling '
+    'them more than 2x gives blurry training targets.',
+)
 _MAX_PIXELS = flags.DEFINE_integer(
-    'max_pixels', imaging.CONVERT_MAX_PIXELS,
-    'Skip larger photos, judged from the header without decoding them.')
+    'max_pixels',
+    imaging.CONVERT_MAX_PIXELS,
+    'Skip larger photos, judged from the header without decoding them.',
+)
 _MAX_IMAGES = flags.DEFINE_integer(
-    'max_images', 0, 'Convert a random sample of this many photos (0: all).')
-_SEED = flags.DEFINE_integer('seed', 0,
-                             'Seed of the sample, the shuffle and the split.')
+    'max_images', 0, 'Convert a random sample of this many photos (0: all).'
+)
+_SEED = flags.DEFINE_integer(
+    'seed', 0, 'Seed of the sample, the shuffle and the split.'
+)
 _VAL_FRACTION = flags.DEFINE_float(
-    'val_fraction', 0.1, 'Fraction of the photos written as val shards.')
+    'val_fraction', 0.1, 'Fraction of the photos written as val shards.'
+)
 _NUM_VAL = flags.DEFINE_integer(
-    'num_val', None, 'Number of val photos; overrides --val_fraction.')
+    'num_val', None, 'Number of val photos; overrides --val_fraction.'
+)
 _NUM_SHARDS = flags.DEFINE_integer(
-    'num_shards', None, 'Number of train shards; val shards get the same '
-    'number of photos each. Overrides --images_per_shard.')
+    'num_shards',
+    None,
+    'Number of train shards; val shards get the same '
+    'number of photos each. Overrides --images_per_shard.',
+)
 _IMAGES_PER_SHARD = flags.DEFINE_integer(
-    'images_per_shard', 1000, 'Photos per shard (about 100 MB at 256 px).')
+    'images_per_shard', 1000, 'Photos per shard (about 100 MB at 256 px).'
+)
 _STRICT = flags.DEFINE_bool(
-    'strict', False, 'Stop at the first broken input (grayscale and too '
-    'small photos are still skipped).')
+    'strict',
+    False,
+    'Stop at the first broken input (grayscale and too '
+    'small photos are still skipped).',
+)
 _NUM_PROCESSES = flags.DEFINE_integer(
-    'num_processes', os.cpu_count() or 1,
+    'num_processes',
+    os.cpu_count() or 1,
     'Worker processes (default: all cores); 0 converts in this process. '
-    'Not used with --runner.')
+    'Not used with --runner.',
+)
 _RUNNER = flags.DEFINE_string(
-    'runner', '', 'Convert with Apache Beam on this runner (one of '
+    'runner',
+    '',
+    'Convert with Apache Beam on this runner (one of '
     f'{", ".join(convert_config.RUNNERS)}) instead of local processes; '
-    'needs pip install .[beam]. Folders may then be URLs such as gs://.')
+    'needs pip install .[beam]. Folders may then be URLs such as gs://.',
+)
 _BEAM_OPTIONS = flags.DEFINE_string(
-    'beam_options', '', 'Beam pipeline options for --runner, as one '
+    'beam_options',
+    '',
+    'Beam pipeline options for --runner, as one '
     'shell-quoted string, e.g. "--project=p --region=r '
-    '--temp_location=gs://bucket/tmp".')
+    '--temp_location=gs://bucket/tmp".',
+)
 
 
 def _config_from_flags() -> convert_config.ConvertConfig:
@@ -102,14 +142,22 @@ def _config_from_flags() -> convert_config.ConvertConfig:
         output_dir=_absolute(_OUTPUT_DIR.value),
         image_dir=_absolute(_IMAGE_DIR.value) if _IMAGE_DIR.value else None,
         coco_dir=_absolute(_COCO_DIR.value) if _COCO_DIR.value else None,
-        split=_SPLIT.value, image_size=_IMAGE_SIZE.value,
-        resize=_RESIZE.value, min_size=_MIN_SIZE.value,
-        max_pixels=_MAX_PIXELS.value, max_images=_MAX_IMAGES.value,
-        seed=_SEED.value, val_fraction=_VAL_FRACTION.value,
-        num_val=_NUM_VAL.value, num_shards=_NUM_SHARDS.value,
-        images_per_shard=_IMAGES_PER_SHARD.value, strict=_STRICT.value,
-        num_processes=_NUM_PROCESSES.value, runner=_RUNNER.value,
-        beam_options=_BEAM_OPTIONS.value)
+        split=_SPLIT.value,
+        image_size=_IMAGE_SIZE.value,
+        resize=_RESIZE.value,
+        min_size=_MIN_SIZE.value,
+        max_pixels=_MAX_PIXELS.value,
+        max_images=_MAX_IMAGES.value,
+        seed=_SEED.value,
+        val_fraction=_VAL_FRACTION.value,
+        num_val=_NUM_VAL.value,
+        num_shards=_NUM_SHARDS.value,
+        images_per_shard=_IMAGES_PER_SHARD.value,
+        strict=_STRICT.value,
+        num_processes=_NUM_PROCESSES.value,
+        runner=_RUNNER.value,
+        beam_options=_BEAM_OPTIONS.value,
+    )
     convert_config.validate(config, download=_DOWNLOAD.value)
     return config
 
@@ -134,21 +182,26 @@ def _convert(config: convert_config.ConvertConfig) -> dict:
     except ImportError as error:
         raise errors.UsageError(
             f'--runner needs Apache Beam ({error}); install it with '
-            'pip install .[beam]') from None
-    return beam_pipeline.run(config, sources, skipped, config.runner,
-                             config.beam_argv)
+            'pip install .[beam]'
+        ) from None
+    return beam_pipeline.run(
+        config, sources, skipped, config.runner, config.beam_argv
+    )
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
-        errors.fail('make_tfrecords',
-                    f'unexpected arguments: {" ".join(argv[1:])}',
-                    errors.USAGE_EXIT_CODE)
+        errors.fail(
+            'make_tfrecords',
+            f'unexpected arguments: {" ".join(argv[1:])}',
+            errors.USAGE_EXIT_CODE,
+        )
     try:
         config = _config_from_flags()
         if _DOWNLOAD.value:
-            coco_download.download_split(config.coco_dir, config.split,
-                                         _COCO_BASE_URL.value)
+            coco_download.download_split(
+                config.coco_dir, config.split, _COCO_BASE_URL.value
+            )
         # For the worker processes started from here on; this process
         # runs TensorFlow and keeps glibc's defaults (see allocator.py).
         os.environ.update(allocator.WORKER_ENVIRONMENT)

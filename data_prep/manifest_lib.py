@@ -20,19 +20,31 @@ from data_prep import shard_files
 TOOL_NAME = 'data_prep.make_tfrecords'
 
 
-def skip_entry(source: shard_files.Source, reason: str, detail: str,
-               config: convert_config.ConvertConfig, split: str | None) -> dict:
+def skip_entry(
+    source: shard_files.Source,
+    reason: str,
+    detail: str,
+    config: convert_config.ConvertConfig,
+    split: str | None,
+) -> dict:
     """The manifest entry of one skipped input."""
     path = os.path.relpath(source.path, config.input_root)
-    return {'key': source.key, 'path': path.replace(os.sep, '/'),
-            'split': split, 'reason': reason, 'detail': detail}
+    return {
+        'key': source.key,
+        'path': path.replace(os.sep, '/'),
+        'split': split,
+        'reason': reason,
+        'detail': detail,
+    }
 
 
-def write(config: convert_config.ConvertConfig,
-          sources: Sequence[shard_files.Source],
-          listing_skips: Sequence[dict],
-          all_shards: Sequence[shard_files.Shard],
-          state: shard_files.ShardState) -> dict:
+def write(
+    config: convert_config.ConvertConfig,
+    sources: Sequence[shard_files.Source],
+    listing_skips: Sequence[dict],
+    all_shards: Sequence[shard_files.Shard],
+    state: shard_files.ShardState,
+) -> dict:
     """Writes the manifest of a finished conversion and returns it.
 
     Args:
@@ -53,9 +65,14 @@ def write(config: convert_config.ConvertConfig,
         entries = []
         for shard in (shard for shard in all_shards if shard.split == split):
             stats = state.stats(shard)
-            entries.append({'name': shard.name, 'inputs': len(shard.sources),
-                            'records': stats['records'],
-                            'bytes': stats['bytes']})
+            entries.append(
+                {
+                    'name': shard.name,
+                    'inputs': len(shard.sources),
+                    'records': stats['records'],
+                    'bytes': stats['bytes'],
+                }
+            )
             skipped.extend(stats['skipped'])
         inputs = sum(entry['inputs'] for entry in entries)
         record_count = sum(entry['records'] for entry in entries)
@@ -79,7 +96,8 @@ def write(config: convert_config.ConvertConfig,
         'skipped': skipped,
     }
     files.write_json_atomically(
-        records.manifest_path(config.output_dir), manifest)
+        records.manifest_path(config.output_dir), manifest
+    )
     return manifest
 
 
@@ -88,10 +106,14 @@ def summary_lines(manifest: dict) -> list[str]:
     lines = []
     for split in records.SPLITS:
         info = manifest['splits'][split]
-        lines.append(f'{split}: {info["records"]} records in '
-                     f'{len(info["shards"])} shards, {info["bytes"]} bytes')
+        lines.append(
+            f'{split}: {info["records"]} records in '
+            f'{len(info["shards"])} shards, {info["bytes"]} bytes'
+        )
     counts = manifest['skipped_counts']
     skipped = ', '.join(f'{reason}={count}' for reason, count in counts.items())
-    lines.append(f'skipped: {sum(counts.values())}' +
-                 (f' ({skipped})' if skipped else ''))
+    lines.append(
+        f'skipped: {sum(counts.values())}'
+        + (f' ({skipped})' if skipped else '')
+    )
     return lines

@@ -25,13 +25,19 @@ from chromagen_tf import errors
 from data_prep import open_photos_lib
 
 _OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', None, 'Folder the photos are copied into.')
+    'output_dir', None, 'Folder the photos are copied into.'
+)
 _SOURCES = flags.DEFINE_string(
-    'sources', open_photos_lib.SOURCES,
-    'The manifest: package, version and path per photo.')
+    'sources',
+    open_photos_lib.SOURCES,
+    'The manifest: package, version and path per photo.',
+)
 _DEBS_DIR = flags.DEFINE_string(
-    'debs_dir', None, 'Folder of already downloaded .deb files; default: '
-    'download them with apt-get download.')
+    'debs_dir',
+    None,
+    'Folder of already downloaded .deb files; default: '
+    'download them with apt-get download.',
+)
 
 
 def main(argv):
@@ -41,12 +47,15 @@ def main(argv):
         if not _OUTPUT_DIR.value:
             raise errors.UsageError('--output_dir is required.')
         photos = open_photos_lib.read_sources(_SOURCES.value)
-        written = open_photos_lib.fetch(photos, _OUTPUT_DIR.value,
-                                        _DEBS_DIR.value)
+        written = open_photos_lib.fetch(
+            photos, _OUTPUT_DIR.value, _DEBS_DIR.value
+        )
     except errors.ChromaGenError as error:
         errors.fail('open_photos', error)
-    print(f'{written} photos written, {len(photos) - written} were there '
-          f'already: {_OUTPUT_DIR.value}')
+    print(
+        f'{written} photos written, {len(photos) - written} were there '
+        f'already: {_OUTPUT_DIR.value}'
+    )
 
 
 if __name__ == '__main__':

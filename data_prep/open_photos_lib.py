@@ -5,7 +5,6 @@ the manifest (`data_prep/open_photos_sources.json`), `fetch` downloads,
 unpacks and copies. See data_prep/open_photos.py for the command.
 """
 
-
 import glob
 import json
 import os
@@ -17,8 +16,9 @@ import tqdm
 
 from chromagen_tf import errors
 
-SOURCES = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                       'open_photos_sources.json')
+SOURCES = os.path.join(
+    os.path.dirname(os.path.abspath(__file__)), 'open_photos_sources.json'
+)
 
 
 def read_sources(path: str = SOURCES) -> list[dict]:
@@ -27,21 +27,26 @@ def read_sources(path: str = SOURCES) -> list[dict]:
         with open(path, encoding='utf-8') as f:
             return json.load(f)['photos']
     except (OSError, ValueError, KeyError) as error:
-        raise errors.UsageError(f'{path}: not a photo manifest ({error})')
+        raise errors.UsageError(
+            f'{path}: not a photo manifest ({error})'
+        ) from None
 
 
 def _run(command: list[str], cwd: str) -> None:
     try:
-        subprocess.run(command, cwd=cwd, check=True, capture_output=True,
-                       text=True)
+        subprocess.run(
+            command, cwd=cwd, check=True, capture_output=True, text=True
+        )
     except FileNotFoundError as error:
         raise errors.ChromaGenError(
             f'{command[0]} is not installed: this needs a Debian system '
-            f'({error}).') from None
+            f'({error}).'
+        ) from None
     except subprocess.CalledProcessError as error:
         raise errors.ChromaGenError(
             f'{" ".join(command)} failed: '
-            f'{errors.first_line(error.stderr or error.stdout)}') from None
+            f'{errors.first_line(error.stderr or error.stdout)}'
+        ) from None
 
 
 def read_pzl_member(path: str, member: str) -> bytes:
@@ -60,10 +65,10 @@ def read_pzl_member(path: str, member: str) -> bytes:
             end = data.index(b'\n', position)
             name = data[position:end].decode('utf-8', 'replace')
             end_size = data.index(b'\n', end + 1)
-            size = int(data[end + 1:end_size])
+            size = int(data[end + 1 : end_size])
             start = end_size + 1
             if name == member:
-                return data[start:start + size]
+                return data[start : start + size]
             position = start + size
     except ValueError:
         pass
@@ -94,8 +99,9 @@ def _find_deb(directory: str, package: str, version: str) -> str | None:
     return None
 
 
-def fetch(photos: list[dict], output_dir: str,
-          debs_dir: str | None = None) -> int:
+def fetch(
+    photos: list[dict], output_dir: str, debs_dir: str | None = None
+) -> int:
     """Copies every listed photo into output_dir; returns how many it wrote.
 
     Raises:
@@ -106,11 +112,11 @@ def fetch(photos: list[dict], output_dir: str,
     for photo in photos:
         target = os.path.join(output_dir, os.path.basename(photo['file']))
         if not os.path.exists(target):
-            by_package.setdefault((photo['package'], photo['version']),
-                                  []).append(photo)
+            by_package.setdefault(
+                (photo['package'], photo['version']), []
+            ).append(photo)
     written = 0
-    bar = tqdm.tqdm(total=len(by_package), unit='package',
-                    desc='open photos')
+    bar = tqdm.tqdm(total=len(by_package), unit='package', desc='open photos')
     with tempfile.TemporaryDirectory(prefix='open-photos-') as work:
         for (package, version), wanted in sorted(by_package.items()):
             deb = debs_dir and _find_deb(debs_dir, package, version)
@@ -119,18 +125,20 @@ def fetch(photos: list[dict], output_dir: str,
                 deb = _find_deb(work, package, version)
             if not deb:
                 raise errors.ChromaGenError(
-                    f'no .deb of {package}={version} was found.')
+                    f'no .deb of {package}={version} was found.'
+                )
             unpacked = os.path.join(work, package)
             _run(['dpkg-deb', '-x', deb, unpacked], work)
             for photo in wanted:
-                target = os.path.join(output_dir,
-                                      os.path.basename(photo['file']))
+                target = os.path.join(
+                    output_dir, os.path.basename(photo['file'])
+                )
                 try:
                     _copy_out(unpacked, photo['original_path'], target)
                 except FileNotFoundError:
                     raise errors.ChromaGenError(
-                        f'{package}={version} has no '
-                        f'{photo["original_path"]}') from None
+                        f'{package}={version} has no {photo["original_path"]}'
+                    ) from None
                 written += 1
             shutil.rmtree(unpacked)
             bar.update(1)

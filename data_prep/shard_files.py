@@ -42,6 +42,7 @@ SPLITS = records.SPLITS
 
 class Source(NamedTuple):
     """One input photo: its record key and where to read it."""
+
     key: str
     path: str
 
@@ -49,6 +50,7 @@ class Source(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class Shard:
     """One output file and the inputs planned for it, in order."""
+
     split: str
     index: int
     count: int
@@ -71,10 +73,13 @@ def list_image_dir(root: str) -> list[Source]:
     if files.is_remote(root) and not tf.io.gfile.isdir(root):
         raise errors.NotFoundError(f'--image_dir: no such folder: {root}')
     try:
-        return [Source(key, path) for key, path in image_folders.find_images(root)]
+        return [
+            Source(key, path) for key, path in image_folders.find_images(root)
+        ]
     except tf.errors.OpError as error:
         raise errors.UsageError(
-            f'{root}: {errors.one_line(error.message)}') from None
+            f'{root}: {errors.one_line(error.message)}'
+        ) from None
 
 
 class ShardState:
@@ -108,13 +113,15 @@ class ShardState:
         for directory in (self.output_dir, self.state_dir):
             for name in tf.io.gfile.listdir(directory):
                 if name.startswith('.') and name.endswith(
-                        ('.tfrecord.tmp', '.json.tmp')):
+                    ('.tfrecord.tmp', '.json.tmp')
+                ):
                     tf.io.gfile.remove(files.join(directory, name))
         return None
 
     def is_complete(self, shard: Shard) -> bool:
-        return (tf.io.gfile.exists(files.join(self.output_dir, shard.name)) and
-                tf.io.gfile.exists(self._stats_path(shard)))
+        return tf.io.gfile.exists(
+            files.join(self.output_dir, shard.name)
+        ) and tf.io.gfile.exists(self._stats_path(shard))
 
     def stats(self, shard: Shard) -> dict:
         with tf.io.gfile.GFile(self._stats_path(shard), 'r') as file:
@@ -131,9 +138,11 @@ class ShardState:
         """
         prefix = f'{uuid.uuid4().hex[:12]}-' if unique else ''
         return ShardWriter(
-            shard, files.join(self.output_dir, shard.name),
+            shard,
+            files.join(self.output_dir, shard.name),
             self._stats_path(shard),
-            files.join(self.output_dir, f'.{prefix}{shard.name}.tmp'))
+            files.join(self.output_dir, f'.{prefix}{shard.name}.tmp'),
+        )
 
     def _stats_path(self, shard: Shard) -> str:
         return files.join(self.state_dir, shard.name + '.json')
@@ -146,8 +155,13 @@ class ShardWriter:
     shard leaves a closed temporary file for the next `claim` to remove.
     """
 
-    def __init__(self, shard: Shard, final_path: str, stats_path: str,
-                 temporary_path: str):
+    def __init__(
+        self,
+        shard: Shard,
+        final_path: str,
+        stats_path: str,
+        temporary_path: str,
+    ):
         self.shard = shard
         self._final_path = final_path
         self._stats_path = stats_path
@@ -177,10 +191,13 @@ class ShardWriter:
         """Publishes the shard; returns its statistics, as stored."""
         self._writer.close()
         files.sync(self._temporary_path)
-        stats = {'records': self._records,
-                 'bytes': tf.io.gfile.stat(self._temporary_path).length,
-                 'skipped': self._skipped}
+        stats = {
+            'records': self._records,
+            'bytes': tf.io.gfile.stat(self._temporary_path).length,
+            'skipped': self._skipped,
+        }
         files.write_json_atomically(self._stats_path, stats)
-        tf.io.gfile.rename(self._temporary_path, self._final_path,
-                           overwrite=True)
+        tf.io.gfile.rename(
+            self._temporary_path, self._final_path, overwrite=True
+        )
         return stats

@@ -35,22 +35,32 @@ print(as_started, faults_per_round())
 
 
 def _environment(**settings: str) -> dict[str, str]:
-    environment = {name: value for name, value in os.environ.items()
-                   if not name.startswith('MALLOC_')}
+    environment = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith('MALLOC_')
+    }
     environment.update(settings)
     return environment
 
 
 def _faults(environment: dict[str, str]) -> tuple[float, float]:
-    output = subprocess.run([sys.executable, '-c', _FAULTS_SCRIPT],
-                            check=True, capture_output=True, text=True,
-                            cwd=conftest.REPO_ROOT, env=environment)
+    output = subprocess.run(
+        [sys.executable, '-c', _FAULTS_SCRIPT],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=conftest.REPO_ROOT,
+        env=environment,
+    )
     as_started, after_update = output.stdout.split()
     return float(as_started), float(after_update)
 
 
-@pytest.mark.skipif(not sys.platform.startswith('linux'),
-                    reason='glibc malloc settings apply on Linux only')
+@pytest.mark.skipif(
+    not sys.platform.startswith('linux'),
+    reason='glibc malloc settings apply on Linux only',
+)
 def test_a_process_started_with_the_settings_reuses_freed_arrays():
     tuned, _ = _faults(_environment(**allocator.WORKER_ENVIRONMENT))
     default, after_update = _faults(_environment())
@@ -87,10 +97,20 @@ make_tfrecords.main(['make_tfrecords'])
 
 def test_make_tfrecords_exports_the_settings_before_converting(tmp_path):
     result = subprocess.run(
-        [sys.executable, '-c', _COMMAND_LINE_SCRIPT,
-         str(conftest.SAMPLE_PHOTOS), str(tmp_path / 'out')],
-        capture_output=True, text=True, cwd=conftest.REPO_ROOT,
-        env=_environment(TF_CPP_MIN_LOG_LEVEL='2'), check=False)
+        [
+            sys.executable,
+            '-c',
+            _COMMAND_LINE_SCRIPT,
+            str(conftest.SAMPLE_PHOTOS),
+            str(tmp_path / 'out'),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=conftest.REPO_ROOT,
+        env=_environment(TF_CPP_MIN_LOG_LEVEL='2'),
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.splitlines()[-1]) == (
-        allocator.WORKER_ENVIRONMENT)
+        allocator.WORKER_ENVIRONMENT
+    )

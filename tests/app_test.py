@@ -43,9 +43,15 @@ from chromagen_tf.webapp import uploads
 from tests import conftest
 from tests import utils
 
+_MULTIPART = 'multipart/form-data; boundary=chromagen-test-boundary'
+
 _MAX_PIXELS = 4_000_000
-_FLAGS = ('--max_concurrent=1', '--max_queue=1', '--max_upload_mb=1',
-          f'--max_pixels={_MAX_PIXELS}')
+_FLAGS = (
+    '--max_concurrent=1',
+    '--max_queue=1',
+    '--max_upload_mb=1',
+    f'--max_pixels={_MAX_PIXELS}',
+)
 _TIMEOUT = 120  # Seconds for one request: a hang fails, speed never does.
 
 
@@ -65,9 +71,12 @@ def _photo_bytes(name: str) -> bytes:
 
 
 def _post(server, data: bytes, filename='photo.jpg', **fields):
-    return requests.post(server.url + '/api/colorize',
-                         files={'image': (filename, data)}, data=fields,
-                         timeout=_TIMEOUT)
+    return requests.post(
+        server.url + '/api/colorize',
+        files={'image': (filename, data)},
+        data=fields,
+        timeout=_TIMEOUT,
+    )
 
 
 def _png(image: Image.Image) -> bytes:
@@ -107,8 +116,9 @@ def test_healthz_reports_the_model_and_limits(server):
 @pytest.mark.slow  # The server process.
 def test_round_trip_keeps_size_and_lightness(server, colorizer):
     for name in ('chelsea.jpg', 'picos_de_europa.jpg'):
-        original = np.asarray(imaging.load_rgb(
-            conftest.SAMPLE_PHOTOS / name).image)
+        original = np.asarray(
+            imaging.load_rgb(conftest.SAMPLE_PHOTOS / name).image
+        )
         colorized = _decoded(_post(server, _photo_bytes(name)))
         assert colorized.shape == original.shape, name
         l_in = color.rgb_to_lab_numpy(original)[..., 0]
@@ -132,7 +142,8 @@ def test_odd_sizes_gray_inputs_and_render_size(server, colorizer):
     colorized = _decoded(response)
     assert colorized.shape == (217, 301, 3)
     expected = colorizer.with_render_size(128).colorize(
-        [np.asarray(gray)[..., None]])[0]
+        [np.asarray(gray)[..., None]]
+    )[0]
     assert np.abs(colorized.astype(int) - expected).max() <= 1
     default = _decoded(_post(server, _png(gray), 'gray.png'))
     assert np.abs(default.astype(int) - colorized).mean() > 0.5
@@ -140,29 +151,40 @@ def test_odd_sizes_gray_inputs_and_render_size(server, colorizer):
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height: a decompression bomb."""
+
     def chunk(kind, data):
-        return (struct.pack('>I', len(data)) + kind + data +
-                struct.pack('>I', zlib.crc32(kind + data)))
-    return (b'\x89PNG\r\n\x1a\n' +
-            chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0,
-                                       0)) +
-            chunk(b'IDAT', zlib.compress(b'\0' * 1024)) + chunk(b'IEND', b''))
+        return (
+            struct.pack('>I', len(data))
+            + kind
+            + data
+            + struct.pack('>I', zlib.crc32(kind + data))
+        )
+
+    return (
+        b'\x89PNG\r\n\x1a\n'
+        + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 0, 0, 0, 0))
+        + chunk(b'IDAT', zlib.compress(b'\0' * 1024))
+        + chunk(b'IEND', b'')
+    )
 
 
 @pytest.mark.slow  # The server process.
-@pytest.mark.parametrize('case, status, reason', [
-    ('text', 415, 'not_an_image'),
-    ('html_named_jpg', 415, 'not_an_image'),
-    ('eps', 415, 'not_an_image'),
-    ('truncated_jpeg', 422, 'decode_error'),
-    ('truncated_png', 422, 'decode_error'),
-    ('bomb_header', 413, 'too_many_pixels'),
-    ('bomb_real', 413, 'too_many_pixels'),
-    ('over_byte_limit', 413, 'upload_too_large'),
-    ('empty', 400, 'empty_file'),
-    ('bad_render_size', 400, 'bad_render_size'),
-    ('huge_render_size', 400, 'bad_render_size'),
-])
+@pytest.mark.parametrize(
+    'case, status, reason',
+    [
+        ('text', 415, 'not_an_image'),
+        ('html_named_jpg', 415, 'not_an_image'),
+        ('eps', 415, 'not_an_image'),
+        ('truncated_jpeg', 422, 'decode_error'),
+        ('truncated_png', 422, 'decode_error'),
+        ('bomb_header', 413, 'too_many_pixels'),
+        ('bomb_real', 413, 'too_many_pixels'),
+        ('over_byte_limit', 413, 'upload_too_large'),
+        ('empty', 400, 'empty_file'),
+        ('bad_render_size', 400, 'bad_render_size'),
+        ('huge_render_size', 400, 'bad_render_size'),
+    ],
+)
 def test_bad_uploads_get_a_json_error(server, case, status, reason):
     jpeg = _photo_bytes('chelsea.jpg')
     png = _png(Image.open(io.BytesIO(jpeg)))
@@ -172,12 +194,14 @@ def test_bad_uploads_get_a_json_error(server, case, status, reason):
     elif case == 'html_named_jpg':
         data = b'<html><script>alert(1)</script></html>'
     elif case == 'eps':  # Pillow opens EPS, through Ghostscript: refused.
-        data = (b'%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n'
-                b'showpage\n%%EOF\n')
+        data = (
+            b'%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n'
+            b'showpage\n%%EOF\n'
+        )
     elif case == 'truncated_jpeg':
-        data = jpeg[:len(jpeg) // 2]
+        data = jpeg[: len(jpeg) // 2]
     elif case == 'truncated_png':
-        data = png[:len(png) // 2]
+        data = png[: len(png) // 2]
     elif case == 'bomb_header':
         data = _png_header_only(100_000, 100_000)
     elif case == 'bomb_real':  # 9 MP of zeros compress to a few kilobytes.
@@ -191,36 +215,47 @@ def test_bad_uploads_get_a_json_error(server, case, status, reason):
         data, fields = jpeg, {'render_size': 'big'}
     else:
         data, fields = jpeg, {'render_size': '100000'}
-    _assert_json_error(_post(server, data, '../../etc/passwd', **fields),
-                       status, reason)
+    _assert_json_error(
+        _post(server, data, '../../etc/passwd', **fields), status, reason
+    )
 
 
 @pytest.mark.slow  # The server process.
 def test_http_errors_get_a_json_error(server):
     url = server.url + '/api/colorize'
     _assert_json_error(requests.get(url, timeout=_TIMEOUT), 405, 'http_error')
-    _assert_json_error(requests.get(server.url + '/static/../app.py',
-                                    timeout=_TIMEOUT), 404, 'http_error')
+    _assert_json_error(
+        requests.get(server.url + '/static/../app.py', timeout=_TIMEOUT),
+        404,
+        'http_error',
+    )
 
 
 def _held_request(server, data: bytes):
     """A colorize request whose body stops halfway: it holds its place in
     the server until `finish` sends the rest."""
     boundary = 'chromagen-test-boundary'
-    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; '
             f'filename="held.jpg"\r\nContent-Type: image/jpeg\r\n\r\n'
-            ).encode() + data + f'\r\n--{boundary}--\r\n'.encode()
-    connection = http.client.HTTPConnection('127.0.0.1', server.port,
-                                            timeout=_TIMEOUT)
+        ).encode()
+        + data
+        + f'\r\n--{boundary}--\r\n'.encode()
+    )
+    connection = http.client.HTTPConnection(
+        '127.0.0.1', server.port, timeout=_TIMEOUT
+    )
     connection.putrequest('POST', '/api/colorize')
-    connection.putheader('Content-Type',
-                         f'multipart/form-data; boundary={boundary}')
+    connection.putheader(
+        'Content-Type', f'multipart/form-data; boundary={boundary}'
+    )
     connection.putheader('Content-Length', str(len(body)))
     connection.endheaders()
-    connection.send(body[:len(body) // 2])
+    connection.send(body[: len(body) // 2])
 
     def finish():
-        connection.send(body[len(body) // 2:])
+        connection.send(body[len(body) // 2 :])
         response = connection.getresponse()
         result = (response.status, response.read())
         connection.close()
@@ -246,8 +281,11 @@ def test_a_burst_beyond_the_job_limits_gets_503(server):
     # Fill the one running slot and the one waiting place with two uploads
     # that are still arriving: the server admits a request when it starts.
     held = [_held_request(server, photo) for _ in range(2)]
-    _wait_for(server, lambda health: health['waiting'] == 2,
-              'admitted both held uploads')
+    _wait_for(
+        server,
+        lambda health: health['waiting'] == 2,
+        'admitted both held uploads',
+    )
     refused_before = server.health()['refused']
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         burst = list(pool.map(lambda _: _post(server, photo), range(8)))
@@ -274,8 +312,9 @@ def test_a_burst_beyond_the_job_limits_gets_503(server):
             assert Image.open(io.BytesIO(response.content)).size == size
         else:
             _assert_json_error(response, 503, 'busy')
-    health = _wait_for(server, lambda health: health['waiting'] == 0,
-                       'emptied its queue')
+    health = _wait_for(
+        server, lambda health: health['waiting'] == 0, 'emptied its queue'
+    )
     assert health['running'] == 0
 
 
@@ -319,14 +358,27 @@ def test_help_and_bad_flags(tmp_path):
     command = [sys.executable, '-m', 'chromagen_tf.app']
     # Both at once: each spends its time importing TensorFlow.
     shown, missing = [
-        subprocess.Popen(command + arguments, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True,
-                         cwd=conftest.REPO_ROOT)
-        for arguments in (['--help'], [f'--model={tmp_path}', '--port=0'])]
+        subprocess.Popen(
+            command + arguments,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=conftest.REPO_ROOT,
+        )
+        for arguments in (['--help'], [f'--model={tmp_path}', '--port=0'])
+    ]
     text = ''.join(shown.communicate(timeout=120))
-    for name in ('model', 'stage', 'render_size', 'host', 'port',
-                 'max_concurrent', 'max_queue', 'max_upload_mb',
-                 'max_pixels'):
+    for name in (
+        'model',
+        'stage',
+        'render_size',
+        'host',
+        'port',
+        'max_concurrent',
+        'max_queue',
+        'max_upload_mb',
+        'max_pixels',
+    ):
         assert f'--{name}:' in text, name
     _, stderr = missing.communicate(timeout=120)
     assert missing.returncode == 2, stderr[-2000:]
@@ -346,8 +398,9 @@ class _EchoService:
     def parse_hints(self, text):
         return [] if text is None else [text]
 
-    def colorize(self, data: bytes, render_size: int, hint_list=(),
-                 preview=False) -> jobs.Result:
+    def colorize(
+        self, data: bytes, render_size: int, hint_list=(), preview=False
+    ) -> jobs.Result:
         del hint_list, preview  # Unused.
         self.render_sizes.append(render_size)
         return jobs.Result(data, 'image/png', 1, 1)
@@ -363,12 +416,14 @@ class _InProcessServer:
 
 
 @contextlib.contextmanager
-def _in_process(service, config: server_lib.AppConfig
-                ) -> Iterator[_InProcessServer]:
+def _in_process(
+    service, config: server_lib.AppConfig
+) -> Iterator[_InProcessServer]:
     app = server_lib.create_app(service, config)
     sock = server_lib._listen('127.0.0.1', 0)  # pylint: disable=protected-access
-    runner = uvicorn.Server(uvicorn.Config(app, lifespan='off',
-                                           log_level='warning'))
+    runner = uvicorn.Server(
+        uvicorn.Config(app, lifespan='off', log_level='warning')
+    )
     thread = threading.Thread(target=runner.run, kwargs={'sockets': [sock]})
     thread.start()
     try:
@@ -400,21 +455,26 @@ def _multipart(parts: list[tuple[str, Optional[str], bytes]]) -> bytes:
         disposition = f'form-data; name="{name}"'
         if filename is not None:
             disposition += f'; filename="{filename}"'
-        body += (f'--{boundary}\r\nContent-Disposition: {disposition}\r\n'
-                 '\r\n').encode() + value + b'\r\n'
+        body += (
+            (
+                f'--{boundary}\r\nContent-Disposition: {disposition}\r\n\r\n'
+            ).encode()
+            + value
+            + b'\r\n'
+        )
     return body + f'--{boundary}--\r\n'.encode()
 
 
 def _post_multipart(server, parts) -> requests.Response:
     return requests.post(
-        server.url + '/api/colorize', data=_multipart(parts), headers={
-            'Content-Type':
-                'multipart/form-data; boundary=chromagen-test-boundary'},
-        timeout=_TIMEOUT)
+        server.url + '/api/colorize',
+        data=_multipart(parts),
+        headers={'Content-Type': _MULTIPART},
+        timeout=_TIMEOUT,
+    )
 
 
-def test_upload_reaches_the_model_whole_and_in_memory(echo_server,
-                                                      monkeypatch):
+def test_upload_reaches_the_model_whole_and_in_memory(echo_server, monkeypatch):
     # Larger than the 1 MiB that Starlette's parser keeps in memory by
     # default; rolling over to a file would call TemporaryFile.
     photo = np.random.default_rng(1).bytes(1_500_000)
@@ -432,42 +492,63 @@ def test_upload_reaches_the_model_whole_and_in_memory(echo_server,
     assert service.render_sizes == [128]
 
 
-@pytest.mark.parametrize('case', [
-    'not_multipart', 'no_image', 'two_images', 'image_not_a_file',
-    'too_many_fields', 'long_field', 'two_render_sizes', 'truncated_form',
-    'empty', 'over_byte_limit', 'just_over_byte_limit'])
+@pytest.mark.parametrize(
+    'case',
+    [
+        'not_multipart',
+        'no_image',
+        'two_images',
+        'image_not_a_file',
+        'too_many_fields',
+        'long_field',
+        'two_render_sizes',
+        'truncated_form',
+        'empty',
+        'over_byte_limit',
+        'just_over_byte_limit',
+    ],
+)
 def test_bad_forms_get_a_json_error(echo_server, case):
     photo = b'not checked before the model' * 10
     status, reason = 400, 'bad_request'
     echo_server.service.render_sizes.clear()
     if case == 'not_multipart':
-        response = requests.post(echo_server.url + '/api/colorize',
-                                 data=photo, timeout=_TIMEOUT)
+        response = requests.post(
+            echo_server.url + '/api/colorize', data=photo, timeout=_TIMEOUT
+        )
     elif case == 'truncated_form':
         body = _multipart([('image', 'a.jpg', photo)])
         response = requests.post(
-            echo_server.url + '/api/colorize', data=body[:-30], headers={
-                'Content-Type':
-                    'multipart/form-data; boundary=chromagen-test-boundary'},
-            timeout=_TIMEOUT)
+            echo_server.url + '/api/colorize',
+            data=body[:-30],
+            headers={'Content-Type': _MULTIPART},
+            timeout=_TIMEOUT,
+        )
     else:
         parts = {
             'no_image': [('photo', 'a.jpg', photo)],
-            'two_images': [('image', 'a.jpg', photo),
-                           ('image', 'b.jpg', photo)],
+            'two_images': [
+                ('image', 'a.jpg', photo),
+                ('image', 'b.jpg', photo),
+            ],
             'image_not_a_file': [('image', None, photo)],
-            'too_many_fields': [('image', 'a.jpg', photo)] + [
-                (f'note{i}', None, b'1') for i in range(5)],
-            'long_field': [('image', 'a.jpg', photo),
-                           ('render_size', None, b'1' * 2000)],
-            'two_render_sizes': [('image', 'a.jpg', photo),
-                                 ('render_size', None, b'128'),
-                                 ('render_size', None, b'256')],
+            'too_many_fields': [('image', 'a.jpg', photo)]
+            + [(f'note{i}', None, b'1') for i in range(5)],
+            'long_field': [
+                ('image', 'a.jpg', photo),
+                ('render_size', None, b'1' * 2000),
+            ],
+            'two_render_sizes': [
+                ('image', 'a.jpg', photo),
+                ('render_size', None, b'128'),
+                ('render_size', None, b'256'),
+            ],
             'empty': [('image', 'a.jpg', b'')],
             'over_byte_limit': [('image', 'a.jpg', b'x' * 1_000_000)],
             # Within the body's allowance for framing, over the photo's.
-            'just_over_byte_limit': [('image', 'a.jpg',
-                                      b'x' * (_SMALL_LIMIT + 1))],
+            'just_over_byte_limit': [
+                ('image', 'a.jpg', b'x' * (_SMALL_LIMIT + 1))
+            ],
         }[case]
         if case == 'empty':
             status, reason = 400, 'empty_file'
@@ -478,14 +559,18 @@ def test_bad_forms_get_a_json_error(echo_server, case):
     assert echo_server.service.render_sizes == []
 
 
-@pytest.mark.parametrize('name, data', [
-    ('text', b'just some text, not a photo\n' * 10),
-    ('eps', b'%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n'),
-])
+@pytest.mark.parametrize(
+    'name, data',
+    [
+        ('text', b'just some text, not a photo\n' * 10),
+        ('eps', b'%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n'),
+    ],
+)
 def test_other_formats_never_reach_a_pillow_plugin(monkeypatch, name, data):
     # EPS runs Ghostscript; no plugin outside ACCEPTED_FORMATS may even
     # parse an upload's header.
     from PIL import EpsImagePlugin  # pylint: disable=g-import-not-at-top
+
     opened = []
     original = EpsImagePlugin.EpsImageFile._open  # pylint: disable=protected-access
 
@@ -505,10 +590,10 @@ def test_a_stalled_upload_loses_its_place(monkeypatch):
     monkeypatch.setattr(server_lib, 'UPLOAD_TIMEOUT_SECONDS', 1)
     with _in_process(None, server_lib.AppConfig(max_queue=0)) as app:
         connection = http.client.HTTPConnection(
-            '127.0.0.1', app.port, timeout=_TIMEOUT)
+            '127.0.0.1', app.port, timeout=_TIMEOUT
+        )
         connection.putrequest('POST', '/api/colorize')
-        connection.putheader('Content-Type',
-                             'multipart/form-data; boundary=b')
+        connection.putheader('Content-Type', 'multipart/form-data; boundary=b')
         connection.putheader('Content-Length', '100000')
         connection.endheaders()
         connection.send(b'--b\r\n')  # And nothing more.
@@ -520,7 +605,8 @@ def test_a_stalled_upload_loses_its_place(monkeypatch):
 
 # The API with hints, on a tiny colour-bins hint model in this process.
 _TINY_HINT_MODEL = configs.ModelConfig(
-    generator='resnet18_unet_lite', width=8, color_head='bins', hints=True)
+    generator='resnet18_unet_lite', width=8, color_head='bins', hints=True
+)
 _RED, _BLUE = '#d02020', '#2040e0'
 
 
@@ -531,13 +617,16 @@ def hint_server(tmp_path_factory):
     tf.keras.utils.set_random_seed(1)
     generator = models.build_from_config(_TINY_HINT_MODEL)
     kernel = generator.get_layer('hint_conv').kernel
-    kernel.assign(tf.random.stateless_normal(kernel.shape, [0, 1],
-                                             stddev=0.5))
-    bundle = bundled.save(generator, _TINY_HINT_MODEL,
-                          str(tmp_path_factory.mktemp('bundle')),
-                          render_size=64)
-    service = jobs.ColorizeService(colorize_lib.load_colorizer(bundle),
-                                   _MAX_PIXELS)
+    kernel.assign(tf.random.stateless_normal(kernel.shape, [0, 1], stddev=0.5))
+    bundle = bundled.save(
+        generator,
+        _TINY_HINT_MODEL,
+        str(tmp_path_factory.mktemp('bundle')),
+        render_size=64,
+    )
+    service = jobs.ColorizeService(
+        colorize_lib.load_colorizer(bundle), _MAX_PIXELS
+    )
     service.warm_up()
     with _in_process(service, server_lib.AppConfig()) as app:
         app.service = service
@@ -550,19 +639,27 @@ def _gray_photo(width=160, height=120) -> bytes:
 
 
 def _hints_json(*points) -> str:
-    return json.dumps({'hints': [{'x': x, 'y': y, 'color': colour}
-                                 for x, y, colour in points]})
+    return json.dumps(
+        {
+            'hints': [
+                {'x': x, 'y': y, 'color': colour} for x, y, colour in points
+            ]
+        }
+    )
 
 
 def test_hints_change_the_result_near_them(hint_server):
     photo = _gray_photo()
     plain = _decoded(_post(hint_server, photo))
-    response = _post(hint_server, photo,
-                     hints=_hints_json((40, 60, _RED), (120, 60, _BLUE)))
+    response = _post(
+        hint_server, photo, hints=_hints_json((40, 60, _RED), (120, 60, _BLUE))
+    )
     hinted = _decoded(response)
     assert hinted.shape == plain.shape == (120, 160, 3)
-    assert (response.headers['x-photo-width'],
-            response.headers['x-photo-height']) == ('160', '120')
+    assert (
+        response.headers['x-photo-width'],
+        response.headers['x-photo-height'],
+    ) == ('160', '120')
     difference = np.abs(hinted.astype(int) - plain).sum(-1)
     assert difference[50:70, 30:50].mean() > 3
     # An empty list is no hint at all: the automatic result.
@@ -576,8 +673,10 @@ def test_preview_is_a_small_jpeg_with_the_hints_in_place(hint_server):
     response = _post(hint_server, large, hints=hints, preview='1')
     assert response.status_code == 200, response.text[:500]
     assert response.headers['content-type'] == 'image/jpeg'
-    assert (response.headers['x-photo-width'],
-            response.headers['x-photo-height']) == ('1600', '1200')
+    assert (
+        response.headers['x-photo-width'],
+        response.headers['x-photo-height'],
+    ) == ('1600', '1200')
     preview = np.asarray(Image.open(io.BytesIO(response.content)))
     assert preview.shape == (768, 1024, 3)
     # The same colours as the full result, at the same places.
@@ -586,19 +685,26 @@ def test_preview_is_a_small_jpeg_with_the_hints_in_place(hint_server):
     lab_preview = color.rgb_to_lab_numpy(preview)
     lab_full = color.rgb_to_lab_numpy(shrunk)
     for x, y in ((256, 384), (768, 384)):
-        window = np.s_[y - 8:y + 8, x - 8:x + 8, 1:]
-        assert np.abs(lab_preview[window].mean((0, 1)) -
-                      lab_full[window].mean((0, 1))).max() < 3, (x, y)
+        window = np.s_[y - 8 : y + 8, x - 8 : x + 8, 1:]
+        assert (
+            np.abs(
+                lab_preview[window].mean((0, 1)) - lab_full[window].mean((0, 1))
+            ).max()
+            < 3
+        ), (x, y)
 
 
-@pytest.mark.parametrize('hints, reason', [
-    ('not json', 'bad_hints'),
-    ('{"points": []}', 'bad_hints'),
-    ('{"hints": [{"x": 1, "y": 2, "color": "red"}]}', 'bad_hints'),
-    ('{"hints": [{"x": "1", "y": 2, "color": "#ff0000"}]}', 'bad_hints'),
-    (_hints_json((160, 10, _RED)), 'hint_outside'),
-    (_hints_json((10, -1, _RED)), 'hint_outside'),
-])
+@pytest.mark.parametrize(
+    'hints, reason',
+    [
+        ('not json', 'bad_hints'),
+        ('{"points": []}', 'bad_hints'),
+        ('{"hints": [{"x": 1, "y": 2, "color": "red"}]}', 'bad_hints'),
+        ('{"hints": [{"x": "1", "y": 2, "color": "#ff0000"}]}', 'bad_hints'),
+        (_hints_json((160, 10, _RED)), 'hint_outside'),
+        (_hints_json((10, -1, _RED)), 'hint_outside'),
+    ],
+)
 def test_bad_hints_get_a_400(hint_server, hints, reason):
     response = _post(hint_server, _gray_photo(), hints=hints)
     _assert_json_error(response, 400, reason)
@@ -606,19 +712,23 @@ def test_bad_hints_get_a_400(hint_server, hints, reason):
 
 
 def test_a_long_hints_field_gets_a_400(hint_server):
-    hints = json.dumps({'hints': [{'x': 1, 'y': 1, 'color': _RED}] * 200},
-                       indent=40)
+    hints = json.dumps(
+        {'hints': [{'x': 1, 'y': 1, 'color': _RED}] * 200}, indent=40
+    )
     assert len(hints) > uploads.MAX_HINTS_BYTES
-    _assert_json_error(_post(hint_server, _gray_photo(), hints=hints), 400,
-                       'bad_request')
+    _assert_json_error(
+        _post(hint_server, _gray_photo(), hints=hints), 400, 'bad_request'
+    )
 
 
 def test_suggest_lists_likely_colours(hint_server):
     photo = _gray_photo()
     response = requests.post(
-        hint_server.url + '/api/suggest', files={'image': ('a.png', photo)},
+        hint_server.url + '/api/suggest',
+        files={'image': ('a.png', photo)},
         data={'x': '50', 'y': '40', 'hints': _hints_json((120, 60, _BLUE))},
-        timeout=_TIMEOUT)
+        timeout=_TIMEOUT,
+    )
     assert response.status_code == 200, response.text[:500]
     suggestions = response.json()['suggestions']
     assert len(suggestions) == jobs.SUGGESTIONS
@@ -629,30 +739,39 @@ def test_suggest_lists_likely_colours(hint_server):
         assert re.fullmatch('#[0-9a-f]{6}', entry['color']), entry
     # The same as the Colorizer's own, for the same (unshrunk) photo.
     expected = hint_server.service.colorizer.suggest_colors(
-        np.asarray(Image.open(io.BytesIO(photo)).convert('RGB')), 50, 40,
-        [hints.Hint(120, 60, (0x20, 0x40, 0xe0))], k=jobs.SUGGESTIONS)
+        np.asarray(Image.open(io.BytesIO(photo)).convert('RGB')),
+        50,
+        40,
+        [hints.Hint(120, 60, (0x20, 0x40, 0xE0))],
+        k=jobs.SUGGESTIONS,
+    )
     assert [entry['color'] for entry in suggestions] == [
-        colour for colour, _ in expected]
+        colour for colour, _ in expected
+    ]
 
 
-@pytest.mark.parametrize('fields, reason', [
-    ({'x': '500', 'y': '40'}, 'hint_outside'),
-    ({'x': '50'}, 'bad_point'),
-    ({'x': 'left', 'y': '40'}, 'bad_point'),
-    ({'x': 'nan', 'y': '40'}, 'bad_point'),
-    ({'x': '50', 'y': '40', 'hints': '{"hints": 3}'}, 'bad_hints'),
-])
+@pytest.mark.parametrize(
+    'fields, reason',
+    [
+        ({'x': '500', 'y': '40'}, 'hint_outside'),
+        ({'x': '50'}, 'bad_point'),
+        ({'x': 'left', 'y': '40'}, 'bad_point'),
+        ({'x': 'nan', 'y': '40'}, 'bad_point'),
+        ({'x': '50', 'y': '40', 'hints': '{"hints": 3}'}, 'bad_hints'),
+    ],
+)
 def test_bad_suggest_requests_get_a_400(hint_server, fields, reason):
     response = requests.post(
         hint_server.url + '/api/suggest',
-        files={'image': ('a.png', _gray_photo())}, data=fields,
-        timeout=_TIMEOUT)
+        files={'image': ('a.png', _gray_photo())},
+        data=fields,
+        timeout=_TIMEOUT,
+    )
     _assert_json_error(response, 400, reason)
 
 
 def test_healthz_says_the_model_takes_hints(hint_server):
-    health = requests.get(hint_server.url + '/healthz',
-                          timeout=_TIMEOUT).json()
+    health = requests.get(hint_server.url + '/healthz', timeout=_TIMEOUT).json()
     assert health['takes_hints'] is True
     assert health['suggests_colors'] is True
 
@@ -661,11 +780,15 @@ def test_healthz_says_the_model_takes_hints(hint_server):
 def plain_server(tmp_path_factory):
     """A tiny regression-head model without hints."""
     config = configs.ModelConfig(generator='resnet18_unet_lite', width=8)
-    bundle = bundled.save(models.build_from_config(config), config,
-                          str(tmp_path_factory.mktemp('plain')),
-                          render_size=64)
-    service = jobs.ColorizeService(colorize_lib.load_colorizer(bundle),
-                                   _MAX_PIXELS)
+    bundle = bundled.save(
+        models.build_from_config(config),
+        config,
+        str(tmp_path_factory.mktemp('plain')),
+        render_size=64,
+    )
+    service = jobs.ColorizeService(
+        colorize_lib.load_colorizer(bundle), _MAX_PIXELS
+    )
     with _in_process(service, server_lib.AppConfig()) as app:
         yield app
 
@@ -678,10 +801,13 @@ def test_a_model_without_hints_refuses_them_clearly(plain_server):
     # No hints is fine, and so is an empty list.
     assert _post(plain_server, photo, hints='{"hints": []}').ok
     response = requests.post(
-        plain_server.url + '/api/suggest', files={'image': ('a.png', photo)},
-        data={'x': '5', 'y': '5'}, timeout=_TIMEOUT)
+        plain_server.url + '/api/suggest',
+        files={'image': ('a.png', photo)},
+        data={'x': '5', 'y': '5'},
+        timeout=_TIMEOUT,
+    )
     _assert_json_error(response, 422, 'suggestions_not_supported')
-    health = requests.get(plain_server.url + '/healthz',
-                          timeout=_TIMEOUT).json()
-    assert (health['takes_hints'], health['suggests_colors']) == (False,
-                                                                  False)
+    health = requests.get(
+        plain_server.url + '/healthz', timeout=_TIMEOUT
+    ).json()
+    assert (health['takes_hints'], health['suggests_colors']) == (False, False)

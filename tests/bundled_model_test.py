@@ -27,14 +27,23 @@ def _lab(rgb: np.ndarray) -> np.ndarray:
     """CIELAB (D65) of 8-bit sRGB: IEC 61966-2-1 and CIE 15."""
     c = rgb.astype(np.float64) / 255.0
     linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    to_xyz = np.array([[0.4124564, 0.3575761, 0.1804375],
-                       [0.2126729, 0.7151522, 0.0721750],
-                       [0.0193339, 0.1191920, 0.9503041]])
+    to_xyz = np.array(
+        [
+            [0.4124564, 0.3575761, 0.1804375],
+            [0.2126729, 0.7151522, 0.0721750],
+            [0.0193339, 0.1191920, 0.9503041],
+        ]
+    )
     xyz = linear @ to_xyz.T / np.array([0.95047, 1.0, 1.08883])
-    f = np.where(xyz > 216 / 24389, np.cbrt(xyz),
-                 (24389 / 27 * xyz + 16) / 116)
-    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]),
-                     200 * (f[..., 1] - f[..., 2])], -1)
+    f = np.where(xyz > 216 / 24389, np.cbrt(xyz), (24389 / 27 * xyz + 16) / 116)
+    return np.stack(
+        [
+            116 * f[..., 1] - 16,
+            500 * (f[..., 0] - f[..., 1]),
+            200 * (f[..., 1] - f[..., 2]),
+        ],
+        -1,
+    )
 
 
 def _gray(rgb: np.ndarray) -> np.ndarray:
@@ -43,10 +52,12 @@ def _gray(rgb: np.ndarray) -> np.ndarray:
     A neutral colour has R = G = B = the relative luminance Y of its L*.
     """
     lightness = _lab(rgb)[..., 0]
-    y = np.where(lightness > 8, ((lightness + 16) / 116) ** 3,
-                 lightness * 27 / 24389)
-    encoded = np.where(y <= 0.0031308, 12.92 * y,
-                       1.055 * np.maximum(y, 0) ** (1 / 2.4) - 0.055)
+    y = np.where(
+        lightness > 8, ((lightness + 16) / 116) ** 3, lightness * 27 / 24389
+    )
+    encoded = np.where(
+        y <= 0.0031308, 12.92 * y, 1.055 * np.maximum(y, 0) ** (1 / 2.4) - 0.055
+    )
     gray = np.clip(np.round(255 * encoded), 0, 255).astype(np.uint8)
     return np.repeat(gray[..., np.newaxis], 3, axis=-1)
 
@@ -59,25 +70,25 @@ def _metrics(rgb: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
 
 
 class BundledModelTest(tf.test.TestCase):
-
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.info = bundled.read_info()
 
     def test_weights_file_fits_in_the_repository_budget(self):
-        size = os.path.getsize(os.path.join(bundled.BUNDLED_DIR,
-                                            bundled.WEIGHTS_FILE))
+        size = os.path.getsize(
+            os.path.join(bundled.BUNDLED_DIR, bundled.WEIGHTS_FILE)
+        )
         self.assertLessEqual(size, 40 * 2**20)
-        self.assertEqual(self.info['model']['generator'],
-                         'resnet18_unet_lite')
+        self.assertEqual(self.info['model']['generator'], 'resnet18_unet_lite')
 
     def _check_photos(self):
         """(name, original RGB, colorized RGB) of model.json's check photos,
         colorized by the shipped model at its recorded render size."""
         colorizer = colorize_lib.load_colorizer()
-        self.assertEqual(self.info['check']['render_size'],
-                         self.info['render_size'])
+        self.assertEqual(
+            self.info['check']['render_size'], self.info['render_size']
+        )
         names = sorted(self.info['check']['per_photo'])
         self.assertNotEmpty(names)
         for name in names:
@@ -97,11 +108,16 @@ class BundledModelTest(tf.test.TestCase):
             recorded = self.info['check']['per_photo'][name]
             # model.json's figures were computed from float a*b* before
             # rounding to 8-bit RGB, which moves them by up to 0.1.
-            self.assertAllClose(model[-1], (recorded['ab_mae'],
-                                            recorded['psnr']),
-                                atol=0.3, msg=name)
+            self.assertAllClose(
+                model[-1],
+                (recorded['ab_mae'], recorded['psnr']),
+                atol=0.3,
+                msg=name,
+            )
         (model_mae, model_psnr), (gray_mae, gray_psnr) = (
-            np.mean(model, axis=0), np.mean(gray, axis=0))
+            np.mean(model, axis=0),
+            np.mean(gray, axis=0),
+        )
         self.assertLess(model_mae, gray_mae)
         self.assertGreater(model_psnr, gray_psnr)
 
@@ -110,14 +126,26 @@ class BundledModelTest(tf.test.TestCase):
         output_dir = os.path.join(self.get_temp_dir(), 'out')
         photo = conftest.SAMPLE_PHOTOS / 'chelsea.jpg'
         result = subprocess.run(
-            [sys.executable, '-m', 'chromagen_tf.colorize', str(photo),
-             f'--output_dir={output_dir}', '--output_extension=png'],
-            cwd=conftest.REPO_ROOT, capture_output=True, text=True,
-            timeout=300, check=False)
+            [
+                sys.executable,
+                '-m',
+                'chromagen_tf.colorize',
+                str(photo),
+                f'--output_dir={output_dir}',
+                '--output_extension=png',
+            ],
+            cwd=conftest.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         self.assertIn('bundled model', result.stdout)
-        with Image.open(photo) as original, Image.open(
-                os.path.join(output_dir, 'chelsea.png')) as colorized:
+        with (
+            Image.open(photo) as original,
+            Image.open(os.path.join(output_dir, 'chelsea.png')) as colorized,
+        ):
             self.assertEqual(colorized.size, original.size)
             pixels = np.asarray(colorized.convert('RGB')).astype(int)
             gray = np.asarray(original.convert('L')).astype(int)

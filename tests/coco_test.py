@@ -31,16 +31,27 @@ _IDS = (9, 25, 30, 34)
 
 
 def _annotations(file_names, ids=_IDS, images_first=True) -> dict:
-    images = [{'id': image_id, 'file_name': name, 'width': 640,
-               'height': 480} for image_id, name in zip(ids, file_names)]
+    images = [
+        {'id': image_id, 'file_name': name, 'width': 640, 'height': 480}
+        for image_id, name in zip(ids, file_names)
+    ]
     # Real instance files hold far more annotations than images; a long
     # value before "images" exercises the streaming reader's buffering.
-    annotations = [{'id': index, 'image_id': 9, 'segmentation': [[1.5] * 50],
-                    'bbox': [0, 0, 1, 1]} for index in range(300)]
+    annotations = [
+        {
+            'id': index,
+            'image_id': 9,
+            'segmentation': [[1.5] * 50],
+            'bbox': [0, 0, 1, 1],
+        }
+        for index in range(300)
+    ]
     parts = [('info', {'year': 2017}), ('licenses', [])]
-    parts += ([('images', images), ('annotations', annotations)]
-              if images_first else
-              [('annotations', annotations), ('images', images)])
+    parts += (
+        [('images', images), ('annotations', annotations)]
+        if images_first
+        else [('annotations', annotations), ('images', images)]
+    )
     return dict(parts + [('categories', [{'id': 1, 'name': 'person'}])])
 
 
@@ -53,18 +64,18 @@ def _build_zips() -> dict[str, bytes]:
     names = [_coco_file_name(image_id) for image_id in _IDS]
     served = {}
     for split, labels_zip, labels_json in (
-            ('val2017', 'annotations_trainval2017.zip',
-             'instances_val2017.json'),
-            ('test2017', 'image_info_test2017.zip',
-             'image_info_test2017.json')):
+        ('val2017', 'annotations_trainval2017.zip', 'instances_val2017.json'),
+        ('test2017', 'image_info_test2017.zip', 'image_info_test2017.json'),
+    ):
         images = io.BytesIO()
         with zipfile.ZipFile(images, 'w') as archive:
             for photo, name in zip(_PHOTOS, names):
                 archive.write(photo, f'{split}/{name}')
         labels = io.BytesIO()
         with zipfile.ZipFile(labels, 'w') as archive:
-            archive.writestr(f'annotations/{labels_json}',
-                             json.dumps(_annotations(names)))
+            archive.writestr(
+                f'annotations/{labels_json}', json.dumps(_annotations(names))
+            )
         served[f'/zips/{split}.zip'] = images.getvalue()
         served[f'/annotations/{labels_zip}'] = labels.getvalue()
     return served
@@ -72,6 +83,7 @@ def _build_zips() -> dict[str, bytes]:
 
 class _RangeHandler(http.server.BaseHTTPRequestHandler):
     """Serves `files`, honouring 'Range: bytes=N-' like a real CDN."""
+
     files: dict[str, bytes] = {}
     ranges: list = []
 
@@ -89,8 +101,9 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
                 self.send_error(416)
                 return
             self.send_response(206)
-            self.send_header('Content-Range',
-                             f'bytes {start}-{len(body) - 1}/{len(body)}')
+            self.send_header(
+                'Content-Range', f'bytes {start}-{len(body) - 1}/{len(body)}'
+            )
             body = body[start:]
         else:
             self.send_response(200)
@@ -104,8 +117,9 @@ class _RangeHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture(name='server')
 def _server():
-    handler = type('Handler', (_RangeHandler,), {
-        'files': _build_zips(), 'ranges': []})
+    handler = type(
+        'Handler', (_RangeHandler,), {'files': _build_zips(), 'ranges': []}
+    )
     httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -120,12 +134,25 @@ def test_command_line_download_and_convert(tmp_path, server):
     # the server's Content-Length is the reference.
     base_url, _ = server
     process = subprocess.run(
-        [sys.executable, '-m', 'data_prep.make_tfrecords', '--download',
-         f'--coco_dir={tmp_path / "coco"}', '--split=test2017',
-         f'--coco_base_url={base_url}', f'--output_dir={tmp_path / "out"}',
-         '--image_size=32', '--num_val=1', '--num_processes=0'],
-        cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=120,
-        check=False)
+        [
+            sys.executable,
+            '-m',
+            'data_prep.make_tfrecords',
+            '--download',
+            f'--coco_dir={tmp_path / "coco"}',
+            '--split=test2017',
+            f'--coco_base_url={base_url}',
+            f'--output_dir={tmp_path / "out"}',
+            '--image_size=32',
+            '--num_val=1',
+            '--num_processes=0',
+        ],
+        cwd=conftest.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert process.returncode == 0, process.stderr
     assert process.stdout.splitlines() == [
         'train: 3 records in 1 shards, '
@@ -134,14 +161,18 @@ def test_command_line_download_and_convert(tmp_path, server):
         'val: 1 records in 1 shards, '
         f'{os.path.getsize(tmp_path / "out" / "val-00000-of-00001.tfrecord")}'
         ' bytes',
-        'skipped: 0']
-    assert (tmp_path / 'coco' / 'annotations' /
-            'image_info_test2017.json').exists()
+        'skipped: 0',
+    ]
+    assert (
+        tmp_path / 'coco' / 'annotations' / 'image_info_test2017.json'
+    ).exists()
 
 
 def _known(handler) -> dict:
-    return {path.lstrip('/'): (len(body), hashlib.sha1(body).hexdigest())
-            for path, body in handler.files.items()}
+    return {
+        path.lstrip('/'): (len(body), hashlib.sha1(body).hexdigest())
+        for path, body in handler.files.items()
+    }
 
 
 def _write_split(root, with_annotations=True, images_first=True):
@@ -152,7 +183,8 @@ def _write_split(root, with_annotations=True, images_first=True):
     if with_annotations:
         (root / 'annotations').mkdir()
         (root / 'annotations' / 'instances_val2017.json').write_text(
-            json.dumps(_annotations(names, images_first=images_first)))
+            json.dumps(_annotations(names, images_first=images_first))
+        )
 
 
 @pytest.mark.parametrize('images_first', [True, False])
@@ -163,9 +195,15 @@ def test_list_split_from_annotations(tmp_path, monkeypatch, images_first):
     sources, skipped = coco.list_split(str(tmp_path), 'val2017')
     assert [source.key for source in sources] == ['9', '25', '30']
     assert sources[0].path == str(tmp_path / 'val2017' / '000000000009.jpg')
-    assert skipped == [{'key': '34', 'path': '000000000034.jpg',
-                        'split': None, 'reason': imaging.MISSING_FILE,
-                        'detail': 'named by the annotations, not found'}]
+    assert skipped == [
+        {
+            'key': '34',
+            'path': '000000000034.jpg',
+            'split': None,
+            'reason': imaging.MISSING_FILE,
+            'detail': 'named by the annotations, not found',
+        }
+    ]
 
 
 def test_list_split_without_annotations(tmp_path):
@@ -173,7 +211,11 @@ def test_list_split_without_annotations(tmp_path):
     (tmp_path / 'val2017' / 'extra_photo.png').write_bytes(b'')
     sources, skipped = coco.list_split(str(tmp_path), 'val2017')
     assert [source.key for source in sources] == [
-        '9', '25', '30', 'extra_photo.png']
+        '9',
+        '25',
+        '30',
+        'extra_photo.png',
+    ]
     assert not skipped
 
 
@@ -190,21 +232,30 @@ def test_broken_annotations_and_missing_split(tmp_path):
 def test_download_unpack_and_convert(tmp_path, server):
     base_url, handler = server
     coco_dir = tmp_path / 'coco'
-    coco_download.download_split(str(coco_dir), 'val2017', base_url,
-                                 _known(handler))
+    coco_download.download_split(
+        str(coco_dir), 'val2017', base_url, _known(handler)
+    )
     assert sorted(path.name for path in coco_dir.iterdir()) == [
-        'annotations', 'val2017']  # No archives or staging folders left.
+        'annotations',
+        'val2017',
+    ]  # No archives or staging folders left.
     assert len(list((coco_dir / 'val2017').iterdir())) == 4
     # Everything present: a second call fetches nothing.
     requests = len(handler.ranges)
-    coco_download.download_split(str(coco_dir), 'val2017', base_url,
-                                 _known(handler))
+    coco_download.download_split(
+        str(coco_dir), 'val2017', base_url, _known(handler)
+    )
     assert len(handler.ranges) == requests
 
     sources, skipped = coco.list_split(str(coco_dir), 'val2017')
     config = convert_config.ConvertConfig(
-        output_dir=str(tmp_path / 'out'), coco_dir=str(coco_dir),
-        split='val2017', image_size=32, num_val=1, num_shards=1)
+        output_dir=str(tmp_path / 'out'),
+        coco_dir=str(coco_dir),
+        split='val2017',
+        image_size=32,
+        num_val=1,
+        num_shards=1,
+    )
     manifest = convert_lib.run(config, sources, skipped, show_progress=False)
     assert manifest['splits']['train']['records'] == 3
     assert manifest['splits']['val']['records'] == 1
@@ -216,9 +267,12 @@ def test_download_resumes_a_partial_file(tmp_path, server):
     body = handler.files['/zips/val2017.zip']
     destination = tmp_path / 'val2017.zip'
     (tmp_path / 'val2017.zip.part').write_bytes(body[:1000])
-    coco_download.download_file(f'{base_url}/zips/val2017.zip',
-                                str(destination), len(body),
-                                hashlib.sha1(body).hexdigest())
+    coco_download.download_file(
+        f'{base_url}/zips/val2017.zip',
+        str(destination),
+        len(body),
+        hashlib.sha1(body).hexdigest(),
+    )
     assert handler.ranges == ['bytes=1000-']
     assert destination.read_bytes() == body
     assert not (tmp_path / 'val2017.zip.part').exists()
@@ -245,8 +299,12 @@ def test_unreachable_network_is_one_clear_line(tmp_path):
         probe.bind(('127.0.0.1', 0))
         port = probe.getsockname()[1]
     with pytest.raises(coco_download.DownloadError) as caught:
-        coco_download.download_split(str(tmp_path / 'coco'), 'val2017',
-                                     f'http://127.0.0.1:{port}', timeout=5)
+        coco_download.download_split(
+            str(tmp_path / 'coco'),
+            'val2017',
+            f'http://127.0.0.1:{port}',
+            timeout=5,
+        )
     message = str(caught.value)
     assert message.startswith(f'cannot reach 127.0.0.1:{port}')
     assert 'online' in message and '\n' not in message

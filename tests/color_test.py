@@ -1,9 +1,9 @@
 """Tests for chromagen_tf.color against CIE references and tensorflow-io."""
 
+from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 import tensorflow_io as tfio
-from absl.testing import parameterized
 
 from chromagen_tf import color
 
@@ -22,7 +22,6 @@ _REFERENCES = {
 
 
 class RgbToLabReferenceTest(tf.test.TestCase, parameterized.TestCase):
-
     @parameterized.named_parameters(
         (name, rgb, lab) for name, (rgb, lab) in _REFERENCES.items()
     )
@@ -86,7 +85,6 @@ class AgreementWithTensorflowIoTest(tf.test.TestCase):
 
 
 class RoundTripTest(tf.test.TestCase, parameterized.TestCase):
-
     def test_round_trip_float32(self):
         rgb = tf.random.stateless_uniform([2, 64, 64, 3], seed=[3, 4])
         back = color.lab_to_rgb(color.rgb_to_lab(rgb))
@@ -113,8 +111,7 @@ class RoundTripTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllInRange(l_normalized, -1.0, 1.0)
         self.assertAllInRange(ab_normalized, -1.0, 1.0)
         self.assertAllClose(
-            color.normalized_to_rgb(l_normalized, ab_normalized), rgb,
-            atol=1e-4
+            color.normalized_to_rgb(l_normalized, ab_normalized), rgb, atol=1e-4
         )
         self.assertAllClose(color.normalize_l(50.0), 0.0)
         self.assertAllClose(color.normalize_l(100.0), 1.0)
@@ -144,9 +141,7 @@ class RoundTripTest(tf.test.TestCase, parameterized.TestCase):
         back = color.lab_to_rgb(lab)
         self.assertEqual(back.dtype, dtype)
         back_tolerance = 0.02 if dtype == tf.float16 else 0.06
-        self.assertAllClose(
-            tf.cast(back, tf.float32), rgb, atol=back_tolerance
-        )
+        self.assertAllClose(tf.cast(back, tf.float32), rgb, atol=back_tolerance)
 
     def test_integer_input_is_rejected(self):
         with self.assertRaisesRegex(TypeError, 'floating-point'):
@@ -154,7 +149,6 @@ class RoundTripTest(tf.test.TestCase, parameterized.TestCase):
 
 
 class GradientTest(tf.test.TestCase):
-
     def _assert_finite_gradients(self, function, value):
         value = tf.constant(value, tf.float32)
         with tf.GradientTape() as tape:
@@ -214,7 +208,9 @@ class GraphModesTest(tf.test.TestCase):
 
         back_eager = color.lab_to_rgb(eager)
         back_dataset = tf.stack(
-            list(tf.data.Dataset.from_tensor_slices(eager).map(color.lab_to_rgb))
+            list(
+                tf.data.Dataset.from_tensor_slices(eager).map(color.lab_to_rgb)
+            )
         )
         self.assertAllClose(back_dataset, back_eager, atol=1e-4, rtol=0)
 

@@ -18,7 +18,8 @@ from tests import shards
 # written before a change that moves it no longer match those written
 # after: bump SCHEMA_VERSION, or find what changed the bytes.
 _PINNED_RECORD_SHA256 = (
-    '90f002ca46abd4b6cd38807cef15734cffb844f87bc8a9525b562eff4663b819')
+    '90f002ca46abd4b6cd38807cef15734cffb844f87bc8a9525b562eff4663b819'
+)
 
 
 def _known_planes() -> np.ndarray:
@@ -35,14 +36,18 @@ def _pinned_record_inputs():
     units and moved by less than half a quantisation step."""
     planes = _known_planes().astype(np.float64)
     nudge = np.random.default_rng(32).uniform(-0.4, 0.4, planes.shape)
-    lab = np.stack([(planes[..., 0] + nudge[..., 0]) * 100 / 255,
-                    planes[..., 1] + nudge[..., 1] - 128,
-                    planes[..., 2] + nudge[..., 2] - 128], axis=-1)
+    lab = np.stack(
+        [
+            (planes[..., 0] + nudge[..., 0]) * 100 / 255,
+            planes[..., 1] + nudge[..., 1] - 128,
+            planes[..., 2] + nudge[..., 2] - 128,
+        ],
+        axis=-1,
+    )
     return lab.astype(np.float32), 'pin/photo.jpg', 480, 640
 
 
 class RecordSchemaTest(tf.test.TestCase):
-
     def test_encode_decode_round_trip_within_quantisation(self):
         lab = shards.lab_from_photo(shards.sample_photo_paths()[0], 48)
         serialized = records.encode_example(lab, 'a/b.jpg', 480, 640)
@@ -51,9 +56,11 @@ class RecordSchemaTest(tf.test.TestCase):
         self.assertEqual(ab.shape, (48, 48, 2))
         self.assertLessEqual(
             float(tf.reduce_max(tf.abs(l_channel[..., 0] - lab[..., 0]))),
-            0.5 * 100 / 255 + 1e-4)
+            0.5 * 100 / 255 + 1e-4,
+        )
         self.assertLessEqual(
-            float(tf.reduce_max(tf.abs(ab - lab[..., 1:]))), 0.5 + 1e-4)
+            float(tf.reduce_max(tf.abs(ab - lab[..., 1:]))), 0.5 + 1e-4
+        )
         features = records.parse_record(tf.constant(serialized))
         self.assertEqual(features[records.KEY].numpy(), b'a/b.jpg')
         self.assertEqual(int(features[records.HEIGHT]), 480)
@@ -63,7 +70,8 @@ class RecordSchemaTest(tf.test.TestCase):
     def test_quantisation_rounds_to_nearest(self):
         lab = shards.lab_from_photo(shards.sample_photo_paths()[1], 64)
         expected = np.clip(
-            np.rint(lab * [255 / 100, 1, 1] + [0, 128, 128]), 0, 255)
+            np.rint(lab * [255 / 100, 1, 1] + [0, 128, 128]), 0, 255
+        )
         planes = records.quantize_lab(lab)
         self.assertEqual(planes.dtype, np.uint8)
         # floor(x + 0.5) and rint differ only at exact halves (ties to even).
@@ -85,8 +93,9 @@ class RecordSchemaTest(tf.test.TestCase):
 
     def test_regression_pin_of_the_record_bytes(self):
         serialized = records.encode_example(*_pinned_record_inputs())
-        self.assertEqual(hashlib.sha256(serialized).hexdigest(),
-                         _PINNED_RECORD_SHA256)
+        self.assertEqual(
+            hashlib.sha256(serialized).hexdigest(), _PINNED_RECORD_SHA256
+        )
 
     def test_stored_png_decodes_with_pillow_to_the_quantised_planes(self):
         serialized = records.encode_example(*_pinned_record_inputs())
@@ -96,8 +105,9 @@ class RecordSchemaTest(tf.test.TestCase):
         with Image.open(io.BytesIO(png), formats=['PNG']) as image:
             self.assertEqual((image.mode, image.size), ('RGB', (5, 6)))
             self.assertAllEqual(np.asarray(image), _known_planes())
-        self.assertEqual(feature[records.KEY].bytes_list.value,
-                         [b'pin/photo.jpg'])
+        self.assertEqual(
+            feature[records.KEY].bytes_list.value, [b'pin/photo.jpg']
+        )
         self.assertEqual(feature[records.HEIGHT].int64_list.value, [480])
         self.assertEqual(feature[records.WIDTH].int64_list.value, [640])
 

@@ -33,10 +33,15 @@ from tests import shards
 _GLOBAL_BATCH = 4
 
 
-_LITE_MODEL = configs.ModelConfig(generator='resnet18_unet_lite', width=8,
-                                  discriminator_width=8)
-_BINS_MODEL = configs.ModelConfig(generator='resnet18_unet_lite', width=8,
-                                  discriminator_width=8, color_head='bins')
+_LITE_MODEL = configs.ModelConfig(
+    generator='resnet18_unet_lite', width=8, discriminator_width=8
+)
+_BINS_MODEL = configs.ModelConfig(
+    generator='resnet18_unet_lite',
+    width=8,
+    discriminator_width=8,
+    color_head='bins',
+)
 
 
 def _config(stage, sync_batch_norm, model=None):
@@ -61,8 +66,12 @@ def _build(strategy, config, policy='float64'):
 def _first_batch(strategy, pattern):
     def dataset_fn(input_context):
         return input_pipeline.make_dataset(
-            pattern, training=False, image_size=32,
-            global_batch_size=_GLOBAL_BATCH, input_context=input_context)
+            pattern,
+            training=False,
+            image_size=32,
+            global_batch_size=_GLOBAL_BATCH,
+            input_context=input_context,
+        )
 
     dataset = strategy.distribute_datasets_from_function(dataset_fn)
     return next(iter(dataset))
@@ -86,9 +95,9 @@ def _run_one_step(steps, batch):
 
     def recording(name, apply):
         def recording_apply(gradients, variables):
-            handed.setdefault(threading.get_ident(), {})[name] = list(
-                gradients)
+            handed.setdefault(threading.get_ident(), {})[name] = list(gradients)
             return apply(gradients, variables)
+
         return recording_apply
 
     def replica_fn(batch):
@@ -99,22 +108,31 @@ def _run_one_step(steps, batch):
     def run(batch):
         return tf.nest.map_structure(
             lambda value: steps.strategy.reduce(
-                tf.distribute.ReduceOp.SUM, value, axis=None),
-            steps.strategy.run(replica_fn, args=(batch,)))
+                tf.distribute.ReduceOp.SUM, value, axis=None
+            ),
+            steps.strategy.run(replica_fn, args=(batch,)),
+        )
 
     with contextlib.ExitStack() as stack:
         for name, optimizer in optimizers.items():
-            stack.enter_context(mock.patch.object(
-                optimizer, 'apply', recording(name, optimizer.apply)))
+            stack.enter_context(
+                mock.patch.object(
+                    optimizer, 'apply', recording(name, optimizer.apply)
+                )
+            )
         return run(batch)
 
 
 def _trainable_weights(steps):
     networks = steps.networks
-    return {name: [w.numpy() for w in model.trainable_variables]
-            for name, model in (('generator', networks.generator),
-                                ('discriminator', networks.discriminator))
-            if model is not None}
+    return {
+        name: [w.numpy() for w in model.trainable_variables]
+        for name, model in (
+            ('generator', networks.generator),
+            ('discriminator', networks.discriminator),
+        )
+        if model is not None
+    }
 
 
 def _per_replica_average(self, per_example):
@@ -128,13 +146,15 @@ def _per_replica_average(self, per_example):
 
 
 class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
-
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         directory = shards.write_shards(
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'replicas'),
-            image_size=32, num_train=1, num_val=_GLOBAL_BATCH)
+            image_size=32,
+            num_train=1,
+            num_val=_GLOBAL_BATCH,
+        )
         cls.pattern = records.shard_pattern(directory, 'val')
         cls.one = tf.distribute.OneDeviceStrategy('/cpu:0')
         # The steps run in float64, but every generator's output layer in
@@ -143,7 +163,8 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         # sums each on its own (the same sum, by another implementation).
         cls.two = tf.distribute.MirroredStrategy(
             ['/cpu:0', '/cpu:1'],
-            cross_device_ops=tf.distribute.ReductionToOneDevice())
+            cross_device_ops=tf.distribute.ReductionToOneDevice(),
+        )
 
     def _one_step_each(self, stage, sync_batch_norm, model=None):
         """One step on one device and on two replicas, from the same start.
@@ -157,7 +178,8 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         for strategy in (self.one, self.two):
             steps = _build(strategy, config)
             metrics, gradients = _run_one_step(
-                steps, _first_batch(strategy, self.pattern))
+                steps, _first_batch(strategy, self.pattern)
+            )
             results.append((metrics, gradients, _trainable_weights(steps)))
         self.assertEqual(self.two.num_replicas_in_sync, 2)
         return results
@@ -171,11 +193,14 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
 
     def _assert_steps_agree(self, one, two):
         (metrics_1, grads_1, weights_1), (metrics_2, grads_2, weights_2) = (
-            one, two)
+            one,
+            two,
+        )
         self.assertEqual(set(metrics_1), set(metrics_2))
         for name in metrics_1:
-            self.assertAllClose(metrics_1[name], metrics_2[name], rtol=1e-5,
-                                msg=name)
+            self.assertAllClose(
+                metrics_1[name], metrics_2[name], rtol=1e-5, msg=name
+            )
         self._assert_gradients_close(grads_1, grads_2)
         for name in weights_1:
             for a, b in zip(weights_1[name], weights_2[name], strict=True):
@@ -188,18 +213,22 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         # generator's loss against the updated discriminator: the
         # generator's gradients agree only if both updates did.
         one, two = self._one_step_each(stage, sync_batch_norm=True)
-        self.assertEqual(set(one[1]), {'generator'} if stage == 'pretrain'
-                         else {'generator', 'discriminator'})
+        self.assertEqual(
+            set(one[1]),
+            {'generator'}
+            if stage == 'pretrain'
+            else {'generator', 'discriminator'},
+        )
         self._assert_steps_agree(one, two)
 
     @pytest.mark.slow  # A GAN step on 1 and 2 replicas.
     def test_averaging_per_replica_is_caught(self):
         # The negative control of the GAN case above.
-        with mock.patch.object(train_steps.StepFunctions, '_average',
-                               _per_replica_average):
+        with mock.patch.object(
+            train_steps.StepFunctions, '_average', _per_replica_average
+        ):
             one, two = self._one_step_each('gan', sync_batch_norm=True)
-        self.assertAllClose(two[0]['d_loss'], 2 * one[0]['d_loss'],
-                            rtol=1e-5)
+        self.assertAllClose(two[0]['d_loss'], 2 * one[0]['d_loss'], rtol=1e-5)
         with self.assertRaises(AssertionError):
             self._assert_steps_agree(one, two)
 
@@ -208,8 +237,9 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         # The cross-entropy is averaged over the global batch as the L1 is;
         # its head (logits and annealed mean) runs in float32 whatever the
         # policy, which the tolerance allows.
-        one, two = self._one_step_each('pretrain', sync_batch_norm=True,
-                                       model=_BINS_MODEL)
+        one, two = self._one_step_each(
+            'pretrain', sync_batch_norm=True, model=_BINS_MODEL
+        )
         self.assertEqual(set(one[0]), {'l1', 'ce'})
         self._assert_steps_agree(one, two)
 
@@ -217,8 +247,9 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
     def test_plain_batch_norm_differs_per_replica(self):
         # Each replica normalises by its own half of the batch: a real,
         # documented difference, and proof that the check above can fail.
-        (metrics_1, grads_1, _), (metrics_2, grads_2, _) = (
-            self._one_step_each('pretrain', sync_batch_norm=False))
+        (metrics_1, grads_1, _), (metrics_2, grads_2, _) = self._one_step_each(
+            'pretrain', sync_batch_norm=False
+        )
         self.assertNotAllClose(metrics_1['l1'], metrics_2['l1'], rtol=1e-9)
         with self.assertRaises(AssertionError):
             self._assert_gradients_close(grads_1, grads_2)
@@ -229,36 +260,46 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         # in the shared strategy: a second MirroredStrategy in this process
         # would reuse its collectives' instance keys.
         config = dataclasses.replace(
-            _config('pretrain', False, _LITE_MODEL), ema_decay=0.9)
+            _config('pretrain', False, _LITE_MODEL), ema_decay=0.9
+        )
         steps = _build(self.two, config, 'float32')
         networks = steps.networks
         # Trainable weights: the same on both replicas after a step (plain
         # BatchNorm's statistics are not).
         trainable = networks.generator.trainable_variables
         position = {id(w): i for i, w in enumerate(networks.generator.weights)}
-        averages = [networks.ema_generator.weights[position[id(v)]]
-                    for v in trainable]
+        averages = [
+            networks.ema_generator.weights[position[id(v)]] for v in trainable
+        ]
         initial = [w.numpy() for w in trainable]
 
         def dataset_fn(input_context):
             return input_pipeline.make_dataset(
-                self.pattern, training=False, image_size=32,
+                self.pattern,
+                training=False,
+                image_size=32,
                 global_batch_size=_GLOBAL_BATCH,
-                input_context=input_context).repeat()
+                input_context=input_context,
+            ).repeat()
 
-        iterator = iter(self.two.distribute_datasets_from_function(
-            dataset_fn))
+        iterator = iter(self.two.distribute_datasets_from_function(dataset_fn))
         steps.train_loop(iterator, tf.constant(1, tf.int32))
         decay = min(0.9, (1 + 1) / (10 + 1))
         changed = 0
-        for average, weight, start in zip(averages, trainable, initial,
-                                          strict=True):
+        for average, weight, start in zip(
+            averages, trainable, initial, strict=True
+        ):
             expected = decay * start + (1 - decay) * weight.numpy()
             copies = self.two.experimental_local_results(average.value)
             self.assertLen(copies, 2)
             for copy in copies:
-                self.assertAllClose(copy.numpy(), expected, rtol=1e-5,
-                                    atol=1e-6, msg=average.path)
+                self.assertAllClose(
+                    copy.numpy(),
+                    expected,
+                    rtol=1e-5,
+                    atol=1e-6,
+                    msg=average.path,
+                )
             changed += not np.allclose(expected, start)
         self.assertGreater(changed, 20)
 

@@ -42,8 +42,11 @@ def _files_under(directory: str) -> set[str]:
     """Every file below `directory`, as '/'-separated relative paths."""
     return {
         os.path.relpath(os.path.join(parent, name), directory).replace(
-            os.sep, '/')
-        for parent, _, names in os.walk(directory) for name in names}
+            os.sep, '/'
+        )
+        for parent, _, names in os.walk(directory)
+        for name in names
+    }
 
 
 def encode(image: np.ndarray, image_format: str, **options) -> bytes:
@@ -91,48 +94,62 @@ def _export(model_dir: str, export_base: str):
       (generator, module, version_dir): what was restored and exported.
     """
     generator, model_config, _, checkpoint = colorize_lib.load_generator(
-        model_dir)
+        model_dir
+    )
     module = signatures.ColorizationModule(
-        generator, render_size=_RENDER_SIZE,
-        size_multiple=models.size_multiple(model_config.generator))
+        generator,
+        render_size=_RENDER_SIZE,
+        size_multiple=models.size_multiple(model_config.generator),
+    )
     version_dir = export_lib.export_saved_model(
-        module, export_base, metadata={
+        module,
+        export_base,
+        metadata={
             'checkpoint': checkpoint,
-            'model': configs.to_dict(model_config)})
+            'model': configs.to_dict(model_config),
+        },
+    )
     return generator, module, version_dir
 
 
 class ExportTest(tf.test.TestCase):
-
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.root = tf.test.TestCase().get_temp_dir()
         cls.model_dir = os.path.join(cls.root, 'run')
         # Width 4: the signatures do not depend on the network's size.
-        make_model_dir(cls.model_dir, model_config=configs.ModelConfig(
-            generator='resnet18_unet', width=4))
+        make_model_dir(
+            cls.model_dir,
+            model_config=configs.ModelConfig(
+                generator='resnet18_unet', width=4
+            ),
+        )
         cls.export_base = os.path.join(cls.root, 'models', 'chromagen')
         # The module keeps its traced functions: exporting it again in a
         # test costs no new tracing.
         cls.generator, cls.module, cls.version_dir = _export(
-            cls.model_dir, cls.export_base)
+            cls.model_dir, cls.export_base
+        )
         cls.loaded = tf.saved_model.load(cls.version_dir)
 
     def _serve(self, images):
         signature = self.loaded.signatures['serving_default']
         return signature(image_bytes=tf.constant(images, tf.string))[
-            'colorized_png_bytes']
+            'colorized_png_bytes'
+        ]
 
     def test_versioned_layout_and_nothing_left_beside_it(self):
         self.assertEqual(self.version_dir, os.path.join(self.export_base, '1'))
         self.assertEqual(sorted(os.listdir(self.export_base)), ['1'])
         # The staging folder beside the base is gone.
-        self.assertEqual(os.listdir(os.path.dirname(self.export_base)),
-                         ['chromagen'])
+        self.assertEqual(
+            os.listdir(os.path.dirname(self.export_base)), ['chromagen']
+        )
         self.assertEqual(export_lib.next_version(self.export_base), 2)
-        self.assertEqual(export_lib.latest_version_dir(self.export_base),
-                         self.version_dir)
+        self.assertEqual(
+            export_lib.latest_version_dir(self.export_base), self.version_dir
+        )
         metadata = export_lib.read_metadata(self.version_dir)
         self.assertEqual(metadata['render_size'], _RENDER_SIZE)
         self.assertEqual(metadata['model']['width'], 4)
@@ -168,16 +185,19 @@ class ExportTest(tf.test.TestCase):
             relative = os.path.relpath(destination, final)
             if relative == 'saved_model.pb':
                 staged = os.path.dirname(source)
-                self.assertEqual(_files_under(final),
-                                 _files_under(staged) - {relative})
+                self.assertEqual(
+                    _files_under(final), _files_under(staged) - {relative}
+                )
             copied.append(relative)
             copy(source, destination, overwrite)
 
-        with mock.patch.object(export_lib.files, 'is_remote',
-                               return_value=True), \
-                mock.patch.object(tf.io.gfile, 'copy', recording_copy):
-            self.assertEqual(export_lib.export_saved_model(self.module, base),
-                             final)
+        with (
+            mock.patch.object(export_lib.files, 'is_remote', return_value=True),
+            mock.patch.object(tf.io.gfile, 'copy', recording_copy),
+        ):
+            self.assertEqual(
+                export_lib.export_saved_model(self.module, base), final
+            )
         self.assertEqual(copied[-1], 'saved_model.pb')
         self.assertEqual(set(copied), _files_under(final))
         self.assertIn(f'assets.extra/{export_lib.METADATA_FILE}', copied)
@@ -187,8 +207,11 @@ class ExportTest(tf.test.TestCase):
         saved_model = saved_model_pb2.SavedModel()
         with open(os.path.join(final, 'saved_model.pb'), 'rb') as f:
             saved_model.ParseFromString(f.read())
-        served = [name for name in saved_model.meta_graphs[0].signature_def
-                  if not name.startswith('__')]  # '__saved_model_init_op'
+        served = [
+            name
+            for name in saved_model.meta_graphs[0].signature_def
+            if not name.startswith('__')
+        ]  # '__saved_model_init_op'
         self.assertEqual(sorted(served), sorted(signatures.SIGNATURES))
 
     def test_rename_across_file_systems_falls_back_to_copying(self):
@@ -202,36 +225,57 @@ class ExportTest(tf.test.TestCase):
 
         with mock.patch.object(os, 'rename', cross_device):
             final = export_lib._write_version(  # pylint: disable=protected-access
-                base, 3, write)
+                base, 3, write
+            )
         self.assertEqual(_files_under(final), _files_under(self.version_dir))
         self.assertTrue(tf.saved_model.contains_saved_model(final))
         self.assertEqual(
-            [name for name in os.listdir(self.get_temp_dir())
-             if name.startswith('.other_device-staging-')], [])
+            [
+                name
+                for name in os.listdir(self.get_temp_dir())
+                if name.startswith('.other_device-staging-')
+            ],
+            [],
+        )
 
     @pytest.mark.slow  # An export process.
     def test_command_line_writes_what_the_library_does(self):
         export_base = os.path.join(self.get_temp_dir(), 'command_line')
         result = subprocess.run(
-            [sys.executable, '-m', 'chromagen_tf.export',
-             f'--model_dir={self.model_dir}', f'--export_dir={export_base}',
-             f'--render_size={_RENDER_SIZE}'],
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-            check=False)
+            [
+                sys.executable,
+                '-m',
+                'chromagen_tf.export',
+                f'--model_dir={self.model_dir}',
+                f'--export_dir={export_base}',
+                f'--render_size={_RENDER_SIZE}',
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         # The last line printed is the version directory.
         version_dir = result.stdout.strip().splitlines()[-1]
         self.assertEqual(version_dir, os.path.join(export_base, '1'))
-        self.assertEqual(export_lib.read_metadata(version_dir),
-                         export_lib.read_metadata(self.version_dir))
-        self.assertEqual(_files_under(version_dir),
-                         _files_under(self.version_dir))
+        self.assertEqual(
+            export_lib.read_metadata(version_dir),
+            export_lib.read_metadata(self.version_dir),
+        )
+        self.assertEqual(
+            _files_under(version_dir), _files_under(self.version_dir)
+        )
         image = photo('coffee.jpg', (90, 70))[None]
         self.assertAllEqual(
             tf.saved_model.load(version_dir).signatures['colorize_image'](
-                image=tf.constant(image))['colorized'],
-            self.loaded.signatures['colorize_image'](
-                image=tf.constant(image))['colorized'])
+                image=tf.constant(image)
+            )['colorized'],
+            self.loaded.signatures['colorize_image'](image=tf.constant(image))[
+                'colorized'
+            ],
+        )
 
     @pytest.mark.slow  # Subprocesses that import TensorFlow.
     def test_reload_in_a_process_without_chromagen(self):
@@ -240,64 +284,109 @@ class ExportTest(tf.test.TestCase):
             'l_channel': rng.uniform(-1, 1, [2, 64, 96, 1]).astype(np.float32),
             'image': photo('coffee.jpg', (90, 70))[None],
             'jpeg': np.frombuffer(
-                (SAMPLE_PHOTOS / 'rocket.jpg').read_bytes(), np.uint8),
+                (SAMPLE_PHOTOS / 'rocket.jpg').read_bytes(), np.uint8
+            ),
         }
         inputs_path = os.path.join(self.get_temp_dir(), 'inputs.npz')
         outputs_path = os.path.join(self.get_temp_dir(), 'outputs.npz')
         np.savez(inputs_path, **inputs)
         environment = dict(os.environ, PYTHONPATH='')
         result = subprocess.run(
-            [sys.executable, '-c', _RELOAD_SCRIPT, self.version_dir,
-             inputs_path, outputs_path],
-            cwd=self.get_temp_dir(), env=environment, capture_output=True,
-            text=True, timeout=120, check=False)
+            [
+                sys.executable,
+                '-c',
+                _RELOAD_SCRIPT,
+                self.version_dir,
+                inputs_path,
+                outputs_path,
+            ],
+            cwd=self.get_temp_dir(),
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         outputs = np.load(outputs_path)
         self.assertAllClose(
             outputs['ab'],
             self.generator(inputs['l_channel'], training=False),
-            atol=1e-5)
+            atol=1e-5,
+        )
         self.assertAllEqual(
             outputs['colorized'],
-            self.module.colorize_image(inputs['image'])['colorized'])
-        expected = tf.io.decode_png(self.module.serving_default(
-            tf.constant([inputs['jpeg'].tobytes()]))['colorized_png_bytes'][0])
+            self.module.colorize_image(inputs['image'])['colorized'],
+        )
+        expected = tf.io.decode_png(
+            self.module.serving_default(
+                tf.constant([inputs['jpeg'].tobytes()])
+            )['colorized_png_bytes'][0]
+        )
         self.assertAllEqual(outputs['png'], expected)
         with Image.open(SAMPLE_PHOTOS / 'rocket.jpg') as original:
-            self.assertEqual(outputs['png'].shape[:2],
-                             (original.height, original.width))
+            self.assertEqual(
+                outputs['png'].shape[:2], (original.height, original.width)
+            )
 
     @pytest.mark.slow  # Subprocesses that import TensorFlow.
     def test_saved_model_cli(self):
         cli = os.path.join(os.path.dirname(sys.executable), 'saved_model_cli')
         shown = subprocess.run(
             [cli, 'show', '--dir', self.version_dir, '--all'],
-            capture_output=True, text=True, timeout=120, check=True).stdout
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
         for name in signatures.SIGNATURES:
             self.assertIn(f"signature_def['{name}']", shown)
         self.assertEqual(
-            shown.count('Method name is: tensorflow/serving/predict'), 3)
+            shown.count('Method name is: tensorflow/serving/predict'), 3
+        )
         l_channel = np.linspace(-1, 1, 64 * 64, dtype=np.float32).reshape(
-            1, 64, 64, 1)
+            1, 64, 64, 1
+        )
         npy = os.path.join(self.get_temp_dir(), 'l.npy')
         np.save(npy, l_channel)
         outdir = os.path.join(self.get_temp_dir(), 'cli_out')
         subprocess.run(
-            [cli, 'run', '--dir', self.version_dir, '--tag_set', 'serve',
-             '--signature_def', 'predict_ab', '--inputs', f'l_channel={npy}',
-             '--outdir', outdir],
-            capture_output=True, text=True, timeout=120, check=True)
-        self.assertAllClose(np.load(os.path.join(outdir, 'ab.npy')),
-                            self.generator(l_channel, training=False),
-                            atol=1e-5)
+            [
+                cli,
+                'run',
+                '--dir',
+                self.version_dir,
+                '--tag_set',
+                'serve',
+                '--signature_def',
+                'predict_ab',
+                '--inputs',
+                f'l_channel={npy}',
+                '--outdir',
+                outdir,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        self.assertAllClose(
+            np.load(os.path.join(outdir, 'ab.npy')),
+            self.generator(l_channel, training=False),
+            atol=1e-5,
+        )
 
     def test_all_formats_colour_and_gray(self):
         rgb = photo('astronaut.jpg', (70, 45))
         gray = np.asarray(Image.fromarray(rgb).convert('L'))
         images = [
-            encode(rgb, 'JPEG'), encode(gray, 'JPEG'),
-            encode(rgb, 'PNG'), encode(gray, 'PNG'),
-            encode(rgb, 'GIF'), encode(gray, 'BMP'), encode(rgb, 'BMP'),
+            encode(rgb, 'JPEG'),
+            encode(gray, 'JPEG'),
+            encode(rgb, 'PNG'),
+            encode(gray, 'PNG'),
+            encode(rgb, 'GIF'),
+            encode(gray, 'BMP'),
+            encode(rgb, 'BMP'),
         ]
         pngs = self._serve(images)
         self.assertLen(pngs, len(images))
@@ -307,7 +396,8 @@ class ExportTest(tf.test.TestCase):
         from_gray = tf.io.decode_png(pngs[3])
         self.assertAllClose(
             from_gray,
-            self.module.colorize_image(gray[None, :, :, None])['colorized'][0])
+            self.module.colorize_image(gray[None, :, :, None])['colorized'][0],
+        )
 
     def test_hostile_inputs_are_invalid_argument(self):
         real_png = encode(photo('chelsea.jpg', (40, 30)), 'PNG')
@@ -315,7 +405,7 @@ class ExportTest(tf.test.TestCase):
         huge_png[16:24] = (100_000).to_bytes(4, 'big') * 2  # IHDR w, h.
         jpeg = bytearray(encode(photo('chelsea.jpg', (40, 30)), 'JPEG'))
         sof = jpeg.index(b'\xff\xc0')
-        jpeg[sof + 5:sof + 9] = (30_000).to_bytes(2, 'big') * 2  # SOF h, w.
+        jpeg[sof + 5 : sof + 9] = (30_000).to_bytes(2, 'big') * 2  # SOF h, w.
         gif = bytearray(encode(photo('chelsea.jpg', (40, 30)), 'GIF'))
         gif[6:10] = (65_535).to_bytes(2, 'little') * 2
         cases = {
@@ -328,22 +418,26 @@ class ExportTest(tf.test.TestCase):
         }
         for image_bytes, message in cases.items():
             with self.subTest(image_bytes=image_bytes[:12]):
-                with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
-                                            message):
+                with self.assertRaisesRegex(
+                    tf.errors.InvalidArgumentError, message
+                ):
                     self._serve([image_bytes])
 
     def test_colorize_image_rejects_other_channel_counts(self):
         colorize = self.loaded.signatures['colorize_image']
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
-                                    '1 \\(gray\\) or 3 \\(RGB\\)'):
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, '1 \\(gray\\) or 3 \\(RGB\\)'
+        ):
             colorize(image=tf.zeros([1, 32, 32, 4], tf.uint8))
 
     def test_pixel_limit_is_configurable(self):
         png = encode(photo('chelsea.jpg', (40, 30)), 'PNG')
-        self.assertEqual(image_decoding.decode_image(png, 1200).shape,
-                         (30, 40, 3))
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
-                                    'limit of 1199 pixels'):
+        self.assertEqual(
+            image_decoding.decode_image(png, 1200).shape, (30, 40, 3)
+        )
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, 'limit of 1199 pixels'
+        ):
             image_decoding.decode_image(png, 1199)
 
     def test_empty_batch(self):
@@ -357,8 +451,7 @@ class ExportTest(tf.test.TestCase):
         # L with ab and converting back is exact up to uint8 rounding.
         inputs = keras.Input([None, None, 1])
         gentle = keras.Model(inputs, self.generator(inputs) * 0.1)
-        module = signatures.ColorizationModule(gentle,
-                                               render_size=_RENDER_SIZE)
+        module = signatures.ColorizationModule(gentle, render_size=_RENDER_SIZE)
         rgb = photo('picos_de_europa.jpg')  # 640x427: ten times the render.
         gray = np.asarray(Image.fromarray(rgb).convert('L'))[None, ..., None]
         colorized = module.colorize_image(gray)['colorized'].numpy()
@@ -373,10 +466,10 @@ class ExportTest(tf.test.TestCase):
 
     def test_working_shape_keeps_aspect_and_multiple(self):
         for (height, width), expected in {
-                (3024, 4032): (192, 256, 192, 256),
-                (427, 640): (171, 256, 192, 256),
-                (640, 100): (256, 40, 256, 64),
-                (10, 5000): (16, 256, 32, 256),
+            (3024, 4032): (192, 256, 192, 256),
+            (427, 640): (171, 256, 192, 256),
+            (640, 100): (256, 40, 256, 64),
+            (10, 5000): (16, 256, 32, 256),
         }.items():
             shape = full_resolution.working_shape(height, width, 256, 32)
             self.assertEqual(tuple(int(x) for x in shape), expected)
@@ -384,41 +477,51 @@ class ExportTest(tf.test.TestCase):
     def test_colorize_tool_loads_exports_and_agrees(self):
         rgb = photo('fig_bowl.jpg', (100, 75))
         expected = self.loaded.signatures['colorize_image'](
-            image=tf.constant(rgb[None]))['colorized'][0]
+            image=tf.constant(rgb[None])
+        )['colorized'][0]
         # The export base resolves to its newest version directory.
         for model in (self.export_base, self.model_dir):
             with self.subTest(model=model):
                 colorizer = colorize_lib.load_colorizer(
-                    model, render_size=_RENDER_SIZE)
+                    model, render_size=_RENDER_SIZE
+                )
                 self.assertEqual(colorizer.render_size, _RENDER_SIZE)
-                self.assertAllClose(colorizer.colorize([rgb])[0].astype(int),
-                                    tf.cast(expected, tf.int32), atol=1)
+                self.assertAllClose(
+                    colorizer.colorize([rgb])[0].astype(int),
+                    tf.cast(expected, tf.int32),
+                    atol=1,
+                )
                 if model == self.export_base:  # Its newest version.
                     self.assertIn(self.version_dir, colorizer.description)
         with self.assertRaises(colorize_lib.ModelNotFoundError):
             colorize_lib.load_colorizer(self.root)
         # An export decodes as it was exported.
         for setting in ('temperature', 'prior_strength'):
-            with self.assertRaisesRegex(errors.UsageError,
-                                        'as it was exported'):
-                colorize_lib.load_colorizer(self.export_base,
-                                            **{setting: 0.5})
+            with self.assertRaisesRegex(
+                errors.UsageError, 'as it was exported'
+            ):
+                colorize_lib.load_colorizer(self.export_base, **{setting: 0.5})
 
     def test_tflite(self):
         path = export_lib.export_tflite(
-            self.module, os.path.join(self.get_temp_dir(), 'tflite'), 5)
+            self.module, os.path.join(self.get_temp_dir(), 'tflite'), 5
+        )
         self.assertTrue(path.endswith('/5/model.tflite'))
         interpreter = tf.lite.Interpreter(model_path=path)
         interpreter.allocate_tensors()
         l_channel = np.linspace(-1, 1, 64 * 64, dtype=np.float32).reshape(
-            1, 64, 64, 1)
-        interpreter.set_tensor(interpreter.get_input_details()[0]['index'],
-                               l_channel)
+            1, 64, 64, 1
+        )
+        interpreter.set_tensor(
+            interpreter.get_input_details()[0]['index'], l_channel
+        )
         interpreter.invoke()
         ab = interpreter.get_tensor(
-            interpreter.get_output_details()[0]['index'])
-        self.assertAllClose(ab, self.generator(l_channel, training=False),
-                            atol=1e-4)
+            interpreter.get_output_details()[0]['index']
+        )
+        self.assertAllClose(
+            ab, self.generator(l_channel, training=False), atol=1e-4
+        )
 
 
 if __name__ == '__main__':

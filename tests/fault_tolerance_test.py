@@ -32,9 +32,13 @@ from tests import shards
 from tests import utils
 
 _TINY_FLAGS = [
-    '--width=8', '--image_size=32', '--global_batch_size=4',
-    '--mixed_precision=float32', '--strategy=one_device',
-    '--steps_per_loop=1', '--eval_every=100000',
+    '--width=8',
+    '--image_size=32',
+    '--global_batch_size=4',
+    '--mixed_precision=float32',
+    '--strategy=one_device',
+    '--steps_per_loop=1',
+    '--eval_every=100000',
 ]
 _STEP_KEY = 'step/.ATTRIBUTES/VARIABLE_VALUE'
 _TIMEOUT = 240  # Seconds; TF start-up alone takes ~10 s on a busy 2-core box.
@@ -44,10 +48,13 @@ def _checkpoint_numbers(stage_dir, suffix='.index') -> list[int]:
     """Numbers of the ckpt-<number><suffix> entries, sorted."""
     pattern = re.compile(r'ckpt-(\d+)' + re.escape(suffix) + '$')
     return sorted(
-        int(match.group(1)) for match in (
+        int(match.group(1))
+        for match in (
             pattern.search(path)
-            for path in glob.glob(os.path.join(stage_dir, 'ckpt-*' + suffix)))
-        if match)
+            for path in glob.glob(os.path.join(stage_dir, 'ckpt-*' + suffix))
+        )
+        if match
+    )
 
 
 class _Process:
@@ -60,11 +67,17 @@ class _Process:
     def __init__(self, command, log_prefix, env=None):
         self.stdout_path = log_prefix + '.out'
         self.stderr_path = log_prefix + '.err'
-        with open(self.stdout_path, 'w') as stdout, open(
-                self.stderr_path, 'w') as stderr:
+        with (
+            open(self.stdout_path, 'w') as stdout,
+            open(self.stderr_path, 'w') as stderr,
+        ):
             self.popen = subprocess.Popen(
-                command, stdout=stdout, stderr=stderr, env=env,
-                cwd=conftest.REPO_ROOT)
+                command,
+                stdout=stdout,
+                stderr=stderr,
+                env=env,
+                cwd=conftest.REPO_ROOT,
+            )
 
     def running(self) -> bool:
         return self.popen.poll() is None
@@ -81,25 +94,34 @@ class _Process:
 # Each test starts and kills real training or export processes.
 @pytest.mark.slow
 class FaultToleranceTest(tf.test.TestCase):
-
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         cls.data_dir = shards.write_shards(
             os.path.join(tf.compat.v1.test.get_temp_dir(), 'fault_data'),
-            image_size=32, num_train=8, num_val=2)
+            image_size=32,
+            num_train=8,
+            num_val=2,
+        )
 
     def _train_command(self, model_dir, *flags):
-        return [sys.executable, '-m', 'chromagen_tf.train', *_TINY_FLAGS,
-                f'--data_dir={self.data_dir}', f'--model_dir={model_dir}',
-                *flags]
+        return [
+            sys.executable,
+            '-m',
+            'chromagen_tf.train',
+            *_TINY_FLAGS,
+            f'--data_dir={self.data_dir}',
+            f'--model_dir={model_dir}',
+            *flags,
+        ]
 
     def _wait_until(self, condition, process, what, poll_seconds=0.05):
         deadline = time.monotonic() + _TIMEOUT
         while not condition():
             if not process.running():
-                self.fail(f'exited before {what}: '
-                          f'{process.output()[1][-3000:]}')
+                self.fail(
+                    f'exited before {what}: {process.output()[1][-3000:]}'
+                )
             self.assertLess(time.monotonic(), deadline, f'no {what}')
             time.sleep(poll_seconds)
 
@@ -123,12 +145,18 @@ class FaultToleranceTest(tf.test.TestCase):
         train_events = os.path.join(stage_dir, 'train')
         train_steps, checkpoint_every = 12, 3
         command = self._train_command(
-            model_dir, f'--train_steps={train_steps}',
-            f'--checkpoint_every={checkpoint_every}', '--summary_every=1')
+            model_dir,
+            f'--train_steps={train_steps}',
+            f'--checkpoint_every={checkpoint_every}',
+            '--summary_every=1',
+        )
         process = _Process(command, model_dir + '.first')
         # Checkpoints at steps 1, 4, 7: kill once the third is on disk.
-        self._wait_until(lambda: len(_checkpoint_numbers(stage_dir)) >= 3,
-                         process, 'third checkpoint')
+        self._wait_until(
+            lambda: len(_checkpoint_numbers(stage_dir)) >= 3,
+            process,
+            'third checkpoint',
+        )
         process.kill()
         self.assertEqual(process.popen.returncode, -9)
 
@@ -143,22 +171,35 @@ class FaultToleranceTest(tf.test.TestCase):
         self.assertBetween(reached - restored, 0, checkpoint_every)
         first_run_events = set(glob.glob(os.path.join(train_events, '*')))
 
-        completed = subprocess.run(command, capture_output=True, text=True,
-                                   timeout=_TIMEOUT, cwd=conftest.REPO_ROOT)
+        completed = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT,
+            cwd=conftest.REPO_ROOT,
+        )
         self.assertEqual(completed.returncode, 0, completed.stderr[-3000:])
-        self.assertIn(f'Resumed {stage_dir}/ckpt-{restored} at step '
-                      f'{restored}.', completed.stderr)
-        self.assertIn(f'stopped at step {train_steps} (complete)',
-                      completed.stdout)
-        self.assertEqual(tf.train.latest_checkpoint(stage_dir),
-                         os.path.join(stage_dir, f'ckpt-{train_steps}'))
+        self.assertIn(
+            f'Resumed {stage_dir}/ckpt-{restored} at step {restored}.',
+            completed.stderr,
+        )
+        self.assertIn(
+            f'stopped at step {train_steps} (complete)', completed.stdout
+        )
+        self.assertEqual(
+            tf.train.latest_checkpoint(stage_dir),
+            os.path.join(stage_dir, f'ckpt-{train_steps}'),
+        )
         self.assertEqual(self._assert_latest_is_valid(stage_dir), train_steps)
         # The restart counted each step after the checkpoint exactly once.
-        new_events = sorted(set(glob.glob(os.path.join(train_events, '*')))
-                            - first_run_events)
+        new_events = sorted(
+            set(glob.glob(os.path.join(train_events, '*'))) - first_run_events
+        )
         self.assertLen(new_events, 1)
-        self.assertEqual(utils.summarised_steps(train_events, new_events),
-                         list(range(restored + 1, train_steps + 1)))
+        self.assertEqual(
+            utils.summarised_steps(train_events, new_events),
+            list(range(restored + 1, train_steps + 1)),
+        )
 
     def test_repeated_sigkill_during_checkpoint_writes(self):
         # Five kill-and-restart rounds, each aimed at a random moment of a
@@ -169,8 +210,7 @@ class FaultToleranceTest(tf.test.TestCase):
         model_dir = os.path.join(self.get_temp_dir(), 'write_kills')
         stage_dir = os.path.join(model_dir, 'pretrain')
         flags = ['--checkpoint_every=1', '--summary_every=1000']
-        command = self._train_command(model_dir, '--train_steps=100000',
-                                      *flags)
+        command = self._train_command(model_dir, '--train_steps=100000', *flags)
         delays = random.Random(7)
         restored = 0
         # Rounds whose kill left this round's ckpt-N_temp/ behind, i.e. landed
@@ -180,34 +220,52 @@ class FaultToleranceTest(tf.test.TestCase):
             process = _Process(command, f'{model_dir}.{round_number}')
             before = restored
             # A killed write leaves ckpt-N_temp/ behind: aim at later ones.
-            seen = max(_checkpoint_numbers(stage_dir)
-                       + _checkpoint_numbers(stage_dir, '_temp'), default=0)
+            seen = max(
+                _checkpoint_numbers(stage_dir)
+                + _checkpoint_numbers(stage_dir, '_temp'),
+                default=0,
+            )
             self._wait_until(
                 lambda before=before: (
-                    _checkpoint_numbers(stage_dir)[-1:] > [before]),
-                process, 'a new checkpoint')
+                    _checkpoint_numbers(stage_dir)[-1:] > [before]
+                ),
+                process,
+                'a new checkpoint',
+            )
             # A write takes ~10 ms of a ~200 ms step: wait for the next one
             # to start (TF writes ckpt-N_temp/ first, then merges it into
             # ckpt-N.index, records the `checkpoint` file and deletes the
             # oldest checkpoint), then kill somewhere in it.
             self._wait_until(
                 lambda seen=seen: (
-                    _checkpoint_numbers(stage_dir, '_temp')[-1:] > [seen]),
-                process, 'a checkpoint write', poll_seconds=0.0005)
+                    _checkpoint_numbers(stage_dir, '_temp')[-1:] > [seen]
+                ),
+                process,
+                'a checkpoint write',
+                poll_seconds=0.0005,
+            )
             time.sleep(delays.uniform(0.0, 0.015))
             process.kill()
-            logging.info('Round %d killed with %s on disk.', round_number,
-                         sorted(os.listdir(stage_dir)))
+            logging.info(
+                'Round %d killed with %s on disk.',
+                round_number,
+                sorted(os.listdir(stage_dir)),
+            )
             if _checkpoint_numbers(stage_dir, '_temp')[-1:] > [seen]:
                 kills_inside_a_write += 1
             stderr = process.output()[1]
             if round_number:
-                self.assertIn(f'Resumed {stage_dir}/ckpt-{restored} at step '
-                              f'{restored}.', stderr)
+                self.assertIn(
+                    f'Resumed {stage_dir}/ckpt-{restored} at step {restored}.',
+                    stderr,
+                )
             restored = self._assert_latest_is_valid(stage_dir)
             self.assertGreater(restored, before)
-        logging.info('%d of %d kills landed inside a checkpoint write.',
-                     kills_inside_a_write, rounds)
+        logging.info(
+            '%d of %d kills landed inside a checkpoint write.',
+            kills_inside_a_write,
+            rounds,
+        )
         # Otherwise this test would only have tested kills between writes.
         self.assertGreaterEqual(kills_inside_a_write, 1)
 
@@ -215,15 +273,22 @@ class FaultToleranceTest(tf.test.TestCase):
         # resume, so the last run finishes two steps after the checkpoint.
         final_steps = restored + 2
         completed = subprocess.run(
-            self._train_command(model_dir, f'--train_steps={final_steps}',
-                                *flags),
-            capture_output=True, text=True, timeout=_TIMEOUT,
-            cwd=conftest.REPO_ROOT)
+            self._train_command(
+                model_dir, f'--train_steps={final_steps}', *flags
+            ),
+            capture_output=True,
+            text=True,
+            timeout=_TIMEOUT,
+            cwd=conftest.REPO_ROOT,
+        )
         self.assertEqual(completed.returncode, 0, completed.stderr[-3000:])
-        self.assertIn(f'Resumed {stage_dir}/ckpt-{restored} at step '
-                      f'{restored}.', completed.stderr)
-        self.assertIn(f'stopped at step {final_steps} (complete)',
-                      completed.stdout)
+        self.assertIn(
+            f'Resumed {stage_dir}/ckpt-{restored} at step {restored}.',
+            completed.stderr,
+        )
+        self.assertIn(
+            f'stopped at step {final_steps} (complete)', completed.stdout
+        )
         self.assertEqual(self._assert_latest_is_valid(stage_dir), final_steps)
         # The trainer deletes the ckpt-N_temp/ folders the kills left.
         self.assertEqual(_checkpoint_numbers(stage_dir, '_temp'), [])
@@ -232,9 +297,18 @@ class FaultToleranceTest(tf.test.TestCase):
         cluster = {'worker': [f'127.0.0.1:{port}' for port in ports]}
         workers = []
         for index in range(2):
-            env = dict(os.environ, CUDA_VISIBLE_DEVICES='', TF_CONFIG=(
-                json.dumps({'cluster': cluster,
-                            'task': {'type': 'worker', 'index': index}})))
+            env = dict(
+                os.environ,
+                CUDA_VISIBLE_DEVICES='',
+                TF_CONFIG=(
+                    json.dumps(
+                        {
+                            'cluster': cluster,
+                            'task': {'type': 'worker', 'index': index},
+                        }
+                    )
+                ),
+            )
             workers.append(_Process(command, f'{log_prefix}.{index}', env))
         return workers
 
@@ -253,30 +327,40 @@ class FaultToleranceTest(tf.test.TestCase):
         stage_dir = os.path.join(model_dir, 'pretrain')
         train_events = os.path.join(stage_dir, 'train')
         train_steps = 40
-        command = [flag for flag in self._train_command(
-            model_dir, f'--train_steps={train_steps}',
-            '--checkpoint_every=100000', '--summary_every=1')
-                   if flag != '--strategy=one_device']
+        command = [
+            flag
+            for flag in self._train_command(
+                model_dir,
+                f'--train_steps={train_steps}',
+                '--checkpoint_every=100000',
+                '--summary_every=1',
+            )
+            if flag != '--strategy=one_device'
+        ]
         command.append('--strategy=multi_worker')
         workers = self._start_workers(command, model_dir, utils.free_ports(2))
         chief, other = workers
         try:
             self._wait_until(
                 lambda: len(set(utils.summarised_steps(train_events))) >= 2,
-                chief, 'two summarised steps')
+                chief,
+                'two summarised steps',
+            )
             # The worker that does not write checkpoints is preempted: the
             # chief learns it through the all-reduce and saves for both.
             other.popen.send_signal(signal.SIGTERM)
         finally:
             (chief_out, chief_err), (other_out, other_err) = (
-                self._wait_for_workers(workers))
+                self._wait_for_workers(workers)
+            )
         self.assertEqual(chief.popen.returncode, 0, chief_err[-3000:])
         self.assertEqual(other.popen.returncode, 0, other_err[-3000:])
         self.assertIn('Received SIGTERM', other_err)
         saved = self._assert_latest_is_valid(stage_dir)
         self.assertBetween(saved, 2, train_steps - 1)
-        self.assertIn(f'stopped at step {saved} (another worker stopped)',
-                      chief_out)
+        self.assertIn(
+            f'stopped at step {saved} (another worker stopped)', chief_out
+        )
         self.assertIn(f'stopped at step {saved} (SIGTERM)', other_out)
         # No step trained after the one saved.
         self.assertEqual(max(utils.summarised_steps(train_events)), saved)
@@ -284,19 +368,24 @@ class FaultToleranceTest(tf.test.TestCase):
         # The same command again, on both workers: each resumes at the
         # saved step, and together they train exactly to train_steps.
         first_events = set(glob.glob(os.path.join(train_events, '*')))
-        workers = self._start_workers(command, f'{model_dir}.again',
-                                      utils.free_ports(2))
+        workers = self._start_workers(
+            command, f'{model_dir}.again', utils.free_ports(2)
+        )
         outputs = self._wait_for_workers(workers)
         for worker, (out, err) in zip(workers, outputs):
             self.assertEqual(worker.popen.returncode, 0, err[-3000:])
-            self.assertIn(f'Resumed {stage_dir}/ckpt-{saved} at step {saved}.',
-                          err)
+            self.assertIn(
+                f'Resumed {stage_dir}/ckpt-{saved} at step {saved}.', err
+            )
             self.assertIn(f'stopped at step {train_steps} (complete)', out)
         self.assertEqual(self._assert_latest_is_valid(stage_dir), train_steps)
-        new_events = sorted(set(glob.glob(os.path.join(train_events, '*')))
-                            - first_events)
-        self.assertEqual(utils.summarised_steps(train_events, new_events),
-                         list(range(saved + 1, train_steps + 1)))
+        new_events = sorted(
+            set(glob.glob(os.path.join(train_events, '*'))) - first_events
+        )
+        self.assertEqual(
+            utils.summarised_steps(train_events, new_events),
+            list(range(saved + 1, train_steps + 1)),
+        )
 
     def _assert_only_complete_versions_visible(self, export_base):
         # TF Serving loads every numbered folder of its base path; exports
@@ -304,10 +393,15 @@ class FaultToleranceTest(tf.test.TestCase):
         for name in os.listdir(export_base):
             path = os.path.join(export_base, name)
             self.assertTrue(name.isdigit(), path)
-            for part in ('saved_model.pb', 'variables/variables.index',
-                         f'assets.extra/{export_lib.METADATA_FILE}'):
-                self.assertTrue(os.path.exists(os.path.join(path, part)),
-                                f'{path} has no {part}')
+            for part in (
+                'saved_model.pb',
+                'variables/variables.index',
+                f'assets.extra/{export_lib.METADATA_FILE}',
+            ):
+                self.assertTrue(
+                    os.path.exists(os.path.join(path, part)),
+                    f'{path} has no {part}',
+                )
 
     def test_sigkill_during_export_leaves_no_partial_version(self):
         model_dir = os.path.join(self.get_temp_dir(), 'to_export')
@@ -317,19 +411,29 @@ class FaultToleranceTest(tf.test.TestCase):
         strategy, policy = distribute.setup('one_device', 'float32')
         configs.check_and_write_model_config(model_dir, config.model)
         state.Trainer(config, strategy, policy).manager.save(
-            checkpoint_number=0)
+            checkpoint_number=0
+        )
         parent = os.path.join(self.get_temp_dir(), 'export_parent')
         os.makedirs(parent)
         export_base = os.path.join(parent, 'exports')
-        command = [sys.executable, '-m', 'chromagen_tf.export',
-                   f'--model_dir={model_dir}', f'--export_dir={export_base}',
-                   '--stage=pretrain', '--render_size=32']
+        command = [
+            sys.executable,
+            '-m',
+            'chromagen_tf.export',
+            f'--model_dir={model_dir}',
+            f'--export_dir={export_base}',
+            '--stage=pretrain',
+            '--render_size=32',
+        ]
 
         def _staging_folders():
             """Folders beside the base: where a version is written first."""
-            return sorted(name for name in os.listdir(parent)
-                          if name != 'exports'
-                          and os.path.isdir(os.path.join(parent, name)))
+            return sorted(
+                name
+                for name in os.listdir(parent)
+                if name != 'exports'
+                and os.path.isdir(os.path.join(parent, name))
+            )
 
         def _writing():
             if os.path.isdir(export_base):
@@ -338,13 +442,17 @@ class FaultToleranceTest(tf.test.TestCase):
             return bool(_staging_folders())
 
         process = _Process(command, self.get_temp_dir() + '/export.killed')
-        self._wait_until(_writing, process, 'a staging folder',
-                         poll_seconds=0.005)
+        self._wait_until(
+            _writing, process, 'a staging folder', poll_seconds=0.005
+        )
         time.sleep(random.Random(11).uniform(0.0, 0.2))
         process.kill()
-        logging.info('Export killed with %s beside %s, which holds %s.',
-                     _staging_folders(), export_base,
-                     sorted(os.listdir(export_base)))
+        logging.info(
+            'Export killed with %s beside %s, which holds %s.',
+            _staging_folders(),
+            export_base,
+            sorted(os.listdir(export_base)),
+        )
         self._assert_only_complete_versions_visible(export_base)
         # The kill landed inside the write: its staging folder is left.
         killed_staging = _staging_folders()
@@ -360,8 +468,9 @@ class FaultToleranceTest(tf.test.TestCase):
         stdout, stderr = process.output()
         self.assertEqual(process.popen.returncode, 0, stderr[-3000:])
         version_dir = stdout.strip().splitlines()[-1]
-        self.assertEqual(export_lib.latest_version_dir(export_base),
-                         version_dir)
+        self.assertEqual(
+            export_lib.latest_version_dir(export_base), version_dir
+        )
         self._assert_only_complete_versions_visible(export_base)
         # The complete export removed its own staging folder; the killed
         # one's stays where TF Serving never looks.
@@ -369,10 +478,12 @@ class FaultToleranceTest(tf.test.TestCase):
         loaded = tf.saved_model.load(version_dir)
         photo = tf.io.read_file(shards.sample_photo_paths()[0])
         outputs = loaded.signatures['serving_default'](
-            **{signatures.IMAGE_BYTES: photo[tf.newaxis]})
+            **{signatures.IMAGE_BYTES: photo[tf.newaxis]}
+        )
         colorized = tf.io.decode_png(outputs[signatures.COLORIZED_PNG][0])
-        self.assertEqual(colorized.shape,
-                         tf.io.decode_jpeg(photo, channels=3).shape)
+        self.assertEqual(
+            colorized.shape, tf.io.decode_jpeg(photo, channels=3).shape
+        )
 
 
 if __name__ == '__main__':

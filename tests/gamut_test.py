@@ -9,12 +9,17 @@ from chromagen_tf.serving import full_resolution
 
 def _random_lab(count, seed=0):
     rng = np.random.default_rng(seed)
-    return np.stack([rng.uniform(0, 100, count), rng.uniform(-128, 127, count),
-                     rng.uniform(-128, 127, count)], -1).astype(np.float32)
+    return np.stack(
+        [
+            rng.uniform(0, 100, count),
+            rng.uniform(-128, 127, count),
+            rng.uniform(-128, 127, count),
+        ],
+        -1,
+    ).astype(np.float32)
 
 
 class GamutTest(tf.test.TestCase):
-
     def test_random_lab_keeps_lightness_after_uint8_rounding(self):
         lab = _random_lab(40_000)
         l_channel = tf.constant(lab[None, None, :, :1])
@@ -22,8 +27,8 @@ class GamutTest(tf.test.TestCase):
         rgb = full_resolution.lab_to_uint8(l_channel, ab)
         back = color.rgb_to_lab(tf.cast(rgb, tf.float32) / 255.0)
         self.assertLessEqual(
-            float(tf.reduce_max(tf.abs(back[..., 0] - l_channel[..., 0]))),
-            1.0)
+            float(tf.reduce_max(tf.abs(back[..., 0] - l_channel[..., 0]))), 1.0
+        )
         # Per-channel clipping, the old behaviour, moves L by far more.
         clipped = color.rgb_to_lab(color.lab_to_rgb(lab))
         self.assertGreater(float(np.abs(clipped[:, 0] - lab[:, 0]).max()), 10)
@@ -38,8 +43,9 @@ class GamutTest(tf.test.TestCase):
         moved = chroma_out > 1.0
         hue_in = np.arctan2(lab[moved, 2], lab[moved, 1])
         hue_out = np.arctan2(fitted[moved, 2], fitted[moved, 1])
-        self.assertAllClose(np.cos(hue_in - hue_out), np.ones(moved.sum()),
-                            atol=1e-5)
+        self.assertAllClose(
+            np.cos(hue_in - hue_out), np.ones(moved.sum()), atol=1e-5
+        )
         # In the gamut, and on its boundary (no chroma given away): the
         # round trip through sRGB reproduces the fitted colour.
         round_trip = color.rgb_to_lab(color.lab_to_rgb(fitted)).numpy()

@@ -79,9 +79,18 @@ def _defined_flags(module):
 @pytest.fixture(scope='module')
 def flag_help():
     completed = subprocess.run(
-        [sys.executable, '-c', _READ_FLAG_HELP.format(
-            modules=ENTRY_POINTS, shared=list(_SHARED_FLAG_MODULES))],
-        capture_output=True, text=True, timeout=300, cwd=conftest.REPO_ROOT)
+        [
+            sys.executable,
+            '-c',
+            _READ_FLAG_HELP.format(
+                modules=ENTRY_POINTS, shared=list(_SHARED_FLAG_MODULES)
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=conftest.REPO_ROOT,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
@@ -93,7 +102,8 @@ def test_every_flag_has_help(flag_help, module):
     assert names, f'{module} defines no absl flags'
     # Every flag in the source is one of the module's own or adopted flags.
     assert set(names) <= set(flag_help[module]), (
-        f'{module}: {sorted(set(names) - set(flag_help[module]))}')
+        f'{module}: {sorted(set(names) - set(flag_help[module]))}'
+    )
     for name, text in flag_help[module].items():
         assert _is_documented(text), f'{module}: --{name} is undocumented'
 
@@ -102,8 +112,12 @@ def test_every_flag_has_help(flag_help, module):
 def test_help_prints_every_flag():
     module = 'chromagen_tf.tools.import_torchvision_resnet'
     completed = subprocess.run(
-        [sys.executable, '-m', module, '--help'], capture_output=True,
-        text=True, timeout=120, cwd=conftest.REPO_ROOT)
+        [sys.executable, '-m', module, '--help'],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=conftest.REPO_ROOT,
+    )
     # absl's --help exits with status 1 by design; a crash would not print
     # the flags below.
     assert completed.returncode in (0, 1), completed.stderr[-3000:]

@@ -36,7 +36,6 @@ def _pil_upright(data):
 
 
 class _FileTestCase(tf.test.TestCase):
-
     def _write(self, data):
         path = os.path.join(self.get_temp_dir(), f'image-{len(data)}.bin')
         with open(path, 'wb') as f:
@@ -45,12 +44,12 @@ class _FileTestCase(tf.test.TestCase):
 
 
 class OrientationTest(_FileTestCase, parameterized.TestCase):
-
     @parameterized.parameters(*range(1, 9))
     def test_matches_pillow(self, orientation):
         data = _jpeg_with_orientation(orientation)
-        self.assertEqual(int(image_decoding.exif_orientation(data)),
-                         orientation)
+        self.assertEqual(
+            int(image_decoding.exif_orientation(data)), orientation
+        )
         decoded = image_decoding.decode_image(tf.constant(data)).numpy()
         # Exactly Pillow's transform of the same decoded pixels.
         raw = Image.fromarray(tf.io.decode_jpeg(data, channels=3).numpy())
@@ -62,22 +61,28 @@ class OrientationTest(_FileTestCase, parameterized.TestCase):
         expected = _pil_upright(data)
         self.assertEqual(decoded.shape, expected.shape)
         self.assertLessEqual(
-            np.abs(decoded.astype(int) - expected.astype(int)).mean(), 2.0)
+            np.abs(decoded.astype(int) - expected.astype(int)).mean(), 2.0
+        )
         # The colorize tool's loader gives the same size.
         path = self._write(data)
-        self.assertEqual(imaging.load_rgb(path).image.size,
-                         (expected.shape[1], expected.shape[0]))
+        self.assertEqual(
+            imaging.load_rgb(path).image.size,
+            (expected.shape[1], expected.shape[0]),
+        )
 
     def test_big_endian_exif(self):
         data = _jpeg_with_orientation(6, byte_order='>')
         self.assertEqual(int(image_decoding.exif_orientation(data)), 6)
         self.assertEqual(
             image_decoding.decode_image(tf.constant(data)).shape,
-            _pil_upright(data).shape)
+            _pil_upright(data).shape,
+        )
 
     def test_in_a_graph_and_without_exif(self):
-        decode = tf.function(image_decoding.decode_image,
-                             input_signature=[tf.TensorSpec([], tf.string)])
+        decode = tf.function(
+            image_decoding.decode_image,
+            input_signature=[tf.TensorSpec([], tf.string)],
+        )
         data = _jpeg_with_orientation(8)
         self.assertEqual(decode(data).shape, (96, 64, 3))
         plain = (SAMPLE_PHOTOS / 'coffee.jpg').read_bytes()
@@ -85,12 +90,12 @@ class OrientationTest(_FileTestCase, parameterized.TestCase):
         png = io.BytesIO()
         Image.new('RGB', (5, 3)).save(png, 'PNG')
         self.assertEqual(
-            int(image_decoding.exif_orientation(png.getvalue())), 1)
+            int(image_decoding.exif_orientation(png.getvalue())), 1
+        )
         self.assertEqual(int(image_decoding.exif_orientation(b'\xff\xd8')), 1)
 
 
 class AlphaTest(_FileTestCase, parameterized.TestCase):
-
     @parameterized.parameters('RGBA', 'LA')
     def test_transparent_regions_match_the_colorize_tool(self, mode):
         rng = np.random.default_rng(0)
@@ -103,8 +108,11 @@ class AlphaTest(_FileTestCase, parameterized.TestCase):
         image.save(buffer, 'PNG')
         path = self._write(buffer.getvalue())
         expected = np.asarray(imaging.load_rgb(path).image).astype(int)
-        decoded = image_decoding.decode_image(
-            tf.constant(buffer.getvalue())).numpy().astype(int)
+        decoded = (
+            image_decoding.decode_image(tf.constant(buffer.getvalue()))
+            .numpy()
+            .astype(int)
+        )
         self.assertAllEqual(decoded[:20], np.full((20, 60, 3), 255))
         self.assertLessEqual(np.abs(decoded - expected).max(), 1)
 

@@ -20,22 +20,27 @@ def _bands(colours, band_width=20, height=20):
     """An RGB image of vertical bands, one per colour."""
     array = np.zeros((height, band_width * len(colours), 3), np.uint8)
     for index, colour in enumerate(colours):
-        array[:, index * band_width:(index + 1) * band_width] = colour
+        array[:, index * band_width : (index + 1) * band_width] = colour
     return Image.fromarray(array)
 
 
 def _png_chunk(tag: bytes, payload: bytes) -> bytes:
     crc = zlib.crc32(tag + payload) & 0xFFFFFFFF
-    return struct.pack('>I', len(payload)) + tag + payload + struct.pack(
-        '>I', crc)
+    return (
+        struct.pack('>I', len(payload)) + tag + payload + struct.pack('>I', crc)
+    )
 
 
 def _png(width, height, bit_depth, colour_type, raw_rows: bytes) -> bytes:
-    header = struct.pack('>IIBBBBB', width, height, bit_depth, colour_type, 0,
-                         0, 0)
-    return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', header) +
-            _png_chunk(b'IDAT', zlib.compress(raw_rows)) +
-            _png_chunk(b'IEND', b''))
+    header = struct.pack(
+        '>IIBBBBB', width, height, bit_depth, colour_type, 0, 0, 0
+    )
+    return (
+        b'\x89PNG\r\n\x1a\n'
+        + _png_chunk(b'IHDR', header)
+        + _png_chunk(b'IDAT', zlib.compress(raw_rows))
+        + _png_chunk(b'IEND', b'')
+    )
 
 
 def _reason(path, **kwargs):
@@ -57,7 +62,7 @@ def test_missing_file(tmp_path):
 def test_truncated_jpeg(tmp_path):
     path = tmp_path / 'truncated.jpg'
     data = _PHOTO.read_bytes()
-    path.write_bytes(data[:len(data) // 2])
+    path.write_bytes(data[: len(data) // 2])
     assert _reason(path) == imaging.DECODE_ERROR
 
 
@@ -86,8 +91,10 @@ def test_png_bomb_rejected_from_header(tmp_path, width, height):
     path.write_bytes(_png(width, height, 8, 2, b'\x00' * 64))
     assert _reason(path) == imaging.TOO_LARGE
     assert _reason(path, max_pixels=10**9) == (
-        imaging.DECODE_ERROR if width * height < 179_000_000
-        else imaging.TOO_LARGE)
+        imaging.DECODE_ERROR
+        if width * height < 179_000_000
+        else imaging.TOO_LARGE
+    )
 
 
 def test_jpeg_bomb_rejected_from_header(tmp_path):
@@ -139,8 +146,9 @@ def test_sixteen_bit_gray_png_is_scaled_not_clipped(tmp_path):
 
 def test_palette_png(tmp_path):
     path = tmp_path / 'palette.png'
-    _bands([RED, GREEN, BLUE]).convert('P', palette=Image.Palette.ADAPTIVE,
-                                        colors=4).save(path)
+    _bands([RED, GREEN, BLUE]).convert(
+        'P', palette=Image.Palette.ADAPTIVE, colors=4
+    ).save(path)
     with Image.open(path) as image:
         assert image.mode == 'P'
     rgb = np.asarray(imaging.load_rgb(str(path)).image)
@@ -160,18 +168,21 @@ def test_transparent_palette_and_rgba_on_white(tmp_path):
     np.testing.assert_allclose(rgb[10, 50], WHITE, atol=1)
 
     gif = tmp_path / 'transparent.gif'
-    image = _bands([RED, BLUE]).convert('P', palette=Image.Palette.ADAPTIVE,
-                                        colors=2)
+    image = _bands([RED, BLUE]).convert(
+        'P', palette=Image.Palette.ADAPTIVE, colors=2
+    )
     transparent_index = image.getpixel((30, 10))
     image.save(gif, transparency=transparent_index)
     rgb = np.asarray(imaging.load_rgb(str(gif)).image)
     np.testing.assert_array_equal(rgb[10, [10, 30]], [RED, WHITE])
 
     gray_alpha = tmp_path / 'gray_alpha.png'
-    Image.fromarray(np.dstack([np.zeros((20, 20), np.uint8),
-                               np.zeros((20, 20), np.uint8)])).save(gray_alpha)
+    Image.fromarray(
+        np.dstack([np.zeros((20, 20), np.uint8), np.zeros((20, 20), np.uint8)])
+    ).save(gray_alpha)
     np.testing.assert_array_equal(
-        np.asarray(imaging.load_rgb(str(gray_alpha)).image)[5, 5], WHITE)
+        np.asarray(imaging.load_rgb(str(gray_alpha)).image)[5, 5], WHITE
+    )
 
 
 def test_gif_first_frame(tmp_path):
@@ -191,8 +202,9 @@ def test_exif_orientation_is_applied(tmp_path):
     path = tmp_path / 'rotated.jpg'
     exif = Image.Exif()
     exif[0x0112] = 6
-    _bands([RED, BLUE], band_width=32, height=32).save(path, exif=exif,
-                                                       quality=95)
+    _bands([RED, BLUE], band_width=32, height=32).save(
+        path, exif=exif, quality=95
+    )
     loaded = imaging.load_rgb(str(path))
     assert loaded.image.size == (32, 64)
     assert (loaded.original_height, loaded.original_width) == (64, 32)
@@ -207,8 +219,9 @@ def test_other_formats_load_like_the_jpeg(tmp_path, extension):
     path = tmp_path / f'photo.{extension}'
     reference.save(path, **({'lossless': True} if extension == 'webp' else {}))
     loaded = imaging.load_rgb(str(path))
-    np.testing.assert_array_equal(np.asarray(loaded.image),
-                                  np.asarray(reference))
+    np.testing.assert_array_equal(
+        np.asarray(loaded.image), np.asarray(reference)
+    )
     assert (loaded.original_height, loaded.original_width) == (400, 600)
 
 
@@ -244,12 +257,14 @@ def test_crop_takes_the_centre_and_stretch_keeps_everything():
     image = _bands([RED, GREEN, BLUE], band_width=100, height=100)  # 300x100
     cropped = np.asarray(imaging.resize_for_storage(image, 32, 'crop'))
     assert cropped.shape == (32, 32, 3)
-    np.testing.assert_allclose(cropped[:, 4:-4], np.broadcast_to(
-        GREEN, (32, 24, 3)), atol=2)
+    np.testing.assert_allclose(
+        cropped[:, 4:-4], np.broadcast_to(GREEN, (32, 24, 3)), atol=2
+    )
     stretched = np.asarray(imaging.resize_for_storage(image, 30, 'stretch'))
     assert stretched.shape == (30, 30, 3)
-    np.testing.assert_allclose(stretched[15, [2, 15, 27]], [RED, GREEN, BLUE],
-                               atol=2)
+    np.testing.assert_allclose(
+        stretched[15, [2, 15, 27]], [RED, GREEN, BLUE], atol=2
+    )
     with pytest.raises(ValueError):
         imaging.resize_for_storage(image, 32, 'squash')
 
@@ -265,10 +280,12 @@ def test_draft_decode_matches_full_decode(tmp_path, policy):
     with Image.open(path) as image:
         image.draft(None, imaging.draft_size(1800, 1200, 256, policy))
         assert image.size[0] < 1800  # The draft really reduces the decode.
-    slow = imaging.resize_for_storage(imaging.load_rgb(str(path)).image, 256,
-                                      policy)
-    difference = np.abs(np.asarray(fast.image, np.int32) -
-                        np.asarray(slow, np.int32))
+    slow = imaging.resize_for_storage(
+        imaging.load_rgb(str(path)).image, 256, policy
+    )
+    difference = np.abs(
+        np.asarray(fast.image, np.int32) - np.asarray(slow, np.int32)
+    )
     assert fast.image.size == (256, 256)
     assert difference.mean() < 2.0
 

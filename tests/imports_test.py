@@ -17,10 +17,15 @@ _PACKAGES = ('chromagen_tf', 'data_prep')
 # Code that serves or colorizes, and the bundled format, must not need
 # training/ (STYLE.md rule 12). A prefix ending in '.' covers a package's
 # modules; one without covers that module alone.
-_NO_TRAINING = ('chromagen_tf.inference', 'chromagen_tf.inference.',
-                'chromagen_tf.serving', 'chromagen_tf.serving.',
-                'chromagen_tf.bundled',
-                'chromagen_tf.models', 'chromagen_tf.models.')
+_NO_TRAINING = (
+    'chromagen_tf.inference',
+    'chromagen_tf.inference.',
+    'chromagen_tf.serving',
+    'chromagen_tf.serving.',
+    'chromagen_tf.bundled',
+    'chromagen_tf.models',
+    'chromagen_tf.models.',
+)
 _TRAINING = 'chromagen_tf.training'
 
 
@@ -38,9 +43,9 @@ def _module_files(root: pathlib.Path) -> dict[str, pathlib.Path]:
 
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
-    return ((isinstance(test, ast.Name) and test.id == 'TYPE_CHECKING') or
-            (isinstance(test, ast.Attribute) and
-             test.attr == 'TYPE_CHECKING'))
+    return (isinstance(test, ast.Name) and test.id == 'TYPE_CHECKING') or (
+        isinstance(test, ast.Attribute) and test.attr == 'TYPE_CHECKING'
+    )
 
 
 def _imports(tree: ast.AST):
@@ -84,7 +89,7 @@ def import_graph(root: pathlib.Path = conftest.REPO_ROOT):
                     package = name.split('.')
                     if not is_package:
                         package.pop()
-                    package = package[:len(package) - (node.level - 1)]
+                    package = package[: len(package) - (node.level - 1)]
                     base = '.'.join(package + ([base] if base else []))
                 # `from package import module` imports the module.
                 targets = [f'{base}.{alias.name}' for alias in node.names]
@@ -129,10 +134,12 @@ def find_cycles(graph) -> list[list[str]]:
 
 def _describe(graph, component) -> str:
     members = set(component)
-    return '; '.join(f'{source}:{line} -> {target}'
-                     for source in component
-                     for target, line in sorted(graph[source].items())
-                     if target in members)
+    return '; '.join(
+        f'{source}:{line} -> {target}'
+        for source in component
+        for target, line in sorted(graph[source].items())
+        if target in members
+    )
 
 
 def _path_to_training(graph, start: str) -> list[str] | None:
@@ -153,8 +160,10 @@ def _path_to_training(graph, start: str) -> list[str] | None:
 
 
 def _must_not_need_training(module: str) -> bool:
-    return any(module.startswith(prefix) if prefix.endswith('.')
-               else module == prefix for prefix in _NO_TRAINING)
+    return any(
+        module.startswith(prefix) if prefix.endswith('.') else module == prefix
+        for prefix in _NO_TRAINING
+    )
 
 
 _GRAPH = import_graph()
@@ -166,18 +175,24 @@ def test_graph_sees_imports_inside_functions(tmp_path):
     (package / '__init__.py').write_text('')
     (package / 'inner' / '__init__.py').write_text('')
     (package / 'top.py').write_text(
-        'def load():\n    from chromagen_tf.inner import lazy\n')
+        'def load():\n    from chromagen_tf.inner import lazy\n'
+    )
     (package / 'inner' / 'lazy.py').write_text(
-        'from .. import top\nfrom . import other\n')
+        'from .. import top\nfrom . import other\n'
+    )
     (package / 'inner' / 'other.py').write_text(
-        'if TYPE_CHECKING:\n    from chromagen_tf import top\n')
+        'if TYPE_CHECKING:\n    from chromagen_tf import top\n'
+    )
     graph = import_graph(tmp_path)
     assert graph['chromagen_tf.top'] == {'chromagen_tf.inner.lazy': 2}
     assert graph['chromagen_tf.inner.lazy'] == {
-        'chromagen_tf.top': 1, 'chromagen_tf.inner.other': 2}
+        'chromagen_tf.top': 1,
+        'chromagen_tf.inner.other': 2,
+    }
     assert graph['chromagen_tf.inner.other'] == {}
-    assert find_cycles(graph) == [['chromagen_tf.inner.lazy',
-                                   'chromagen_tf.top']]
+    assert find_cycles(graph) == [
+        ['chromagen_tf.inner.lazy', 'chromagen_tf.top']
+    ]
 
 
 def test_no_import_cycle():
@@ -185,8 +200,10 @@ def test_no_import_cycle():
     assert not cycles, '\n'.join(_describe(_GRAPH, c) for c in cycles)
 
 
-@pytest.mark.parametrize('module', sorted(
-    module for module in _GRAPH if _must_not_need_training(module)))
+@pytest.mark.parametrize(
+    'module',
+    sorted(module for module in _GRAPH if _must_not_need_training(module)),
+)
 def test_serving_inference_models_and_format_do_not_need_training(module):
     chain = _path_to_training(_GRAPH, module)
     assert chain is None, ' -> '.join(chain)

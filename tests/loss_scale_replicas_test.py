@@ -66,7 +66,9 @@ else:
     after = [v.numpy() for v in variables]
     result.update(
         finite=all(bool(np.all(np.isfinite(w))) for w in after),
-        unchanged=all(bool(np.array_equal(a, b)) for a, b in zip(before, after)),
+        unchanged=all(
+            bool(np.array_equal(a, b)) for a, b in zip(before, after)
+        ),
         scale_ratio=float(optimizer.dynamic_scale.numpy()) / scale,
         iterations=int(optimizer.iterations.numpy()))
     if not plain:
@@ -84,17 +86,20 @@ print('RESULT ' + json.dumps(result))
 def _run(bad_replica: int, mode: str) -> dict:
     completed = subprocess.run(
         [sys.executable, '-c', _SCRIPT, str(bad_replica), mode],
-        cwd=conftest.REPO_ROOT, capture_output=True, text=True, timeout=300,
-        check=False)
+        cwd=conftest.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     for line in completed.stdout.splitlines():
         if line.startswith('RESULT '):
-            return json.loads(line[len('RESULT '):])
+            return json.loads(line[len('RESULT ') :])
     raise AssertionError(completed.stderr[-3000:])
 
 
 @pytest.mark.slow  # A Python process per case.
 class ReplicaOverflowTest(tf.test.TestCase, parameterized.TestCase):
-
     @parameterized.parameters(0, 1)
     def test_overflow_on_one_replica_skips_everywhere(self, bad_replica):
         result = _run(bad_replica, 'agreed')

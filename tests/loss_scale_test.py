@@ -35,30 +35,48 @@ class _LossScaleChecks:
     def setUp(self):
         super().setUp()
         data_dir = shards.write_shards(
-            os.path.join(self.get_temp_dir(), 'data'), image_size=32,
-            num_train=4, num_val=1, train_shards=1)
+            os.path.join(self.get_temp_dir(), 'data'),
+            image_size=32,
+            num_train=4,
+            num_val=1,
+            train_shards=1,
+        )
         config = utils.tiny_config(
-            data_dir, os.path.join(self.get_temp_dir(), 'run'),
-            mixed_precision='float16', model=self.model)
+            data_dir,
+            os.path.join(self.get_temp_dir(), 'run'),
+            mixed_precision='float16',
+            model=self.model,
+        )
         strategy, policy = distribute.setup('one_device', 'float16')
         self.assertEqual(policy, 'mixed_float16')
         self.trainer = state.Trainer(config, strategy, policy)
         pattern = records.shard_pattern(data_dir, 'train')
-        self.iterator = iter(strategy.distribute_datasets_from_function(
-            lambda context: input_pipeline.make_dataset(
-                pattern, training=True, image_size=32, global_batch_size=4,
-                input_context=context)))
+        self.iterator = iter(
+            strategy.distribute_datasets_from_function(
+                lambda context: input_pipeline.make_dataset(
+                    pattern,
+                    training=True,
+                    image_size=32,
+                    global_batch_size=4,
+                    input_context=context,
+                )
+            )
+        )
         self.optimizer = self.trainer.networks.generator_optimizer
-        self.assertIsInstance(self.optimizer,
-                              keras.optimizers.LossScaleOptimizer)
+        self.assertIsInstance(
+            self.optimizer, keras.optimizers.LossScaleOptimizer
+        )
 
     def _weights(self):
-        return [variable.numpy() for variable in
-                self.trainer.networks.generator.trainable_variables]
+        return [
+            variable.numpy()
+            for variable in self.trainer.networks.generator.trainable_variables
+        ]
 
     def _run(self, num_steps):
         means, first_bad_step, _ = self.trainer.steps.train_loop(
-            self.iterator, tf.constant(num_steps, tf.int32))
+            self.iterator, tf.constant(num_steps, tf.int32)
+        )
         # The loss itself is unscaled and finite: the loop must not stop.
         self.assertEqual(int(first_bad_step), -1)
         self.assertEqual(set(means), self.loss_names)
@@ -69,7 +87,8 @@ class _LossScaleChecks:
         return float(self.optimizer.dynamic_scale.numpy())
 
     def test_overflow_skips_the_step_halves_the_scale_and_training_goes_on(
-            self):
+        self,
+    ):
         # A random network's first float16 gradients may overflow even at
         # Keras's initial scale of 2**15: train until one update went in.
         for _ in range(20):
@@ -84,12 +103,10 @@ class _LossScaleChecks:
         before = self._weights()
 
         self._run(1)
-        self.assertEqual(int(self.trainer.global_step.numpy()),
-                         step_before + 1)
+        self.assertEqual(int(self.trainer.global_step.numpy()), step_before + 1)
         self.assertEqual(self._scale(), _HUGE_SCALE / 2)
         # Skipped: Adam did not count the step and no weight moved.
-        self.assertEqual(int(self.optimizer.iterations.numpy()),
-                         applied_before)
+        self.assertEqual(int(self.optimizer.iterations.numpy()), applied_before)
         for after, old in zip(self._weights(), before):
             self.assertAllEqual(after, old)
 
@@ -100,15 +117,18 @@ class _LossScaleChecks:
         self.optimizer.dynamic_scale.assign(start_scale)
         num_steps = 6
         self._run(num_steps)
-        self.assertEqual(int(self.trainer.global_step.numpy()),
-                         step_before + 1 + num_steps)
+        self.assertEqual(
+            int(self.trainer.global_step.numpy()), step_before + 1 + num_steps
+        )
         skipped = int(round(np.log2(start_scale / self._scale())))
         applied = int(self.optimizer.iterations.numpy()) - applied_before
         self.assertGreater(applied, 0)
         # Every step was either skipped (halving the scale) or applied.
         self.assertEqual(skipped + applied, num_steps)
-        changed = [not np.array_equal(after, old)
-                   for after, old in zip(self._weights(), before)]
+        changed = [
+            not np.array_equal(after, old)
+            for after, old in zip(self._weights(), before)
+        ]
         self.assertTrue(all(changed))
         for weight in self._weights():
             self.assertTrue(np.all(np.isfinite(weight)))
@@ -116,7 +136,6 @@ class _LossScaleChecks:
 
 @pytest.mark.slow  # The colour-bins case below runs the same checks.
 class LossScaleTest(_LossScaleChecks, tf.test.TestCase):
-
     model = configs.TINY['model']
     loss_names = {'l1'}
 
@@ -124,8 +143,12 @@ class LossScaleTest(_LossScaleChecks, tf.test.TestCase):
 class ColorBinsLossScaleTest(_LossScaleChecks, tf.test.TestCase):
     """The bundled model's kind: the fast tier's float16 training steps."""
 
-    model = configs.ModelConfig(generator='resnet18_unet_lite', width=8,
-                                discriminator_width=8, color_head='bins')
+    model = configs.ModelConfig(
+        generator='resnet18_unet_lite',
+        width=8,
+        discriminator_width=8,
+        color_head='bins',
+    )
     loss_names = {'l1', 'ce'}
 
 

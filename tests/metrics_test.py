@@ -16,7 +16,6 @@ def _photo(name: str, size: int = 64) -> np.ndarray:
 
 
 class AbMaeTest(tf.test.TestCase):
-
     def test_hand_computed(self):
         ab_true = np.zeros([2, 2, 2, 2], np.float32)
         ab_pred = np.zeros([2, 2, 2, 2], np.float32)
@@ -26,7 +25,6 @@ class AbMaeTest(tf.test.TestCase):
 
 
 class PsnrSsimTest(tf.test.TestCase):
-
     def test_psnr_hand_computed(self):
         rgb_true = np.zeros([1, 4, 4, 3], np.float32)
         rgb_pred = np.full([1, 4, 4, 3], 0.1, np.float32)
@@ -35,9 +33,12 @@ class PsnrSsimTest(tf.test.TestCase):
 
     def test_matches_tf_image_on_photos(self):
         rgb_true = np.stack([_photo('chelsea.jpg'), _photo('coffee.jpg')])
-        rgb_pred = np.clip(rgb_true + 0.05 * np.sin(
-            np.arange(rgb_true.size).reshape(rgb_true.shape)), 0, 1).astype(
-                np.float32)
+        rgb_pred = np.clip(
+            rgb_true
+            + 0.05 * np.sin(np.arange(rgb_true.size).reshape(rgb_true.shape)),
+            0,
+            1,
+        ).astype(np.float32)
         self.assertAllClose(
             metrics.psnr(rgb_pred, rgb_true),
             tf.image.psnr(rgb_pred, rgb_true, max_val=1.0),
@@ -50,7 +51,6 @@ class PsnrSsimTest(tf.test.TestCase):
 
 
 class ColorfulnessTest(tf.test.TestCase):
-
     def test_gray_is_zero(self):
         gray = np.broadcast_to(
             np.linspace(0, 255, 16, dtype=np.float32)[None, :, None, None],
@@ -78,7 +78,6 @@ class ColorfulnessTest(tf.test.TestCase):
 
 
 class AbErrorAucTest(tf.test.TestCase):
-
     def test_exact_prediction_is_one(self):
         ab = np.random.default_rng(0).normal(0, 30, [2, 8, 8, 2])
         self.assertAllClose(metrics.ab_error_auc(ab, ab), [1.0, 1.0])
@@ -89,8 +88,9 @@ class AbErrorAucTest(tf.test.TestCase):
         ab_pred[..., 0] = 3.0
         ab_pred[..., 1] = 4.0  # Error 5 everywhere.
         # Curve: 0 for t < 5, 1 from t = 5; trapezoids give 145.5 / 150.
-        self.assertAllClose(metrics.ab_error_auc(ab_pred, ab_true),
-                            [145.5 / 150.0])
+        self.assertAllClose(
+            metrics.ab_error_auc(ab_pred, ab_true), [145.5 / 150.0]
+        )
 
     def test_half_the_pixels_beyond_range(self):
         ab_true = np.zeros([1, 2, 2, 2], np.float32)
@@ -118,7 +118,6 @@ class AbErrorAucTest(tf.test.TestCase):
 
 
 class InGraphTest(tf.test.TestCase):
-
     def test_inside_tf_data(self):
         ab = tf.random.stateless_normal([4, 16, 16, 2], seed=[1, 2]) * 20
         eager = metrics.ab_error_auc(ab, ab * 0.5)

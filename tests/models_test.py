@@ -5,11 +5,11 @@ import os
 import subprocess
 import sys
 
+from absl.testing import parameterized
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from absl.testing import parameterized
 
 from chromagen_tf import models
 from chromagen_tf.models import unet_lite
@@ -30,11 +30,17 @@ def _random_l(height, width, batch=2, seed=0):
 
 
 class GeneratorShapeTest(tf.test.TestCase, parameterized.TestCase):
-
     def test_generator_names(self):
-        self.assertEqual(models.GENERATOR_NAMES,
-                         ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet',
-                          'resnet18_unet_lite', 'resnet34_unet_lite'))
+        self.assertEqual(
+            models.GENERATOR_NAMES,
+            (
+                'resnet18_unet',
+                'resnet34_unet',
+                'pix2pix_unet',
+                'resnet18_unet_lite',
+                'resnet34_unet_lite',
+            ),
+        )
 
     def test_size_multiples(self):
         self.assertEqual(models.size_multiple('pix2pix_unet'), 256)
@@ -65,8 +71,9 @@ class GeneratorShapeTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(ab.dtype, tf.float32)
         self.assertTrue(np.all(np.isfinite(ab.numpy())))
 
-    @parameterized.parameters('resnet18_unet', 'pix2pix_unet',
-                              'resnet18_unet_lite')
+    @parameterized.parameters(
+        'resnet18_unet', 'pix2pix_unet', 'resnet18_unet_lite'
+    )
     def test_fixed_image_size(self, name):
         generator = models.build_generator(name, image_size=256, width=_TINY)
         self.assertEqual(generator.input_shape, (None, 256, 256, 1))
@@ -79,7 +86,6 @@ class GeneratorShapeTest(tf.test.TestCase, parameterized.TestCase):
 
 
 class SizeErrorTest(tf.test.TestCase, parameterized.TestCase):
-
     def test_lite_output_is_smooth_at_its_stride(self):
         # ab is predicted at 1/4 and up-sampled bilinearly: inside each 4x4
         # cell the output is an interpolation, so second differences along
@@ -90,31 +96,40 @@ class SizeErrorTest(tf.test.TestCase, parameterized.TestCase):
         second = rows[:, :, 2:-2] - 2 * rows[:, :, 3:-1] + rows[:, :, 4:]
         self.assertLess(np.abs(second[:, :, 0::4]).max(), 1e-4)
 
-    @parameterized.parameters(('resnet18_unet', 100), ('resnet34_unet', 48),
-                              ('resnet18_unet_lite', 72),
-                              ('pix2pix_unet', 128), ('pix2pix_unet', 320))
+    @parameterized.parameters(
+        ('resnet18_unet', 100),
+        ('resnet34_unet', 48),
+        ('resnet18_unet_lite', 72),
+        ('pix2pix_unet', 128),
+        ('pix2pix_unet', 320),
+    )
     def test_bad_image_size_at_build(self, name, size):
         with self.assertRaisesRegex(ValueError, 'multiple of'):
             models.build_generator(name, image_size=size, width=_TINY)
 
-    @parameterized.parameters(('resnet18_unet', 80, 64, '32'),
-                              ('pix2pix_unet', 200, 256, '256'),
-                              ('pix2pix_unet', 256, 384, '256'))
+    @parameterized.parameters(
+        ('resnet18_unet', 80, 64, '32'),
+        ('pix2pix_unet', 200, 256, '256'),
+        ('pix2pix_unet', 256, 384, '256'),
+    )
     def test_bad_input_size_at_call(self, name, height, width, multiple):
         generator = _tiny_generator(name)
-        with self.assertRaisesRegex(ValueError,
-                                    f'{name} needs height and width that '
-                                    f'are multiples of {multiple}, got '
-                                    f'{height}x{width}'):
+        with self.assertRaisesRegex(
+            ValueError,
+            f'{name} needs height and width that '
+            f'are multiples of {multiple}, got '
+            f'{height}x{width}',
+        ):
             generator(_random_l(height, width, batch=1))
 
     def test_bad_input_size_with_unknown_shape_in_graph(self):
         generator = _tiny_generator('pix2pix_unet')
         run = tf.function(
-            generator,
-            input_signature=[tf.TensorSpec([None, None, None, 1])])
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
-                                    'multiples of 256'):
+            generator, input_signature=[tf.TensorSpec([None, None, None, 1])]
+        )
+        with self.assertRaisesRegex(
+            tf.errors.InvalidArgumentError, 'multiples of 256'
+        ):
             run(_random_l(256, 128, batch=1))
 
     def test_unknown_name_and_bad_arguments(self):
@@ -123,20 +138,22 @@ class SizeErrorTest(tf.test.TestCase, parameterized.TestCase):
         with self.assertRaisesRegex(ValueError, 'width must be positive'):
             models.build_generator('resnet18_unet', width=0)
         with self.assertRaisesRegex(ValueError, 'no pretrained encoder'):
-            models.build_generator('pix2pix_unet',
-                                   width=_TINY,
-                                   encoder_weights='imagenet')
+            models.build_generator(
+                'pix2pix_unet', width=_TINY, encoder_weights='imagenet'
+            )
         with self.assertRaisesRegex(ValueError, 'only for width=64'):
-            models.build_generator('resnet18_unet',
-                                   width=_TINY,
-                                   encoder_weights='imagenet')
+            models.build_generator(
+                'resnet18_unet', width=_TINY, encoder_weights='imagenet'
+            )
 
 
-def _conv(size: int, channels_in: int, channels_out: int,
-          bias: bool = False) -> int:
+def _conv(
+    size: int, channels_in: int, channels_out: int, bias: bool = False
+) -> int:
     """Weights of a size x size convolution (or transposed convolution)."""
-    return size * size * channels_in * channels_out + (channels_out
-                                                       if bias else 0)
+    return size * size * channels_in * channels_out + (
+        channels_out if bias else 0
+    )
 
 
 class ParameterCountTest(tf.test.TestCase, parameterized.TestCase):
@@ -157,19 +174,23 @@ class ParameterCountTest(tf.test.TestCase, parameterized.TestCase):
         # the innermost also reads the mirrored encoder activation.
         encoder = [64, 128, 256, 512, 512, 512, 512, 512]
         decoder = encoder[-2::-1]  # Innermost first: 512 x4, 256, 128, 64.
-        weights = sum(_conv(4, channels_in, channels_out)
-                      for channels_in, channels_out in zip(
-                          [1] + encoder[:-1], encoder))
-        weights += sum(_conv(4, channels_in, channels_out)
-                       for channels_in, channels_out in zip(
-                           [encoder[-1]] + [2 * c for c in decoder[:-1]],
-                           decoder))
+        weights = sum(
+            _conv(4, channels_in, channels_out)
+            for channels_in, channels_out in zip([1] + encoder[:-1], encoder)
+        )
+        weights += sum(
+            _conv(4, channels_in, channels_out)
+            for channels_in, channels_out in zip(
+                [encoder[-1]] + [2 * c for c in decoder[:-1]], decoder
+            )
+        )
         weights += _conv(4, 2 * decoder[-1], 2, bias=True)
         # BatchNorm on every decoder block and on the encoder's, except the
         # outermost (pix2pix) and the 1x1 innermost (the authors' code).
         norm_channels = sum(encoder[1:-1]) + sum(decoder)
-        self._assert_counts(models.build_generator('pix2pix_unet'), weights,
-                            norm_channels)
+        self._assert_counts(
+            models.build_generator('pix2pix_unet'), weights, norm_channels
+        )
 
     @parameterized.parameters(False, True)
     def test_discriminator(self, spectral_norm):
@@ -179,31 +200,33 @@ class ParameterCountTest(tf.test.TestCase, parameterized.TestCase):
         channels = [3, 64, 128, 256, 512, 1]
         pairs = list(zip(channels[:-1], channels[1:]))
         weights = sum(_conv(4, *pair) for pair in pairs)
-        discriminator = models.build_discriminator(
-            spectral_norm=spectral_norm)
+        discriminator = models.build_discriminator(spectral_norm=spectral_norm)
         if not spectral_norm:
-            self._assert_counts(discriminator, weights + 64 + 1,
-                                norm_channels=128 + 256 + 512)
+            self._assert_counts(
+                discriminator, weights + 64 + 1, norm_channels=128 + 256 + 512
+            )
         else:
             # No BatchNorm, a bias on every convolution, and per
             # convolution one power-iteration vector u, as long as its
             # output channels, which is not trained (Miyato et al. 2018).
             outputs = sum(channels[1:])
-            self.assertEqual(_trainable_count(discriminator),
-                             weights + outputs)
-            self.assertEqual(discriminator.count_params(),
-                             weights + 2 * outputs)
+            self.assertEqual(_trainable_count(discriminator), weights + outputs)
+            self.assertEqual(
+                discriminator.count_params(), weights + 2 * outputs
+            )
 
-    @parameterized.parameters(('resnet18_unet', 11_689_512),
-                              ('resnet34_unet', 21_797_672))
+    @parameterized.parameters(
+        ('resnet18_unet', 11_689_512), ('resnet34_unet', 21_797_672)
+    )
     def test_resnet_encoder_is_torchvisions_without_fc(self, name, torchvision):
         # torchvision's resnet18 and resnet34 (num_params of their
         # IMAGENET1K_V1 weights) minus fc (512 * 1000 + 1000) and conv1's
         # kernels for two of its three input channels (2 * 64 * 7 * 7).
         encoder = models.get_encoder(models.build_generator(name))
-        self.assertEqual(_trainable_count(encoder),
-                         torchvision - _conv(1, 512, 1000, bias=True)
-                         - 2 * _conv(7, 1, 64))
+        self.assertEqual(
+            _trainable_count(encoder),
+            torchvision - _conv(1, 512, 1000, bias=True) - 2 * _conv(7, 1, 64),
+        )
 
     def test_resnet18_unet_is_the_size_of_the_tutorials_dynamic_unet(self):
         # fastai's DynamicUnet over resnet18 has about 31.1M.
@@ -215,8 +238,9 @@ class ParameterCountTest(tf.test.TestCase, parameterized.TestCase):
         ('resnet34_unet', 41_239_582, 41_210_202),
         ('resnet18_unet_lite', 16_598_786, 16_583_426),
     )
-    def test_regression_pin_of_resnet_generator_sizes(self, name, total,
-                                                      trainable):
+    def test_regression_pin_of_resnet_generator_sizes(
+        self, name, total, trainable
+    ):
         # Regression pins: copied from the code's output (and stated in the
         # module docstrings); they catch unintended changes to a decoder.
         generator = models.build_generator(name)
@@ -225,7 +249,6 @@ class ParameterCountTest(tf.test.TestCase, parameterized.TestCase):
 
 
 class PrecisionTest(tf.test.TestCase, parameterized.TestCase):
-
     def tearDown(self):
         keras.mixed_precision.set_global_policy('float32')
         super().tearDown()
@@ -234,23 +257,32 @@ class PrecisionTest(tf.test.TestCase, parameterized.TestCase):
     # shape tests above.
     @parameterized.product(
         policy=('mixed_float16', 'mixed_bfloat16'),
-        name=('resnet18_unet', 'pix2pix_unet', 'discriminator',
-              'discriminator_sn', 'resnet18_unet_lite_bins'),
+        name=(
+            'resnet18_unet',
+            'pix2pix_unet',
+            'discriminator',
+            'discriminator_sn',
+            'resnet18_unet_lite_bins',
+        ),
     )
     def test_builds_runs_and_outputs_float32(self, policy, name):
         keras.mixed_precision.set_global_policy(policy)
         if name.startswith('discriminator'):
             model = models.build_discriminator(
-                width=_TINY, spectral_norm=name.endswith('_sn'))
+                width=_TINY, spectral_norm=name.endswith('_sn')
+            )
             inputs = np.concatenate(
-                [_random_l(64, 64, seed=seed) for seed in range(3)], -1)
+                [_random_l(64, 64, seed=seed) for seed in range(3)], -1
+            )
         elif name.endswith('_bins'):
-            model = models.build_generator(name[:-len('_bins')], width=_TINY,
-                                           color_head='bins')
+            model = models.build_generator(
+                name[: -len('_bins')], width=_TINY, color_head='bins'
+            )
             # The logits, their softmax and the annealed mean in float32.
             for layer in (unet_lite.LOGITS_LAYER, 'ab_small', 'ab'):
-                self.assertEqual(model.get_layer(layer).compute_dtype,
-                                 'float32', layer)
+                self.assertEqual(
+                    model.get_layer(layer).compute_dtype, 'float32', layer
+                )
             inputs = _random_l(64, 64)
         else:
             model = models.build_generator(name, width=_TINY)
@@ -260,11 +292,12 @@ class PrecisionTest(tf.test.TestCase, parameterized.TestCase):
             outputs = model(inputs, training=training)
             self.assertEqual(outputs.dtype, tf.float32)
             self.assertTrue(np.all(np.isfinite(outputs.numpy())))
-        compute_dtype = policy[len('mixed_'):]
+        compute_dtype = policy[len('mixed_') :]
         conv = next(
             getattr(layer, 'layer', layer)  # Inside SpectralNormalization.
             for layer in _all_layers(model)
-            if isinstance(getattr(layer, 'layer', layer), keras.layers.Conv2D))
+            if isinstance(getattr(layer, 'layer', layer), keras.layers.Conv2D)
+        )
         self.assertEqual(conv.compute_dtype, compute_dtype)
         for variable in model.weights:
             self.assertEqual(variable.dtype, 'float32', variable.path)
@@ -283,15 +316,17 @@ def _all_layers(model):
 
 
 class SerialisationTest(tf.test.TestCase, parameterized.TestCase):
-
-    @parameterized.parameters('resnet18_unet', 'pix2pix_unet',
-                              'discriminator', 'discriminator_sn')
+    @parameterized.parameters(
+        'resnet18_unet', 'pix2pix_unet', 'discriminator', 'discriminator_sn'
+    )
     def test_keras_file_and_weights_round_trip(self, name):
         if name.startswith('discriminator'):
             model = models.build_discriminator(
-                width=_TINY, spectral_norm=name.endswith('_sn'))
-            inputs = np.concatenate([_random_l(64, 64, seed=s)
-                                     for s in range(3)], -1)
+                width=_TINY, spectral_norm=name.endswith('_sn')
+            )
+            inputs = np.concatenate(
+                [_random_l(64, 64, seed=s) for s in range(3)], -1
+            )
         else:
             model = models.build_generator(name, width=_TINY)
             size = 256 if name == 'pix2pix_unet' else 64
@@ -310,7 +345,8 @@ class SerialisationTest(tf.test.TestCase, parameterized.TestCase):
         model.save_weights(weights)
         if name.startswith('discriminator'):
             fresh = models.build_discriminator(
-                width=_TINY, spectral_norm=name.endswith('_sn'))
+                width=_TINY, spectral_norm=name.endswith('_sn')
+            )
         else:
             fresh = models.build_generator(name, width=_TINY)
         self.assertNotAllClose(fresh(inputs, training=False), expected)
@@ -319,10 +355,10 @@ class SerialisationTest(tf.test.TestCase, parameterized.TestCase):
 
 
 class SynchronizedBatchNormTest(tf.test.TestCase):
-
     def _batch_norms(self, model):
         norms = [
-            layer for layer in _all_layers(model)
+            layer
+            for layer in _all_layers(model)
             if isinstance(layer, keras.layers.BatchNormalization)
         ]
         self.assertNotEmpty(norms)
@@ -330,14 +366,15 @@ class SynchronizedBatchNormTest(tf.test.TestCase):
 
     def test_flag_reaches_every_batch_norm(self):
         for model in (
-                models.build_generator('resnet18_unet',
-                                       width=_TINY,
-                                       synchronized_batch_norm=True),
-                models.build_generator('pix2pix_unet',
-                                       width=_TINY,
-                                       synchronized_batch_norm=True),
-                models.build_discriminator(width=_TINY,
-                                           synchronized_batch_norm=True),
+            models.build_generator(
+                'resnet18_unet', width=_TINY, synchronized_batch_norm=True
+            ),
+            models.build_generator(
+                'pix2pix_unet', width=_TINY, synchronized_batch_norm=True
+            ),
+            models.build_discriminator(
+                width=_TINY, synchronized_batch_norm=True
+            ),
         ):
             for layer in self._batch_norms(model):
                 self.assertTrue(layer.synchronized, layer.name)
@@ -349,19 +386,22 @@ class SynchronizedBatchNormTest(tf.test.TestCase):
 
 
 class TrainingPathTest(tf.test.TestCase):
-
     @pytest.mark.slow  # A process that starts TensorFlow.
     def test_building_models_does_not_import_torch(self):
-        code = ('import sys; from chromagen_tf import models; '
-                'models.build_generator(width=8); '
-                'models.build_discriminator(width=8); '
-                'print("torch" in sys.modules)')
-        result = subprocess.run([sys.executable, '-c', code],
-                                cwd=conftest.REPO_ROOT,
-                                capture_output=True,
-                                text=True,
-                                check=True,
-                                timeout=120)
+        code = (
+            'import sys; from chromagen_tf import models; '
+            'models.build_generator(width=8); '
+            'models.build_discriminator(width=8); '
+            'print("torch" in sys.modules)'
+        )
+        result = subprocess.run(
+            [sys.executable, '-c', code],
+            cwd=conftest.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
         self.assertEqual(result.stdout.strip().splitlines()[-1], 'False')
 
 

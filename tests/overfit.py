@@ -2,9 +2,9 @@
 
 import keras
 import numpy as np
-import tensorflow as tf
 from PIL import Image
 from PIL import ImageOps
+import tensorflow as tf
 
 from chromagen_tf import color
 from tests import conftest
@@ -22,8 +22,13 @@ def photo_batch(size: int) -> tuple[tf.Tensor, tf.Tensor]:
     return color.rgb_to_normalized(tf.constant(np.stack(images)))
 
 
-def fit_one_batch(generator: keras.Model, l_channel: tf.Tensor, ab: tf.Tensor,
-                  steps: int, learning_rate: float) -> list[float]:
+def fit_one_batch(
+    generator: keras.Model,
+    l_channel: tf.Tensor,
+    ab: tf.Tensor,
+    steps: int,
+    learning_rate: float,
+) -> list[float]:
     """Trains on one batch with an L1 loss; returns the loss of every step."""
     optimizer = keras.optimizers.Adam(learning_rate)
     # Building the slots first avoids tracing the step twice.

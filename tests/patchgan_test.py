@@ -1,9 +1,9 @@
 """Tests for the 70x70 PatchGAN discriminator."""
 
+from absl.testing import parameterized
 import keras
 import numpy as np
 import tensorflow as tf
-from absl.testing import parameterized
 
 from chromagen_tf.models import patchgan
 
@@ -14,9 +14,9 @@ def _random_lab(batch, height, width, seed=0):
 
 
 class PatchGanTest(tf.test.TestCase, parameterized.TestCase):
-
-    @parameterized.parameters((256, 256, 30, 30), (64, 64, 6, 6),
-                              (128, 192, 14, 22))
+    @parameterized.parameters(
+        (256, 256, 30, 30), (64, 64, 6, 6), (128, 192, 14, 22)
+    )
     def test_output_is_one_logit_per_patch(self, height, width, rows, cols):
         discriminator = patchgan.build_discriminator(width=8)
         logits = discriminator(_random_lab(2, height, width), training=False)
@@ -39,7 +39,8 @@ class PatchGanTest(tf.test.TestCase, parameterized.TestCase):
     def test_receptive_field_is_70x70_from_gradient(self, spectral_norm):
         """The input-gradient support of one interior logit is 70x70."""
         discriminator = patchgan.build_discriminator(
-            width=8, spectral_norm=spectral_norm)
+            width=8, spectral_norm=spectral_norm
+        )
         inputs = tf.constant(_random_lab(1, 256, 256))
         row, col = 15, 12
         with tf.GradientTape() as tape:
@@ -59,24 +60,33 @@ class PatchGanTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(cols[0], 8 * col - 23)
 
     def test_spectral_norm_constrains_the_kernels(self):
-        discriminator = patchgan.build_discriminator(width=8,
-                                                     spectral_norm=True)
+        discriminator = patchgan.build_discriminator(
+            width=8, spectral_norm=True
+        )
         wrappers = [
-            layer for layer in discriminator.layers
+            layer
+            for layer in discriminator.layers
             if isinstance(layer, keras.layers.SpectralNormalization)
         ]
         self.assertLen(wrappers, 5)
         self.assertFalse(
             any(
                 isinstance(layer, keras.layers.BatchNormalization)
-                for layer in discriminator.layers))
+                for layer in discriminator.layers
+            )
+        )
+
         # Keras' wrapper writes the normalised kernel back in training mode;
         # after some power iterations the top singular value is ~1.
         def top_singular_values():
             return [
-                np.linalg.svd(wrapper.layer.kernel.numpy().reshape(
-                    -1, wrapper.layer.filters),
-                              compute_uv=False)[0] for wrapper in wrappers
+                np.linalg.svd(
+                    wrapper.layer.kernel.numpy().reshape(
+                        -1, wrapper.layer.filters
+                    ),
+                    compute_uv=False,
+                )[0]
+                for wrapper in wrappers
             ]
 
         inputs = _random_lab(2, 64, 64)
@@ -90,8 +100,9 @@ class PatchGanTest(tf.test.TestCase, parameterized.TestCase):
         self.assertAllClose(top_singular_values(), [1.0] * 5, atol=0.1)
 
     def test_spectral_norm_trains(self):
-        discriminator = patchgan.build_discriminator(width=8,
-                                                     spectral_norm=True)
+        discriminator = patchgan.build_discriminator(
+            width=8, spectral_norm=True
+        )
         optimizer = keras.optimizers.Adam(2e-3)
         real, fake = _random_lab(4, 32, 32, 1), _random_lab(4, 32, 32, 2)
         loss_fn = keras.losses.BinaryCrossentropy(from_logits=True)
@@ -100,7 +111,8 @@ class PatchGanTest(tf.test.TestCase, parameterized.TestCase):
             real_logits = discriminator(real, training=True)
             fake_logits = discriminator(fake, training=True)
             return loss_fn(tf.ones_like(real_logits), real_logits) + loss_fn(
-                tf.zeros_like(fake_logits), fake_logits)
+                tf.zeros_like(fake_logits), fake_logits
+            )
 
         first = float(loss())
         for _ in range(15):

@@ -10,15 +10,15 @@ from tests import overfit
 
 
 class Pix2PixUnetTest(tf.test.TestCase):
-
     @pytest.mark.slow  # 250 steps at 256x256; unet_test's is the fast one.
     def test_overfits_one_batch_of_photos(self):
         # 256 is the smallest size this network accepts.
         keras.utils.set_random_seed(0)
         l_channel, ab = overfit.photo_batch(256)
         generator = models.build_generator('pix2pix_unet', width=8)
-        losses = overfit.fit_one_batch(generator, l_channel, ab, steps=250,
-                                       learning_rate=3e-3)
+        losses = overfit.fit_one_batch(
+            generator, l_channel, ab, steps=250, learning_rate=3e-3
+        )
         self.assertLess(np.mean(losses[-5:]), 0.1 * losses[0])
 
     def test_architecture(self):
@@ -29,18 +29,23 @@ class Pix2PixUnetTest(tf.test.TestCase):
         up = [layers[f'up{i}_conv'].filters for i in range(7, 0, -1)]
         self.assertEqual(up, [512, 512, 512, 512, 256, 128, 64])
         norms = sorted(
-            name for name, layer in layers.items()
-            if isinstance(layer, keras.layers.BatchNormalization))
+            name
+            for name, layer in layers.items()
+            if isinstance(layer, keras.layers.BatchNormalization)
+        )
         # No BatchNorm on the first and the innermost encoder blocks.
         self.assertNotIn('down1_bn', norms)
         self.assertNotIn('down8_bn', norms)
         self.assertLen(norms, 6 + 7)
         dropouts = [
-            layer for layer in generator.layers
+            layer
+            for layer in generator.layers
             if isinstance(layer, keras.layers.Dropout)
         ]
-        self.assertEqual([layer.name for layer in dropouts],
-                         ['up7_dropout', 'up6_dropout', 'up5_dropout'])
+        self.assertEqual(
+            [layer.name for layer in dropouts],
+            ['up7_dropout', 'up6_dropout', 'up5_dropout'],
+        )
         self.assertTrue(all(layer.rate == 0.5 for layer in dropouts))
         self.assertEqual(layers['ab'].activation.__name__, 'tanh')
 
@@ -57,10 +62,15 @@ class Pix2PixUnetTest(tf.test.TestCase):
 
     def test_dropout_only_in_training(self):
         generator = models.build_generator('pix2pix_unet', width=8)
-        l_channel = np.random.default_rng(0).uniform(
-            -1, 1, (1, 256, 256, 1)).astype(np.float32)
-        self.assertAllEqual(generator(l_channel, training=False),
-                            generator(l_channel, training=False))
+        l_channel = (
+            np.random.default_rng(0)
+            .uniform(-1, 1, (1, 256, 256, 1))
+            .astype(np.float32)
+        )
+        self.assertAllEqual(
+            generator(l_channel, training=False),
+            generator(l_channel, training=False),
+        )
         keras.utils.set_random_seed(3)
         first = generator(l_channel, training=True)
         second = generator(l_channel, training=True)

@@ -15,14 +15,15 @@ from chromagen_tf.training import preemption
 
 
 class StopRequestTest(tf.test.TestCase):
-
     def test_signals_become_a_flag_and_handlers_are_restored(self):
         # Handlers can be installed only in the main thread; elsewhere the
         # SIGTERM below would end the test process.
         self.assertIs(threading.current_thread(), threading.main_thread())
         previous = signal.getsignal(signal.SIGTERM)
-        for signal_number, name in ((signal.SIGTERM, 'SIGTERM'),
-                                    (signal.SIGINT, 'SIGINT')):
+        for signal_number, name in (
+            (signal.SIGTERM, 'SIGTERM'),
+            (signal.SIGINT, 'SIGINT'),
+        ):
             with preemption.StopRequest() as stop_request:
                 self.assertIsNone(stop_request.signal_name)
                 os.kill(os.getpid(), signal_number)  # Still running after.
@@ -31,7 +32,6 @@ class StopRequestTest(tf.test.TestCase):
 
 
 class StopAgreementTest(tf.test.TestCase):
-
     def test_agrees_to_stop_only_when_asked(self):
         strategy = tf.distribute.MirroredStrategy(['/cpu:0', '/cpu:1'])
         agree_to_stop = preemption.stop_agreement(strategy)

@@ -18,8 +18,11 @@ from tests import conftest
 
 def _flags(command):
     """{flag: value} of a `python -m MODULE --flag=value ...` command."""
-    return dict(argument[2:].split('=', 1) for argument in command[1:]
-                if argument.startswith('--'))
+    return dict(
+        argument[2:].split('=', 1)
+        for argument in command[1:]
+        if argument.startswith('--')
+    )
 
 
 def test_shipped_model_was_trained_with_its_config():
@@ -43,52 +46,93 @@ def test_hints_config_fine_tunes_the_bins_model():
     paths = recipe_configs.recipe_paths('hints', 'photos')
     pretrain = _flags(recipe_lib.train_commands(config, paths)['pretrain'])
     expected = {
-        'stage': 'pretrain', 'hints': 'local',
-        'init_from': os.path.join('runs', 'bundled', 'bins',
-                                  'bundled_model'),
+        'stage': 'pretrain',
+        'hints': 'local',
+        'init_from': os.path.join('runs', 'bundled', 'bins', 'bundled_model'),
         'train_steps': '3000',
-        'lr_g': '0.0001', 'ema_decay': '0.999', 'min_crop_scale': '0.4',
-        'image_size': '128', 'global_batch_size': '16',
-        'generator': 'resnet18_unet_lite', 'color_head': 'bins',
-        'discriminator_width': '32', 'seed': '0'}
+        'lr_g': '0.0001',
+        'ema_decay': '0.999',
+        'min_crop_scale': '0.4',
+        'image_size': '128',
+        'global_batch_size': '16',
+        'generator': 'resnet18_unet_lite',
+        'color_head': 'bins',
+        'discriminator_width': '32',
+        'seed': '0',
+    }
     assert {name: pretrain.get(name) for name in expected} == expected
 
 
 def test_regression_config_differs_from_the_default_where_it_says():
     default = dataclasses.asdict(recipe_configs.get_config('bins'))
     regression = dataclasses.asdict(recipe_configs.get_config('regression'))
-    changed = {name: value for name, value in regression.items()
-               if default[name] != value}
-    assert changed == {'color_head': 'regression', 'gan_weight': 0.5,
-                       'ema_decay': 0.0, 'bundle_prior_strength': 0.0}
+    changed = {
+        name: value
+        for name, value in regression.items()
+        if default[name] != value
+    }
+    assert changed == {
+        'color_head': 'regression',
+        'gan_weight': 0.5,
+        'ema_decay': 0.0,
+        'bundle_prior_strength': 0.0,
+    }
 
 
 def test_overrides_parse_each_field_type():
     config = recipe_configs.with_overrides(
         recipe_configs.get_config('bins'),
-        ['pretrain_steps=10', 'lr_pretrain=1e-3', 'bundle_average=false',
-         'bundle_temperature=0.5', 'curve_sizes=64, 96',
-         'stages=convert,pretrain', 'init_from=some/folder'])
-    assert (config.pretrain_steps, config.lr_pretrain, config.bundle_average,
-            config.bundle_temperature, config.curve_sizes, config.stages,
-            config.init_from) == (10, 1e-3, False, 0.5, (64, 96),
-                                  ('convert', 'pretrain'), 'some/folder')
-    assert recipe_configs.with_overrides(
-        config, ['bundle_temperature=none']).bundle_temperature is None
+        [
+            'pretrain_steps=10',
+            'lr_pretrain=1e-3',
+            'bundle_average=false',
+            'bundle_temperature=0.5',
+            'curve_sizes=64, 96',
+            'stages=convert,pretrain',
+            'init_from=some/folder',
+        ],
+    )
+    assert (
+        config.pretrain_steps,
+        config.lr_pretrain,
+        config.bundle_average,
+        config.bundle_temperature,
+        config.curve_sizes,
+        config.stages,
+        config.init_from,
+    ) == (
+        10,
+        1e-3,
+        False,
+        0.5,
+        (64, 96),
+        ('convert', 'pretrain'),
+        'some/folder',
+    )
+    assert (
+        recipe_configs.with_overrides(
+            config, ['bundle_temperature=none']
+        ).bundle_temperature
+        is None
+    )
 
 
-@pytest.mark.parametrize('override, message', [
-    ('pretrain_step=10', 'FIELD one of'),
-    ('pretrain_steps', 'expected FIELD=VALUE'),
-    ('pretrain_steps=ten', 'pretrain_steps'),
-    ('bundle_average=maybe', 'bundle_average'),
-    ('gan_weight=1.5', 'gan_weight must be in'),
-    ('stages=convert,train', 'stages must be among'),
-])
+@pytest.mark.parametrize(
+    'override, message',
+    [
+        ('pretrain_step=10', 'FIELD one of'),
+        ('pretrain_steps', 'expected FIELD=VALUE'),
+        ('pretrain_steps=ten', 'pretrain_steps'),
+        ('bundle_average=maybe', 'bundle_average'),
+        ('gan_weight=1.5', 'gan_weight must be in'),
+        ('stages=convert,train', 'stages must be among'),
+    ],
+)
 def test_bad_override_is_one_clear_error(override, message):
     with pytest.raises(errors.UsageError, match=message):
-        recipe_configs.with_overrides(recipe_configs.get_config('bins'),
-                                      [override])
+        recipe_configs.with_overrides(
+            recipe_configs.get_config('bins'), [override]
+        )
 
 
 def test_a_config_without_gan_stage_refuses_to_blend_or_run_it():
@@ -126,17 +170,33 @@ def test_tiny_recipe_trains_bundles_and_records_metrics(tmp_path):
     # A held-out photo among the training photos is dropped.
     training = _copy_photos(photos[:1] + photos[3:], tmp_path / 'photos')
     work = tmp_path / 'work'
-    overrides = ['stored_size=48', 'image_size=32', 'global_batch_size=2',
-                 'pretrain_steps=2', 'gan_steps=0', 'render_size=64',
-                 'curve_sizes=64', 'decoding_curve=0.38:0',
-                 'stages=convert,pretrain,bundle,evaluate']
+    overrides = [
+        'stored_size=48',
+        'image_size=32',
+        'global_batch_size=2',
+        'pretrain_steps=2',
+        'gan_steps=0',
+        'render_size=64',
+        'curve_sizes=64',
+        'decoding_curve=0.38:0',
+        'stages=convert,pretrain,bundle,evaluate',
+    ]
     completed = subprocess.run(
-        [sys.executable, '-m', 'chromagen_tf.bundled.recipe',
-         f'--photos_dir={training}', f'--held_out_dir={held_out}',
-         f'--work_dir={work}',
-         *[f'--override={override}' for override in overrides]],
-        cwd=tmp_path, capture_output=True, text=True, timeout=900,
-        check=False)
+        [
+            sys.executable,
+            '-m',
+            'chromagen_tf.bundled.recipe',
+            f'--photos_dir={training}',
+            f'--held_out_dir={held_out}',
+            f'--work_dir={work}',
+            *[f'--override={override}' for override in overrides],
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert f"left out: ['{photos[0]}']" in completed.stdout
     output = work / 'bundled_model'
@@ -149,5 +209,6 @@ def test_tiny_recipe_trains_bundles_and_records_metrics(tmp_path):
     assert 'val_gan' not in info['metrics']
     assert set(info['metrics']['decoding_curve']) == {'0.38:0'}
     assert sorted(info['check']['per_photo']) == sorted(
-        set(photos[:3]) & set(recipe_evaluate.CHECK_PHOTOS))
+        set(photos[:3]) & set(recipe_evaluate.CHECK_PHOTOS)
+    )
     bundled.load_generator(str(output))

@@ -40,7 +40,7 @@ def write_shards(
     assert num_train + num_val <= len(paths), 'not enough bundled photos'
     splits = {
         'train': (paths[:num_train], train_shards),
-        'val': (paths[num_train:num_train + num_val], 1),
+        'val': (paths[num_train : num_train + num_val], 1),
     }
     for split, (split_paths, num_shards) in splits.items():
         for shard in range(num_shards):
@@ -51,7 +51,9 @@ def write_shards(
                     writer.write(
                         records.encode_example(
                             lab_from_photo(path, image_size),
-                            os.path.basename(path), height, width,
+                            os.path.basename(path),
+                            height,
+                            width,
                         )
                     )
     return directory

@@ -14,9 +14,9 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Iterator
 import urllib.error
 import urllib.request
-from typing import Iterator
 
 import keras
 import tensorflow as tf
@@ -43,7 +43,8 @@ def _events(directory, paths=None):
     complete records only.
     """
     for path in paths or sorted(
-            glob.glob(os.path.join(directory, 'events.out.tfevents.*'))):
+        glob.glob(os.path.join(directory, 'events.out.tfevents.*'))
+    ):
         try:
             yield from tf.compat.v1.train.summary_iterator(path)
         except tf.errors.DataLossError:
@@ -52,43 +53,62 @@ def _events(directory, paths=None):
 
 def event_tags(directory) -> dict[str, str]:
     """Maps each summary tag under directory to its plugin name."""
-    return {value.tag: value.metadata.plugin_data.plugin_name
-            for event in _events(directory) for value in event.summary.value}
+    return {
+        value.tag: value.metadata.plugin_data.plugin_name
+        for event in _events(directory)
+        for value in event.summary.value
+    }
 
 
 def scalars_at(directory, step) -> dict[str, float]:
     """{tag: value} of the scalar summaries written at `step`."""
-    return {value.tag: float(tf.make_ndarray(value.tensor))
-            for event in _events(directory) if event.step == step
-            for value in event.summary.value
-            if not value.tensor.tensor_shape.dim}  # Not images.
+    return {
+        value.tag: float(tf.make_ndarray(value.tensor))
+        for event in _events(directory)
+        if event.step == step
+        for value in event.summary.value
+        if not value.tensor.tensor_shape.dim
+    }  # Not images.
 
 
 def summarised_steps(directory, paths=None) -> list[int]:
     """Steps with a losses/l1 summary, one entry per event, in file order."""
-    return [event.step for event in _events(directory, paths)
-            if any(value.tag == 'losses/l1' for value in event.summary.value)]
+    return [
+        event.step
+        for event in _events(directory, paths)
+        if any(value.tag == 'losses/l1' for value in event.summary.value)
+    ]
 
 
 def tiny_config(data_dir, model_dir, stage='pretrain', **overrides):
     """configs.tiny for a data and model folder."""
-    return configs.tiny(stage, data_dir=data_dir, model_dir=model_dir,
-                        **overrides)
+    return configs.tiny(
+        stage, data_dir=data_dir, model_dir=model_dir, **overrides
+    )
 
 
-def make_model_dir(model_dir: str, seed: int = 0, step: int = 7,
-                   model_config: configs.ModelConfig | None = None):
+def make_model_dir(
+    model_dir: str,
+    seed: int = 0,
+    step: int = 7,
+    model_config: configs.ModelConfig | None = None,
+):
     """A training directory with one GAN checkpoint of a width-8 model."""
     model_config = model_config or configs.ModelConfig(
-        generator='resnet18_unet', width=8)
+        generator='resnet18_unet', width=8
+    )
     configs.check_and_write_model_config(model_dir, model_config)
     keras.utils.set_random_seed(seed)
     generator = models.build_from_config(model_config)
     checkpoint = tf.train.Checkpoint(
-        generator=generator, step=tf.Variable(step, dtype=tf.int64))
+        generator=generator, step=tf.Variable(step, dtype=tf.int64)
+    )
     tf.train.CheckpointManager(
-        checkpoint, os.path.join(model_dir, 'gan'), max_to_keep=3,
-        checkpoint_name='ckpt').save(checkpoint_number=step)
+        checkpoint,
+        os.path.join(model_dir, 'gan'),
+        max_to_keep=3,
+        checkpoint_name='ckpt',
+    ).save(checkpoint_number=step)
     return generator
 
 
@@ -109,14 +129,27 @@ class AppServer:
         os.makedirs(self.work_dir)
         self.log_path = os.path.join(work_dir, 'app.log')
         repo_root = str(pathlib.Path(__file__).resolve().parents[1])
-        env = dict(os.environ, TMPDIR=self.temp_dir, PYTHONPATH=os.pathsep.join(
-            filter(None, [repo_root, os.environ.get('PYTHONPATH')])))
+        env = dict(
+            os.environ,
+            TMPDIR=self.temp_dir,
+            PYTHONPATH=os.pathsep.join(
+                filter(None, [repo_root, os.environ.get('PYTHONPATH')])
+            ),
+        )
         with open(self.log_path, 'wb') as log:
             self.process = subprocess.Popen(
-                [sys.executable, '-m', 'chromagen_tf.app',
-                 f'--port={self.port}', *flags],
-                cwd=self.work_dir, env=env, stdout=log,
-                stderr=subprocess.STDOUT)
+                [
+                    sys.executable,
+                    '-m',
+                    'chromagen_tf.app',
+                    f'--port={self.port}',
+                    *flags,
+                ],
+                cwd=self.work_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def log(self) -> str:
         with open(self.log_path, encoding='utf-8', errors='replace') as log:
@@ -133,13 +166,15 @@ class AppServer:
             if self.process.poll() is not None:
                 raise AssertionError(
                     f'The app exited with {self.process.returncode}:\n'
-                    f'{self.log()[-3000:]}')
+                    f'{self.log()[-3000:]}'
+                )
             try:
                 return self.health()
             except (urllib.error.URLError, ConnectionError):
                 if time.monotonic() > deadline:
                     raise AssertionError(
-                        f'The app did not answer:\n{self.log()[-3000:]}')
+                        f'The app did not answer:\n{self.log()[-3000:]}'
+                    ) from None
                 time.sleep(0.2)
 
     def stop(self) -> int:

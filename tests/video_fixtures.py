@@ -33,22 +33,41 @@ class Camera:
 
 def _matrix(camera: Camera, width: int, height: int) -> np.ndarray:
     """2x3 affine map from output pixel (u, v, 1) to photo coordinates."""
-    return np.array([
-        [camera.scale, 0.0, camera.center_x - camera.scale * (width - 1) / 2],
-        [0.0, camera.scale, camera.center_y - camera.scale * (height - 1) / 2],
-    ])
+    return np.array(
+        [
+            [
+                camera.scale,
+                0.0,
+                camera.center_x - camera.scale * (width - 1) / 2,
+            ],
+            [
+                0.0,
+                camera.scale,
+                camera.center_y - camera.scale * (height - 1) / 2,
+            ],
+        ]
+    )
 
 
 def camera_path(start: Camera, end: Camera, frames: int) -> list[Camera]:
     """Cameras moving linearly from start to end (inclusive)."""
     steps = np.linspace(0.0, 1.0, frames) if frames > 1 else np.zeros(1)
-    return [Camera(*(a + t * (b - a) for a, b in zip(
-        dataclasses.astuple(start), dataclasses.astuple(end))))
-        for t in steps]
+    return [
+        Camera(
+            *(
+                a + t * (b - a)
+                for a, b in zip(
+                    dataclasses.astuple(start), dataclasses.astuple(end)
+                )
+            )
+        )
+        for t in steps
+    ]
 
 
-def ken_burns(photo: np.ndarray, cameras: Sequence[Camera], width: int,
-              height: int) -> Iterator[np.ndarray]:
+def ken_burns(
+    photo: np.ndarray, cameras: Sequence[Camera], width: int, height: int
+) -> Iterator[np.ndarray]:
     """Frames [height, width, C] of the photo seen by the cameras.
 
     The photo is usually uint8 RGB; any array OpenCV warps works (float32
@@ -59,20 +78,25 @@ def ken_burns(photo: np.ndarray, cameras: Sequence[Camera], width: int,
     """
     for camera in cameras:
         yield cv2.warpAffine(
-            photo, _matrix(camera, width, height), (width, height),
+            photo,
+            _matrix(camera, width, height),
+            (width, height),
             flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-            borderMode=cv2.BORDER_REFLECT)
+            borderMode=cv2.BORDER_REFLECT,
+        )
 
 
-def backward_flows(cameras: Sequence[Camera], width: int,
-                   height: int) -> list[Optional[np.ndarray]]:
+def backward_flows(
+    cameras: Sequence[Camera], width: int, height: int
+) -> list[Optional[np.ndarray]]:
     """Exact flow from each frame to the previous one (None for the first).
 
     flow[t][v, u] = (x, y) - (u, v), where pixel (u, v) of frame t shows the
     photo point that pixel (x, y) of frame t-1 showed.
     """
-    columns, rows = np.meshgrid(np.arange(width, dtype=np.float64),
-                                np.arange(height, dtype=np.float64))
+    columns, rows = np.meshgrid(
+        np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64)
+    )
     flows = [None]
     for previous, current in zip(cameras, cameras[1:]):
         m_current = _matrix(current, width, height)
@@ -81,14 +105,19 @@ def backward_flows(cameras: Sequence[Camera], width: int,
         photo_y = m_current[1, 1] * rows + m_current[1, 2]
         previous_x = (photo_x - m_previous[0, 2]) / m_previous[0, 0]
         previous_y = (photo_y - m_previous[1, 2]) / m_previous[1, 1]
-        flows.append(np.stack([previous_x - columns, previous_y - rows],
-                              axis=-1).astype(np.float32))
+        flows.append(
+            np.stack([previous_x - columns, previous_y - rows], axis=-1).astype(
+                np.float32
+            )
+        )
     return flows
 
 
-def warped_flicker(abs_: Sequence[np.ndarray],
-                   flows: Sequence[Optional[np.ndarray]],
-                   margin: int = 2) -> float:
+def warped_flicker(
+    abs_: Sequence[np.ndarray],
+    flows: Sequence[Optional[np.ndarray]],
+    margin: int = 2,
+) -> float:
     """Mean |a*b*(t) - warped a*b*(t-1)| along the given flows.
 
     |.| is the Euclidean length in the ab plane, averaged over the pixels
@@ -101,15 +130,25 @@ def warped_flicker(abs_: Sequence[np.ndarray],
         if flow is None:
             continue
         height, width = flow.shape[:2]
-        columns, rows = np.meshgrid(np.arange(width, dtype=np.float32),
-                                    np.arange(height, dtype=np.float32))
+        columns, rows = np.meshgrid(
+            np.arange(width, dtype=np.float32),
+            np.arange(height, dtype=np.float32),
+        )
         map_x = columns + flow[..., 0]
         map_y = rows + flow[..., 1]
-        warped = cv2.remap(np.asarray(abs_[t - 1], np.float32), map_x, map_y,
-                           interpolation=cv2.INTER_LINEAR,
-                           borderMode=cv2.BORDER_REPLICATE)
-        valid = ((map_x >= margin) & (map_x <= width - 1 - margin) &
-                 (map_y >= margin) & (map_y <= height - 1 - margin))
+        warped = cv2.remap(
+            np.asarray(abs_[t - 1], np.float32),
+            map_x,
+            map_y,
+            interpolation=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )
+        valid = (
+            (map_x >= margin)
+            & (map_x <= width - 1 - margin)
+            & (map_y >= margin)
+            & (map_y <= height - 1 - margin)
+        )
         change = np.sqrt(np.sum(np.square(abs_[t] - warped), axis=-1))
         values.append(float(change[valid].mean()))
     return float(np.mean(values)) if values else 0.0
@@ -121,12 +160,19 @@ def gray(rgb: np.ndarray) -> np.ndarray:
     return np.repeat(luma[..., np.newaxis], 3, axis=-1)
 
 
-def write_video(path: str, frames: Iterable[np.ndarray], rate: int = 12,
-                audio_seconds: float = 0.0, codec: str = 'libx264',
-                pixel_format: str = 'yuv420p', rotation: int = 0,
-                timestamps_ms: Optional[Sequence[int]] = None,
-                options: Optional[dict] = None, crf: int = 18,
-                audio_codec: str = 'aac') -> None:
+def write_video(
+    path: str,
+    frames: Iterable[np.ndarray],
+    rate: int = 12,
+    audio_seconds: float = 0.0,
+    codec: str = 'libx264',
+    pixel_format: str = 'yuv420p',
+    rotation: int = 0,
+    timestamps_ms: Optional[Sequence[int]] = None,
+    options: Optional[dict] = None,
+    crf: int = 18,
+    audio_codec: str = 'aac',
+) -> None:
     """Encodes uint8 RGB frames, optionally with a 440 Hz tone.
 
     Args:
@@ -176,7 +222,8 @@ def write_video(path: str, frames: Iterable[np.ndarray], rate: int = 12,
             else:
                 samples = samples.astype(np.float32)
             frame = av.AudioFrame.from_ndarray(
-                samples[np.newaxis], format=sample_format, layout='mono')
+                samples[np.newaxis], format=sample_format, layout='mono'
+            )
             frame.sample_rate = 16000
             frame.pts = 0
             container.mux(audio.encode(frame))
@@ -188,5 +235,7 @@ def read_video(path: str, bits: int = 8) -> list[np.ndarray]:
     uint16 with bits=16 (to read a 10-bit video without rounding to 8)."""
     rgb_format = {8: 'rgb24', 16: 'rgb48le'}[bits]
     with av.open(path) as container:
-        return [frame.to_ndarray(format=rgb_format)
-                for frame in container.decode(video=0)]
+        return [
+            frame.to_ndarray(format=rgb_format)
+            for frame in container.decode(video=0)
+        ]

@@ -43,27 +43,36 @@ class BundledModelError(errors.UsageError, ValueError):
 
 def is_bundled_model(path: str) -> bool:
     """Whether `path` is a folder in the bundled-model format."""
-    return (os.path.isfile(os.path.join(path, INFO_FILE))
-            and os.path.isfile(os.path.join(path, WEIGHTS_FILE)))
+    return os.path.isfile(os.path.join(path, INFO_FILE)) and os.path.isfile(
+        os.path.join(path, WEIGHTS_FILE)
+    )
 
 
 def read_info(path: str = BUNDLED_DIR) -> dict[str, Any]:
     """The model.json of a bundled model."""
     info_path = os.path.join(path, INFO_FILE)
     if not os.path.isfile(info_path):
-        raise BundledModelError(f'{path} has no {INFO_FILE}: not a bundled '
-                                'ChromaGen model.')
+        raise BundledModelError(
+            f'{path} has no {INFO_FILE}: not a bundled ChromaGen model.'
+        )
     with open(info_path, encoding='utf-8') as f:
         info = json.load(f)
     if info.get('format_version') != FORMAT_VERSION:
         raise BundledModelError(
             f'{info_path} has format_version {info.get("format_version")!r}; '
-            f'this ChromaGen reads {FORMAT_VERSION}.')
+            f'this ChromaGen reads {FORMAT_VERSION}.'
+        )
     return info
 
 
-def save(generator, model_config: configs.ModelConfig, path: str, *,
-         render_size: int, info: Optional[dict[str, Any]] = None) -> str:
+def save(
+    generator,
+    model_config: configs.ModelConfig,
+    path: str,
+    *,
+    render_size: int,
+    info: Optional[dict[str, Any]] = None,
+) -> str:
     """Writes a generator in the bundled format.
 
     Args:
@@ -88,16 +97,20 @@ def save(generator, model_config: configs.ModelConfig, path: str, *,
         np.savez_compressed(f, **arrays)
     os.replace(temporary, os.path.join(path, WEIGHTS_FILE))
     values = dict(info or {})
-    values.update(format_version=FORMAT_VERSION,
-                  model=configs.to_dict(model_config),
-                  render_size=render_size)
+    values.update(
+        format_version=FORMAT_VERSION,
+        model=configs.to_dict(model_config),
+        render_size=render_size,
+    )
     files.write_json_atomically(os.path.join(path, INFO_FILE), values)
     return path
 
 
-def load_generator(path: str = BUNDLED_DIR,
-                   temperature: Optional[float] = None,
-                   prior_strength: Optional[float] = None):
+def load_generator(
+    path: str = BUNDLED_DIR,
+    temperature: Optional[float] = None,
+    prior_strength: Optional[float] = None,
+):
     """Rebuilds a bundled generator in float32.
 
     temperature, prior_strength: decode a colour-bins model with these
@@ -115,13 +128,16 @@ def load_generator(path: str = BUNDLED_DIR,
     if not os.path.isfile(weights_path):
         raise BundledModelError(f'{path} has no {WEIGHTS_FILE}.')
     model_config = configs.with_decoding(
-        configs.model_config_from_dict(info['model']), temperature,
-        prior_strength)
+        configs.model_config_from_dict(info['model']),
+        temperature,
+        prior_strength,
+    )
     log_prior = info.get(BIN_PRIOR_KEY)
     if log_prior is not None and len(log_prior) != color_bins.NUM_BINS:
         raise BundledModelError(
             f'{path}: {BIN_PRIOR_KEY} in model.json has {len(log_prior)} '
-            f'values, not one per colour bin ({color_bins.NUM_BINS}).')
+            f'values, not one per colour bin ({color_bins.NUM_BINS}).'
+        )
     generator = models.build_from_config(model_config, log_prior)
     with np.load(weights_path) as arrays:
         expected = {variable.path for variable in generator.weights}
@@ -131,7 +147,8 @@ def load_generator(path: str = BUNDLED_DIR,
             raise BundledModelError(
                 f'{weights_path} does not fit {model_config.generator} '
                 f'(width {model_config.width}): missing {missing}, '
-                f'unexpected {extra}.')
+                f'unexpected {extra}.'
+            )
         for variable in generator.weights:
             value = arrays[variable.path]
             if tuple(value.shape) != tuple(variable.shape):
@@ -139,6 +156,7 @@ def load_generator(path: str = BUNDLED_DIR,
                     f'{weights_path} does not fit {model_config.generator} '
                     f'(width {model_config.width}): {variable.path} has '
                     f'shape {value.shape}, the model needs '
-                    f'{tuple(variable.shape)}.')
+                    f'{tuple(variable.shape)}.'
+                )
             variable.assign(value.astype(np.float32))
     return generator, model_config, info

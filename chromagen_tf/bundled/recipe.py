@@ -42,26 +42,45 @@ from chromagen_tf.bundled import recipe_configs
 from chromagen_tf.bundled import recipe_lib
 
 _CONFIG = flags.DEFINE_enum(
-    'config', 'bins', sorted(recipe_configs.CONFIGS),
-    'Which model to train: a config of chromagen_tf.bundled.recipe_configs.')
+    'config',
+    'bins',
+    sorted(recipe_configs.CONFIGS),
+    'Which model to train: a config of chromagen_tf.bundled.recipe_configs.',
+)
 _OVERRIDE = flags.DEFINE_multi_string(
-    'override', [], 'FIELD=VALUE: changes one field of the config (tuples '
-    'take comma-separated values). Repeat for more fields.')
+    'override',
+    [],
+    'FIELD=VALUE: changes one field of the config (tuples '
+    'take comma-separated values). Repeat for more fields.',
+)
 _STAGES = flags.DEFINE_list(
-    'stages', None, 'Which stages to run, in order. Default: the config\'s '
-    f'(all of {",".join(recipe_configs.STAGES)} that it trains).')
+    'stages',
+    None,
+    'Which stages to run, in order. Default: the config\'s '
+    f'(all of {",".join(recipe_configs.STAGES)} that it trains).',
+)
 _PHOTOS_DIR = flags.DEFINE_string(
-    'photos_dir', None, 'Folder of training photos (the open photos set).')
+    'photos_dir', None, 'Folder of training photos (the open photos set).'
+)
 _HELD_OUT_DIR = flags.DEFINE_string(
-    'held_out_dir', None, 'Photos that must stay out of training: '
+    'held_out_dir',
+    None,
+    'Photos that must stay out of training: '
     'near-duplicates of them in --photos_dir are dropped, and the evaluate '
-    'stage measures on them. Default: the sample photos.')
+    'stage measures on them. Default: the sample photos.',
+)
 _WORK_DIR = flags.DEFINE_string(
-    'work_dir', None, 'Shards, checkpoints, reports and TensorBoard logs. '
-    'Default: runs/bundled/CONFIG.')
+    'work_dir',
+    None,
+    'Shards, checkpoints, reports and TensorBoard logs. '
+    'Default: runs/bundled/CONFIG.',
+)
 _OUTPUT_DIR = flags.DEFINE_string(
-    'output_dir', None, 'Where the bundled model (model.json, '
-    'generator.npz) is written. Default: WORK_DIR/bundled_model.')
+    'output_dir',
+    None,
+    'Where the bundled model (model.json, '
+    'generator.npz) is written. Default: WORK_DIR/bundled_model.',
+)
 
 flags.mark_flags_as_required(['photos_dir'])
 
@@ -69,10 +88,12 @@ flags.mark_flags_as_required(['photos_dir'])
 def config_from_flags() -> recipe_configs.RecipeConfig:
     """The chosen config with the flags' changes."""
     config = recipe_configs.with_overrides(
-        recipe_configs.get_config(_CONFIG.value), _OVERRIDE.value)
+        recipe_configs.get_config(_CONFIG.value), _OVERRIDE.value
+    )
     if _STAGES.value is not None:
         config = recipe_configs.with_overrides(
-            config, ['stages=' + ','.join(_STAGES.value)])
+            config, ['stages=' + ','.join(_STAGES.value)]
+        )
     return config
 
 
@@ -81,8 +102,12 @@ def main(argv):
         raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
     try:
         paths = recipe_configs.recipe_paths(
-            _CONFIG.value, _PHOTOS_DIR.value, _HELD_OUT_DIR.value,
-            _WORK_DIR.value, _OUTPUT_DIR.value)
+            _CONFIG.value,
+            _PHOTOS_DIR.value,
+            _HELD_OUT_DIR.value,
+            _WORK_DIR.value,
+            _OUTPUT_DIR.value,
+        )
         recipe_lib.run_recipe(config_from_flags(), _CONFIG.value, paths)
     except errors.ChromaGenError as error:
         errors.fail('recipe', error)

@@ -83,47 +83,86 @@ class RecipeConfig:
     bundle_prior_strength: float = 0.25
     # TEMPERATURE:PRIOR_STRENGTH settings and render sizes at which the
     # evaluate stage measures the val photos.
-    decoding_curve: tuple[str, ...] = ('0.38:0', '1:0', '0.38:0.1',
-                                       '0.38:0.2', '0.38:0.25', '1:0.25',
-                                       '0.38:0.5')
+    decoding_curve: tuple[str, ...] = (
+        '0.38:0',
+        '1:0',
+        '0.38:0.1',
+        '0.38:0.2',
+        '0.38:0.25',
+        '1:0.25',
+        '0.38:0.5',
+    )
     curve_sizes: tuple[int, ...] = (128, 160, 192, 224, 256, 320)
     seed: int = 0
     stages: tuple[str, ...] = STAGES
 
     def __post_init__(self):
         checks = (
-            (self.color_head in configs.COLOR_HEADS,
-             f'color_head must be one of {configs.COLOR_HEADS}'),
-            (self.hints in configs.HINT_SAMPLING,
-             f'hints must be one of {configs.HINT_SAMPLING}'),
-            (0.0 < self.min_crop_scale <= 1.0,
-             'min_crop_scale must be in (0, 1]'),
-            (self.image_size % 32 == 0 and self.image_size > 0,
-             'image_size must be a positive multiple of 32'),
-            (min(self.stored_size, self.global_batch_size,
-                 self.pretrain_steps, self.render_size) > 0,
-             'stored_size, global_batch_size, pretrain_steps and '
-             'render_size must be positive'),
+            (
+                self.color_head in configs.COLOR_HEADS,
+                f'color_head must be one of {configs.COLOR_HEADS}',
+            ),
+            (
+                self.hints in configs.HINT_SAMPLING,
+                f'hints must be one of {configs.HINT_SAMPLING}',
+            ),
+            (
+                0.0 < self.min_crop_scale <= 1.0,
+                'min_crop_scale must be in (0, 1]',
+            ),
+            (
+                self.image_size % 32 == 0 and self.image_size > 0,
+                'image_size must be a positive multiple of 32',
+            ),
+            (
+                min(
+                    self.stored_size,
+                    self.global_batch_size,
+                    self.pretrain_steps,
+                    self.render_size,
+                )
+                > 0,
+                'stored_size, global_batch_size, pretrain_steps and '
+                'render_size must be positive',
+            ),
             (self.gan_steps >= 0, 'gan_steps must be >= 0'),
-            (0.0 <= self.lr_decay_fraction <= 1.0,
-             'lr_decay_fraction must be in [0, 1]'),
-            (0.0 <= self.ema_decay <= 0.9999, 'ema_decay must be in [0, '
-             '0.9999]'),
+            (
+                0.0 <= self.lr_decay_fraction <= 1.0,
+                'lr_decay_fraction must be in [0, 1]',
+            ),
+            (
+                0.0 <= self.ema_decay <= 0.9999,
+                'ema_decay must be in [0, 0.9999]',
+            ),
             (0.0 <= self.gan_weight <= 1.0, 'gan_weight must be in [0, 1]'),
-            (self.gan_steps > 0 or self.gan_weight == 0.0,
-             'gan_weight must be 0 without a GAN stage (gan_steps=0)'),
-            (self.gan_steps > 0 or 'gan' not in self.stages,
-             'stages must leave out gan when gan_steps is 0'),
-            (set(self.stages) <= set(STAGES),
-             f'stages must be among {STAGES}'),
-            (self.temperature >= 0.01 and (self.bundle_temperature is None or
-                                           self.bundle_temperature >= 0.01),
-             'temperature and bundle_temperature must be >= 0.01'),
-            (self.bundle_prior_strength >= 0.0,
-             'bundle_prior_strength must be >= 0'),
-            (all(len(setting.split(':')) == 2
-                 for setting in self.decoding_curve),
-             'decoding_curve entries must be TEMPERATURE:PRIOR_STRENGTH'),
+            (
+                self.gan_steps > 0 or self.gan_weight == 0.0,
+                'gan_weight must be 0 without a GAN stage (gan_steps=0)',
+            ),
+            (
+                self.gan_steps > 0 or 'gan' not in self.stages,
+                'stages must leave out gan when gan_steps is 0',
+            ),
+            (set(self.stages) <= set(STAGES), f'stages must be among {STAGES}'),
+            (
+                self.temperature >= 0.01
+                and (
+                    self.bundle_temperature is None
+                    or self.bundle_temperature >= 0.01
+                ),
+                'temperature and bundle_temperature must be >= 0.01',
+            ),
+            (
+                self.bundle_prior_strength >= 0.0,
+                'bundle_prior_strength must be >= 0',
+            ),
+            (
+                all(
+                    len(setting.split(':')) == 2
+                    for setting in self.decoding_curve
+                ),
+                'decoding_curve entries must be TEMPERATURE:PRIOR_STRENGTH',
+            ),
         )
         for holds, message in checks:
             if not holds:
@@ -152,10 +191,13 @@ class RecipePaths:
         return os.path.join(self.work_dir, 'model')
 
 
-def recipe_paths(config_name: str, photos_dir: str,
-                 held_out_dir: Optional[str] = None,
-                 work_dir: Optional[str] = None,
-                 output_dir: Optional[str] = None) -> RecipePaths:
+def recipe_paths(
+    config_name: str,
+    photos_dir: str,
+    held_out_dir: Optional[str] = None,
+    work_dir: Optional[str] = None,
+    output_dir: Optional[str] = None,
+) -> RecipePaths:
     """A run's paths, absolute, with the defaults for those not given.
 
     The work dir defaults to runs/bundled/CONFIG_NAME under the current
@@ -163,13 +205,16 @@ def recipe_paths(config_name: str, photos_dir: str,
     installed package), the held-out photos to the sample photos.
     """
     work_dir = os.path.abspath(
-        work_dir or os.path.join('runs', 'bundled', config_name))
+        work_dir or os.path.join('runs', 'bundled', config_name)
+    )
     return RecipePaths(
         photos_dir=os.path.abspath(photos_dir),
         held_out_dir=os.path.abspath(held_out_dir or sample_photos.folder()),
         work_dir=work_dir,
         output_dir=os.path.abspath(
-            output_dir or os.path.join(work_dir, 'bundled_model')))
+            output_dir or os.path.join(work_dir, 'bundled_model')
+        ),
+    )
 
 
 def _bins() -> RecipeConfig:
@@ -178,9 +223,13 @@ def _bins() -> RecipeConfig:
 
 def _regression() -> RecipeConfig:
     # The L1 generator blended half way with its GAN generator.
-    return dataclasses.replace(RecipeConfig(), color_head='regression',
-                               gan_weight=0.5, ema_decay=0.0,
-                               bundle_prior_strength=0.0)
+    return dataclasses.replace(
+        RecipeConfig(),
+        color_head='regression',
+        gan_weight=0.5,
+        ema_decay=0.0,
+        bundle_prior_strength=0.0,
+    )
 
 
 def _hints() -> RecipeConfig:
@@ -191,11 +240,16 @@ def _hints() -> RecipeConfig:
     # automatic colours are as accurate on the val split as the bins
     # model's at 256 px and 0.25 (MODEL_CARD.md, "Colour hints").
     return dataclasses.replace(
-        RecipeConfig(), hints='local',
+        RecipeConfig(),
+        hints='local',
         init_from=os.path.join('runs', 'bundled', 'bins', 'bundled_model'),
-        pretrain_steps=3000, lr_pretrain=1e-4, gan_steps=0,
-        render_size=128, bundle_prior_strength=0.0,
-        stages=('convert', 'pretrain', 'bundle', 'evaluate'))
+        pretrain_steps=3000,
+        lr_pretrain=1e-4,
+        gan_steps=0,
+        render_size=128,
+        bundle_prior_strength=0.0,
+        stages=('convert', 'pretrain', 'bundle', 'evaluate'),
+    )
 
 
 CONFIGS = {'bins': _bins, 'regression': _regression, 'hints': _hints}
@@ -209,7 +263,8 @@ def get_config(name: str) -> RecipeConfig:
     """
     if name not in CONFIGS:
         raise errors.UsageError(
-            f'No recipe config {name!r}; there are {sorted(CONFIGS)}.')
+            f'No recipe config {name!r}; there are {sorted(CONFIGS)}.'
+        )
     return CONFIGS[name]()
 
 
@@ -223,13 +278,13 @@ def _parse(field: dataclasses.Field, text: str):
         return text.lower() in ('true', '1')
     if typing.get_origin(kind) is tuple:
         (item, _) = typing.get_args(kind)
-        return tuple(item(part.strip()) for part in text.split(',')
-                     if part.strip())
+        return tuple(
+            item(part.strip()) for part in text.split(',') if part.strip()
+        )
     return kind(text)
 
 
-def with_overrides(config: RecipeConfig,
-                   overrides: list[str]) -> RecipeConfig:
+def with_overrides(config: RecipeConfig, overrides: list[str]) -> RecipeConfig:
     """The config with FIELD=VALUE overrides applied.
 
     Tuples take comma-separated values, booleans true or false.
@@ -246,10 +301,10 @@ def with_overrides(config: RecipeConfig,
         if not equals or name not in fields:
             raise errors.UsageError(
                 f'--override {override!r}: expected FIELD=VALUE with FIELD '
-                f'one of {sorted(fields)}.')
+                f'one of {sorted(fields)}.'
+            )
         try:
             changes[name] = _parse(fields[name], text.strip())
         except ValueError as error:
-            raise errors.UsageError(
-                f'--override {name}: {error}.') from None
+            raise errors.UsageError(f'--override {name}: {error}.') from None
     return dataclasses.replace(config, **changes)

@@ -38,19 +38,23 @@ def _thumbnail(path: str) -> np.ndarray:
 
 
 def _photos(folder: str) -> list[str]:
-    return [name for name, _ in
-            image_folders.find_images(folder, recursive=False)]
+    return [
+        name for name, _ in image_folders.find_images(folder, recursive=False)
+    ]
 
 
-def link_training_photos(photos_dir: str, held_out_dir: str,
-                         output_dir: str) -> tuple[int, list[str]]:
+def link_training_photos(
+    photos_dir: str, held_out_dir: str, output_dir: str
+) -> tuple[int, list[str]]:
     """Symlinks the photos that are not near-duplicates of held-out ones.
 
     Returns:
       (photos linked, names dropped as near-duplicates).
     """
-    held_out = [_thumbnail(os.path.join(held_out_dir, name))
-                for name in _photos(held_out_dir)]
+    held_out = [
+        _thumbnail(os.path.join(held_out_dir, name))
+        for name in _photos(held_out_dir)
+    ]
     os.makedirs(output_dir, exist_ok=True)
     linked, dropped = 0, []
     for name in _photos(photos_dir):
@@ -60,8 +64,9 @@ def link_training_photos(photos_dir: str, held_out_dir: str,
         except OSError:
             thumbnail = None  # The converter reports unreadable files.
         if thumbnail is not None and any(
-                float((thumbnail * other).mean()) >= _DUPLICATE_CORRELATION
-                for other in held_out):
+            float((thumbnail * other).mean()) >= _DUPLICATE_CORRELATION
+            for other in held_out
+        ):
             dropped.append(name)
             continue
         target = os.path.join(output_dir, name)
@@ -78,32 +83,48 @@ def init_from(config: recipe_configs.RecipeConfig) -> str:
     return config.init_from
 
 
-def train_commands(config: recipe_configs.RecipeConfig,
-                   paths: recipe_configs.RecipePaths) -> dict[str, list[str]]:
+def train_commands(
+    config: recipe_configs.RecipeConfig, paths: recipe_configs.RecipePaths
+) -> dict[str, list[str]]:
     """The chromagen_tf.train command of each training stage."""
     common = [
-        f'--data_dir={paths.data_dir}', f'--model_dir={paths.model_dir}',
+        f'--data_dir={paths.data_dir}',
+        f'--model_dir={paths.model_dir}',
         f'--generator={config.generator}',
         f'--discriminator_width={config.discriminator_width}',
         f'--image_size={config.image_size}',
         f'--global_batch_size={config.global_batch_size}',
-        f'--seed={config.seed}', '--steps_per_loop=50', '--summary_every=50',
-        '--eval_every=500', '--checkpoint_every=500', '--max_checkpoints=20',
+        f'--seed={config.seed}',
+        '--steps_per_loop=50',
+        '--summary_every=50',
+        '--eval_every=500',
+        '--checkpoint_every=500',
+        '--max_checkpoints=20',
         '--num_eval_images=8',
         f'--lr_decay_fraction={config.lr_decay_fraction}',
         f'--ema_decay={config.ema_decay}',
         f'--color_head={config.color_head}',
-        f'--temperature={config.temperature}', f'--hints={config.hints}',
-        f'--min_crop_scale={config.min_crop_scale}']
-    pretrain = ['chromagen_tf.train', '--stage=pretrain', *common,
-                f'--train_steps={config.pretrain_steps}',
-                f'--lr_g={config.lr_pretrain}']
+        f'--temperature={config.temperature}',
+        f'--hints={config.hints}',
+        f'--min_crop_scale={config.min_crop_scale}',
+    ]
+    pretrain = [
+        'chromagen_tf.train',
+        '--stage=pretrain',
+        *common,
+        f'--train_steps={config.pretrain_steps}',
+        f'--lr_g={config.lr_pretrain}',
+    ]
     if config.init_from:
         pretrain.append(f'--init_from={init_from(config)}')
-    gan = ['chromagen_tf.train', '--stage=gan', *common,
-           f'--train_steps={config.gan_steps}',
-           f'--lambda_l1={config.lambda_l1}',
-           f'--lambda_ce={config.lambda_ce}']
+    gan = [
+        'chromagen_tf.train',
+        '--stage=gan',
+        *common,
+        f'--train_steps={config.gan_steps}',
+        f'--lambda_l1={config.lambda_l1}',
+        f'--lambda_ce={config.lambda_ce}',
+    ]
     return {'pretrain': pretrain, 'gan': gan}
 
 
@@ -123,48 +144,75 @@ def blend_generators(model_dir: str, gan_weight: float, average: bool = True):
     """
     if gan_weight <= 0.0:
         generator, model_config, path = models.restore_generator(
-            model_dir, 'pretrain', average=average)
+            model_dir, 'pretrain', average=average
+        )
         return generator, model_config, f'pretrain/{os.path.basename(path)}'
     generator, model_config, gan_path = models.restore_generator(
-        model_dir, 'gan', average=average)
+        model_dir, 'gan', average=average
+    )
     if gan_weight >= 1.0:
         return generator, model_config, f'gan/{os.path.basename(gan_path)}'
     pretrained, _, pretrain_path = models.restore_generator(
-        model_dir, 'pretrain', average=average)
+        model_dir, 'pretrain', average=average
+    )
     for variable, start in zip(generator.weights, pretrained.weights):
         variable.assign(gan_weight * variable + (1.0 - gan_weight) * start)
-    return generator, model_config, (
-        f'{gan_weight:g} x gan/{os.path.basename(gan_path)} + '
-        f'{1 - gan_weight:g} x pretrain/{os.path.basename(pretrain_path)}')
+    return (
+        generator,
+        model_config,
+        (
+            f'{gan_weight:g} x gan/{os.path.basename(gan_path)} + '
+            f'{1 - gan_weight:g} x pretrain/{os.path.basename(pretrain_path)}'
+        ),
+    )
 
 
-def bundle(config: recipe_configs.RecipeConfig, name: str,
-           paths: recipe_configs.RecipePaths) -> str:
+def bundle(
+    config: recipe_configs.RecipeConfig,
+    name: str,
+    paths: recipe_configs.RecipePaths,
+) -> str:
     """Writes the trained generator in the bundled format.
 
     model.json records the config (`training`) beside the architecture.
     """
     generator, model_config, sources = blend_generators(
-        paths.model_dir, config.gan_weight, config.bundle_average)
-    info = {'training': {'recipe': name,
-                         'data': 'open photos (MODEL_CARD.md)',
-                         **dataclasses.asdict(config)}}
+        paths.model_dir, config.gan_weight, config.bundle_average
+    )
+    info = {
+        'training': {
+            'recipe': name,
+            'data': 'open photos (MODEL_CARD.md)',
+            **dataclasses.asdict(config),
+        }
+    }
     if model_config.color_head == 'bins':
         model_config = configs.with_decoding(
-            model_config, config.bundle_temperature or config.temperature,
-            config.bundle_prior_strength)
+            model_config,
+            config.bundle_temperature or config.temperature,
+            config.bundle_prior_strength,
+        )
         log_prior = models.loading.read_log_prior(paths.model_dir)
         if model_config.prior_strength and not log_prior:
             raise errors.UsageError(
                 f'{paths.model_dir} keeps no bin_prior.json, so the bundle '
-                'cannot decode with bundle_prior_strength > 0.')
+                'cannot decode with bundle_prior_strength > 0.'
+            )
         info[bundled.BIN_PRIOR_KEY] = log_prior
     if config.ema_decay > 0:
-        sources += (' (moving averages)' if config.bundle_average else
-                    ' (trained weights, not their averages)')
+        sources += (
+            ' (moving averages)'
+            if config.bundle_average
+            else ' (trained weights, not their averages)'
+        )
     info['checkpoint'] = sources
-    return bundled.save(generator, model_config, paths.output_dir,
-                        render_size=config.render_size, info=info)
+    return bundled.save(
+        generator,
+        model_config,
+        paths.output_dir,
+        render_size=config.render_size,
+        info=info,
+    )
 
 
 def _run(*command: str) -> None:
@@ -172,8 +220,11 @@ def _run(*command: str) -> None:
     print(f'      done in {seconds:.0f} s', flush=True)
 
 
-def run_recipe(config: recipe_configs.RecipeConfig, name: str,
-               paths: recipe_configs.RecipePaths) -> str:
+def run_recipe(
+    config: recipe_configs.RecipeConfig,
+    name: str,
+    paths: recipe_configs.RecipePaths,
+) -> str:
     """Runs the stages config.stages names; returns the bundle's folder.
 
     Args:
@@ -187,17 +238,27 @@ def run_recipe(config: recipe_configs.RecipeConfig, name: str,
     os.makedirs(paths.work_dir, exist_ok=True)
     files.write_json_atomically(
         os.path.join(paths.work_dir, CONFIG_FILE),
-        {'recipe': name, **dataclasses.asdict(config)})
+        {'recipe': name, **dataclasses.asdict(config)},
+    )
     commands = train_commands(config, paths)
     if 'convert' in config.stages:
         linked, dropped = link_training_photos(
-            paths.photos_dir, paths.held_out_dir, paths.linked_photos)
-        print(f'{linked} training photos; {len(dropped)} near-duplicates of '
-              f'held-out photos left out: {dropped}', flush=True)
-        _run('data_prep.make_tfrecords', f'--image_dir={paths.linked_photos}',
-             f'--output_dir={paths.data_dir}',
-             f'--image_size={config.stored_size}', '--val_fraction=0.1',
-             f'--seed={config.seed}', '--num_shards=4')
+            paths.photos_dir, paths.held_out_dir, paths.linked_photos
+        )
+        print(
+            f'{linked} training photos; {len(dropped)} near-duplicates of '
+            f'held-out photos left out: {dropped}',
+            flush=True,
+        )
+        _run(
+            'data_prep.make_tfrecords',
+            f'--image_dir={paths.linked_photos}',
+            f'--output_dir={paths.data_dir}',
+            f'--image_size={config.stored_size}',
+            '--val_fraction=0.1',
+            f'--seed={config.seed}',
+            '--num_shards=4',
+        )
     for stage in ('pretrain', 'gan'):
         if stage in config.stages:
             _run(*commands[stage])
@@ -206,6 +267,9 @@ def run_recipe(config: recipe_configs.RecipeConfig, name: str,
         print(f'Bundled model written to {paths.output_dir}', flush=True)
     if 'evaluate' in config.stages:
         recipe_evaluate.evaluate_stage(config, paths)
-    print(f'Recipe stages {",".join(config.stages)} took '
-          f'{(time.monotonic() - started) / 60:.1f} min.', flush=True)
+    print(
+        f'Recipe stages {",".join(config.stages)} took '
+        f'{(time.monotonic() - started) / 60:.1f} min.',
+        flush=True,
+    )
     return paths.output_dir

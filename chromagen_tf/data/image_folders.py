@@ -7,8 +7,16 @@ import tensorflow as tf
 from chromagen_tf import files
 
 # Extensions of the formats the converter accepts (lower case).
-IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.webp', '.bmp', '.tif',
-                    '.tiff', '.gif')
+IMAGE_EXTENSIONS = (
+    '.jpg',
+    '.jpeg',
+    '.png',
+    '.webp',
+    '.bmp',
+    '.tif',
+    '.tiff',
+    '.gif',
+)
 
 
 def is_image_name(name: str) -> bool:
@@ -30,10 +38,16 @@ def find_images(root: str, recursive: bool = True) -> list[tuple[str, str]]:
     if files.is_remote(root):
         root = root.rstrip('/')
         walk = tf.io.gfile.walk(root)
-        relative = lambda path: path[len(root) + 1:]
+
+        def relative(path):
+            return path[len(root) + 1 :]
+
     else:
         walk = os.walk(root)
-        relative = lambda path: os.path.relpath(path, root)
+
+        def relative(path):
+            return os.path.relpath(path, root)
+
     found = []
     for directory, subdirectories, names in walk:
         if not recursive:

@@ -102,13 +102,15 @@ class BadImageError(errors.ChromaGenError, ValueError):
 @dataclasses.dataclass(frozen=True)
 class LoadedImage:
     """An 8-bit sRGB photo and the size of the original, after orientation."""
+
     image: Image.Image
     original_height: int
     original_width: int
 
 
-def open_image(source: Source,
-               max_pixels: int = CONVERT_MAX_PIXELS) -> Image.Image:
+def open_image(
+    source: Source, max_pixels: int = CONVERT_MAX_PIXELS
+) -> Image.Image:
     """Opens a photo lazily, reading only its header.
 
     Args:
@@ -143,7 +145,9 @@ def open_image(source: Source,
         raise BadImageError(UNREADABLE, str(error)) from None
     except Exception as error:  # pylint: disable=broad-except
         # A corrupt header can raise nearly anything inside a plugin.
-        raise BadImageError(DECODE_ERROR, errors.first_line(error, 200)) from None
+        raise BadImageError(
+            DECODE_ERROR, errors.first_line(error, 200)
+        ) from None
     width, height = image.size
     if width <= 0 or height <= 0:
         image.close()
@@ -151,7 +155,8 @@ def open_image(source: Source,
     if width * height > max_pixels:
         image.close()
         raise BadImageError(
-            TOO_LARGE, f'{width}x{height} exceeds {max_pixels} pixels')
+            TOO_LARGE, f'{width}x{height} exceeds {max_pixels} pixels'
+        )
     return image
 
 
@@ -163,8 +168,9 @@ def oriented_size(image: Image.Image) -> tuple[int, int]:
     return height, width
 
 
-def draft_size(width: int, height: int, size: int,
-               policy: str = 'crop') -> tuple[int, int]:
+def draft_size(
+    width: int, height: int, size: int, policy: str = 'crop'
+) -> tuple[int, int]:
     """The smallest decode size from which `resize_for_storage` loses nothing.
 
     Args:
@@ -184,9 +190,9 @@ def draft_size(width: int, height: int, size: int,
     return math.ceil(width * scale), math.ceil(height * scale)
 
 
-def load_rgb(source: Source,
-             max_pixels: int = CONVERT_MAX_PIXELS,
-             min_size: int = 0) -> LoadedImage:
+def load_rgb(
+    source: Source, max_pixels: int = CONVERT_MAX_PIXELS, min_size: int = 0
+) -> LoadedImage:
     """Loads a photo at full resolution as 8-bit sRGB, EXIF orientation applied.
 
     Args:
@@ -204,8 +210,12 @@ def load_rgb(source: Source,
     return _load(source, max_pixels, min_size, draft_for=None)
 
 
-def _load(source: Source, max_pixels: int, min_size: int,
-          draft_for: tuple[int, str] | None) -> LoadedImage:
+def _load(
+    source: Source,
+    max_pixels: int,
+    min_size: int,
+    draft_for: tuple[int, str] | None,
+) -> LoadedImage:
     image = open_image(source, max_pixels)
     rgb = None
     try:
@@ -215,8 +225,10 @@ def _load(source: Source, max_pixels: int, min_size: int,
             original_width, original_height = original_height, original_width
         if min(original_height, original_width) < min_size:
             raise BadImageError(
-                TOO_SMALL, f'{original_width}x{original_height} is smaller '
-                f'than {min_size} pixels')
+                TOO_SMALL,
+                f'{original_width}x{original_height} is smaller '
+                f'than {min_size} pixels',
+            )
         try:
             with warnings.catch_warnings():
                 # Pillow warns about odd EXIF or metadata in many real photos.
@@ -225,8 +237,11 @@ def _load(source: Source, max_pixels: int, min_size: int,
                     image.draft(None, draft_size(*image.size, *draft_for))
                 image.load()
                 # exif_transpose copies even an upright image: skip it then.
-                oriented = (image if orientation == 1 else
-                            ImageOps.exif_transpose(image))
+                oriented = (
+                    image
+                    if orientation == 1
+                    else ImageOps.exif_transpose(image)
+                )
                 rgb = to_rgb(oriented)
                 if rgb is image and getattr(image, 'is_animated', False):
                     # Multi-frame files (MPO, animated WebP) keep their file
@@ -235,7 +250,9 @@ def _load(source: Source, max_pixels: int, min_size: int,
         except BadImageError:
             raise
         except Exception as error:  # pylint: disable=broad-except
-            raise BadImageError(DECODE_ERROR, errors.first_line(error, 200)) from None
+            raise BadImageError(
+                DECODE_ERROR, errors.first_line(error, 200)
+            ) from None
     finally:
         if rgb is not image:
             image.close()
@@ -268,9 +285,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
     raise BadImageError(UNSUPPORTED_MODE, f'mode {mode}')
 
 
-def resize_for_storage(image: Image.Image,
-                       size: int,
-                       policy: str = 'crop') -> Image.Image:
+def resize_for_storage(
+    image: Image.Image, size: int, policy: str = 'crop'
+) -> Image.Image:
     """Resizes a photo to the stored size x size.
 
     Args:
@@ -289,23 +306,28 @@ def resize_for_storage(image: Image.Image,
     if policy == 'stretch':
         return image.resize((size, size), _RESAMPLE)
     if policy != 'crop':
-        raise ValueError(f'Unknown resize policy {policy!r}; expected one of '
-                         f'{RESIZE_POLICIES}.')
+        raise ValueError(
+            f'Unknown resize policy {policy!r}; expected one of '
+            f'{RESIZE_POLICIES}.'
+        )
     width, height = image.size
     side = min(width, height)
     # Resizing only the centre square (a sub-pixel box) is the same as
     # resizing everything and cropping, for a fraction of the work.
     left = (width - side) / 2.0
     top = (height - side) / 2.0
-    return image.resize((size, size), _RESAMPLE,
-                        box=(left, top, left + side, top + side))
+    return image.resize(
+        (size, size), _RESAMPLE, box=(left, top, left + side, top + side)
+    )
 
 
-def load_for_storage(source: Source,
-                     size: int,
-                     policy: str = 'crop',
-                     max_pixels: int = CONVERT_MAX_PIXELS,
-                     min_size: int = 0) -> LoadedImage:
+def load_for_storage(
+    source: Source,
+    size: int,
+    policy: str = 'crop',
+    max_pixels: int = CONVERT_MAX_PIXELS,
+    min_size: int = 0,
+) -> LoadedImage:
     """Loads a photo and resizes it with the storage policy.
 
     JPEGs are decoded at the smallest DCT scale that is still at least as
@@ -319,11 +341,14 @@ def load_for_storage(source: Source,
       BadImageError: for any input that cannot be loaded.
     """
     if policy not in RESIZE_POLICIES:
-        raise ValueError(f'Unknown resize policy {policy!r}; expected one of '
-                         f'{RESIZE_POLICIES}.')
+        raise ValueError(
+            f'Unknown resize policy {policy!r}; expected one of '
+            f'{RESIZE_POLICIES}.'
+        )
     loaded = _load(source, max_pixels, min_size, draft_for=(size, policy))
     return dataclasses.replace(
-        loaded, image=resize_for_storage(loaded.image, size, policy))
+        loaded, image=resize_for_storage(loaded.image, size, policy)
+    )
 
 
 def is_grayscale_lab(lab: np.ndarray) -> bool:
@@ -352,8 +377,11 @@ def _cmyk_to_rgb(image: Image.Image) -> Image.Image:
     if icc:
         try:
             return ImageCms.profileToProfile(
-                image, ImageCms.ImageCmsProfile(io.BytesIO(icc)),
-                ImageCms.createProfile('sRGB'), outputMode='RGB')
+                image,
+                ImageCms.ImageCmsProfile(io.BytesIO(icc)),
+                ImageCms.createProfile('sRGB'),
+                outputMode='RGB',
+            )
         except (ImageCms.PyCMSError, OSError, ValueError):
             pass  # A broken profile: fall back to the device conversion.
     # Without a profile, Pillow's R = (255 - C)(255 - K) / 255 is the

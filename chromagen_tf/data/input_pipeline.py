@@ -48,7 +48,9 @@ def count_records(data_dir: str, split: str) -> int:
     files = list_files(records.shard_pattern(data_dir, split))
     return int(
         tf.data.TFRecordDataset(files).reduce(
-            tf.constant(0, tf.int64), lambda total, _: total + 1))
+            tf.constant(0, tf.int64), lambda total, _: total + 1
+        )
+    )
 
 
 def record_keys(data_dir: str, split: str) -> list[str]:
@@ -61,8 +63,9 @@ def record_keys(data_dir: str, split: str) -> list[str]:
     ]
 
 
-def eval_steps(num_examples: int, global_batch_size: int,
-               num_pipelines: int = 1) -> int:
+def eval_steps(
+    num_examples: int, global_batch_size: int, num_pipelines: int = 1
+) -> int:
     """Batches per replica that `make_eval_dataset` yields, on every replica.
 
     Each of the `num_pipelines` pipelines reads every num_pipelines-th
@@ -96,12 +99,12 @@ def make_eval_dataset(
       weight [b]), b the per-replica batch size, with drop_remainder.
     """
     if input_context is not None:
-        batch_size = input_context.get_per_replica_batch_size(
-            global_batch_size)
+        batch_size = input_context.get_per_replica_batch_size(global_batch_size)
         num_pipelines = input_context.num_input_pipelines
         pipeline_id = input_context.input_pipeline_id
-        replicas_per_pipeline = (input_context.num_replicas_in_sync
-                                 // num_pipelines)
+        replicas_per_pipeline = (
+            input_context.num_replicas_in_sync // num_pipelines
+        )
     else:
         batch_size, num_pipelines, pipeline_id = global_batch_size, 1, 0
         replicas_per_pipeline = 1
@@ -114,21 +117,27 @@ def make_eval_dataset(
     def _decode(serialized):
         l_channel, ab = records.decode_record(serialized)
         l_channel, ab = _normalize(
-            *_crop_or_resize(l_channel, ab, image_size, None))
+            *_crop_or_resize(l_channel, ab, image_size, None)
+        )
         return l_channel, ab, tf.constant(1.0)
 
-    examples = serialized_records.map(_decode, num_parallel_calls=tf.data.AUTOTUNE,
-                           deterministic=True)
+    examples = serialized_records.map(
+        _decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+    )
     if skip_corrupt_records:
         examples = examples.ignore_errors(log_warning=True)
-    padding = tf.data.Dataset.from_tensors((
-        tf.fill([image_size, image_size, 1], -1.0),
-        tf.zeros([image_size, image_size, 2]),
-        tf.constant(0.0))).repeat()
+    padding = tf.data.Dataset.from_tensors(
+        (
+            tf.fill([image_size, image_size, 1], -1.0),
+            tf.zeros([image_size, image_size, 2]),
+            tf.constant(0.0),
+        )
+    ).repeat()
     total = steps * replicas_per_pipeline * batch_size
     examples = examples.concatenate(padding).take(total)
     return examples.batch(batch_size, drop_remainder=True).prefetch(
-        tf.data.AUTOTUNE)
+        tf.data.AUTOTUNE
+    )
 
 
 def _crop_or_resize(
@@ -141,10 +150,15 @@ def _crop_or_resize(
         # Evaluation: a deterministic centre crop.
         offset_h = tf.maximum(height - image_size, 0) // 2
         offset_w = tf.maximum(width - image_size, 0) // 2
-        lab = lab[offset_h:offset_h + image_size,
-                  offset_w:offset_w + image_size]
+        lab = lab[
+            offset_h : offset_h + image_size, offset_w : offset_w + image_size
+        ]
     else:
-        crop = [tf.minimum(height, image_size), tf.minimum(width, image_size), 3]
+        crop = [
+            tf.minimum(height, image_size),
+            tf.minimum(width, image_size),
+            3,
+        ]
         lab = tf.image.stateless_random_crop(lab, crop, seed=seed)
     # Records stored smaller than the training size are scaled up; this only
     # happens when make_tfrecords ran with a smaller --image_size.
@@ -154,8 +168,11 @@ def _crop_or_resize(
 
 
 def _random_scale_crop(
-    l_channel: tf.Tensor, ab: tf.Tensor, image_size: int,
-    min_crop_scale: float, seed: tf.Tensor
+    l_channel: tf.Tensor,
+    ab: tf.Tensor,
+    image_size: int,
+    min_crop_scale: float,
+    seed: tf.Tensor,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """A random square of side scale * the shorter side, resized.
 
@@ -168,11 +185,13 @@ def _random_scale_crop(
     shape = tf.shape(lab)
     shorter = tf.cast(tf.minimum(shape[0], shape[1]), tf.float32)
     scale = tf.random.stateless_uniform(
-        [], seed + tf.constant([0, 2], tf.int64), min_crop_scale, 1.0)
+        [], seed + tf.constant([0, 2], tf.int64), min_crop_scale, 1.0
+    )
     side = tf.cast(tf.maximum(tf.round(scale * shorter), 1.0), tf.int32)
     lab = tf.image.stateless_random_crop(lab, [side, side, 3], seed=seed)
-    lab = tf.image.resize(lab, [image_size, image_size], method='bilinear',
-                          antialias=True)
+    lab = tf.image.resize(
+        lab, [image_size, image_size], method='bilinear', antialias=True
+    )
     lab = tf.ensure_shape(lab, [image_size, image_size, 3])
     return lab[..., :1], lab[..., 1:]
 
@@ -237,9 +256,11 @@ def make_dataset(
     if hints not in ('none', 'local'):
         raise ValueError(f"hints must be 'none' or 'local', got {hints!r}")
     if input_context is not None:
-        batch_size = input_context.get_per_replica_batch_size(
-            global_batch_size
-        ) if global_batch_size else None
+        batch_size = (
+            input_context.get_per_replica_batch_size(global_batch_size)
+            if global_batch_size
+            else None
+        )
         num_pipelines = input_context.num_input_pipelines
         pipeline_id = input_context.input_pipeline_id
     else:
@@ -271,10 +292,15 @@ def make_dataset(
         # Whole files per worker: each reads a disjoint set of them.
         files_read = files[pipeline_id::num_pipelines]
         dataset = tf.data.Dataset.from_tensor_slices(files).shard(
-            num_pipelines, pipeline_id)
+            num_pipelines, pipeline_id
+        )
         if num_pipelines > 1:
-            logging.info('Input pipeline %d of %d reads files %s',
-                         pipeline_id, num_pipelines, files_read)
+            logging.info(
+                'Input pipeline %d of %d reads files %s',
+                pipeline_id,
+                num_pipelines,
+                files_read,
+            )
         if training:
             dataset = dataset.shuffle(len(files), seed=seed).repeat()
         dataset = dataset.interleave(
@@ -289,8 +315,11 @@ def make_dataset(
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
         # One stateless seed pair per example keeps augmentation reproducible
         # for a given seed, whatever the parallelism.
-        seeds = tf.data.Dataset.random(seed=seed).batch(2).map(
-            lambda pair: hints_lib.fold_seed(pair, pipeline_id))
+        seeds = (
+            tf.data.Dataset.random(seed=seed)
+            .batch(2)
+            .map(lambda pair: hints_lib.fold_seed(pair, pipeline_id))
+        )
         dataset = tf.data.Dataset.zip((dataset, seeds))
 
         def _decode_train(serialized, example_seed):
@@ -298,7 +327,8 @@ def make_dataset(
             if hints == 'none':
                 return l_channel, ab
             hint_ab, hint_mask = hints_lib.sample(
-                ab, example_seed + tf.constant([0, 3], tf.int64))
+                ab, example_seed + tf.constant([0, 3], tf.int64)
+            )
             return l_channel, ab, hint_ab, hint_mask
 
         def _augment(serialized, example_seed):
@@ -309,14 +339,17 @@ def make_dataset(
                 )
             if min_crop_scale < 1.0:
                 l_channel, ab = _random_scale_crop(
-                    l_channel, ab, image_size, min_crop_scale, example_seed)
+                    l_channel, ab, image_size, min_crop_scale, example_seed
+                )
             else:
                 l_channel, ab = _crop_or_resize(
                     l_channel, ab, image_size, example_seed
                 )
             flip_seed = example_seed + tf.constant([0, 1], tf.int64)
             flip = tf.random.stateless_uniform([], flip_seed) < 0.5
-            l_channel = tf.cond(flip, lambda: l_channel[:, ::-1], lambda: l_channel)
+            l_channel = tf.cond(
+                flip, lambda: l_channel[:, ::-1], lambda: l_channel
+            )
             ab = tf.cond(flip, lambda: ab[:, ::-1], lambda: ab)
             return _normalize(l_channel, ab)
 
@@ -363,14 +396,19 @@ def find_corrupt_records(files: list[str]) -> list[tuple[str, int, str]]:
                 serialized = next(iterator)
             except StopIteration:
                 break
-            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
-                    tf.errors.OutOfRangeError) as error:
+            except (
+                tf.errors.DataLossError,
+                tf.errors.InvalidArgumentError,
+                tf.errors.OutOfRangeError,
+            ) as error:
                 problems.append((filename, index, error.message))
                 break
             try:
                 records.decode_record(serialized)
-            except (tf.errors.InvalidArgumentError,
-                    tf.errors.DataLossError) as error:
+            except (
+                tf.errors.InvalidArgumentError,
+                tf.errors.DataLossError,
+            ) as error:
                 problems.append((filename, index, error.message))
             index += 1
     return problems

@@ -106,7 +106,8 @@ def quantize_lab(lab: np.ndarray) -> np.ndarray:
     planes = np.empty(lab.shape, np.uint8)
     plane = np.empty(lab.shape[:-1], np.float32)
     for channel, (scale, offset) in enumerate(
-            zip(_QUANTIZE_SCALE, _QUANTIZE_OFFSET)):
+        zip(_QUANTIZE_SCALE, _QUANTIZE_OFFSET)
+    ):
         np.multiply(lab[..., channel], scale, out=plane)
         plane += offset
         np.clip(plane, 0.0, 255.0, out=plane)
@@ -124,8 +125,9 @@ def dequantize_lab(planes: tf.Tensor) -> tf.Tensor:
 
 def _png_chunk(tag: bytes, payload: bytes) -> bytes:
     crc = zlib.crc32(payload, zlib.crc32(tag)) & 0xFFFFFFFF
-    return (struct.pack('>I', len(payload)) + tag + payload +
-            struct.pack('>I', crc))
+    return (
+        struct.pack('>I', len(payload)) + tag + payload + struct.pack('>I', crc)
+    )
 
 
 def encode_planes_png(planes: np.ndarray) -> bytes:
@@ -145,11 +147,16 @@ def encode_planes_png(planes: np.ndarray) -> bytes:
     filtered[:, 1:4] = rows[:, :3]
     np.subtract(rows[:, 3:], rows[:, :-3], out=filtered[:, 4:])
     header = struct.pack('>IIBBBBB', width, height, 8, 2, 0, 0, 0)
-    compressor = _deflate.compressobj(1, _deflate.DEFLATED, 15, 8,
-                                      _deflate.Z_HUFFMAN_ONLY)
+    compressor = _deflate.compressobj(
+        1, _deflate.DEFLATED, 15, 8, _deflate.Z_HUFFMAN_ONLY
+    )
     stream = compressor.compress(filtered) + compressor.flush()
-    return (b'\x89PNG\r\n\x1a\n' + _png_chunk(b'IHDR', header) +
-            _png_chunk(b'IDAT', stream) + _png_chunk(b'IEND', b''))
+    return (
+        b'\x89PNG\r\n\x1a\n'
+        + _png_chunk(b'IHDR', header)
+        + _png_chunk(b'IDAT', stream)
+        + _png_chunk(b'IEND', b'')
+    )
 
 
 def encode_lab_png(lab: np.ndarray) -> bytes:

@@ -63,8 +63,10 @@ class Summary:
     failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
     def __str__(self) -> str:
-        return (f'{self.colorized} colorized, {self.skipped_existing} '
-                f'skipped (output exists), {self.failed} failed')
+        return (
+            f'{self.colorized} colorized, {self.skipped_existing} '
+            f'skipped (output exists), {self.failed} failed'
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,23 +92,31 @@ def find_jobs(config: ColorizeConfig) -> list[Job]:
             jobs.append(Job(root, os.path.basename(root)))
         elif os.path.isdir(root):
             jobs.extend(
-                Job(source, relative) for relative, source in
-                image_folders.find_images(root, recursive=config.recursive))
+                Job(source, relative)
+                for relative, source in image_folders.find_images(
+                    root, recursive=config.recursive
+                )
+            )
         else:
             raise errors.NotFoundError(f'Input {root} does not exist.')
     if config.hints not in ('', SIDECAR) and len(jobs) != 1:
         raise errors.UsageError(
             f'--hints={config.hints} is for one photo, and the inputs hold '
             f'{len(jobs)}; use --hints=sidecar for several '
-            f'(<photo>{hints_lib.SIDECAR_SUFFIX} beside each).')
+            f'(<photo>{hints_lib.SIDECAR_SUFFIX} beside each).'
+        )
     result = []
     for job in jobs:
         relative = job.output
         if config.output_extension:
-            relative = (os.path.splitext(relative)[0] + '.' +
-                        config.output_extension.lstrip('.'))
-        result.append(Job(job.source,
-                          os.path.join(config.output_dir, relative)))
+            relative = (
+                os.path.splitext(relative)[0]
+                + '.'
+                + config.output_extension.lstrip('.')
+            )
+        result.append(
+            Job(job.source, os.path.join(config.output_dir, relative))
+        )
     return result
 
 
@@ -138,8 +148,11 @@ def _is_colour(rgb: np.ndarray) -> bool:
     return not imaging.is_grayscale(np.asarray(thumbnail))
 
 
-def _side_by_side(colorizer: colorize_lib.Colorizer, original: np.ndarray,
-                  colorized: np.ndarray) -> np.ndarray:
+def _side_by_side(
+    colorizer: colorize_lib.Colorizer,
+    original: np.ndarray,
+    colorized: np.ndarray,
+) -> np.ndarray:
     panels = [colorizer.gray(original), colorized]
     if _is_colour(original):
         panels.append(original)
@@ -174,7 +187,7 @@ def load_hints(path: Optional[str], image: np.ndarray):
 
 def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
     for start in range(0, len(jobs), size):
-        yield jobs[start:start + size]
+        yield jobs[start : start + size]
 
 
 def colorize_files(
@@ -197,22 +210,25 @@ def colorize_files(
     if config.hints and not colorizer.takes_hints:
         raise errors.UsageError(
             f'--hints needs a model that takes colour hints; '
-            f'{colorizer.description} does not.')
+            f'{colorizer.description} does not.'
+        )
     seen = set()
     pending = []
     for job in jobs:
         if job.output in seen:
             summary.failed += 1
             summary.failures.append(
-                (job.source, f'another input also writes {job.output}'))
+                (job.source, f'another input also writes {job.output}')
+            )
             continue
         seen.add(job.output)
         if os.path.exists(job.output) and not config.overwrite:
             summary.skipped_existing += 1
             continue
         pending.append(job)
-    bar = tqdm.tqdm(total=len(pending), unit='img', desc='colorize',
-                    file=progress_stream)
+    bar = tqdm.tqdm(
+        total=len(pending), unit='img', desc='colorize', file=progress_stream
+    )
     for batch in _batches(pending, config.batch_size):
         loaded = []
         for job in batch:
@@ -221,15 +237,21 @@ def colorize_files(
                 image = _load(job.source, config.max_pixels)
                 hint_list = load_hints(hint_file(config, job.source), image)
                 loaded.append((job, image, hint_list))
-            except (imaging.BadImageError, errors.ChromaGenError, ValueError,
-                    OSError) as error:
+            except (
+                imaging.BadImageError,
+                errors.ChromaGenError,
+                ValueError,
+                OSError,
+            ) as error:
                 _record_failure(summary, job, error)
                 bar.update(1)
         if not loaded:
             continue
         outputs = _colorize_isolating_failures(
-            colorizer, [image for _, image, _ in loaded],
-            [hint_list for _, _, hint_list in loaded])
+            colorizer,
+            [image for _, image, _ in loaded],
+            [hint_list for _, _, hint_list in loaded],
+        )
         for (job, image, _), colorized in zip(loaded, outputs):
             try:
                 if isinstance(colorized, Exception):
@@ -247,8 +269,9 @@ def colorize_files(
 
 
 def _colorize_isolating_failures(
-    colorizer: colorize_lib.Colorizer, images: list[np.ndarray],
-    hint_lists: list
+    colorizer: colorize_lib.Colorizer,
+    images: list[np.ndarray],
+    hint_lists: list,
 ) -> list:
     """Colorizes a batch; if it fails, each image alone, so that one odd
     image costs only itself. Failed entries hold their exception."""

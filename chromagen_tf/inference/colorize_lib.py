@@ -27,12 +27,10 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import bundled
-from chromagen_tf import color
 from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import hints as hints_lib
 from chromagen_tf import models
-from chromagen_tf.models import color_bins
 from chromagen_tf.models import unet_lite
 from chromagen_tf.serving import export_lib
 from chromagen_tf.serving import full_resolution
@@ -85,47 +83,75 @@ class Colorizer:
         spec = tf.TensorSpec
         self._lightness = _Compiled(
             lambda image: full_resolution.l_channel_from_uint8(
-                image[tf.newaxis]),
-            [spec([None, None, None], tf.uint8)])
+                image[tf.newaxis]
+            ),
+            [spec([None, None, None], tf.uint8)],
+        )
         self._prepare = tf.function(
             lambda l_channel: full_resolution.to_working_l(
-                l_channel, render_size, size_multiple),
+                l_channel, render_size, size_multiple
+            ),
             input_signature=[spec([1, None, None, 1], tf.float32)],
         )
-        self._suggest = tf.function(full_resolution.suggest_at,
-                                    reduce_retracing=True)
+        self._suggest = tf.function(
+            full_resolution.suggest_at, reduce_retracing=True
+        )
         self._hint_maps = tf.function(
             full_resolution.working_hints,
-            input_signature=[spec([None, 2], tf.float32),
-                             spec([None, 3], tf.uint8), spec([2], tf.int32),
-                             spec([2], tf.int32), spec([2], tf.int32)])
+            input_signature=[
+                spec([None, 2], tf.float32),
+                spec([None, 3], tf.uint8),
+                spec([2], tf.int32),
+                spec([2], tf.int32),
+                spec([2], tf.int32),
+            ],
+        )
         # Not compiled: XLA needs the crop and resize sizes as constants.
         self._finish = tf.function(
             full_resolution.from_working_ab,
-            input_signature=[spec([1, None, None, 2], tf.float32),
-                             spec([2], tf.int32), spec([2], tf.int32)])
+            input_signature=[
+                spec([1, None, None, 2], tf.float32),
+                spec([2], tf.int32),
+                spec([2], tf.int32),
+            ],
+        )
         self._resize_ab = tf.function(
             lambda ab, size: tf.image.resize(ab, size, method='bilinear'),
-            input_signature=[spec([1, None, None, 2], tf.float32),
-                             spec([2], tf.int32)])
+            input_signature=[
+                spec([1, None, None, 2], tf.float32),
+                spec([2], tf.int32),
+            ],
+        )
         # Not compiled: the gamut mapping works on a data-dependent number
         # of pixels, which XLA recompiles (and runs slowly) for every size.
         self._to_uint8 = tf.function(
             full_resolution.lab_to_uint8,
-            input_signature=[spec([1, None, None, 1], tf.float32),
-                             spec([1, None, None, 2], tf.float32)])
+            input_signature=[
+                spec([1, None, None, 1], tf.float32),
+                spec([1, None, None, 2], tf.float32),
+            ],
+        )
         self._to_uint16 = tf.function(
             full_resolution.lab_to_uint16,
-            input_signature=[spec([1, None, None, 1], tf.float32),
-                             spec([1, None, None, 2], tf.float32)])
+            input_signature=[
+                spec([1, None, None, 1], tf.float32),
+                spec([1, None, None, 2], tf.float32),
+            ],
+        )
 
     def with_render_size(self, render_size: int) -> 'Colorizer':
         """The same loaded model at another working size (no reload)."""
         if render_size == self.render_size:
             return self
-        return Colorizer(self._predict_fn, render_size, self.size_multiple,
-                         self.description, self._keep_alive,
-                         self.takes_hints, self._logits_fn)
+        return Colorizer(
+            self._predict_fn,
+            render_size,
+            self.size_multiple,
+            self.description,
+            self._keep_alive,
+            self.takes_hints,
+            self._logits_fn,
+        )
 
     def working_size(self, l_channel: tf.Tensor) -> tuple[int, int]:
         """The unpadded (height, width) the network sees an image at."""
@@ -141,45 +167,60 @@ class Colorizer:
         if hint_list is not None and len(hint_list) and not self.takes_hints:
             raise errors.UsageError(
                 f'{self.description} does not take colour hints; use a hint '
-                'model (the bundled model is one).')
+                'model (the bundled model is one).'
+            )
         padded_size = tf.shape(working_l)[1:3]
         if isinstance(hint_list, tuple):
-            paddings = [[0, padded_size[0] - working_size[0]],
-                        [0, padded_size[1] - working_size[1]], [0, 0]]
-            return (working_l, tf.pad(hint_list[0], paddings)[tf.newaxis],
-                    tf.pad(hint_list[1], paddings)[tf.newaxis], working_size)
+            paddings = [
+                [0, padded_size[0] - working_size[0]],
+                [0, padded_size[1] - working_size[1]],
+                [0, 0],
+            ]
+            return (
+                working_l,
+                tf.pad(hint_list[0], paddings)[tf.newaxis],
+                tf.pad(hint_list[1], paddings)[tf.newaxis],
+                working_size,
+            )
         points, colors = hints_lib.as_arrays(hint_list or [])
         hint_ab, hint_mask = self._hint_maps(
-            points, colors, tf.shape(l_channel)[1:3], working_size,
-            padded_size)
+            points, colors, tf.shape(l_channel)[1:3], working_size, padded_size
+        )
         return working_l, hint_ab, hint_mask, working_size
 
-    def _predict_working(self, l_channels: Sequence[tf.Tensor],
-                         hint_lists=None) -> list:
+    def _predict_working(
+        self, l_channels: Sequence[tf.Tensor], hint_lists=None
+    ) -> list:
         """Working-size predictions: (ab [1, h, w, 2], working size) each.
 
         hint_lists: one list of `hints.Hint` (or None) per image.
         Images whose padded working sizes match share one network call.
         """
         hint_lists = hint_lists or [None] * len(l_channels)
-        prepared = [self._inputs(l_channel, hint_list)
-                    for l_channel, hint_list in zip(l_channels, hint_lists,
-                                                    strict=True)]
+        prepared = [
+            self._inputs(l_channel, hint_list)
+            for l_channel, hint_list in zip(l_channels, hint_lists, strict=True)
+        ]
         groups = {}
         for index, inputs in enumerate(prepared):
             groups.setdefault(tuple(inputs[0].shape[1:3]), []).append(index)
         results = [None] * len(l_channels)
         for indices in groups.values():
-            batch = [tf.concat([prepared[i][part] for i in indices], axis=0)
-                     for part in range(3)]
+            batch = [
+                tf.concat([prepared[i][part] for i in indices], axis=0)
+                for part in range(3)
+            ]
             ab_batch = tf.cast(self._predict_fn(*batch), tf.float32)
             for position, index in enumerate(indices):
-                results[index] = (ab_batch[position:position + 1],
-                                  prepared[index][3])
+                results[index] = (
+                    ab_batch[position : position + 1],
+                    prepared[index][3],
+                )
         return results
 
-    def suggest_colors(self, image: np.ndarray, x: float, y: float,
-                       hint_list=None, k: int = 6) -> list[tuple[str, float]]:
+    def suggest_colors(
+        self, image: np.ndarray, x: float, y: float, hint_list=None, k: int = 6
+    ) -> list[tuple[str, float]]:
         """The model's k most likely colours at a point of a photo.
 
         The colour-bins distribution at (x, y) given the hints so far
@@ -195,29 +236,40 @@ class Colorizer:
         if self._logits_fn is None:
             raise errors.UsageError(
                 f'{self.description} has no colour-bins head, so it has no '
-                'colour distribution to suggest from.')
+                'colour distribution to suggest from.'
+            )
         l_channel = self.lightness(image)
         height, width = int(l_channel.shape[1]), int(l_channel.shape[2])
-        hints_lib.check_inside([hints_lib.Hint(x, y, (0, 0, 0))], width,
-                               height, 'point')
+        hints_lib.check_inside(
+            [hints_lib.Hint(x, y, (0, 0, 0))], width, height, 'point'
+        )
         working_l, hint_ab, hint_mask, working_size = self._inputs(
-            l_channel, hint_list)
+            l_channel, hint_list
+        )
         colours, probabilities = self._suggest(
             self._logits_fn(working_l, hint_ab, hint_mask)[0],
-            l_channel[0], working_size,
-            tf.constant([x, y], tf.float32), k)
-        return [(hints_lib.Hint(0, 0, tuple(int(v) for v in colour)).hex,
-                 float(probability))
-                for colour, probability in zip(colours.numpy(),
-                                               probabilities.numpy())]
+            l_channel[0],
+            working_size,
+            tf.constant([x, y], tf.float32),
+            k,
+        )
+        return [
+            (
+                hints_lib.Hint(0, 0, tuple(int(v) for v in colour)).hex,
+                float(probability),
+            )
+            for colour, probability in zip(
+                colours.numpy(), probabilities.numpy()
+            )
+        ]
 
     def _full_resolution(self, working, l_channel: tf.Tensor) -> tf.Tensor:
         ab_working, working_size = working
-        return self._finish(ab_working, working_size,
-                            tf.shape(l_channel)[1:3])
+        return self._finish(ab_working, working_size, tf.shape(l_channel)[1:3])
 
-    def predict_ab(self, l_channels: Sequence[tf.Tensor],
-                   hint_lists=None) -> list[tf.Tensor]:
+    def predict_ab(
+        self, l_channels: Sequence[tf.Tensor], hint_lists=None
+    ) -> list[tf.Tensor]:
         """Full-resolution ab for a batch of L channels of any sizes.
 
         Args:
@@ -230,12 +282,13 @@ class Colorizer:
         return [
             self._full_resolution(working, l_channel)
             for working, l_channel in zip(
-                self._predict_working(l_channels, hint_lists), l_channels)
+                self._predict_working(l_channels, hint_lists), l_channels
+            )
         ]
 
     def predict_working_ab(
-            self, l_channels: Sequence[tf.Tensor],
-            hint_lists=None) -> list[tf.Tensor]:
+        self, l_channels: Sequence[tf.Tensor], hint_lists=None
+    ) -> list[tf.Tensor]:
         """ab at the working size, for work that is cheaper there.
 
         `predict_ab` is this followed by `ab_to_full_resolution` (to float32
@@ -248,23 +301,28 @@ class Colorizer:
           One [1, h, w, 2] float32 tensor of ab (real Lab units) per input,
           at its working size (longer side about render_size), unpadded.
         """
-        return [self._finish(ab_working, working_size, working_size)
-                for ab_working, working_size in
-                self._predict_working(l_channels, hint_lists)]
+        return [
+            self._finish(ab_working, working_size, working_size)
+            for ab_working, working_size in self._predict_working(
+                l_channels, hint_lists
+            )
+        ]
 
     def ab_to_full_resolution(self, ab, l_channel: tf.Tensor) -> tf.Tensor:
         """Working-size ab [1, h, w, 2] (a tensor or an array) -> ab
         [1, H, W, 2] at the size of l_channel [1, H, W, 1]."""
-        return self._resize_ab(tf.convert_to_tensor(ab, tf.float32),
-                               tf.shape(l_channel)[1:3])
+        return self._resize_ab(
+            tf.convert_to_tensor(ab, tf.float32), tf.shape(l_channel)[1:3]
+        )
 
     def lightness(self, image: np.ndarray) -> tf.Tensor:
         """uint8 [H, W, 1 or 3] -> L [1, H, W, 1] in [0, 100]."""
         image = tf.convert_to_tensor(image, tf.uint8)
         return self._lightness(_pixels(image[tf.newaxis]), image)
 
-    def colorize(self, images: Sequence[np.ndarray],
-                 hint_lists=None) -> list[np.ndarray]:
+    def colorize(
+        self, images: Sequence[np.ndarray], hint_lists=None
+    ) -> list[np.ndarray]:
         """uint8 gray or RGB images [H, W, 1 or 3] -> uint8 RGB, same sizes.
 
         Colour inputs are reduced to their lightness first. hint_lists: one
@@ -275,7 +333,8 @@ class Colorizer:
         # Full-resolution ab exists for one image at a time: a batch of
         # 12 MP photos would otherwise hold 100 MB of it per photo.
         for working, l_channel in zip(
-                self._predict_working(l_channels, hint_lists), l_channels):
+            self._predict_working(l_channels, hint_lists), l_channels
+        ):
             ab = self._full_resolution(working, l_channel)
             outputs.append(self.to_uint8(l_channel, ab))
         return outputs
@@ -315,8 +374,9 @@ class _Compiled:
 
     def __init__(self, function, input_signature):
         self._plain = tf.function(function, input_signature=input_signature)
-        self._xla = tf.function(function, input_signature=input_signature,
-                                jit_compile=True)
+        self._xla = tf.function(
+            function, input_signature=input_signature, jit_compile=True
+        )
 
     def __call__(self, pixels: int, *args):
         if pixels >= _XLA_MIN_PIXELS:
@@ -324,19 +384,23 @@ class _Compiled:
         return self._plain(*args)
 
 
-_INPUT_SIGNATURE = [tf.TensorSpec([None, None, None, 1], tf.float32),
-                    tf.TensorSpec([None, None, None, 2], tf.float32),
-                    tf.TensorSpec([None, None, None, 1], tf.float32)]
+_INPUT_SIGNATURE = [
+    tf.TensorSpec([None, None, None, 1], tf.float32),
+    tf.TensorSpec([None, None, None, 2], tf.float32),
+    tf.TensorSpec([None, None, None, 1], tf.float32),
+]
 
 
-def _keras_colorizer(generator, render_size: int, size_multiple: int,
-                     description: str) -> Colorizer:
+def _keras_colorizer(
+    generator, render_size: int, size_multiple: int, description: str
+) -> Colorizer:
     """A Colorizer over a Keras generator, with its hints and logits."""
 
     @tf.function(input_signature=_INPUT_SIGNATURE)
     def predict(l_normalized, hint_ab, hint_mask):
-        inputs = models.generator_inputs(generator, l_normalized, hint_ab,
-                                         hint_mask)
+        inputs = models.generator_inputs(
+            generator, l_normalized, hint_ab, hint_mask
+        )
         return tf.cast(generator(inputs, training=False), tf.float32)
 
     logits_fn = None
@@ -345,19 +409,27 @@ def _keras_colorizer(generator, render_size: int, size_multiple: int,
 
         @tf.function(input_signature=_INPUT_SIGNATURE)
         def logits_fn(l_normalized, hint_ab, hint_mask):
-            inputs = models.generator_inputs(generator, l_normalized,
-                                             hint_ab, hint_mask)
+            inputs = models.generator_inputs(
+                generator, l_normalized, hint_ab, hint_mask
+            )
             return logits_model(inputs, training=False)[0]
 
-    return Colorizer(predict, render_size, size_multiple, description,
-                     takes_hints=models.takes_hints(generator),
-                     logits_fn=logits_fn)
+    return Colorizer(
+        predict,
+        render_size,
+        size_multiple,
+        description,
+        takes_hints=models.takes_hints(generator),
+        logits_fn=logits_fn,
+    )
 
 
 def load_generator(
-    model: str, stage: str = 'gan', checkpoint_path: Optional[str] = None,
+    model: str,
+    stage: str = 'gan',
+    checkpoint_path: Optional[str] = None,
     temperature: Optional[float] = None,
-    prior_strength: Optional[float] = None
+    prior_strength: Optional[float] = None,
 ) -> tuple[object, configs.ModelConfig, int, str]:
     """The Keras generator of a bundled model or, if not, a training dir.
 
@@ -378,20 +450,35 @@ def load_generator(
     """
     if bundled.is_bundled_model(model):
         generator, model_config, info = bundled.load_generator(
-            model, temperature, prior_strength)
-        return (generator, model_config, info['render_size'],
-                os.path.join(model, bundled.WEIGHTS_FILE))
+            model, temperature, prior_strength
+        )
+        return (
+            generator,
+            model_config,
+            info['render_size'],
+            os.path.join(model, bundled.WEIGHTS_FILE),
+        )
     generator, model_config, path = models.restore_generator(
-        model, stage, checkpoint_path, temperature=temperature,
-        prior_strength=prior_strength)
-    return (generator, model_config,
-            configs.trained_image_size(model, stage), path)
+        model,
+        stage,
+        checkpoint_path,
+        temperature=temperature,
+        prior_strength=prior_strength,
+    )
+    return (
+        generator,
+        model_config,
+        configs.trained_image_size(model, stage),
+        path,
+    )
 
 
 def load_colorizer(
-    model: Optional[str] = None, stage: str = 'gan',
-    render_size: Optional[int] = None, temperature: Optional[float] = None,
-    prior_strength: Optional[float] = None
+    model: Optional[str] = None,
+    stage: str = 'gan',
+    render_size: Optional[int] = None,
+    temperature: Optional[float] = None,
+    prior_strength: Optional[float] = None,
 ) -> Colorizer:
     """Loads a Colorizer from the bundled model, an export or a training dir.
 
@@ -411,15 +498,19 @@ def load_colorizer(
         raise ModelNotFoundError(f'--model={model} is not a directory.')
     if bundled.is_bundled_model(model):
         generator, model_config, trained_size, _ = load_generator(
-            model, temperature=temperature, prior_strength=prior_strength)
+            model, temperature=temperature, prior_strength=prior_strength
+        )
         return _keras_colorizer(
-            generator, render_size or trained_size,
+            generator,
+            render_size or trained_size,
             models.size_multiple(model_config.generator),
-            f'bundled model {model}')
+            f'bundled model {model}',
+        )
     if model == bundled.BUNDLED_DIR:
         raise ModelNotFoundError(
             f'The bundled model is missing from {model}; reinstall '
-            'ChromaGen, or pass --model.')
+            'ChromaGen, or pass --model.'
+        )
     version_dir = None
     if tf.saved_model.contains_saved_model(model):
         version_dir = model
@@ -430,7 +521,8 @@ def load_colorizer(
             raise errors.UsageError(
                 f'{version_dir} is an export, which decodes as it was '
                 'exported; --temperature and --prior_strength apply to '
-                'bundled models and training directories.')
+                'bundled models and training directories.'
+            )
         loaded = tf.saved_model.load(version_dir)
         metadata = export_lib.read_metadata(version_dir)
         with_hints = loaded.signatures.get('predict_ab_with_hints')
@@ -438,31 +530,38 @@ def load_colorizer(
 
         def predict(l_normalized, hint_ab, hint_mask):
             if with_hints is not None:
-                return with_hints(**{
-                    signatures.L_CHANNEL: l_normalized,
-                    signatures.HINT_AB: hint_ab,
-                    signatures.HINT_MASK: hint_mask})[signatures.AB]
+                return with_hints(
+                    **{
+                        signatures.L_CHANNEL: l_normalized,
+                        signatures.HINT_AB: hint_ab,
+                        signatures.HINT_MASK: hint_mask,
+                    }
+                )[signatures.AB]
             return signature(**{signatures.L_CHANNEL: l_normalized})[
-                signatures.AB]
+                signatures.AB
+            ]
 
         return Colorizer(
             predict,
-            render_size or metadata.get(
-                'render_size', full_resolution.DEFAULT_RENDER_SIZE),
-            metadata.get('size_multiple',
-                         full_resolution.DEFAULT_SIZE_MULTIPLE),
+            render_size
+            or metadata.get('render_size', full_resolution.DEFAULT_RENDER_SIZE),
+            metadata.get(
+                'size_multiple', full_resolution.DEFAULT_SIZE_MULTIPLE
+            ),
             description=f'SavedModel {version_dir}',
             keep_alive=loaded,
             takes_hints=with_hints is not None,
         )
     if tf.io.gfile.exists(configs.model_config_path(model)):
         generator, model_config, trained_size, path = load_generator(
-            model, stage, temperature=temperature,
-            prior_strength=prior_strength)
+            model, stage, temperature=temperature, prior_strength=prior_strength
+        )
         return _keras_colorizer(
-            generator, render_size or trained_size,
+            generator,
+            render_size or trained_size,
             models.size_multiple(model_config.generator),
-            f'checkpoint {path}')
+            f'checkpoint {path}',
+        )
     raise ModelNotFoundError(
         f'--model={model} holds neither a SavedModel, nor numbered versions '
         'of one, nor a training config.json.'

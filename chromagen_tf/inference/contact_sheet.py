@@ -31,20 +31,26 @@ def _crop_to_aspect(image: Image.Image, aspect: float) -> Image.Image:
     return image.crop((0, top, width, top + new_height))
 
 
-def panels_of(compare_image: Image.Image,
-              count: int = 3) -> list[Image.Image]:
+def panels_of(compare_image: Image.Image, count: int = 3) -> list[Image.Image]:
     """The `count` equal-width panels of a --compare image.
 
     Colour photos give three (gray, colorized, original); gray ones two.
     """
     width, height = compare_image.size
     panel = width // count
-    return [compare_image.crop((i * panel, 0, (i + 1) * panel, height))
-            for i in range(count)]
+    return [
+        compare_image.crop((i * panel, 0, (i + 1) * panel, height))
+        for i in range(count)
+    ]
 
 
-def grid(compare_paths: Sequence[str], output_path: str, *,
-         columns: int = 2, panel_size: tuple[int, int] = (240, 180)) -> str:
+def grid(
+    compare_paths: Sequence[str],
+    output_path: str,
+    *,
+    columns: int = 2,
+    panel_size: tuple[int, int] = (240, 180),
+) -> str:
     """Writes a sheet of --compare images to output_path (PNG or JPEG).
 
     Raises:
@@ -64,7 +70,8 @@ def grid(compare_paths: Sequence[str], output_path: str, *,
     for column in range(columns):
         for index, title in enumerate(PANEL_TITLES):
             left = column * (cell_width + _GAP) + index * (
-                panel_width + _GAP // 2)
+                panel_width + _GAP // 2
+            )
             draw.text((left + 4, 6), title, fill=(60, 60, 60), font=font)
     for number, path in enumerate(compare_paths):
         row, column = divmod(number, columns)
@@ -73,9 +80,11 @@ def grid(compare_paths: Sequence[str], output_path: str, *,
         top = _HEADER + row * (panel_height + _GAP)
         for index, panel in enumerate(panels):
             panel = _crop_to_aspect(panel, panel_width / panel_height).resize(
-                panel_size, Image.Resampling.LANCZOS)
+                panel_size, Image.Resampling.LANCZOS
+            )
             left = column * (cell_width + _GAP) + index * (
-                panel_width + _GAP // 2)
+                panel_width + _GAP // 2
+            )
             sheet.paste(panel, (left, top))
     os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
     sheet.save(output_path, quality=90)
@@ -84,10 +93,11 @@ def grid(compare_paths: Sequence[str], output_path: str, *,
 
 def compare_images(compare_dir: str) -> list[str]:
     """The --compare images of a folder, sorted by name."""
-    return [os.path.join(compare_dir, name)
-            for name in sorted(os.listdir(compare_dir))
-            if not name.startswith('.')]
-
+    return [
+        os.path.join(compare_dir, name)
+        for name in sorted(os.listdir(compare_dir))
+        if not name.startswith('.')
+    ]
 
 
 def with_hints(image: Image.Image, hint_list, radius: int = 0) -> Image.Image:
@@ -99,25 +109,46 @@ def with_hints(image: Image.Image, hint_list, radius: int = 0) -> Image.Image:
     radius = radius or max(4, round(max(image.size) / 80))
     draw = ImageDraw.Draw(image)
     for hint in hint_list:
-        box = (hint.x - radius, hint.y - radius, hint.x + radius,
-               hint.y + radius)
-        draw.ellipse(box, fill=hint.rgb, outline=_WHITE,
-                     width=max(1, radius // 3))
+        box = (
+            hint.x - radius,
+            hint.y - radius,
+            hint.x + radius,
+            hint.y + radius,
+        )
+        draw.ellipse(
+            box, fill=hint.rgb, outline=_WHITE, width=max(1, radius // 3)
+        )
     return image
 
 
-def rows(images: Sequence[Sequence[Image.Image]], titles: Sequence[str],
-         output_path: str, panel_height: int = 200) -> str:
+def rows(
+    images: Sequence[Sequence[Image.Image]],
+    titles: Sequence[str],
+    output_path: str,
+    panel_height: int = 200,
+) -> str:
     """Writes a sheet with one row of panels per photo, titled above.
 
     Every panel keeps its aspect ratio at panel_height; a row's panels are
     one photo's, so they share a shape.
     """
-    scaled = [[panel.convert('RGB').resize(
-        (round(panel.width * panel_height / panel.height), panel_height),
-        Image.Resampling.LANCZOS) for panel in row] for row in images]
-    width = max(sum(panel.width for panel in row) + _GAP * (len(row) - 1)
-                for row in scaled)
+    scaled = [
+        [
+            panel.convert('RGB').resize(
+                (
+                    round(panel.width * panel_height / panel.height),
+                    panel_height,
+                ),
+                Image.Resampling.LANCZOS,
+            )
+            for panel in row
+        ]
+        for row in images
+    ]
+    width = max(
+        sum(panel.width for panel in row) + _GAP * (len(row) - 1)
+        for row in scaled
+    )
     height = _HEADER + len(scaled) * (panel_height + _GAP) - _GAP
     sheet = Image.new('RGB', (width, height), _WHITE)
     draw = ImageDraw.Draw(sheet)

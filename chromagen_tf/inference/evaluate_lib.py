@@ -78,11 +78,13 @@ Example = tuple[str, tf.Tensor, tf.Tensor]  # key, L [1,H,W,1], ab [1,H,W,2]
 
 def examples_from_records(data_dir: str, split: str) -> Iterator[Example]:
     """(key, L, ab) of every record of a split, in real Lab units."""
-    files = input_pipeline.list_files(
-        records.shard_pattern(data_dir, split))
+    files = input_pipeline.list_files(records.shard_pattern(data_dir, split))
     dataset = tf.data.TFRecordDataset(files).map(
-        lambda serialized: (records.parse_record(serialized)[records.KEY],
-                            *records.decode_record(serialized)))
+        lambda serialized: (
+            records.parse_record(serialized)[records.KEY],
+            *records.decode_record(serialized),
+        )
+    )
     for key, l_channel, ab in dataset:
         yield key.numpy().decode('utf-8'), l_channel[None], ab[None]
 
@@ -91,7 +93,8 @@ def examples_from_images(image_dir: str) -> Iterator[Example]:
     """(path, L, ab) of every photo under a folder (recursive), sorted."""
     lab_of = tf.function(
         lambda rgb: color.rgb_to_lab(tf.cast(rgb, tf.float32) / 255.0),
-        input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+        input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)],
+    )
     for key, path in image_folders.find_images(image_dir):
         try:
             rgb = np.asarray(imaging.load_rgb(path).image)
@@ -102,11 +105,13 @@ def examples_from_images(image_dir: str) -> Iterator[Example]:
         yield key, lab[..., :1], lab[..., 1:]
 
 
-@tf.function(input_signature=[
-    tf.TensorSpec([1, None, None, 1], tf.float32),
-    tf.TensorSpec([1, None, None, 2], tf.float32),
-    tf.TensorSpec([1, None, None, 2], tf.float32),
-])
+@tf.function(
+    input_signature=[
+        tf.TensorSpec([1, None, None, 1], tf.float32),
+        tf.TensorSpec([1, None, None, 2], tf.float32),
+        tf.TensorSpec([1, None, None, 2], tf.float32),
+    ]
+)
 def image_metrics(l_channel, ab_pred, ab_true) -> dict[str, tf.Tensor]:
     """The per-image metrics of one prediction, as float32 scalars."""
     rgb_pred = color.lab_to_rgb_in_gamut(tf.concat([l_channel, ab_pred], -1))
@@ -117,8 +122,9 @@ def image_metrics(l_channel, ab_pred, ab_true) -> dict[str, tf.Tensor]:
 
 def summarize(per_image: dict[str, list[float]]) -> dict[str, float]:
     """Means over images, plus delta_colorfulness."""
-    means = {name: float(np.mean(per_image[name]))
-             for name in metrics.IMAGE_METRICS}
+    means = {
+        name: float(np.mean(per_image[name])) for name in metrics.IMAGE_METRICS
+    }
     means['delta_colorfulness'] = metrics.delta_colorfulness(means)
     return {name: means[name] for name in METRIC_NAMES}
 
@@ -126,15 +132,18 @@ def summarize(per_image: dict[str, list[float]]) -> dict[str, float]:
 def _with_hints(colorizer, l_channel, ab_true, num_hints, seed, errors_out):
     """(model ab, spread-baseline ab) at full size, with simulated hints."""
     simulated = hint_evaluation.simulate(
-        ab_true, colorizer.working_size(l_channel), num_hints, seed)
+        ab_true, colorizer.working_size(l_channel), num_hints, seed
+    )
     guided, automatic = (
         colorizer.predict_working_ab([l_channel], [hint_list])[0]
-        for hint_list in (simulated.maps, None))
-    errors_out.extend(hint_evaluation.hint_errors(guided[0].numpy(),
-                                                  simulated))
+        for hint_list in (simulated.maps, None)
+    )
+    errors_out.extend(hint_evaluation.hint_errors(guided[0].numpy(), simulated))
     spread = hint_evaluation.spread_baseline(automatic[0].numpy(), simulated)
-    return tuple(colorizer.ab_to_full_resolution(ab, l_channel)
-                 for ab in (guided, spread[np.newaxis]))
+    return tuple(
+        colorizer.ab_to_full_resolution(ab, l_channel)
+        for ab in (guided, spread[np.newaxis])
+    )
 
 
 def evaluate(
@@ -162,8 +171,7 @@ def evaluate(
     names = ['model', 'gray_baseline']
     if num_hints:
         names.append('hint_spread_baseline')
-    results = {name: {n: [] for n in metrics.IMAGE_METRICS}
-               for name in names}
+    results = {name: {n: [] for n in metrics.IMAGE_METRICS} for name in names}
     per_image = []
     errors_at_hints = []
     count = 0
@@ -171,21 +179,30 @@ def evaluate(
     def run(batch):
         if num_hints:
             outputs = [
-                _with_hints(colorizer, l_channel, ab_true, num_hints,
-                            hint_seed + count - len(batch) + index,
-                            errors_at_hints)
-                for index, (_, l_channel, ab_true) in enumerate(batch)]
+                _with_hints(
+                    colorizer,
+                    l_channel,
+                    ab_true,
+                    num_hints,
+                    hint_seed + count - len(batch) + index,
+                    errors_at_hints,
+                )
+                for index, (_, l_channel, ab_true) in enumerate(batch)
+            ]
         else:
-            outputs = [(ab,) for ab in
-                       colorizer.predict_ab([l for _, l, _ in batch])]
+            outputs = [
+                (ab,) for ab in colorizer.predict_ab([l for _, l, _ in batch])
+            ]
         for (key, l_channel, ab_true), predictions in zip(batch, outputs):
             entry = {'key': key}
             for name, prediction in zip(
-                    names, (predictions[0], tf.zeros_like(ab_true),
-                            *predictions[1:])):
+                names,
+                (predictions[0], tf.zeros_like(ab_true), *predictions[1:]),
+            ):
                 values = image_metrics(l_channel, prediction, ab_true)
-                entry[name] = {metric: float(value)
-                               for metric, value in values.items()}
+                entry[name] = {
+                    metric: float(value) for metric, value in values.items()
+                }
                 for metric, value in entry[name].items():
                     results[name][metric].append(value)
             per_image.append(entry)
@@ -206,8 +223,10 @@ def evaluate(
     report = {name: summarize(results[name]) for name in names}
     report.update(num_images=count, per_image=per_image)
     if num_hints:
-        report.update(num_hints=num_hints,
-                      hint_ab_error_median=float(np.median(errors_at_hints)))
+        report.update(
+            num_hints=num_hints,
+            hint_ab_error_median=float(np.median(errors_at_hints)),
+        )
     return report
 
 
@@ -216,34 +235,53 @@ def run_evaluation(config: EvaluateConfig) -> dict:
     if bool(config.data_dir) == bool(config.image_dir):
         raise errors.UsageError('Give exactly one of data_dir and image_dir.')
     colorizer = colorize_lib.load_colorizer(
-        config.model, config.stage, config.render_size, config.temperature,
-        config.prior_strength)
+        config.model,
+        config.stage,
+        config.render_size,
+        config.temperature,
+        config.prior_strength,
+    )
     if config.data_dir:
         examples = examples_from_records(config.data_dir, config.split)
     else:
         if not os.path.isdir(config.image_dir):
             raise errors.NotFoundError(f'{config.image_dir} is not a folder.')
         examples = examples_from_images(config.image_dir)
-    report = evaluate(colorizer, examples, config.batch_size,
-                      config.max_images, config.hints, config.hint_seed)
+    report = evaluate(
+        colorizer,
+        examples,
+        config.batch_size,
+        config.max_images,
+        config.hints,
+        config.hint_seed,
+    )
     settings = dataclasses.asdict(config)
-    settings.update(render_size=colorizer.render_size,
-                    model_description=colorizer.description)
+    settings.update(
+        render_size=colorizer.render_size,
+        model_description=colorizer.description,
+    )
     report['config'] = settings
     return report
 
 
 def format_table(report: dict) -> str:
     """A report as an aligned text table: one row per metric."""
-    columns = [name for name in ('model', 'gray_baseline',
-                                 'hint_spread_baseline') if name in report]
+    columns = [
+        name
+        for name in ('model', 'gray_baseline', 'hint_spread_baseline')
+        if name in report
+    ]
     rows = [f'{"metric":20s}' + ''.join(f'{name:>22s}' for name in columns)]
     for metric in METRIC_NAMES:
-        rows.append(f'{metric:20s}' + ''.join(
-            f'{report[name][metric]:22.4f}' for name in columns))
+        rows.append(
+            f'{metric:20s}'
+            + ''.join(f'{report[name][metric]:22.4f}' for name in columns)
+        )
     rows.append(f'{report["num_images"]} images')
     if 'num_hints' in report:
-        rows.append(f'{report["num_hints"]} simulated hints per image; '
-                    'median |delta a*b*| at the hints: '
-                    f'{report["hint_ab_error_median"]:.2f}')
+        rows.append(
+            f'{report["num_hints"]} simulated hints per image; '
+            'median |delta a*b*| at the hints: '
+            f'{report["hint_ab_error_median"]:.2f}'
+        )
     return '\n'.join(rows)

@@ -37,27 +37,38 @@ class Simulated:
     boxes: list  # [(top, left, size)] per hint
 
 
-def simulate(ab_true: tf.Tensor, working_size, num_hints: int,
-             seed: int) -> Simulated:
+def simulate(
+    ab_true: tf.Tensor, working_size, num_hints: int, seed: int
+) -> Simulated:
     """N hints from the true ab [1, H, W, 2] (Lab units) at working size."""
     height, width = working_size
-    working = tf.image.resize(color.normalize_ab(ab_true)[0],
-                              [height, width], method='area')
+    working = tf.image.resize(
+        color.normalize_ab(ab_true)[0], [height, width], method='area'
+    )
     sample_seed = tf.constant([seed, 0], tf.int64)
     maps = hints.sample(working, sample_seed, num_hints=num_hints)
-    _, sizes, tops, lefts = (x.numpy() for x in hints.draw(
-        sample_seed, height, width, num_hints=num_hints))
+    _, sizes, tops, lefts = (
+        x.numpy()
+        for x in hints.draw(sample_seed, height, width, num_hints=num_hints)
+    )
     working = working.numpy()
     boxes = list(zip(tops.tolist(), lefts.tolist(), sizes.tolist()))
-    values = np.array([working[t:t + s, l:l + s].reshape(-1, 2).mean(0)
-                       for t, l, s in boxes], np.float32).reshape(-1, 2)
-    centres = np.array([(t + (s - 1) / 2, l + (s - 1) / 2)
-                        for t, l, s in boxes], np.float32).reshape(-1, 2)
+    values = np.array(
+        [
+            working[t : t + s, l : l + s].reshape(-1, 2).mean(0)
+            for t, l, s in boxes
+        ],
+        np.float32,
+    ).reshape(-1, 2)
+    centres = np.array(
+        [(t + (s - 1) / 2, l + (s - 1) / 2) for t, l, s in boxes], np.float32
+    ).reshape(-1, 2)
     return Simulated(maps, centres, values, boxes)
 
 
-def spread_baseline(automatic_ab: np.ndarray,
-                    simulated: Simulated) -> np.ndarray:
+def spread_baseline(
+    automatic_ab: np.ndarray, simulated: Simulated
+) -> np.ndarray:
     """The edge-blind baseline at working size.
 
     Args:
@@ -74,23 +85,33 @@ def spread_baseline(automatic_ab: np.ndarray,
     rows, columns = np.mgrid[0:height, 0:width].astype(np.float32)
     weights, differences = [], []
     for (top, left, size), (row, column), value in zip(
-            simulated.boxes, simulated.centres, simulated.values):
-        at_hint = automatic_ab[top:top + size, left:left + size].reshape(
-            -1, 2).mean(0)
+        simulated.boxes, simulated.centres, simulated.values
+    ):
+        at_hint = (
+            automatic_ab[top : top + size, left : left + size]
+            .reshape(-1, 2)
+            .mean(0)
+        )
         differences.append(value * color.AB_SCALE - at_hint)
-        weights.append(np.exp(-((rows - row)**2 + (columns - column)**2) /
-                              (2 * sigma * sigma)))
+        weights.append(
+            np.exp(
+                -((rows - row) ** 2 + (columns - column) ** 2)
+                / (2 * sigma * sigma)
+            )
+        )
     weights = np.stack(weights)  # [N, h, w]
     spread = np.einsum('nhw,nc->hwc', weights, np.stack(differences))
     return automatic_ab + spread / np.maximum(weights.sum(0), 1.0)[..., None]
 
 
-def hint_errors(predicted_ab: np.ndarray,
-                simulated: Simulated) -> list[float]:
+def hint_errors(predicted_ab: np.ndarray, simulated: Simulated) -> list[float]:
     """|delta a*b*| in Lab units at each hint, predicted_ab [h, w, 2] Lab."""
     errors = []
     for (top, left, size), value in zip(simulated.boxes, simulated.values):
-        mean = predicted_ab[top:top + size, left:left + size].reshape(
-            -1, 2).mean(0)
+        mean = (
+            predicted_ab[top : top + size, left : left + size]
+            .reshape(-1, 2)
+            .mean(0)
+        )
         errors.append(float(np.hypot(*(mean - value * color.AB_SCALE))))
     return errors

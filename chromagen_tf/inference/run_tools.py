@@ -38,6 +38,8 @@ def run(*command: str, step: str = '') -> float:
     # user set TF_CPP_MIN_LOG_LEVEL, which it inherits.
     completed = subprocess.run([sys.executable, '-m', *command], check=False)
     if completed.returncode != 0:
-        raise StepError(f'{step or command[0]} failed with exit status '
-                        f'{completed.returncode}; see the output above.')
+        raise StepError(
+            f'{step or command[0]} failed with exit status '
+            f'{completed.returncode}; see the output above.'
+        )
     return time.monotonic() - start

@@ -43,14 +43,35 @@ from chromagen_tf.models.generators import BASELINE_GENERATOR
 from chromagen_tf.models.generators import build_discriminator
 from chromagen_tf.models.generators import build_generator
 from chromagen_tf.models.generators import ENCODER_NAME
-from chromagen_tf.models.generators import GENERATOR_NAMES
 from chromagen_tf.models.generators import generator_inputs
+from chromagen_tf.models.generators import GENERATOR_NAMES
 from chromagen_tf.models.generators import get_encoder
 from chromagen_tf.models.generators import load_encoder_weights
 from chromagen_tf.models.generators import size_multiple
 from chromagen_tf.models.generators import takes_hints
 from chromagen_tf.models.loading import build_from_config
 from chromagen_tf.models.loading import restore_generator
+
+__all__ = [
+    'AnnealedMean',
+    'BASELINE_GENERATOR',
+    'BilinearUpsampling',
+    'ENCODER_NAME',
+    'GENERATOR_NAMES',
+    'ICNR',
+    'PixelShuffle',
+    'SpatialMultipleCheck',
+    'build_discriminator',
+    'build_from_config',
+    'build_generator',
+    'generator_inputs',
+    'get_encoder',
+    'load_encoder_weights',
+    'loading',
+    'restore_generator',
+    'size_multiple',
+    'takes_hints',
+]
 
 # Keep the custom layers importable from the package for `custom_objects`.
 PixelShuffle = layers_lib.PixelShuffle

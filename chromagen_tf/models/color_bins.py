@@ -54,7 +54,8 @@ def bin_centres() -> np.ndarray:
     axis = (np.arange(_BINS_PER_AXIS) - _BINS_PER_AXIS // 2) * BIN_SPACING
     a, b = np.meshgrid(axis, axis, indexing='ij')
     return (np.stack([a.ravel(), b.ravel()], -1) / color.AB_SCALE).astype(
-        np.float32)
+        np.float32
+    )
 
 
 NUM_BINS = _BINS_PER_AXIS**2
@@ -81,10 +82,12 @@ def soft_encode(ab: tf.Tensor) -> tf.Tensor:
     return tf.reshape(outer, tf.concat([tf.shape(ab)[:-1], [NUM_BINS]], 0))
 
 
-def annealed_mean(logits: tf.Tensor,
-                  temperature: float,
-                  log_prior=None,
-                  prior_strength: float = 0.0) -> tf.Tensor:
+def annealed_mean(
+    logits: tf.Tensor,
+    temperature: float,
+    log_prior=None,
+    prior_strength: float = 0.0,
+) -> tf.Tensor:
     """sum_q softmax(logits / T)_q * centre_q: [..., Q] -> [..., 2].
 
     With a log prior [Q] and prior_strength tau > 0, the logits are first
@@ -106,11 +109,13 @@ class AnnealedMean(keras.layers.Layer):
     trained weights can be decoded at any of them.
     """
 
-    def __init__(self,
-                 temperature: float = ZHANG_TEMPERATURE,
-                 log_prior=None,
-                 prior_strength: float = 0.0,
-                 **kwargs):
+    def __init__(
+        self,
+        temperature: float = ZHANG_TEMPERATURE,
+        log_prior=None,
+        prior_strength: float = 0.0,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         if temperature <= 0:
             raise ValueError(f'temperature must be positive, got {temperature}')
@@ -118,28 +123,33 @@ class AnnealedMean(keras.layers.Layer):
             raise ValueError(
                 f'prior_strength={prior_strength} needs the training set\'s '
                 'colour-bin prior (bin_prior.json of the training directory '
-                'or bin_log_prior of a bundled model).')
+                'or bin_log_prior of a bundled model).'
+            )
         if log_prior is not None and len(log_prior) != NUM_BINS:
-            raise ValueError(f'log_prior has {len(log_prior)} values, not '
-                             f'{NUM_BINS}.')
+            raise ValueError(
+                f'log_prior has {len(log_prior)} values, not {NUM_BINS}.'
+            )
         self.temperature = float(temperature)
-        self.log_prior = None if log_prior is None else [
-            float(value) for value in log_prior
-        ]
+        self.log_prior = (
+            None if log_prior is None else [float(value) for value in log_prior]
+        )
         self.prior_strength = float(prior_strength)
 
     def call(self, inputs):
-        return annealed_mean(inputs, self.temperature, self.log_prior,
-                             self.prior_strength)
+        return annealed_mean(
+            inputs, self.temperature, self.log_prior, self.prior_strength
+        )
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], 2)
 
     def get_config(self):
         config = super().get_config()
-        config.update(temperature=self.temperature,
-                      log_prior=self.log_prior,
-                      prior_strength=self.prior_strength)
+        config.update(
+            temperature=self.temperature,
+            log_prior=self.log_prior,
+            prior_strength=self.prior_strength,
+        )
         return config
 
 
@@ -164,10 +174,11 @@ def suggest(logits: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
     picked, claimed = [], []
     available = tf.ones([NUM_BINS], tf.bool)
     for _ in range(k):
-        grid = tf.reshape(probabilities,
-                          [1, _BINS_PER_AXIS, _BINS_PER_AXIS, 1])
-        mass = tf.reshape(tf.nn.depthwise_conv2d(grid, kernel, [1, 1, 1, 1],
-                                                 'SAME'), [NUM_BINS])
+        grid = tf.reshape(probabilities, [1, _BINS_PER_AXIS, _BINS_PER_AXIS, 1])
+        mass = tf.reshape(
+            tf.nn.depthwise_conv2d(grid, kernel, [1, 1, 1, 1], 'SAME'),
+            [NUM_BINS],
+        )
         # Bins whose neighbourhoods hold the same mode tie: the likelier
         # bin itself wins.
         score = mass + 1e-3 * probabilities

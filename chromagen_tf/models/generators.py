@@ -6,15 +6,19 @@ import tensorflow as tf
 
 from chromagen_tf import configs
 from chromagen_tf.models import color_bins
-from chromagen_tf.models import layers as layers_lib
 from chromagen_tf.models import patchgan
 from chromagen_tf.models import pix2pix
 from chromagen_tf.models import resnet
 from chromagen_tf.models import unet
 from chromagen_tf.models import unet_lite
 
-GENERATOR_NAMES = ('resnet18_unet', 'resnet34_unet', 'pix2pix_unet',
-                   'resnet18_unet_lite', 'resnet34_unet_lite')
+GENERATOR_NAMES = (
+    'resnet18_unet',
+    'resnet34_unet',
+    'pix2pix_unet',
+    'resnet18_unet_lite',
+    'resnet34_unet_lite',
+)
 # The pix2pix baseline, which a GAN trained from scratch (--init_from=none)
 # uses unless told otherwise. The default generator is ModelConfig's.
 BASELINE_GENERATOR = 'pix2pix_unet'
@@ -37,7 +41,6 @@ build_discriminator = patchgan.build_discriminator
 ENCODER_NAME = resnet.ENCODER_NAME
 
 
-
 def size_multiple(generator_name: str) -> int:
     """The multiple that a generator's input height and width must have."""
     _check_name(generator_name)
@@ -46,8 +49,10 @@ def size_multiple(generator_name: str) -> int:
 
 def _check_name(name: str) -> None:
     if name not in GENERATOR_NAMES:
-        raise ValueError(f'Unknown generator {name!r}; expected one of '
-                         f'{", ".join(GENERATOR_NAMES)}.')
+        raise ValueError(
+            f'Unknown generator {name!r}; expected one of '
+            f'{", ".join(GENERATOR_NAMES)}.'
+        )
 
 
 def _no_weights(encoder_weights: str | None) -> bool:
@@ -65,13 +70,16 @@ def get_encoder(generator: keras.Model) -> keras.Model:
     except ValueError as error:
         raise ValueError(
             f'Generator {generator.name!r} has no {ENCODER_NAME!r} '
-            'sub-model; only the ResNet U-Nets do.') from error
+            'sub-model; only the ResNet U-Nets do.'
+        ) from error
 
 
-def load_encoder_weights(generator: keras.Model,
-                         encoder_weights: str | None,
-                         *,
-                         arch: str = 'resnet18') -> None:
+def load_encoder_weights(
+    generator: keras.Model,
+    encoder_weights: str | None,
+    *,
+    arch: str = 'resnet18',
+) -> None:
     """Initialises a ResNet U-Net's encoder from pretrained weights.
 
     Args:
@@ -96,27 +104,30 @@ def load_encoder_weights(generator: keras.Model,
         # Imported here: the conversion needs PyTorch, training does not.
         # pylint: disable-next=g-import-not-at-top
         from chromagen_tf.models import torchvision_weights
+
         width = encoder.get_layer('conv1').filters
         if width != 64:
             raise resnet.EncoderWeightsError(
-                f'ImageNet weights exist only for width=64, got width={width}.')
-        encoder_weights = torchvision_weights.imagenet_encoder_weights(
-            arch)
+                f'ImageNet weights exist only for width=64, got width={width}.'
+            )
+        encoder_weights = torchvision_weights.imagenet_encoder_weights(arch)
     resnet.load_encoder_weights(encoder, encoder_weights)
     logging.info('Loaded encoder weights from %s', encoder_weights)
 
 
-def build_generator(name: str = 'resnet18_unet',
-                    *,
-                    image_size: int | None = None,
-                    width: int = 64,
-                    encoder_weights: str | None = None,
-                    synchronized_batch_norm: bool = False,
-                    color_head: str = 'regression',
-                    temperature: float = color_bins.ZHANG_TEMPERATURE,
-                    log_prior=None,
-                    prior_strength: float = 0.0,
-                    hints: bool = False) -> keras.Model:
+def build_generator(
+    name: str = 'resnet18_unet',
+    *,
+    image_size: int | None = None,
+    width: int = 64,
+    encoder_weights: str | None = None,
+    synchronized_batch_norm: bool = False,
+    color_head: str = 'regression',
+    temperature: float = color_bins.ZHANG_TEMPERATURE,
+    log_prior=None,
+    prior_strength: float = 0.0,
+    hints: bool = False,
+) -> keras.Model:
     """Builds a generator that maps normalised L to normalised ab.
 
     Args:
@@ -155,30 +166,39 @@ def build_generator(name: str = 'resnet18_unet',
         raise ValueError(
             f'color_head={color_head!r} needs one of '
             f'{", ".join(configs.BINS_GENERATORS)}; {name} predicts ab '
-            'directly.')
+            'directly.'
+        )
     if width <= 0:
         raise ValueError(f'width must be positive, got {width}.')
     if name == 'pix2pix_unet':
         if not _no_weights(encoder_weights):
-            raise ValueError('pix2pix_unet has no pretrained encoder; use '
-                             'encoder_weights=None.')
+            raise ValueError(
+                'pix2pix_unet has no pretrained encoder; use '
+                'encoder_weights=None.'
+            )
         return pix2pix.build_pix2pix_unet(
             image_size=image_size,
             width=width,
             synchronized_batch_norm=synchronized_batch_norm,
-            hints=hints)
+            hints=hints,
+        )
     arch, build = _RESNET_GENERATORS[name]
     kwargs = {}
     if name in configs.BINS_GENERATORS:
-        kwargs = dict(color_head=color_head, temperature=temperature,
-                      log_prior=log_prior, prior_strength=prior_strength)
+        kwargs = dict(
+            color_head=color_head,
+            temperature=temperature,
+            log_prior=log_prior,
+            prior_strength=prior_strength,
+        )
     generator = build(
         arch,
         image_size=image_size,
         width=width,
         synchronized_batch_norm=synchronized_batch_norm,
         hints=hints,
-        **kwargs)
+        **kwargs,
+    )
     load_encoder_weights(generator, encoder_weights, arch=arch)
     return generator
 
@@ -188,8 +208,9 @@ def takes_hints(generator: keras.Model) -> bool:
     return len(generator.inputs) > 1
 
 
-def generator_inputs(generator: keras.Model, l_channel, hint_ab=None,
-                     hint_mask=None):
+def generator_inputs(
+    generator: keras.Model, l_channel, hint_ab=None, hint_mask=None
+):
     """What to call `generator` with: L, and for a hint model its hints.
 
     A hint model given no hints gets zero maps, which is how it is trained

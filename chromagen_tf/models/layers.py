@@ -36,9 +36,9 @@ BATCH_NORM_EPSILON = 1e-5
 BATCH_NORM_MOMENTUM = 0.9
 
 
-def batch_norm(name: str,
-               synchronized: bool,
-               gamma_initializer: Any = 'ones') -> keras.layers.Layer:
+def batch_norm(
+    name: str, synchronized: bool, gamma_initializer: Any = 'ones'
+) -> keras.layers.Layer:
     """Returns a BatchNormalization layer with PyTorch's numerics.
 
     Args:
@@ -56,7 +56,8 @@ def batch_norm(name: str,
         epsilon=BATCH_NORM_EPSILON,
         synchronized=synchronized,
         gamma_initializer=gamma_initializer,
-        name=name)
+        name=name,
+    )
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -110,7 +111,8 @@ class ICNR(keras.initializers.Initializer):
         if channels_out % subpixels:
             raise ValueError(
                 f'ICNR needs output channels divisible by {subpixels}, '
-                f'got {channels_out}.')
+                f'got {channels_out}.'
+            )
         kernel = self.base((*kernel_shape, channels_out // subpixels), dtype)
         return keras.ops.tile(kernel, [1] * len(kernel_shape) + [subpixels])
 
@@ -136,9 +138,11 @@ class SpatialMultipleCheck(keras.layers.Layer):
         self.model_name = model_name
 
     def _message(self, height, width) -> str:
-        return (f'{self.model_name} needs height and width that are multiples '
-                f'of {self.multiple}, got {height}x{width}; resize or pad '
-                'the input first.')
+        return (
+            f'{self.model_name} needs height and width that are multiples '
+            f'of {self.multiple}, got {height}x{width}; resize or pad '
+            'the input first.'
+        )
 
     def call(self, inputs):
         height, width = inputs.shape[1], inputs.shape[2]
@@ -149,8 +153,8 @@ class SpatialMultipleCheck(keras.layers.Layer):
         shape = tf.shape(inputs)
         remainder = tf.math.floormod(shape[1:3], self.multiple)
         check = tf.debugging.assert_equal(
-            remainder, tf.zeros_like(remainder),
-            message=self._message('?', '?'))
+            remainder, tf.zeros_like(remainder), message=self._message('?', '?')
+        )
         with tf.control_dependencies([check]):
             return tf.identity(inputs)
 
@@ -177,12 +181,16 @@ class BilinearUpsampling(keras.layers.Layer):
 
     def call(self, inputs):
         size = tf.shape(inputs)[1:3] * self.factor
-        return tf.cast(tf.image.resize(inputs, size, method='bilinear'),
-                       inputs.dtype)
+        return tf.cast(
+            tf.image.resize(inputs, size, method='bilinear'), inputs.dtype
+        )
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
-        scale = lambda n: None if n is None else n * self.factor
+
+        def scale(n):
+            return None if n is None else n * self.factor
+
         return (batch, scale(height), scale(width), channels)
 
     def get_config(self):
@@ -206,11 +214,14 @@ def hint_inputs(l_input, image_size: int | None):
     return [l_input, hint_ab, hint_mask], hints
 
 
-def check_image_size(image_size: int | None, multiple: int,
-                     model_name: str) -> None:
+def check_image_size(
+    image_size: int | None, multiple: int, model_name: str
+) -> None:
     """Raises ValueError unless image_size is None or a positive multiple."""
     if image_size is None:
         return
     if image_size <= 0 or image_size % multiple:
-        raise ValueError(f'{model_name} needs an image size that is a '
-                         f'multiple of {multiple}, got {image_size}.')
+        raise ValueError(
+            f'{model_name} needs an image size that is a '
+            f'multiple of {multiple}, got {image_size}.'
+        )

@@ -45,17 +45,17 @@ def read_log_prior(model_dir: str) -> Optional[list[float]]:
     if values is None:
         return None
     log_prior = values.get('log_prior') if isinstance(values, dict) else None
-    if (not isinstance(log_prior, list)
-            or len(log_prior) != color_bins.NUM_BINS):
+    if not isinstance(log_prior, list) or len(log_prior) != color_bins.NUM_BINS:
         raise errors.ChromaGenError(
             f'{path} holds no log_prior of {color_bins.NUM_BINS} values; '
-            'delete it, and training estimates it again.')
+            'delete it, and training estimates it again.'
+        )
     return [float(value) for value in log_prior]
 
 
-def build_from_config(model: configs.ModelConfig,
-                      log_prior=None,
-                      **kwargs) -> keras.Model:
+def build_from_config(
+    model: configs.ModelConfig, log_prior=None, **kwargs
+) -> keras.Model:
     """Builds the generator a ModelConfig describes (random weights).
 
     log_prior: a colour-bins model's prior over the bins, which its decoder
@@ -70,12 +70,17 @@ def build_from_config(model: configs.ModelConfig,
                 f'prior_strength={model.prior_strength} needs the training '
                 "set's colour-bin prior, which this model does not keep "
                 '(bin_prior.json of a training directory, bin_log_prior of a '
-                'bundled model.json); use --prior_strength=0.')
-        kwargs.update(color_head='bins', temperature=model.temperature,
-                      log_prior=log_prior,
-                      prior_strength=model.prior_strength)
-    return generators.build_generator(model.generator, width=model.width,
-                                      hints=model.hints, **kwargs)
+                'bundled model.json); use --prior_strength=0.'
+            )
+        kwargs.update(
+            color_head='bins',
+            temperature=model.temperature,
+            log_prior=log_prior,
+            prior_strength=model.prior_strength,
+        )
+    return generators.build_generator(
+        model.generator, width=model.width, hints=model.hints, **kwargs
+    )
 
 
 def generator_key(checkpoint_path: str) -> str:
@@ -86,8 +91,9 @@ def generator_key(checkpoint_path: str) -> str:
     return 'generator'
 
 
-def read_generator(generator: keras.Model, checkpoint_path: str,
-                   average: bool = True) -> str:
+def read_generator(
+    generator: keras.Model, checkpoint_path: str, average: bool = True
+) -> str:
     """Reads a checkpoint's generator (its EMA if kept) into `generator`.
 
     average=False reads the trained weights even where an average was kept.
@@ -114,7 +120,8 @@ def latest_checkpoint(model_dir: str, stage: str) -> str:
     if path is None:
         raise errors.NotFoundError(
             f'No {stage} checkpoint in {configs.stage_dir(model_dir, stage)}.'
-            f' Train the {stage} stage first.')
+            f' Train the {stage} stage first.'
+        )
     return path
 
 
@@ -151,7 +158,8 @@ def restore_generator(
       errors.NotFoundError: there is no config.json or no checkpoint.
     """
     model_config = configs.with_decoding(
-        configs.read_model_config(model_dir), temperature, prior_strength)
+        configs.read_model_config(model_dir), temperature, prior_strength
+    )
     if checkpoint_path is None:
         checkpoint_path = latest_checkpoint(model_dir, stage)
     generator = build_from_config(model_config, read_log_prior(model_dir))
@@ -182,9 +190,11 @@ def copy_weights_by_path(source: keras.Model, target: keras.Model) -> int:
         if value is None or tuple(value.shape) != tuple(variable.shape):
             raise ValueError(
                 f'{variable.path} {tuple(variable.shape)} has no counterpart '
-                f'in {source.name}.')
+                f'in {source.name}.'
+            )
         variable.assign(tf.cast(value, variable.dtype))
         copied += 1
-    logging.info('Copied %d weights from %s into %s.', copied, source.name,
-                 target.name)
+    logging.info(
+        'Copied %d weights from %s into %s.', copied, source.name, target.name
+    )
     return copied

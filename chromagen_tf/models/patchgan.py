@@ -33,8 +33,9 @@ _BLOCKS = ((1, 2), (2, 2), (4, 2), (8, 1))
 RECEPTIVE_FIELD = 70
 
 
-def _conv(x, filters: int, stride: int, name: str, spectral_norm: bool,
-          dtype=None):
+def _conv(
+    x, filters: int, stride: int, name: str, spectral_norm: bool, dtype=None
+):
     x = keras.layers.ZeroPadding2D(1, name=f'{name}_pad')(x)
     conv = keras.layers.Conv2D(
         filters,
@@ -44,20 +45,23 @@ def _conv(x, filters: int, stride: int, name: str, spectral_norm: bool,
         use_bias=spectral_norm or filters == 1 or name == 'block1',
         kernel_initializer=keras.initializers.RandomNormal(0.0, 0.02),
         dtype=dtype,
-        name=f'{name}_conv')
+        name=f'{name}_conv',
+    )
     if spectral_norm:
-        conv = keras.layers.SpectralNormalization(conv,
-                                                  dtype=dtype,
-                                                  name=f'{name}_sn')
+        conv = keras.layers.SpectralNormalization(
+            conv, dtype=dtype, name=f'{name}_sn'
+        )
     return conv(x)
 
 
-def build_discriminator(*,
-                        image_size: int | None = None,
-                        width: int = 64,
-                        spectral_norm: bool = False,
-                        synchronized_batch_norm: bool = False,
-                        name: str = 'patchgan') -> keras.Model:
+def build_discriminator(
+    *,
+    image_size: int | None = None,
+    width: int = 64,
+    spectral_norm: bool = False,
+    synchronized_batch_norm: bool = False,
+    name: str = 'patchgan',
+) -> keras.Model:
     """Builds the 70x70 PatchGAN.
 
     Args:
@@ -85,8 +89,10 @@ def build_discriminator(*,
         x = _conv(x, width * multiplier, stride, block, spectral_norm)
         if index > 1 and not spectral_norm:
             x = layers_lib.batch_norm(
-                f'{block}_bn', synchronized_batch_norm,
-                keras.initializers.RandomNormal(1.0, 0.02))(x)
+                f'{block}_bn',
+                synchronized_batch_norm,
+                keras.initializers.RandomNormal(1.0, 0.02),
+            )(x)
         x = keras.layers.LeakyReLU(0.2, name=f'{block}_lrelu')(x)
     outputs = _conv(x, 1, 1, 'logits', spectral_norm, dtype='float32')
     return keras.Model(inputs, outputs, name=name)

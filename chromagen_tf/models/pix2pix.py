@@ -48,8 +48,15 @@ _DROPOUT_BLOCKS = 3
 
 def _strided(filters: int, name: str, **kwargs) -> dict:
     """The 4x4 stride-2 convolution settings every pix2pix layer shares."""
-    return dict(filters=filters, kernel_size=4, strides=2, padding='same',
-                kernel_initializer=_kernel_init(), name=name, **kwargs)
+    return dict(
+        filters=filters,
+        kernel_size=4,
+        strides=2,
+        padding='same',
+        kernel_initializer=_kernel_init(),
+        name=name,
+        **kwargs,
+    )
 
 
 def _kernel_init():
@@ -57,16 +64,19 @@ def _kernel_init():
 
 
 def _batch_norm(name: str, synchronized: bool):
-    return layers_lib.batch_norm(name, synchronized,
-                                 keras.initializers.RandomNormal(1.0, 0.02))
+    return layers_lib.batch_norm(
+        name, synchronized, keras.initializers.RandomNormal(1.0, 0.02)
+    )
 
 
-def build_pix2pix_unet(*,
-                       image_size: int | None = None,
-                       width: int = 64,
-                       synchronized_batch_norm: bool = False,
-                       hints: bool = False,
-                       name: str = 'pix2pix_unet') -> keras.Model:
+def build_pix2pix_unet(
+    *,
+    image_size: int | None = None,
+    width: int = 64,
+    synchronized_batch_norm: bool = False,
+    hints: bool = False,
+    name: str = 'pix2pix_unet',
+) -> keras.Model:
     """Builds the pix2pix U-Net-256 generator.
 
     Args:
@@ -89,9 +99,9 @@ def build_pix2pix_unet(*,
         raise ValueError(f'width must be positive, got {width}.')
     sync = synchronized_batch_norm
     inputs = keras.Input((image_size, image_size, 1), name='l_channel')
-    x = layers_lib.SpatialMultipleCheck(SIZE_MULTIPLE,
-                                        model_name=name,
-                                        name='size_check')(inputs)
+    x = layers_lib.SpatialMultipleCheck(
+        SIZE_MULTIPLE, model_name=name, name='size_check'
+    )(inputs)
     hint_channels = None
     if hints:
         inputs, hint_channels = layers_lib.hint_inputs(inputs, image_size)
@@ -100,15 +110,17 @@ def build_pix2pix_unet(*,
     for index, multiplier in enumerate(_ENCODER_MULTIPLIERS, start=1):
         if index > 1:
             x = keras.layers.LeakyReLU(0.2, name=f'down{index}_lrelu')(x)
-        x = keras.layers.Conv2D(**_strided(
-            width * multiplier, f'down{index}_conv', use_bias=False))(x)
+        x = keras.layers.Conv2D(
+            **_strided(width * multiplier, f'down{index}_conv', use_bias=False)
+        )(x)
         if index == 1 and hint_channels is not None:
             # The hints' own weights of a first convolution over
             # concat(L, hints), starting at zero (resnet.hint_stem).
             settings = _strided(width, 'hint_conv', use_bias=False)
             settings['kernel_initializer'] = 'zeros'
             x = keras.layers.Add(name='down1_add_hints')(
-                [x, keras.layers.Conv2D(**settings)(hint_channels)])
+                [x, keras.layers.Conv2D(**settings)(hint_channels)]
+            )
         if 1 < index < last:
             x = _batch_norm(f'down{index}_bn', sync)(x)
         skips.append(x)
@@ -118,16 +130,17 @@ def build_pix2pix_unet(*,
     for index, multiplier in enumerate(reversed(_ENCODER_MULTIPLIERS[:-1])):
         level = last - 1 - index
         x = keras.layers.ReLU(name=f'up{level}_relu')(x)
-        x = keras.layers.Conv2DTranspose(**_strided(
-            width * multiplier, f'up{level}_conv', use_bias=False))(x)
+        x = keras.layers.Conv2DTranspose(
+            **_strided(width * multiplier, f'up{level}_conv', use_bias=False)
+        )(x)
         x = _batch_norm(f'up{level}_bn', sync)(x)
         if index < _DROPOUT_BLOCKS:
             x = keras.layers.Dropout(0.5, name=f'up{level}_dropout')(x)
-        x = keras.layers.Concatenate(name=f'up{level}_concat')(
-            [skips.pop(), x])
+        x = keras.layers.Concatenate(name=f'up{level}_concat')([skips.pop(), x])
 
     x = keras.layers.ReLU(name='output_relu')(x)
     x = keras.layers.Conv2DTranspose(
-        **_strided(2, 'output_conv', dtype='float32'))(x)
+        **_strided(2, 'output_conv', dtype='float32')
+    )(x)
     outputs = keras.layers.Activation('tanh', dtype='float32', name='ab')(x)
     return keras.Model(inputs, outputs, name=name)

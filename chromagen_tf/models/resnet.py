@@ -36,12 +36,17 @@ STAGE_NAMES = ('stem', 'layer1', 'layer2', 'layer3', 'layer4')
 ENCODER_NAME = 'encoder'
 
 
-
 class EncoderWeightsError(errors.UsageError, ValueError):
     """An --encoder_weights file does not fit the encoder."""
 
-def _conv(filters: int, kernel_size: int, stride: int, name: str,
-          kernel_initializer=None):
+
+def _conv(
+    filters: int,
+    kernel_size: int,
+    stride: int,
+    name: str,
+    kernel_initializer=None,
+):
     # torchvision initialises convolutions with kaiming_normal_(fan_out).
     return keras.layers.Conv2D(
         filters,
@@ -49,14 +54,22 @@ def _conv(filters: int, kernel_size: int, stride: int, name: str,
         strides=stride,
         padding='valid',
         use_bias=False,
-        kernel_initializer=kernel_initializer or
-        keras.initializers.VarianceScaling(2.0, 'fan_out',
-                                           'untruncated_normal'),
-        name=name)
+        kernel_initializer=kernel_initializer
+        or keras.initializers.VarianceScaling(
+            2.0, 'fan_out', 'untruncated_normal'
+        ),
+        name=name,
+    )
 
 
-def _padded_conv(x, filters: int, kernel_size: int, stride: int, name: str,
-                 kernel_initializer=None):
+def _padded_conv(
+    x,
+    filters: int,
+    kernel_size: int,
+    stride: int,
+    name: str,
+    kernel_initializer=None,
+):
     padding = kernel_size // 2
     if padding:
         x = keras.layers.ZeroPadding2D(padding, name=f'{name}_pad')(x)
@@ -72,12 +85,12 @@ def hint_stem(hints, width: int):
     kernel starts at zero: a hint generator built on trained weights
     computes exactly what they computed until training moves it.
     """
-    return _padded_conv(hints, width, 7, 2, 'hint_conv',
-                        kernel_initializer='zeros')
+    return _padded_conv(
+        hints, width, 7, 2, 'hint_conv', kernel_initializer='zeros'
+    )
 
 
-def _basic_block(x, filters: int, stride: int, prefix: str,
-                 synchronized: bool):
+def _basic_block(x, filters: int, stride: int, prefix: str, synchronized: bool):
     shortcut = x
     y = _padded_conv(x, filters, 3, stride, f'{prefix}_conv1')
     y = layers_lib.batch_norm(f'{prefix}_bn1', synchronized)(y)
@@ -86,20 +99,23 @@ def _basic_block(x, filters: int, stride: int, prefix: str,
     y = layers_lib.batch_norm(f'{prefix}_bn2', synchronized)(y)
     if stride != 1 or x.shape[-1] != filters:
         shortcut = _conv(filters, 1, stride, f'{prefix}_downsample_0')(x)
-        shortcut = layers_lib.batch_norm(f'{prefix}_downsample_1',
-                                         synchronized)(shortcut)
+        shortcut = layers_lib.batch_norm(
+            f'{prefix}_downsample_1', synchronized
+        )(shortcut)
     y = keras.layers.Add(name=f'{prefix}_add')([y, shortcut])
     return keras.layers.ReLU(name=f'{prefix}_relu2')(y)
 
 
-def build_resnet_encoder(arch: str = 'resnet18',
-                         *,
-                         width: int = 64,
-                         input_channels: int = 1,
-                         image_size: int | None = None,
-                         synchronized_batch_norm: bool = False,
-                         stem_offset: bool = False,
-                         name: str = ENCODER_NAME) -> keras.Model:
+def build_resnet_encoder(
+    arch: str = 'resnet18',
+    *,
+    width: int = 64,
+    input_channels: int = 1,
+    image_size: int | None = None,
+    synchronized_batch_norm: bool = False,
+    stem_offset: bool = False,
+    name: str = ENCODER_NAME,
+) -> keras.Model:
     """Builds a torchvision-compatible ResNet body.
 
     Args:
@@ -125,12 +141,15 @@ def build_resnet_encoder(arch: str = 'resnet18',
         ValueError: On an unknown arch or a non-positive width.
     """
     if arch not in BLOCKS_PER_STAGE:
-        raise ValueError(f'Unknown ResNet {arch!r}; expected one of '
-                         f'{sorted(BLOCKS_PER_STAGE)}.')
+        raise ValueError(
+            f'Unknown ResNet {arch!r}; expected one of '
+            f'{sorted(BLOCKS_PER_STAGE)}.'
+        )
     if width <= 0:
         raise ValueError(f'width must be positive, got {width}.')
-    inputs = keras.Input((image_size, image_size, input_channels),
-                         name='l_channel')
+    inputs = keras.Input(
+        (image_size, image_size, input_channels), name='l_channel'
+    )
     x = _padded_conv(inputs, width, 7, 2, 'conv1')
     if stem_offset:
         offset = keras.Input((None, None, width), name='stem_offset')
@@ -146,8 +165,13 @@ def build_resnet_encoder(arch: str = 'resnet18',
         filters = width * 2**stage
         for block in range(blocks):
             stride = 2 if stage > 0 and block == 0 else 1
-            x = _basic_block(x, filters, stride, f'layer{stage + 1}_{block}',
-                             synchronized_batch_norm)
+            x = _basic_block(
+                x,
+                filters,
+                stride,
+                f'layer{stage + 1}_{block}',
+                synchronized_batch_norm,
+            )
         outputs.append(x)
     return keras.Model(inputs, outputs, name=name)
 
@@ -156,9 +180,10 @@ def _summarise(error: Exception) -> str:
     """Keeps the lines of a Keras loading error that name layers and shapes."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     kept = [
-        line for line in lines
-        if ('shape' in line or 'could not be loaded.' in line) and
-        not line.startswith('List of')
+        line
+        for line in lines
+        if ('shape' in line or 'could not be loaded.' in line)
+        and not line.startswith('List of')
     ]
     return ' '.join(line.split(' Target variable:')[0] for line in kept[:3])
 
@@ -177,7 +202,8 @@ def load_encoder_weights(encoder: keras.Model, path: str) -> None:
     """
     if not str(path).endswith('.weights.h5'):
         raise EncoderWeightsError(
-            f'Encoder weights must be a .weights.h5 file, got {path!r}.')
+            f'Encoder weights must be a .weights.h5 file, got {path!r}.'
+        )
     if not tf.io.gfile.exists(path):
         raise errors.NotFoundError(f'Encoder weights file not found: {path}')
     with warnings.catch_warnings(record=True) as caught:
@@ -189,7 +215,9 @@ def load_encoder_weights(encoder: keras.Model, path: str) -> None:
             raise EncoderWeightsError(
                 f'Encoder weights {path} do not fit encoder {encoder.name!r} '
                 f'({encoder.count_params()} values; another depth or width?): '
-                f'{_summarise(error)}') from error
+                f'{_summarise(error)}'
+            ) from error
     for warning in caught:
-        warnings.warn_explicit(warning.message, warning.category,
-                               warning.filename, warning.lineno)
+        warnings.warn_explicit(
+            warning.message, warning.category, warning.filename, warning.lineno
+        )

@@ -30,9 +30,9 @@ import os
 import re
 import urllib.error
 
+from absl import logging
 import keras
 import numpy as np
-from absl import logging
 
 from chromagen_tf import errors
 from chromagen_tf.models import resnet
@@ -65,7 +65,8 @@ def _import_torch():
     except ImportError as error:
         raise WeightsUnavailableError(
             'Converting torchvision weights needs PyTorch: '
-            'pip install .[import] (training itself does not).') from error
+            'pip install .[import] (training itself does not).'
+        ) from error
     return torch
 
 
@@ -77,10 +78,13 @@ def _to_numpy(state, source: str) -> dict[str, np.ndarray]:
     if not isinstance(state, dict):
         raise WeightsError(f'{source} does not hold a state_dict.')
     not_tensors = sorted(
-        key for key, value in state.items() if not torch.is_tensor(value))
+        key for key, value in state.items() if not torch.is_tensor(value)
+    )
     if not_tensors:
-        raise WeightsError(f'{source} holds non-tensor entries '
-                           f'{not_tensors}; expected a state_dict.')
+        raise WeightsError(
+            f'{source} holds non-tensor entries '
+            f'{not_tensors}; expected a state_dict.'
+        )
     return {key: value.detach().numpy() for key, value in state.items()}
 
 
@@ -91,25 +95,31 @@ def load_state_dict(checkpoint: str) -> dict[str, np.ndarray]:
         state = torch.load(checkpoint, map_location='cpu', weights_only=True)
     except Exception as error:  # pylint: disable=broad-except
         # torch.load raises pickle, zip and runtime errors alike.
-        raise WeightsError(f'Could not read {checkpoint} as a PyTorch '
-                           f'state_dict: {error}') from error
+        raise WeightsError(
+            f'Could not read {checkpoint} as a PyTorch state_dict: {error}'
+        ) from error
     return _to_numpy(state, checkpoint)
 
 
 def infer_arch(state_dict: dict[str, np.ndarray]) -> str:
     """Returns 'resnet18' or 'resnet34' from the number of blocks."""
     blocks = tuple(
-        len({
-            key.split('.')[1]
-            for key in state_dict
-            if key.startswith(f'layer{stage}.')
-        }) for stage in range(1, 5))
+        len(
+            {
+                key.split('.')[1]
+                for key in state_dict
+                if key.startswith(f'layer{stage}.')
+            }
+        )
+        for stage in range(1, 5)
+    )
     for arch, expected in resnet.BLOCKS_PER_STAGE.items():
         if blocks == expected:
             return arch
     raise WeightsError(
         f'Checkpoint has {blocks} blocks per stage; expected a torchvision '
-        'ResNet-18 (2, 2, 2, 2) or ResNet-34 (3, 4, 6, 3).')
+        'ResNet-18 (2, 2, 2, 2) or ResNet-34 (3, 4, 6, 3).'
+    )
 
 
 def _expected_tensors(encoder: keras.Model) -> dict[str, keras.Variable]:
@@ -128,8 +138,9 @@ def _expected_tensors(encoder: keras.Model) -> dict[str, keras.Variable]:
     return targets
 
 
-def convert_state_dict(state_dict: dict[str, np.ndarray],
-                       arch: str | None = None) -> keras.Model:
+def convert_state_dict(
+    state_dict: dict[str, np.ndarray], arch: str | None = None
+) -> keras.Model:
     """Builds a one-channel encoder holding the checkpoint's weights.
 
     Args:
@@ -145,14 +156,17 @@ def convert_state_dict(state_dict: dict[str, np.ndarray],
     """
     arch = arch or infer_arch(state_dict)
     if 'conv1.weight' not in state_dict:
-        raise WeightsError('Checkpoint has no conv1.weight; is it a '
-                              'torchvision ResNet state_dict?')
+        raise WeightsError(
+            'Checkpoint has no conv1.weight; is it a '
+            'torchvision ResNet state_dict?'
+        )
     width = state_dict['conv1.weight'].shape[0]
     encoder = resnet.build_resnet_encoder(arch, width=width)
     targets = _expected_tensors(encoder)
     ignored = {
-        key for key in state_dict if key.endswith(_IGNORED_SUFFIXES) or
-        key.startswith(_IGNORED_PREFIXES)
+        key
+        for key in state_dict
+        if key.endswith(_IGNORED_SUFFIXES) or key.startswith(_IGNORED_PREFIXES)
     }
     missing = sorted(set(targets) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(targets) - ignored)
@@ -160,7 +174,8 @@ def convert_state_dict(state_dict: dict[str, np.ndarray],
         raise WeightsError(
             f'Checkpoint does not match torchvision {arch}: '
             f'missing tensors {missing or "none"}; '
-            f'unexpected tensors {unexpected or "none"}.')
+            f'unexpected tensors {unexpected or "none"}.'
+        )
     for key, variable in targets.items():
         value = state_dict[key].astype(np.float32)
         if value.ndim == 4:
@@ -172,14 +187,15 @@ def convert_state_dict(state_dict: dict[str, np.ndarray],
         if tuple(value.shape) != tuple(variable.shape):
             raise WeightsError(
                 f'Tensor {key} has shape {value.shape}, expected '
-                f'{tuple(variable.shape)}.')
+                f'{tuple(variable.shape)}.'
+            )
         variable.assign(value)
     return encoder
 
 
-def convert_checkpoint(checkpoint: str,
-                       output: str,
-                       arch: str | None = None) -> keras.Model:
+def convert_checkpoint(
+    checkpoint: str, output: str, arch: str | None = None
+) -> keras.Model:
     """Converts a `.pth` file into an encoder `.weights.h5` file.
 
     Returns:
@@ -203,14 +219,14 @@ def convert_checkpoint(checkpoint: str,
 def _keras_cache_dir() -> str:
     """The directory `keras.utils.get_file` caches models in."""
     keras_home = os.environ.get('KERAS_HOME') or os.path.join(
-        os.path.expanduser('~'), '.keras')
+        os.path.expanduser('~'), '.keras'
+    )
     return os.path.join(keras_home, 'models')
 
 
-def download_state_dict(arch: str,
-                        *,
-                        base_url: str | None = None,
-                        cache_dir: str | None = None) -> dict[str, np.ndarray]:
+def download_state_dict(
+    arch: str, *, base_url: str | None = None, cache_dir: str | None = None
+) -> dict[str, np.ndarray]:
     """Downloads torchvision's ImageNet checkpoint, checked by torch.hub.
 
     `torch.hub.load_state_dict_from_url(..., check_hash=True)` writes to a
@@ -240,15 +256,21 @@ def download_state_dict(arch: str,
     cache_dir = cache_dir or _keras_cache_dir()
     try:
         state = torch.hub.load_state_dict_from_url(
-            url, model_dir=cache_dir, map_location='cpu', progress=False,
-            check_hash=True, weights_only=True)
+            url,
+            model_dir=cache_dir,
+            map_location='cpu',
+            progress=False,
+            check_hash=True,
+            weights_only=True,
+        )
     except (urllib.error.URLError, OSError) as error:
         raise WeightsUnavailableError(
             f'Could not download ImageNet weights from {url} ({error}). '
             'Without network access, download the file elsewhere, '
             'convert it with python -m '
             'chromagen_tf.tools.import_torchvision_resnet and pass '
-            '--encoder_weights=PATH.') from error
+            '--encoder_weights=PATH.'
+        ) from error
     except RuntimeError as error:  # torch.hub's hash check; torch.load.
         raise WeightsUnavailableError(
             f'{url} is corrupt or not torchvision\'s file: {error}'
@@ -256,10 +278,12 @@ def download_state_dict(arch: str,
     return _to_numpy(state, url)
 
 
-def imagenet_encoder_weights(arch: str = 'resnet18',
-                             *,
-                             base_url: str | None = None,
-                             cache_dir: str | None = None) -> str:
+def imagenet_encoder_weights(
+    arch: str = 'resnet18',
+    *,
+    base_url: str | None = None,
+    cache_dir: str | None = None,
+) -> str:
     """Returns a converted `.weights.h5` of torchvision's ImageNet encoder.
 
     Downloads, verifies and converts once; later calls reuse the converted
@@ -281,13 +305,13 @@ def imagenet_encoder_weights(arch: str = 'resnet18',
         raise ValueError(f'No ImageNet checkpoint for {arch!r}.')
     cache_dir = cache_dir or _keras_cache_dir()
     output = os.path.join(
-        cache_dir, TORCHVISION_FILES[arch][:-len('.pth')] + '_gray.weights.h5')
+        cache_dir, TORCHVISION_FILES[arch][: -len('.pth')] + '_gray.weights.h5'
+    )
     if os.path.exists(output):
         return output
-    state_dict = download_state_dict(arch, base_url=base_url,
-                                     cache_dir=cache_dir)
+    state_dict = download_state_dict(
+        arch, base_url=base_url, cache_dir=cache_dir
+    )
     convert_state_dict(state_dict, arch).save_weights(output)
     logging.info('Wrote %s ImageNet encoder weights to %s', arch, output)
     return output
-
-

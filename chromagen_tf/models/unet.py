@@ -61,15 +61,23 @@ from chromagen_tf.models import resnet
 SIZE_MULTIPLE = 32
 
 
-def conv_block(x, filters: int, name: str, synchronized: bool,
-                activation: bool = True, gamma_initializer: str = 'ones'):
+def conv_block(
+    x,
+    filters: int,
+    name: str,
+    synchronized: bool,
+    activation: bool = True,
+    gamma_initializer: str = 'ones',
+):
     # fastai initialises decoder convolutions with kaiming_normal_ (fan_in).
-    x = keras.layers.Conv2D(filters,
-                            3,
-                            padding='same',
-                            use_bias=False,
-                            kernel_initializer='he_normal',
-                            name=f'{name}_conv')(x)
+    x = keras.layers.Conv2D(
+        filters,
+        3,
+        padding='same',
+        use_bias=False,
+        kernel_initializer='he_normal',
+        name=f'{name}_conv',
+    )(x)
     x = layers_lib.batch_norm(f'{name}_bn', synchronized, gamma_initializer)(x)
     if activation:
         x = keras.layers.ReLU(name=f'{name}_relu')(x)
@@ -78,11 +86,13 @@ def conv_block(x, filters: int, name: str, synchronized: bool,
 
 def pixel_shuffle_up(x, filters: int, name: str, synchronized: bool):
     """Doubles the resolution: 1x1 conv (ICNR) to 4*filters, pixel shuffle."""
-    x = keras.layers.Conv2D(filters * 4,
-                            1,
-                            use_bias=False,
-                            kernel_initializer=layers_lib.ICNR(2),
-                            name=f'{name}_conv')(x)
+    x = keras.layers.Conv2D(
+        filters * 4,
+        1,
+        use_bias=False,
+        kernel_initializer=layers_lib.ICNR(2),
+        name=f'{name}_conv',
+    )(x)
     x = layers_lib.PixelShuffle(2, name=f'{name}_shuffle')(x)
     x = layers_lib.batch_norm(f'{name}_bn', synchronized)(x)
     return keras.layers.ReLU(name=f'{name}_relu')(x)
@@ -98,8 +108,15 @@ def _unet_block(x, skip, final_div: bool, name: str, synchronized: bool):
     return conv_block(x, filters, f'{name}_2', synchronized)
 
 
-def encode(arch: str, *, image_size: int | None, width: int,
-           synchronized: bool, name: str, hints: bool = False):
+def encode(
+    arch: str,
+    *,
+    image_size: int | None,
+    width: int,
+    synchronized: bool,
+    name: str,
+    hints: bool = False,
+):
     """The inputs, size check and encoder that the ResNet U-Nets share.
 
     With hints, the inputs are [L, hint_ab, hint_mask] (`hints.py`), and the
@@ -110,15 +127,17 @@ def encode(arch: str, *, image_size: int | None, width: int,
       BatchNorm and ReLU).
     """
     layers_lib.check_image_size(image_size, SIZE_MULTIPLE, name)
-    encoder = resnet.build_resnet_encoder(arch,
-                                          width=width,
-                                          image_size=image_size,
-                                          synchronized_batch_norm=synchronized,
-                                          stem_offset=hints)
+    encoder = resnet.build_resnet_encoder(
+        arch,
+        width=width,
+        image_size=image_size,
+        synchronized_batch_norm=synchronized,
+        stem_offset=hints,
+    )
     inputs = keras.Input((image_size, image_size, 1), name='l_channel')
-    checked = layers_lib.SpatialMultipleCheck(SIZE_MULTIPLE,
-                                              model_name=name,
-                                              name='size_check')(inputs)
+    checked = layers_lib.SpatialMultipleCheck(
+        SIZE_MULTIPLE, model_name=name, name='size_check'
+    )(inputs)
     if hints:
         inputs, hint_channels = layers_lib.hint_inputs(inputs, image_size)
         encoded = encoder([checked, resnet.hint_stem(hint_channels, width)])
@@ -130,13 +149,15 @@ def encode(arch: str, *, image_size: int | None, width: int,
     return inputs, checked, stem, layer1, layer2, layer3, x
 
 
-def build_resnet_unet(arch: str = 'resnet18',
-                      *,
-                      image_size: int | None = None,
-                      width: int = 64,
-                      synchronized_batch_norm: bool = False,
-                      hints: bool = False,
-                      name: str | None = None) -> keras.Model:
+def build_resnet_unet(
+    arch: str = 'resnet18',
+    *,
+    image_size: int | None = None,
+    width: int = 64,
+    synchronized_batch_norm: bool = False,
+    hints: bool = False,
+    name: str | None = None,
+) -> keras.Model:
     """Builds the ResNet-encoder U-Net generator.
 
     Args:
@@ -158,30 +179,39 @@ def build_resnet_unet(arch: str = 'resnet18',
     name = name or f'{arch}_unet'
     sync = synchronized_batch_norm
     inputs, checked, stem, layer1, layer2, layer3, x = encode(
-        arch, image_size=image_size, width=width, synchronized=sync,
-        name=name, hints=hints)
+        arch,
+        image_size=image_size,
+        width=width,
+        synchronized=sync,
+        name=name,
+        hints=hints,
+    )
     channels = x.shape[-1]
     x = conv_block(x, channels * 2, 'middle_1', sync)
     x = conv_block(x, channels, 'middle_2', sync)
 
     skips = (layer3, layer2, layer1, stem)
     for index, skip in enumerate(skips):
-        x = _unet_block(x,
-                        skip,
-                        final_div=index != len(skips) - 1,
-                        name=f'up{index + 1}',
-                        synchronized=sync)
+        x = _unet_block(
+            x,
+            skip,
+            final_div=index != len(skips) - 1,
+            name=f'up{index + 1}',
+            synchronized=sync,
+        )
 
     x = pixel_shuffle_up(x, x.shape[-1], 'final_up', sync)
     x = keras.layers.Concatenate(name='final_concat')([x, checked])
     # fastai's ResBlock: conv-bn-relu, conv-bn (zero gamma), add, relu.
     residual = conv_block(x, x.shape[-1], 'final_res_1', sync)
-    residual = conv_block(residual,
-                           x.shape[-1],
-                           'final_res_2',
-                           sync,
-                           activation=False,
-                           gamma_initializer='zeros')
+    residual = conv_block(
+        residual,
+        x.shape[-1],
+        'final_res_2',
+        sync,
+        activation=False,
+        gamma_initializer='zeros',
+    )
     x = keras.layers.Add(name='final_res_add')([x, residual])
     x = keras.layers.ReLU(name='final_res_relu')(x)
     # float32 output layer keeps mixed-precision training numerically safe.

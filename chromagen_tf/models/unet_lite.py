@@ -53,17 +53,19 @@ def _up_block(x, skip, name: str, synchronized: bool):
     return unet.conv_block(x, filters, f'{name}_2', synchronized)
 
 
-def build_resnet_unet_lite(arch: str = 'resnet18',
-                           *,
-                           image_size: int | None = None,
-                           width: int = 64,
-                           synchronized_batch_norm: bool = False,
-                           color_head: str = 'regression',
-                           temperature: float = color_bins.ZHANG_TEMPERATURE,
-                           log_prior=None,
-                           prior_strength: float = 0.0,
-                           hints: bool = False,
-                           name: str | None = None) -> keras.Model:
+def build_resnet_unet_lite(
+    arch: str = 'resnet18',
+    *,
+    image_size: int | None = None,
+    width: int = 64,
+    synchronized_batch_norm: bool = False,
+    color_head: str = 'regression',
+    temperature: float = color_bins.ZHANG_TEMPERATURE,
+    log_prior=None,
+    prior_strength: float = 0.0,
+    hints: bool = False,
+    name: str | None = None,
+) -> keras.Model:
     """Builds the low-cost ResNet-encoder U-Net generator.
 
     Takes the arguments of `unet.build_resnet_unet` and returns the same
@@ -74,31 +76,46 @@ def build_resnet_unet_lite(arch: str = 'resnet18',
     them; see `color_bins.AnnealedMean`).
     """
     if color_head not in configs.COLOR_HEADS:
-        raise ValueError(f'color_head must be one of {configs.COLOR_HEADS}, '
-                         f'got {color_head!r}')
+        raise ValueError(
+            f'color_head must be one of {configs.COLOR_HEADS}, '
+            f'got {color_head!r}'
+        )
     name = name or f'{arch}_unet_lite'
     sync = synchronized_batch_norm
     inputs, checked, _, layer1, layer2, layer3, x = unet.encode(
-        arch, image_size=image_size, width=width, synchronized=sync,
-        name=name, hints=hints)
+        arch,
+        image_size=image_size,
+        width=width,
+        synchronized=sync,
+        name=name,
+        hints=hints,
+    )
     x = unet.conv_block(x, x.shape[-1], 'middle', sync)
     for index, skip in enumerate((layer3, layer2, layer1)):
         x = _up_block(x, skip, f'up{index + 1}', sync)
 
-    small_l = keras.layers.AveragePooling2D(OUTPUT_STRIDE,
-                                            name='l_pool')(checked)
+    small_l = keras.layers.AveragePooling2D(OUTPUT_STRIDE, name='l_pool')(
+        checked
+    )
     x = keras.layers.Concatenate(name='head_concat')([x, small_l])
     x = unet.conv_block(x, layer1.shape[-1], 'head', sync)
     # float32 output layers keep mixed-precision training numerically safe.
     if color_head == 'bins':
-        logits = keras.layers.Conv2D(color_bins.NUM_BINS, 1, dtype='float32',
-                                     name=LOGITS_LAYER)(x)
-        ab = color_bins.AnnealedMean(temperature, log_prior, prior_strength,
-                                     dtype='float32', name='ab_small')(logits)
+        logits = keras.layers.Conv2D(
+            color_bins.NUM_BINS, 1, dtype='float32', name=LOGITS_LAYER
+        )(x)
+        ab = color_bins.AnnealedMean(
+            temperature,
+            log_prior,
+            prior_strength,
+            dtype='float32',
+            name='ab_small',
+        )(logits)
     else:
         ab = keras.layers.Conv2D(2, 1, dtype='float32', name='ab_small')(x)
-    outputs = layers_lib.BilinearUpsampling(OUTPUT_STRIDE, dtype='float32',
-                                            name='ab')(ab)
+    outputs = layers_lib.BilinearUpsampling(
+        OUTPUT_STRIDE, dtype='float32', name='ab'
+    )(ab)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -113,5 +130,8 @@ def logits_and_ab_model(generator: keras.Model) -> keras.Model | None:
         logits = generator.get_layer(LOGITS_LAYER).output
     except ValueError:
         return None
-    return keras.Model(generator.inputs, [logits, generator.output],
-                       name=f'{generator.name}_logits_and_ab')
+    return keras.Model(
+        generator.inputs,
+        [logits, generator.output],
+        name=f'{generator.name}_logits_and_ab',
+    )

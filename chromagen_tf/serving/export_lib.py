@@ -15,13 +15,13 @@ import tempfile
 from typing import Callable, Optional
 
 from absl import logging
-
 import keras
 import tensorflow as tf
 
 from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf.serving import signatures
+
 
 class VersionExistsError(errors.UsageError, FileExistsError):
     """The export version asked for exists already."""
@@ -88,8 +88,12 @@ def _staging_directory(export_base: str) -> str:
         try:
             return tempfile.mkdtemp(prefix=f'.{name}-staging-', dir=parent)
         except OSError as error:  # E.g. a base mounted into a read-only /.
-            logging.info('Cannot stage beside %s (%s); staging in %s.',
-                         export_base, error, tempfile.gettempdir())
+            logging.info(
+                'Cannot stage beside %s (%s); staging in %s.',
+                export_base,
+                error,
+                tempfile.gettempdir(),
+            )
     return tempfile.mkdtemp(prefix='chromagen-export-')
 
 
@@ -107,8 +111,11 @@ def _copy_saved_model_file_last(source: str, destination: str) -> None:
     last = []
     for directory, _, names in tf.io.gfile.walk(source):
         relative = os.path.relpath(directory, source)
-        target = (destination if relative == '.' else
-                  files.join(destination, *relative.split(os.sep)))
+        target = (
+            destination
+            if relative == '.'
+            else files.join(destination, *relative.split(os.sep))
+        )
         tf.io.gfile.makedirs(target)
         for name in sorted(names):
             pair = (os.path.join(directory, name), files.join(target, name))
@@ -243,14 +250,17 @@ def export_tflite(
       The path of <export_base>/<version>/model.tflite.
     """
     side = -(-module.render_size // module.size_multiple) * module.size_multiple
-    inputs = keras.Input([side, side, 1], batch_size=1,
-                         name=signatures.L_CHANNEL)
+    inputs = keras.Input(
+        [side, side, 1], batch_size=1, name=signatures.L_CHANNEL
+    )
     if module.takes_hints:
-        inputs = [inputs,
-                  keras.Input([side, side, 2], batch_size=1,
-                              name=signatures.HINT_AB),
-                  keras.Input([side, side, 1], batch_size=1,
-                              name=signatures.HINT_MASK)]
+        inputs = [
+            inputs,
+            keras.Input([side, side, 2], batch_size=1, name=signatures.HINT_AB),
+            keras.Input(
+                [side, side, 1], batch_size=1, name=signatures.HINT_MASK
+            ),
+        ]
     fixed = keras.Model(inputs, module.generator(inputs))
     # from_keras_model freezes the weights into the flatbuffer; converting a
     # concrete function instead keeps them as resource variables that the
@@ -262,5 +272,6 @@ def export_tflite(
         with tf.io.gfile.GFile(files.join(path, 'model.tflite'), 'wb') as f:
             f.write(flatbuffer)
 
-    return files.join(_write_version(export_base, version, write),
-                      'model.tflite')
+    return files.join(
+        _write_version(export_base, version, write), 'model.tflite'
+    )

@@ -30,7 +30,6 @@ DEFAULT_RENDER_SIZE = 256
 DEFAULT_SIZE_MULTIPLE = models.size_multiple(configs.ModelConfig.generator)
 
 
-
 def working_shape(
     height: tf.Tensor, width: tf.Tensor, render_size: int, size_multiple: int
 ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
@@ -78,8 +77,9 @@ def l_channel_from_uint8(image: tf.Tensor) -> tf.Tensor:
     is_gray = tf.reduce_all(tf.equal(image, first))
 
     def from_gray():
-        return tf.gather(_gray_lightness_table(), tf.cast(first, tf.int32)
-                         )[..., 0, :]
+        return tf.gather(_gray_lightness_table(), tf.cast(first, tf.int32))[
+            ..., 0, :
+        ]
 
     def from_rgb():
         rgb = tf.cast(image, tf.float32) / 255.0
@@ -154,9 +154,13 @@ def _lab_to_integer_rgb(l_channel, ab, dtype: tf.DType) -> tf.Tensor:
     return tf.cast(tf.round(rgb * float(dtype.max)), dtype)
 
 
-def working_hints(points: tf.Tensor, colors: tf.Tensor, image_size,
-                  working_size: tf.Tensor, padded_size
-                  ) -> tuple[tf.Tensor, tf.Tensor]:
+def working_hints(
+    points: tf.Tensor,
+    colors: tf.Tensor,
+    image_size,
+    working_size: tf.Tensor,
+    padded_size,
+) -> tuple[tf.Tensor, tf.Tensor]:
     """A photo's hint points as the model's hint maps at its working size.
 
     Args:
@@ -172,17 +176,27 @@ def working_hints(points: tf.Tensor, colors: tf.Tensor, image_size,
       (hint_ab [1, h, w, 2], hint_mask [1, h, w, 1]) at the padded size,
       with no hints in the padding.
     """
-    hint_ab, hint_mask = hints.rasterize(points, colors, image_size,
-                                         working_size)
-    paddings = [[0, padded_size[0] - working_size[0]],
-                [0, padded_size[1] - working_size[1]], [0, 0]]
-    return (tf.pad(hint_ab, paddings)[tf.newaxis],
-            tf.pad(hint_mask, paddings)[tf.newaxis])
+    hint_ab, hint_mask = hints.rasterize(
+        points, colors, image_size, working_size
+    )
+    paddings = [
+        [0, padded_size[0] - working_size[0]],
+        [0, padded_size[1] - working_size[1]],
+        [0, 0],
+    ]
+    return (
+        tf.pad(hint_ab, paddings)[tf.newaxis],
+        tf.pad(hint_mask, paddings)[tf.newaxis],
+    )
 
 
-def suggest_at(logits: tf.Tensor, l_channel: tf.Tensor,
-               working_size: tf.Tensor, point: tf.Tensor, k: int
-               ) -> tuple[tf.Tensor, tf.Tensor]:
+def suggest_at(
+    logits: tf.Tensor,
+    l_channel: tf.Tensor,
+    working_size: tf.Tensor,
+    point: tf.Tensor,
+    k: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
     """A colour-bins model's k likeliest colours at a point of a photo.
 
     Args:
@@ -200,8 +214,10 @@ def suggest_at(logits: tf.Tensor, l_channel: tf.Tensor,
     image_size = tf.cast(tf.shape(l_channel)[:2], tf.float32)
     fraction = tf.stack([point[1], point[0]]) / image_size
     stride = tf.cast(unet_lite.OUTPUT_STRIDE, tf.float32)
-    cell = tf.cast(tf.floor(fraction * tf.cast(working_size, tf.float32)
-                            / stride), tf.int32)
+    cell = tf.cast(
+        tf.floor(fraction * tf.cast(working_size, tf.float32) / stride),
+        tf.int32,
+    )
     cell = tf.minimum(cell, tf.shape(logits)[:2] - 1)
     ab, probabilities = color_bins.suggest(logits[cell[0], cell[1]], k)
     pixel = tf.cast(tf.floor(point), tf.int32)

@@ -20,8 +20,9 @@ def _unsigned(data: tf.Tensor, offset: int, size: int, big_endian: bool):
     """An unsigned integer of `size` bytes at `offset`, as int64."""
     raw = tf.io.decode_raw(tf.strings.substr(data, offset, size), tf.uint8)
     raw = tf.cast(raw, tf.int64)
-    shifts = list(range(size)) if not big_endian else list(
-        reversed(range(size)))
+    shifts = (
+        list(range(size)) if not big_endian else list(reversed(range(size)))
+    )
     return tf.reduce_sum(
         raw * tf.constant([1 << (8 * s) for s in shifts], tf.int64)
     )
@@ -54,12 +55,14 @@ def image_dimensions(image_bytes: tf.Tensor) -> tf.Tensor:
         return shape[:2]
 
     def png():  # IHDR: width, height as big-endian uint32 at 16 and 20.
-        return tf.stack([_unsigned(data, 20, 4, True),
-                         _unsigned(data, 16, 4, True)])
+        return tf.stack(
+            [_unsigned(data, 20, 4, True), _unsigned(data, 16, 4, True)]
+        )
 
     def gif():  # Logical screen: little-endian uint16 at 6 and 8.
-        return tf.stack([_unsigned(data, 8, 2, False),
-                         _unsigned(data, 6, 2, False)])
+        return tf.stack(
+            [_unsigned(data, 8, 2, False), _unsigned(data, 6, 2, False)]
+        )
 
     def bmp():
         header_size = _unsigned(data, 14, 4, False)
@@ -67,19 +70,26 @@ def image_dimensions(image_bytes: tf.Tensor) -> tf.Tensor:
         # have signed 32-bit ones, negative height meaning top-down rows.
         return tf.cond(
             tf.equal(header_size, 12),
-            lambda: tf.stack([_unsigned(data, 20, 2, False),
-                              _unsigned(data, 18, 2, False)]),
-            lambda: tf.abs(tf.stack([
-                _signed32(_unsigned(data, 22, 4, False)),
-                _signed32(_unsigned(data, 18, 4, False)),
-            ])),
+            lambda: tf.stack(
+                [_unsigned(data, 20, 2, False), _unsigned(data, 18, 2, False)]
+            ),
+            lambda: tf.abs(
+                tf.stack(
+                    [
+                        _signed32(_unsigned(data, 22, 4, False)),
+                        _signed32(_unsigned(data, 18, 4, False)),
+                    ]
+                )
+            ),
         )
 
     def unknown():
         check = tf.debugging.Assert(
             False,
-            ['Cannot decode the image: it is not a JPEG, PNG, GIF or BMP '
-             'file.'],
+            [
+                'Cannot decode the image: it is not a JPEG, PNG, GIF or BMP '
+                'file.'
+            ],
         )
         with tf.control_dependencies([check]):
             return tf.zeros([2], tf.int64)
@@ -125,63 +135,82 @@ def exif_orientation(image_bytes: tf.Tensor) -> tf.Tensor:
         is_marker = tf.equal(byte(offset), 0xFF)
         marker = byte(offset + 1)
         segment = _unsigned(data, offset + 2, 2, True)
-        is_exif = (is_marker & tf.equal(marker, 0xE1) & tf.equal(
-            tf.strings.substr(data, offset + 4, 6), b'Exif\0\0'))
+        is_exif = (
+            is_marker
+            & tf.equal(marker, 0xE1)
+            & tf.equal(tf.strings.substr(data, offset + 4, 6), b'Exif\0\0')
+        )
         found = tf.where(is_exif, offset + 10, found)
         return offset + 2 + segment, found
 
     def keep_walking(offset, found, index):
-        return ((index < _MAX_SEGMENTS) & (found < 0)
-                & (offset + 4 <= tf.cast(length, tf.int64))
-                & tf.equal(byte(offset), 0xFF)
-                & tf.not_equal(byte(offset + 1), 0xDA))  # Start of scan.
+        return (
+            (index < _MAX_SEGMENTS)
+            & (found < 0)
+            & (offset + 4 <= tf.cast(length, tf.int64))
+            & tf.equal(byte(offset), 0xFF)
+            & tf.not_equal(byte(offset + 1), 0xDA)
+        )  # Start of scan.
 
     def walk(offset, found, index):
         offset, found = find_exif(offset, found, index)
         return offset, found, index + 1
 
     _, tiff, _ = tf.while_loop(
-        keep_walking, walk,
-        [tf.constant(2, tf.int64), tf.constant(-1, tf.int64),
-         tf.constant(0)])
+        keep_walking,
+        walk,
+        [tf.constant(2, tf.int64), tf.constant(-1, tf.int64), tf.constant(0)],
+    )
 
     def from_tiff():
         big_endian = tf.equal(tf.strings.substr(data, tiff, 2), b'MM')
 
         def number(offset, size):
-            return tf.cond(big_endian,
-                           lambda: _unsigned(data, offset, size, True),
-                           lambda: _unsigned(data, offset, size, False))
+            return tf.cond(
+                big_endian,
+                lambda: _unsigned(data, offset, size, True),
+                lambda: _unsigned(data, offset, size, False),
+            )
 
         ifd = tiff + number(tiff + 4, 4)
         count = tf.minimum(number(ifd, 2), _MAX_IFD_ENTRIES)
         entries = ifd + 2 + 12 * tf.range(count)
-        tags = tf.map_fn(lambda entry: number(entry, 2), entries,
-                         fn_output_signature=tf.int64)
-        values = tf.map_fn(lambda entry: number(entry + 8, 2), entries,
-                           fn_output_signature=tf.int64)
+        tags = tf.map_fn(
+            lambda entry: number(entry, 2),
+            entries,
+            fn_output_signature=tf.int64,
+        )
+        values = tf.map_fn(
+            lambda entry: number(entry + 8, 2),
+            entries,
+            fn_output_signature=tf.int64,
+        )
         match = tf.where(tf.equal(tags, _ORIENTATION_TAG))[:, 0]
-        value = tf.cond(tf.size(match) > 0, lambda: values[match[0]],
-                        lambda: tf.constant(1, tf.int64))
+        value = tf.cond(
+            tf.size(match) > 0,
+            lambda: values[match[0]],
+            lambda: tf.constant(1, tf.int64),
+        )
         return tf.where((value >= 1) & (value <= 8), value, 1)
 
     is_jpeg = tf.equal(tf.strings.substr(image_bytes, 0, 3), b'\xff\xd8\xff')
-    orientation = tf.cond(is_jpeg & (tiff >= 0), from_tiff,
-                          lambda: tf.constant(1, tf.int64))
+    orientation = tf.cond(
+        is_jpeg & (tiff >= 0), from_tiff, lambda: tf.constant(1, tf.int64)
+    )
     return tf.cast(orientation, tf.int32)
 
 
 def apply_orientation(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
     """Turns [H, W, C] upright for an EXIF orientation, as exif_transpose."""
     transforms = [
-        lambda: image,                                         # 1
-        lambda: tf.image.flip_left_right(image),               # 2
-        lambda: tf.image.rot90(image, 2),                      # 3
-        lambda: tf.image.flip_up_down(image),                  # 4
-        lambda: tf.image.transpose(image),                     # 5
-        lambda: tf.image.rot90(image, 3),                      # 6
+        lambda: image,  # 1
+        lambda: tf.image.flip_left_right(image),  # 2
+        lambda: tf.image.rot90(image, 2),  # 3
+        lambda: tf.image.flip_up_down(image),  # 4
+        lambda: tf.image.transpose(image),  # 5
+        lambda: tf.image.rot90(image, 3),  # 6
         lambda: tf.image.rot90(tf.image.transpose(image), 2),  # 7
-        lambda: tf.image.rot90(image, 1),                      # 8
+        lambda: tf.image.rot90(image, 1),  # 8
     ]
     return tf.switch_case(orientation - 1, transforms)
 
@@ -191,10 +220,16 @@ def _composite_on_white(image: tf.Tensor) -> tf.Tensor:
     channels = tf.shape(image)[-1]
     pixels = tf.cast(image, tf.float32)
     has_alpha = tf.equal(channels % 2, 0)  # LA or RGBA.
-    alpha = tf.cond(has_alpha, lambda: pixels[..., -1:] / 255.0,
-                    lambda: tf.ones_like(pixels[..., :1]))
-    colour = tf.cond(channels >= 3, lambda: pixels[..., :3],
-                     lambda: tf.tile(pixels[..., :1], [1, 1, 3]))
+    alpha = tf.cond(
+        has_alpha,
+        lambda: pixels[..., -1:] / 255.0,
+        lambda: tf.ones_like(pixels[..., :1]),
+    )
+    colour = tf.cond(
+        channels >= 3,
+        lambda: pixels[..., :3],
+        lambda: tf.tile(pixels[..., :1], [1, 1, 3]),
+    )
     composited = colour * alpha + 255.0 * (1.0 - alpha)
     return tf.cast(tf.round(composited), tf.uint8)
 
@@ -221,8 +256,11 @@ def decode_image(
     with tf.control_dependencies([corrupt_check]):
         size_check = tf.debugging.Assert(
             pixels <= max_pixels,
-            ['The image is too large: its header says (height, width) =',
-             dimensions, f'which is over the limit of {max_pixels} pixels.'],
+            [
+                'The image is too large: its header says (height, width) =',
+                dimensions,
+                f'which is over the limit of {max_pixels} pixels.',
+            ],
         )
     with tf.control_dependencies([size_check]):
         image = tf.io.decode_image(

@@ -98,56 +98,78 @@ class ColorizationModule(tf.Module):
         self.takes_hints = models.takes_hints(generator)
         logits_and_ab = unet_lite.logits_and_ab_model(generator)
         self._logits_and_ab = logits_and_ab
-        network_inputs = [_spec([None, None, None, 1], tf.float32),
-                          _spec([None, None, None, 2], tf.float32),
-                          _spec([None, None, None, 1], tf.float32)]
+        network_inputs = [
+            _spec([None, None, None, 1], tf.float32),
+            _spec([None, None, None, 2], tf.float32),
+            _spec([None, None, None, 1], tf.float32),
+        ]
         # One traced network, called by every signature: tracing the Keras
         # model once instead of once per signature halves the export time.
-        self._generate = tf.function(self._generate_once,
-                                     input_signature=network_inputs)
+        self._generate = tf.function(
+            self._generate_once, input_signature=network_inputs
+        )
         self.predict_ab = tf.function(
             self._predict_ab,
-            input_signature=[_spec([None, None, None, 1], tf.float32,
-                                   L_CHANNEL)])
+            input_signature=[
+                _spec([None, None, None, 1], tf.float32, L_CHANNEL)
+            ],
+        )
         self.colorize_image = tf.function(
             self._colorize_image,
-            input_signature=[_spec([None, None, None, None], tf.uint8, IMAGE)])
+            input_signature=[_spec([None, None, None, None], tf.uint8, IMAGE)],
+        )
         self.serving_default = tf.function(
             self._serving_default,
-            input_signature=[_spec([None], tf.string, IMAGE_BYTES)])
-        hint_inputs = [_spec([None, None, 2], tf.float32, HINT_POINTS),
-                       _spec([None, None, 3], tf.uint8, HINT_COLORS)]
-        self._endpoints = {'serving_default': self.serving_default,
-                           'colorize_image': self.colorize_image,
-                           'predict_ab': self.predict_ab}
+            input_signature=[_spec([None], tf.string, IMAGE_BYTES)],
+        )
+        hint_inputs = [
+            _spec([None, None, 2], tf.float32, HINT_POINTS),
+            _spec([None, None, 3], tf.uint8, HINT_COLORS),
+        ]
+        self._endpoints = {
+            'serving_default': self.serving_default,
+            'colorize_image': self.colorize_image,
+            'predict_ab': self.predict_ab,
+        }
         if self.takes_hints:
             self._endpoints['colorize_with_hints'] = tf.function(
                 self._colorize_with_hints,
-                input_signature=[_spec([None], tf.string, IMAGE_BYTES),
-                                 *hint_inputs])
+                input_signature=[
+                    _spec([None], tf.string, IMAGE_BYTES),
+                    *hint_inputs,
+                ],
+            )
             self._endpoints['predict_ab_with_hints'] = tf.function(
                 self._predict_ab_with_hints,
                 input_signature=[
                     _spec([None, None, None, 1], tf.float32, L_CHANNEL),
                     _spec([None, None, None, 2], tf.float32, HINT_AB),
-                    _spec([None, None, None, 1], tf.float32, HINT_MASK)])
+                    _spec([None, None, None, 1], tf.float32, HINT_MASK),
+                ],
+            )
         if logits_and_ab is not None:
-            self._logits = tf.function(self._logits_once,
-                                       input_signature=network_inputs)
+            self._logits = tf.function(
+                self._logits_once, input_signature=network_inputs
+            )
             self._endpoints[SUGGEST_SIGNATURE] = tf.function(
                 self._suggest_colors,
-                input_signature=[_spec([None], tf.string, IMAGE_BYTES),
-                                 _spec([None, 2], tf.float32, POINT),
-                                 *hint_inputs])
+                input_signature=[
+                    _spec([None], tf.string, IMAGE_BYTES),
+                    _spec([None, 2], tf.float32, POINT),
+                    *hint_inputs,
+                ],
+            )
 
     def _generate_once(self, l_normalized, hint_ab, hint_mask) -> tf.Tensor:
-        inputs = models.generator_inputs(self.generator, l_normalized,
-                                         hint_ab, hint_mask)
+        inputs = models.generator_inputs(
+            self.generator, l_normalized, hint_ab, hint_mask
+        )
         return tf.cast(self.generator(inputs, training=False), tf.float32)
 
     def _logits_once(self, l_normalized, hint_ab, hint_mask) -> tf.Tensor:
-        inputs = models.generator_inputs(self.generator, l_normalized,
-                                         hint_ab, hint_mask)
+        inputs = models.generator_inputs(
+            self.generator, l_normalized, hint_ab, hint_mask
+        )
         return self._logits_and_ab(inputs, training=False)[0]
 
     def _predict_ab(self, l_channel: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -162,12 +184,17 @@ class ColorizationModule(tf.Module):
         l_channel: [1, H, W, 1]; points [N, 2] and colors [N, 3] or None.
         """
         working_l, working_size = full_resolution.to_working_l(
-            l_channel, self.render_size, self.size_multiple)
+            l_channel, self.render_size, self.size_multiple
+        )
         if points is None:
             return (working_l, *_no_hints(working_l)), working_size
         hint_ab, hint_mask = full_resolution.working_hints(
-            points, colors, tf.shape(l_channel)[1:3], working_size,
-            tf.shape(working_l)[1:3])
+            points,
+            colors,
+            tf.shape(l_channel)[1:3],
+            working_size,
+            tf.shape(working_l)[1:3],
+        )
         return (working_l, hint_ab, hint_mask), working_size
 
     def _colorize_rgb(self, images, points=None, colors=None) -> tf.Tensor:
@@ -178,15 +205,18 @@ class ColorizationModule(tf.Module):
         l_channel = full_resolution.l_channel_from_uint8(images)
         inputs, working_size = self._working_inputs(l_channel, points, colors)
         ab = full_resolution.from_working_ab(
-            self._generate(*inputs), working_size, tf.shape(l_channel)[1:3])
+            self._generate(*inputs), working_size, tf.shape(l_channel)[1:3]
+        )
         return full_resolution.lab_to_uint8(l_channel, ab)
 
     def _colorize_image(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         channels = tf.shape(image)[-1]
         check = tf.debugging.Assert(
             (channels == 1) | (channels == 3),
-            ['colorize_image takes 1 (gray) or 3 (RGB) channels, got',
-             channels],
+            [
+                'colorize_image takes 1 (gray) or 3 (RGB) channels, got',
+                channels,
+            ],
         )
         with tf.control_dependencies([check]):
             shape = tf.shape(image)
@@ -199,14 +229,16 @@ class ColorizationModule(tf.Module):
         return {COLORIZED: tf.ensure_shape(colorized, [None, None, None, 3])}
 
     def _decode(self, image_bytes: tf.Tensor) -> tf.Tensor:
-        return image_decoding.decode_image(image_bytes,
-                                           self.max_pixels)[tf.newaxis]
+        return image_decoding.decode_image(image_bytes, self.max_pixels)[
+            tf.newaxis
+        ]
 
     def _serving_default(self, image_bytes: tf.Tensor) -> dict[str, tf.Tensor]:
         # Images in a batch have different sizes: one at a time.
         pngs = tf.map_fn(
-            lambda one: tf.io.encode_png(self._colorize_rgb(
-                self._decode(one))[0]),
+            lambda one: tf.io.encode_png(
+                self._colorize_rgb(self._decode(one))[0]
+            ),
             image_bytes,
             fn_output_signature=_spec([], tf.string),
         )
@@ -215,34 +247,50 @@ class ColorizationModule(tf.Module):
     def _colorize_with_hints(self, image_bytes, hint_points, hint_colors):
         def colorize_one(item):
             one, points, colors = item
-            return tf.io.encode_png(self._colorize_rgb(
-                self._decode(one), points, colors)[0])
+            return tf.io.encode_png(
+                self._colorize_rgb(self._decode(one), points, colors)[0]
+            )
 
-        pngs = tf.map_fn(colorize_one, (image_bytes, hint_points, hint_colors),
-                         fn_output_signature=_spec([], tf.string))
+        pngs = tf.map_fn(
+            colorize_one,
+            (image_bytes, hint_points, hint_colors),
+            fn_output_signature=_spec([], tf.string),
+        )
         return {COLORIZED_PNG: pngs}
 
     def _suggest_colors(self, image_bytes, point, hint_points, hint_colors):
         def suggest_one(item):
             one, at, points, colors = item
             l_channel = full_resolution.l_channel_from_uint8(self._decode(one))
-            inputs, working_size = self._working_inputs(l_channel, points,
-                                                        colors)
+            inputs, working_size = self._working_inputs(
+                l_channel, points, colors
+            )
             height = tf.cast(tf.shape(l_channel)[1], tf.float32)
             width = tf.cast(tf.shape(l_channel)[2], tf.float32)
             tf.debugging.assert_less(
-                at, tf.stack([width, height]),
-                message='suggest_colors: the point is outside the image')
+                at,
+                tf.stack([width, height]),
+                message='suggest_colors: the point is outside the image',
+            )
             tf.debugging.assert_non_negative(
-                at, message='suggest_colors: the point is outside the image')
+                at, message='suggest_colors: the point is outside the image'
+            )
             return full_resolution.suggest_at(
-                self._logits(*inputs)[0], l_channel[0], working_size, at,
-                SUGGESTIONS)
+                self._logits(*inputs)[0],
+                l_channel[0],
+                working_size,
+                at,
+                SUGGESTIONS,
+            )
 
         colours, probabilities = tf.map_fn(
-            suggest_one, (image_bytes, point, hint_points, hint_colors),
-            fn_output_signature=(_spec([SUGGESTIONS, 3], tf.uint8),
-                                 _spec([SUGGESTIONS], tf.float32)))
+            suggest_one,
+            (image_bytes, point, hint_points, hint_colors),
+            fn_output_signature=(
+                _spec([SUGGESTIONS, 3], tf.uint8),
+                _spec([SUGGESTIONS], tf.float32),
+            ),
+        )
         return {SUGGESTED_COLORS: colours, PROBABILITIES: probabilities}
 
     def endpoints(self) -> dict[str, tf.types.experimental.PolymorphicFunction]:

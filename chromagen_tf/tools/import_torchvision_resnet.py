@@ -24,13 +24,19 @@ from chromagen_tf.models import resnet
 from chromagen_tf.models import torchvision_weights
 
 _CHECKPOINT = flags.DEFINE_string(
-    'checkpoint', None, 'torchvision ResNet-18/34 state_dict (.pth), e.g. '
-    'resnet18-f37072fd.pth.')
+    'checkpoint',
+    None,
+    'torchvision ResNet-18/34 state_dict (.pth), e.g. resnet18-f37072fd.pth.',
+)
 _OUTPUT = flags.DEFINE_string(
-    'output', None, 'Keras encoder weights to write; must end in .weights.h5.')
-_ARCH = flags.DEFINE_enum('arch', None, sorted(resnet.BLOCKS_PER_STAGE),
-                          'ResNet depth; inferred from the checkpoint if '
-                          'unset.')
+    'output', None, 'Keras encoder weights to write; must end in .weights.h5.'
+)
+_ARCH = flags.DEFINE_enum(
+    'arch',
+    None,
+    sorted(resnet.BLOCKS_PER_STAGE),
+    'ResNet depth; inferred from the checkpoint if unset.',
+)
 
 
 def _check_flags(argv) -> None:
@@ -39,18 +45,19 @@ def _check_flags(argv) -> None:
     if not _CHECKPOINT.value or not _OUTPUT.value:
         raise errors.UsageError('--checkpoint and --output are required.')
     if not os.path.isfile(_CHECKPOINT.value):
-        raise errors.NotFoundError(
-            f'checkpoint not found: {_CHECKPOINT.value}')
+        raise errors.NotFoundError(f'checkpoint not found: {_CHECKPOINT.value}')
     if not _OUTPUT.value.endswith('.weights.h5'):
         raise errors.UsageError(
-            f'--output must end in .weights.h5, got {_OUTPUT.value!r}.')
+            f'--output must end in .weights.h5, got {_OUTPUT.value!r}.'
+        )
 
 
 def main(argv):
     try:
         _check_flags(argv)
         encoder = torchvision_weights.convert_checkpoint(
-            _CHECKPOINT.value, _OUTPUT.value, _ARCH.value)
+            _CHECKPOINT.value, _OUTPUT.value, _ARCH.value
+        )
     except errors.ChromaGenError as error:
         errors.fail('import_torchvision_resnet', error)
     print(f'Wrote {encoder.count_params()} encoder values to {_OUTPUT.value}')

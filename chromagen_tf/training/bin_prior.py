@@ -21,14 +21,11 @@ uniform distribution. The trainer writes it once per model_dir as
 `MODEL_DIR/bin_prior.json`; the bundled format keeps it in model.json.
 """
 
-from typing import Optional
-
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import color
-from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
@@ -41,10 +38,12 @@ MAX_IMAGES = 2000
 _DOWNSAMPLE = 8
 
 
-def estimate_log_prior(data_dir: str,
-                       split: str = 'train',
-                       max_images: int = MAX_IMAGES,
-                       skip_corrupt_records: bool = False) -> np.ndarray:
+def estimate_log_prior(
+    data_dir: str,
+    split: str = 'train',
+    max_images: int = MAX_IMAGES,
+    skip_corrupt_records: bool = False,
+) -> np.ndarray:
     """log((1 - UNIFORM_MIX) * p + UNIFORM_MIX / Q), [Q] float32.
 
     skip_corrupt_records: leave out records tf.data cannot read or decode,
@@ -59,19 +58,22 @@ def estimate_log_prior(data_dir: str,
     def _soft_targets(serialized):
         _, ab = records.decode_record(serialized)
         size = tf.shape(ab)[:2] // _DOWNSAMPLE
-        small = tf.image.resize(ab / color.AB_SCALE,
-                                tf.maximum(size, 1),
-                                method='area')
+        small = tf.image.resize(
+            ab / color.AB_SCALE, tf.maximum(size, 1), method='area'
+        )
         targets = color_bins.soft_encode(small)
-        return (tf.reduce_sum(targets, axis=[0, 1]),
-                tf.cast(tf.reduce_prod(tf.shape(targets)[:2]), tf.float32))
+        return (
+            tf.reduce_sum(targets, axis=[0, 1]),
+            tf.cast(tf.reduce_prod(tf.shape(targets)[:2]), tf.float32),
+        )
 
     pattern = records.shard_pattern(data_dir, split)
     dataset = tf.data.TFRecordDataset(input_pipeline.list_files(pattern))
     if skip_corrupt_records:
         dataset = dataset.ignore_errors(log_warning=True)
-    dataset = dataset.take(max_images).map(_soft_targets,
-                                           num_parallel_calls=tf.data.AUTOTUNE)
+    dataset = dataset.take(max_images).map(
+        _soft_targets, num_parallel_calls=tf.data.AUTOTUNE
+    )
     if skip_corrupt_records:
         dataset = dataset.ignore_errors(log_warning=True)
     totals = np.zeros(color_bins.NUM_BINS, np.float64)
@@ -80,15 +82,18 @@ def estimate_log_prior(data_dir: str,
         totals += sums
         pixels += count
     distribution = totals / max(pixels, 1.0)
-    mixed = ((1.0 - UNIFORM_MIX) * distribution +
-             UNIFORM_MIX / color_bins.NUM_BINS)
+    mixed = (
+        1.0 - UNIFORM_MIX
+    ) * distribution + UNIFORM_MIX / color_bins.NUM_BINS
     return np.log(mixed).astype(np.float32)
 
 
-def read_or_estimate(model_dir: str,
-                     data_dir: str,
-                     write: bool = True,
-                     skip_corrupt_records: bool = False) -> list[float]:
+def read_or_estimate(
+    model_dir: str,
+    data_dir: str,
+    write: bool = True,
+    skip_corrupt_records: bool = False,
+) -> list[float]:
     """MODEL_DIR/bin_prior.json, estimated (and written if `write`) if missing.
 
     Under multi-worker training every worker estimates the prior from the
@@ -99,17 +104,23 @@ def read_or_estimate(model_dir: str,
     if existing is not None:
         return existing
     log_prior = [
-        round(float(value), 5) for value in estimate_log_prior(
-            data_dir, skip_corrupt_records=skip_corrupt_records)
+        round(float(value), 5)
+        for value in estimate_log_prior(
+            data_dir, skip_corrupt_records=skip_corrupt_records
+        )
     ]
     if not write:
         return log_prior
     files.write_json_atomically(
-        loading.prior_path(model_dir), {
+        loading.prior_path(model_dir),
+        {
             'log_prior': log_prior,
             'uniform_mix': UNIFORM_MIX,
             'data_dir': data_dir,
-            'max_images': MAX_IMAGES
-        })
-    logging.info('Wrote the colour-bin prior to %s', loading.prior_path(model_dir))
+            'max_images': MAX_IMAGES,
+        },
+    )
+    logging.info(
+        'Wrote the colour-bin prior to %s', loading.prior_path(model_dir)
+    )
     return log_prior

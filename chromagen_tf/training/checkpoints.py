@@ -18,14 +18,11 @@ numbered by global step, so `ckpt-1200` is the state after 1200 steps.
 """
 
 import os
-from typing import Optional
 
 from absl import logging
-import keras
 import tensorflow as tf
 
 from chromagen_tf import configs
-from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf.models import loading
 
@@ -35,8 +32,9 @@ EMA_GENERATOR = loading.EMA_GENERATOR
 
 def checkpoint_prefix(model_dir: str, stage: str, step: int) -> str:
     """MODEL_DIR/<stage>/ckpt-<step>, the checkpoint saved after `step`."""
-    return files.join(configs.stage_dir(model_dir, stage),
-                      f'{CHECKPOINT_NAME}-{step}')
+    return files.join(
+        configs.stage_dir(model_dir, stage), f'{CHECKPOINT_NAME}-{step}'
+    )
 
 
 def checkpoint_index_file(model_dir: str, stage: str, step: int) -> str:

@@ -114,7 +114,9 @@ def setup(
     strategy = make_strategy(strategy_name, tpu)
     logging.info(
         'Strategy %s with %d replica(s), precision policy %s.',
-        type(strategy).__name__, strategy.num_replicas_in_sync, policy,
+        type(strategy).__name__,
+        strategy.num_replicas_in_sync,
+        policy,
     )
     return strategy, policy
 
@@ -127,8 +129,10 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if resolver.task_type == 'chief':
         return True
     has_chief = 'chief' in resolver.cluster_spec().as_dict()
-    return resolver.task_type == 'worker' and resolver.task_id == 0 and (
-        not has_chief
+    return (
+        resolver.task_type == 'worker'
+        and resolver.task_id == 0
+        and (not has_chief)
     )
 
 

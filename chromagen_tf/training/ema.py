@@ -23,12 +23,14 @@ def ema_decay_at(decay: float, step):
     initial weights for ~1 / (1 - decay) steps.
     """
     step = tf.cast(step, tf.float32)
-    return tf.minimum(tf.constant(decay, tf.float32),
-                      (1.0 + step) / (10.0 + step))
+    return tf.minimum(
+        tf.constant(decay, tf.float32), (1.0 + step) / (10.0 + step)
+    )
 
 
-def update_ema(ema_generator: keras.Model, generator: keras.Model, decay,
-               step) -> None:
+def update_ema(
+    ema_generator: keras.Model, generator: keras.Model, decay, step
+) -> None:
     """ema <- d * ema + (1 - d) * weights, for every weight, d at `step`.
 
     Called in cross-replica context, after the optimizers have applied the
@@ -38,8 +40,10 @@ def update_ema(ema_generator: keras.Model, generator: keras.Model, decay,
     checkpoint saves them).
     """
     d = ema_decay_at(decay, step)
-    for average, value in zip(ema_generator.weights, generator.weights,
-                              strict=True):
+    for average, value in zip(
+        ema_generator.weights, generator.weights, strict=True
+    ):
         average.assign(
             tf.cast(d, average.dtype) * average
-            + tf.cast(1.0 - d, average.dtype) * tf.cast(value, average.dtype))
+            + tf.cast(1.0 - d, average.dtype) * tf.cast(value, average.dtype)
+        )

@@ -51,8 +51,7 @@ class Evaluator:
         else:
             self.train_writer = tf.summary.create_noop_writer()
             self.eval_writer = tf.summary.create_noop_writer()
-        self._val_pattern = records.shard_pattern(
-            config.data_dir, 'val')
+        self._val_pattern = records.shard_pattern(config.data_dir, 'val')
         self._has_val = bool(tf.io.gfile.glob(self._val_pattern))
         if not self._has_val:
             logging.warning(
@@ -60,8 +59,7 @@ class Evaluator:
             )
             self._num_val = 0
         else:
-            self._num_val = input_pipeline.count_records(config.data_dir,
-                                                         'val')
+            self._num_val = input_pipeline.count_records(config.data_dir, 'val')
         self._image_batch = None
         self._eval_step = tf.function(self._replica_sums)
 
@@ -70,17 +68,20 @@ class Evaluator:
         with self.train_writer.as_default(step=step):
             for name, value in values.items():
                 tf.summary.scalar(f'losses/{name}', value)
-            tf.summary.scalar('throughput/images_per_second',
-                              images_per_second)
+            tf.summary.scalar('throughput/images_per_second', images_per_second)
             optimizers = {'generator': networks.generator_optimizer}
             if networks.discriminator_optimizer is not None:
                 optimizers['discriminator'] = networks.discriminator_optimizer
             for name, optimizer in optimizers.items():
-                tf.summary.scalar(f'learning_rate/{name}',
-                                  float(optimizer.learning_rate.numpy()))
+                tf.summary.scalar(
+                    f'learning_rate/{name}',
+                    float(optimizer.learning_rate.numpy()),
+                )
                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-                    tf.summary.scalar(f'loss_scale/{name}',
-                                      float(optimizer.dynamic_scale.numpy()))
+                    tf.summary.scalar(
+                        f'loss_scale/{name}',
+                        float(optimizer.dynamic_scale.numpy()),
+                    )
         self.train_writer.flush()
 
     def _dataset(self, input_context=None):
@@ -101,8 +102,8 @@ class Evaluator:
             # A hint model is evaluated as an automatic colorizer: no hints.
             generator = self.trainer.networks.inference_generator
             ab_pred = generator(
-                models.generator_inputs(generator, l_normalized),
-                training=False)
+                models.generator_inputs(generator, l_normalized), training=False
+            )
             ab_pred = tf.cast(ab_pred, tf.float32)
             rgb_pred = color.normalized_to_rgb(l_normalized, ab_pred)
             rgb_true = color.normalized_to_rgb(l_normalized, ab_true)
@@ -110,14 +111,20 @@ class Evaluator:
             ab_true_real = color.denormalize_ab(ab_true)
             values = {
                 'l1': losses.l1(ab_true, ab_pred),
-                **metrics.image_metrics(rgb_pred, rgb_true, ab_pred_real,
-                                        ab_true_real,
-                                        metrics.TRAINING_EVAL_METRICS),
+                **metrics.image_metrics(
+                    rgb_pred,
+                    rgb_true,
+                    ab_pred_real,
+                    ab_true_real,
+                    metrics.TRAINING_EVAL_METRICS,
+                ),
             }
             # tf.where, not a product: a padding example's PSNR is inf.
             real = weight > 0
-            sums = {k: tf.reduce_sum(tf.where(real, v, 0.0))
-                    for k, v in values.items()}
+            sums = {
+                k: tf.reduce_sum(tf.where(real, v, 0.0))
+                for k, v in values.items()
+            }
             sums['count'] = tf.reduce_sum(weight)
             return sums
 
@@ -133,9 +140,7 @@ class Evaluator:
         """Evaluates on the whole val split and writes images and scalars."""
         if not self._has_val:
             return {}
-        dataset = self.strategy.distribute_datasets_from_function(
-            self._dataset
-        )
+        dataset = self.strategy.distribute_datasets_from_function(self._dataset)
         totals = None
         for batch in dataset:
             sums = self._eval_step(batch)
@@ -155,7 +160,8 @@ class Evaluator:
             self._write_images()
         self.eval_writer.flush()
         logging.info(
-            'Eval at step %d: %s', step,
+            'Eval at step %d: %s',
+            step,
             ', '.join(f'{k}={v:.4g}' for k, v in results.items()),
         )
         return results
@@ -163,24 +169,31 @@ class Evaluator:
     def _write_images(self):
         if self._image_batch is None:
             dataset = input_pipeline.make_dataset(
-                self._val_pattern, training=False,
+                self._val_pattern,
+                training=False,
                 image_size=self.config.image_size,
                 global_batch_size=self.config.num_eval_images,
-                skip_corrupt_records=self.config.skip_corrupt_records)
+                skip_corrupt_records=self.config.skip_corrupt_records,
+            )
             self._image_batch = next(iter(dataset))
         l_normalized, ab_true = self._image_batch
         generator = self.trainer.networks.inference_generator
         # Every replica colours the same batch; the first one's output is
         # kept. This runs on TPUs too, where variables live on the device.
         per_replica = self.strategy.run(
-            lambda l: tf.cast(generator(models.generator_inputs(generator, l),
-                                        training=False), tf.float32),
+            lambda l: tf.cast(
+                generator(
+                    models.generator_inputs(generator, l), training=False
+                ),
+                tf.float32,
+            ),
             args=(l_normalized,),
         )
         ab_pred = self.strategy.experimental_local_results(per_replica)[0]
         grid = side_by_side(l_normalized, ab_pred, ab_true)
         tf.summary.image(
-            'gray_prediction_truth', grid,
+            'gray_prediction_truth',
+            grid,
             max_outputs=self.config.num_eval_images,
         )
 

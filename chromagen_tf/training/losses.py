@@ -32,19 +32,22 @@ def l1(ab_true: tf.Tensor, ab_pred: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(error, axis=[1, 2, 3])
 
 
-def color_bins_cross_entropy(ab_true: tf.Tensor,
-                             logits: tf.Tensor) -> tf.Tensor:
+def color_bins_cross_entropy(
+    ab_true: tf.Tensor, logits: tf.Tensor
+) -> tf.Tensor:
     """Cross-entropy per example between soft-encoded ab and bin logits.
 
     ab_true [B, H, W, 2] is area-averaged to the logits' [B, h, w] first
     (the lite generators predict at 1/4 resolution), then soft-encoded.
     """
     logits = tf.cast(logits, tf.float32)
-    ab_small = tf.image.resize(tf.cast(ab_true, tf.float32),
-                               tf.shape(logits)[1:3], method='area')
+    ab_small = tf.image.resize(
+        tf.cast(ab_true, tf.float32), tf.shape(logits)[1:3], method='area'
+    )
     targets = color_bins.soft_encode(ab_small)
-    per_pixel = tf.nn.softmax_cross_entropy_with_logits(labels=targets,
-                                                        logits=logits)
+    per_pixel = tf.nn.softmax_cross_entropy_with_logits(
+        labels=targets, logits=logits
+    )
     return tf.reduce_mean(per_pixel, axis=[1, 2])
 
 

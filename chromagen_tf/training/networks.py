@@ -73,9 +73,12 @@ def seeded(seed: int):
         np.random.set_state(numpy_state)
 
 
-def build_networks(config: configs.TrainConfig, policy: str,
-                   total_steps: Optional[int] = None,
-                   log_prior: Optional[list[float]] = None) -> Networks:
+def build_networks(
+    config: configs.TrainConfig,
+    policy: str,
+    total_steps: Optional[int] = None,
+    log_prior: Optional[list[float]] = None,
+) -> Networks:
     """Builds models and optimizers; call inside `strategy.scope()`.
 
     The models are built under `policy` and config.seed (see the module
@@ -104,8 +107,10 @@ def _build_networks(config, policy, total_steps, log_prior):
         synchronized_batch_norm=config.sync_batch_norm,
     )
     generator_optimizer = optimizers.make_optimizer(
-        optimizers.learning_rate(config.lr_g, config, total_steps), config,
-        policy, 'generator_optimizer'
+        optimizers.learning_rate(config.lr_g, config, total_steps),
+        config,
+        policy,
+        'generator_optimizer',
     )
     # Keras 3 creates optimizer slots lazily; under MirroredStrategy a first
     # apply() inside strategy.run then fails (keras-team/keras#19246).
@@ -126,7 +131,9 @@ def _build_networks(config, policy, total_steps, log_prior):
         )
         networks.discriminator_optimizer = optimizers.make_optimizer(
             optimizers.learning_rate(config.lr_d, config, total_steps),
-            config, policy, 'discriminator_optimizer'
+            config,
+            policy,
+            'discriminator_optimizer',
         )
         networks.discriminator_optimizer.build(
             networks.discriminator.trainable_variables

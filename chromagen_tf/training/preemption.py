@@ -66,7 +66,8 @@ def stop_agreement(strategy: tf.distribute.Strategy) -> Callable[[bool], bool]:
     @tf.function
     def _any(flag):
         per_replica = strategy.run(lambda: tf.identity(flag))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica,
-                               axis=None)
+        return strategy.reduce(
+            tf.distribute.ReduceOp.SUM, per_replica, axis=None
+        )
 
     return lambda local: float(_any(tf.constant(float(local)))) > 0

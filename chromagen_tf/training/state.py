@@ -5,7 +5,6 @@ newest checkpoint or initialises it (the GAN stage copies the pretrained
 generator), and owns the stage's `tf.train.CheckpointManager`.
 """
 
-
 import dataclasses
 import os
 from typing import Optional
@@ -46,7 +45,8 @@ def _source_checkpoint(config) -> str:
 def _read_without_hints(config, generator, source: str) -> str:
     """Reads a checkpoint of the same model without hints, by weight path."""
     twin = models.build_from_config(
-        dataclasses.replace(config.model, hints=False))
+        dataclasses.replace(config.model, hints=False)
+    )
     key = models.loading.read_generator(twin, source)
     models.loading.copy_weights_by_path(twin, generator)
     return key + ', without hints'
@@ -79,35 +79,43 @@ def initialise_generator(config, generator) -> str:
         return 'scratch'
     if bundled.is_bundled_model(source):
         bundled_generator, bundled_config, _ = bundled.load_generator(source)
-        if dataclasses.replace(bundled_config, hints=config.model.hints,
-                               temperature=config.model.temperature,
-                               prior_strength=config.model.prior_strength,
-                               discriminator_width=(
-                                   config.model.discriminator_width),
-                               spectral_norm=config.model.spectral_norm,
-                               ) != config.model:
+        if (
+            dataclasses.replace(
+                bundled_config,
+                hints=config.model.hints,
+                temperature=config.model.temperature,
+                prior_strength=config.model.prior_strength,
+                discriminator_width=(config.model.discriminator_width),
+                spectral_norm=config.model.spectral_norm,
+            )
+            != config.model
+        ):
             raise errors.TrainingError(
                 f'--init_from={source} holds a {bundled_config.generator} '
                 f'(width {bundled_config.width}, {bundled_config.color_head} '
                 f'head); this run trains a {config.model.generator} (width '
-                f'{config.model.width}, {config.model.color_head} head).')
+                f'{config.model.width}, {config.model.color_head} head).'
+            )
         models.loading.copy_weights_by_path(bundled_generator, generator)
-        logging.info('Generator initialised from the bundled model %s',
-                     source)
+        logging.info('Generator initialised from the bundled model %s', source)
         return source
     if tf.io.gfile.isdir(source):
         directory = source
         source = tf.train.latest_checkpoint(directory)
         if source is None:
             raise errors.TrainingError(
-                f'--init_from={directory} has no checkpoint.')
+                f'--init_from={directory} has no checkpoint.'
+            )
     # A checkpoint's model_dir (two levels up) says whether it has hints;
     # checkpoints match variables by position, so a model without hints is
     # read into its own architecture and copied by weight path.
     source_config = _model_config_of(source)
     try:
-        if (config.model.hints and source_config is not None
-                and not source_config.hints):
+        if (
+            config.model.hints
+            and source_config is not None
+            and not source_config.hints
+        ):
             key = _read_without_hints(config, generator, source)
         else:
             key = models.loading.read_generator(generator, source)
@@ -117,8 +125,12 @@ def initialise_generator(config, generator) -> str:
             f'architecture ({config.model.generator}, width '
             f'{config.model.width}): {error}'
         ) from error
-    logging.info('%s stage: generator initialised from %s (%s)',
-                 config.stage, source, key)
+    logging.info(
+        '%s stage: generator initialised from %s (%s)',
+        config.stage,
+        source,
+        key,
+    )
     return source
 
 
@@ -146,9 +158,13 @@ class Trainer:
         with strategy.scope():
             # Built under config.seed and policy, which stay local to it.
             self.networks = networks.build_networks(
-                config, policy, total_steps, log_prior)
+                config, policy, total_steps, log_prior
+            )
             self.global_step = tf.Variable(
-                0, dtype=tf.int64, trainable=False, name='global_step',
+                0,
+                dtype=tf.int64,
+                trainable=False,
+                name='global_step',
                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
             )
             objects = dict(
@@ -157,8 +173,7 @@ class Trainer:
                 generator_optimizer=self.networks.generator_optimizer,
             )
             if self.networks.ema_generator is not None:
-                objects[checkpoints.EMA_GENERATOR] = (
-                    self.networks.ema_generator)
+                objects[checkpoints.EMA_GENERATOR] = self.networks.ema_generator
             if self.gan:
                 objects.update(
                     discriminator=self.networks.discriminator,
@@ -199,8 +214,9 @@ class Trainer:
         if self.networks.ema_generator is not None:
             # The average starts where the stage's generator starts.
             with self.strategy.scope():
-                ema.copy_weights(self.networks.generator,
-                                 self.networks.ema_generator)
+                ema.copy_weights(
+                    self.networks.generator, self.networks.ema_generator
+                )
         return 'initialised from ' + source
 
     def close(self):

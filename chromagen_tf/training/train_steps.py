@@ -39,17 +39,20 @@ def metric_names(config: configs.TrainConfig) -> tuple[str, ...]:
 class StepFunctions:
     """Per-replica steps and the multi-step `tf.function` training loop."""
 
-    def __init__(self, config: configs.TrainConfig,
-                 strategy: tf.distribute.Strategy,
-                 networks: networks_lib.Networks, global_step: tf.Variable):
+    def __init__(
+        self,
+        config: configs.TrainConfig,
+        strategy: tf.distribute.Strategy,
+        networks: networks_lib.Networks,
+        global_step: tf.Variable,
+    ):
         self.config = config
         self.strategy = strategy
         self.networks = networks
         self.global_step = global_step
         self.metric_names = metric_names(config)
         # L -> (bin logits, ab) for a colour-bins generator, else None.
-        self._logits_and_ab = unet_lite.logits_and_ab_model(
-            networks.generator)
+        self._logits_and_ab = unet_lite.logits_and_ab_model(networks.generator)
         self._global_batch_size = config.global_batch_size
         self.train_loop = tf.function(self._train_loop)
 
@@ -67,11 +70,13 @@ class StepFunctions:
         optimizer = self.networks.generator_optimizer
         with tf.GradientTape() as tape:
             _, reconstruction, metrics = self._reconstruction(
-                l_channel, ab, hints)
+                l_channel, ab, hints
+            )
             scaled = optimizer.scale_loss(reconstruction)
         gradients = tape.gradient(scaled, generator.trainable_variables)
-        optimizers.apply_gradients(optimizer, gradients,
-                                   generator.trainable_variables)
+        optimizers.apply_gradients(
+            optimizer, gradients, generator.trainable_variables
+        )
         return metrics
 
     def _reconstruction(self, l_channel, ab, hints):
@@ -83,8 +88,9 @@ class StepFunctions:
           (predicted ab, the loss term: L1 or, for a colour-bins head, the
           cross-entropy, {'l1': ..., ['ce': ...]}).
         """
-        inputs = models.generator_inputs(self.networks.generator, l_channel,
-                                         *hints)
+        inputs = models.generator_inputs(
+            self.networks.generator, l_channel, *hints
+        )
         if self._logits_and_ab is None:
             prediction = self.networks.generator(inputs, training=True)
             l1 = self._average(losses.l1(ab, prediction))
@@ -108,15 +114,18 @@ class StepFunctions:
         d_optimizer = self.networks.discriminator_optimizer
         with tf.GradientTape() as g_tape:
             fake_ab, reconstruction, reconstruction_metrics = (
-                self._reconstruction(l_channel, ab, hints))
+                self._reconstruction(l_channel, ab, hints)
+            )
             with g_tape.stop_recording():
                 with tf.GradientTape() as d_tape:
                     real_input = tf.concat(
                         [l_channel, tf.cast(ab, l_channel.dtype)], axis=-1
                     )
                     fake_input = tf.concat(
-                        [l_channel,
-                         tf.cast(tf.stop_gradient(fake_ab), l_channel.dtype)],
+                        [
+                            l_channel,
+                            tf.cast(tf.stop_gradient(fake_ab), l_channel.dtype),
+                        ],
                         axis=-1,
                     )
                     real_logits = discriminator(real_input, training=True)
@@ -131,18 +140,20 @@ class StepFunctions:
                     d_scaled, discriminator.trainable_variables
                 )
                 optimizers.apply_gradients(
-                    d_optimizer, d_gradients,
-                    discriminator.trainable_variables)
+                    d_optimizer, d_gradients, discriminator.trainable_variables
+                )
             fresh_logits = discriminator(
                 tf.concat([l_channel, tf.cast(fake_ab, l_channel.dtype)], -1),
                 training=True,
             )
             g_adversarial = self._average(
-                losses.generator_adversarial_loss(fresh_logits,
-                                                  config.gan_loss)
+                losses.generator_adversarial_loss(fresh_logits, config.gan_loss)
             )
-            weight = (config.lambda_ce if self._logits_and_ab is not None
-                      else config.lambda_l1)
+            weight = (
+                config.lambda_ce
+                if self._logits_and_ab is not None
+                else config.lambda_l1
+            )
             g_loss = g_adversarial + weight * reconstruction
             g_scaled = g_optimizer.scale_loss(g_loss)
         g_gradients = g_tape.gradient(g_scaled, generator.trainable_variables)
@@ -152,12 +163,15 @@ class StepFunctions:
             'g_adversarial': g_adversarial,
             **reconstruction_metrics,
             'd_real': self._average(
-                losses.discriminator_score(real_logits, config.gan_loss)),
+                losses.discriminator_score(real_logits, config.gan_loss)
+            ),
             'd_fake': self._average(
-                losses.discriminator_score(fake_logits, config.gan_loss)),
+                losses.discriminator_score(fake_logits, config.gan_loss)
+            ),
         }
-        optimizers.apply_gradients(g_optimizer, g_gradients,
-                                   generator.trainable_variables)
+        optimizers.apply_gradients(
+            g_optimizer, g_gradients, generator.trainable_variables
+        )
         return metrics
 
     def replica_step(self, batch):
@@ -194,13 +208,19 @@ class StepFunctions:
             )
             global_step.assign_add(1)
             if self.networks.ema_generator is not None:
-                ema.update_ema(self.networks.ema_generator,
-                               self.networks.generator,
-                               self.config.ema_decay, global_step)
-            finite = tf.reduce_all([
-                tf.math.is_finite(values[name])
-                for name in self.metric_names if name in LOSS_TERMS
-            ])
+                ema.update_ema(
+                    self.networks.ema_generator,
+                    self.networks.generator,
+                    self.config.ema_decay,
+                    global_step,
+                )
+            finite = tf.reduce_all(
+                [
+                    tf.math.is_finite(values[name])
+                    for name in self.metric_names
+                    if name in LOSS_TERMS
+                ]
+            )
             if not finite:
                 first_bad_step = global_step.read_value()
                 bad_values = values

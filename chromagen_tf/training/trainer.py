@@ -79,7 +79,8 @@ def _make_datasets(config, strategy, start_step, dataset_fn):
 
 def _raise_non_finite(step, values):
     terms = [
-        f'{name}={value:.4g}' for name, value in values.items()
+        f'{name}={value:.4g}'
+        for name, value in values.items()
         if not math.isfinite(value)
     ]
     raise errors.NonFiniteLossError(
@@ -121,19 +122,23 @@ def train(
         # so none waits for the chief's file; only the chief writes it.
         try:
             log_prior = bin_prior.read_or_estimate(
-                config.model_dir, config.data_dir, write=chief,
-                skip_corrupt_records=config.skip_corrupt_records)
-        except (tf.errors.DataLossError,
-                tf.errors.InvalidArgumentError) as error:
+                config.model_dir,
+                config.data_dir,
+                write=chief,
+                skip_corrupt_records=config.skip_corrupt_records,
+            )
+        except (
+            tf.errors.DataLossError,
+            tf.errors.InvalidArgumentError,
+        ) as error:
             corrupt_records.raise_if_corrupt(config, error)
             raise
-    steps_to_run = total_steps(config) if dataset_fn is None else (
-        config.train_steps
+    steps_to_run = (
+        total_steps(config) if dataset_fn is None else (config.train_steps)
     )
     if config.skip_corrupt_records and dataset_fn is None:
         corrupt_records.report_skipped(config)
-    trainer = state.Trainer(config, strategy, policy, steps_to_run,
-                            log_prior)
+    trainer = state.Trainer(config, strategy, policy, steps_to_run, log_prior)
     try:
         return _train_loop(config, trainer, steps_to_run, dataset_fn)
     finally:
@@ -146,18 +151,21 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
     how = trainer.restore_or_initialise()
     step = int(trainer.global_step.numpy())
     strategy = trainer.strategy
-    evaluator = evaluation.Evaluator(config, strategy, trainer, chief=(
-        distribute.is_chief(strategy)))
+    evaluator = evaluation.Evaluator(
+        config, strategy, trainer, chief=(distribute.is_chief(strategy))
+    )
     result = dict(stage=config.stage, start=how, start_step=step)
     if step >= steps_to_run:
-        logging.info('Step %d already reached %d: nothing to do.', step,
-                     steps_to_run)
+        logging.info(
+            'Step %d already reached %d: nothing to do.', step, steps_to_run
+        )
         result.update(step=step, stopped='complete', losses={})
         return result
     iterator = iter(_make_datasets(config, strategy, step, dataset_fn))
     agree_to_stop = preemption.stop_agreement(strategy)
-    bar = tqdm.tqdm(total=steps_to_run, initial=step, unit='step',
-                    desc=config.stage)
+    bar = tqdm.tqdm(
+        total=steps_to_run, initial=step, unit='step', desc=config.stage
+    )
     losses = {}
     stopped = 'complete'
     with preemption.StopRequest() as stop_request:
@@ -178,8 +186,10 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
                 outputs = trainer.steps.train_loop(
                     iterator, tf.constant(num_steps, tf.int32)
                 )
-            except (tf.errors.DataLossError,
-                    tf.errors.InvalidArgumentError) as error:
+            except (
+                tf.errors.DataLossError,
+                tf.errors.InvalidArgumentError,
+            ) as error:
                 corrupt_records.raise_if_corrupt(config, error)
                 raise
             mean_losses, first_bad_step, bad_values = outputs
@@ -198,9 +208,7 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
             bar.set_postfix(losses, refresh=False)
             bar.update(num_steps)
             if step % config.summary_every == 0 or step == steps_to_run:
-                evaluator.write_train_summaries(
-                    step, losses, images_per_second
-                )
+                evaluator.write_train_summaries(step, losses, images_per_second)
             if step % config.eval_every == 0 or step == steps_to_run:
                 evaluator.evaluate(step)
             # Every worker must agree to stop at the same step, or the ones
@@ -208,21 +216,28 @@ def _train_loop(config, trainer, steps_to_run, dataset_fn):
             stopping = agree_to_stop(bool(stop_request.signal_name))
             # Save at every multiple of checkpoint_every (each one ends a
             # loop), at the end, and when asked to stop (preemption).
-            if (step % config.checkpoint_every == 0 or step == steps_to_run
-                    or stopping):
-                trainer.manager.save(checkpoint_number=step,
-                                     check_interval=False)
+            if (
+                step % config.checkpoint_every == 0
+                or step == steps_to_run
+                or stopping
+            ):
+                trainer.manager.save(
+                    checkpoint_number=step, check_interval=False
+                )
             if stopping:
                 stopped = stop_request.signal_name or 'another worker stopped'
                 break
     bar.close()
     evaluator.close()
     result.update(
-        step=step, losses=losses, stopped=stopped,
+        step=step,
+        losses=losses,
+        stopped=stopped,
         checkpoint=trainer.manager.latest_checkpoint,
     )
-    logging.info('Stage %s stopped at step %d (%s).', config.stage, step,
-                 stopped)
+    logging.info(
+        'Stage %s stopped at step %d (%s).', config.stage, step, stopped
+    )
     return result
 
 

@@ -53,7 +53,8 @@ class VideoConfig:
             raise ValueError('batch_size must be >= 1.')
         if self.pixel_format not in video.PIXEL_FORMATS:
             raise ValueError(
-                f'pixel_format must be one of {video.PIXEL_FORMATS}.')
+                f'pixel_format must be one of {video.PIXEL_FORMATS}.'
+            )
 
 
 @dataclasses.dataclass
@@ -77,17 +78,21 @@ class Summary:
         return self.frames / self.seconds if self.seconds else 0.0
 
     def __str__(self) -> str:
-        text = (f'{self.frames} frames {self.width}x{self.height} '
-                f'({self.pixel_format}, {self.audio_streams} audio stream(s) '
-                f'copied) in {self.seconds:.1f} s, '
-                f'{self.frames_per_second:.2f} frames/s')
+        text = (
+            f'{self.frames} frames {self.width}x{self.height} '
+            f'({self.pixel_format}, {self.audio_streams} audio stream(s) '
+            f'copied) in {self.seconds:.1f} s, '
+            f'{self.frames_per_second:.2f} frames/s'
+        )
         if self.temporal_seconds:
-            text += (f'; {len(self.cuts)} shot(s), temporal smoothing '
-                     f'{1000 * self.temporal_seconds / self.frames:.1f} ms '
-                     f'per frame against the network\'s '
-                     f'{1000 * self.network_seconds / self.frames:.1f} ms, '
-                     f'mean weight of the previous colours '
-                     f'{self.mean_weight:.2f}')
+            text += (
+                f'; {len(self.cuts)} shot(s), temporal smoothing '
+                f'{1000 * self.temporal_seconds / self.frames:.1f} ms '
+                f'per frame against the network\'s '
+                f'{1000 * self.network_seconds / self.frames:.1f} ms, '
+                f'mean weight of the previous colours '
+                f'{self.mean_weight:.2f}'
+            )
         return text
 
 
@@ -115,19 +120,24 @@ class _Run:
         for frame, l_channel, ab in zip(batch, l_channels, abs_):
             if self._smoother is not None:
                 start = time.perf_counter()
-                ab, info = self._smoother.step(l_channel.numpy()[0, ..., 0],
-                                               ab.numpy()[0])
+                ab, info = self._smoother.step(
+                    l_channel.numpy()[0, ..., 0], ab.numpy()[0]
+                )
                 self._summary.temporal_seconds += time.perf_counter() - start
                 self._weights += info.mean_weight
                 if info.cut:
                     self._summary.cuts.append(frame.index)
                 start = time.perf_counter()
                 ab = self._colorizer.ab_to_full_resolution(
-                    ab[np.newaxis], l_channel)
+                    ab[np.newaxis], l_channel
+                )
                 self._summary.network_seconds += time.perf_counter() - start
             # 16-bit RGB keeps a*b* finer than 8 bits where the output can.
-            to_rgb = (self._colorizer.to_uint16 if self._output.ten_bit
-                      else self._colorizer.to_uint8)
+            to_rgb = (
+                self._colorizer.to_uint16
+                if self._output.ten_bit
+                else self._colorizer.to_uint8
+            )
             self._output.write_frame(to_rgb(l_channel, ab), frame.pts)
             self._summary.frames += 1
         self._summary.mean_weight = self._weights / self._summary.frames
@@ -143,8 +153,9 @@ def _expected_frames(info: reader.VideoInfo) -> Optional[int]:
 
 def check_input(config: VideoConfig) -> reader.VideoInfo:
     """The checks colorize_video starts with, without a model (fail fast)."""
-    writer.check_output_path(config.output_path, config.input_path,
-                             config.overwrite)
+    writer.check_output_path(
+        config.output_path, config.input_path, config.overwrite
+    )
     with reader.VideoReader(config.input_path, config.max_pixels) as source:
         info = source.info
     # Rotation swaps width and height, which keeps both parities.
@@ -152,8 +163,9 @@ def check_input(config: VideoConfig) -> reader.VideoInfo:
     return info
 
 
-def colorize_video(colorizer: colorize_lib.Colorizer,
-                   config: VideoConfig) -> Summary:
+def colorize_video(
+    colorizer: colorize_lib.Colorizer, config: VideoConfig
+) -> Summary:
     """Colorizes config.input_path into config.output_path.
 
     Raises:
@@ -162,23 +174,37 @@ def colorize_video(colorizer: colorize_lib.Colorizer,
       errors.ChromaGenError: a truncated or corrupt input, a failed write.
       In every case no file is left under the output name.
     """
-    writer.check_output_path(config.output_path, config.input_path,
-                             config.overwrite)
+    writer.check_output_path(
+        config.output_path, config.input_path, config.overwrite
+    )
     start = time.perf_counter()
     summary = Summary()
     with reader.VideoReader(config.input_path, config.max_pixels) as source:
         info = source.info
         summary.audio_streams = info.audio_streams
-        logging.info('%s: %s %dx%d, %s frames, %s audio stream(s)',
-                     info.path, info.codec, info.width, info.height,
-                     info.frames or 'unknown', info.audio_streams)
-        with writer.VideoWriter(config.output_path, info, source.audio_streams,
-                                crf=config.crf,
-                                pixel_format=config.pixel_format) as output:
+        logging.info(
+            '%s: %s %dx%d, %s frames, %s audio stream(s)',
+            info.path,
+            info.codec,
+            info.width,
+            info.height,
+            info.frames or 'unknown',
+            info.audio_streams,
+        )
+        with writer.VideoWriter(
+            config.output_path,
+            info,
+            source.audio_streams,
+            crf=config.crf,
+            pixel_format=config.pixel_format,
+        ) as output:
             run = _Run(colorizer, config, output, summary)
-            bar = tqdm.tqdm(total=_expected_frames(info), unit='frames',
-                            desc='colorize_video',
-                            disable=not config.show_progress)
+            bar = tqdm.tqdm(
+                total=_expected_frames(info),
+                unit='frames',
+                desc='colorize_video',
+                disable=not config.show_progress,
+            )
             batch = []
             for item in source.items():
                 if not isinstance(item, reader.Frame):

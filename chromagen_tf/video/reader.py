@@ -83,7 +83,8 @@ def _rotation_turns(rotation: float, path: str) -> int:
     if abs(rotation - 90.0 * turns) > 1.0:
         raise NotAVideoError(
             f'{path}: rotation of {rotation} degrees is not a multiple of 90; '
-            'only those are supported.')
+            'only those are supported.'
+        )
     return turns % 4
 
 
@@ -99,7 +100,8 @@ class VideoReader:
         except (av.FFmpegError, UnicodeDecodeError) as error:
             raise NotAVideoError(
                 f'{path} is not a video FFmpeg can read '
-                f'({errors.first_line(error)}).') from error
+                f'({errors.first_line(error)}).'
+            ) from error
         try:
             self._check(max_pixels)
         except errors.ChromaGenError:
@@ -117,11 +119,13 @@ class VideoReader:
         width, height = int(context.width or 0), int(context.height or 0)
         if width <= 0 or height <= 0:
             raise NotAVideoError(
-                f'{self.path}: its video stream states no frame size.')
+                f'{self.path}: its video stream states no frame size.'
+            )
         if width * height > max_pixels:
             raise VideoTooLargeError(
                 f'{self.path}: {width}x{height} frames are larger than the '
-                f'limit of {max_pixels} pixels (--max_pixels).')
+                f'limit of {max_pixels} pixels (--max_pixels).'
+            )
         # Multi-threaded decoding of whole frames at once.
         stream.thread_type = 'AUTO'
         duration = None
@@ -129,10 +133,16 @@ class VideoReader:
             duration = container.duration / av.time_base
         self._start_seconds = (container.start_time or 0) / av.time_base
         self.info = VideoInfo(
-            path=self.path, codec=context.name, width=width, height=height,
-            time_base=stream.time_base, average_rate=stream.average_rate,
-            frames=int(stream.frames or 0), duration_seconds=duration,
-            audio_streams=len(self.audio_streams))
+            path=self.path,
+            codec=context.name,
+            width=width,
+            height=height,
+            time_base=stream.time_base,
+            average_rate=stream.average_rate,
+            frames=int(stream.frames or 0),
+            duration_seconds=duration,
+            audio_streams=len(self.audio_streams),
+        )
 
     def __enter__(self):
         return self
@@ -154,7 +164,9 @@ class VideoReader:
         time_base = self.info.time_base
         frame_ticks = 1
         if self.info.average_rate:
-            frame_ticks = max(1, round(1 / (self.info.average_rate * time_base)))
+            frame_ticks = max(
+                1, round(1 / (self.info.average_rate * time_base))
+            )
         index = 0
         last_pts = None
         end_seconds = 0.0
@@ -162,15 +174,18 @@ class VideoReader:
             for packet in self._container.demux(stream, *self.audio_streams):
                 if packet.pts is not None and packet.time_base is not None:
                     end = packet.pts + (packet.duration or 0)
-                    end_seconds = max(end_seconds,
-                                      float(end * packet.time_base))
+                    end_seconds = max(
+                        end_seconds, float(end * packet.time_base)
+                    )
                 if packet.stream is not stream:
                     if packet.dts is not None:  # Not a flush packet.
                         yield packet
                     continue
                 for decoded in packet.decode():
                     pts = decoded.pts
-                    if pts is None or (last_pts is not None and pts <= last_pts):
+                    if pts is None or (
+                        last_pts is not None and pts <= last_pts
+                    ):
                         # No or repeated timestamps (raw streams): the
                         # nominal frame interval after the previous one.
                         pts = 0 if last_pts is None else last_pts + frame_ticks
@@ -184,19 +199,23 @@ class VideoReader:
         except av.FFmpegError as error:
             raise TruncatedVideoError(
                 f'{self.path} is truncated or corrupt after {index} frames '
-                f'({errors.first_line(error)}).') from error
+                f'({errors.first_line(error)}).'
+            ) from error
         if index == 0:
             raise NotAVideoError(f'{self.path} holds no video frames.')
         if self.info.frames and index < self.info.frames:
             raise TruncatedVideoError(
                 f'{self.path} is truncated: {index} of the '
-                f'{self.info.frames} frames its header lists could be read.')
+                f'{self.info.frames} frames its header lists could be read.'
+            )
         duration = self.info.duration_seconds
         if duration and self.info.average_rate:
             slack = _DURATION_TOLERANCE_SECONDS + 2 / float(
-                self.info.average_rate)
+                self.info.average_rate
+            )
             if end_seconds - self._start_seconds + slack < duration:
                 raise TruncatedVideoError(
                     f'{self.path} is truncated: its packets end at '
                     f'{end_seconds:.2f} s of the {duration:.2f} s its header '
-                    'states.')
+                    'states.'
+                )

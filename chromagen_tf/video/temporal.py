@@ -128,40 +128,59 @@ class _Frame:
         self.small_size = None  # (width, height) when reduced.
         self.small = l_channel
         if scale < 1.0:
-            self.small_size = (max(1, round(width * scale)),
-                               max(1, round(height * scale)))
-            self.small = cv2.resize(l_channel, self.small_size,
-                                    interpolation=cv2.INTER_AREA)
+            self.small_size = (
+                max(1, round(width * scale)),
+                max(1, round(height * scale)),
+            )
+            self.small = cv2.resize(
+                l_channel, self.small_size, interpolation=cv2.INTER_AREA
+            )
         self.small_uint8 = np.clip(
-            np.rint(self.small * _L_TO_UINT8), 0, 255).astype(np.uint8)
+            np.rint(self.small * _L_TO_UINT8), 0, 255
+        ).astype(np.uint8)
         small_height, small_width = self.small.shape
         least = max(_DIS_MIN_SIDE, -(-max(small_height, small_width) // 8))
         # Padded at the bottom and right, so the flow of the frame's own
         # pixels is the top-left crop of the padded image's.
         self.flow_input = cv2.copyMakeBorder(
-            self.small_uint8, 0, max(0, least - small_height), 0,
-            max(0, least - small_width), cv2.BORDER_REPLICATE)
+            self.small_uint8,
+            0,
+            max(0, least - small_height),
+            0,
+            max(0, least - small_width),
+            cv2.BORDER_REPLICATE,
+        )
         histogram = np.bincount(
-            (self.small_uint8 >> 3).ravel(), minlength=_HISTOGRAM_BINS)
+            (self.small_uint8 >> 3).ravel(), minlength=_HISTOGRAM_BINS
+        )
         self.histogram = histogram / max(histogram.sum(), 1)
 
 
 def _grid(height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     columns, rows = np.meshgrid(
-        np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+        np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32)
+    )
     return columns, rows
 
 
 def _resize(image: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Resizes to shape (height, width): area-averaged when shrinking."""
     shrinking = shape[0] <= image.shape[0] and shape[1] <= image.shape[1]
-    return cv2.resize(image, (shape[1], shape[0]), interpolation=(
-        cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR))
+    return cv2.resize(
+        image,
+        (shape[1], shape[0]),
+        interpolation=(cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR),
+    )
 
 
 def _remap(image: np.ndarray, map_x: np.ndarray, map_y: np.ndarray):
-    return cv2.remap(image, map_x, map_y, interpolation=cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE)
+    return cv2.remap(
+        image,
+        map_x,
+        map_y,
+        interpolation=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
 
 
 class TemporalSmoother:
@@ -201,29 +220,40 @@ class TemporalSmoother:
         config = self.config
         height, width = current.small.shape
         backward = self._backward.calc(
-            current.flow_input, previous.flow_input, None)[:height, :width]
+            current.flow_input, previous.flow_input, None
+        )[:height, :width]
         columns, rows = self._cached_grid(height, width)
         map_x = columns + backward[..., 0]
         map_y = rows + backward[..., 1]
         warped_l = _remap(previous.small.astype(np.float32), map_x, map_y)
         error = np.abs(current.small - warped_l)
         confidence = np.clip(
-            (config.error_high - error) / (config.error_high - config.error_low),
-            0.0, 1.0)
-        inside = ((map_x >= 0) & (map_x <= width - 1) &
-                  (map_y >= 0) & (map_y <= height - 1))
+            (config.error_high - error)
+            / (config.error_high - config.error_low),
+            0.0,
+            1.0,
+        )
+        inside = (
+            (map_x >= 0)
+            & (map_x <= width - 1)
+            & (map_y >= 0)
+            & (map_y <= height - 1)
+        )
         confidence *= inside
         if config.forward_backward_check:
             forward = self._forward.calc(
-                previous.flow_input, current.flow_input,
-                None)[:height, :width]
-            forward_there = _remap(np.ascontiguousarray(forward), map_x,
-                                   map_y)
+                previous.flow_input, current.flow_input, None
+            )[:height, :width]
+            forward_there = _remap(np.ascontiguousarray(forward), map_x, map_y)
             mismatch = np.sum(np.square(backward + forward_there), axis=-1)
-            bound = config.consistency_alpha * (
-                np.sum(np.square(backward), axis=-1) +
-                np.sum(np.square(forward_there), axis=-1)
-            ) + config.consistency_beta
+            bound = (
+                config.consistency_alpha
+                * (
+                    np.sum(np.square(backward), axis=-1)
+                    + np.sum(np.square(forward_there), axis=-1)
+                )
+                + config.consistency_beta
+            )
             confidence *= mismatch <= bound
         return map_x, map_y, confidence.astype(np.float32)
 
@@ -253,12 +283,14 @@ class TemporalSmoother:
         if previous is None or previous.full_shape != current.full_shape:
             return ab, StepInfo(cut=True, mean_weight=0.0)
         histogram_distance = 0.5 * float(
-            np.abs(current.histogram - previous.histogram).sum())
+            np.abs(current.histogram - previous.histogram).sum()
+        )
         map_x, map_y, confidence = self.confidence(current, previous)
         unreliable = float(np.mean(confidence < 0.5))
         if self.config.detect_cuts and (
-                unreliable > self.config.cut_unreliable_fraction or
-                histogram_distance > self.config.cut_histogram_distance):
+            unreliable > self.config.cut_unreliable_fraction
+            or histogram_distance > self.config.cut_histogram_distance
+        ):
             return ab, StepInfo(True, 0.0, unreliable, histogram_distance)
         weight = self.config.strength * confidence
         change = _remap(previous_ab, map_x, map_y)
@@ -270,12 +302,14 @@ class TemporalSmoother:
             # size other than the flow size, or a caller's full-resolution
             # a*b*): a*b* is smooth, and so is the change.
             change = _resize(change, ab.shape[:2])
-        return ab + change, StepInfo(False, float(weight.mean()), unreliable,
-                                     histogram_distance)
+        return ab + change, StepInfo(
+            False, float(weight.mean()), unreliable, histogram_distance
+        )
 
 
 def smooth_sequence(
-    l_channels: Sequence[np.ndarray], abs_: Sequence[np.ndarray],
+    l_channels: Sequence[np.ndarray],
+    abs_: Sequence[np.ndarray],
     config: Optional[TemporalConfig] = None,
 ) -> tuple[list[np.ndarray], list[StepInfo]]:
     """Runs a TemporalSmoother over whole in-memory sequences (for tests)."""

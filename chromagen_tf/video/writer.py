@@ -46,8 +46,9 @@ class VideoWriteError(errors.ChromaGenError):
     """The output could not be written."""
 
 
-def check_output_path(output_path: str, input_path: str,
-                      overwrite: bool) -> None:
+def check_output_path(
+    output_path: str, input_path: str, overwrite: bool
+) -> None:
     """Fails early on an output that cannot or must not be written.
 
     Raises:
@@ -58,14 +59,16 @@ def check_output_path(output_path: str, input_path: str,
     if extension not in OUTPUT_EXTENSIONS:
         raise errors.UsageError(
             f'--output={output_path}: the extension must be one of '
-            f'{", ".join(OUTPUT_EXTENSIONS)}.')
+            f'{", ".join(OUTPUT_EXTENSIONS)}.'
+        )
     if os.path.abspath(output_path) == os.path.abspath(input_path):
         raise errors.UsageError('--output must not be the input file.')
     if os.path.isdir(output_path):
         raise errors.UsageError(f'--output={output_path} is a folder.')
     if os.path.exists(output_path) and not overwrite:
         raise errors.UsageError(
-            f'{output_path} exists; pass --overwrite to replace it.')
+            f'{output_path} exists; pass --overwrite to replace it.'
+        )
     folder = os.path.dirname(os.path.abspath(output_path))
     if not os.path.isdir(folder):
         raise errors.UsageError(f'The folder {folder} does not exist.')
@@ -74,9 +77,14 @@ def check_output_path(output_path: str, input_path: str,
 class VideoWriter:
     """The output video; opened on the first frame's size."""
 
-    def __init__(self, output_path: str, info: reader.VideoInfo,
-                 audio_streams: Sequence[av.AudioStream] = (),
-                 crf: int = DEFAULT_CRF, pixel_format: str = 'auto'):
+    def __init__(
+        self,
+        output_path: str,
+        info: reader.VideoInfo,
+        audio_streams: Sequence[av.AudioStream] = (),
+        crf: int = DEFAULT_CRF,
+        pixel_format: str = 'auto',
+    ):
         self.output_path = output_path
         self._requested_format = pixel_format
         self._info = info
@@ -85,7 +93,8 @@ class VideoWriter:
         folder, name = os.path.split(os.path.abspath(output_path))
         stem, extension = os.path.splitext(name)
         handle, self.temporary_path = tempfile.mkstemp(
-            prefix=f'.{stem}.', suffix=f'.partial{extension}', dir=folder)
+            prefix=f'.{stem}.', suffix=f'.partial{extension}', dir=folder
+        )
         os.close(handle)
         self._container = None
         self._video = None
@@ -111,14 +120,16 @@ class VideoWriter:
             stream.width, stream.height = width, height
             self.width, self.height = width, height
             self.pixel_format = output_pixel_format(
-                width, height, self._requested_format)
+                width, height, self._requested_format
+            )
             stream.pix_fmt = self.pixel_format
             stream.time_base = self._info.time_base
             context = stream.codec_context
             context.time_base = self._info.time_base
             # x264's CRF 0 is lossless in 8 bits only; QP 0 is in any.
-            rate_control = ({'qp': '0'} if self._crf == 0 else
-                            {'crf': str(self._crf)})
+            rate_control = (
+                {'qp': '0'} if self._crf == 0 else {'crf': str(self._crf)}
+            )
             context.options = {**rate_control, 'preset': _PRESET}
             context.colorspace = 1  # AVCOL_SPC_BT709
             context.color_primaries = 1  # AVCOL_PRI_BT709
@@ -127,16 +138,25 @@ class VideoWriter:
             self._video = stream
             for template in self._audio_templates:
                 self._audio[template.index] = (
-                    self._container.add_stream_from_template(template))
+                    self._container.add_stream_from_template(template)
+                )
             self._container.start_encoding()
         except av.FFmpegError as error:
             reason = getattr(error, 'strerror', None) or errors.first_line(
-                error)
-            audio = ', '.join(t.codec_context.name
-                              for t in self._audio_templates)
+                error
+            )
+            audio = ', '.join(
+                t.codec_context.name for t in self._audio_templates
+            )
             extension = os.path.splitext(self.output_path)[1]
-            hint = (f'; the {extension} container may not hold the audio '
-                    f'codec ({audio}): try --output=NAME.mkv') if audio else ''
+            hint = (
+                (
+                    f'; the {extension} container may not hold the audio '
+                    f'codec ({audio}): try --output=NAME.mkv'
+                )
+                if audio
+                else ''
+            )
             raise errors.UsageError(
                 f'Cannot write {self.output_path} ({reason}){hint}.'
             ) from error
@@ -168,7 +188,8 @@ class VideoWriter:
             raise VideoWriteError(
                 f'The frame size changes from {self.width}x'
                 f'{self.height} to {rgb.shape[1]}x{rgb.shape[0]} at '
-                f'frame {self.frames_written}; that is not supported.')
+                f'frame {self.frames_written}; that is not supported.'
+            )
         frame = to_ycbcr(rgb, self.pixel_format)
         frame.pts = pts
         frame.time_base = self._info.time_base
@@ -181,7 +202,8 @@ class VideoWriter:
         except av.FFmpegError as error:
             raise VideoWriteError(
                 f'Writing {self.output_path} failed: '
-                f'{errors.first_line(error)}.') from error
+                f'{errors.first_line(error)}.'
+            ) from error
 
     def commit(self) -> None:
         """Flushes the encoder and renames the file to its final name."""
@@ -204,8 +226,9 @@ class VideoWriter:
             os.remove(self.temporary_path)
 
 
-def output_pixel_format(width: int, height: int,
-                        requested: str = 'auto') -> str:
+def output_pixel_format(
+    width: int, height: int, requested: str = 'auto'
+) -> str:
     """The pixel format `VideoWriter` writes a frame size in.
 
     Raises:
@@ -214,12 +237,14 @@ def output_pixel_format(width: int, height: int,
     if requested not in video.PIXEL_FORMATS:
         raise errors.UsageError(
             f'pixel_format must be one of {video.PIXEL_FORMATS}, got '
-            f'{requested!r}.')
+            f'{requested!r}.'
+        )
     even = width % 2 == 0 and height % 2 == 0
     if requested.startswith('yuv420') and not even:
         raise errors.UsageError(
             f'{requested} needs an even width and height; this video is '
-            f'{width}x{height}. Use --pixel_format=auto or a yuv444p one.')
+            f'{width}x{height}. Use --pixel_format=auto or a yuv444p one.'
+        )
     if requested != 'auto':
         return requested
     return 'yuv420p' if even else 'yuv444p'
@@ -236,5 +261,5 @@ def to_ycbcr(rgb: np.ndarray, pixel_format: str) -> av.VideoFrame:
         # 940 in 10 bits). 256/257 maps 65535 to 65280, exact to rounding.
         rgb = ((rgb.astype(np.uint32) * 256 + 128) // 257).astype(np.uint16)
     return av.VideoFrame.from_ndarray(
-        np.ascontiguousarray(rgb), format=rgb_format).reformat(
-            format=pixel_format, dst_colorspace='ITU709')
+        np.ascontiguousarray(rgb), format=rgb_format
+    ).reformat(format=pixel_format, dst_colorspace='ITU709')

@@ -21,11 +21,13 @@ _DEPENDENCIES = ('starlette', 'uvicorn', 'python_multipart')
 
 def check_dependencies() -> None:
     """Raises errors.UsageError, naming the extra, if one is missing."""
-    missing = [name for name in _DEPENDENCIES
-               if importlib.util.find_spec(name) is None]
+    missing = [
+        name for name in _DEPENDENCIES if importlib.util.find_spec(name) is None
+    ]
     if missing:
         raise errors.UsageError(
-            f'The web app needs {", ".join(missing)}: pip install ".[app]"')
+            f'The web app needs {", ".join(missing)}: pip install ".[app]"'
+        )
 
 
 @contextlib.contextmanager

@@ -67,12 +67,12 @@ _STATUS_FOR_REASON = {
 }
 _MESSAGE_FOR_REASON = {
     imaging.NOT_AN_IMAGE: 'This file is not a photo the app can read '
-                          f'({", ".join(ACCEPTED_FORMATS)})',
+    f'({", ".join(ACCEPTED_FORMATS)})',
     imaging.UNSUPPORTED_MODE: 'This image\'s colour mode is not supported',
     imaging.EMPTY_FILE: 'The uploaded file is empty',
     imaging.TOO_LARGE: 'The photo has too many pixels',
     imaging.DECODE_ERROR: 'The photo could not be decoded (truncated or '
-                          'corrupt file?)',
+    'corrupt file?)',
 }
 
 # The API's reason for a pixel count over the limit, as opposed to a body
@@ -130,6 +130,7 @@ class JobLimiter:
 class Result:
     """A colorized photo, encoded, and the size of the photo it came from
     (a preview is smaller)."""
+
     data: bytes
     media_type: str
     width: int
@@ -160,12 +161,15 @@ class ColorizeService:
         if not text:
             return self.render_size
         if not text.isdigit() or not (
-                MIN_RENDER_SIZE <= int(text) <= MAX_RENDER_SIZE):
+            MIN_RENDER_SIZE <= int(text) <= MAX_RENDER_SIZE
+        ):
             raise uploads.UploadError(
-                400, 'bad_render_size',
+                400,
+                'bad_render_size',
                 f'render_size must be a whole number from {MIN_RENDER_SIZE} '
                 f'to {MAX_RENDER_SIZE} (the model\'s default: '
-                f'{self.render_size}).')
+                f'{self.render_size}).',
+            )
         return int(text)
 
     def _colorizer_for(self, render_size: int) -> colorize_lib.Colorizer:
@@ -189,8 +193,9 @@ class ColorizeService:
         """
         try:
             _check_format(data)
-            loaded = imaging.load_rgb(io.BytesIO(data),
-                                      max_pixels=self.max_pixels)
+            loaded = imaging.load_rgb(
+                io.BytesIO(data), max_pixels=self.max_pixels
+            )
         except imaging.BadImageError as error:
             message = _MESSAGE_FOR_REASON.get(error.reason, error.reason)
             detail = error.detail.rstrip('.')
@@ -201,7 +206,8 @@ class ColorizeService:
             raise uploads.UploadError(
                 _STATUS_FOR_REASON.get(error.reason, 422),
                 _REASON_NAMES.get(error.reason, error.reason),
-                message + '.') from None
+                message + '.',
+            ) from None
         return np.asarray(loaded.image)
 
     def parse_hints(self, text: Optional[str]) -> list[hints_lib.Hint]:
@@ -216,13 +222,14 @@ class ColorizeService:
         try:
             hint_list = hints_lib.parse(text, 'hints')
         except hints_lib.HintFormatError as error:
-            raise uploads.UploadError(400, 'bad_hints',
-                                      f'{error}.') from None
+            raise uploads.UploadError(400, 'bad_hints', f'{error}.') from None
         if hint_list and not self.colorizer.takes_hints:
             raise uploads.UploadError(
-                422, 'hints_not_supported',
+                422,
+                'hints_not_supported',
                 f'This model ({self.colorizer.description}) does not take '
-                'colour hints; serve a hint model (--model).')
+                'colour hints; serve a hint model (--model).',
+            )
         return hint_list
 
     @staticmethod
@@ -238,8 +245,11 @@ class ColorizeService:
             point = (float('nan'),) * 2
         if not all(np.isfinite(point)):
             raise uploads.UploadError(
-                400, 'bad_point', 'Send the point as numbers in the "x" and '
-                '"y" fields (pixels of the photo as displayed).')
+                400,
+                'bad_point',
+                'Send the point as numbers in the "x" and '
+                '"y" fields (pixels of the photo as displayed).',
+            )
         return point
 
     @property
@@ -248,15 +258,20 @@ class ColorizeService:
         if self._suggests is None:
             try:
                 self.colorizer.suggest_colors(
-                    np.full((32, 32, 3), 128, np.uint8), 16, 16, k=1)
+                    np.full((32, 32, 3), 128, np.uint8), 16, 16, k=1
+                )
                 self._suggests = True
             except errors.UsageError:
                 self._suggests = False
         return self._suggests
 
-    def colorize(self, data: bytes, render_size: int,
-                 hint_list: Sequence[hints_lib.Hint] = (),
-                 preview: bool = False) -> Result:
+    def colorize(
+        self,
+        data: bytes,
+        render_size: int,
+        hint_list: Sequence[hints_lib.Hint] = (),
+        preview: bool = False,
+    ) -> Result:
         """A photo's bytes -> the colorized photo.
 
         Args:
@@ -271,32 +286,43 @@ class ColorizeService:
             failed colorization (500).
         """
         rgb, hint_list, (height, width) = self._decode_with_hints(
-            data, hint_list, preview)
+            data, hint_list, preview
+        )
         try:
             colorized = self._colorizer_for(render_size).colorize(
-                [rgb], [list(hint_list)])[0]
+                [rgb], [list(hint_list)]
+            )[0]
         except (tf.errors.OpError, ValueError) as error:
             logging.exception('Colorizing a %s photo failed', rgb.shape)
             raise uploads.UploadError(
-                500, 'colorize_failed',
-                f'Colorizing failed: {type(error).__name__}.') from None
+                500,
+                'colorize_failed',
+                f'Colorizing failed: {type(error).__name__}.',
+            ) from None
         del rgb
         buffer = io.BytesIO()
         if preview:
             Image.fromarray(colorized).save(
-                buffer, format='JPEG', quality=_PREVIEW_JPEG_QUALITY)
+                buffer, format='JPEG', quality=_PREVIEW_JPEG_QUALITY
+            )
             return Result(buffer.getvalue(), 'image/jpeg', width, height)
-        Image.fromarray(colorized).save(buffer, format='PNG',
-                                        compress_level=_PNG_COMPRESS_LEVEL)
+        Image.fromarray(colorized).save(
+            buffer, format='PNG', compress_level=_PNG_COMPRESS_LEVEL
+        )
         return Result(buffer.getvalue(), 'image/png', width, height)
 
     def colorize_png(self, data: bytes, render_size: int) -> bytes:
         """A photo's bytes -> the colorized photo as PNG, at its own size."""
         return self.colorize(data, render_size).data
 
-    def suggest(self, data: bytes, render_size: int, x: float, y: float,
-                hint_list: Sequence[hints_lib.Hint] = ()
-                ) -> list[tuple[str, float]]:
+    def suggest(
+        self,
+        data: bytes,
+        render_size: int,
+        x: float,
+        y: float,
+        hint_list: Sequence[hints_lib.Hint] = (),
+    ) -> list[tuple[str, float]]:
         """The model's likeliest colours at (x, y), given the hints so far.
 
         The photo is shrunk as for a preview: the network sees the same
@@ -311,20 +337,24 @@ class ColorizeService:
         """
         if not self.suggests_colors:
             raise uploads.UploadError(
-                422, 'suggestions_not_supported',
+                422,
+                'suggestions_not_supported',
                 f'This model ({self.colorizer.description}) has no colour '
                 'distribution to suggest colours from (it needs the '
-                'colour-bins head).')
+                'colour-bins head).',
+            )
         point = hints_lib.Hint(x, y, (0, 0, 0))
         rgb, scaled, _ = self._decode_with_hints(
-            data, [point, *hint_list], preview=True)
+            data, [point, *hint_list], preview=True
+        )
         point, hint_list = scaled[0], scaled[1:]
         return self._colorizer_for(render_size).suggest_colors(
-            rgb, point.x, point.y, hint_list, k=SUGGESTIONS)
+            rgb, point.x, point.y, hint_list, k=SUGGESTIONS
+        )
 
-    def _decode_with_hints(self, data: bytes,
-                           hint_list: Sequence[hints_lib.Hint],
-                           preview: bool):
+    def _decode_with_hints(
+        self, data: bytes, hint_list: Sequence[hints_lib.Hint], preview: bool
+    ):
         """(uint8 RGB, hints in its pixels, the photo's (height, width)),
         shrunk for a preview.
 
@@ -336,19 +366,31 @@ class ColorizeService:
         try:
             hints_lib.check_inside(hint_list, width, height, 'hints')
         except hints_lib.HintFormatError as error:
-            raise uploads.UploadError(400, 'hint_outside',
-                                      f'{error}.') from None
+            raise uploads.UploadError(
+                400, 'hint_outside', f'{error}.'
+            ) from None
         scale = PREVIEW_MAX_SIDE / max(height, width)
         if not preview or scale >= 1:
             return rgb, list(hint_list), (height, width)
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
-        small = np.asarray(Image.fromarray(rgb).resize(
-            size, Image.Resampling.BILINEAR, reducing_gap=2.0))
+        small = np.asarray(
+            Image.fromarray(rgb).resize(
+                size, Image.Resampling.BILINEAR, reducing_gap=2.0
+            )
+        )
         x_scale, y_scale = size[0] / width, size[1] / height
-        return small, [hints_lib.Hint(min(hint.x * x_scale, size[0] - 0.5),
-                                      min(hint.y * y_scale, size[1] - 0.5),
-                                      hint.rgb) for hint in hint_list
-                      ], (height, width)
+        return (
+            small,
+            [
+                hints_lib.Hint(
+                    min(hint.x * x_scale, size[0] - 0.5),
+                    min(hint.y * y_scale, size[1] - 0.5),
+                    hint.rgb,
+                )
+                for hint in hint_list
+            ],
+            (height, width),
+        )
 
     def warm_up(self) -> None:
         """Traces the default working size's graphs before the first user:
@@ -357,7 +399,8 @@ class ColorizeService:
         self.colorizer.colorize([gray])
         if self.colorizer.takes_hints:
             self.colorizer.colorize(
-                [gray], [[hints_lib.Hint(10, 10, (200, 40, 30))]])
+                [gray], [[hints_lib.Hint(10, 10, (200, 40, 30))]]
+            )
         if self.suggests_colors:
             self.colorizer.suggest_colors(gray, 20, 20, k=SUGGESTIONS)
 

@@ -58,6 +58,7 @@ class UploadError(errors.ChromaGenError):
 @dataclasses.dataclass(frozen=True)
 class Upload:
     """What a request carried: the photo and its text fields by name."""
+
     image: bytes
     fields: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
@@ -76,8 +77,10 @@ class Upload:
 
 def too_large(max_bytes: int) -> UploadError:
     return UploadError(
-        413, 'upload_too_large',
-        f'The upload is larger than the limit of {_megabytes(max_bytes)}.')
+        413,
+        'upload_too_large',
+        f'The upload is larger than the limit of {_megabytes(max_bytes)}.',
+    )
 
 
 def _megabytes(count: int) -> str:
@@ -133,21 +136,28 @@ class UploadReader:
         if media_type.strip().lower() != 'multipart/form-data':
             raise _bad_request(
                 'Send the photo as multipart/form-data in a field named '
-                f'"{IMAGE_FIELD}".')
+                f'"{IMAGE_FIELD}".'
+            )
         length = headers.get('content-length', '')
         if length.isdigit() and int(length) > self._max_body + _DRAIN_BYTES:
             raise too_large(self.max_image_bytes)  # Not worth reading at all.
-        stream = requests.Request(self._request.scope,
-                                  self._receive_within_limit).stream()
+        stream = requests.Request(
+            self._request.scope, self._receive_within_limit
+        ).stream()
         parser = formparsers.MultiPartParser(
-            headers, stream, max_files=1, max_fields=_MAX_FIELDS,
-            max_part_size=MAX_HINTS_BYTES)
+            headers,
+            stream,
+            max_files=1,
+            max_fields=_MAX_FIELDS,
+            max_part_size=MAX_HINTS_BYTES,
+        )
         parser.spool_max_size = self._max_body  # In memory, never on disk.
         try:
             form = await parser.parse()
         except formparsers.MultiPartException as error:
             raise _bad_request(
-                f'The form data is malformed: {error.message}') from None
+                f'The form data is malformed: {error.message}'
+            ) from None
         try:
             return await _upload_from(form, self.max_image_bytes)
         finally:
@@ -165,15 +175,17 @@ class UploadReader:
             return  # The client went away; nobody reads the answer.
 
 
-async def _upload_from(form: datastructures.FormData,
-                       max_image_bytes: int) -> Upload:
+async def _upload_from(
+    form: datastructures.FormData, max_image_bytes: int
+) -> Upload:
     images = form.getlist(IMAGE_FIELD)
     if not images:
         raise _bad_request(f'No "{IMAGE_FIELD}" field in the form.')
     image = images[0]
     if not isinstance(image, datastructures.UploadFile):
         raise _bad_request(
-            f'Send the photo as a file in the "{IMAGE_FIELD}" field.')
+            f'Send the photo as a file in the "{IMAGE_FIELD}" field.'
+        )
     data = await image.read()
     if len(data) > max_image_bytes:
         raise too_large(max_image_bytes)
@@ -186,7 +198,8 @@ async def _upload_from(form: datastructures.FormData,
         if name not in FIELDS:
             raise _bad_request(
                 f'Unknown field "{name}"; the form takes "{IMAGE_FIELD}" '
-                f'and {", ".join(f"{field!r}" for field in FIELDS)}.')
+                f'and {", ".join(f"{field!r}" for field in FIELDS)}.'
+            )
         values = form.getlist(name)
         if len(values) > 1:
             raise _bad_request(f'Send one "{name}" field per request.')
@@ -195,6 +208,7 @@ async def _upload_from(form: datastructures.FormData,
         limit = MAX_HINTS_BYTES if name == HINTS_FIELD else _MAX_FIELD_BYTES
         if len(values[0].encode()) > limit:
             raise _bad_request(
-                f'The "{name}" field is longer than {limit} bytes.')
+                f'The "{name}" field is longer than {limit} bytes.'
+            )
         fields[name] = values[0]
     return Upload(data, fields)
