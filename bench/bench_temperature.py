@@ -44,6 +44,7 @@ from chromagen_tf import color
 from chromagen_tf import metrics
 from chromagen_tf import models
 from chromagen_tf.inference import colorize_lib
+from chromagen_tf.inference import colorizer
 from chromagen_tf.inference import evaluate_lib
 from chromagen_tf.models import color_bins
 from chromagen_tf.models import unet_lite
@@ -182,7 +183,7 @@ def main(argv: list[str]) -> None:
     model = _MODEL.value or bundled.BUNDLED_DIR
     generator, model_config, render_size = _load_generator(model, _STAGE.value)
     decoder = _CachedDecoder(generator)
-    colorizer = colorize_lib.Colorizer(
+    model_colorizer = colorizer.Colorizer(
         decoder,
         _RENDER_SIZE.value or render_size,
         models.size_multiple(model_config.generator),
@@ -206,13 +207,13 @@ def main(argv: list[str]) -> None:
         predictions = [ab_true * 0.0]
         for setting in settings:
             decoder.setting = setting
-            predictions.append(colorizer.predict_ab([l_channel])[0])
-        p_gray.append(_photo_mean(decoder.p_gray, l_channel, colorizer))
+            predictions.append(model_colorizer.predict_ab([l_channel])[0])
+        p_gray.append(_photo_mean(decoder.p_gray, l_channel, model_colorizer))
         if index == 0:
             _check_against_colorizer(
                 model,
                 settings,
-                colorizer.render_size,
+                model_colorizer.render_size,
                 l_channel,
                 predictions[1:],
             )

@@ -328,44 +328,6 @@ def trained_image_size(model_dir: str, stage: str) -> int:
     return int((values or {}).get('image_size', TrainConfig.image_size))
 
 
-def with_decoding(
-    model: ModelConfig,
-    temperature: Optional[float] = None,
-    prior_strength: Optional[float] = None,
-) -> ModelConfig:
-    """A colour-bins model decoded with other settings, where given.
-
-    Raises:
-      errors.UsageError: a setting for a model without colour bins, a
-        temperature that is not positive or a negative prior_strength.
-    """
-    settings = {
-        name: float(value)
-        for name, value in (
-            ('temperature', temperature),
-            ('prior_strength', prior_strength),
-        )
-        if value is not None
-    }
-    if not settings:
-        return model
-    if model.color_head != 'bins':
-        raise errors.UsageError(
-            f'--{next(iter(settings))} needs a colour-bins model; this '
-            f'{model.generator} predicts a*b* directly '
-            '(color_head=regression).'
-        )
-    if settings.get('temperature', 1.0) <= 0:
-        raise errors.UsageError(
-            f'--temperature must be positive, got {temperature}.'
-        )
-    if settings.get('prior_strength', 0.0) < 0:
-        raise errors.UsageError(
-            f'--prior_strength must be >= 0, got {prior_strength}.'
-        )
-    return dataclasses.replace(model, **settings)
-
-
 def check_and_write_model_config(model_dir: str, model: ModelConfig) -> None:
     """Writes MODEL_DIR/config.json, or checks it matches if present.
 

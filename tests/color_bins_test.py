@@ -14,7 +14,7 @@ from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf import models
-from chromagen_tf.data import input_pipeline
+from chromagen_tf.data import records
 from chromagen_tf.inference import colorize_lib
 from chromagen_tf.models import color_bins
 from chromagen_tf.models import unet_lite
@@ -309,7 +309,7 @@ class ColorBinsTrainingTest(tf.test.TestCase):
             f.write(bytes(32))
         model_dir = os.path.join(self.get_temp_dir(), 'corrupt_run')
         # The prior is the first thing a colour-bins run reads.
-        with self.assertRaisesRegex(input_pipeline.CorruptRecordError, path):
+        with self.assertRaisesRegex(records.CorruptRecordError, path):
             trainer.train(
                 utils.tiny_config(directory, model_dir, model=_BINS_MODEL)
             )

@@ -13,7 +13,7 @@ import tensorflow as tf
 from chromagen_tf import color
 from chromagen_tf import metrics
 from chromagen_tf.data import records
-from chromagen_tf.inference import colorize_lib
+from chromagen_tf.inference import colorizer
 from chromagen_tf.inference import evaluate_lib
 from tests.conftest import REPO_ROOT
 from tests.conftest import SAMPLE_PHOTOS
@@ -30,7 +30,7 @@ def _lab(name: str, size=(64, 48)) -> np.ndarray:
 
 def _gray_model():
     """A Colorizer whose network always answers ab = 0."""
-    return colorize_lib.Colorizer(
+    return colorizer.Colorizer(
         lambda l_normalized, *hint_maps: tf.zeros(
             tf.concat([tf.shape(l_normalized)[:3], [2]], 0)
         ),

@@ -192,7 +192,7 @@ class CorruptRecordTest(tf.test.TestCase):
             (tf.errors.DataLossError, tf.errors.InvalidArgumentError)
         ):
             list(dataset)
-        problems = input_pipeline.find_corrupt_records([path])
+        problems = records.find_corrupt_records([path])
         self.assertLen(problems, 1)
         self.assertEqual(problems[0][0], path)
 

@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from chromagen_tf import configs
 from chromagen_tf import errors
-from chromagen_tf.data import input_pipeline
+from chromagen_tf.data import records
 from chromagen_tf.training import distribute
 from chromagen_tf.training import state
 from chromagen_tf.training import trainer
@@ -425,7 +425,7 @@ class TrainStagesTest(tf.test.TestCase):
         config = tiny_config(
             directory, os.path.join(self.get_temp_dir(), 'corrupt_run')
         )
-        with self.assertRaisesRegex(input_pipeline.CorruptRecordError, path):
+        with self.assertRaisesRegex(records.CorruptRecordError, path):
             trainer.train(config)
 
 

@@ -114,7 +114,7 @@ def load_generator(
     """Rebuilds a bundled generator in float32.
 
     temperature, prior_strength: decode a colour-bins model with these
-    settings instead of the recorded ones (`configs.with_decoding`).
+    settings instead of the recorded ones (`models.loading.with_decoding`).
 
     Returns:
       (generator, model_config, info).
@@ -127,7 +127,7 @@ def load_generator(
     weights_path = os.path.join(path, WEIGHTS_FILE)
     if not os.path.isfile(weights_path):
         raise BundledModelError(f'{path} has no {WEIGHTS_FILE}.')
-    model_config = configs.with_decoding(
+    model_config = models.loading.with_decoding(
         configs.model_config_from_dict(info['model']),
         temperature,
         prior_strength,

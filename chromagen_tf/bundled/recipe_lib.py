@@ -14,7 +14,6 @@ import numpy as np
 from PIL import Image
 
 from chromagen_tf import bundled
-from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf import models
@@ -187,7 +186,7 @@ def bundle(
         }
     }
     if model_config.color_head == 'bins':
-        model_config = configs.with_decoding(
+        model_config = models.loading.with_decoding(
             model_config,
             config.bundle_temperature or config.temperature,
             config.bundle_prior_strength,

@@ -24,10 +24,6 @@ from chromagen_tf import hints as hints_lib
 from chromagen_tf.data import records
 
 
-class CorruptRecordError(errors.ChromaGenError, RuntimeError):
-    """A TFRecord file holds a record that cannot be read or decoded."""
-
-
 def list_files(file_pattern: str) -> list[str]:
     """Sorted files matching a pattern; raises errors.NotFoundError if none."""
     files = sorted(tf.io.gfile.glob(file_pattern))
@@ -374,41 +370,3 @@ def make_dataset(
         dataset = dataset.ignore_errors(log_warning=True)
     dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
     return dataset.prefetch(tf.data.AUTOTUNE)
-
-
-def find_corrupt_records(files: list[str]) -> list[tuple[str, int, str]]:
-    """Reads and decodes every record of `files` on the host.
-
-    Used to name the culprit after the pipeline failed (tf.data's own error
-    does not say which file), and to count what --skip_corrupt_records drops.
-
-    Returns:
-      (file, record index, error message) for each bad record. A file whose
-      framing is broken stops being readable at the first bad record, which
-      is then the last one reported for it.
-    """
-    problems = []
-    for filename in files:
-        index = 0
-        iterator = iter(tf.data.TFRecordDataset(filename))
-        while True:
-            try:
-                serialized = next(iterator)
-            except StopIteration:
-                break
-            except (
-                tf.errors.DataLossError,
-                tf.errors.InvalidArgumentError,
-                tf.errors.OutOfRangeError,
-            ) as error:
-                problems.append((filename, index, error.message))
-                break
-            try:
-                records.decode_record(serialized)
-            except (
-                tf.errors.InvalidArgumentError,
-                tf.errors.DataLossError,
-            ) as error:
-                problems.append((filename, index, error.message))
-            index += 1
-    return problems

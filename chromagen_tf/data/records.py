@@ -45,6 +45,7 @@ except ImportError:  # No wheel for this platform: the same bytes, slower.
     _deflate = zlib
 
 
+from chromagen_tf import errors
 from chromagen_tf import files
 
 SCHEMA_VERSION = 1
@@ -218,3 +219,45 @@ def decode_record(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
     planes = tf.io.decode_png(features[LAB_ENCODED], channels=3)
     lab = dequantize_lab(planes)
     return lab[..., :1], lab[..., 1:]
+
+
+def find_corrupt_records(files: list[str]) -> list[tuple[str, int, str]]:
+    """Reads and decodes every record of `files` on the host.
+
+    Used to name the culprit after the pipeline failed (tf.data's own error
+    does not say which file), and to count what --skip_corrupt_records drops.
+
+    Returns:
+      (file, record index, error message) for each bad record. A file whose
+      framing is broken stops being readable at the first bad record, which
+      is then the last one reported for it.
+    """
+    problems = []
+    for filename in files:
+        index = 0
+        iterator = iter(tf.data.TFRecordDataset(filename))
+        while True:
+            try:
+                serialized = next(iterator)
+            except StopIteration:
+                break
+            except (
+                tf.errors.DataLossError,
+                tf.errors.InvalidArgumentError,
+                tf.errors.OutOfRangeError,
+            ) as error:
+                problems.append((filename, index, error.message))
+                break
+            try:
+                decode_record(serialized)
+            except (
+                tf.errors.InvalidArgumentError,
+                tf.errors.DataLossError,
+            ) as error:
+                problems.append((filename, index, error.message))
+            index += 1
+    return problems
+
+
+class CorruptRecordError(errors.ChromaGenError, RuntimeError):
+    """A TFRecord file holds a record that cannot be read or decoded."""

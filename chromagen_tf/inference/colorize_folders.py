@@ -2,7 +2,7 @@
 
 `find_jobs` pairs each input photo with an output path, mirroring the input
 tree under the output directory. `colorize_files` runs those jobs through a
-`colorize_lib.Colorizer` and streams: it holds at most one batch of photos
+`colorizer.Colorizer` and streams: it holds at most one batch of photos
 in memory, so a folder of 10,000 photos needs no more memory than one
 batch. A photo that cannot be read, colorized or written is counted in the
 `Summary` and skipped, so that one bad file never stops a run.
@@ -23,6 +23,7 @@ from chromagen_tf import hints as hints_lib
 from chromagen_tf.data import image_folders
 from chromagen_tf.data import imaging
 from chromagen_tf.inference import colorize_lib
+from chromagen_tf.inference import colorizer
 
 # JPEG quality of written outputs: 95 keeps chroma detail that the default
 # 75 visibly blurs, at about twice the size.
@@ -149,7 +150,7 @@ def _is_colour(rgb: np.ndarray) -> bool:
 
 
 def _side_by_side(
-    colorizer: colorize_lib.Colorizer,
+    colorizer: colorizer.Colorizer,
     original: np.ndarray,
     colorized: np.ndarray,
 ) -> np.ndarray:
@@ -191,7 +192,7 @@ def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
 
 
 def colorize_files(
-    colorizer: colorize_lib.Colorizer,
+    colorizer: colorizer.Colorizer,
     config: ColorizeConfig,
     progress_stream: Optional[TextIO] = None,
 ) -> Summary:
@@ -269,7 +270,7 @@ def colorize_files(
 
 
 def _colorize_isolating_failures(
-    colorizer: colorize_lib.Colorizer,
+    colorizer: colorizer.Colorizer,
     images: list[np.ndarray],
     hint_lists: list,
 ) -> list:

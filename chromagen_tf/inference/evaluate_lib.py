@@ -1,7 +1,7 @@
 """Evaluating a colorization model on held-out photos: the evaluate library.
 
 For each image the model predicts ab at the image's own size, exactly as
-the colorize tool and the serving graph do (`colorize_lib.Colorizer`), and
+the colorize tool and the serving graph do (`colorizer.Colorizer`), and
 the metrics of `chromagen_tf.metrics` compare it with the true ab. The same
 metrics are computed for the trivial "gray" baseline (ab = 0 everywhere),
 so that every number has a reference point.
@@ -49,6 +49,7 @@ from chromagen_tf.data import imaging
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
 from chromagen_tf.inference import colorize_lib
+from chromagen_tf.inference import colorizer
 from chromagen_tf.inference import hint_evaluation
 
 # The report's metrics: the per-image ones, then delta_colorfulness.
@@ -147,7 +148,7 @@ def _with_hints(colorizer, l_channel, ab_true, num_hints, seed, errors_out):
 
 
 def evaluate(
-    colorizer: colorize_lib.Colorizer,
+    colorizer: colorizer.Colorizer,
     examples: Iterator[Example],
     batch_size: int = colorize_lib.DEFAULT_BATCH_SIZE,
     max_images: int = 0,

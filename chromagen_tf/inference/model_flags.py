@@ -9,6 +9,7 @@ from absl import flags
 
 from chromagen_tf import configs
 from chromagen_tf.inference import colorize_lib
+from chromagen_tf.inference import colorizer
 
 MODEL = flags.DEFINE_string(
     'model',
@@ -59,7 +60,7 @@ BATCH_SIZE = flags.DEFINE_integer(
 )
 
 
-def load_colorizer() -> colorize_lib.Colorizer:
+def load_colorizer() -> colorizer.Colorizer:
     """The Colorizer these flags describe."""
     return colorize_lib.load_colorizer(
         MODEL.value,

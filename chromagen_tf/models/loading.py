@@ -13,6 +13,7 @@ A checkpoint holds `generator` and, for a stage trained with --ema_decay,
 generator gets unless asked otherwise.
 """
 
+import dataclasses
 from typing import Optional
 
 from absl import logging
@@ -148,7 +149,7 @@ def restore_generator(
       average: Read the moving average of the weights if the checkpoint
         keeps one; False reads the trained weights themselves.
       temperature, prior_strength: Decode a colour-bins model with these
-        settings instead of its configured ones (`configs.with_decoding`);
+        settings instead of its configured ones (`with_decoding`);
         the prior comes from MODEL_DIR/bin_prior.json.
 
     Returns:
@@ -157,7 +158,7 @@ def restore_generator(
     Raises:
       errors.NotFoundError: there is no config.json or no checkpoint.
     """
-    model_config = configs.with_decoding(
+    model_config = with_decoding(
         configs.read_model_config(model_dir), temperature, prior_strength
     )
     if checkpoint_path is None:
@@ -198,3 +199,41 @@ def copy_weights_by_path(source: keras.Model, target: keras.Model) -> int:
         'Copied %d weights from %s into %s.', copied, source.name, target.name
     )
     return copied
+
+
+def with_decoding(
+    model: configs.ModelConfig,
+    temperature: Optional[float] = None,
+    prior_strength: Optional[float] = None,
+) -> configs.ModelConfig:
+    """A colour-bins model decoded with other settings, where given.
+
+    Raises:
+      errors.UsageError: a setting for a model without colour bins, a
+        temperature that is not positive or a negative prior_strength.
+    """
+    settings = {
+        name: float(value)
+        for name, value in (
+            ('temperature', temperature),
+            ('prior_strength', prior_strength),
+        )
+        if value is not None
+    }
+    if not settings:
+        return model
+    if model.color_head != 'bins':
+        raise errors.UsageError(
+            f'--{next(iter(settings))} needs a colour-bins model; this '
+            f'{model.generator} predicts a*b* directly '
+            '(color_head=regression).'
+        )
+    if settings.get('temperature', 1.0) <= 0:
+        raise errors.UsageError(
+            f'--temperature must be positive, got {temperature}.'
+        )
+    if settings.get('prior_strength', 0.0) < 0:
+        raise errors.UsageError(
+            f'--prior_strength must be >= 0, got {prior_strength}.'
+        )
+    return dataclasses.replace(model, **settings)

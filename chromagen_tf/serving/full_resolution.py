@@ -12,7 +12,7 @@ outside the sRGB gamut lose chroma at fixed L and hue.
 
 These graph functions are the one home of those steps: the serving graph
 (`signatures.ColorizationModule`) and the colorize and evaluation tools
-(`colorize_lib.Colorizer`) all call them, so every path colorizes an image
+(`colorizer.Colorizer`) all call them, so every path colorizes an image
 identically.
 """
 

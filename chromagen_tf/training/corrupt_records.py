@@ -17,7 +17,7 @@ def _train_split_problems(config: configs.TrainConfig) -> list:
     files = input_pipeline.list_files(
         records.shard_pattern(config.data_dir, 'train')
     )
-    return input_pipeline.find_corrupt_records(files)
+    return records.find_corrupt_records(files)
 
 
 def report_skipped(config: configs.TrainConfig) -> list:
@@ -47,7 +47,7 @@ def raise_if_corrupt(config: configs.TrainConfig, error: tf.errors.OpError):
             f'  {path}: record {index}: {message}'
             for path, index, message in problems[:10]
         )
-        raise input_pipeline.CorruptRecordError(
+        raise records.CorruptRecordError(
             f'{len(problems)} corrupt record(s) in the train split:\n{lines}'
             '\nRe-create these shards with make_tfrecords, or pass '
             '--skip_corrupt_records to train on the rest.'

@@ -1,6 +1,6 @@
 """Colorizing a whole video: read, predict a*b* in batches, smooth, write.
 
-The model side is the photo tool's: `colorize_lib.Colorizer` takes each
+The model side is the photo tool's: `colorizer.Colorizer` takes each
 frame's L (`lightness`) and predicts full-resolution a*b* (`predict_ab`) at
 its working size, frames of a batch sharing one network call. The output
 joins the frame's own full-resolution L with that a*b* through the same
@@ -24,6 +24,7 @@ import tqdm
 
 from chromagen_tf import video
 from chromagen_tf.inference import colorize_lib
+from chromagen_tf.inference import colorizer
 from chromagen_tf.video import reader
 from chromagen_tf.video import temporal
 from chromagen_tf.video import writer
@@ -164,7 +165,7 @@ def check_input(config: VideoConfig) -> reader.VideoInfo:
 
 
 def colorize_video(
-    colorizer: colorize_lib.Colorizer, config: VideoConfig
+    colorizer: colorizer.Colorizer, config: VideoConfig
 ) -> Summary:
     """Colorizes config.input_path into config.output_path.
 

@@ -1,7 +1,7 @@
 """ChromaGen's web app: a page and an HTTP API around one loaded model.
 
 `server.py` is the ASGI app (Starlette) and its uvicorn server,
-`jobs.py` the job limits and the colorize work (a `colorize_lib.Colorizer`),
+`jobs.py` the job limits and the colorize work (a `colorizer.Colorizer`),
 `uploads.py` the in-memory multipart reader, and `static/` the one page
 (`app.js`, with the colour-hint editor in `hints.js`).
 The entry point is `chromagen_tf/app.py`.

@@ -9,7 +9,7 @@ uploads costs at most (max_running + max_waiting) uploads of bytes and
 max_running photos of decoded pixels.
 
 `ColorizeService` turns a photo's bytes (and its colour hints) into a
-colorized PNG with a `colorize_lib.Colorizer` (the same code as the
+colorized PNG with a `colorizer.Colorizer` (the same code as the
 colorize tool, so the photo's own L is kept), suggests colours at a point,
 and maps every bad input to an `UploadError`. A preview, the page's answer
 to each hint change, is the photo shrunk to at most `PREVIEW_MAX_SIDE`
@@ -18,12 +18,10 @@ size, and the full-resolution steps and the encoding, which dominate for a
 large photo, shrink with it.
 """
 
-import asyncio
-import contextlib
 import dataclasses
 import io
 import threading
-from typing import AsyncIterator, Optional, Sequence
+from typing import Optional, Sequence
 import warnings
 
 from absl import logging
@@ -34,7 +32,7 @@ import tensorflow as tf
 from chromagen_tf import errors
 from chromagen_tf import hints as hints_lib
 from chromagen_tf.data import imaging
-from chromagen_tf.inference import colorize_lib
+from chromagen_tf.inference import colorizer
 from chromagen_tf.webapp import uploads
 
 # The decoders an upload may reach. Pillow also opens formats that run
@@ -80,52 +78,6 @@ _MESSAGE_FOR_REASON = {
 _REASON_NAMES = {imaging.TOO_LARGE: 'too_many_pixels'}
 
 
-class Busy(Exception):
-    """The limiter has no room for another request."""
-
-
-class JobLimiter:
-    """Admission at arrival, and a limit on the jobs that run at once."""
-
-    def __init__(self, max_running: int, max_waiting: int):
-        self.max_running = max_running
-        self.max_waiting = max_waiting
-        self.admitted = 0
-        self.running = 0
-        self.refused = 0
-        self._slots = asyncio.Semaphore(max_running)
-
-    @property
-    def waiting(self) -> int:
-        return self.admitted - self.running
-
-    @contextlib.asynccontextmanager
-    async def admit(self) -> AsyncIterator[None]:
-        """Holds a place for one request.
-
-        Raises:
-          Busy: max_running + max_waiting requests hold places already.
-        """
-        if self.admitted >= self.max_running + self.max_waiting:
-            self.refused += 1
-            raise Busy()
-        self.admitted += 1
-        try:
-            yield
-        finally:
-            self.admitted -= 1
-
-    @contextlib.asynccontextmanager
-    async def run(self) -> AsyncIterator[None]:
-        """Waits for one of the max_running slots (inside `admit`)."""
-        async with self._slots:
-            self.running += 1
-            try:
-                yield
-            finally:
-                self.running -= 1
-
-
 @dataclasses.dataclass(frozen=True)
 class Result:
     """A colorized photo, encoded, and the size of the photo it came from
@@ -140,7 +92,7 @@ class Result:
 class ColorizeService:
     """One loaded model behind the app, at any working size."""
 
-    def __init__(self, colorizer: colorize_lib.Colorizer, max_pixels: int):
+    def __init__(self, colorizer: colorizer.Colorizer, max_pixels: int):
         self.colorizer = colorizer
         self.max_pixels = max_pixels
         self._by_render_size = {colorizer.render_size: colorizer}
@@ -172,7 +124,7 @@ class ColorizeService:
             )
         return int(text)
 
-    def _colorizer_for(self, render_size: int) -> colorize_lib.Colorizer:
+    def _colorizer_for(self, render_size: int) -> colorizer.Colorizer:
         with self._lock:
             colorizer = self._by_render_size.pop(render_size, None)
             if colorizer is None:

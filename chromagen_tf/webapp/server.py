@@ -40,6 +40,7 @@ import uvicorn
 from chromagen_tf import errors
 from chromagen_tf.data import imaging
 from chromagen_tf.webapp import jobs
+from chromagen_tf.webapp import limits
 from chromagen_tf.webapp import uploads
 
 _STATIC_FILES = {
@@ -60,7 +61,7 @@ _SECURITY_HEADERS = {
 # above any job limit, it only guards against a flood of idle sockets.
 _MAX_CONNECTIONS = 200
 _RETRY_AFTER_SECONDS = 2
-# An upload holds its place (see jobs.JobLimiter) while it arrives; one
+# An upload holds its place (see limits.JobLimiter) while it arrives; one
 # that trickles in for longer loses it, so slow clients cannot hold every
 # place. 50 MB in 5 minutes is 1.3 Mbit/s.
 UPLOAD_TIMEOUT_SECONDS = 300
@@ -92,7 +93,7 @@ def create_app(
     service: jobs.ColorizeService, config: AppConfig
 ) -> applications.Starlette:
     """The ASGI app around one loaded model."""
-    limiter = jobs.JobLimiter(config.max_concurrent, config.max_queue)
+    limiter = limits.JobLimiter(config.max_concurrent, config.max_queue)
     static = importlib.resources.files(__package__) / 'static'
     page = (static / 'index.html').read_bytes()
     assets = {name: (static / name).read_bytes() for name in _STATIC_FILES}
@@ -148,7 +149,7 @@ def create_app(
                     upload = await reader.read()
                 async with limiter.run():
                     return await anyio.to_thread.run_sync(work, upload)
-        except jobs.Busy:
+        except limits.Busy:
             await reader.drain()
             return _error(
                 503,
