@@ -106,7 +106,7 @@ def test_healthz_reports_the_model_and_limits(server):
     health = server.health()
     assert health['status'] == 'ok'
     assert 'bundled model' in health['model']
-    assert health['render_size'] == 256
+    assert health['render_size'] == bundled.read_info()['render_size']
     assert (health['max_concurrent'], health['max_queue']) == (1, 1)
     assert health['max_upload_bytes'] == 1_000_000
     assert health['max_pixels'] == _MAX_PIXELS
@@ -138,10 +138,11 @@ def test_round_trip_keeps_size_and_lightness(server, colorizer):
 def test_odd_sizes_gray_inputs_and_render_size(server, colorizer):
     photo = Image.open(conftest.SAMPLE_PHOTOS / 'coffee.jpg')
     gray = photo.convert('L').crop((3, 5, 304, 222))  # 301x217.
-    response = _post(server, _png(gray), 'gray.png', render_size='128')
+    # Not the bundled model's own render size, so that it must matter.
+    response = _post(server, _png(gray), 'gray.png', render_size='192')
     colorized = _decoded(response)
     assert colorized.shape == (217, 301, 3)
-    expected = colorizer.with_render_size(128).colorize(
+    expected = colorizer.with_render_size(192).colorize(
         [np.asarray(gray)[..., None]]
     )[0]
     assert np.abs(colorized.astype(int) - expected).max() <= 1

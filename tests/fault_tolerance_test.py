@@ -109,6 +109,8 @@ class FaultToleranceTest(tf.test.TestCase):
             sys.executable,
             '-m',
             'chromagen_tf.train',
+            # INFO lines (resumes) are what the test reads.
+            '--verbosity=0',
             *_TINY_FLAGS,
             f'--data_dir={self.data_dir}',
             f'--model_dir={model_dir}',

@@ -110,6 +110,8 @@ class MultiWorkerTest(tf.test.TestCase):
                         sys.executable,
                         '-m',
                         'chromagen_tf.train',
+                        # INFO lines (resumes) are what the test reads.
+                        '--verbosity=0',
                         f'--stage={stage}',
                         '--strategy=multi_worker',
                         f'--data_dir={data_dir or self.data_dir}',
@@ -147,6 +149,8 @@ class MultiWorkerTest(tf.test.TestCase):
                 sys.executable,
                 '-m',
                 'chromagen_tf.train',
+                # INFO lines (resumes) are what the test reads.
+                '--verbosity=0',
                 f'--stage={stage}',
                 '--strategy=one_device',
                 f'--data_dir={data_dir or self.data_dir}',

@@ -24,7 +24,15 @@ _TINY_FLAGS = [
 
 
 def _command(*flags):
-    return [sys.executable, '-m', 'chromagen_tf.train', *_TINY_FLAGS, *flags]
+    # --verbosity=0: the INFO lines (resumes) are what the tests read.
+    return [
+        sys.executable,
+        '-m',
+        'chromagen_tf.train',
+        '--verbosity=0',
+        *_TINY_FLAGS,
+        *flags,
+    ]
 
 
 def _run(*flags, timeout=300):
