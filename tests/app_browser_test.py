@@ -344,9 +344,12 @@ def _hints_shown(driver, card, count: int):
     )
 
 
-def test_hints_click_pick_see_delete(hint_server, browser, tmp_path):
-    health = hint_server.health()
-    assert health['takes_hints'], health['model']
+def _open_hint_photo(hint_server, browser):
+    """Loads the page, uploads the hint photo, waits for its result.
+
+    Returns:
+      (the photo's card, its width, its height).
+    """
     browser.get(hint_server.url + '/')
     _wait(browser, lambda d: d.find_element(By.ID, 'limits').text)
     browser.find_element(By.ID, 'files').send_keys(
@@ -356,6 +359,13 @@ def test_hints_click_pick_see_delete(hint_server, browser, tmp_path):
     width, height = imaging.load_rgb(
         conftest.SAMPLE_PHOTOS / _HINT_PHOTO
     ).image.size
+    return card, width, height
+
+
+def test_hints_click_pick_see_delete(hint_server, browser, tmp_path):
+    health = hint_server.health()
+    assert health['takes_hints'], health['model']
+    card, width, height = _open_hint_photo(hint_server, browser)
     before = {
         colour: _result_ab_near(browser, card, *point, width, height)
         for colour, point in (_RED, _BLUE)
@@ -495,15 +505,7 @@ _SCREENSHOT_PALETTE_AT = (110, 90)  # The concrete, to show suggestions.
 )
 def test_hints_screenshot(hint_server, browser):
     health = hint_server.health()
-    browser.get(hint_server.url + '/')
-    _wait(browser, lambda d: d.find_element(By.ID, 'limits').text)
-    browser.find_element(By.ID, 'files').send_keys(
-        str(conftest.SAMPLE_PHOTOS / _HINT_PHOTO)
-    )
-    card = _wait(browser, lambda d: (_cards(d, 'done.hintable') or [None])[0])
-    width, height = imaging.load_rgb(
-        conftest.SAMPLE_PHOTOS / _HINT_PHOTO
-    ).image.size
+    card, width, height = _open_hint_photo(hint_server, browser)
     for count, (colour, point) in enumerate(_SCREENSHOT_HINTS, start=1):
         _click_photo(browser, card, *point, width, height)
         _pick(browser, card, colour)
