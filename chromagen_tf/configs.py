@@ -81,6 +81,10 @@ class ModelConfig:
     # Whether the generator takes colour hints beside L: a hint a*b* map
     # and its mask (Zhang et al. 2017; chromagen_tf/hints.py).
     hints: bool = False
+    # A hint model built as a hint branch over a frozen automatic generator
+    # (*_unet_lite only; models/hint_branch.py): without hints it is the
+    # automatic generator exactly, and only the branch trains.
+    hint_branch: bool = False
 
     def __post_init__(self):
         if self.color_head not in COLOR_HEADS:
@@ -93,6 +97,13 @@ class ModelConfig:
                 'color_head=bins needs a *_unet_lite generator (it predicts '
                 f'at 1/4 resolution); {self.generator} predicts a*b* '
                 'directly. Pass --generator=resnet18_unet_lite.'
+            )
+        if self.hint_branch and not (
+            self.hints and self.generator in BINS_GENERATORS
+        ):
+            raise errors.UsageError(
+                'hint_branch=True needs hints=True and a *_unet_lite '
+                f'generator, got hints={self.hints}, {self.generator}.'
             )
         if self.temperature <= 0:
             raise errors.UsageError(

@@ -85,6 +85,14 @@ _HINTS = flags.DEFINE_enum(
     'examples, else a geometric count, p=1/8, of 1-9 px patches of the '
     "true a*b*). none: an automatic model.",
 )
+flags.DEFINE_bool(
+    'hint_branch',
+    _MODEL_DEFAULT.hint_branch,
+    'With --hints=local: build the hints as a branch over the frozen '
+    'automatic generator (*_unet_lite; chromagen_tf/models/hint_branch.py) '
+    'and train only the branch, on L1. Without hints the model is then the '
+    'automatic one exactly; start it with --init_from an automatic model.',
+)
 _IMAGE_SIZE = flags.DEFINE_integer(
     'image_size',
     _DEFAULT.image_size,

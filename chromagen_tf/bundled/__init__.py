@@ -6,7 +6,11 @@ A bundled model is a folder with two files:
                   was trained and its measured metrics (and, for a
                   colour-bins model, its prior over the bins);
   generator.npz   the generator's variables in float16, keyed by variable
-                  path (half the size of float32; loading restores float32).
+                  path (half the size of float32; loading restores float32);
+  hint_branch.npz for a hint-branch model (`models/hint_branch.py`), the
+                  branch's variables alike; generator.npz then holds the
+                  frozen automatic generator's, so an automatic bundle's
+                  file serves unchanged.
 
 `load_generator()` rebuilds the generator offline from this package's own
 folder (`BUNDLED_DIR`), so `colorize`, `evaluate`, `export` and the demo work
@@ -19,6 +23,7 @@ describes it.
 
 import json
 import os
+import shutil
 from typing import Any, Optional
 
 import numpy as np
@@ -28,10 +33,12 @@ from chromagen_tf import errors
 from chromagen_tf import files
 from chromagen_tf import models
 from chromagen_tf.models import color_bins
+from chromagen_tf.models import hint_branch
 
 BUNDLED_DIR = os.path.dirname(os.path.abspath(__file__))
 INFO_FILE = 'model.json'
 WEIGHTS_FILE = 'generator.npz'
+HINT_BRANCH_FILE = 'hint_branch.npz'
 FORMAT_VERSION = 1
 # model.json's copy of a colour-bins model's prior (training/bin_prior.py).
 BIN_PRIOR_KEY = 'bin_log_prior'
@@ -86,16 +93,20 @@ def save(
       The folder written.
     """
     os.makedirs(path, exist_ok=True)
-    arrays = {}
+    arrays = {WEIGHTS_FILE: {}, HINT_BRANCH_FILE: {}}
     for variable in generator.weights:
         value = np.asarray(variable.numpy(), np.float32)
         if np.abs(value).max(initial=0) >= np.finfo(np.float16).max:
             raise BundledModelError(f'{variable.path} does not fit float16.')
-        arrays[variable.path] = value.astype(np.float16)
-    temporary = os.path.join(path, '.' + WEIGHTS_FILE)
-    with open(temporary, 'wb') as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(temporary, os.path.join(path, WEIGHTS_FILE))
+        arrays[_weights_file(model_config, variable.path)][variable.path] = (
+            value.astype(np.float16)
+        )
+    for name, values in arrays.items():
+        if values:
+            temporary = os.path.join(path, '.' + name)
+            with open(temporary, 'wb') as f:
+                np.savez_compressed(f, **values)
+            os.replace(temporary, os.path.join(path, name))
     values = dict(info or {})
     values.update(
         format_version=FORMAT_VERSION,
@@ -104,6 +115,48 @@ def save(
     )
     files.write_json_atomically(os.path.join(path, INFO_FILE), values)
     return path
+
+
+def reuse_weights_file(source: str, path: str) -> None:
+    """Puts `source`'s generator.npz in bundle `path`, if it holds the same
+    values (a hint branch's frozen automatic generator): the file then stays
+    byte for byte the one the automatic bundle shipped.
+
+    Raises:
+      BundledModelError: the two files' arrays differ.
+    """
+    target = os.path.join(path, WEIGHTS_FILE)
+    origin = os.path.join(source, WEIGHTS_FILE)
+    with np.load(origin) as theirs, np.load(target) as ours:
+        same = set(theirs.files) == set(ours.files) and all(
+            np.array_equal(theirs[key], ours[key]) for key in ours.files
+        )
+    if not same:
+        raise BundledModelError(
+            f'{target} does not hold the values of {origin}.'
+        )
+    shutil.copyfile(origin, target)
+
+
+def _weights_file(model_config: configs.ModelConfig, path: str) -> str:
+    """The file of a bundle that holds the weight at `path`."""
+    if model_config.hint_branch and path.startswith(hint_branch.PREFIX):
+        return HINT_BRANCH_FILE
+    return WEIGHTS_FILE
+
+
+def _read_arrays(path: str, model_config: configs.ModelConfig) -> dict:
+    names = [WEIGHTS_FILE]
+    if model_config.hint_branch:
+        names.append(HINT_BRANCH_FILE)
+    arrays = {}
+    for name in names:
+        weights_path = os.path.join(path, name)
+        if not os.path.isfile(weights_path):
+            raise BundledModelError(f'{path} has no {name}.')
+        with np.load(weights_path) as values:
+            arrays.update((key, values[key]) for key in values.files)
+    return arrays
 
 
 def load_generator(
@@ -124,8 +177,7 @@ def load_generator(
         do not fit its architecture.
     """
     info = read_info(path)
-    weights_path = os.path.join(path, WEIGHTS_FILE)
-    if not os.path.isfile(weights_path):
+    if not os.path.isfile(os.path.join(path, WEIGHTS_FILE)):
         raise BundledModelError(f'{path} has no {WEIGHTS_FILE}.')
     model_config = models.loading.with_decoding(
         configs.model_config_from_dict(info['model']),
@@ -139,24 +191,24 @@ def load_generator(
             f'values, not one per colour bin ({color_bins.NUM_BINS}).'
         )
     generator = models.build_from_config(model_config, log_prior)
-    with np.load(weights_path) as arrays:
-        expected = {variable.path for variable in generator.weights}
-        if expected != set(arrays.files):
-            missing = sorted(expected - set(arrays.files))[:3]
-            extra = sorted(set(arrays.files) - expected)[:3]
+    arrays = _read_arrays(path, model_config)
+    expected = {variable.path for variable in generator.weights}
+    described = (
+        f'{path} does not fit {model_config.generator} '
+        f'(width {model_config.width})'
+    )
+    if expected != set(arrays):
+        missing = sorted(expected - set(arrays))[:3]
+        extra = sorted(set(arrays) - expected)[:3]
+        raise BundledModelError(
+            f'{described}: missing {missing}, unexpected {extra}.'
+        )
+    for variable in generator.weights:
+        value = arrays[variable.path]
+        if tuple(value.shape) != tuple(variable.shape):
             raise BundledModelError(
-                f'{weights_path} does not fit {model_config.generator} '
-                f'(width {model_config.width}): missing {missing}, '
-                f'unexpected {extra}.'
+                f'{described}: {variable.path} has shape {value.shape}, the '
+                f'model needs {tuple(variable.shape)}.'
             )
-        for variable in generator.weights:
-            value = arrays[variable.path]
-            if tuple(value.shape) != tuple(variable.shape):
-                raise BundledModelError(
-                    f'{weights_path} does not fit {model_config.generator} '
-                    f'(width {model_config.width}): {variable.path} has '
-                    f'shape {value.shape}, the model needs '
-                    f'{tuple(variable.shape)}.'
-                )
-            variable.assign(value.astype(np.float32))
+        variable.assign(value.astype(np.float32))
     return generator, model_config, info

@@ -7,7 +7,9 @@ where they say so:
   bins        the shipped colour-bins model (the default);
   regression  the L1 (regression) model shipped before it;
   hints       the bins model fine-tuned into a hint model, which also
-              takes colour hints (chromagen_tf/hints.py); what ships now.
+              takes colour hints (chromagen_tf/hints.py);
+  hint_branch the bins model, frozen, with a hint branch trained over it
+              (models/hint_branch.py); what ships now.
 
 `chromagen_tf.bundled.recipe --config=NAME` picks one, and `--override`
 changes single fields (`with_overrides`). `RecipePaths` holds where a run
@@ -37,6 +39,9 @@ class RecipeConfig:
     color_head: str = 'bins'
     # chromagen_tf.train --hints: 'local' trains a hint model.
     hints: str = 'none'
+    # chromagen_tf.train --hint_branch: the hints as a branch over the
+    # frozen automatic generator (models/hint_branch.py).
+    hint_branch: bool = False
     # What the pretrain stage starts from (chromagen_tf.train --init_from):
     # empty for random weights, SHIPPED_MODEL, or a bundled model folder or
     # checkpoint.
@@ -77,6 +82,9 @@ class RecipeConfig:
     lambda_ce: float = 5.0
     # The annealed-mean temperature training evaluates at.
     temperature: float = 0.38
+    # The prior adjustment training decodes with (chromagen_tf.train
+    # --prior_strength); a hint branch trains at its bundle's.
+    train_prior_strength: float = 0.0
     # Decoding recorded in the bundle, chosen from the decoding curve
     # (MODEL_CARD.md); bundle_temperature None means `temperature`.
     bundle_temperature: Optional[float] = None
@@ -252,7 +260,35 @@ def _hints() -> RecipeConfig:
     )
 
 
-CONFIGS = {'bins': _bins, 'regression': _regression, 'hints': _hints}
+def _hint_branch() -> RecipeConfig:
+    # The colour-bins model of --config=bins (run it first), frozen, with a
+    # hint branch trained over it: without hints it is that model exactly
+    # (same decoding), with them it starts as the edge-blind spread of
+    # inference/hint_evaluation.py. Trained at the render size and the
+    # decoding it ships with, so that the branch corrects the colours users
+    # see. No GAN stage.
+    return dataclasses.replace(
+        RecipeConfig(),
+        hints='local',
+        hint_branch=True,
+        init_from=os.path.join('runs', 'bundled', 'bins', 'bundled_model'),
+        image_size=256,
+        min_crop_scale=0.6,
+        pretrain_steps=4000,
+        lr_pretrain=2e-4,
+        lr_decay_fraction=0.25,
+        gan_steps=0,
+        train_prior_strength=0.25,
+        stages=('convert', 'pretrain', 'bundle', 'evaluate'),
+    )
+
+
+CONFIGS = {
+    'bins': _bins,
+    'regression': _regression,
+    'hints': _hints,
+    'hint_branch': _hint_branch,
+}
 
 
 def get_config(name: str) -> RecipeConfig:

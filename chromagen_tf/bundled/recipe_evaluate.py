@@ -81,8 +81,10 @@ def _weights_digest(output: str, info: dict) -> str:
             [info['model'], info.get(bundled.BIN_PRIOR_KEY)], sort_keys=True
         ).encode()
     )
-    with open(os.path.join(output, bundled.WEIGHTS_FILE), 'rb') as f:
-        digest.update(f.read())
+    for name in (bundled.WEIGHTS_FILE, bundled.HINT_BRANCH_FILE):
+        if os.path.isfile(os.path.join(output, name)):
+            with open(os.path.join(output, name), 'rb') as f:
+                digest.update(f.read())
     return digest.hexdigest()[:12]
 
 

@@ -105,6 +105,8 @@ def train_commands(
         f'--color_head={config.color_head}',
         f'--temperature={config.temperature}',
         f'--hints={config.hints}',
+        f'--hint_branch={config.hint_branch}',
+        f'--prior_strength={config.train_prior_strength}',
         f'--min_crop_scale={config.min_crop_scale}',
     ]
     pretrain = [
@@ -205,13 +207,24 @@ def bundle(
             else ' (trained weights, not their averages)'
         )
     info['checkpoint'] = sources
-    return bundled.save(
+    source = init_from(config)
+    if config.hint_branch and bundled.is_bundled_model(source):
+        # The frozen automatic model ships as it came: its own weights file
+        # and prior, so that without hints the bundle is that model.
+        info[bundled.BIN_PRIOR_KEY] = bundled.read_info(source).get(
+            bundled.BIN_PRIOR_KEY
+        )
+        info['checkpoint'] += f'; automatic generator: {source}'
+    output = bundled.save(
         generator,
         model_config,
         paths.output_dir,
         render_size=config.render_size,
         info=info,
     )
+    if config.hint_branch and bundled.is_bundled_model(source):
+        bundled.reuse_weights_file(source, output)
+    return output
 
 
 def _run(*command: str) -> None:

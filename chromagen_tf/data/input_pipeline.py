@@ -211,6 +211,7 @@ def make_dataset(
     augment: bool = True,
     min_crop_scale: float = 1.0,
     hints: str = 'none',
+    no_hint_probability: float = hints_lib.NO_HINT_PROBABILITY,
 ) -> tf.data.Dataset:
     """Builds the training or evaluation pipeline over Lab TFRecords.
 
@@ -237,6 +238,8 @@ def make_dataset(
         image_size pixels.
       hints: 'local' (training only) adds hints simulated from each
         example's ground truth (`hints.sample`); 'none' adds none.
+      no_hint_probability: With hints='local', the share of examples that
+        get no hint at all.
 
     Returns:
       A dataset of (l_normalized [b, S, S, 1], ab_normalized [b, S, S, 2]),
@@ -323,7 +326,9 @@ def make_dataset(
             if hints == 'none':
                 return l_channel, ab
             hint_ab, hint_mask = hints_lib.sample(
-                ab, example_seed + tf.constant([0, 3], tf.int64)
+                ab,
+                example_seed + tf.constant([0, 3], tf.int64),
+                no_hint_probability=no_hint_probability,
             )
             return l_channel, ab, hint_ab, hint_mask
 

@@ -189,3 +189,47 @@ def suggest(logits: tf.Tensor, k: int) -> tuple[tf.Tensor, tf.Tensor]:
         probabilities = tf.where(distance < 1.5, 0.0, probabilities)
         available &= distance >= SUGGESTION_SPACING
     return tf.gather(centres, tf.stack(picked)), tf.stack(claimed)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ShiftLogits(keras.layers.Layer):
+    """Moves bin logits [B, h, w, Q] on the a*b* grid by ab [B, h, w, 2].
+
+    The result at bin c is the input at c - shift (normalised units),
+    interpolated bilinearly between bins and clamped at the grid's edge:
+    the same distribution, translated. A hint-branch model
+    (`hint_branch.py`) moves its automatic distribution by its hint
+    correction this way, for colour suggestions.
+    """
+
+    def call(self, inputs):
+        logits, shift = (tf.cast(x, tf.float32) for x in inputs)
+        grid = tf.reshape(
+            logits,
+            tf.concat([tf.shape(logits)[:3], [_BINS_PER_AXIS] * 2], 0),
+        )
+        steps = shift * (color.AB_SCALE / BIN_SPACING)
+        index = tf.range(_BINS_PER_AXIS, dtype=tf.float32)
+        for axis in (0, 1):
+            source = index - steps[..., axis : axis + 1]  # [B, h, w, 23]
+            low = tf.floor(source)
+            fraction = source - low
+            low = tf.cast(low, tf.int32)
+            taken = [
+                tf.gather(
+                    grid,
+                    tf.clip_by_value(low + offset, 0, _BINS_PER_AXIS - 1),
+                    axis=3 + axis,
+                    batch_dims=3,
+                )
+                for offset in (0, 1)
+            ]
+            # a runs along grid axis 3, b along axis 4.
+            fraction = (
+                fraction[..., :, None] if axis == 0 else fraction[..., None, :]
+            )
+            grid = (1.0 - fraction) * taken[0] + fraction * taken[1]
+        return tf.reshape(grid, tf.shape(logits))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]

@@ -6,6 +6,7 @@ import tensorflow as tf
 
 from chromagen_tf import configs
 from chromagen_tf.models import color_bins
+from chromagen_tf.models import hint_branch as hint_branch_lib
 from chromagen_tf.models import patchgan
 from chromagen_tf.models import pix2pix
 from chromagen_tf.models import resnet
@@ -127,6 +128,7 @@ def build_generator(
     log_prior=None,
     prior_strength: float = 0.0,
     hints: bool = False,
+    hint_branch: bool = False,
 ) -> keras.Model:
     """Builds a generator that maps normalised L to normalised ab.
 
@@ -152,6 +154,9 @@ def build_generator(
         hints: Also take a hint a*b* map [B, H, W, 2] and its mask
             [B, H, W, 1] (`hints.py`, Zhang et al. 2017): the model's inputs
             are then [L, hint_ab, hint_mask]; see `generator_inputs`.
+        hint_branch: With hints, build them as a trained branch over the
+            frozen automatic generator (*_unet_lite; `hint_branch.py`)
+            instead of input channels of the whole network.
 
     Returns:
         A keras.Model: [B, H, W, 1] -> [B, H, W, 2], float32 output.
@@ -183,6 +188,13 @@ def build_generator(
             hints=hints,
         )
     arch, build = _RESNET_GENERATORS[name]
+    if hint_branch:
+        if not hints or name not in configs.BINS_GENERATORS:
+            raise ValueError(
+                'hint_branch needs hints=True and one of '
+                f'{", ".join(configs.BINS_GENERATORS)}, got {name}.'
+            )
+        build, hints = hint_branch_lib.build_hint_branch, None
     kwargs = {}
     if name in configs.BINS_GENERATORS:
         kwargs = dict(
@@ -191,12 +203,13 @@ def build_generator(
             log_prior=log_prior,
             prior_strength=prior_strength,
         )
+    if hints is not None:
+        kwargs.update(hints=hints)
     generator = build(
         arch,
         image_size=image_size,
         width=width,
         synchronized_batch_norm=synchronized_batch_norm,
-        hints=hints,
         **kwargs,
     )
     load_encoder_weights(generator, encoder_weights, arch=arch)

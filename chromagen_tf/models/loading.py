@@ -80,7 +80,11 @@ def build_from_config(
             prior_strength=model.prior_strength,
         )
     return generators.build_generator(
-        model.generator, width=model.width, hints=model.hints, **kwargs
+        model.generator,
+        width=model.width,
+        hints=model.hints,
+        hint_branch=model.hint_branch,
+        **kwargs,
     )
 
 
@@ -173,7 +177,8 @@ def copy_weights_by_path(source: keras.Model, target: keras.Model) -> int:
     the same path, e.g. a generator without hints into one with them.
 
     Every weight of `target` must be matched, except those of its hint
-    layers (`hint_conv`), which keep their zero start.
+    layers (`hint_conv`, a hint branch's `hint_*`), which keep their
+    start.
 
     Returns:
       The number of weights copied.
@@ -186,7 +191,7 @@ def copy_weights_by_path(source: keras.Model, target: keras.Model) -> int:
     copied = 0
     for variable in target.weights:
         value = values.get(variable.path)
-        if value is None and variable.path.startswith('hint_conv/'):
+        if value is None and variable.path.startswith('hint_'):
             continue
         if value is None or tuple(value.shape) != tuple(variable.shape):
             raise ValueError(

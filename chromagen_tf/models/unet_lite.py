@@ -41,6 +41,8 @@ OUTPUT_STRIDE = 4
 # The layer whose output is the colour-bin logits (color_head='bins'); the
 # training loss reads it through `logits_and_ab_model`.
 LOGITS_LAYER = 'ab_logits'
+# A hint-branch model's (`hint_branch.py`) gated hint correction to ab_small.
+HINT_SHIFT_LAYER = 'hint_shift'
 
 
 def _up_block(x, skip, name: str, synchronized: bool):
@@ -124,12 +126,18 @@ def logits_and_ab_model(generator: keras.Model) -> keras.Model | None:
 
     None for a generator without a colour-bins head. Training uses it so
     that one forward pass gives both the logits the cross-entropy needs and
-    the ab the discriminator sees.
+    the ab the discriminator sees. For a hint-branch model the logits are
+    the automatic ones moved on the a*b* grid by the hint correction.
     """
     try:
         logits = generator.get_layer(LOGITS_LAYER).output
     except ValueError:
         return None
+    names = {layer.name for layer in generator.layers}
+    if HINT_SHIFT_LAYER in names:
+        logits = color_bins.ShiftLogits(dtype='float32', name='hint_logits')(
+            [logits, generator.get_layer(HINT_SHIFT_LAYER).output]
+        )
     return keras.Model(
         generator.inputs,
         [logits, generator.output],

@@ -37,12 +37,22 @@ def update_ema(
     all-reduced gradients: the trainable weights are then the same on every
     replica, and the assignment writes every replica's copy of the average.
     BatchNorm's moving statistics are averaged alike (replica 0's, as a
-    checkpoint saves them).
+    checkpoint saves them). Weights of frozen layers (a hint branch's
+    automatic generator) are left alone: their average is the weight itself,
+    and d * w + (1 - d) * w need not round back to w.
     """
     d = ema_decay_at(decay, step)
+    frozen = {
+        variable.path
+        for layer in generator.layers
+        if not layer.trainable
+        for variable in layer.weights
+    }
     for average, value in zip(
         ema_generator.weights, generator.weights, strict=True
     ):
+        if value.path in frozen:
+            continue
         average.assign(
             tf.cast(d, average.dtype) * average
             + tf.cast(1.0 - d, average.dtype) * tf.cast(value, average.dtype)

@@ -45,7 +45,7 @@ def _source_checkpoint(config) -> str:
 def _read_without_hints(config, generator, source: str) -> str:
     """Reads a checkpoint of the same model without hints, by weight path."""
     twin = models.build_from_config(
-        dataclasses.replace(config.model, hints=False)
+        dataclasses.replace(config.model, hints=False, hint_branch=False)
     )
     key = models.loading.read_generator(twin, source)
     models.loading.copy_weights_by_path(twin, generator)
@@ -83,6 +83,7 @@ def initialise_generator(config, generator) -> str:
             dataclasses.replace(
                 bundled_config,
                 hints=config.model.hints,
+                hint_branch=config.model.hint_branch,
                 temperature=config.model.temperature,
                 prior_strength=config.model.prior_strength,
                 discriminator_width=(config.model.discriminator_width),

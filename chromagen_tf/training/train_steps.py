@@ -24,6 +24,8 @@ GAN_METRICS = ('d_loss', 'g_loss', 'g_adversarial', 'l1', 'd_real', 'd_fake')
 # A colour-bins generator also reports its cross-entropy, the loss it
 # trains on (L1 of its decoded ab is then a measurement only).
 BINS_METRICS = ('ce',)
+# A hint branch (`models/hint_branch.py`) trains on L1 of its a*b* only:
+# its output is the automatic a*b* plus a correction, not a distribution.
 # The terms whose non-finiteness stops training.
 LOSS_TERMS = ('l1', 'ce', 'd_loss', 'g_loss', 'g_adversarial')
 
@@ -31,7 +33,7 @@ LOSS_TERMS = ('l1', 'ce', 'd_loss', 'g_loss', 'g_adversarial')
 def metric_names(config: configs.TrainConfig) -> tuple[str, ...]:
     """The metrics a stage's training loop reports, in order."""
     names = GAN_METRICS if config.stage == 'gan' else PRETRAIN_METRICS
-    if config.model.color_head == 'bins':
+    if config.model.color_head == 'bins' and not config.model.hint_branch:
         names += BINS_METRICS
     return names
 
@@ -51,8 +53,13 @@ class StepFunctions:
         self.networks = networks
         self.global_step = global_step
         self.metric_names = metric_names(config)
-        # L -> (bin logits, ab) for a colour-bins generator, else None.
-        self._logits_and_ab = unet_lite.logits_and_ab_model(networks.generator)
+        # L -> (bin logits, ab) for a colour-bins generator that trains on
+        # its cross-entropy, else None.
+        self._logits_and_ab = (
+            None
+            if config.model.hint_branch
+            else unet_lite.logits_and_ab_model(networks.generator)
+        )
         self._global_batch_size = config.global_batch_size
         self.train_loop = tf.function(self._train_loop)
 

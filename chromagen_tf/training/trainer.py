@@ -29,6 +29,7 @@ import tqdm
 
 from chromagen_tf import configs
 from chromagen_tf import errors
+from chromagen_tf import hints
 from chromagen_tf.data import input_pipeline
 from chromagen_tf.data import records
 from chromagen_tf.training import bin_prior
@@ -72,6 +73,11 @@ def _make_datasets(config, strategy, start_step, dataset_fn):
             min_crop_scale=config.min_crop_scale,
             deterministic=config.deterministic_input,
             hints=config.hints,
+            # Without hints a hint branch is the frozen automatic model, so
+            # such examples would teach it nothing.
+            no_hint_probability=(
+                0.0 if config.model.hint_branch else hints.NO_HINT_PROBABILITY
+            ),
         )
 
     return strategy.distribute_datasets_from_function(dataset_fn or _train_fn)
