@@ -34,16 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import color
-
-# The format's names, for the callers that use both.
-from chromagen_tf.hint_format import check_inside  # noqa: F401
-from chromagen_tf.hint_format import Hint  # noqa: F401
-from chromagen_tf.hint_format import HintFormatError  # noqa: F401
-from chromagen_tf.hint_format import parse  # noqa: F401
-from chromagen_tf.hint_format import read_file  # noqa: F401
-from chromagen_tf.hint_format import sidecar_path  # noqa: F401
-from chromagen_tf.hint_format import SIDECAR_SUFFIX  # noqa: F401
-from chromagen_tf.hint_format import to_json  # noqa: F401
+from chromagen_tf.hint_format import Hint
 
 # Zhang et al. 2017, Sec. 3.3: hint counts ~ Geometric(p = 1/8), patches of
 # 1x1 to 9x9 pixels.

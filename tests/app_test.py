@@ -33,7 +33,7 @@ import uvicorn
 from chromagen_tf import bundled
 from chromagen_tf import color
 from chromagen_tf import configs
-from chromagen_tf import hints
+from chromagen_tf import hint_format
 from chromagen_tf import models
 from chromagen_tf.data import imaging
 from chromagen_tf.inference import colorize_lib
@@ -743,7 +743,7 @@ def test_suggest_lists_likely_colours(hint_server):
         np.asarray(Image.open(io.BytesIO(photo)).convert('RGB')),
         50,
         40,
-        [hints.Hint(120, 60, (0x20, 0x40, 0xE0))],
+        [hint_format.Hint(120, 60, (0x20, 0x40, 0xE0))],
         k=jobs.SUGGESTIONS,
     )
     assert [entry['color'] for entry in suggestions] == [

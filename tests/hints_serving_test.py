@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from chromagen_tf import bundled
 from chromagen_tf import configs
+from chromagen_tf import hint_format
 from chromagen_tf import hints
 from chromagen_tf import models
 from chromagen_tf import serving_client
@@ -28,7 +29,10 @@ from tests.conftest import SAMPLE_PHOTOS
 _MODEL = configs.ModelConfig(
     generator='resnet18_unet_lite', width=8, color_head='bins', hints=True
 )
-_HINTS = [hints.Hint(20, 30, (200, 40, 30)), hints.Hint(90, 60, (20, 60, 220))]
+_HINTS = [
+    hint_format.Hint(20, 30, (200, 40, 30)),
+    hint_format.Hint(90, 60, (20, 60, 220)),
+]
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -101,7 +105,7 @@ class HintsServingTest(tf.test.TestCase):
     def test_colorize_cli_and_serving_give_the_same_photo(self):
         hint_file = os.path.join(self.root, 'photo.hints.json')
         with open(hint_file, 'w') as f:
-            f.write(hints.to_json(_HINTS))
+            f.write(hint_format.to_json(_HINTS))
         output_dir = os.path.join(self.root, 'cli')
         summary = colorize_folders.colorize_files(
             self.colorizer,
@@ -156,7 +160,7 @@ class HintsServingTest(tf.test.TestCase):
         )
         self.assertEqual(
             [
-                hints.Hint(0, 0, tuple(int(v) for v in c)).hex
+                hint_format.Hint(0, 0, tuple(int(v) for v in c)).hex
                 for c in served[signatures.SUGGESTED_COLORS][0].numpy()
             ],
             [colour for colour, _ in library],
@@ -233,7 +237,9 @@ class BadHintsTest(tf.test.TestCase):
             'outside': json.dumps(
                 {'hints': [{'x': 50, 'y': 3, 'color': '#ff0000'}]}
             ),
-            'good': hints.to_json([hints.Hint(49, 39, (255, 0, 0))]),
+            'good': hint_format.to_json(
+                [hint_format.Hint(49, 39, (255, 0, 0))]
+            ),
         }
         for name, text in sidecars.items():
             with open(os.path.join(photos, f'{name}.png.hints.json'), 'w') as f:

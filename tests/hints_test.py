@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from chromagen_tf import color
 from chromagen_tf import configs
+from chromagen_tf import hint_format
 from chromagen_tf import hints
 from chromagen_tf import models
 from chromagen_tf.data import input_pipeline
@@ -117,12 +118,14 @@ class RasterizeTest(tf.test.TestCase):
 class FormatTest(tf.test.TestCase):
     def test_round_trip(self):
         hint_list = [
-            hints.Hint(120, 45, (208, 64, 32)),
-            hints.Hint(3.5, 0, (0, 0, 255)),
+            hint_format.Hint(120, 45, (208, 64, 32)),
+            hint_format.Hint(3.5, 0, (0, 0, 255)),
         ]
-        self.assertEqual(hints.parse(hints.to_json(hint_list)), hint_list)
         self.assertEqual(
-            json.loads(hints.to_json(hint_list))['hints'][0],
+            hint_format.parse(hint_format.to_json(hint_list)), hint_list
+        )
+        self.assertEqual(
+            json.loads(hint_format.to_json(hint_list))['hints'][0],
             {'x': 120, 'y': 45, 'color': '#d04020'},
         )
 
@@ -141,18 +144,21 @@ class FormatTest(tf.test.TestCase):
         }
         for document, problem in cases.items():
             with self.assertRaisesRegex(
-                hints.HintFormatError, f'^photo.json: .*{problem}'
+                hint_format.HintFormatError, f'^photo.json: .*{problem}'
             ):
-                hints.parse(document, 'photo.json')
+                hint_format.parse(document, 'photo.json')
 
     def test_points_outside_the_photo_are_refused(self):
         with self.assertRaisesRegex(
-            hints.HintFormatError,
+            hint_format.HintFormatError,
             r'p.json: hint 1 at \(10, 0\) is outside'
             r' the 10x5 photo',
         ):
-            hints.check_inside(
-                [hints.Hint(9, 4, (0, 0, 0)), hints.Hint(10, 0, (0, 0, 0))],
+            hint_format.check_inside(
+                [
+                    hint_format.Hint(9, 4, (0, 0, 0)),
+                    hint_format.Hint(10, 0, (0, 0, 0)),
+                ],
                 10,
                 5,
                 'p.json',

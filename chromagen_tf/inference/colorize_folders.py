@@ -19,7 +19,7 @@ import tensorflow as tf
 import tqdm
 
 from chromagen_tf import errors
-from chromagen_tf import hints as hints_lib
+from chromagen_tf import hint_format
 from chromagen_tf.data import image_folders
 from chromagen_tf.data import imaging
 from chromagen_tf.inference import colorize_lib
@@ -104,7 +104,7 @@ def find_jobs(config: ColorizeConfig) -> list[Job]:
         raise errors.UsageError(
             f'--hints={config.hints} is for one photo, and the inputs hold '
             f'{len(jobs)}; use --hints=sidecar for several '
-            f'(<photo>{hints_lib.SIDECAR_SUFFIX} beside each).'
+            f'(<photo>{hint_format.SIDECAR_SUFFIX} beside each).'
         )
     result = []
     for job in jobs:
@@ -168,7 +168,7 @@ def _load(path: str, max_pixels: int) -> np.ndarray:
 def hint_file(config: ColorizeConfig, source: str) -> Optional[str]:
     """The hint file that applies to an input, or None."""
     if config.hints == SIDECAR:
-        sidecar = hints_lib.sidecar_path(source)
+        sidecar = hint_format.sidecar_path(source)
         return sidecar if os.path.isfile(sidecar) else None
     return config.hints or None
 
@@ -177,12 +177,12 @@ def load_hints(path: Optional[str], image: np.ndarray):
     """A photo's hints from `path` (None: none), checked against it.
 
     Raises:
-      hints.HintFormatError, errors.NotFoundError: naming the file.
+      hint_format.HintFormatError, errors.NotFoundError: naming the file.
     """
     if path is None:
         return None
-    hint_list = hints_lib.read_file(path)
-    hints_lib.check_inside(hint_list, image.shape[1], image.shape[0], path)
+    hint_list = hint_format.read_file(path)
+    hint_format.check_inside(hint_list, image.shape[1], image.shape[0], path)
     return hint_list
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from chromagen_tf import errors
+from chromagen_tf import hint_format
 from chromagen_tf import hints as hints_lib
 from chromagen_tf.serving import full_resolution
 
@@ -135,7 +136,7 @@ class Colorizer:
     def _inputs(self, l_channel: tf.Tensor, hint_list):
         """(working L, hint_ab, hint_mask, working size) of one image.
 
-        hint_list: None, a list of `hints.Hint`, or hint maps (hint_ab
+        hint_list: None, a list of `hint_format.Hint`, or hint maps (hint_ab
         [h, w, 2], hint_mask [h, w, 1]) already at the working size.
         """
         working_l, working_size = self._prepare(l_channel)
@@ -168,7 +169,7 @@ class Colorizer:
     ) -> list:
         """Working-size predictions: (ab [1, h, w, 2], working size) each.
 
-        hint_lists: one list of `hints.Hint` (or None) per image.
+        hint_lists: one list of `hint_format.Hint` (or None) per image.
         Images whose padded working sizes match share one network call.
         """
         hint_lists = hint_lists or [None] * len(l_channels)
@@ -215,8 +216,8 @@ class Colorizer:
             )
         l_channel = self.lightness(image)
         height, width = int(l_channel.shape[1]), int(l_channel.shape[2])
-        hints_lib.check_inside(
-            [hints_lib.Hint(x, y, (0, 0, 0))], width, height, 'point'
+        hint_format.check_inside(
+            [hint_format.Hint(x, y, (0, 0, 0))], width, height, 'point'
         )
         working_l, hint_ab, hint_mask, working_size = self._inputs(
             l_channel, hint_list
@@ -230,7 +231,7 @@ class Colorizer:
         )
         return [
             (
-                hints_lib.Hint(0, 0, tuple(int(v) for v in colour)).hex,
+                hint_format.Hint(0, 0, tuple(int(v) for v in colour)).hex,
                 float(probability),
             )
             for colour, probability in zip(
@@ -301,7 +302,7 @@ class Colorizer:
         """uint8 gray or RGB images [H, W, 1 or 3] -> uint8 RGB, same sizes.
 
         Colour inputs are reduced to their lightness first. hint_lists: one
-        list of `hints.Hint` (or None) per image, for a hint model.
+        list of `hint_format.Hint` (or None) per image, for a hint model.
         """
         l_channels = [self.lightness(image) for image in images]
         outputs = []

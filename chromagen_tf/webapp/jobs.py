@@ -30,7 +30,7 @@ from PIL import Image
 import tensorflow as tf
 
 from chromagen_tf import errors
-from chromagen_tf import hints as hints_lib
+from chromagen_tf import hint_format
 from chromagen_tf.data import imaging
 from chromagen_tf.inference import colorizer
 from chromagen_tf.webapp import uploads
@@ -162,7 +162,7 @@ class ColorizeService:
             ) from None
         return np.asarray(loaded.image)
 
-    def parse_hints(self, text: Optional[str]) -> list[hints_lib.Hint]:
+    def parse_hints(self, text: Optional[str]) -> list[hint_format.Hint]:
         """A hints field's hint list; absent or empty means none.
 
         Raises:
@@ -172,8 +172,8 @@ class ColorizeService:
         if text is None or not text.strip():
             return []
         try:
-            hint_list = hints_lib.parse(text, 'hints')
-        except hints_lib.HintFormatError as error:
+            hint_list = hint_format.parse(text, 'hints')
+        except hint_format.HintFormatError as error:
             raise uploads.UploadError(400, 'bad_hints', f'{error}.') from None
         if hint_list and not self.colorizer.takes_hints:
             raise uploads.UploadError(
@@ -221,7 +221,7 @@ class ColorizeService:
         self,
         data: bytes,
         render_size: int,
-        hint_list: Sequence[hints_lib.Hint] = (),
+        hint_list: Sequence[hint_format.Hint] = (),
         preview: bool = False,
     ) -> Result:
         """A photo's bytes -> the colorized photo.
@@ -273,7 +273,7 @@ class ColorizeService:
         render_size: int,
         x: float,
         y: float,
-        hint_list: Sequence[hints_lib.Hint] = (),
+        hint_list: Sequence[hint_format.Hint] = (),
     ) -> list[tuple[str, float]]:
         """The model's likeliest colours at (x, y), given the hints so far.
 
@@ -295,7 +295,7 @@ class ColorizeService:
                 'distribution to suggest colours from (it needs the '
                 'colour-bins head).',
             )
-        point = hints_lib.Hint(x, y, (0, 0, 0))
+        point = hint_format.Hint(x, y, (0, 0, 0))
         rgb, scaled, _ = self._decode_with_hints(
             data, [point, *hint_list], preview=True
         )
@@ -305,7 +305,7 @@ class ColorizeService:
         )
 
     def _decode_with_hints(
-        self, data: bytes, hint_list: Sequence[hints_lib.Hint], preview: bool
+        self, data: bytes, hint_list: Sequence[hint_format.Hint], preview: bool
     ):
         """(uint8 RGB, hints in its pixels, the photo's (height, width)),
         shrunk for a preview.
@@ -316,8 +316,8 @@ class ColorizeService:
         rgb = self.decode(data)
         height, width = rgb.shape[:2]
         try:
-            hints_lib.check_inside(hint_list, width, height, 'hints')
-        except hints_lib.HintFormatError as error:
+            hint_format.check_inside(hint_list, width, height, 'hints')
+        except hint_format.HintFormatError as error:
             raise uploads.UploadError(
                 400, 'hint_outside', f'{error}.'
             ) from None
@@ -334,7 +334,7 @@ class ColorizeService:
         return (
             small,
             [
-                hints_lib.Hint(
+                hint_format.Hint(
                     min(hint.x * x_scale, size[0] - 0.5),
                     min(hint.y * y_scale, size[1] - 0.5),
                     hint.rgb,
@@ -351,7 +351,7 @@ class ColorizeService:
         self.colorizer.colorize([gray])
         if self.colorizer.takes_hints:
             self.colorizer.colorize(
-                [gray], [[hints_lib.Hint(10, 10, (200, 40, 30))]]
+                [gray], [[hint_format.Hint(10, 10, (200, 40, 30))]]
             )
         if self.suggests_colors:
             self.colorizer.suggest_colors(gray, 20, 20, k=SUGGESTIONS)
