@@ -9,7 +9,13 @@ import os
 import posixpath
 import uuid
 
-import tensorflow as tf
+
+def _gfile():
+    # Imported on first use: reading a config must not start TensorFlow
+    # before a command has quieted its start-up lines (`cli_logging`).
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+    return tf.io.gfile
 
 
 def is_remote(path: str) -> bool:
@@ -29,9 +35,9 @@ def join(directory: str, *names: str) -> str:
 
 def read_json(path: str):
     """The JSON value stored at `path`, or None when there is no file."""
-    if not tf.io.gfile.exists(path):
+    if not _gfile().exists(path):
         return None
-    with tf.io.gfile.GFile(path) as f:
+    with _gfile().GFile(path) as f:
         return json.load(f)
 
 
@@ -47,12 +53,12 @@ def write_json_atomically(path: str, value: object) -> None:
         posixpath.split(path) if is_remote(path) else (os.path.split(path))
     )
     if directory:
-        tf.io.gfile.makedirs(directory)
+        _gfile().makedirs(directory)
     temporary = join(directory, f'.{uuid.uuid4().hex[:12]}-{name}.tmp')
-    with tf.io.gfile.GFile(temporary, 'w') as f:
+    with _gfile().GFile(temporary, 'w') as f:
         f.write(json.dumps(value, indent=1, sort_keys=True) + '\n')
     sync(temporary)
-    tf.io.gfile.rename(temporary, path, overwrite=True)
+    _gfile().rename(temporary, path, overwrite=True)
 
 
 def sync(path: str) -> None:

@@ -152,6 +152,9 @@ class BranchModelTest(tf.test.TestCase):
             {v.path for v in models.build_from_config(_AUTOMATIC).weights},
         )
 
+    def test_the_bundle_format_names_the_same_prefix(self):
+        self.assertEqual(bundled.HINT_BRANCH_PREFIX, hint_branch.PREFIX)
+
     def test_config_needs_hints_and_a_lite_generator(self):
         with self.assertRaises(errors.UsageError):
             dataclasses.replace(_AUTOMATIC, hint_branch=True)

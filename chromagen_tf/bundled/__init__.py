@@ -31,14 +31,15 @@ import numpy as np
 from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import files
-from chromagen_tf import models
-from chromagen_tf.models import color_bins
-from chromagen_tf.models import hint_branch
 
 BUNDLED_DIR = os.path.dirname(os.path.abspath(__file__))
 INFO_FILE = 'model.json'
 WEIGHTS_FILE = 'generator.npz'
 HINT_BRANCH_FILE = 'hint_branch.npz'
+# The path prefix of a hint branch's weights (`models.hint_branch.PREFIX`);
+# this module imports no TensorFlow until a model is loaded, so that the
+# recipe's command line can quiet TensorFlow's start-up lines first.
+HINT_BRANCH_PREFIX = 'hint_'
 FORMAT_VERSION = 1
 # model.json's copy of a colour-bins model's prior (training/bin_prior.py).
 BIN_PRIOR_KEY = 'bin_log_prior'
@@ -140,7 +141,7 @@ def reuse_weights_file(source: str, path: str) -> None:
 
 def _weights_file(model_config: configs.ModelConfig, path: str) -> str:
     """The file of a bundle that holds the weight at `path`."""
-    if model_config.hint_branch and path.startswith(hint_branch.PREFIX):
+    if model_config.hint_branch and path.startswith(HINT_BRANCH_PREFIX):
         return HINT_BRANCH_FILE
     return WEIGHTS_FILE
 
@@ -176,6 +177,10 @@ def load_generator(
       BundledModelError: the folder is not a bundled model, or its weights
         do not fit its architecture.
     """
+    # pylint: disable-next=g-import-not-at-top
+    from chromagen_tf import models
+    from chromagen_tf.models import color_bins  # pylint: disable=g-import-not-at-top
+
     info = read_info(path)
     if not os.path.isfile(os.path.join(path, WEIGHTS_FILE)):
         raise BundledModelError(f'{path} has no {WEIGHTS_FILE}.')
