@@ -5,6 +5,7 @@ import os
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from chromagen_tf import bundled
@@ -279,6 +280,7 @@ class BranchBundleTest(tf.test.TestCase):
 
 
 class BranchTrainingTest(tf.test.TestCase):
+    @pytest.mark.slow
     def test_training_moves_the_branch_only(self):
         root = self.get_temp_dir()
         data_dir = shards.write_shards(
@@ -328,6 +330,7 @@ class BranchTrainingTest(tf.test.TestCase):
 
 
 class BranchExportTest(tf.test.TestCase):
+    @pytest.mark.slow
     def test_tflite_equals_the_saved_model_endpoint_with_hints(self):
         _, branch = _pair()
         module = signatures.ColorizationModule(branch, render_size=64)
