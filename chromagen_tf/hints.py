@@ -28,7 +28,7 @@ photo keeps its own lightness. `rasterize` turns points into the model's
 maps at its working size, as a `POINT_PATCH_SIZE` square each.
 """
 
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -173,6 +173,49 @@ def draw(
     return tf.range(slots) < count, sizes, top, left
 
 
+class Patches(NamedTuple):
+    """Simulated hints: their maps, and each patch with its value."""
+
+    hint_ab: tf.Tensor  # [H, W, 2]
+    hint_mask: tf.Tensor  # [H, W, 1]
+    values: tf.Tensor  # [K, 2] the mean under each patch
+    active: tf.Tensor  # [K] bool; the active ones come first
+    sizes: tf.Tensor  # [K] int32
+    top: tf.Tensor  # [K] int32
+    left: tf.Tensor  # [K] int32
+
+
+def sample_patches(
+    ab,
+    seed,
+    num_hints=None,
+    no_hint_probability: float = NO_HINT_PROBABILITY,
+    max_hints: int = MAX_HINTS,
+) -> Patches:
+    """`sample`, with the patches it drew (for evaluation)."""
+    ab = tf.convert_to_tensor(ab, tf.float32)
+    height, width = tf.shape(ab)[0], tf.shape(ab)[1]
+    active, sizes, top, left = draw(
+        seed, height, width, num_hints, no_hint_probability, max_hints
+    )
+    rows = tf.range(height)[tf.newaxis, :]
+    columns = tf.range(width)[tf.newaxis, :]
+    in_rows = tf.cast(
+        (rows >= top[:, tf.newaxis]) & (rows < (top + sizes)[:, tf.newaxis]),
+        tf.float32,
+    )
+    in_columns = tf.cast(
+        (columns >= left[:, tf.newaxis])
+        & (columns < (left + sizes)[:, tf.newaxis]),
+        tf.float32,
+    )
+    # The mean under each patch, as separable sums over rows and columns.
+    sums = tf.einsum('kh,hwc,kw->kc', in_rows, ab, in_columns)
+    values = sums / tf.cast(sizes * sizes, tf.float32)[:, tf.newaxis]
+    hint_ab, hint_mask = _paint(values, top, left, sizes, active, height, width)
+    return Patches(hint_ab, hint_mask, values, active, sizes, top, left)
+
+
 def sample(
     ab,
     seed,
@@ -193,26 +236,10 @@ def sample(
     Returns:
       (hint_ab [H, W, 2], hint_mask [H, W, 1]), float32.
     """
-    ab = tf.convert_to_tensor(ab, tf.float32)
-    height, width = tf.shape(ab)[0], tf.shape(ab)[1]
-    active, sizes, top, left = draw(
-        seed, height, width, num_hints, no_hint_probability, max_hints
+    patches = sample_patches(
+        ab, seed, num_hints, no_hint_probability, max_hints
     )
-    rows = tf.range(height)[tf.newaxis, :]
-    columns = tf.range(width)[tf.newaxis, :]
-    in_rows = tf.cast(
-        (rows >= top[:, tf.newaxis]) & (rows < (top + sizes)[:, tf.newaxis]),
-        tf.float32,
-    )
-    in_columns = tf.cast(
-        (columns >= left[:, tf.newaxis])
-        & (columns < (left + sizes)[:, tf.newaxis]),
-        tf.float32,
-    )
-    # The mean under each patch, as separable sums over rows and columns.
-    sums = tf.einsum('kh,hwc,kw->kc', in_rows, ab, in_columns)
-    area = tf.cast(sizes * sizes, tf.float32)[:, tf.newaxis]
-    return _paint(sums / area, top, left, sizes, active, height, width)
+    return patches.hint_ab, patches.hint_mask
 
 
 def _uniform_start(seed, slots, limit):

@@ -5,9 +5,10 @@ Usage (the shipped colour-bins model; the time it took is in MODEL_CARD.md):
   python -m chromagen_tf.bundled.recipe --config=bins \
       --photos_dir=open_photos --work_dir=runs/bundled
 
---config names what to train (`recipe_configs`: bins, the default;
-regression; hints, the shipped generator fine-tuned to take colour hints),
-and --override=FIELD=VALUE changes one field of it. The bundled model is
+--config names what to train (`recipe_configs`: bins, the default, the
+automatic colour-bins model; hint_branch, the shipped model, a hint branch
+trained over the frozen bins model; hints; regression), and
+--override=FIELD=VALUE changes one field of it. The bundled model is
 written to WORK_DIR/bundled_model; copy it into chromagen_tf/bundled to ship
 it.
 

@@ -45,24 +45,21 @@ def simulate(
     working = tf.image.resize(
         color.normalize_ab(ab_true)[0], [height, width], method='area'
     )
-    sample_seed = tf.constant([seed, 0], tf.int64)
-    maps = hints.sample(working, sample_seed, num_hints=num_hints)
-    _, sizes, tops, lefts = (
-        x.numpy()
-        for x in hints.draw(sample_seed, height, width, num_hints=num_hints)
+    patches = hints.sample_patches(
+        working, tf.constant([seed, 0], tf.int64), num_hints=num_hints
     )
-    working = working.numpy()
-    boxes = list(zip(tops.tolist(), lefts.tolist(), sizes.tolist()))
-    values = np.array(
-        [
-            working[t : t + s, l : l + s].reshape(-1, 2).mean(0)
-            for t, l, s in boxes
-        ],
-        np.float32,
-    ).reshape(-1, 2)
+    boxes = list(
+        zip(
+            patches.top.numpy().tolist(),
+            patches.left.numpy().tolist(),
+            patches.sizes.numpy().tolist(),
+        )
+    )
+    values = patches.values.numpy().astype(np.float32).reshape(-1, 2)
     centres = np.array(
         [(t + (s - 1) / 2, l + (s - 1) / 2) for t, l, s in boxes], np.float32
     ).reshape(-1, 2)
+    maps = (patches.hint_ab, patches.hint_mask)
     return Simulated(maps, centres, values, boxes)
 
 
