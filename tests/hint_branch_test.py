@@ -111,6 +111,26 @@ class BranchModelTest(tf.test.TestCase):
         self.assertAllEqual(with_hints[1], expected[1])
         self.assertGreater(np.abs(with_hints[0] - expected[0]).max(), 0.1)
 
+    def test_a_regression_trunk_works_alike(self):
+        automatic_config = dataclasses.replace(
+            _AUTOMATIC, color_head='regression'
+        )
+        automatic = models.build_from_config(automatic_config)
+        _randomise(automatic)
+        branch = models.build_from_config(
+            dataclasses.replace(automatic_config, hints=True, hint_branch=True)
+        )
+        models.loading.copy_weights_by_path(automatic, branch)
+        l_channel = tf.random.stateless_uniform([1, 64, 64, 1], [5, 5], -1, 1)
+        self.assertAllEqual(
+            branch(models.generator_inputs(branch, l_channel), training=False),
+            automatic(l_channel, training=False),
+        )
+        hint_ab, mask = _one_cell_hints(64, 64, [((4, 4), (0.3, 0.3))])
+        guided = branch([l_channel, hint_ab, mask], training=False)
+        self.assertAllClose(guided[0, 17, 17], [0.3, 0.3], atol=0.02)
+        self.assertIsNone(unet_lite.logits_and_ab_model(branch))
+
     def test_starts_as_the_edge_blind_baseline(self):
         automatic, branch = _pair()
         l_channel = tf.random.stateless_uniform([1, 64, 96, 1], [2, 3], -1, 1)

@@ -5,7 +5,7 @@ colours, and a network that sees hints only at its input must learn to
 carry them across the photo. This model is built the other way round:
 
   * the automatic generator (`unet_lite`, either head) runs unchanged and
-    frozen; its 1/4-resolution a*b*, head features and (bins) logits are
+    frozen; its 1/4-resolution a*b* and the features its head reads are
     the branch's inputs;
   * each hint's a*b* difference from the automatic result is spread over
     the photo by normalised Gaussian averages at three widths (0.15, 0.05
