@@ -72,9 +72,9 @@ _INIT_FROM = flags.DEFINE_string(
     'checkpoints or a bundled model folder (e.g. chromagen_tf/bundled); the '
     'moving average, if the checkpoint kept one (--ema_decay). A model '
     'without hints can start a hint model (--hints=local): its hint '
-    "weights start at zero. Empty: the GAN stage's latest MODEL_DIR/pretrain "
-    "checkpoint, the pretrain stage's --encoder_weights. 'none': the GAN "
-    'stage from scratch.',
+    "convolution, or a hint branch's last layer, starts at zero. Empty: the "
+    "GAN stage's latest MODEL_DIR/pretrain checkpoint, the pretrain stage's "
+    "--encoder_weights. 'none': the GAN stage from scratch.",
 )
 _HINTS = flags.DEFINE_enum(
     'hints',
@@ -82,8 +82,8 @@ _HINTS = flags.DEFINE_enum(
     configs.HINT_SAMPLING,
     'local: train a model that takes colour hints, with hints simulated '
     'from each training photo (chromagen_tf/hints.py: none for 30% of the '
-    'examples, else a geometric count, p=1/8, of 1-9 px patches of the '
-    "true a*b*). none: an automatic model.",
+    'examples, 0% with --hint_branch, else a geometric count, p=1/8, of '
+    "1-9 px patches of the true a*b*). none: an automatic model.",
 )
 flags.DEFINE_bool(
     'hint_branch',
@@ -91,7 +91,8 @@ flags.DEFINE_bool(
     'With --hints=local: build the hints as a branch over the frozen '
     'automatic generator (*_unet_lite; chromagen_tf/models/hint_branch.py) '
     'and train only the branch, on L1. Without hints the model is then the '
-    'automatic one exactly; start it with --init_from an automatic model.',
+    'automatic one exactly. Needs --init_from an automatic model, trained '
+    'and decoded (--temperature, --prior_strength) as that model is.',
 )
 _IMAGE_SIZE = flags.DEFINE_integer(
     'image_size',

@@ -19,6 +19,8 @@ from chromagen_tf.models import hint_branch
 from chromagen_tf.models import unet_lite
 from chromagen_tf.serving import export_lib
 from chromagen_tf.serving import signatures
+from chromagen_tf.training import distribute
+from chromagen_tf.training import state
 from chromagen_tf.training import trainer
 from tests import shards
 from tests import utils
@@ -312,7 +314,12 @@ class BranchTrainingTest(tf.test.TestCase):
         )
         automatic_dir = os.path.join(root, 'automatic')
         source = utils.make_model_dir(automatic_dir, model_config=_AUTOMATIC)
-        _randomise(source)  # make_model_dir saved random initial weights.
+        # Weights far from their start, BatchNorm statistics included.
+        _randomise(source)
+        checkpoint = tf.train.Checkpoint(
+            generator=source, step=tf.Variable(7, dtype=tf.int64)
+        )
+        checkpoint.write(tf.train.latest_checkpoint(automatic_dir + '/gan'))
         branch_dir = os.path.join(root, 'branch')
         trainer.train(
             utils.tiny_config(
@@ -388,3 +395,43 @@ class BranchExportTest(tf.test.TestCase):
         )[signatures.AB]
         self.assertAllClose(output, expected, atol=1e-4)
         self.assertAllClose(output[0, 13, 17], [0.5, -0.4], atol=0.02)
+
+
+class BranchStartTest(tf.test.TestCase):
+    def _trainer(self, **overrides):
+        root = self.get_temp_dir()
+        data_dir = shards.write_shards(
+            os.path.join(root, 'data'),
+            image_size=32,
+            num_train=2,
+            num_val=1,
+            train_shards=1,
+        )
+        config = utils.tiny_config(
+            data_dir,
+            os.path.join(root, 'branch'),
+            model=_BRANCH,
+            hints='local',
+            **overrides,
+        )
+        strategy, policy = distribute.setup(
+            config.strategy, config.mixed_precision
+        )
+        return state.Trainer(config, strategy, policy)
+
+    def test_needs_an_automatic_model_to_start_from(self):
+        with self.assertRaisesRegex(errors.TrainingError, '--init_from'):
+            self._trainer().restore_or_initialise()
+
+    def test_trains_over_a_bundle_only_as_the_bundle_decodes(self):
+        automatic = models.build_from_config(_AUTOMATIC)
+        source = bundled.save(
+            automatic,
+            dataclasses.replace(_AUTOMATIC, temperature=0.5),
+            os.path.join(self.get_temp_dir(), 'automatic'),
+            render_size=64,
+        )
+        with self.assertRaisesRegex(
+            errors.TrainingError, '--temperature=0.5 --prior_strength=0.0'
+        ):
+            self._trainer(init_from=source).restore_or_initialise()

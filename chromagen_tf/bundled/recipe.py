@@ -1,9 +1,12 @@
 r"""Trains a bundled model on the open photos, start to end, on a CPU.
 
-Usage (the shipped colour-bins model; the time it took is in MODEL_CARD.md):
+Usage (the shipped model; the time it took is in MODEL_CARD.md): the
+automatic colour-bins model, then the hint branch over it, which starts
+from runs/bundled/bins/bundled_model:
 
-  python -m chromagen_tf.bundled.recipe --config=bins \
-      --photos_dir=open_photos --work_dir=runs/bundled
+  python -m chromagen_tf.bundled.recipe --config=bins --photos_dir=open_photos
+  python -m chromagen_tf.bundled.recipe --config=hint_branch \
+      --photos_dir=open_photos
 
 --config names what to train (`recipe_configs`: bins, the default, the
 automatic colour-bins model; hint_branch, the shipped model, a hint branch

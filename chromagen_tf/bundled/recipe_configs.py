@@ -115,6 +115,16 @@ class RecipeConfig:
                 f'hints must be one of {configs.HINT_SAMPLING}',
             ),
             (
+                not self.hint_branch
+                or (
+                    self.train_prior_strength == self.bundle_prior_strength
+                    and self.bundle_temperature in (None, self.temperature)
+                ),
+                'a hint branch is bundled as it trains: train_prior_strength '
+                'must equal bundle_prior_strength, and bundle_temperature '
+                'be unset',
+            ),
+            (
                 0.0 < self.min_crop_scale <= 1.0,
                 'min_crop_scale must be in (0, 1]',
             ),
@@ -263,10 +273,10 @@ def _hints() -> RecipeConfig:
 def _hint_branch() -> RecipeConfig:
     # The colour-bins model of --config=bins (run it first), frozen, with a
     # hint branch trained over it: without hints it is that model exactly
-    # (same decoding), with them it starts as the edge-blind spread of
-    # inference/hint_evaluation.py. Trained at the render size and the
-    # decoding it ships with, so that the branch corrects the colours users
-    # see. No GAN stage.
+    # (same decoding), with them it starts as a per-cell version of the
+    # edge-blind spread of inference/hint_evaluation.py. Trained at the
+    # render size and the decoding it ships with, so that the branch
+    # corrects the colours users see. No GAN stage.
     return dataclasses.replace(
         RecipeConfig(),
         hints='local',

@@ -10,7 +10,10 @@ carry them across the photo. This model is built the other way round:
   * each hint's a*b* difference from the automatic result is spread over
     the photo by normalised Gaussian averages at three widths (0.15, 0.05
     and 0.02 x the diagonal; `HintSpread`): the widest is the edge-blind
-    baseline of `inference/hint_evaluation.py`;
+    baseline of `inference/hint_evaluation.py`, computed per cell of the
+    1/4 grid (a hint counts once per cell it touches, so a hint over
+    several cells weighs more there than in the baseline, which counts
+    each hint once);
   * a small U-Net at 1/4 .. 1/32 resolution (`hint_*` layers) reads those
     with L and the automatic features and predicts a correction to the
     widest spread; its last convolution starts at zero;
@@ -19,7 +22,7 @@ carry them across the photo. This model is built the other way round:
         ab = automatic_ab + has_hints * (spread_0.15 + correction)
 
 So without hints the model *is* the automatic generator, bit for bit, and
-at step 0 it is the edge-blind baseline; training teaches it where objects
+at step 0 it is that edge-blind spread; training teaches it where objects
 end. The branch trains on L1 of its a*b* (`train_steps`).
 
 For a colour-bins trunk, `unet_lite.logits_and_ab_model` gives the

@@ -42,6 +42,40 @@ def _source_checkpoint(config) -> str:
     return source
 
 
+# How far the run's prior over the colour bins may be from the bundle's
+# (log units) when a hint branch trains over that bundle: the bundle's is
+# rounded in model.json, and a re-conversion of the same photos moves it
+# by about 1e-4.
+_PRIOR_TOLERANCE = 0.01
+
+
+def _check_same_decoding(bundled_config, config, source, generator) -> None:
+    """A hint branch must train over its automatic model as that decodes."""
+    wanted = (bundled_config.temperature, bundled_config.prior_strength)
+    given = (config.model.temperature, config.model.prior_strength)
+    if wanted != given:
+        raise errors.TrainingError(
+            f'--init_from={source} decodes at temperature {wanted[0]} and '
+            f'prior strength {wanted[1]}; a hint branch over it must train '
+            f'at the same (got {given[0]} and {given[1]}): pass '
+            f'--temperature={wanted[0]} --prior_strength={wanted[1]}.'
+        )
+    if not wanted[1]:
+        return
+    theirs = bundled.read_info(source).get(bundled.BIN_PRIOR_KEY)
+    ours = generator.get_layer('ab_small').log_prior
+    if theirs is None or ours is None:
+        return
+    gap = max(abs(a - b) for a, b in zip(theirs, ours, strict=True))
+    if gap > _PRIOR_TOLERANCE:
+        raise errors.TrainingError(
+            f'The prior over the colour bins of --data_dir differs from '
+            f'that of --init_from={source} by up to {gap:.3g} (log units), '
+            'so the frozen model would decode differently than it ships: '
+            'train on the data it was trained on.'
+        )
+
+
 def _read_without_hints(config, generator, source: str) -> str:
     """Reads a checkpoint of the same model without hints, by weight path."""
     twin = models.build_from_config(
@@ -72,6 +106,12 @@ def initialise_generator(config, generator) -> str:
       What the generator was initialised from, or '' if nothing.
     """
     source = _source_checkpoint(config)
+    if not source and config.model.hint_branch:
+        raise errors.TrainingError(
+            'A hint branch trains over a frozen automatic model: pass '
+            '--init_from an automatic checkpoint, checkpoint folder or '
+            'bundled model of the same generator.'
+        )
     if not source:
         return ''
     if source.lower() == 'none':
@@ -97,6 +137,8 @@ def initialise_generator(config, generator) -> str:
                 f'head); this run trains a {config.model.generator} (width '
                 f'{config.model.width}, {config.model.color_head} head).'
             )
+        if config.model.hint_branch:
+            _check_same_decoding(bundled_config, config, source, generator)
         models.loading.copy_weights_by_path(bundled_generator, generator)
         logging.info('Generator initialised from the bundled model %s', source)
         return source
