@@ -333,6 +333,15 @@ class BranchTrainingTest(tf.test.TestCase):
                 init_from=os.path.join(automatic_dir, 'gan'),
             )
         )
+        # Evaluation also measures the model with simulated hints: without
+        # them a hint branch would show no progress at all.
+        scalars = utils.scalars_at(
+            os.path.join(branch_dir, 'pretrain', 'eval'), 2
+        )
+        self.assertGreater(
+            scalars['metrics/psnr_with_hints'], scalars['metrics/psnr']
+        )
+        self.assertLess(scalars['metrics/l1_with_hints'], scalars['metrics/l1'])
         automatic, _, _ = models.restore_generator(automatic_dir, 'gan')
         for average in (False, True):
             trained, _, _ = models.restore_generator(

@@ -6,7 +6,11 @@ every summary is written with step=global_step. The eval writer gets:
     loss), ab_mae (real Lab units), psnr (RGB), colorfulness of the
     predictions and of the ground truth (Hasler and Suesstrunk 2003);
   * one image per example of a fixed batch of `num_eval_images` val photos:
-    grayscale input | prediction | ground truth, side by side.
+    grayscale input | prediction | ground truth, side by side;
+  * for a hint model, the same scalars with `EVAL_HINTS` hints per photo
+    simulated from the truth (`hints.sample`, the same hints at every
+    evaluation), named `<metric>_with_hints`: without hints a hint branch is
+    its frozen automatic model, so only these show it learn.
 Workers other than the chief write nothing.
 """
 
@@ -17,6 +21,7 @@ import keras
 import tensorflow as tf
 
 from chromagen_tf import color
+from chromagen_tf import hints
 from chromagen_tf import metrics
 from chromagen_tf import models
 from chromagen_tf.data import input_pipeline
@@ -24,6 +29,27 @@ from chromagen_tf.data import records
 from chromagen_tf.training import losses
 
 EVAL_METRICS = ('l1', *metrics.TRAINING_EVAL_METRICS)
+# Hints per val photo in a hint model's evaluation, and their seed.
+EVAL_HINTS = 10
+_EVAL_HINT_SEED = 20171
+_HINT_SUFFIX = '_with_hints'
+
+
+def _simulated_hints(ab_true):
+    """EVAL_HINTS hints per example; example i of a batch uses seed i."""
+    size = tf.shape(ab_true)[0]
+    seeds = tf.stack(
+        [
+            tf.range(size, dtype=tf.int64),
+            tf.fill([size], tf.constant(_EVAL_HINT_SEED, tf.int64)),
+        ],
+        axis=1,
+    )
+    return tf.map_fn(
+        lambda pair: hints.sample(pair[0], pair[1], num_hints=EVAL_HINTS),
+        (tf.cast(ab_true, tf.float32), seeds),
+        fn_output_signature=(tf.float32, tf.float32),
+    )
 
 
 def side_by_side(l_normalized, ab_pred, ab_true) -> tf.Tensor:
@@ -98,12 +124,7 @@ class Evaluator:
         )
 
     def _replica_sums(self, batch):
-        def _fn(l_normalized, ab_true, weight):
-            # A hint model is evaluated as an automatic colorizer: no hints.
-            generator = self.trainer.networks.inference_generator
-            ab_pred = generator(
-                models.generator_inputs(generator, l_normalized), training=False
-            )
+        def _metrics(l_normalized, ab_true, ab_pred):
             ab_pred = tf.cast(ab_pred, tf.float32)
             rgb_pred = color.normalized_to_rgb(l_normalized, ab_pred)
             rgb_true = color.normalized_to_rgb(l_normalized, ab_true)
@@ -119,6 +140,33 @@ class Evaluator:
                     metrics.TRAINING_EVAL_METRICS,
                 ),
             }
+            return values
+
+        def _fn(l_normalized, ab_true, weight):
+            # A hint model is evaluated as an automatic colorizer (no
+            # hints), and again with simulated hints.
+            generator = self.trainer.networks.inference_generator
+            values = _metrics(
+                l_normalized,
+                ab_true,
+                generator(
+                    models.generator_inputs(generator, l_normalized),
+                    training=False,
+                ),
+            )
+            if models.takes_hints(generator):
+                hint_ab, hint_mask = _simulated_hints(ab_true)
+                guided = _metrics(
+                    l_normalized,
+                    ab_true,
+                    generator(
+                        [l_normalized, hint_ab, hint_mask], training=False
+                    ),
+                )
+                values.update(
+                    (name + _HINT_SUFFIX, value)
+                    for name, value in guided.items()
+                )
             # tf.where, not a product: a padding example's PSNR is inf.
             real = weight > 0
             sums = {
@@ -152,7 +200,9 @@ class Evaluator:
         if not totals or totals['count'] == 0:
             return {}
         results = {
-            name: totals[name] / totals['count'] for name in EVAL_METRICS
+            name: totals[name] / totals['count']
+            for name in totals
+            if name != 'count'
         }
         with self.eval_writer.as_default(step=step):
             for name, value in results.items():
