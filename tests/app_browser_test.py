@@ -498,18 +498,21 @@ _SCREENSHOT_HINTS = (
 _SCREENSHOT_PALETTE_AT = (110, 90)  # The concrete, to show suggestions.
 
 
-@pytest.mark.skipif(
-    not os.environ.get('CHROMAGEN_APP_HINTS_SCREENSHOT'),
-    reason='Set CHROMAGEN_APP_HINTS_SCREENSHOT=PATH to take '
-    'the screenshot of hints in use.',
-)
-def test_hints_screenshot(hint_server, browser):
+def test_three_hints_and_the_palette_in_one_view(
+    hint_server, browser, tmp_path
+):
+    """Three hints each colour the result where they lie, and the palette
+    opens at a fourth point. The view is saved as a screenshot, to
+    CHROMAGEN_APP_HINTS_SCREENSHOT when set (docs/app_hints.png)."""
     health = hint_server.health()
     card, width, height = _open_hint_photo(hint_server, browser)
     for count, (colour, point) in enumerate(_SCREENSHOT_HINTS, start=1):
         _click_photo(browser, card, *point, width, height)
         _pick(browser, card, colour)
         _hints_shown(browser, card, count)
+    for colour, point in _SCREENSHOT_HINTS:
+        ab = _result_ab_near(browser, card, *point, width, height)
+        assert _angle(ab, _hue_of(colour)) < 35, (colour, point, ab)
     slider = card.find_element(By.CSS_SELECTOR, '.slider')
     browser.execute_script(
         'arguments[0].value = 22;'
@@ -523,4 +526,9 @@ def test_hints_screenshot(hint_server, browser):
             lambda d: card.find_elements(By.CSS_SELECTOR, '.palette .swatch'),
         )
     browser.execute_script('arguments[0].scrollIntoView()', card)
-    card.screenshot(os.environ['CHROMAGEN_APP_HINTS_SCREENSHOT'])
+    path = os.environ.get('CHROMAGEN_APP_HINTS_SCREENSHOT') or str(
+        tmp_path / 'hints.png'
+    )
+    assert card.screenshot(path)
+    with Image.open(path) as shot:
+        assert min(shot.size) > 100, shot.size

@@ -396,7 +396,8 @@ def test_the_check_finds_wrong_commands():
         'unknown flag --gan_weight'
     ]
     assert problems('chromagen_tf.bundled.recipe', '--config=nope') == [
-        "--config=nope: not one of ['bins', 'hints', 'regression']"
+        "--config=nope: not one of "
+        "['bins', 'hint_branch', 'hints', 'regression']"
     ]
     assert problems('chromagen_tf.train', '--stage=gan') == []
     assert problems('chromagen_tf.train', '--stage=nope') == [

@@ -1,13 +1,14 @@
 """The models the bundled-model recipe can train, one config each.
 
-`RecipeConfig()` is the default: the colour-bins model that ships in
-chromagen_tf/bundled. The other configs are derived from it and differ only
-where they say so:
+`RecipeConfig()` is the default: the automatic colour-bins model that the
+shipped model in chromagen_tf/bundled is built on. The other configs are
+derived from it and differ only where they say so:
 
-  bins        the shipped colour-bins model (the default);
+  bins        the automatic colour-bins model (the default), shipped as
+              the frozen part of hint_branch;
   regression  the L1 (regression) model shipped before it;
-  hints       the bins model fine-tuned into a hint model, which also
-              takes colour hints (chromagen_tf/hints.py);
+  hints       the bins model fine-tuned into a hint model with hint
+              channels (chromagen_tf/hints.py), shipped before hint_branch;
   hint_branch the bins model, frozen, with a hint branch trained over it
               (models/hint_branch.py); what ships now.
 
@@ -251,12 +252,10 @@ def _regression() -> RecipeConfig:
 
 
 def _hints() -> RecipeConfig:
-    # The colour-bins model of --config=bins (run it first) learns to follow
-    # hints: its hint weights start at zero, so it starts as the automatic
-    # model. No GAN stage. Of the checkpoints of a 4000-step run stopped at
-    # 3400, 3000 was bundled; at 128 px and no prior adjustment its
-    # automatic colours are as accurate on the val split as the bins
-    # model's at 256 px and 0.25 (MODEL_CARD.md, "Colour hints").
+    # The colour-bins model of --config=bins (run it first), all of it
+    # fine-tuned with hint channels that start at zero. No GAN stage.
+    # Shipped before the hint branch: its automatic colours drifted (paler,
+    # and on sample_photos 0.6 dB below the bins model; docs/experiments.md).
     return dataclasses.replace(
         RecipeConfig(),
         hints='local',
