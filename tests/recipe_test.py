@@ -63,6 +63,25 @@ def test_hints_config_fine_tunes_the_bins_model():
     assert {name: pretrain.get(name) for name in expected} == expected
 
 
+def test_hint_branch_config_trains_over_the_bins_bundle_as_it_decodes():
+    config = recipe_configs.get_config('hint_branch')
+    paths = recipe_configs.recipe_paths('hint_branch', 'photos')
+    pretrain = _flags(recipe_lib.train_commands(config, paths)['pretrain'])
+    expected = {
+        'hints': 'local',
+        'hint_branch': 'True',
+        'init_from': os.path.join('runs', 'bundled', 'bins', 'bundled_model'),
+        'prior_strength': str(config.bundle_prior_strength),
+        'temperature': '0.38',
+        'image_size': '256',
+        'train_steps': '4000',
+    }
+    assert {name: pretrain.get(name) for name in expected} == expected
+    assert config.gan_steps == 0
+    with pytest.raises(errors.UsageError, match='hint branch'):
+        dataclasses.replace(config, train_prior_strength=0.0)
+
+
 def test_regression_config_differs_from_the_default_where_it_says():
     default = dataclasses.asdict(recipe_configs.get_config('bins'))
     regression = dataclasses.asdict(recipe_configs.get_config('regression'))

@@ -184,7 +184,13 @@ def bundle(
         'training': {
             'recipe': name,
             'data': 'open photos (MODEL_CARD.md)',
-            **dataclasses.asdict(config),
+            # What the weights were trained with; which stages one command
+            # ran is not part of it.
+            **{
+                name: value
+                for name, value in dataclasses.asdict(config).items()
+                if name != 'stages'
+            },
         }
     }
     if model_config.color_head == 'bins':
