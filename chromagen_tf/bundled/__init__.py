@@ -182,8 +182,6 @@ def load_generator(
     from chromagen_tf.models import color_bins  # pylint: disable=g-import-not-at-top
 
     info = read_info(path)
-    if not os.path.isfile(os.path.join(path, WEIGHTS_FILE)):
-        raise BundledModelError(f'{path} has no {WEIGHTS_FILE}.')
     model_config = models.loading.with_decoding(
         configs.model_config_from_dict(info['model']),
         temperature,

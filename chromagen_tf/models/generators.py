@@ -188,23 +188,22 @@ def build_generator(
             hints=hints,
         )
     arch, build = _RESNET_GENERATORS[name]
+    kwargs = {'hints': hints}
     if hint_branch:
         if not hints or name not in configs.BINS_GENERATORS:
             raise ValueError(
                 'hint_branch needs hints=True and one of '
                 f'{", ".join(configs.BINS_GENERATORS)}, got {name}.'
             )
-        build, hints = hint_branch_lib.build_hint_branch, None
-    kwargs = {}
+        # The branch brings its own hint inputs.
+        build, kwargs = hint_branch_lib.build_hint_branch, {}
     if name in configs.BINS_GENERATORS:
-        kwargs = dict(
+        kwargs.update(
             color_head=color_head,
             temperature=temperature,
             log_prior=log_prior,
             prior_strength=prior_strength,
         )
-    if hints is not None:
-        kwargs.update(hints=hints)
     generator = build(
         arch,
         image_size=image_size,

@@ -39,7 +39,6 @@ into them, `loading.copy_weights_by_path`), the branch's start with
 import keras
 import tensorflow as tf
 
-from chromagen_tf.models import color_bins
 from chromagen_tf.models import layers as layers_lib
 from chromagen_tf.models import unet_lite
 
@@ -203,29 +202,19 @@ def build_hint_branch(
     arch: str = 'resnet18',
     *,
     image_size: int | None = None,
-    width: int = 64,
-    synchronized_batch_norm: bool = False,
-    color_head: str = 'regression',
-    temperature: float = color_bins.ZHANG_TEMPERATURE,
-    log_prior=None,
-    prior_strength: float = 0.0,
     branch_width: int | None = None,
+    **automatic_kwargs,
 ) -> keras.Model:
     """A frozen `*_unet_lite` generator with a hint branch (module doc).
 
-    Takes `unet_lite.build_resnet_unet_lite`'s arguments; branch_width is
-    the correction net's base width (default: width). Returns a model
+    automatic_kwargs are `unet_lite.build_resnet_unet_lite`'s (width,
+    color_head, ...; not hints); branch_width is the correction net's base
+    width (default: the generator's, the width of the features its head
+    reads). Returns a model
     [L, hint_ab, hint_mask] -> ab, like every hint generator.
     """
     automatic = unet_lite.build_resnet_unet_lite(
-        arch,
-        image_size=image_size,
-        width=width,
-        synchronized_batch_norm=synchronized_batch_norm,
-        color_head=color_head,
-        temperature=temperature,
-        log_prior=log_prior,
-        prior_strength=prior_strength,
+        arch, image_size=image_size, **automatic_kwargs
     )
     for layer in automatic.layers:
         layer.trainable = False
@@ -233,7 +222,12 @@ def build_hint_branch(
     inputs, _ = layers_lib.hint_inputs(l_input, image_size)
     _, hint_ab, hint_mask = inputs
     automatic_ab = automatic.get_layer('ab_small').output
-    head = unet_lite.LOGITS_LAYER if color_head == 'bins' else 'ab_small'
+    names = {layer.name for layer in automatic.layers}
+    head = (
+        unet_lite.LOGITS_LAYER
+        if unet_lite.LOGITS_LAYER in names
+        else 'ab_small'
+    )
     head_features = automatic.get_layer(head).input
 
     cells = HintCells(dtype='float32', name=f'{PREFIX}cells')(
@@ -246,7 +240,9 @@ def build_hint_branch(
     features = keras.layers.Concatenate(name=f'{PREFIX}features')(
         [head_features, small_l, automatic_ab, cells, spreads]
     )
-    correction = _correction_net(features, branch_width or width)
+    correction = _correction_net(
+        features, branch_width or head_features.shape[-1]
+    )
     baseline = SpreadOf(0, dtype='float32', name=f'{PREFIX}baseline')(spreads)
     shift = HintGate(dtype='float32', name=SHIFT_LAYER)(
         [

@@ -49,8 +49,11 @@ def _source_checkpoint(config) -> str:
 _PRIOR_TOLERANCE = 0.01
 
 
-def _check_same_decoding(bundled_config, config, source, generator) -> None:
-    """A hint branch must train over its automatic model as that decodes."""
+def _check_same_decoding(
+    bundled_config, theirs, config, source, generator
+) -> None:
+    """A hint branch must train over its automatic model as that decodes
+    (theirs: the bundle's prior over the colour bins, or None)."""
     wanted = (bundled_config.temperature, bundled_config.prior_strength)
     given = (config.model.temperature, config.model.prior_strength)
     if wanted != given:
@@ -62,7 +65,6 @@ def _check_same_decoding(bundled_config, config, source, generator) -> None:
         )
     if not wanted[1]:
         return
-    theirs = bundled.read_info(source).get(bundled.BIN_PRIOR_KEY)
     ours = generator.get_layer('ab_small').log_prior
     if theirs is None or ours is None:
         return
@@ -118,7 +120,9 @@ def initialise_generator(config, generator) -> str:
         logging.info('GAN stage from scratch (--init_from=none).')
         return 'scratch'
     if bundled.is_bundled_model(source):
-        bundled_generator, bundled_config, _ = bundled.load_generator(source)
+        bundled_generator, bundled_config, bundled_info = (
+            bundled.load_generator(source)
+        )
         if (
             dataclasses.replace(
                 bundled_config,
@@ -138,7 +142,13 @@ def initialise_generator(config, generator) -> str:
                 f'{config.model.width}, {config.model.color_head} head).'
             )
         if config.model.hint_branch:
-            _check_same_decoding(bundled_config, config, source, generator)
+            _check_same_decoding(
+                bundled_config,
+                bundled_info.get(bundled.BIN_PRIOR_KEY),
+                config,
+                source,
+                generator,
+            )
         models.loading.copy_weights_by_path(bundled_generator, generator)
         logging.info('Generator initialised from the bundled model %s', source)
         return source
