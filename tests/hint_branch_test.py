@@ -12,8 +12,10 @@ from chromagen_tf import bundled
 from chromagen_tf import color
 from chromagen_tf import configs
 from chromagen_tf import errors
+from chromagen_tf import hint_format
 from chromagen_tf import models
 from chromagen_tf.inference import hint_evaluation
+from chromagen_tf.inference.colorizer import Colorizer
 from chromagen_tf.models import color_bins
 from chromagen_tf.models import hint_branch
 from chromagen_tf.models import unet_lite
@@ -112,6 +114,65 @@ class BranchModelTest(tf.test.TestCase):
         ).numpy()
         self.assertAllEqual(with_hints[1], expected[1])
         self.assertGreater(np.abs(with_hints[0] - expected[0]).max(), 0.1)
+
+    def test_its_automatic_model_is_the_trunk_alone(self):
+        automatic, branch = _pair()
+        trunk = models.automatic_generator(branch)
+        self.assertLen(trunk.inputs, 1)
+        # Only the weightless up-sampling of the branch is in it.
+        self.assertEqual(
+            [layer.name for layer in trunk.layers if layer.name[:5] == 'hint_'],
+            ['hint_output'],
+        )
+        self.assertEqual(trunk.count_params(), automatic.count_params())
+        l_channel = tf.random.stateless_uniform([2, 64, 96, 1], [2, 3], -1, 1)
+        self.assertAllEqual(
+            trunk(l_channel, training=False),
+            branch(models.generator_inputs(branch, l_channel), training=False),
+        )
+        self.assertIs(models.automatic_generator(automatic), automatic)
+        hint_inputs = dataclasses.replace(_AUTOMATIC, hints=True)
+        self.assertIsNone(
+            models.automatic_generator(models.build_from_config(hint_inputs))
+        )
+
+    def test_a_colorizer_sends_photos_without_hints_to_the_trunk(self):
+        _, branch = _pair()
+        trunk = models.automatic_generator(branch)
+        calls = []
+
+        def spy(name, function):
+            def call(*args):
+                calls.append((name, int(args[0].shape[0])))
+                return function(*args)
+
+            return call
+
+        def predict(l_channel, hint_ab, hint_mask):
+            return branch([l_channel, hint_ab, hint_mask], training=False)
+
+        def automatic(l_channel):
+            return trunk(l_channel, training=False)
+
+        rng = np.random.default_rng(3)
+        photos = [rng.integers(0, 255, [48, 70, 3], np.uint8) for _ in range(3)]
+        hint_lists = [None, [hint_format.Hint(30, 20, (200, 30, 30))], []]
+        with_trunk = Colorizer(
+            spy('branch', predict),
+            64,
+            32,
+            takes_hints=True,
+            automatic_fn=spy('trunk', automatic),
+        ).colorize(photos, hint_lists)
+        self.assertCountEqual(calls, [('trunk', 2), ('branch', 1)])
+        without = Colorizer(predict, 64, 32, takes_hints=True).colorize(
+            photos, hint_lists
+        )
+        for got, expected in zip(with_trunk, without, strict=True):
+            self.assertAllEqual(got, expected)
+        self.assertGreater(
+            np.abs(with_trunk[1].astype(int) - with_trunk[0]).max(), 0
+        )
 
     def test_a_regression_trunk_works_alike(self):
         automatic_config = dataclasses.replace(
@@ -365,7 +426,52 @@ class BranchTrainingTest(tf.test.TestCase):
             )
 
 
+def _op_names(function) -> str:
+    """Every node name in a concrete function's graph and its library."""
+    graph_def = function.graph.as_graph_def()
+    names = [node.name for node in graph_def.node]
+    for library_function in graph_def.library.function:
+        names += [node.name for node in library_function.node_def]
+    return ' '.join(names)
+
+
 class BranchExportTest(tf.test.TestCase):
+    def test_signatures_without_hints_skip_the_branch(self):
+        _, branch = _pair()
+        module = signatures.ColorizationModule(branch, render_size=64)
+        endpoints = module.endpoints()
+        image = tf.io.encode_png(
+            tf.random.stateless_uniform([40, 56, 3], [4, 4], 0, 255, tf.int32)
+            .numpy()
+            .astype(np.uint8)
+        )[tf.newaxis]
+
+        def with_hints(points, colors):
+            return endpoints['colorize_with_hints'](
+                image,
+                tf.constant(points, tf.float32, [1, len(points), 2]),
+                tf.constant(colors, tf.uint8, [1, len(colors), 3]),
+            )[signatures.COLORIZED_PNG]
+
+        automatic = endpoints['serving_default'](image)[
+            signatures.COLORIZED_PNG
+        ]
+        self.assertAllEqual(with_hints([], []), automatic)
+        # Only padding: no point inside the photo.
+        self.assertAllEqual(with_hints([[-1, -1]], [[9, 9, 9]]), automatic)
+        hinted = with_hints([[20, 10]], [[200, 30, 30]])
+        self.assertNotAllEqual(hinted, automatic)
+        self.assertNotIn(
+            'hint_spread',
+            _op_names(endpoints['predict_ab'].get_concrete_function()),
+        )
+        self.assertIn(
+            'hint_spread',
+            _op_names(
+                endpoints['predict_ab_with_hints'].get_concrete_function()
+            ),
+        )
+
     @pytest.mark.slow
     def test_tflite_equals_the_saved_model_endpoint_with_hints(self):
         _, branch = _pair()

@@ -69,6 +69,14 @@ def _keras_colorizer(
             )
             return logits_model(inputs, training=False)[0]
 
+    automatic_fn = None
+    automatic = models.automatic_generator(generator)
+    if models.takes_hints(generator) and automatic is not None:
+
+        @tf.function(input_signature=_INPUT_SIGNATURE[:1])
+        def automatic_fn(l_normalized):
+            return tf.cast(automatic(l_normalized, training=False), tf.float32)
+
     return Colorizer(
         predict,
         render_size,
@@ -76,6 +84,7 @@ def _keras_colorizer(
         description,
         takes_hints=models.takes_hints(generator),
         logits_fn=logits_fn,
+        automatic_fn=automatic_fn,
     )
 
 
@@ -183,18 +192,21 @@ def load_colorizer(
         with_hints = loaded.signatures.get('predict_ab_with_hints')
         signature = loaded.signatures['predict_ab']
 
-        def predict(l_normalized, hint_ab, hint_mask):
-            if with_hints is not None:
-                return with_hints(
-                    **{
-                        signatures.L_CHANNEL: l_normalized,
-                        signatures.HINT_AB: hint_ab,
-                        signatures.HINT_MASK: hint_mask,
-                    }
-                )[signatures.AB]
+        def automatic(l_normalized):
             return signature(**{signatures.L_CHANNEL: l_normalized})[
                 signatures.AB
             ]
+
+        def predict(l_normalized, hint_ab, hint_mask):
+            if with_hints is None:
+                return automatic(l_normalized)
+            return with_hints(
+                **{
+                    signatures.L_CHANNEL: l_normalized,
+                    signatures.HINT_AB: hint_ab,
+                    signatures.HINT_MASK: hint_mask,
+                }
+            )[signatures.AB]
 
         return Colorizer(
             predict,
@@ -206,6 +218,8 @@ def load_colorizer(
             description=f'SavedModel {version_dir}',
             keep_alive=loaded,
             takes_hints=with_hints is not None,
+            # A hint-branch export's predict_ab skips the branch.
+            automatic_fn=automatic if with_hints is not None else None,
         )
     if tf.io.gfile.exists(configs.model_config_path(model)):
         generator, model_config, trained_size, path = load_generator(

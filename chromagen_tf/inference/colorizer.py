@@ -33,6 +33,7 @@ class Colorizer:
         keep_alive: object = None,
         takes_hints: bool = False,
         logits_fn=None,
+        automatic_fn=None,
     ):
         """Wraps a prediction function.
 
@@ -48,6 +49,10 @@ class Colorizer:
           takes_hints: Whether the model follows colour hints.
           logits_fn: For a colour-bins model, the same inputs -> bin logits
             [B, H/4, W/4, Q], for colour suggestions; else None.
+          automatic_fn: For a hint model, normalised L -> what predict_fn
+            gives without hints, at less cost (a hint branch's automatic
+            generator); photos without hints go to it. None: predict_fn
+            with zero hint maps.
         """
         self.render_size = render_size
         self.size_multiple = size_multiple
@@ -55,6 +60,7 @@ class Colorizer:
         self.takes_hints = takes_hints
         self._predict_fn = predict_fn
         self._logits_fn = logits_fn
+        self._automatic_fn = automatic_fn
         self._keep_alive = keep_alive
         spec = tf.TensorSpec
         self._lightness = _Compiled(
@@ -127,6 +133,7 @@ class Colorizer:
             self._keep_alive,
             self.takes_hints,
             self._logits_fn,
+            self._automatic_fn,
         )
 
     def working_size(self, l_channel: tf.Tensor) -> tuple[int, int]:
@@ -170,7 +177,8 @@ class Colorizer:
         """Working-size predictions: (ab [1, h, w, 2], working size) each.
 
         hint_lists: one list of `hint_format.Hint` (or None) per image.
-        Images whose padded working sizes match share one network call.
+        Images whose padded working sizes match share one network call;
+        without hints they share the automatic one (`automatic_fn`).
         """
         hint_lists = hint_lists or [None] * len(l_channels)
         prepared = [
@@ -179,14 +187,19 @@ class Colorizer:
         ]
         groups = {}
         for index, inputs in enumerate(prepared):
-            groups.setdefault(tuple(inputs[0].shape[1:3]), []).append(index)
+            automatic = self._automatic_fn is not None and not bool(
+                tf.reduce_any(inputs[2] > 0)
+            )
+            key = (tuple(inputs[0].shape[1:3]), automatic)
+            groups.setdefault(key, []).append(index)
         results = [None] * len(l_channels)
-        for indices in groups.values():
+        for (_, automatic), indices in groups.items():
             batch = [
                 tf.concat([prepared[i][part] for i in indices], axis=0)
-                for part in range(3)
+                for part in range(1 if automatic else 3)
             ]
-            ab_batch = tf.cast(self._predict_fn(*batch), tf.float32)
+            predict = self._automatic_fn if automatic else self._predict_fn
+            ab_batch = tf.cast(predict(*batch), tf.float32)
             for position, index in enumerate(indices):
                 results[index] = (
                     ab_batch[position : position + 1],

@@ -39,6 +39,7 @@ are always float32) and save to `.keras` files. Import this package before
 from chromagen_tf.models import color_bins
 from chromagen_tf.models import layers as layers_lib
 from chromagen_tf.models import loading
+from chromagen_tf.models.generators import automatic_generator
 from chromagen_tf.models.generators import BASELINE_GENERATOR
 from chromagen_tf.models.generators import build_discriminator
 from chromagen_tf.models.generators import build_generator
@@ -61,6 +62,7 @@ __all__ = [
     'ICNR',
     'PixelShuffle',
     'SpatialMultipleCheck',
+    'automatic_generator',
     'build_discriminator',
     'build_from_config',
     'build_generator',

@@ -220,6 +220,20 @@ def takes_hints(generator: keras.Model) -> bool:
     return len(generator.inputs) > 1
 
 
+def automatic_generator(generator: keras.Model) -> keras.Model | None:
+    """The cheapest model giving `generator`'s output without hints: L -> ab.
+
+    The generator itself for a model without hints; for a hint-branch model
+    its frozen automatic generator (`hint_branch.automatic_model`: the same
+    result, bit for bit, without running the branch). None for a hint model
+    that reads hints at its input: call it with zero hint maps
+    (`generator_inputs`).
+    """
+    if not takes_hints(generator):
+        return generator
+    return hint_branch_lib.automatic_model(generator)
+
+
 def generator_inputs(
     generator: keras.Model, l_channel, hint_ab=None, hint_mask=None
 ):

@@ -23,7 +23,9 @@ carry them across the photo. This model is built the other way round:
 
 So without hints the model *is* the automatic generator, bit for bit, and
 at step 0 it is that edge-blind spread; training teaches it where objects
-end. The branch trains on L1 of its a*b* (`train_steps`).
+end. The branch trains on L1 of its a*b* (`train_steps`). A photo without
+hints need not run the branch at all: `automatic_model` is the trunk alone,
+which inference calls for such photos.
 
 For a colour-bins trunk, `unet_lite.logits_and_ab_model` gives the
 automatic distribution at each position moved on the a*b* grid by the
@@ -259,3 +261,23 @@ def build_hint_branch(
         _STRIDE, dtype='float32', name=f'{PREFIX}output'
     )(ab_small)
     return keras.Model(inputs, outputs, name=f'{automatic.name}_hint_branch')
+
+
+def automatic_model(generator: keras.Model) -> keras.Model | None:
+    """A hint-branch model's frozen automatic generator: L -> ab.
+
+    It shares `generator`'s layers and gives, bit for bit, what `generator`
+    gives without hints (the gated correction adds exact zeros), without
+    computing the spreads or the correction net. None for a generator
+    without a hint branch.
+    """
+    if SHIFT_LAYER not in {layer.name for layer in generator.layers}:
+        return None
+    # The branch's up-sampling has no weights; on the automatic ab_small it
+    # is the automatic generator's own output layer.
+    outputs = generator.get_layer(f'{PREFIX}output')(
+        generator.get_layer('ab_small').output
+    )
+    return keras.Model(
+        generator.inputs[0], outputs, name=f'{generator.name}_automatic'
+    )

@@ -108,6 +108,19 @@ class ColorizationModule(tf.Module):
         self._generate = tf.function(
             self._generate_once, input_signature=network_inputs
         )
+        # Photos without hints: a hint branch's automatic generator skips
+        # the branch (the same result); other models are the one network.
+        self._automatic_model = (
+            models.automatic_generator(generator) if self.takes_hints else None
+        )
+        if self._automatic_model is not None:
+            self._automatic = tf.function(
+                self._automatic_once, input_signature=network_inputs[:1]
+            )
+        else:
+            self._automatic = lambda l_normalized: self._generate(
+                l_normalized, *_no_hints(l_normalized)
+            )
         self.predict_ab = tf.function(
             self._predict_ab,
             input_signature=[
@@ -166,6 +179,11 @@ class ColorizationModule(tf.Module):
         )
         return tf.cast(self.generator(inputs, training=False), tf.float32)
 
+    def _automatic_once(self, l_normalized) -> tf.Tensor:
+        return tf.cast(
+            self._automatic_model(l_normalized, training=False), tf.float32
+        )
+
     def _logits_once(self, l_normalized, hint_ab, hint_mask) -> tf.Tensor:
         inputs = models.generator_inputs(
             self.generator, l_normalized, hint_ab, hint_mask
@@ -173,21 +191,19 @@ class ColorizationModule(tf.Module):
         return self._logits_and_ab(inputs, training=False)[0]
 
     def _predict_ab(self, l_channel: tf.Tensor) -> dict[str, tf.Tensor]:
-        return {AB: self._generate(l_channel, *_no_hints(l_channel))}
+        return {AB: self._automatic(l_channel)}
 
     def _predict_ab_with_hints(self, l_channel, hint_ab, hint_mask):
         return {AB: self._generate(l_channel, hint_ab, hint_mask)}
 
-    def _working_inputs(self, l_channel, points=None, colors=None):
+    def _working_inputs(self, l_channel, points, colors):
         """Working L [1, h, w, 1] with its hint maps, and the working size.
 
-        l_channel: [1, H, W, 1]; points [N, 2] and colors [N, 3] or None.
+        l_channel: [1, H, W, 1]; points [N, 2] and colors [N, 3].
         """
         working_l, working_size = full_resolution.to_working_l(
             l_channel, self.render_size, self.size_multiple
         )
-        if points is None:
-            return (working_l, *_no_hints(working_l)), working_size
         hint_ab, hint_mask = full_resolution.working_hints(
             points,
             colors,
@@ -203,9 +219,26 @@ class ColorizationModule(tf.Module):
         With points and colors (one image), that image's hints.
         """
         l_channel = full_resolution.l_channel_from_uint8(images)
-        inputs, working_size = self._working_inputs(l_channel, points, colors)
+        if points is None:
+            working_l, working_size = full_resolution.to_working_l(
+                l_channel, self.render_size, self.size_multiple
+            )
+            working_ab = self._automatic(working_l)
+        else:
+            inputs, working_size = self._working_inputs(
+                l_channel, points, colors
+            )
+            if self._automatic_model is None:
+                working_ab = self._generate(*inputs)
+            else:
+                # No point inside the photo (N = 0, or only padding).
+                working_ab = tf.cond(
+                    tf.reduce_any(inputs[2] > 0),
+                    lambda: self._generate(*inputs),
+                    lambda: self._automatic(inputs[0]),
+                )
         ab = full_resolution.from_working_ab(
-            self._generate(*inputs), working_size, tf.shape(l_channel)[1:3]
+            working_ab, working_size, tf.shape(l_channel)[1:3]
         )
         return full_resolution.lab_to_uint8(l_channel, ab)
 
