@@ -14,8 +14,9 @@ only smaller (a narrow generator, 64x64 crops, a few hundred steps):
      chromagen_tf.evaluate      the bundled model vs the gray baseline
      chromagen_tf.colorize      --hints=sidecar: the photos that have a
                                 <photo>.hints.json (a few clicked colours
-                                where the automatic result is wrong),
-                                guided by their hints
+                                where the automatic result is wrong, and
+                                neutral ones on the background that keep
+                                them from bleeding), guided by their hints
   2. data_prep.make_tfrecords   the sample photos -> Lab shards, train/val
   3. chromagen_tf.train         --stage=pretrain (L1 only)
   4. chromagen_tf.train         --stage=gan (adversarial + lambda * L1)
