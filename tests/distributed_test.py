@@ -224,17 +224,17 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         )
         self._assert_steps_agree(one, two)
 
-    @pytest.mark.slow  # A GAN step on 1 and 2 replicas.
+    @pytest.mark.slow  # A step on 1 and 2 replicas.
     def test_averaging_per_replica_is_caught(self):
-        # The negative control of the cases above: both losses of a GAN
-        # step, on the lite generator.
+        # The negative control of the pretraining case above, on the same
+        # model.
         with mock.patch.object(
             train_steps.StepFunctions, '_average', _per_replica_average
         ):
             one, two = self._one_step_each(
-                'gan', sync_batch_norm=True, model=_LITE_MODEL
+                'pretrain', sync_batch_norm=True, model=_LITE_MODEL
             )
-        self.assertAllClose(two[0]['d_loss'], 2 * one[0]['d_loss'], rtol=1e-5)
+        self.assertAllClose(two[0]['l1'], 2 * one[0]['l1'], rtol=1e-5)
         with self.assertRaises(AssertionError):
             self._assert_steps_agree(one, two)
 

@@ -14,6 +14,7 @@ from chromagen_tf import configs
 from chromagen_tf import errors
 from chromagen_tf import hint_format
 from chromagen_tf import models
+from chromagen_tf.inference import colorize_lib
 from chromagen_tf.inference import hint_evaluation
 from chromagen_tf.inference.colorizer import Colorizer
 from chromagen_tf.models import color_bins
@@ -165,13 +166,14 @@ class BranchModelTest(tf.test.TestCase):
             automatic_fn=spy('trunk', automatic),
         ).colorize(photos, hint_lists)
         self.assertCountEqual(calls, [('trunk', 2), ('branch', 1)])
-        without = Colorizer(predict, 64, 32, takes_hints=True).colorize(
-            photos, hint_lists
-        )
+        plain = Colorizer(predict, 64, 32, takes_hints=True)
+        without = plain.colorize(photos, hint_lists)
         for got, expected in zip(with_trunk, without, strict=True):
             self.assertAllEqual(got, expected)
+        # The hinted photo went through the branch: its hint shows.
+        unhinted = plain.colorize([photos[1]])[0]
         self.assertGreater(
-            np.abs(with_trunk[1].astype(int) - with_trunk[0]).max(), 0
+            np.abs(with_trunk[1].astype(int) - unhinted).max(), 10
         )
 
     def test_a_regression_trunk_works_alike(self):
@@ -330,6 +332,16 @@ class BranchBundleTest(tf.test.TestCase):
         )
         self.assertTrue(config.hint_branch)
         plain, _, _ = bundled.load_generator(os.path.join(folder, 'automatic'))
+        # Its colorizer sends photos without hints to the automatic model,
+        # at any render size; the automatic bundle's has nothing to skip.
+        colorizer = colorize_lib.load_colorizer(os.path.join(folder, 'branch'))
+        self.assertIsNotNone(colorizer._automatic_fn)
+        self.assertIsNotNone(colorizer.with_render_size(32)._automatic_fn)
+        self.assertIsNone(
+            colorize_lib.load_colorizer(
+                os.path.join(folder, 'automatic')
+            )._automatic_fn
+        )
         l_channel = tf.random.stateless_uniform([1, 64, 64, 1], [8, 9], -1, 1)
         self.assertAllEqual(
             loaded(models.generator_inputs(loaded, l_channel), training=False),
@@ -461,6 +473,17 @@ class BranchExportTest(tf.test.TestCase):
         self.assertAllEqual(with_hints([[-1, -1]], [[9, 9, 9]]), automatic)
         hinted = with_hints([[20, 10]], [[200, 30, 30]])
         self.assertNotAllEqual(hinted, automatic)
+        # The trunk's signature gives what the branch model's does without
+        # hints.
+        l_channel = tf.random.stateless_uniform([2, 64, 96, 1], [6, 6], -1, 1)
+        self.assertAllEqual(
+            endpoints['predict_ab'](l_channel)[signatures.AB],
+            endpoints['predict_ab_with_hints'](
+                l_channel,
+                tf.zeros([2, 64, 96, 2]),
+                tf.zeros([2, 64, 96, 1]),
+            )[signatures.AB],
+        )
         self.assertNotIn(
             'hint_spread',
             _op_names(endpoints['predict_ab'].get_concrete_function()),
@@ -471,6 +494,26 @@ class BranchExportTest(tf.test.TestCase):
                 endpoints['predict_ab_with_hints'].get_concrete_function()
             ),
         )
+
+    @pytest.mark.slow
+    def test_an_exported_trunk_equals_the_branch_without_hints(self):
+        _, branch = _pair()
+        export = export_lib.export_saved_model(
+            signatures.ColorizationModule(branch, render_size=64),
+            os.path.join(self.get_temp_dir(), 'export'),
+        )
+        loaded = tf.saved_model.load(export)
+        l_channel = tf.random.stateless_uniform([1, 64, 64, 1], [7, 7], -1, 1)
+        self.assertAllEqual(
+            loaded.signatures['predict_ab'](l_channel=l_channel)[signatures.AB],
+            loaded.signatures['predict_ab_with_hints'](
+                l_channel=l_channel,
+                hint_ab=tf.zeros([1, 64, 64, 2]),
+                hint_mask=tf.zeros([1, 64, 64, 1]),
+            )[signatures.AB],
+        )
+        # The colorizer of an export sends photos without hints there.
+        self.assertIsNotNone(colorize_lib.load_colorizer(export)._automatic_fn)
 
     @pytest.mark.slow
     def test_tflite_equals_the_saved_model_endpoint_with_hints(self):
