@@ -4,8 +4,10 @@ A `Colorizer` colorizes at full resolution with the same pre- and
 post-processing functions as the exported serving graph
 (`full_resolution`), so a photo comes out the same from the command line
 as from TF Serving. Images of different sizes share a batch: they are
-grouped by working size, and each group is one call to the network. A hint
-model also takes each photo's colour hints, and a colour-bins model
+grouped by working size (and by whether they have hints, for a model
+whose automatic part can run alone), and each group is one call to the
+network. A hint model also takes each photo's colour hints, and a
+colour-bins model
 suggests colours at a point. `colorize_lib.load_colorizer` makes one from
 any model a user may point at.
 """

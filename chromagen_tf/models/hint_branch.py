@@ -266,10 +266,10 @@ def build_hint_branch(
 def automatic_model(generator: keras.Model) -> keras.Model | None:
     """A hint-branch model's frozen automatic generator: L -> ab.
 
-    It shares `generator`'s layers and gives, bit for bit, what `generator`
-    gives without hints (the gated correction adds exact zeros), without
-    computing the spreads or the correction net. None for a generator
-    without a hint branch.
+    It shares `generator`'s layers and gives the same values as
+    `generator` without hints (the gated correction adds exact zeros),
+    without computing the spreads or the correction net. None for a
+    generator without a hint branch.
     """
     if SHIFT_LAYER not in {layer.name for layer in generator.layers}:
         return None
