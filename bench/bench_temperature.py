@@ -120,14 +120,17 @@ class _CachedDecoder:
     """
 
     def __init__(self, generator):
-        logits_and_ab = unet_lite.logits_and_ab_model(generator)
-        # Automatic colorization: a hint model gets no hints.
+        # Automatic colorization: a hint branch's automatic model, or a hint
+        # model given no hints.
+        automatic = models.automatic_generator(generator) or generator
+        logits_and_ab = unet_lite.logits_and_ab_model(automatic)
         self._logits_of = tf.function(
-            lambda l: logits_and_ab(models.generator_inputs(generator, l)),
+            lambda l: logits_and_ab(models.generator_inputs(automatic, l)),
             input_signature=[tf.TensorSpec([None, None, None, 1], tf.float32)],
         )
-        self._upsample = generator.get_layer('ab')
-        log_prior = generator.get_layer('ab_small').log_prior
+        # The bilinear up-sampling of ab_small, the model's last layer.
+        self._upsample = automatic.layers[-1]
+        log_prior = automatic.get_layer('ab_small').log_prior
         self.has_prior = log_prior is not None
         self._log_prior = tf.constant(
             np.zeros(color_bins.NUM_BINS) if log_prior is None else log_prior,
