@@ -260,6 +260,7 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         with self.assertRaises(AssertionError):
             self._assert_gradients_close(grads_1, grads_2)
 
+    @pytest.mark.slow  # A training loop on 2 replicas.
     def test_two_replicas_update_both_copies_of_the_average(self):
         # The moving average (--ema_decay) is assigned in cross-replica
         # context after the step; both replicas' copies must hold it. Here,
