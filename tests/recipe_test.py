@@ -40,11 +40,16 @@ def test_shipped_model_was_trained_with_its_config():
         assert values[name] == recorded, name
 
 
+def _pretrain_flags(name):
+    """A recipe config and the flags of its pretraining command."""
+    config = recipe_configs.get_config(name)
+    paths = recipe_configs.recipe_paths(name, 'photos')
+    return config, _flags(recipe_lib.train_commands(config, paths)['pretrain'])
+
+
 def test_hints_config_fine_tunes_the_bins_model():
-    config = recipe_configs.get_config('hints')
+    config, pretrain = _pretrain_flags('hints')
     assert config.stages == ('convert', 'pretrain', 'bundle', 'evaluate')
-    paths = recipe_configs.recipe_paths('hints', 'photos')
-    pretrain = _flags(recipe_lib.train_commands(config, paths)['pretrain'])
     expected = {
         'stage': 'pretrain',
         'hints': 'local',
@@ -64,9 +69,7 @@ def test_hints_config_fine_tunes_the_bins_model():
 
 
 def test_hint_branch_config_trains_over_the_bins_bundle_as_it_decodes():
-    config = recipe_configs.get_config('hint_branch')
-    paths = recipe_configs.recipe_paths('hint_branch', 'photos')
-    pretrain = _flags(recipe_lib.train_commands(config, paths)['pretrain'])
+    config, pretrain = _pretrain_flags('hint_branch')
     expected = {
         'hints': 'local',
         'hint_branch': 'True',
