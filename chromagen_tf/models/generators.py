@@ -225,7 +225,7 @@ def automatic_generator(generator: keras.Model) -> keras.Model | None:
 
     The generator itself for a model without hints; for a hint-branch model
     its frozen automatic generator (`hint_branch.automatic_model`: the same
-    result, bit for bit, without running the branch). None for a hint model
+    values, without running the branch). None for a hint model
     that reads hints at its input: call it with zero hint maps
     (`generator_inputs`).
     """
