@@ -10,7 +10,8 @@ every summary is written with step=global_step. The eval writer gets:
   * for a hint model, the same scalars with `EVAL_HINTS` hints per photo
     simulated from the truth (`hints.sample`, the same hints at every
     evaluation), named `<metric>_with_hints`: without hints a hint branch is
-    its frozen automatic model, so only these show it learn.
+    its frozen automatic model (which is all that runs for the scalars
+    without hints and the images), so only these show it learn.
 Workers other than the chief write nothing.
 """
 
@@ -50,6 +51,16 @@ def _simulated_hints(ab_true):
         (tf.cast(ab_true, tf.float32), seeds),
         fn_output_signature=(tf.float32, tf.float32),
     )
+
+
+def _automatic_ab(generator, l_normalized):
+    """`generator`'s a*b* without hints; a hint branch runs its trunk only."""
+    automatic = models.automatic_generator(generator)
+    if automatic is None:
+        return generator(
+            models.generator_inputs(generator, l_normalized), training=False
+        )
+    return automatic(l_normalized, training=False)
 
 
 def side_by_side(l_normalized, ab_pred, ab_true) -> tf.Tensor:
@@ -147,12 +158,7 @@ class Evaluator:
             # hints), and again with simulated hints.
             generator = self.trainer.networks.inference_generator
             values = _metrics(
-                l_normalized,
-                ab_true,
-                generator(
-                    models.generator_inputs(generator, l_normalized),
-                    training=False,
-                ),
+                l_normalized, ab_true, _automatic_ab(generator, l_normalized)
             )
             if models.takes_hints(generator):
                 hint_ab, hint_mask = _simulated_hints(ab_true)
@@ -231,12 +237,7 @@ class Evaluator:
         # Every replica colours the same batch; the first one's output is
         # kept. This runs on TPUs too, where variables live on the device.
         per_replica = self.strategy.run(
-            lambda l: tf.cast(
-                generator(
-                    models.generator_inputs(generator, l), training=False
-                ),
-                tf.float32,
-            ),
+            lambda l: tf.cast(_automatic_ab(generator, l), tf.float32),
             args=(l_normalized,),
         )
         ab_pred = self.strategy.experimental_local_results(per_replica)[0]
