@@ -8,11 +8,18 @@ model without hints (N = 0), and the baseline that learns nothing (the
 automatic result plus each hint's a*b* difference spread by a Gaussian of
 sigma 0.15 x the diagonal, blind to edges). It also reports the median
 |delta a*b*| between the model's output and the hints, at the hints.
+With --per_photo_seeds, it compares the model's gain with the baseline's
+photo by photo at the largest N, averaged over those hint seeds.
 
 Usage (the BENCHMARKS.md "Colour hints" table):
 
   python -m bench.bench_hints --photo_sets=val:runs/bundled/hints/val_photos \
       --photo_sets=sample_photos --report=runs/bench_hints.json
+
+Photo by photo (the "Where the model and the baseline differ" table):
+
+  python -m bench.bench_hints --photo_sets=sample_photos --counts=0,10 \
+      --per_photo_seeds=0,1,2
 
 `--model` takes what colorize takes (default: the bundled model).
 """
@@ -39,6 +46,13 @@ _COUNTS = flags.DEFINE_list(
     'counts', ['0', '1', '3', '10', '30'], 'Hint counts N to measure.'
 )
 _HINT_SEED = flags.DEFINE_integer('hint_seed', 0, 'Seed of the hints.')
+_PER_PHOTO_SEEDS = flags.DEFINE_list(
+    'per_photo_seeds',
+    [],
+    'If set (e.g. 0,1,2): also measure every photo at the largest of '
+    '--counts with these hint seeds, and print (and report) its PSNR gain '
+    "over no hints, the model's and the baseline's, averaged over them.",
+)
 _PRIOR_STRENGTH = flags.DEFINE_float(
     'prior_strength', None, "Decoding prior strength; default: the model's."
 )
@@ -111,6 +125,46 @@ def _figure(colorizer, path: str) -> None:
     print(f'Picture written to {path}')
 
 
+def _per_photo(evaluate, automatic_result, count: int, seeds) -> dict:
+    """{photo: {'model_gain', 'spread_gain'}}: mean PSNR gains over N = 0."""
+    automatic = {
+        entry['key']: entry['model']['psnr']
+        for entry in automatic_result['per_image']
+    }
+    gains = {key: ([], []) for key in automatic}
+    for seed in seeds:
+        for entry in evaluate(count, seed)['per_image']:
+            model, spread = gains[entry['key']]
+            model.append(entry['model']['psnr'] - automatic[entry['key']])
+            spread.append(
+                entry['hint_spread_baseline']['psnr'] - automatic[entry['key']]
+            )
+    return {
+        key: {
+            'model_gain': sum(model) / len(model),
+            'spread_gain': sum(spread) / len(spread),
+        }
+        for key, (model, spread) in gains.items()
+    }
+
+
+def _print_per_photo(name: str, count: int, seeds, per_photo: dict) -> None:
+    print(
+        f'\n{name} at {count} hints, photo by photo (PSNR gain over no '
+        f'hints, mean over hint seeds {",".join(map(str, seeds))})'
+    )
+    print(f'{"photo":<28} {"model":>6} {"spread":>6} {"model - spread":>14}')
+    ordered = sorted(
+        per_photo.items(),
+        key=lambda item: item[1]['model_gain'] - item[1]['spread_gain'],
+    )
+    for key, gains in ordered:
+        model, spread = gains['model_gain'], gains['spread_gain']
+        print(f'{key:<28} {model:+6.2f} {spread:+6.2f} {model - spread:+14.2f}')
+    ahead = sum(g['model_gain'] > g['spread_gain'] for g in per_photo.values())
+    print(f'the model ahead on {ahead} of {len(per_photo)} photos')
+
+
 def _folder(photo_set: str) -> tuple[str, str]:
     name, _, folder = photo_set.partition(':')
     return name, folder or common.SAMPLE_PHOTOS
@@ -136,13 +190,30 @@ def main(argv):
     for photo_set in _PHOTO_SETS.value:
         name, folder = _folder(photo_set)
         rows = {}
-        for count in (int(value) for value in _COUNTS.value):
-            result = evaluate_lib.evaluate(
-                colorizer,
-                evaluate_lib.examples_from_images(folder),
-                num_hints=count,
-                hint_seed=_HINT_SEED.value,
+
+        results = {}
+
+        def evaluate(count, seed, folder=folder, results=results):
+            if (count, seed) not in results:
+                results[count, seed] = evaluate_lib.evaluate(
+                    colorizer,
+                    evaluate_lib.examples_from_images(folder),
+                    num_hints=count,
+                    hint_seed=seed,
+                )
+            return results[count, seed]
+
+        counts = sorted(int(value) for value in _COUNTS.value)
+        seeds = [int(value) for value in _PER_PHOTO_SEEDS.value]
+        if seeds and (counts[0] != 0 or counts[-1] == 0):
+            raise app.UsageError(
+                '--per_photo_seeds needs 0 and a larger count in --counts.'
             )
+        automatic_result = None
+        for count in counts:
+            result = evaluate(count, _HINT_SEED.value)
+            if count == 0:
+                automatic_result = result
             row = {
                 'model': result['model'],
                 'gray_baseline': result['gray_baseline'],
@@ -173,6 +244,16 @@ def main(argv):
                 f'{row["model"]["auc"]:9.4f} {spread["auc"]:10.4f} '
                 f'{row.get("hint_ab_error_median", float("nan")):14.2f}'
             )
+        if seeds:
+            per_photo = _per_photo(
+                evaluate, automatic_result, counts[-1], seeds
+            )
+            report['sets'][name + '_per_photo'] = {
+                'num_hints': counts[-1],
+                'seeds': seeds,
+                'photos': per_photo,
+            }
+            _print_per_photo(name, counts[-1], seeds, per_photo)
     if _FIGURE.value:
         _figure(colorizer, _FIGURE.value)
     if _REPORT.value:
