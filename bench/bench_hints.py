@@ -56,6 +56,12 @@ _PER_PHOTO_SEEDS = flags.DEFINE_list(
 _PRIOR_STRENGTH = flags.DEFINE_float(
     'prior_strength', None, "Decoding prior strength; default: the model's."
 )
+_HINT_CORRECTION = flags.DEFINE_float(
+    'hint_correction',
+    None,
+    "A hint branch's correction scale (ModelConfig.hint_correction); "
+    "default: the model's.",
+)
 _RENDER_SIZE = flags.DEFINE_integer(
     'render_size', None, "Working size; default: the model's."
 )
@@ -181,6 +187,7 @@ def main(argv):
         _STAGE.value,
         _RENDER_SIZE.value,
         prior_strength=_PRIOR_STRENGTH.value,
+        hint_correction=_HINT_CORRECTION.value,
     )
     report = {
         'model': colorizer.description,

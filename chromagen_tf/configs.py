@@ -59,10 +59,11 @@ class ConfigMismatchError(errors.UsageError, ValueError):
 class ModelConfig:
     """The networks' architecture and a colour-bins model's decoding.
 
-    The decoding settings (temperature, prior_strength) change no weight's
-    shape: any checkpoint may be decoded at other ones. The GAN stage trains
-    through them, though (the discriminator sees the decoded a*b*), so a
-    GAN-stage generator is best decoded at the settings it was trained at.
+    The decoding settings (temperature, prior_strength, hint_correction)
+    change no weight's shape: any checkpoint may be decoded at other ones.
+    The GAN stage trains through the first two, though (the discriminator
+    sees the decoded a*b*), so a GAN-stage generator is best decoded at the
+    settings it was trained at.
     """
 
     generator: str = 'resnet18_unet'
@@ -85,6 +86,11 @@ class ModelConfig:
     # (*_unet_lite only; models/hint_branch.py): without hints it is the
     # automatic generator exactly, and only the branch trains.
     hint_branch: bool = False
+    # How much of a hint branch's learned correction to the edge-blind
+    # spread is applied (1: all of it, as trained; 0: the spread alone). A
+    # decoding setting: it changes no weight. The bundled model's is chosen
+    # on the val split (MODEL_CARD.md, "Colour hints").
+    hint_correction: float = 1.0
 
     def __post_init__(self):
         if self.color_head not in COLOR_HEADS:
@@ -104,6 +110,15 @@ class ModelConfig:
             raise errors.UsageError(
                 'hint_branch=True needs hints=True and a *_unet_lite '
                 f'generator, got hints={self.hints}, {self.generator}.'
+            )
+        if self.hint_correction != 1.0 and not self.hint_branch:
+            raise errors.UsageError(
+                'hint_correction scales a hint branch\'s correction; this '
+                'model has no hint branch.'
+            )
+        if self.hint_correction < 0:
+            raise errors.UsageError(
+                f'hint_correction must be >= 0, got {self.hint_correction}.'
             )
         if self.temperature <= 0:
             raise errors.UsageError(

@@ -79,6 +79,7 @@ def main(argv):
         stage=model_flags.STAGE.value,
         temperature=model_flags.TEMPERATURE.value,
         prior_strength=model_flags.PRIOR_STRENGTH.value,
+        hint_correction=model_flags.HINT_CORRECTION.value,
         hints=_HINTS.value,
         hint_seed=_HINT_SEED.value,
     )

@@ -86,6 +86,15 @@ _PRIOR_STRENGTH = flags.DEFINE_float(
     'Zhang et al.\'s rebalancing). Default: the one recorded with the model.',
     lower_bound=0.0,
 )
+_HINT_CORRECTION = flags.DEFINE_float(
+    'hint_correction',
+    None,
+    'For a hint-branch model: how much of the branch\'s learned correction '
+    'to the edge-blind spread of each hint the export applies (0: the '
+    'spread alone, 1: all of it, as trained). Default: the one recorded '
+    'with the model.',
+    lower_bound=0.0,
+)
 _MAX_PIXELS = flags.DEFINE_integer(
     'max_pixels',
     imaging.COLORIZE_MAX_PIXELS,
@@ -111,6 +120,7 @@ def main(argv):
                 _CHECKPOINT.value,
                 _TEMPERATURE.value,
                 _PRIOR_STRENGTH.value,
+                _HINT_CORRECTION.value,
             )
         )
     except errors.ChromaGenError as error:

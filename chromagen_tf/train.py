@@ -325,6 +325,9 @@ flags.register_validator(
 )
 
 # Flags that set a TrainConfig field of the same name (the model's apart).
+# `hints` comes from --hints; `hint_correction` is a decoding setting chosen
+# after training (export, colorize and evaluate take it), so a branch always
+# trains with all of its correction.
 _TRAIN_FIELDS = tuple(
     field.name
     for field in dataclasses.fields(configs.TrainConfig)
@@ -333,7 +336,7 @@ _TRAIN_FIELDS = tuple(
 _MODEL_FIELDS = tuple(
     field.name
     for field in dataclasses.fields(configs.ModelConfig)
-    if field.name != 'hints'
+    if field.name not in ('hints', 'hint_correction')
 )
 
 

@@ -222,6 +222,53 @@ class BranchModelTest(tf.test.TestCase):
         for (row, column), value in cells:
             self.assertAllClose(got[row, column], value, atol=0.02)
 
+    def test_a_correction_scale_shrinks_the_learned_correction(self):
+        # hint_correction s gives automatic + spread + s * correction: the
+        # same as scale 1 with the (linear) last convolution times s. Its
+        # weights are those of any branch, so one file loads at any scale.
+        _, branch = _pair()
+        _randomise(branch, seed=1)
+        scaled = models.build_from_config(
+            dataclasses.replace(_BRANCH, hint_correction=0.7)
+        )
+        self.assertEqual(
+            [v.path for v in scaled.weights], [v.path for v in branch.weights]
+        )
+        for target, source in zip(scaled.weights, branch.weights):
+            target.assign(source)
+        hint_ab, mask = _one_cell_hints(64, 96, [((3, 5), (0.5, -0.3))])
+        l_channel = tf.random.stateless_uniform([1, 64, 96, 1], [4, 1], -1, 1)
+        inputs = [l_channel, hint_ab, mask]
+        got = scaled(inputs, training=False)
+        last = branch.get_layer(f'{hint_branch.PREFIX}correction')
+        kernel, bias = (w.numpy() for w in last.weights)
+        last.set_weights([0.7 * kernel, 0.7 * bias])
+        self.assertAllClose(got, branch(inputs, training=False), atol=1e-5)
+        last.set_weights([kernel, bias])
+        # The correction matters here, and the scale changes the result.
+        self.assertGreater(
+            np.abs(got - branch(inputs, training=False)).max(), 1e-2
+        )
+        # Without hints the scale changes nothing.
+        self.assertAllEqual(
+            scaled(models.generator_inputs(scaled, l_channel), training=False),
+            branch(models.generator_inputs(branch, l_channel), training=False),
+        )
+
+    def test_a_correction_scale_needs_a_branch_and_is_not_negative(self):
+        with self.assertRaises(errors.UsageError):
+            dataclasses.replace(_AUTOMATIC, hint_correction=0.5)
+        with self.assertRaises(errors.UsageError):
+            dataclasses.replace(_BRANCH, hint_correction=-0.1)
+        with self.assertRaisesRegex(errors.UsageError, '--hint_correction'):
+            models.loading.with_decoding(_AUTOMATIC, hint_correction=0.5)
+        self.assertEqual(
+            models.loading.with_decoding(
+                _BRANCH, hint_correction=0.5
+            ).hint_correction,
+            0.5,
+        )
+
     def test_only_the_branch_is_trainable(self):
         _, branch = _pair()
         trainable = {variable.path for variable in branch.trainable_weights}
@@ -372,6 +419,41 @@ class BranchBundleTest(tf.test.TestCase):
         bundled.save(branch, _BRANCH, output, render_size=64)
         with self.assertRaisesRegex(bundled.BundledModelError, 'values'):
             bundled.reuse_weights_file(source, output)
+
+    def test_a_bundle_records_its_correction_scale(self):
+        _, branch = _pair()
+        _randomise(branch, seed=2)
+        output = bundled.save(
+            branch,
+            dataclasses.replace(_BRANCH, hint_correction=0.7),
+            os.path.join(self.get_temp_dir(), 'scaled'),
+            render_size=64,
+        )
+        loaded, loaded_config, _ = bundled.load_generator(output)
+        self.assertEqual(loaded_config.hint_correction, 0.7)
+        # The recorded scale can be overridden, as the decoding can; the
+        # file's weights at scale 1 with the last convolution times 0.7
+        # are the recorded model.
+        unscaled, _, _ = bundled.load_generator(output, hint_correction=1.0)
+        last = unscaled.get_layer(f'{hint_branch.PREFIX}correction')
+        last.set_weights([0.7 * w for w in last.get_weights()])
+        hint_ab, mask = _one_cell_hints(64, 64, [((5, 6), (-0.4, 0.2))])
+        inputs = [
+            tf.random.stateless_uniform([1, 64, 64, 1], [6, 2], -1, 1),
+            hint_ab,
+            mask,
+        ]
+        self.assertAllClose(
+            loaded(inputs, training=False),
+            unscaled(inputs, training=False),
+            atol=1e-5,
+        )
+        # colorize, evaluate and the app reach it through load_generator.
+        for setting, expected in ((None, 0.7), (0.25, 0.25)):
+            _, model_config, _, _ = colorize_lib.load_generator(
+                output, hint_correction=setting
+            )
+            self.assertEqual(model_config.hint_correction, expected)
 
 
 class BranchTrainingTest(tf.test.TestCase):

@@ -83,6 +83,13 @@ def test_hint_branch_config_trains_over_the_bins_bundle_as_it_decodes():
     assert config.gan_steps == 0
     with pytest.raises(errors.UsageError, match='hint branch'):
         dataclasses.replace(config, train_prior_strength=0.0)
+    # The shipped bundle decodes its branch at the config's scale.
+    shipped = bundled.read_info()['model']
+    assert shipped['hint_correction'] == config.bundle_hint_correction
+    with pytest.raises(errors.UsageError, match='needs hint_branch'):
+        dataclasses.replace(
+            recipe_configs.get_config('bins'), bundle_hint_correction=0.5
+        )
 
 
 def test_regression_config_differs_from_the_default_where_it_says():

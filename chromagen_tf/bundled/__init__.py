@@ -164,10 +164,11 @@ def load_generator(
     path: str = BUNDLED_DIR,
     temperature: Optional[float] = None,
     prior_strength: Optional[float] = None,
+    hint_correction: Optional[float] = None,
 ):
     """Rebuilds a bundled generator in float32.
 
-    temperature, prior_strength: decode a colour-bins model with these
+    temperature, prior_strength, hint_correction: decode with these
     settings instead of the recorded ones (`models.loading.with_decoding`).
 
     Returns:
@@ -186,6 +187,7 @@ def load_generator(
         configs.model_config_from_dict(info['model']),
         temperature,
         prior_strength,
+        hint_correction,
     )
     log_prior = info.get(BIN_PRIOR_KEY)
     if log_prior is not None and len(log_prior) != color_bins.NUM_BINS:

@@ -90,6 +90,9 @@ class RecipeConfig:
     # (MODEL_CARD.md); bundle_temperature None means `temperature`.
     bundle_temperature: Optional[float] = None
     bundle_prior_strength: float = 0.25
+    # A hint branch's correction scale recorded in the bundle
+    # (ModelConfig.hint_correction; trained at 1).
+    bundle_hint_correction: float = 1.0
     # TEMPERATURE:PRIOR_STRENGTH settings and render sizes at which the
     # evaluate stage measures the val photos.
     decoding_curve: tuple[str, ...] = (
@@ -124,6 +127,14 @@ class RecipeConfig:
                 'a hint branch is bundled as it trains: train_prior_strength '
                 'must equal bundle_prior_strength, and bundle_temperature '
                 'be unset',
+            ),
+            (
+                self.hint_branch or self.bundle_hint_correction == 1.0,
+                'bundle_hint_correction needs hint_branch',
+            ),
+            (
+                self.bundle_hint_correction >= 0.0,
+                'bundle_hint_correction must be >= 0',
             ),
             (
                 0.0 < self.min_crop_scale <= 1.0,
@@ -288,6 +299,10 @@ def _hint_branch() -> RecipeConfig:
         lr_decay_fraction=0.25,
         gan_steps=0,
         train_prior_strength=0.25,
+        # The one-standard-error rule on the val split at 3 and 10 hints:
+        # the smallest scale within one standard error of the best
+        # (MODEL_CARD.md, "Colour hints").
+        bundle_hint_correction=0.7,
         stages=('convert', 'pretrain', 'bundle', 'evaluate'),
     )
 

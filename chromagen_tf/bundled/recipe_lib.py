@@ -206,6 +206,10 @@ def bundle(
                 'cannot decode with bundle_prior_strength > 0.'
             )
         info[bundled.BIN_PRIOR_KEY] = log_prior
+    if model_config.hint_branch:
+        model_config = models.loading.with_decoding(
+            model_config, hint_correction=config.bundle_hint_correction
+        )
     if config.ema_decay > 0:
         sources += (
             ' (moving averages)'

@@ -94,6 +94,7 @@ def load_generator(
     checkpoint_path: Optional[str] = None,
     temperature: Optional[float] = None,
     prior_strength: Optional[float] = None,
+    hint_correction: Optional[float] = None,
 ) -> tuple[object, configs.ModelConfig, int, str]:
     """The Keras generator of a bundled model or, if not, a training dir.
 
@@ -102,6 +103,7 @@ def load_generator(
       stage, checkpoint_path: For a training directory: which stage's latest
         checkpoint, or which checkpoint, to read.
       temperature, prior_strength: A colour-bins model's decoding settings;
+        hint_correction: a hint branch's (`ModelConfig.hint_correction`);
         default: the model's own.
 
     Returns:
@@ -114,7 +116,7 @@ def load_generator(
     """
     if bundled.is_bundled_model(model):
         generator, model_config, info = bundled.load_generator(
-            model, temperature, prior_strength
+            model, temperature, prior_strength, hint_correction
         )
         return (
             generator,
@@ -128,6 +130,7 @@ def load_generator(
         checkpoint_path,
         temperature=temperature,
         prior_strength=prior_strength,
+        hint_correction=hint_correction,
     )
     return (
         generator,
@@ -143,6 +146,7 @@ def load_colorizer(
     render_size: Optional[int] = None,
     temperature: Optional[float] = None,
     prior_strength: Optional[float] = None,
+    hint_correction: Optional[float] = None,
 ) -> Colorizer:
     """Loads a Colorizer from the bundled model, an export or a training dir.
 
@@ -153,6 +157,8 @@ def load_colorizer(
         (see the module docstring).
       temperature, prior_strength: For a colour-bins model (bundled or a
         training dir): the decoder's settings; default: the model's own.
+      hint_correction: For a hint branch (bundled or a training dir): the
+        scale of its correction; default: the model's own.
 
     Raises:
       ModelNotFoundError: the path holds no model.
@@ -162,7 +168,10 @@ def load_colorizer(
         raise ModelNotFoundError(f'--model={model} is not a directory.')
     if bundled.is_bundled_model(model):
         generator, model_config, trained_size, _ = load_generator(
-            model, temperature=temperature, prior_strength=prior_strength
+            model,
+            temperature=temperature,
+            prior_strength=prior_strength,
+            hint_correction=hint_correction,
         )
         return _keras_colorizer(
             generator,
@@ -181,11 +190,15 @@ def load_colorizer(
     elif not tf.io.gfile.exists(configs.model_config_path(model)):
         version_dir = export_lib.latest_version_dir(model)
     if version_dir is not None:
-        if temperature is not None or prior_strength is not None:
+        if any(
+            value is not None
+            for value in (temperature, prior_strength, hint_correction)
+        ):
             raise errors.UsageError(
                 f'{version_dir} is an export, which decodes as it was '
-                'exported; --temperature and --prior_strength apply to '
-                'bundled models and training directories.'
+                'exported; --temperature, --prior_strength and '
+                '--hint_correction apply to bundled models and training '
+                'directories.'
             )
         loaded = tf.saved_model.load(version_dir)
         metadata = export_lib.read_metadata(version_dir)
@@ -223,7 +236,11 @@ def load_colorizer(
         )
     if tf.io.gfile.exists(configs.model_config_path(model)):
         generator, model_config, trained_size, path = load_generator(
-            model, stage, temperature=temperature, prior_strength=prior_strength
+            model,
+            stage,
+            temperature=temperature,
+            prior_strength=prior_strength,
+            hint_correction=hint_correction,
         )
         return _keras_colorizer(
             generator,

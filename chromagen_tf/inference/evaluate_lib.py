@@ -70,6 +70,7 @@ class EvaluateConfig:
     stage: str = 'gan'
     temperature: Optional[float] = None  # None: the model's own.
     prior_strength: Optional[float] = None  # None: the model's own.
+    hint_correction: Optional[float] = None  # None: the model's own.
     hints: int = 0  # Hints simulated per photo (hint_evaluation.py).
     hint_seed: int = 0
 
@@ -241,6 +242,7 @@ def run_evaluation(config: EvaluateConfig) -> dict:
         config.render_size,
         config.temperature,
         config.prior_strength,
+        config.hint_correction,
     )
     if config.data_dir:
         examples = examples_from_records(config.data_dir, config.split)

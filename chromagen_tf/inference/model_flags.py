@@ -52,6 +52,16 @@ PRIOR_STRENGTH = flags.DEFINE_float(
     'et al.\'s rebalancing). Default: the one recorded with the model.',
     lower_bound=0.0,
 )
+HINT_CORRECTION = flags.DEFINE_float(
+    'hint_correction',
+    None,
+    'For a hint-branch model (bundled or a training model_dir): how much of '
+    'the branch\'s learned correction to the edge-blind spread of each hint '
+    'to apply, from 0 (the spread alone) to 1 (all of it, as trained). '
+    'Default: the one recorded with the model (the bundled model\'s, 0.7, '
+    'was chosen on the val split; MODEL_CARD.md).',
+    lower_bound=0.0,
+)
 BATCH_SIZE = flags.DEFINE_integer(
     'batch_size',
     colorize_lib.DEFAULT_BATCH_SIZE,
@@ -68,4 +78,5 @@ def load_colorizer() -> colorizer.Colorizer:
         RENDER_SIZE.value,
         TEMPERATURE.value,
         PRIOR_STRENGTH.value,
+        HINT_CORRECTION.value,
     )

@@ -129,6 +129,7 @@ def build_generator(
     prior_strength: float = 0.0,
     hints: bool = False,
     hint_branch: bool = False,
+    hint_correction: float = 1.0,
 ) -> keras.Model:
     """Builds a generator that maps normalised L to normalised ab.
 
@@ -196,7 +197,8 @@ def build_generator(
                 f'{", ".join(configs.BINS_GENERATORS)}, got {name}.'
             )
         # The branch brings its own hint inputs.
-        build, kwargs = hint_branch_lib.build_hint_branch, {}
+        build = hint_branch_lib.build_hint_branch
+        kwargs = {'correction_scale': hint_correction}
     if name in configs.BINS_GENERATORS:
         kwargs.update(
             color_head=color_head,

@@ -19,13 +19,15 @@ carry them across the photo. This model is built the other way round:
     widest spread; its last convolution starts at zero;
   * the correction is applied only to photos that have hints:
 
-        ab = automatic_ab + has_hints * (spread_0.15 + correction)
+        ab = automatic_ab + has_hints * (spread_0.15 + s * correction)
 
 So without hints the model *is* the automatic generator, bit for bit, and
 at step 0 it is that edge-blind spread; training teaches it where objects
-end. The branch trains on L1 of its a*b* (`train_steps`). A photo without
-hints need not run the branch at all: `automatic_model` is the trunk alone,
-which inference calls for such photos.
+end. The branch trains on L1 of its a*b* (`train_steps`) at s = 1;
+s (`ModelConfig.hint_correction`) is a decoding setting, below 1 a
+shrinkage of the learned correction towards the edge-blind spread. A
+photo without hints need not run the branch at all: `automatic_model` is
+the trunk alone, which inference calls for such photos.
 
 For a colour-bins trunk, `unet_lite.logits_and_ab_model` gives the
 automatic distribution at each position moved on the a*b* grid by the
@@ -205,6 +207,7 @@ def build_hint_branch(
     *,
     image_size: int | None = None,
     branch_width: int | None = None,
+    correction_scale: float = 1.0,
     **automatic_kwargs,
 ) -> keras.Model:
     """A frozen `*_unet_lite` generator with a hint branch (module doc).
@@ -212,7 +215,8 @@ def build_hint_branch(
     automatic_kwargs are `unet_lite.build_resnet_unet_lite`'s (width,
     color_head, ...; not hints); branch_width is the correction net's base
     width (default: the generator's, the width of the features its head
-    reads). Returns a model
+    reads); correction_scale multiplies the correction (a weightless
+    layer, so any branch's weights load at any scale). Returns a model
     [L, hint_ab, hint_mask] -> ab, like every hint generator.
     """
     automatic = unet_lite.build_resnet_unet_lite(
@@ -245,6 +249,10 @@ def build_hint_branch(
     correction = _correction_net(
         features, branch_width or head_features.shape[-1]
     )
+    if correction_scale != 1.0:
+        correction = keras.layers.Rescaling(
+            correction_scale, dtype='float32', name=f'{PREFIX}correction_scale'
+        )(correction)
     baseline = SpreadOf(0, dtype='float32', name=f'{PREFIX}baseline')(spreads)
     shift = HintGate(dtype='float32', name=SHIFT_LAYER)(
         [

@@ -84,6 +84,7 @@ def build_from_config(
         width=model.width,
         hints=model.hints,
         hint_branch=model.hint_branch,
+        hint_correction=model.hint_correction,
         **kwargs,
     )
 
@@ -137,6 +138,7 @@ def restore_generator(
     average: bool = True,
     temperature: Optional[float] = None,
     prior_strength: Optional[float] = None,
+    hint_correction: Optional[float] = None,
 ) -> tuple[keras.Model, configs.ModelConfig, str]:
     """Rebuilds a trained generator from a training directory.
 
@@ -152,7 +154,7 @@ def restore_generator(
       checkpoint_path: An explicit checkpoint prefix.
       average: Read the moving average of the weights if the checkpoint
         keeps one; False reads the trained weights themselves.
-      temperature, prior_strength: Decode a colour-bins model with these
+      temperature, prior_strength, hint_correction: Decode with these
         settings instead of its configured ones (`with_decoding`);
         the prior comes from MODEL_DIR/bin_prior.json.
 
@@ -163,7 +165,10 @@ def restore_generator(
       errors.NotFoundError: there is no config.json or no checkpoint.
     """
     model_config = with_decoding(
-        configs.read_model_config(model_dir), temperature, prior_strength
+        configs.read_model_config(model_dir),
+        temperature,
+        prior_strength,
+        hint_correction,
     )
     if checkpoint_path is None:
         checkpoint_path = latest_checkpoint(model_dir, stage)
@@ -210,13 +215,25 @@ def with_decoding(
     model: configs.ModelConfig,
     temperature: Optional[float] = None,
     prior_strength: Optional[float] = None,
+    hint_correction: Optional[float] = None,
 ) -> configs.ModelConfig:
     """A colour-bins model decoded with other settings, where given.
 
+    hint_correction: a hint branch's correction scale
+    (`ModelConfig.hint_correction`).
+
     Raises:
       errors.UsageError: a setting for a model without colour bins, a
-        temperature that is not positive or a negative prior_strength.
+        temperature that is not positive or a negative prior_strength; a
+        hint_correction for a model without a hint branch, or negative.
     """
+    if hint_correction is not None:
+        try:
+            model = dataclasses.replace(
+                model, hint_correction=float(hint_correction)
+            )
+        except errors.UsageError as error:
+            raise errors.UsageError(f'--{error}') from None
     settings = {
         name: float(value)
         for name, value in (

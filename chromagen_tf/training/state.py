@@ -128,6 +128,7 @@ def initialise_generator(config, generator) -> str:
                 bundled_config,
                 hints=config.model.hints,
                 hint_branch=config.model.hint_branch,
+                hint_correction=config.model.hint_correction,
                 temperature=config.model.temperature,
                 prior_strength=config.model.prior_strength,
                 discriminator_width=(config.model.discriminator_width),
