@@ -24,28 +24,20 @@ Photo by photo (the "Where the model and the baseline differ" table):
 `--model` takes what colorize takes (default: the bundled model).
 """
 
-import json
 import os
 
 from absl import app
 from absl import flags
 
 from bench import common
+from bench import hint_flags
 
-_MODEL = flags.DEFINE_string('model', '', 'Model; default: the bundled one.')
-_STAGE = flags.DEFINE_string(
-    'stage', 'pretrain', 'Stage of a training directory --model.'
-)
-_PHOTO_SETS = flags.DEFINE_multi_string(
-    'photo_sets',
-    ['sample_photos'],
-    'NAME:FOLDER of photos to measure; "sample_photos" alone is the '
-    'packaged held-out photos.',
-)
+# --help lists the shared flags as this benchmark's own.
+flags.adopt_module_key_flags(hint_flags)
+
 _COUNTS = flags.DEFINE_list(
     'counts', ['0', '1', '3', '10', '30'], 'Hint counts N to measure.'
 )
-_HINT_SEED = flags.DEFINE_integer('hint_seed', 0, 'Seed of the hints.')
 _PER_PHOTO_SEEDS = flags.DEFINE_list(
     'per_photo_seeds',
     [],
@@ -62,10 +54,6 @@ _HINT_CORRECTION = flags.DEFINE_float(
     "A hint branch's correction scale (ModelConfig.hint_correction); "
     "default: the model's.",
 )
-_RENDER_SIZE = flags.DEFINE_integer(
-    'render_size', None, "Working size; default: the model's."
-)
-_REPORT = flags.DEFINE_string('report', None, 'JSON report to write.')
 _FIGURE = flags.DEFINE_string(
     'figure',
     None,
@@ -106,7 +94,7 @@ def _figure(colorizer, path: str) -> None:
     gray = Image.fromarray(colorizer.gray(np.asarray(original)))
     for count in (int(value) for value in _FIGURE_COUNTS.value):
         simulated = hint_evaluation.simulate(
-            ab_true, working, count, _HINT_SEED.value
+            ab_true, working, count, hint_flags.HINT_SEED.value
         )
         (ab,) = colorizer.predict_ab([l_channel], [simulated.maps])
         rgb = colorizer.to_uint8(l_channel, ab)
@@ -171,11 +159,6 @@ def _print_per_photo(name: str, count: int, seeds, per_photo: dict) -> None:
     print(f'the model ahead on {ahead} of {len(per_photo)} photos')
 
 
-def _folder(photo_set: str) -> tuple[str, str]:
-    name, _, folder = photo_set.partition(':')
-    return name, folder or common.SAMPLE_PHOTOS
-
-
 def main(argv):
     common.check_no_arguments(argv)
     # pylint: disable=g-import-not-at-top
@@ -183,9 +166,9 @@ def main(argv):
     from chromagen_tf.inference import evaluate_lib
 
     colorizer = colorize_lib.load_colorizer(
-        _MODEL.value or None,
-        _STAGE.value,
-        _RENDER_SIZE.value,
+        hint_flags.MODEL.value or None,
+        hint_flags.STAGE.value,
+        hint_flags.RENDER_SIZE.value,
         prior_strength=_PRIOR_STRENGTH.value,
         hint_correction=_HINT_CORRECTION.value,
     )
@@ -194,8 +177,7 @@ def main(argv):
         'render_size': colorizer.render_size,
         'sets': {},
     }
-    for photo_set in _PHOTO_SETS.value:
-        name, folder = _folder(photo_set)
+    for name, folder in hint_flags.photo_sets():
         rows = {}
 
         results = {}
@@ -218,7 +200,7 @@ def main(argv):
             )
         automatic_result = None
         for count in counts:
-            result = evaluate(count, _HINT_SEED.value)
+            result = evaluate(count, hint_flags.HINT_SEED.value)
             if count == 0:
                 automatic_result = result
             row = {
@@ -263,12 +245,7 @@ def main(argv):
             _print_per_photo(name, counts[-1], seeds, per_photo)
     if _FIGURE.value:
         _figure(colorizer, _FIGURE.value)
-    if _REPORT.value:
-        os.makedirs(
-            os.path.dirname(os.path.abspath(_REPORT.value)), exist_ok=True
-        )
-        with open(_REPORT.value, 'w') as f:
-            json.dump(report, f, indent=1, sort_keys=True)
+    hint_flags.write_report(report)
 
 
 if __name__ == '__main__':

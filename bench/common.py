@@ -32,6 +32,15 @@ SAMPLE_PHOTOS = sample_photos.folder()
 _RESULT = 'RESULT '
 
 
+def photo_set(spec: str) -> tuple[str, str]:
+    """(name, folder) of a --photo_sets entry NAME:FOLDER.
+
+    A bare NAME (such as "sample_photos") is the packaged sample photos.
+    """
+    name, _, folder = spec.partition(':')
+    return name, folder or SAMPLE_PHOTOS
+
+
 def check_no_arguments(argv: Sequence[str]) -> None:
     """Rejects positional arguments: every benchmark takes flags only.
 
