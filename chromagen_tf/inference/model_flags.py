@@ -58,7 +58,7 @@ HINT_CORRECTION = flags.DEFINE_float(
     'For a hint-branch model (bundled or a training model_dir): how much of '
     'the branch\'s learned correction to the edge-blind spread of each hint '
     'to apply, from 0 (the spread alone) to 1 (all of it, as trained). '
-    'Default: the one recorded with the model (the bundled model\'s, 0.7, '
+    'Default: the one recorded with the model (the bundled model\'s, 0.8, '
     'was chosen on the val split; MODEL_CARD.md).',
     lower_bound=0.0,
 )
