@@ -578,6 +578,37 @@ class BranchExportTest(tf.test.TestCase):
         )
 
     @pytest.mark.slow
+    def test_an_export_applies_the_correction_scale(self):
+        _, branch = _pair()
+        _randomise(branch, seed=3)
+        scaled = models.build_from_config(
+            dataclasses.replace(_BRANCH, hint_correction=0.6)
+        )
+        for target, source in zip(scaled.weights, branch.weights):
+            target.assign(source)
+        export = export_lib.export_saved_model(
+            signatures.ColorizationModule(scaled, render_size=64),
+            os.path.join(self.get_temp_dir(), 'scaled'),
+        )
+        loaded = tf.saved_model.load(export)
+        hint_ab, mask = _one_cell_hints(64, 64, [((4, 9), (0.6, 0.3))])
+        l_channel = tf.random.stateless_uniform([1, 64, 64, 1], [8, 3], -1, 1)
+        served = loaded.signatures['predict_ab_with_hints'](
+            l_channel=l_channel, hint_ab=hint_ab, hint_mask=mask
+        )[signatures.AB]
+        self.assertAllClose(
+            served,
+            scaled([l_channel, hint_ab, mask], training=False),
+            atol=1e-4,
+        )
+        self.assertGreater(
+            np.abs(
+                served - branch([l_channel, hint_ab, mask], training=False)
+            ).max(),
+            1e-2,
+        )
+
+    @pytest.mark.slow
     def test_an_exported_trunk_equals_the_branch_without_hints(self):
         _, branch = _pair()
         export = export_lib.export_saved_model(
