@@ -496,7 +496,7 @@ class ExportTest(tf.test.TestCase):
         with self.assertRaises(colorize_lib.ModelNotFoundError):
             colorize_lib.load_colorizer(self.root)
         # An export decodes as it was exported.
-        for setting in ('temperature', 'prior_strength'):
+        for setting in ('temperature', 'prior_strength', 'hint_correction'):
             with self.assertRaisesRegex(
                 errors.UsageError, 'as it was exported'
             ):

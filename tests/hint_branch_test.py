@@ -258,8 +258,9 @@ class BranchModelTest(tf.test.TestCase):
     def test_a_correction_scale_needs_a_branch_and_is_not_negative(self):
         with self.assertRaises(errors.UsageError):
             dataclasses.replace(_AUTOMATIC, hint_correction=0.5)
-        with self.assertRaises(errors.UsageError):
-            dataclasses.replace(_BRANCH, hint_correction=-0.1)
+        for bad in (-0.1, float('nan')):
+            with self.assertRaises(errors.UsageError):
+                dataclasses.replace(_BRANCH, hint_correction=bad)
         with self.assertRaisesRegex(errors.UsageError, '--hint_correction'):
             models.loading.with_decoding(_AUTOMATIC, hint_correction=0.5)
         self.assertEqual(
@@ -454,6 +455,19 @@ class BranchBundleTest(tf.test.TestCase):
                 output, hint_correction=setting
             )
             self.assertEqual(model_config.hint_correction, expected)
+        # Training on from it (at scale 1, as a branch always trains) takes
+        # its weights: the recorded scale is a decoding setting.
+        generator = models.build_from_config(_BRANCH)
+        self.assertEqual(
+            state.initialise_generator(
+                configs.tiny('pretrain', model=_BRANCH, init_from=output),
+                generator,
+            ),
+            output,
+        )
+        stored, _, _ = bundled.load_generator(output, hint_correction=1.0)
+        for variable, source in zip(generator.weights, stored.weights):
+            self.assertAllEqual(variable, source)
 
 
 class BranchTrainingTest(tf.test.TestCase):
@@ -518,6 +532,22 @@ class BranchTrainingTest(tf.test.TestCase):
                 ),
                 automatic(l_channel, training=False),
             )
+        # A training directory decodes at another scale on request.
+        scaled, scaled_config, _ = models.restore_generator(
+            branch_dir, 'pretrain', hint_correction=0.5
+        )
+        self.assertEqual(scaled_config.hint_correction, 0.5)
+        # The moving average (the last `trained` above) at scale 1 with its
+        # last, linear, convolution halved.
+        last = trained.get_layer(f'{hint_branch.PREFIX}correction')
+        last.set_weights([0.5 * w for w in last.get_weights()])
+        hint_ab, mask = _one_cell_hints(64, 64, [((3, 3), (0.5, -0.2))])
+        inputs = [l_channel, hint_ab, mask]
+        self.assertAllClose(
+            scaled(inputs, training=False),
+            trained(inputs, training=False),
+            atol=1e-5,
+        )
 
 
 def _op_names(function) -> str:

@@ -164,16 +164,25 @@ def restore_generator(
     Raises:
       errors.NotFoundError: there is no config.json or no checkpoint.
     """
+    trained_config = configs.read_model_config(model_dir)
     model_config = with_decoding(
-        configs.read_model_config(model_dir),
-        temperature,
-        prior_strength,
-        hint_correction,
+        trained_config, temperature, prior_strength, hint_correction
     )
     if checkpoint_path is None:
         checkpoint_path = latest_checkpoint(model_dir, stage)
-    generator = build_from_config(model_config, read_log_prior(model_dir))
+    log_prior = read_log_prior(model_dir)
+    # A checkpoint matches variables by their place in the model, which a
+    # correction scale's (weightless) layer shifts: read the model as it
+    # trained, then copy its weights into the one asked for.
+    trained = dataclasses.replace(
+        model_config, hint_correction=trained_config.hint_correction
+    )
+    generator = build_from_config(trained, log_prior)
     read_generator(generator, checkpoint_path, average)
+    if trained != model_config:
+        scaled = build_from_config(model_config, log_prior)
+        copy_weights_by_path(generator, scaled)
+        generator = scaled
     return generator, model_config, checkpoint_path
 
 
