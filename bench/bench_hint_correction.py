@@ -1,10 +1,12 @@
 r"""Choosing a hint branch's correction scale (`ModelConfig.hint_correction`).
 
 A hint branch outputs automatic_ab + spread + s * correction where there
-are hints (`models/hint_branch.py`): the edge-blind spread of each hint
-(sigma 0.15 x the diagonal) plus the branch's learned correction, scaled by
-s at decoding. s = 0 is the edge-blind spread baseline, s = 1 the branch
-as trained. This measures every photo's PSNR gain over no hints at each
+are hints (`models/hint_branch.py`): its Gaussian spread of each hint
+(sigma 0.15 x the diagonal, blind to edges, per 4x4 cell of its grid)
+plus the branch's learned correction, scaled by s at decoding. s = 0 is
+that spread alone (close to, not the same as, the edge-blind baseline
+`bench_hints` measures, which is also printed), s = 1 the branch as
+trained. This measures every photo's PSNR gain over no hints at each
 scale and hint count (hints simulated from the ground truth as in
 `bench_hints`), and picks one for each photo set by the
 one-standard-error rule: the smallest scale whose mean gain is within one
@@ -19,8 +21,9 @@ the val photos, then check on sample_photos):
   python -m bench.bench_hint_correction \
       --photo_sets=val:runs/bundled/hints/val_photos --photo_sets=sample_photos
 
-`--model` takes what colorize takes (default: the bundled model, whose
-recorded scale is ignored here).
+`--model` takes a bundled model or a training directory with a hint
+branch (default: the bundled model, whose recorded scale is ignored here);
+an export decodes as it was exported, so it cannot be measured here.
 """
 
 import math
@@ -123,6 +126,7 @@ def _print_table(name, folder, description, choice, spread) -> None:
 def main(argv):
     common.check_no_arguments(argv)
     # pylint: disable=g-import-not-at-top
+    from chromagen_tf import errors
     from chromagen_tf.inference import colorize_lib
     from chromagen_tf.inference import evaluate_lib
 
@@ -137,12 +141,15 @@ def main(argv):
     automatic = {}  # {set: {photo: entry}} without hints.
     description = ''
     for scale in scales:
-        colorizer = colorize_lib.load_colorizer(
-            hint_flags.MODEL.value or None,
-            hint_flags.STAGE.value,
-            hint_flags.RENDER_SIZE.value,
-            hint_correction=scale,
-        )
+        try:
+            colorizer = colorize_lib.load_colorizer(
+                hint_flags.MODEL.value or None,
+                hint_flags.STAGE.value,
+                hint_flags.RENDER_SIZE.value,
+                hint_correction=scale,
+            )
+        except errors.ChromaGenError as error:
+            raise app.UsageError(str(error)) from error
         description = colorizer.description
         for name, folder in sets:
 

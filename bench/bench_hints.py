@@ -53,6 +53,7 @@ _HINT_CORRECTION = flags.DEFINE_float(
     None,
     "A hint branch's correction scale (ModelConfig.hint_correction); "
     "default: the model's.",
+    lower_bound=0.0,
 )
 _FIGURE = flags.DEFINE_string(
     'figure',

@@ -78,7 +78,14 @@ _MAX_PIXELS = flags.DEFINE_integer(
 )
 
 # --help lists the model flags the app uses as its own.
-for _name in ('model', 'stage', 'render_size'):
+for _name in (
+    'model',
+    'stage',
+    'render_size',
+    'temperature',
+    'prior_strength',
+    'hint_correction',
+):
     flags.declare_key_flag(_name, flag_values=flags.FLAGS)
 
 

@@ -116,15 +116,15 @@ class ModelConfig:
                 'hint_correction scales a hint branch\'s correction; this '
                 'model has no hint branch.'
             )
-        if self.hint_correction < 0:
+        if not self.hint_correction >= 0:  # NaN too.
             raise errors.UsageError(
                 f'hint_correction must be >= 0, got {self.hint_correction}.'
             )
-        if self.temperature <= 0:
+        if not self.temperature > 0:  # NaN too.
             raise errors.UsageError(
                 f'temperature must be positive, got {self.temperature}.'
             )
-        if self.prior_strength < 0:
+        if not self.prior_strength >= 0:  # NaN too.
             raise errors.UsageError(
                 f'prior_strength must be >= 0, got {self.prior_strength}.'
             )

@@ -89,10 +89,10 @@ _PRIOR_STRENGTH = flags.DEFINE_float(
 _HINT_CORRECTION = flags.DEFINE_float(
     'hint_correction',
     None,
-    'For a hint-branch model: how much of the branch\'s learned correction '
-    'to the edge-blind spread of each hint the export applies (0: the '
-    'spread alone, 1: all of it, as trained). Default: the one recorded '
-    'with the model.',
+    'For a hint-branch model: how much of the correction the branch '
+    'learned (where each hint\'s colour should stop) the export applies to '
+    'its plain Gaussian spread of the hints (0: the spread alone, 1: all of '
+    'it, as trained). Default: the one recorded with the model.',
     lower_bound=0.0,
 )
 _MAX_PIXELS = flags.DEFINE_integer(

@@ -56,8 +56,9 @@ HINT_CORRECTION = flags.DEFINE_float(
     'hint_correction',
     None,
     'For a hint-branch model (bundled or a training model_dir): how much of '
-    'the branch\'s learned correction to the edge-blind spread of each hint '
-    'to apply, from 0 (the spread alone) to 1 (all of it, as trained). '
+    'the correction the branch learned (where each hint\'s colour should '
+    'stop) to apply to its plain Gaussian spread of the hints, from 0 (the '
+    'spread alone) to 1 (all of it, as trained); above 1 extrapolates. '
     'Default: the one recorded with the model (the bundled model\'s, 0.8, '
     'was chosen on the val split; MODEL_CARD.md).',
     lower_bound=0.0,
