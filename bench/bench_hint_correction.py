@@ -27,6 +27,7 @@ an export decodes as it was exported, so it cannot be measured here.
 """
 
 import math
+import statistics
 
 from absl import app
 from absl import flags
@@ -49,11 +50,12 @@ _COUNTS = flags.DEFINE_list(
 
 def _mean_and_se(values: list[float]) -> tuple[float, float]:
     """The mean and its standard error (sample standard deviation / sqrt n)."""
-    mean = sum(values) / len(values)
     if len(values) < 2:
-        return mean, 0.0
-    variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
-    return mean, math.sqrt(variance / len(values))
+        return statistics.fmean(values), 0.0
+    return (
+        statistics.fmean(values),
+        statistics.stdev(values) / math.sqrt(len(values)),
+    )
 
 
 def pick_scale(gains: dict[float, dict[int, list[float]]]) -> dict:
@@ -73,7 +75,7 @@ def pick_scale(gains: dict[float, dict[int, list[float]]]) -> dict:
     counts = sorted(gains[scales[0]])
     best, rows = {}, {scale: {} for scale in scales}
     for count in counts:
-        means = {s: sum(gains[s][count]) / len(gains[s][count]) for s in scales}
+        means = {s: statistics.fmean(gains[s][count]) for s in scales}
         best[count] = max(scales, key=lambda s, means=means: means[s])
         for scale in scales:
             below, se = _mean_and_se(
@@ -174,11 +176,15 @@ def main(argv):
                     hinted[k]['model']['psnr'] - plain[k]['model']['psnr']
                     for k in keys
                 ]
-                spread[name][count] = sum(
-                    hinted[k]['hint_spread_baseline']['psnr']
-                    - plain[k]['model']['psnr']
-                    for k in keys
-                ) / len(keys)
+                # The baseline does not depend on the scale.
+                spread[name].setdefault(
+                    count,
+                    statistics.fmean(
+                        hinted[k]['hint_spread_baseline']['psnr']
+                        - plain[k]['model']['psnr']
+                        for k in keys
+                    ),
+                )
         print(f'scale {scale:g}: measured', flush=True)
     report = {
         'model': description,

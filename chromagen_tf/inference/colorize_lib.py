@@ -102,9 +102,9 @@ def load_generator(
       model: A bundled-model folder or a training directory.
       stage, checkpoint_path: For a training directory: which stage's latest
         checkpoint, or which checkpoint, to read.
-      temperature, prior_strength: A colour-bins model's decoding settings;
-        hint_correction: a hint branch's (`ModelConfig.hint_correction`);
-        default: the model's own.
+      temperature, prior_strength, hint_correction: A colour-bins model's
+        decoding settings and a hint branch's correction scale
+        (`ModelConfig.hint_correction`); default: the model's own.
 
     Returns:
       (generator, model_config, render_size, weights): render_size is the

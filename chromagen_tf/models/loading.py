@@ -226,23 +226,15 @@ def with_decoding(
     prior_strength: Optional[float] = None,
     hint_correction: Optional[float] = None,
 ) -> configs.ModelConfig:
-    """A colour-bins model decoded with other settings, where given.
-
-    hint_correction: a hint branch's correction scale
-    (`ModelConfig.hint_correction`).
+    """The model decoded with other settings, where given: a colour-bins
+    model's temperature and prior strength, a hint branch's correction
+    scale (`ModelConfig.hint_correction`).
 
     Raises:
       errors.UsageError: a setting for a model without colour bins, a
         temperature that is not positive or a negative prior_strength; a
         hint_correction for a model without a hint branch, or negative.
     """
-    if hint_correction is not None:
-        try:
-            model = dataclasses.replace(
-                model, hint_correction=float(hint_correction)
-            )
-        except errors.UsageError as error:
-            raise errors.UsageError(f'--{error}') from None
     settings = {
         name: float(value)
         for name, value in (
@@ -251,20 +243,18 @@ def with_decoding(
         )
         if value is not None
     }
-    if not settings:
-        return model
-    if model.color_head != 'bins':
+    if settings and model.color_head != 'bins':
         raise errors.UsageError(
             f'--{next(iter(settings))} needs a colour-bins model; this '
             f'{model.generator} predicts a*b* directly '
             '(color_head=regression).'
         )
-    if settings.get('temperature', 1.0) <= 0:
-        raise errors.UsageError(
-            f'--temperature must be positive, got {temperature}.'
-        )
-    if settings.get('prior_strength', 0.0) < 0:
-        raise errors.UsageError(
-            f'--prior_strength must be >= 0, got {prior_strength}.'
-        )
-    return dataclasses.replace(model, **settings)
+    if hint_correction is not None:
+        settings['hint_correction'] = float(hint_correction)
+    if not settings:
+        return model
+    # ModelConfig checks each value; here they are flags.
+    try:
+        return dataclasses.replace(model, **settings)
+    except errors.UsageError as error:
+        raise errors.UsageError(f'--{error}') from None
