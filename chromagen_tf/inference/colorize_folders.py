@@ -293,4 +293,6 @@ def _colorize_isolating_failures(
 def _record_failure(summary: Summary, job: Job, error: Exception) -> None:
     summary.failed += 1
     summary.failures.append((job.source, str(error)))
-    logging.warning('Skipping %s: %s', job.source, error)
+    # Info, not a warning: the colorize command prints each failure once,
+    # from the summary.
+    logging.info('Skipping %s: %s', job.source, error)
