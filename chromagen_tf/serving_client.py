@@ -23,7 +23,8 @@ raw PNG bytes into the JSON text. The same request with curl:
 
 With --hints, a hint model's `colorize_with_hints` signature is called
 instead; each instance also carries its hints, padded to the batch's
-largest count with points at (-1, -1), which the signature ignores:
+largest count (at least one) with points at (-1, -1), which the signature
+ignores:
 
   {"signature_name": "colorize_with_hints",
    "instances": [{"image_bytes": {"b64": "..."},
@@ -80,8 +81,9 @@ def request_body(images: Sequence[bytes], hint_lists=None) -> bytes:
     ]
     if hint_lists is None:
         return json.dumps({'instances': instances}).encode('utf-8')
-    # Row format batches the instances: every one needs the same count.
-    count = max(len(hint_list) for hint_list in hint_lists)
+    # Row format batches the instances: every one needs the same count, and
+    # at least one point, since an empty list has no [N, 2] shape to batch.
+    count = max(1, *(len(hint_list) for hint_list in hint_lists))
     for instance, hint_list in zip(instances, hint_lists, strict=True):
         padding = [_PADDING] * (count - len(hint_list))
         pairs = [([h.x, h.y], list(h.rgb)) for h in hint_list] + padding
