@@ -310,6 +310,54 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
             changed += not np.allclose(expected, start)
         self.assertGreater(changed, 20)
 
+    @parameterized.parameters(
+        ('pretrain', 'mixed_bfloat16'), ('gan', 'mixed_float16')
+    )
+    @pytest.mark.slow  # A training loop on 2 replicas.
+    def test_a_hint_model_trains_on_two_replicas(self, stage, policy):
+        # Hints drawn per replica in the pipeline (--hints=local), mixed
+        # precision (float16 with its loss scale in the GAN stage), in the
+        # shared strategy. The hint inputs' kernel starts at zero: it moves
+        # only if the hints reach the step, and alike on both replicas.
+        config = dataclasses.replace(
+            _config(
+                stage,
+                False,
+                dataclasses.replace(_LITE_MODEL, hints=True),
+            ),
+            hints='local',
+        )
+        steps = _build(self.two, config, policy)
+        kernel = steps.networks.generator.get_layer('hint_conv').kernel
+        self.assertEqual(float(tf.reduce_max(tf.abs(kernel))), 0.0)
+
+        def dataset_fn(input_context):
+            return input_pipeline.make_dataset(
+                self.pattern,
+                training=True,
+                image_size=32,
+                global_batch_size=_GLOBAL_BATCH,
+                input_context=input_context,
+                hints='local',
+                no_hint_probability=0.0,
+            )
+
+        iterator = iter(self.two.distribute_datasets_from_function(dataset_fn))
+        # float16's loss scale starts at 2**15 and halves on each overflow,
+        # skipping that step: the first steps may apply nothing.
+        means, first_bad_step, _ = steps.train_loop(
+            iterator, tf.constant(8, tf.int32)
+        )
+        applied = steps.networks.generator_optimizer.iterations
+        self.assertGreater(int(applied.numpy()), 0)
+        self.assertEqual(int(first_bad_step), -1)
+        for name, value in means.items():
+            self.assertTrue(np.isfinite(float(value)), name)
+        copies = self.two.experimental_local_results(kernel.value)
+        self.assertLen(copies, 2)
+        self.assertGreater(float(tf.reduce_max(tf.abs(copies[0]))), 0.0)
+        self.assertAllEqual(copies[0], copies[1])
+
 
 if __name__ == '__main__':
     tf.test.main()
