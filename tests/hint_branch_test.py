@@ -560,6 +560,7 @@ def _op_names(function) -> str:
 
 
 class BranchExportTest(tf.test.TestCase):
+    @pytest.mark.slow  # Traces every signature (12 s).
     def test_signatures_without_hints_skip_the_branch(self):
         _, branch = _pair()
         module = signatures.ColorizationModule(branch, render_size=64)
