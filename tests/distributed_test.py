@@ -63,18 +63,24 @@ def _build(strategy, config, policy='float64'):
     return train_steps.StepFunctions(config, strategy, networks, step)
 
 
-def _first_batch(strategy, pattern):
+def _batches(strategy, pattern, training=False, **pipeline_args):
+    """The distributed batches of the pipeline, repeated."""
+
     def dataset_fn(input_context):
         return input_pipeline.make_dataset(
             pattern,
-            training=False,
+            training=training,
             image_size=32,
             global_batch_size=_GLOBAL_BATCH,
             input_context=input_context,
-        )
+            **pipeline_args,
+        ).repeat()
 
-    dataset = strategy.distribute_datasets_from_function(dataset_fn)
-    return next(iter(dataset))
+    return iter(strategy.distribute_datasets_from_function(dataset_fn))
+
+
+def _first_batch(strategy, pattern):
+    return next(_batches(strategy, pattern))
 
 
 def _run_one_step(steps, batch):
@@ -280,17 +286,9 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         ]
         initial = [w.numpy() for w in trainable]
 
-        def dataset_fn(input_context):
-            return input_pipeline.make_dataset(
-                self.pattern,
-                training=False,
-                image_size=32,
-                global_batch_size=_GLOBAL_BATCH,
-                input_context=input_context,
-            ).repeat()
-
-        iterator = iter(self.two.distribute_datasets_from_function(dataset_fn))
-        steps.train_loop(iterator, tf.constant(1, tf.int32))
+        steps.train_loop(
+            _batches(self.two, self.pattern), tf.constant(1, tf.int32)
+        )
         decay = min(0.9, (1 + 1) / (10 + 1))
         changed = 0
         for average, weight, start in zip(
@@ -331,18 +329,13 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         kernel = steps.networks.generator.get_layer('hint_conv').kernel
         self.assertEqual(float(tf.reduce_max(tf.abs(kernel))), 0.0)
 
-        def dataset_fn(input_context):
-            return input_pipeline.make_dataset(
-                self.pattern,
-                training=True,
-                image_size=32,
-                global_batch_size=_GLOBAL_BATCH,
-                input_context=input_context,
-                hints='local',
-                no_hint_probability=0.0,
-            )
-
-        iterator = iter(self.two.distribute_datasets_from_function(dataset_fn))
+        iterator = _batches(
+            self.two,
+            self.pattern,
+            training=True,
+            hints='local',
+            no_hint_probability=0.0,
+        )
         # float16's loss scale starts at 2**15 and halves on each overflow,
         # skipping that step: the first steps may apply nothing.
         means, first_bad_step, _ = steps.train_loop(
