@@ -1,0 +1,137 @@
+r"""How near the picked colours a colorized photo comes at its hint points.
+
+For every photo of --photos_dir that has a hint sidecar
+(`<photo>.hints.json`, docs/hints.md), the photo is colorized at full
+resolution with its hints and without, as `colorize --hints=sidecar` does,
+at each --hint_corrections scale. At each hint point the result's a*b*
+(the mean of the 3x3 pixels around it) is compared with the picked colour's
+a*b*; the photo keeps its own lightness, so this is the distance the user
+sees in colour alone. The simulated hints of `bench_hints` are patch means
+of the true colours; these are single points a person picked.
+
+Usage (the BENCHMARKS.md "Hand-picked hints" table: the demo's sidecars):
+
+  python -m bench.bench_sidecar_hints --hint_corrections=0,0.8,1
+
+`--model` takes what colorize takes (default: the bundled model).
+"""
+
+import json
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from bench import common
+
+_MODEL = flags.DEFINE_string('model', '', 'Model; default: the bundled one.')
+_PHOTOS_DIR = flags.DEFINE_string(
+    'photos_dir',
+    '',
+    'Folder of photos, some with hint sidecars; default: the packaged '
+    'sample photos.',
+)
+_HINT_CORRECTIONS = flags.DEFINE_list(
+    'hint_corrections',
+    [],
+    "A hint branch's correction scales to measure; default: the model's own.",
+)
+_REPORT = flags.DEFINE_string('report', None, 'JSON report to write.')
+
+
+def ab_at_points(rgb: np.ndarray, points) -> np.ndarray:
+    """a*b* [N, 2] of uint8 RGB [H, W, 3], the 3x3 mean at each (x, y)."""
+    # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
+
+    from chromagen_tf import color
+
+    height, width = rgb.shape[:2]
+    lab = color.rgb_to_lab(tf.constant(rgb, tf.float32) / 255.0).numpy()
+    values = []
+    for x, y in points:
+        row = min(max(int(y), 0), height - 1)
+        column = min(max(int(x), 0), width - 1)
+        window = lab[
+            max(row - 1, 0) : row + 2, max(column - 1, 0) : column + 2, 1:
+        ]
+        values.append(window.reshape(-1, 2).mean(0))
+    return np.array(values)
+
+
+def hint_distances(colorizer, path: str, hints) -> dict[str, list[float]]:
+    """|delta a*b*| to each hint's colour, with and without the hints."""
+    # pylint: disable=g-import-not-at-top
+    import tensorflow as tf
+
+    from chromagen_tf import color
+    from chromagen_tf.data import imaging
+
+    image = np.asarray(imaging.load_rgb(path).image)
+    picked = color.rgb_to_lab(
+        tf.constant([[h.rgb for h in hints]], tf.float32) / 255.0
+    ).numpy()[0, :, 1:]
+    points = [(h.x, h.y) for h in hints]
+    guided, automatic = (
+        colorizer.colorize([image], [hint_list])[0]
+        for hint_list in (hints, None)
+    )
+    return {
+        name: np.linalg.norm(
+            ab_at_points(result, points) - picked, axis=-1
+        ).tolist()
+        for name, result in (('hints', guided), ('automatic', automatic))
+    }
+
+
+def main(argv):
+    common.check_no_arguments(argv)
+    # pylint: disable=g-import-not-at-top
+    from chromagen_tf import hint_format
+    from chromagen_tf import sample_photos
+    from chromagen_tf.inference import colorize_lib
+
+    folder = _PHOTOS_DIR.value or sample_photos.folder()
+    photos = sorted(
+        os.path.join(folder, name)
+        for name in os.listdir(folder)
+        if os.path.isfile(hint_format.sidecar_path(os.path.join(folder, name)))
+    )
+    if not photos:
+        raise app.UsageError(f'No photo in {folder} has a hint sidecar.')
+    scales = [float(value) for value in _HINT_CORRECTIONS.value] or [None]
+    report = {'photos_dir': folder, 'scales': {}}
+    print(
+        f'{"photo":<16} {"hints":>5} {"correction":>10} '
+        f'{"median":>7} {"mean":>6} {"automatic median":>16}'
+    )
+    for scale in scales:
+        colorizer = colorize_lib.load_colorizer(
+            _MODEL.value or None, hint_correction=scale
+        )
+        rows = {}
+        for path in photos:
+            hints = hint_format.read_file(hint_format.sidecar_path(path))
+            distances = hint_distances(colorizer, path, hints)
+            name = os.path.basename(path)
+            rows[name] = distances
+            print(
+                f'{name:<16} {len(hints):5d} '
+                f'{"own" if scale is None else scale:>10} '
+                f'{np.median(distances["hints"]):7.1f} '
+                f'{np.mean(distances["hints"]):6.1f} '
+                f'{np.median(distances["automatic"]):16.1f}'
+            )
+        report['scales'][str(scale)] = {
+            'model': colorizer.description,
+            'photos': rows,
+        }
+    if _REPORT.value:
+        with open(_REPORT.value, 'w') as f:
+            json.dump(report, f, indent=1)
+            f.write('\n')
+
+
+if __name__ == '__main__':
+    app.run(main)
