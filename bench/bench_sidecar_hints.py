@@ -93,6 +93,8 @@ def main(argv):
     from chromagen_tf.inference import colorize_lib
 
     folder = _PHOTOS_DIR.value or sample_photos.folder()
+    if not os.path.isdir(folder):
+        raise app.UsageError(f'--photos_dir={folder} is not a folder.')
     photos = sorted(
         os.path.join(folder, name)
         for name in os.listdir(folder)
