@@ -83,7 +83,7 @@ def request_body(images: Sequence[bytes], hint_lists=None) -> bytes:
         return json.dumps({'instances': instances}).encode('utf-8')
     # Row format batches the instances: every one needs the same count, and
     # at least one point, since an empty list has no [N, 2] shape to batch.
-    count = max(1, *(len(hint_list) for hint_list in hint_lists))
+    count = max([1] + [len(hint_list) for hint_list in hint_lists])
     for instance, hint_list in zip(instances, hint_lists, strict=True):
         padding = [_PADDING] * (count - len(hint_list))
         pairs = [([h.x, h.y], list(h.rgb)) for h in hint_list] + padding
