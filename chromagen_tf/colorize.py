@@ -99,8 +99,6 @@ def main(argv):
         summary = colorize_folders.colorize_files(colorizer, config)
     except errors.ChromaGenError as error:
         errors.fail('colorize', error)
-    for path, reason in summary.failures:
-        print(f'failed: {path}: {reason}', file=sys.stderr)
     print(f'{summary} ({colorizer.description})')
     sys.exit(1 if summary.failed else 0)
 

@@ -10,9 +10,9 @@ batch. A photo that cannot be read, colorized or written is counted in the
 
 import dataclasses
 import os
+import sys
 from typing import Iterator, Optional, TextIO
 
-from absl import logging
 import numpy as np
 from PIL import Image
 import tensorflow as tf
@@ -198,10 +198,14 @@ def colorize_files(
 ) -> Summary:
     """Colorizes every input file; bad files are reported and skipped.
 
+    Each failed file is printed as it fails, one line naming it and the
+    problem ("failed: PATH: REASON"), to the progress bar's stream.
+
     Args:
       colorizer: The model.
       config: Inputs, outputs and options.
-      progress_stream: Where the progress bar goes; default stderr.
+      progress_stream: Where the progress bar and the failures go; default
+        stderr.
 
     Returns:
       The counts; `failures` lists (path, reason) of the failed files.
@@ -217,9 +221,11 @@ def colorize_files(
     pending = []
     for job in jobs:
         if job.output in seen:
-            summary.failed += 1
-            summary.failures.append(
-                (job.source, f'another input also writes {job.output}')
+            _record_failure(
+                summary,
+                job.source,
+                f'another input also writes {job.output}',
+                progress_stream,
             )
             continue
         seen.add(job.output)
@@ -244,7 +250,7 @@ def colorize_files(
                 ValueError,
                 OSError,
             ) as error:
-                _record_failure(summary, job, error)
+                _record_failure(summary, job.source, error, progress_stream)
                 bar.update(1)
         if not loaded:
             continue
@@ -262,7 +268,7 @@ def colorize_files(
                 save_image(colorized, job.output)
                 summary.colorized += 1
             except (ValueError, OSError, tf.errors.OpError) as error:
-                _record_failure(summary, job, error)
+                _record_failure(summary, job.source, error, progress_stream)
             bar.update(1)
         del loaded, outputs  # Hold one batch of photos at a time.
     bar.close()
@@ -290,9 +296,10 @@ def _colorize_isolating_failures(
     return outputs
 
 
-def _record_failure(summary: Summary, job: Job, error: Exception) -> None:
+def _record_failure(
+    summary: Summary, source: str, reason, stream: Optional[TextIO]
+) -> None:
+    """Counts a failed file and prints one line, above the progress bar."""
     summary.failed += 1
-    summary.failures.append((job.source, str(error)))
-    # Info, not a warning: the colorize command prints each failure once,
-    # from the summary.
-    logging.info('Skipping %s: %s', job.source, error)
+    summary.failures.append((source, str(reason)))
+    tqdm.tqdm.write(f'failed: {source}: {reason}', file=stream or sys.stderr)
