@@ -3,11 +3,13 @@ r"""How near the picked colours a colorized photo comes at its hint points.
 For every photo of --photos_dir that has a hint sidecar
 (`<photo>.hints.json`, docs/hints.md), the photo is colorized at full
 resolution with its hints and without, as `colorize --hints=sidecar` does,
-at each --hint_corrections scale. At each hint point the result's a*b*
-(the mean of the 3x3 pixels around it) is compared with the picked colour's
-a*b*; the photo keeps its own lightness, so this is the distance the user
-sees in colour alone. The simulated hints of `bench_hints` are patch means
-of the true colours; these are single points a person picked.
+at each --hint_corrections scale, and with its colour hints alone (the
+neutral, gray ones left out) to show what the neutral ones hold back. At
+each hint point the result's a*b* (the mean of the 3x3 pixels around it)
+is compared with the picked colour's a*b*; the photo keeps its own
+lightness, so this is the distance the user sees in colour alone. The
+simulated hints of `bench_hints` are patch means of the true colours;
+these are single points a person picked.
 
 Usage (the BENCHMARKS.md "Hand-picked hints" table: the demo's sidecars):
 
@@ -39,6 +41,9 @@ _HINT_CORRECTIONS = flags.DEFINE_list(
 )
 _REPORT = flags.DEFINE_string('report', None, 'JSON report to write.')
 
+# A picked colour with less a*b* chroma than this is a neutral (gray) hint.
+NEUTRAL_CHROMA = 5.0
+
 
 def ab_at_points(rgb: np.ndarray, points) -> np.ndarray:
     """a*b* [N, 2] of uint8 RGB [H, W, 3], the 3x3 mean at each (x, y)."""
@@ -60,29 +65,49 @@ def ab_at_points(rgb: np.ndarray, points) -> np.ndarray:
     return np.array(values)
 
 
-def hint_distances(colorizer, path: str, hints) -> dict[str, list[float]]:
-    """|delta a*b*| to each hint's colour, with and without the hints."""
+def hint_distances(colorizer, path: str, hints) -> dict[str, list]:
+    """|delta a*b*| at each hint point to its picked colour.
+
+    Returns:
+      {'hints': with all the hints, 'automatic': without any,
+       'colours_only': with only the hints that are not neutral (chroma at
+       least NEUTRAL_CHROMA), 'neutral': whether each hint is neutral}.
+    """
     # pylint: disable=g-import-not-at-top
     import tensorflow as tf
 
     from chromagen_tf import color
+    from chromagen_tf import hint_format
     from chromagen_tf.data import imaging
 
     image = np.asarray(imaging.load_rgb(path).image)
+    hint_format.check_inside(hints, image.shape[1], image.shape[0], path)
     picked = color.rgb_to_lab(
         tf.constant([[h.rgb for h in hints]], tf.float32) / 255.0
     ).numpy()[0, :, 1:]
+    neutral = np.linalg.norm(picked, axis=-1) < NEUTRAL_CHROMA
     points = [(h.x, h.y) for h in hints]
-    guided, automatic = (
-        colorizer.colorize([image], [hint_list])[0]
-        for hint_list in (hints, None)
-    )
-    return {
-        name: np.linalg.norm(
-            ab_at_points(result, points) - picked, axis=-1
-        ).tolist()
-        for name, result in (('hints', guided), ('automatic', automatic))
+    hint_lists = {
+        'hints': hints,
+        'automatic': None,
+        'colours_only': [h for h, n in zip(hints, neutral) if not n],
     }
+    distances = {
+        name: np.linalg.norm(
+            ab_at_points(colorizer.colorize([image], [hint_list])[0], points)
+            - picked,
+            axis=-1,
+        ).tolist()
+        for name, hint_list in hint_lists.items()
+    }
+    distances['neutral'] = neutral.tolist()
+    return distances
+
+
+def _median_and_mean(values: np.ndarray) -> str:
+    if not values.size:
+        return f'{"-":>13}'
+    return f'{np.median(values):6.1f} ({np.mean(values):4.1f})'
 
 
 def main(argv):
@@ -105,8 +130,13 @@ def main(argv):
     scales = [float(value) for value in _HINT_CORRECTIONS.value] or [None]
     report = {'photos_dir': folder, 'scales': {}}
     print(
+        'median (mean) |delta a*b*| at the hint points; at the neutral '
+        'points also with the colour hints alone'
+    )
+    print(
         f'{"photo":<16} {"hints":>5} {"correction":>10} '
-        f'{"median":>7} {"mean":>6} {"automatic median":>16}'
+        f'{"all hints":>13} {"no hints":>13} '
+        f'{"neutral: all":>13} {"colours only":>13}'
     )
     for scale in scales:
         colorizer = colorize_lib.load_colorizer(
@@ -118,12 +148,17 @@ def main(argv):
             distances = hint_distances(colorizer, path, hints)
             name = os.path.basename(path)
             rows[name] = distances
+            neutral = np.array(distances['neutral'])
+            columns = [
+                np.array(distances['hints']),
+                np.array(distances['automatic']),
+                np.array(distances['hints'])[neutral],
+                np.array(distances['colours_only'])[neutral],
+            ]
             print(
                 f'{name:<16} {len(hints):5d} '
                 f'{"own" if scale is None else scale:>10} '
-                f'{np.median(distances["hints"]):7.1f} '
-                f'{np.mean(distances["hints"]):6.1f} '
-                f'{np.median(distances["automatic"]):16.1f}'
+                + ' '.join(_median_and_mean(values) for values in columns)
             )
         report['scales'][str(scale)] = {
             'model': colorizer.description,

@@ -15,8 +15,8 @@ only smaller (a narrow generator, 64x64 crops, a few hundred steps):
      chromagen_tf.colorize      --hints=sidecar: the photos that have a
                                 <photo>.hints.json (a few clicked colours
                                 where the automatic result is wrong, and
-                                background and skin points that keep them
-                                from bleeding), guided by their hints
+                                background and skin points that hold back
+                                their bleeding), guided by their hints
   2. data_prep.make_tfrecords   the sample photos -> Lab shards, train/val
   3. chromagen_tf.train         --stage=pretrain (L1 only)
   4. chromagen_tf.train         --stage=gan (adversarial + lambda * L1)

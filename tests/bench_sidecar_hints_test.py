@@ -39,10 +39,15 @@ class BundledModelTest(tf.test.TestCase):
         distances = bench_sidecar_hints.hint_distances(
             colorize_lib.load_colorizer(), photo, hints
         )
-        self.assertLen(distances['hints'], len(hints))
-        self.assertLen(distances['automatic'], len(hints))
+        for name in ('hints', 'automatic', 'colours_only', 'neutral'):
+            self.assertLen(distances[name], len(hints), name)
         # BENCHMARKS.md "Hand-picked hints": medians 7.3 against 34.8.
         self.assertLess(
             np.median(distances['hints']),
             np.median(distances['automatic']) / 2,
+        )
+        # One light point is neutral; left out, the colours reach it.
+        (index,) = np.flatnonzero(distances['neutral'])
+        self.assertGreater(
+            distances['colours_only'][index], distances['hints'][index] + 5
         )

@@ -350,6 +350,12 @@ class ReplicaAgreementTest(tf.test.TestCase, parameterized.TestCase):
         self.assertLen(copies, 2)
         self.assertGreater(float(tf.reduce_max(tf.abs(copies[0]))), 0.0)
         self.assertAllEqual(copies[0], copies[1])
+        # Each replica's half of a batch carries hints of its own.
+        masks = self.two.experimental_local_results(next(iterator)[3])
+        self.assertLen(masks, 2)
+        for mask in masks:
+            self.assertGreater(float(tf.reduce_sum(mask)), 0.0)
+        self.assertNotAllEqual(masks[0], masks[1])
 
 
 if __name__ == '__main__':

@@ -283,15 +283,23 @@ class ClientTest(tf.test.TestCase):
             body['instances'][1]['hint_points'], [[-1, -1], [-1, -1]]
         )
         # TF Serving's row format stacks each input over the instances.
-        for hint_lists, count in (([_HINTS, []], 2), ([[], []], 1)):
+        for hint_lists, count in (
+            ([_HINTS, []], 2),
+            ([[], []], 1),
+            ([[]], 1),
+        ):
             instances = json.loads(
-                serving_client.request_body([b'a', b'b'], hint_lists)
+                serving_client.request_body(
+                    [b'a', b'b'][: len(hint_lists)], hint_lists
+                )
             )['instances']
             for key, width in (
                 (signatures.HINT_POINTS, 2),
                 (signatures.HINT_COLORS, 3),
             ):
                 stacked = np.asarray([row[key] for row in instances])
-                self.assertEqual(stacked.shape, (2, count, width), key)
+                self.assertEqual(
+                    stacked.shape, (len(hint_lists), count, width), key
+                )
         self.assertEqual(serving_client.HINT_POINTS_KEY, signatures.HINT_POINTS)
         self.assertEqual(serving_client.HINT_COLORS_KEY, signatures.HINT_COLORS)
