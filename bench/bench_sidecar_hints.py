@@ -1,6 +1,6 @@
 r"""How near the picked colours a colorized photo comes at its hint points.
 
-For every photo of --photos_dir that has a hint sidecar
+For every photo of --photo_sets that has a hint sidecar
 (`<photo>.hints.json`, docs/hints.md), the photo is colorized at full
 resolution with its hints and without, as `colorize --hints=sidecar` does,
 at each --hint_corrections scale, and with its colour hints alone (the
@@ -18,7 +18,6 @@ Usage (the BENCHMARKS.md "Hand-picked hints" table: the demo's sidecars):
 `--model` takes what colorize takes (default: the bundled model).
 """
 
-import json
 import os
 
 from absl import app
@@ -26,20 +25,18 @@ from absl import flags
 import numpy as np
 
 from bench import common
+from bench import hint_flags
 
-_MODEL = flags.DEFINE_string('model', '', 'Model; default: the bundled one.')
-_PHOTOS_DIR = flags.DEFINE_string(
-    'photos_dir',
-    '',
-    'Folder of photos, some with hint sidecars; default: the packaged '
-    'sample photos.',
-)
+# The colour-hint benchmarks' shared flags, listed by --help as this one's
+# (--hint_seed draws simulated hints, which this benchmark has none of).
+for _name in ('model', 'stage', 'render_size', 'photo_sets', 'report'):
+    flags.declare_key_flag(_name)
+
 _HINT_CORRECTIONS = flags.DEFINE_list(
     'hint_corrections',
     [],
     "A hint branch's correction scales to measure; default: the model's own.",
 )
-_REPORT = flags.DEFINE_string('report', None, 'JSON report to write.')
 
 # A picked colour with less a*b* chroma than this is a neutral (gray) hint.
 NEUTRAL_CHROMA = 5.0
@@ -114,21 +111,23 @@ def main(argv):
     common.check_no_arguments(argv)
     # pylint: disable=g-import-not-at-top
     from chromagen_tf import hint_format
-    from chromagen_tf import sample_photos
     from chromagen_tf.inference import colorize_lib
 
-    folder = _PHOTOS_DIR.value or sample_photos.folder()
-    if not os.path.isdir(folder):
-        raise app.UsageError(f'--photos_dir={folder} is not a folder.')
-    photos = sorted(
-        os.path.join(folder, name)
-        for name in os.listdir(folder)
-        if os.path.isfile(hint_format.sidecar_path(os.path.join(folder, name)))
-    )
+    photos = []
+    for _, folder in hint_flags.photo_sets():
+        if not os.path.isdir(folder):
+            raise app.UsageError(f'--photo_sets: {folder} is not a folder.')
+        photos += sorted(
+            os.path.join(folder, name)
+            for name in os.listdir(folder)
+            if os.path.isfile(
+                hint_format.sidecar_path(os.path.join(folder, name))
+            )
+        )
     if not photos:
-        raise app.UsageError(f'No photo in {folder} has a hint sidecar.')
+        raise app.UsageError('No photo of --photo_sets has a hint sidecar.')
     scales = [float(value) for value in _HINT_CORRECTIONS.value] or [None]
-    report = {'photos_dir': folder, 'scales': {}}
+    report = {'photos': photos, 'scales': {}}
     print(
         'median (mean) |delta a*b*| at the hint points; at the neutral '
         'points also with the colour hints alone'
@@ -140,7 +139,10 @@ def main(argv):
     )
     for scale in scales:
         colorizer = colorize_lib.load_colorizer(
-            _MODEL.value or None, hint_correction=scale
+            hint_flags.MODEL.value or None,
+            hint_flags.STAGE.value,
+            hint_flags.RENDER_SIZE.value,
+            hint_correction=scale,
         )
         rows = {}
         for path in photos:
@@ -164,10 +166,7 @@ def main(argv):
             'model': colorizer.description,
             'photos': rows,
         }
-    if _REPORT.value:
-        with open(_REPORT.value, 'w') as f:
-            json.dump(report, f, indent=1)
-            f.write('\n')
+    hint_flags.write_report(report)
 
 
 if __name__ == '__main__':
