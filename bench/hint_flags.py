@@ -2,7 +2,9 @@
 
 `bench_hints` (the curve) and `bench_hint_correction` (choosing the
 correction scale) measure a model on the same photo sets with the same
-simulated hints; importing these keeps their flags the same.
+simulated hints, and `bench_sidecar_hints` on the hints of the photos'
+sidecars; importing these keeps their flags the same (and defined once,
+when one process imports several of them).
 """
 
 import json
