@@ -62,8 +62,26 @@ def ab_at_points(rgb: np.ndarray, points) -> np.ndarray:
     return np.array(values)
 
 
-def hint_distances(colorizer, path: str, hints) -> dict[str, list]:
+def load_photo(path: str):
+    """(uint8 RGB [H, W, 3], its sidecar's hints), checked as colorize does."""
+    # pylint: disable=g-import-not-at-top
+    from chromagen_tf import hint_format
+    from chromagen_tf.data import imaging
+
+    image = np.asarray(imaging.load_rgb(path).image)
+    hints = hint_format.read_file(hint_format.sidecar_path(path))
+    hint_format.check_inside(hints, image.shape[1], image.shape[0], path)
+    return image, hints
+
+
+def hint_distances(colorizer, image, hints, automatic=None) -> dict:
     """|delta a*b*| at each hint point to its picked colour.
+
+    Args:
+      colorizer: The model, at the correction scale to measure.
+      image, hints: A photo and its hints (`load_photo`).
+      automatic: The distances without hints, if already measured: they do
+        not depend on the correction scale.
 
     Returns:
       {'hints': with all the hints, 'automatic': without any,
@@ -74,11 +92,7 @@ def hint_distances(colorizer, path: str, hints) -> dict[str, list]:
     import tensorflow as tf
 
     from chromagen_tf import color
-    from chromagen_tf import hint_format
-    from chromagen_tf.data import imaging
 
-    image = np.asarray(imaging.load_rgb(path).image)
-    hint_format.check_inside(hints, image.shape[1], image.shape[0], path)
     picked = color.rgb_to_lab(
         tf.constant([[h.rgb for h in hints]], tf.float32) / 255.0
     ).numpy()[0, :, 1:]
@@ -86,9 +100,10 @@ def hint_distances(colorizer, path: str, hints) -> dict[str, list]:
     points = [(h.x, h.y) for h in hints]
     hint_lists = {
         'hints': hints,
-        'automatic': None,
         'colours_only': [h for h, n in zip(hints, neutral) if not n],
     }
+    if automatic is None:
+        hint_lists['automatic'] = None
     distances = {
         name: np.linalg.norm(
             ab_at_points(colorizer.colorize([image], [hint_list])[0], points)
@@ -97,6 +112,8 @@ def hint_distances(colorizer, path: str, hints) -> dict[str, list]:
         ).tolist()
         for name, hint_list in hint_lists.items()
     }
+    if automatic is not None:
+        distances['automatic'] = automatic
     distances['neutral'] = neutral.tolist()
     return distances
 
@@ -127,7 +144,6 @@ def main(argv):
     if not photos:
         raise app.UsageError('No photo of --photo_sets has a hint sidecar.')
     scales = [float(value) for value in _HINT_CORRECTIONS.value] or [None]
-    report = {'photos': photos, 'scales': {}}
     print(
         'median (mean) |delta a*b*| at the hint points; at the neutral '
         'points also with the colour hints alone'
@@ -137,19 +153,30 @@ def main(argv):
         f'{"all hints":>13} {"no hints":>13} '
         f'{"neutral: all":>13} {"colours only":>13}'
     )
-    for scale in scales:
-        colorizer = colorize_lib.load_colorizer(
+    colorizers = {
+        scale: colorize_lib.load_colorizer(
             hint_flags.MODEL.value or None,
             hint_flags.STAGE.value,
             hint_flags.RENDER_SIZE.value,
             hint_correction=scale,
         )
-        rows = {}
-        for path in photos:
-            hints = hint_format.read_file(hint_format.sidecar_path(path))
-            distances = hint_distances(colorizer, path, hints)
-            name = os.path.basename(path)
-            rows[name] = distances
+        for scale in scales
+    }
+    report = {
+        'photos': photos,
+        'scales': {
+            str(scale): {'model': colorizer.description, 'photos': {}}
+            for scale, colorizer in colorizers.items()
+        },
+    }
+    for path in photos:
+        image, hints = load_photo(path)
+        name = os.path.basename(path)
+        automatic = None
+        for scale, colorizer in colorizers.items():
+            distances = hint_distances(colorizer, image, hints, automatic)
+            automatic = distances['automatic']
+            report['scales'][str(scale)]['photos'][name] = distances
             neutral = np.array(distances['neutral'])
             columns = [
                 np.array(distances['hints']),
@@ -162,10 +189,6 @@ def main(argv):
                 f'{"own" if scale is None else scale:>10} '
                 + ' '.join(_median_and_mean(values) for values in columns)
             )
-        report['scales'][str(scale)] = {
-            'model': colorizer.description,
-            'photos': rows,
-        }
     hint_flags.write_report(report)
 
 

@@ -8,7 +8,6 @@ import tensorflow as tf
 
 from bench import bench_sidecar_hints
 from chromagen_tf import color
-from chromagen_tf import hint_format
 from chromagen_tf.inference import colorize_lib
 from tests import conftest
 
@@ -34,11 +33,11 @@ class AbAtPointsTest(tf.test.TestCase):
 @pytest.mark.slow  # The bundled model on a photo, twice.
 class BundledModelTest(tf.test.TestCase):
     def test_the_sidecar_hints_bring_the_colours_nearer(self):
-        photo = os.path.join(conftest.SAMPLE_PHOTOS, 'astronaut.jpg')
-        hints = hint_format.read_file(hint_format.sidecar_path(photo))
-        distances = bench_sidecar_hints.hint_distances(
-            colorize_lib.load_colorizer(), photo, hints
+        image, hints = bench_sidecar_hints.load_photo(
+            os.path.join(conftest.SAMPLE_PHOTOS, 'astronaut.jpg')
         )
+        colorizer = colorize_lib.load_colorizer()
+        distances = bench_sidecar_hints.hint_distances(colorizer, image, hints)
         for name in ('hints', 'automatic', 'colours_only', 'neutral'):
             self.assertLen(distances[name], len(hints), name)
         # BENCHMARKS.md "Hand-picked hints": medians 7.3 against 34.8.
@@ -51,3 +50,8 @@ class BundledModelTest(tf.test.TestCase):
         self.assertGreater(
             distances['colours_only'][index], distances['hints'][index] + 5
         )
+        # Distances without hints, given, are taken as they are.
+        again = bench_sidecar_hints.hint_distances(
+            colorizer, image, hints, automatic=distances['automatic']
+        )
+        self.assertEqual(again, distances)
